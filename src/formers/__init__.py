@@ -1,0 +1,8 @@
+"""formers: the Transformer family in PyTorch, readable, exact against reference implementations, fast."""
+
+from formers.hub import from_pretrained, save_pretrained
+from formers.registry import create_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "create_model", "from_pretrained", "list_models", "save_pretrained"]

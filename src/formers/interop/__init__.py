@@ -1,0 +1,18 @@
+"""Converters from other libraries' checkpoints (declarative key maps, invertible)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+
+def load_hf_directory(directory: Path, meta: dict[str, Any]) -> nn.Module:
+    """Builds the formers model for a Hugging Face directory, dispatching on ``model_type``."""
+    model_type = meta["model_type"]
+    if model_type == "marian":
+        from formers.interop.marian import load_marian_directory
+
+        return load_marian_directory(directory, meta)
+    raise ValueError(f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['marian']")

@@ -1,0 +1,33 @@
+"""Shared building blocks: the only home of attention math, masks, positions, norms, FFN and embeddings."""
+
+from formers.layers.attention import KVCache, MultiHeadAttention, scaled_dot_product_attention
+from formers.layers.blocks import DecoderBlock, EncoderBlock, PreNormDecoderBlock, PreNormEncoderBlock
+from formers.layers.embedding import OutputProjection, TokenEmbedding
+from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
+from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
+from formers.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
+from formers.layers.validation import check_ids_shape, check_padding_mask, check_token_ids
+
+__all__ = [
+    "ACTIVATIONS",
+    "DecoderBlock",
+    "EncoderBlock",
+    "FeedForward",
+    "KVCache",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "OutputProjection",
+    "PreNormDecoderBlock",
+    "PreNormEncoderBlock",
+    "SinusoidalPositionalEncoding",
+    "TokenEmbedding",
+    "causal_mask",
+    "check_ids_shape",
+    "check_padding_mask",
+    "check_token_ids",
+    "combine_masks",
+    "get_activation",
+    "padding_to_attn_mask",
+    "scaled_dot_product_attention",
+    "sinusoidal_table",
+]

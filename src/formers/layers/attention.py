@@ -1,0 +1,201 @@
+"""Scaled dot-product attention (one function, two paths) and multi-head attention with a KV cache.
+
+``scaled_dot_product_attention`` computes softmax(Q K^T / sqrt(d) + bias) V (Vaswani et al. 2017, eq. 1).
+The ``"sdpa"`` path calls ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
+kernels on GPU); the ``"math"`` path writes the equation out and is the reference the tests compare against.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Backend = Literal["sdpa", "math"]
+
+
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None = None,
+    attn_bias: Tensor | None = None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    backend: Backend = "sdpa",
+) -> Tensor:
+    """Attention over heads.
+
+    Args:
+        q: queries (B, H, Tq, Dh).
+        k: keys (B, H, Tk, Dh).
+        v: values (B, H, Tk, Dv).
+        attn_mask: boolean, broadcastable to (B, H, Tq, Tk); True = may attend.
+        attn_bias: additive float bias broadcastable to (B, H, Tq, Tk) (relative positions, ALiBi, ...).
+        is_causal: query i attends to keys j <= i + (Tk - Tq) (aligned to the end, as with a KV cache).
+        dropout_p: dropout on the attention weights (pass 0.0 in eval).
+        scale: multiplier of Q K^T; default 1/sqrt(Dh).
+        backend: ``"sdpa"`` (fused kernels) or ``"math"`` (readable reference).
+
+    Returns:
+        (B, H, Tq, Dv).
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    tq, tk = q.shape[-2], k.shape[-2]
+    if is_causal and (tq != tk or attn_mask is not None or attn_bias is not None or backend == "math"):
+        # Fold causality into the boolean mask; aligned to the end so cached decoding works (Tq < Tk).
+        causal = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=tk - tq)
+        attn_mask = causal if attn_mask is None else attn_mask & causal
+        is_causal = False
+    if backend == "math":
+        scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, Tq, Tk)
+        if attn_bias is not None:
+            scores = scores + attn_bias
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        if dropout_p > 0.0:
+            weights = F.dropout(weights, p=dropout_p)
+        return torch.matmul(weights, v)  # (B, H, Tq, Dv)
+    if backend != "sdpa":
+        raise ValueError(f"backend must be 'sdpa' or 'math', got {backend!r}")
+    mask: Tensor | None = attn_mask
+    if attn_bias is not None:
+        mask = attn_bias.to(q.dtype)
+        if attn_mask is not None:
+            mask = mask.masked_fill(~attn_mask, float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
+
+
+class KVCache:
+    """Pre-allocated key/value buffer of one attention layer for incremental decoding.
+
+    Keys and values are written in place at ``length`` and views of the filled part are returned, so decoding
+    allocates nothing per step. ``reorder`` selects rows (beam search).
+
+    Args:
+        batch_size: rows B.
+        num_heads: heads H.
+        max_len: capacity T_max in positions.
+        head_dim: Dh.
+    """
+
+    def __init__(
+        self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
+        self.k = torch.zeros(batch_size, num_heads, max_len, head_dim, dtype=dtype, device=device)
+        self.v = torch.zeros_like(self.k)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[2]
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Writes new keys/values (B, H, T, Dh) after the cached ones; returns all so far (B, H, length, Dh)."""
+        t = k.shape[2]
+        if self.length + t > self.max_len:
+            raise ValueError(f"KV cache overflow: {self.length} cached + {t} new positions > capacity {self.max_len}")
+        self.k[:, :, self.length : self.length + t] = k
+        self.v[:, :, self.length : self.length + t] = v
+        self.length += t
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+    def reorder(self, index: Tensor) -> None:
+        """Keeps rows ``index`` (N,) of the batch, e.g. the surviving beams."""
+        self.k = self.k.index_select(0, index)
+        self.v = self.v.index_select(0, index)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query and key/value inputs (self- or cross-attention).
+
+    Args:
+        embed_dim: model width D (= query width).
+        num_heads: H; ``embed_dim`` must be divisible by it.
+        dropout: dropout on attention weights.
+        bias: whether the q/k/v/out projections have biases.
+        kv_dim: width of the key/value input when it differs from ``embed_dim`` (cross-attention).
+        backend: attention backend (``"sdpa"`` or ``"math"``), changeable after construction.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kv_dim: int | None = None,
+        backend: Backend = "sdpa",
+    ) -> None:
+        super().__init__()
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        kv_dim = embed_dim if kv_dim is None else kv_dim
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        self.backend: Backend = backend
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.k_proj = nn.Linear(kv_dim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(kv_dim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, T, D) -> (B, H, T, Dh)
+
+    def project_kv(self, key: Tensor, value: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Projects key/value inputs (B, Tk, Dkv) to heads (B, H, Tk, Dh); computed once for cross-attention."""
+        value = key if value is None else value
+        return self._split_heads(self.k_proj(key)), self._split_heads(self.v_proj(value))
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        *,
+        attn_mask: Tensor | None = None,
+        attn_bias: Tensor | None = None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
+        kv: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """Attends ``query`` (B, Tq, D) to ``key``/``value`` (B, Tk, Dkv); self-attention when ``key`` is None.
+
+        Args:
+            attn_mask: boolean (B or 1, H or 1, Tq, Tk), True = may attend; with a ``cache`` Tk counts
+                the cached positions too.
+            attn_bias: additive bias broadcastable to (B, H, Tq, Tk).
+            is_causal: causal self-attention (aligned to the end when a cache holds earlier positions).
+            cache: self-attention KV cache; the new keys/values are appended and attention covers all.
+            kv: precomputed key/value heads from :meth:`project_kv` (cross-attention during decoding).
+
+        Returns:
+            (B, Tq, D).
+        """
+        q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
+        if kv is not None:
+            k, v = kv
+        else:
+            k, v = self.project_kv(query if key is None else key, value)
+            if cache is not None:
+                k, v = cache.append(k, v)
+        out = scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            attn_bias=attn_bias,
+            is_causal=is_causal,
+            dropout_p=self.dropout if self.training else 0.0,
+            backend=self.backend,
+        )
+        b, _, tq, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, tq, self.embed_dim))  # (B, H, Tq, Dh) -> (B, Tq, D)

@@ -1,0 +1,137 @@
+"""Encoder and decoder blocks: post-norm (the paper, x = LN(x + Sublayer(x))) and pre-norm variants.
+
+The post-norm classes follow Vaswani et al. 2017 sec. 3.1; the pre-norm subclasses (x = x + Sublayer(LN(x)))
+train more stably when deep and are what GPT-2 and ViT use. Both share parameters and names.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from formers.layers.attention import KVCache, MultiHeadAttention
+from formers.layers.feedforward import FeedForward
+
+
+class EncoderBlock(nn.Module):
+    """Self-attention + feed-forward, each wrapped in dropout, residual and LayerNorm (post-norm).
+
+    Args:
+        embed_dim: D.
+        num_heads: attention heads.
+        ffn_dim: feed-forward hidden width.
+        dropout: dropout on each sublayer output (residual dropout).
+        attn_dropout: dropout on attention weights.
+        activation_dropout: dropout inside the feed-forward network.
+        activation: feed-forward activation name.
+        layer_norm_eps: LayerNorm epsilon.
+        bias: biases in the linear layers.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        activation: str = "relu",
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(embed_dim, num_heads, dropout=attn_dropout, bias=bias)
+        self.self_attn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
+        self.ffn = FeedForward(embed_dim, ffn_dim, activation, dropout=activation_dropout, bias=bias)
+        self.ffn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, attn_bias: Tensor | None = None) -> Tensor:
+        """(B, T, D) -> (B, T, D); ``attn_mask`` broadcastable to (B, H, T, T), True = may attend."""
+        x = self.self_attn_norm(x + self.dropout(self.self_attn(x, attn_mask=attn_mask, attn_bias=attn_bias)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class PreNormEncoderBlock(EncoderBlock):
+    """Encoder block with LayerNorm before each sublayer: x = x + Sublayer(LN(x))."""
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, attn_bias: Tensor | None = None) -> Tensor:
+        """(B, T, D) -> (B, T, D)."""
+        x = x + self.dropout(self.self_attn(self.self_attn_norm(x), attn_mask=attn_mask, attn_bias=attn_bias))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+class DecoderBlock(nn.Module):
+    """Causal self-attention, cross-attention to the encoder output, feed-forward (post-norm).
+
+    Args are those of :class:`EncoderBlock`; ``memory_dim`` is the encoder output width when it differs.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        activation: str = "relu",
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
+        memory_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(embed_dim, num_heads, dropout=attn_dropout, bias=bias)
+        self.self_attn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
+        self.cross_attn = MultiHeadAttention(embed_dim, num_heads, dropout=attn_dropout, bias=bias, kv_dim=memory_dim)
+        self.cross_attn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
+        self.ffn = FeedForward(embed_dim, ffn_dim, activation, dropout=activation_dropout, bias=bias)
+        self.ffn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def _self_attn(self, x: Tensor, self_mask: Tensor | None, cache: KVCache | None) -> Tensor:
+        return self.dropout(self.self_attn(x, attn_mask=self_mask, is_causal=True, cache=cache))
+
+    def _cross_attn(self, x: Tensor, memory: Tensor | None, memory_mask: Tensor | None, memory_kv) -> Tensor:
+        out = self.cross_attn(x, memory, attn_mask=memory_mask, kv=memory_kv)
+        return self.dropout(out)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        memory_kv: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """Decodes x (B, T, D) against memory (B, S, Dm).
+
+        Args:
+            self_mask: extra boolean mask on self-attention (B or 1, 1, T, T_total) (target padding);
+                causality is always applied.
+            memory_mask: boolean (B, 1, 1, S), True = real source token.
+            cache: self-attention KV cache for incremental decoding.
+            memory_kv: cross-attention keys/values precomputed from memory (then ``memory`` may be None).
+        """
+        x = self.self_attn_norm(x + self._self_attn(x, self_mask, cache))
+        x = self.cross_attn_norm(x + self._cross_attn(x, memory, memory_mask, memory_kv))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class PreNormDecoderBlock(DecoderBlock):
+    """Decoder block with LayerNorm before each sublayer."""
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        memory_kv: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """Same contract as :meth:`DecoderBlock.forward`."""
+        x = x + self._self_attn(self.self_attn_norm(x), self_mask, cache)
+        x = x + self._cross_attn(self.cross_attn_norm(x), memory, memory_mask, memory_kv)
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))

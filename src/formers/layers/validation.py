@@ -1,0 +1,49 @@
+"""Host-side input checks shared by every model: clear errors naming the argument, before any kernel runs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_token_ids(ids: Tensor, vocab_size: int, name: str) -> None:
+    """Raises if ``ids`` is not an integer tensor of values in [0, vocab_size)."""
+    if not isinstance(ids, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
+    if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+    if ids.numel() == 0 or torch.compiler.is_compiling():
+        return
+    lo, hi = torch.aminmax(ids)
+    lo, hi = int(lo), int(hi)
+    if lo < 0 or hi >= vocab_size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{name} holds token id {bad}, outside the vocabulary range [0, {vocab_size})")
+
+
+def check_ids_shape(ids: Tensor, name: str, max_seq_len: int) -> None:
+    """Raises unless ``ids`` is (B, T) with 1 <= T <= max_seq_len and B >= 1."""
+    if not isinstance(ids, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
+    if ids.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, seq_len), got shape {tuple(ids.shape)}")
+    if ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(ids.shape)}; need at least one sequence of one token")
+    if ids.shape[1] > max_seq_len:
+        raise ValueError(
+            f"{name} has length {ids.shape[1]}, beyond max_seq_len={max_seq_len}; "
+            "shorten the input or build the model with a larger max_seq_len"
+        )
+
+
+def check_padding_mask(mask: Tensor | None, ids: Tensor, name: str) -> None:
+    """Raises unless ``mask`` is None or a boolean tensor shaped like ``ids`` with a real token in every row."""
+    if mask is None:
+        return
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(f"{name} must be a boolean tensor (True = real token), got {got}")
+    if mask.shape != ids.shape:
+        raise ValueError(f"{name} must have the shape of its ids {tuple(ids.shape)}, got {tuple(mask.shape)}")
+    if not torch.compiler.is_compiling() and not bool(mask.any(dim=1).all()):
+        raise ValueError(f"{name} hides every token of at least one sequence; each row needs one real token")

@@ -1,0 +1,314 @@
+"""The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al. 2017, arXiv:1706.03762).
+
+Checked against Hugging Face ``transformers``' ``MarianMTModel`` (post-norm encoder-decoder with sinusoidal
+positions) through ``formers.interop.marian``: same logits to 1e-5 in float32 and same greedy translations.
+
+Notable choices: positions start at 0; sinusoids are interleaved as in the paper (``sinusoidal_layout=
+"concatenated"`` for Marian); source and target embeddings and the output projection can share one matrix
+(``share_embeddings``, ``tie_output``) as in sec. 3.4, with embeddings scaled by sqrt(D).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from formers.layers import (
+    DecoderBlock,
+    EncoderBlock,
+    KVCache,
+    LearnedPositionalEmbedding,
+    OutputProjection,
+    PreNormDecoderBlock,
+    PreNormEncoderBlock,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+    check_ids_shape,
+    check_padding_mask,
+    padding_to_attn_mask,
+)
+from formers.models.outputs import Seq2SeqOutput
+from formers.registry import register_family, register_model
+
+
+@dataclass
+class TransformerConfig:
+    """Hyper-parameters of the encoder-decoder Transformer (defaults: the paper's base model)."""
+
+    src_vocab_size: int = 32000
+    tgt_vocab_size: int = 32000
+    embed_dim: int = 512
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    num_heads: int = 8
+    ffn_dim: int = 2048
+    decoder_num_heads: int | None = None  # None: same as num_heads
+    decoder_ffn_dim: int | None = None  # None: same as ffn_dim
+    dropout: float = 0.1
+    attn_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    activation: str = "relu"
+    max_seq_len: int = 256
+    positional: Literal["sinusoidal", "learned"] = "sinusoidal"
+    sinusoidal_layout: Literal["interleaved", "concatenated"] = "interleaved"
+    scale_embedding: bool = True
+    share_embeddings: bool = True  # one matrix for source and target tokens (joint vocabulary)
+    tie_output: bool = True  # output projection uses the target embedding matrix
+    output_bias: bool = False
+    norm_first: bool = False  # pre-norm blocks instead of the paper's post-norm
+    final_norm: bool = False  # LayerNorm after the last encoder and decoder block (use with pre-norm)
+    layer_norm_eps: float = 1e-5
+    pad_id: int = 0
+    bos_id: int = 1  # first decoder input ("decoder start")
+    eos_id: int = 2
+    tokenizer: dict = field(default_factory=dict)  # tokenizer metadata saved with checkpoints
+
+    def __post_init__(self) -> None:
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(
+                f"share_embeddings=True needs src_vocab_size == tgt_vocab_size, got {self.src_vocab_size} "
+                f"and {self.tgt_vocab_size}"
+            )
+        for name in ("pad_id", "bos_id", "eos_id"):
+            value = getattr(self, name)
+            if not 0 <= value < self.tgt_vocab_size:
+                raise ValueError(f"{name}={value} is outside the target vocabulary [0, {self.tgt_vocab_size})")
+
+
+def _positions(config: TransformerConfig) -> nn.Module:
+    if config.positional == "sinusoidal":
+        return SinusoidalPositionalEncoding(config.max_seq_len, config.embed_dim, config.sinusoidal_layout)
+    if config.positional == "learned":
+        return LearnedPositionalEmbedding(config.max_seq_len, config.embed_dim)
+    raise ValueError(f"positional must be 'sinusoidal' or 'learned', got {config.positional!r}")
+
+
+class TransformerEncoder(nn.Module):
+    """Token embedding + positions -> N encoder blocks (-> optional final LayerNorm)."""
+
+    def __init__(self, config: TransformerConfig, embed: TokenEmbedding) -> None:
+        super().__init__()
+        c = config
+        self.embed = embed
+        self.positions = _positions(c)
+        self.dropout = nn.Dropout(c.dropout)
+        block = PreNormEncoderBlock if c.norm_first else EncoderBlock
+        self.layers = nn.ModuleList(
+            block(c.embed_dim, c.num_heads, c.ffn_dim, c.dropout, c.attn_dropout, c.activation_dropout,
+                  c.activation, c.layer_norm_eps)
+            for _ in range(c.num_encoder_layers)
+        )
+        self.norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps) if c.final_norm else nn.Identity()
+
+    def forward(self, src_ids: Tensor, src_padding_mask: Tensor) -> Tensor:
+        """(B, S) ids, (B, S) bool mask -> (B, S, D)."""
+        positions = torch.arange(src_ids.shape[1], device=src_ids.device)
+        x = self.dropout(self.embed(src_ids) + self.positions(positions))
+        mask = padding_to_attn_mask(src_padding_mask)
+        for layer in self.layers:
+            x = layer(x, attn_mask=mask)
+        return self.norm(x)
+
+
+@dataclass
+class DecoderState:
+    """Incremental-decoding state: self-attention caches, cross-attention keys/values, source mask."""
+
+    caches: list[KVCache]
+    memory_kv: list[tuple[Tensor, Tensor]]
+    memory_mask: Tensor  # (B, 1, 1, S)
+
+    @property
+    def length(self) -> int:
+        """Number of target positions decoded so far."""
+        return self.caches[0].length
+
+    def reorder(self, index: Tensor) -> None:
+        """Keeps batch rows ``index`` (N,) in every cache (beam search)."""
+        for cache in self.caches:
+            cache.reorder(index)
+        self.memory_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.memory_kv]
+        self.memory_mask = self.memory_mask.index_select(0, index)
+
+
+class TransformerDecoder(nn.Module):
+    """Token embedding + positions -> N decoder blocks (-> optional final LayerNorm) -> vocabulary logits."""
+
+    def __init__(self, config: TransformerConfig, embed: TokenEmbedding) -> None:
+        super().__init__()
+        c = config
+        self.embed = embed
+        self.positions = _positions(c)
+        self.dropout = nn.Dropout(c.dropout)
+        self.num_heads = c.decoder_num_heads or c.num_heads
+        block = PreNormDecoderBlock if c.norm_first else DecoderBlock
+        self.layers = nn.ModuleList(
+            block(c.embed_dim, self.num_heads, c.decoder_ffn_dim or c.ffn_dim, c.dropout, c.attn_dropout,
+                  c.activation_dropout, c.activation, c.layer_norm_eps)
+            for _ in range(c.num_decoder_layers)
+        )
+        self.norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps) if c.final_norm else nn.Identity()
+        self.output = OutputProjection(
+            c.embed_dim, c.tgt_vocab_size, bias=c.output_bias, tied_to=embed if c.tie_output else None
+        )
+
+    def forward(
+        self,
+        tgt_ids: Tensor,
+        memory: Tensor | None,
+        memory_mask: Tensor,
+        tgt_padding_mask: Tensor | None = None,
+        state: DecoderState | None = None,
+    ) -> Tensor:
+        """(B, T) target ids -> logits (B, T, V); with ``state``, T new positions after the cached ones."""
+        start = state.length if state is not None else 0
+        positions = torch.arange(start, start + tgt_ids.shape[1], device=tgt_ids.device)
+        x = self.dropout(self.embed(tgt_ids) + self.positions(positions))
+        self_mask = padding_to_attn_mask(tgt_padding_mask) if tgt_padding_mask is not None else None
+        for i, layer in enumerate(self.layers):
+            x = layer(
+                x,
+                memory,
+                self_mask=self_mask,
+                memory_mask=memory_mask,
+                cache=state.caches[i] if state is not None else None,
+                memory_kv=state.memory_kv[i] if state is not None else None,
+            )
+        return self.output(self.norm(x))
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer for sequence-to-sequence tasks (translation).
+
+    Call as ``model(src_ids, tgt_ids, src_padding_mask=None, tgt_padding_mask=None)``; masks are boolean,
+    True = real token. A missing ``src_padding_mask`` is derived from ``pad_id``; a missing
+    ``tgt_padding_mask`` means every target position is real (the decoder start may equal ``pad_id``).
+    """
+
+    family = "transformer"
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        src_embed = TokenEmbedding(c.src_vocab_size, c.embed_dim, c.pad_id, c.scale_embedding, name="src_ids")
+        tgt_embed = (
+            src_embed
+            if c.share_embeddings
+            else TokenEmbedding(c.tgt_vocab_size, c.embed_dim, c.pad_id, c.scale_embedding, name="tgt_ids")
+        )
+        self.encoder = TransformerEncoder(c, src_embed)
+        self.decoder = TransformerDecoder(c, tgt_embed)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform linear weights and zero biases (as fairseq's Transformer); embeddings N(0, D^-1/2)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def _src_mask(self, src_ids: Tensor, src_padding_mask: Tensor | None) -> Tensor:
+        check_ids_shape(src_ids, "src_ids", self.config.max_seq_len)
+        check_padding_mask(src_padding_mask, src_ids, "src_padding_mask")
+        if src_padding_mask is None:
+            src_padding_mask = src_ids != self.config.pad_id
+            if not torch.compiler.is_compiling() and not bool(src_padding_mask.any(dim=1).all()):
+                raise ValueError("src_ids has a row made only of pad_id tokens: the source sentence is empty")
+        return src_padding_mask
+
+    def encode(self, src_ids: Tensor, src_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Encodes sources (B, S) -> (memory (B, S, D), src_padding_mask (B, S))."""
+        src_padding_mask = self._src_mask(src_ids, src_padding_mask)
+        return self.encoder(src_ids, src_padding_mask), src_padding_mask
+
+    def decode(
+        self,
+        tgt_ids: Tensor,
+        memory: Tensor | None,
+        src_padding_mask: Tensor | None,
+        tgt_padding_mask: Tensor | None = None,
+        state: DecoderState | None = None,
+    ) -> Tensor:
+        """Target ids (B, T) against ``memory`` (B, S, D) -> logits (B, T, V).
+
+        With ``state`` (from :meth:`init_state`), ``tgt_ids`` are the new positions only and the state advances.
+        """
+        offset = state.length if state is not None else 0
+        if state is not None:
+            check_ids_shape(tgt_ids, "tgt_ids", self.config.max_seq_len - offset)
+        else:
+            check_ids_shape(tgt_ids, "tgt_ids", self.config.max_seq_len)
+        check_padding_mask(tgt_padding_mask, tgt_ids, "tgt_padding_mask")
+        memory_mask = state.memory_mask if state is not None else padding_to_attn_mask(src_padding_mask)
+        return self.decoder(tgt_ids, memory, memory_mask, tgt_padding_mask, state)
+
+    def init_state(self, memory: Tensor, src_padding_mask: Tensor, max_len: int | None = None) -> DecoderState:
+        """Prepares incremental decoding of up to ``max_len`` target positions for ``memory`` (B, S, D)."""
+        max_len = self.config.max_seq_len if max_len is None else min(max_len, self.config.max_seq_len)
+        dec = self.decoder
+        head_dim = self.config.embed_dim // dec.num_heads
+        caches = [
+            KVCache(memory.shape[0], dec.num_heads, max_len, head_dim, memory.dtype, memory.device) for _ in dec.layers
+        ]
+        memory_kv = [layer.cross_attn.project_kv(memory) for layer in dec.layers]
+        return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask))
+
+    def forward(
+        self,
+        src_ids: Tensor,
+        tgt_ids: Tensor,
+        src_padding_mask: Tensor | None = None,
+        tgt_padding_mask: Tensor | None = None,
+    ) -> Seq2SeqOutput:
+        """Teacher-forced forward pass.
+
+        Args:
+            src_ids: source tokens (B, S).
+            tgt_ids: decoder inputs (B, T), starting with ``bos_id``.
+            src_padding_mask: (B, S) bool, True = real token.
+            tgt_padding_mask: (B, T) bool, True = real token.
+
+        Returns:
+            ``Seq2SeqOutput`` with ``logits`` (B, T, V) and ``encoder_hidden_state`` (B, S, D).
+        """
+        if tgt_ids.shape[:1] != src_ids.shape[:1]:
+            raise ValueError(f"src_ids and tgt_ids must have the same batch size, got {src_ids.shape[0]} and {tgt_ids.shape[0]}")
+        memory, src_padding_mask = self.encode(src_ids, src_padding_mask)
+        logits = self.decode(tgt_ids, memory, src_padding_mask, tgt_padding_mask)
+        return Seq2SeqOutput(logits=logits, encoder_hidden_state=memory)
+
+
+register_family("transformer", TransformerConfig, Transformer)
+
+
+@register_model("transformer", Transformer)
+def transformer_base() -> TransformerConfig:
+    """Paper base model (Table 3): 6+6 layers, 512 wide, 8 heads, FFN 2048, dropout 0.1."""
+    return TransformerConfig()
+
+
+@register_model("transformer", Transformer)
+def transformer_big() -> TransformerConfig:
+    """Paper big model (Table 3): 6+6 layers, 1024 wide, 16 heads, FFN 4096, dropout 0.3."""
+    return TransformerConfig(embed_dim=1024, num_heads=16, ffn_dim=4096, dropout=0.3)
+
+
+@register_model("transformer", Transformer)
+def transformer_small() -> TransformerConfig:
+    """3+3 layers, 256 wide, 4 heads, FFN 1024: small corpora such as Multi30k on one GPU or a CPU."""
+    return TransformerConfig(
+        embed_dim=256, num_encoder_layers=3, num_decoder_layers=3, num_heads=4, ffn_dim=1024, dropout=0.1
+    )
+
+
+@register_model("transformer", Transformer)
+def transformer_tiny() -> TransformerConfig:
+    """2+2 layers, 128 wide, 4 heads, FFN 512: minutes on a CPU."""
+    return TransformerConfig(
+        embed_dim=128, num_encoder_layers=2, num_decoder_layers=2, num_heads=4, ffn_dim=512, dropout=0.1
+    )
