@@ -37,9 +37,9 @@ class TokenEmbedding(nn.Module):
             with torch.no_grad():
                 self.weight[padding_idx].zero_()
 
-    def forward(self, ids: Tensor) -> Tensor:
-        """Ids (B, T) -> embeddings (B, T, D)."""
-        check_token_ids(ids, self.vocab_size, self.name)
+    def forward(self, ids: Tensor, name: str | None = None) -> Tensor:
+        """Ids (B, T) -> embeddings (B, T, D); ``name`` overrides the argument name used in errors."""
+        check_token_ids(ids, self.vocab_size, name or self.name)
         x = F.embedding(ids, self.weight)
         return x * self.scale if self.scale != 1.0 else x
 

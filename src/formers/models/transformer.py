@@ -106,7 +106,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, src_ids: Tensor, src_padding_mask: Tensor) -> Tensor:
         """(B, S) ids, (B, S) bool mask -> (B, S, D)."""
         positions = torch.arange(src_ids.shape[1], device=src_ids.device)
-        x = self.dropout(self.embed(src_ids) + self.positions(positions))
+        x = self.dropout(self.embed(src_ids, "src_ids") + self.positions(positions))
         mask = padding_to_attn_mask(src_padding_mask)
         for layer in self.layers:
             x = layer(x, attn_mask=mask)
@@ -166,7 +166,7 @@ class TransformerDecoder(nn.Module):
         """(B, T) target ids -> logits (B, T, V); with ``state``, T new positions after the cached ones."""
         start = state.length if state is not None else 0
         positions = torch.arange(start, start + tgt_ids.shape[1], device=tgt_ids.device)
-        x = self.dropout(self.embed(tgt_ids) + self.positions(positions))
+        x = self.dropout(self.embed(tgt_ids, "tgt_ids") + self.positions(positions))
         self_mask = padding_to_attn_mask(tgt_padding_mask) if tgt_padding_mask is not None else None
         for i, layer in enumerate(self.layers):
             x = layer(
@@ -276,7 +276,9 @@ class Transformer(nn.Module):
         Returns:
             ``Seq2SeqOutput`` with ``logits`` (B, T, V) and ``encoder_hidden_state`` (B, S, D).
         """
-        if tgt_ids.shape[:1] != src_ids.shape[:1]:
+        check_ids_shape(src_ids, "src_ids", self.config.max_seq_len)
+        check_ids_shape(tgt_ids, "tgt_ids", self.config.max_seq_len)
+        if tgt_ids.shape[0] != src_ids.shape[0]:
             raise ValueError(f"src_ids and tgt_ids must have the same batch size, got {src_ids.shape[0]} and {tgt_ids.shape[0]}")
         memory, src_padding_mask = self.encode(src_ids, src_padding_mask)
         logits = self.decode(tgt_ids, memory, src_padding_mask, tgt_padding_mask)

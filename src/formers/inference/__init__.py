@@ -1,0 +1,1 @@
+"""Inference: decoding (greedy, beam search, sampling) on KV caches, and prediction helpers."""

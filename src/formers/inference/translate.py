@@ -1,0 +1,90 @@
+"""Translating text end to end: tokenize, batch by length, decode (greedy or beam), detokenize."""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol
+
+import torch
+
+from formers.inference.decoding import beam_search, greedy_search
+from formers.models.transformer import Transformer
+
+
+class TextTokenizer(Protocol):
+    pad_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+class Translator:
+    """Translates sentences with an encoder-decoder model and its tokenizer.
+
+    Args:
+        model: a trained :class:`~formers.models.transformer.Transformer` (put in eval mode here).
+        tokenizer: the joint subword tokenizer saved with the model.
+        beam_size: 1 for greedy decoding, else beam search.
+        alpha: length-penalty exponent for beam search.
+        max_tokens: source tokens per batch (sentences are sorted by length, results returned in input order).
+    """
+
+    def __init__(
+        self, model: Transformer, tokenizer: TextTokenizer, beam_size: int = 4, alpha: float = 0.6, max_tokens: int = 4096
+    ) -> None:
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.beam_size = beam_size
+        self.alpha = alpha
+        self.max_tokens = max_tokens
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode_sources(self, texts: list[str]) -> list[list[int]]:
+        """Tokenizes sources, raising on empty sentences and ones longer than the model accepts."""
+        limit = self.model.config.max_seq_len
+        encoded = []
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise ValueError(f"source sentence {i} is empty; give at least one word to translate")
+            ids = self.tokenizer.encode(text)
+            if not ids:
+                raise ValueError(f"source sentence {i} ({text!r}) encodes to no tokens")
+            if len(ids) > limit:
+                raise ValueError(
+                    f"source sentence {i} has {len(ids)} tokens, beyond the model's max_seq_len={limit}; split it"
+                )
+            encoded.append(ids)
+        return encoded
+
+    def translate(self, texts: Iterable[str]) -> list[str]:
+        """Translates each sentence; returns detokenized translations in input order."""
+        texts = list(texts)
+        encoded = self.encode_sources(texts)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        results: list[str] = [""] * len(texts)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and len(encoded[order[end]]) * (end + 1 - start) <= self.max_tokens:
+                end += 1
+            rows = order[start:end]
+            width = max(len(encoded[i]) for i in rows)
+            src = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long)
+            mask = torch.zeros(len(rows), width, dtype=torch.bool)
+            for r, i in enumerate(rows):
+                src[r, : len(encoded[i])] = torch.tensor(encoded[i])
+                mask[r, : len(encoded[i])] = True
+            src, mask = src.to(self.device), mask.to(self.device)
+            if self.beam_size == 1:
+                outputs = greedy_search(self.model, src, mask)
+            else:
+                outputs = beam_search(self.model, src, mask, beam_size=self.beam_size, alpha=self.alpha)
+            for i, ids in zip(rows, outputs):
+                results[i] = self.tokenizer.decode(ids)
+            start = end
+        return results

@@ -1,0 +1,113 @@
+"""Translation task: teacher-forced label-smoothed cross-entropy for training, BLEU for evaluation.
+
+Batches come from ``formers.data.parallel.collate_translation``: ``src_ids``, ``src_padding_mask``, ``tgt_in``
+(= [bos] + target), ``tgt_out`` (= target + [eos]), ``tgt_padding_mask``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import sacrebleu
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from formers.inference.translate import TextTokenizer, Translator
+from formers.models.transformer import Transformer
+from formers.training.task import StepOutput
+
+
+def label_smoothed_nll(logits: Tensor, target: Tensor, mask: Tensor, smoothing: float) -> tuple[Tensor, Tensor]:
+    """Mean label-smoothed cross-entropy and mean NLL over real target tokens.
+
+    Args:
+        logits: (B, T, V).
+        target: (B, T) ids.
+        mask: (B, T) bool, True = real token.
+        smoothing: epsilon of label smoothing (Szegedy et al. 2016; 0.1 in the paper).
+
+    Returns:
+        (loss, nll), each a scalar averaged over real tokens.
+    """
+    logits = logits[mask].float()  # (N, V) real positions only
+    target = target[mask]  # (N,)
+    loss = F.cross_entropy(logits, target, label_smoothing=smoothing)
+    nll = F.cross_entropy(logits, target) if smoothing > 0 else loss
+    return loss, nll.detach()
+
+
+@dataclass
+class TranslationEvalSet:
+    """Held-out data: collated batches for loss/perplexity plus raw sources and references for BLEU."""
+
+    batches: list[dict[str, Tensor]]
+    sources: list[str]
+    references: list[str]
+
+
+class TranslationTask:
+    """Trains an encoder-decoder model on parallel text and evaluates it with sacreBLEU.
+
+    Args:
+        tokenizer: the joint subword tokenizer (detokenizes hypotheses for BLEU).
+        label_smoothing: epsilon (0.1 in the paper).
+        beam_size: decoding beam for evaluation (1 = greedy).
+        alpha: length penalty for beam search.
+        max_bleu_sentences: evaluate BLEU on at most this many sentences (None = all).
+    """
+
+    def __init__(
+        self,
+        tokenizer: TextTokenizer,
+        label_smoothing: float = 0.1,
+        beam_size: int = 1,
+        alpha: float = 0.6,
+        max_bleu_sentences: int | None = None,
+    ) -> None:
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.tokenizer = tokenizer
+        self.label_smoothing = label_smoothing
+        self.beam_size = beam_size
+        self.alpha = alpha
+        self.max_bleu_sentences = max_bleu_sentences
+
+    def training_step(self, model: Transformer, batch: dict[str, Tensor]) -> StepOutput:
+        """Teacher-forced loss on one batch."""
+        out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"])
+        mask = batch["tgt_padding_mask"]
+        loss, nll = label_smoothed_nll(out.logits, batch["tgt_out"], mask, self.label_smoothing)
+        return StepOutput(loss=loss, metrics={"nll": nll}, num_tokens=int(mask.sum()))
+
+    @torch.no_grad()
+    def evaluate(self, model: Transformer, eval_set: TranslationEvalSet) -> dict[str, float]:
+        """Token-level NLL / perplexity on the batches and corpus sacreBLEU of decoded sources."""
+        device = next(model.parameters()).device
+        total_nll, total_tokens = 0.0, 0
+        for batch in eval_set.batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"])
+            mask = batch["tgt_padding_mask"]
+            _, nll = label_smoothed_nll(out.logits, batch["tgt_out"], mask, 0.0)
+            n = int(mask.sum())
+            total_nll += float(nll) * n
+            total_tokens += n
+        metrics: dict[str, float] = {}
+        if total_tokens:
+            metrics["val_nll"] = total_nll / total_tokens
+            metrics["val_ppl"] = math.exp(min(metrics["val_nll"], 50.0))
+        n = len(eval_set.sources) if self.max_bleu_sentences is None else self.max_bleu_sentences
+        if n > 0 and eval_set.sources:
+            translator = Translator(model, self.tokenizer, beam_size=self.beam_size, alpha=self.alpha)
+            hyps = translator.translate(eval_set.sources[:n])
+            metrics["bleu"] = corpus_bleu(hyps, eval_set.references[:n])
+        return metrics
+
+
+def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
+    """sacreBLEU (13a tokenization, detokenized inputs) of hypotheses against one reference each."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"got {len(hypotheses)} hypotheses for {len(references)} references")
+    return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import formers
+from formers.inference.decoding import beam_search, greedy_search, length_penalty
+
+TINY = dict(embed_dim=16, num_heads=2, ffn_dim=32, num_encoder_layers=1, num_decoder_layers=2,
+            src_vocab_size=30, tgt_vocab_size=30, max_seq_len=64)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(1)
+    m = formers.create_model("transformer_tiny", **TINY).eval()
+    with torch.no_grad():  # make eos likely enough that some hypotheses end early
+        m.decoder.output.bias = None
+    return m
+
+
+def sources():
+    src = torch.randint(4, 30, (4, 6))
+    mask = torch.ones_like(src, dtype=torch.bool)
+    mask[1, 3:] = False
+    src[1, 3:] = 0
+    return src, mask
+
+
+def score(model, src, ids):
+    """Sum of log-probabilities of ids (+ eos) given src, by full recomputation."""
+    c = model.config
+    tgt = torch.tensor([[c.bos_id] + ids])
+    logp = model(src, tgt).logits.log_softmax(-1)[0]
+    target = ids + [c.eos_id]
+    return float(sum(logp[t, tok] for t, tok in enumerate(target)))
+
+
+def greedy_by_recomputation(model, src, steps):
+    c = model.config
+    ids = []
+    for _ in range(steps):
+        logits = model(src, torch.tensor([[c.bos_id] + ids])).logits[0, -1]
+        logits[[c.pad_id, c.bos_id]] = float("-inf")
+        tok = int(logits.argmax())
+        if tok == c.eos_id:
+            break
+        ids.append(tok)
+    return ids
+
+
+def test_greedy_cached_equals_full_recomputation(model):
+    src, mask = sources()
+    got = greedy_search(model, src, mask, max_new_tokens=12)
+    for i in range(4):
+        alone = src[i : i + 1, : int(mask[i].sum())]
+        assert got[i] == greedy_by_recomputation(model, alone, 12)
+
+
+def test_greedy_default_limit_is_source_plus_50(model):
+    src = torch.randint(4, 30, (1, 3))
+    with torch.no_grad():
+        model.decoder.output.bias = torch.nn.Parameter(torch.zeros(30))
+        model.decoder.output.bias[model.config.eos_id] = -1e4  # never end
+    assert len(greedy_search(model, src)[0]) == 3 + 50
+
+
+def test_beam_of_one_is_greedy(model):
+    src, mask = sources()
+    assert beam_search(model, src, mask, beam_size=1, alpha=0.0, max_new_tokens=10) == greedy_search(model, src, mask, max_new_tokens=10)
+
+
+def test_beam_finds_at_least_the_greedy_score(model):
+    src, mask = sources()
+    greedy = greedy_search(model, src, mask, max_new_tokens=10)
+    beams = beam_search(model, src, mask, beam_size=5, alpha=0.0, max_new_tokens=10)
+    for i in range(4):
+        alone = src[i : i + 1, : int(mask[i].sum())]
+        if len(greedy[i]) < 10 and len(beams[i]) < 10:  # both ended with eos: comparable full scores
+            assert score(model, alone, beams[i]) >= score(model, alone, greedy[i]) - 1e-4
+
+
+def test_beam_batched_equals_alone(model):
+    src, mask = sources()
+    batched = beam_search(model, src, mask, beam_size=3, max_new_tokens=10)
+    for i in range(4):
+        alone = src[i : i + 1, : int(mask[i].sum())]
+        assert batched[i] == beam_search(model, alone, beam_size=3, max_new_tokens=10)[0]
+
+
+def test_length_penalty_formula_and_errors(model):
+    assert length_penalty(1, 0.6) == pytest.approx(1.0)
+    assert length_penalty(7, 0.6) == pytest.approx(2.0**0.6)
+    src, mask = sources()
+    with pytest.raises(ValueError, match="beam_size must be >= 1"):
+        beam_search(model, src, beam_size=0)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+        greedy_search(model, src, max_new_tokens=0)

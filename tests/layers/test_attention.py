@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from formers.layers import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
+
+
+def paper_attention(q, k, v, mask=None, bias=None):
+    """softmax(Q K^T / sqrt(d_k)) V written out per (batch, head) in float64."""
+    b, h, tq, d = q.shape
+    out = torch.empty(b, h, tq, v.shape[-1], dtype=torch.float64)
+    for i in range(b):
+        for j in range(h):
+            s = q[i, j].double() @ k[i, j].double().T / math.sqrt(d)
+            if bias is not None:
+                s = s + bias.expand(b, h, tq, k.shape[2])[i, j].double()
+            if mask is not None:
+                s[~mask.expand(b, h, tq, k.shape[2])[i, j]] = -math.inf
+            out[i, j] = torch.softmax(s, dim=-1) @ v[i, j].double()
+    return out
+
+
+@pytest.mark.parametrize("backend", ["math", "sdpa"])
+@pytest.mark.parametrize("case", ["plain", "mask", "bias", "mask+bias", "causal", "causal+mask"])
+def test_attention_matches_the_equation(backend, case):
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 5, 8), torch.randn(2, 3, 5, 8)
+    mask = torch.rand(2, 1, 5, 5) > 0.3
+    mask[..., 0] = True  # every query sees at least one key
+    bias = torch.randn(1, 3, 5, 5)
+    kw = {}
+    ref_mask, ref_bias = None, None
+    if "mask" in case:
+        kw["attn_mask"] = ref_mask = mask
+    if "bias" in case:
+        kw["attn_bias"] = ref_bias = bias
+    if "causal" in case:
+        kw["is_causal"] = True
+        c = causal_mask(5)
+        ref_mask = c if ref_mask is None else ref_mask & c
+    out = scaled_dot_product_attention(q, k, v, backend=backend, **kw)
+    ref = paper_attention(q, k, v, ref_mask, ref_bias)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_causal_aligned_to_the_end_for_cached_queries():
+    q, k, v = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)
+    out = scaled_dot_product_attention(q, k, v, is_causal=True)
+    ref = paper_attention(q, k, v, causal_mask(2, 5))
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    assert causal_mask(2, 5).tolist() == [[True] * 4 + [False], [True] * 5]
+
+
+def test_mha_backends_agree_and_cross_attention_shapes():
+    mha = MultiHeadAttention(16, 4, kv_dim=12).eval()
+    x, mem = torch.randn(2, 5, 16), torch.randn(2, 7, 12)
+    mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    mask[1, ..., 4:] = False
+    fast = mha(x, mem, attn_mask=mask)
+    mha.backend = "math"
+    slow = mha(x, mem, attn_mask=mask)
+    assert fast.shape == (2, 5, 16)
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
+    # masked keys have no influence
+    mem2 = mem.clone()
+    mem2[1, 4:] = 100.0
+    torch.testing.assert_close(mha(x, mem2, attn_mask=mask)[1], slow[1], atol=1e-6, rtol=1e-5)
+
+
+def test_kv_cache_incremental_equals_full():
+    mha = MultiHeadAttention(16, 4).eval()
+    x = torch.randn(2, 6, 16)
+    full = mha(x, is_causal=True)
+    cache = KVCache(2, 4, 6, 4, torch.float32, torch.device("cpu"))
+    steps = [mha(x[:, :2], is_causal=True, cache=cache)] + [mha(x[:, t : t + 1], is_causal=True, cache=cache) for t in range(2, 6)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="overflow"):
+        cache.append(torch.zeros(2, 4, 1, 4), torch.zeros(2, 4, 1, 4))
+
+
+def test_kv_cache_reorder_selects_rows():
+    cache = KVCache(3, 1, 4, 2, torch.float32, torch.device("cpu"))
+    k = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 1, 2)
+    cache.append(k, k)
+    cache.reorder(torch.tensor([2, 2, 0]))
+    assert cache.k[:, 0, 0, 0].tolist() == [2.0, 2.0, 0.0]
+
+
+def test_mha_rejects_indivisible_heads():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        MultiHeadAttention(10, 3)

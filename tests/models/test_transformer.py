@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import formers
+from formers.models.transformer import TransformerConfig
+
+TINY = dict(
+    embed_dim=16, num_heads=2, ffn_dim=32, num_encoder_layers=2, num_decoder_layers=2,
+    src_vocab_size=40, tgt_vocab_size=40, max_seq_len=32,
+)
+VARIANTS = [
+    {},
+    {"norm_first": True, "final_norm": True, "activation": "gelu"},
+    {"share_embeddings": False, "tie_output": False, "tgt_vocab_size": 37, "output_bias": True},
+    {"positional": "learned", "scale_embedding": False, "decoder_num_heads": 4, "decoder_ffn_dim": 24},
+]
+
+
+def make(name: str = "transformer_tiny", **extra) -> torch.nn.Module:
+    return formers.create_model(name, **{**TINY, **extra})
+
+
+def batch(b=3, s=7, t=5, vocab=37):
+    src = torch.randint(3, vocab, (b, s))
+    tgt = torch.randint(3, vocab, (b, t))
+    src_mask = torch.ones(b, s, dtype=torch.bool)
+    src_mask[1, 4:] = False
+    src[1, 4:] = 0
+    tgt[:, 0] = 1
+    return src, tgt, src_mask
+
+
+def test_paper_variants_match_table_3():
+    from formers.registry import create_config
+
+    base, big = create_config("transformer_base"), create_config("transformer_big")
+    assert (base.num_encoder_layers, base.num_decoder_layers, base.embed_dim, base.ffn_dim, base.num_heads, base.dropout) == (6, 6, 512, 2048, 8, 0.1)
+    assert (big.num_encoder_layers, big.embed_dim, big.ffn_dim, big.num_heads, big.dropout) == (6, 1024, 4096, 16, 0.3)
+    n = sum(p.numel() for p in formers.create_model("transformer_base", src_vocab_size=37000, tgt_vocab_size=37000).parameters())
+    assert 60e6 < n < 66e6  # the paper's 65M with a 37k joint vocabulary
+
+
+@pytest.mark.parametrize("name", formers.list_models("transformer_*"))
+def test_contract_forward_grad_save_load(name, tmp_path):
+    model = make(name)
+    src, tgt, src_mask = batch()
+    out = model(src, tgt, src_mask)
+    assert out.logits.shape == (3, 5, 40) and torch.isfinite(out.logits).all()
+    out.logits.logsumexp(-1).mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    model.eval()
+    formers.save_pretrained(model, tmp_path / "m")
+    loaded = formers.from_pretrained(tmp_path / "m")
+    torch.testing.assert_close(loaded(src, tgt, src_mask).logits, model(src, tgt, src_mask).logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("extra", VARIANTS)
+def test_cached_decoding_equals_full_recomputation(extra):
+    model = make(**extra).eval()
+    src, tgt, src_mask = batch()
+    full = model(src, tgt, src_mask).logits
+    memory, mask = model.encode(src, src_mask)
+    state = model.init_state(memory, mask, max_len=8)
+    steps = [model.decode(tgt[:, t : t + 1], None, None, state=state) for t in range(tgt.shape[1])]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("extra", VARIANTS)
+def test_padded_rows_equal_unbatched_runs(extra):
+    model = make(**extra).eval()
+    src, tgt, src_mask = batch()
+    tgt_mask = torch.ones_like(tgt, dtype=torch.bool)
+    tgt_mask[2, 3:] = False
+    out = model(src, tgt, src_mask, tgt_mask).logits
+    for i in range(3):
+        n_src, n_tgt = int(src_mask[i].sum()), int(tgt_mask[i].sum())
+        alone = model(src[i : i + 1, :n_src], tgt[i : i + 1, :n_tgt]).logits
+        torch.testing.assert_close(out[i : i + 1, :n_tgt], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_embeddings_are_one_matrix():
+    model = make()
+    assert model.encoder.embed is model.decoder.embed
+    assert model.decoder.output.weight is model.encoder.embed.weight
+    untied = make(share_embeddings=False, tie_output=False)
+    assert untied.decoder.output.weight is not untied.decoder.embed.weight
+
+
+def test_missing_src_mask_is_derived_from_pad_id():
+    model = make().eval()
+    src, tgt, src_mask = batch()
+    torch.testing.assert_close(model(src, tgt).logits, model(src, tgt, src_mask).logits)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = make().eval()
+    src, tgt, src_mask = batch()
+    with pytest.raises(ValueError, match="src_ids holds token id 40"):
+        model(torch.tensor([[5, 40]]), tgt[:1])
+    with pytest.raises(ValueError, match="tgt_ids holds token id 99"):
+        model(src, torch.full_like(tgt, 99))
+    with pytest.raises(ValueError, match="src_ids has length 33, beyond max_seq_len=32"):
+        model(torch.randint(3, 40, (1, 33)), tgt[:1])
+    with pytest.raises(ValueError, match="src_ids is empty"):
+        model(torch.zeros(1, 0, dtype=torch.long), tgt[:1])
+    with pytest.raises(ValueError, match="only of pad_id"):
+        model(torch.zeros(1, 3, dtype=torch.long), tgt[:1])
+    with pytest.raises(ValueError, match="hides every token"):
+        model(src, tgt, torch.zeros_like(src_mask))
+    with pytest.raises(TypeError, match="boolean"):
+        model(src, tgt, src_mask.long())
+    with pytest.raises(ValueError, match="shape"):
+        model(src, tgt, src_mask[:, :3])
+    with pytest.raises(ValueError, match="same batch size"):
+        model(src, tgt[:2])
+    with pytest.raises(ValueError, match="must have shape \\(batch, seq_len\\)"):
+        model(src[0], tgt)
+
+
+def test_create_model_rejects_unknown_overrides_and_names():
+    with pytest.raises(TypeError, match=r"unknown config key\(s\) num_layer .*valid keys: .*num_decoder_layers"):
+        formers.create_model("transformer_tiny", num_layer=3)
+    with pytest.raises(ValueError, match="unknown model name 'transformer_tinyy'.*transformer_tiny"):
+        formers.create_model("transformer_tinyy")
+    with pytest.raises(ValueError, match="share_embeddings=True needs"):
+        TransformerConfig(src_vocab_size=10, tgt_vocab_size=11)
+    assert formers.list_models("transformer_b*") == ["transformer_base", "transformer_big"]
