@@ -1,0 +1,92 @@
+"""Optimizers with parameter groups: weight decay on matrices only.
+
+Biases, norm scales (every 1-D parameter), embedding tables and whatever the model lists in ``no_weight_decay()``
+(the timm convention, e.g. ``{"pos_embed", "cls_token"}``) are excluded from decay. Tied parameters (a shared
+embedding/output matrix) appear once: a parameter listed twice would be updated twice per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+OPTIMIZERS = ("adamw", "adam")
+
+
+def _no_decay_ids(model: nn.Module) -> set[int]:
+    """Ids of embedding tables: ``nn.Embedding`` weights and direct parameters of ``*Embedding`` modules."""
+    ids: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) or type(module).__name__.endswith("Embedding"):
+            ids.update(id(p) for p in module.parameters(recurse=False))
+    names = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    for name, p in model.named_parameters():
+        if name in names or name.split(".")[-1] in names:
+            ids.add(id(p))
+    return ids
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Splits the trainable parameters of ``model`` into a decayed and a non-decayed group.
+
+    Args:
+        model: the model; frozen parameters (``requires_grad=False``) are left out.
+        weight_decay: decay of the matrices group.
+
+    Returns:
+        ``[{"params": decayed, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]``, each
+        parameter exactly once (tied parameters included once), in ``named_parameters`` order. Empty groups are
+        dropped.
+    """
+    no_decay_ids = _no_decay_ids(model)
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for _, p in model.named_parameters():  # named_parameters already drops tied duplicates; `seen` makes sure
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (no_decay if p.ndim <= 1 or id(p) in no_decay_ids else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": float(weight_decay)},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(
+    model: nn.Module,
+    name: str = "adamw",
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.01,
+) -> torch.optim.Optimizer:
+    """Builds Adam or AdamW over the parameter groups of :func:`param_groups`.
+
+    Args:
+        model: the model to optimize.
+        name: ``"adamw"`` (decoupled decay) or ``"adam"`` (L2 decay added to the gradient).
+        lr: learning rate (the peak rate when a schedule multiplies it; 1.0 for the paper's inverse-sqrt formula).
+        betas: Adam betas; the paper uses ``(0.9, 0.98)``.
+        eps: Adam epsilon; the paper uses ``1e-9``.
+        weight_decay: decay applied to matrices only.
+
+    Returns:
+        The optimizer.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"name must be one of {OPTIMIZERS}, got {name!r}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+    groups = param_groups(model, weight_decay)
+    if not groups:
+        raise ValueError("model has no trainable parameters (all have requires_grad=False)")
+    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return cls(groups, lr=lr, betas=tuple(betas), eps=eps)

@@ -1,0 +1,557 @@
+"""The model-agnostic training loop: accumulation, mixed precision, clipping, non-finite guards, logging, resume.
+
+The Trainer knows nothing of the model family: a :class:`~formers.training.task.Task` turns batches into losses
+and models into eval metrics. One optimizer step reads back a single pair of numbers from the device (loss and
+gradient norm, needed to skip non-finite steps); task metrics are read only at logging time.
+
+Resuming restores weights, optimizer, scheduler, GradScaler, RNG states and the position in the epoch (through
+the loader's ``state_dict`` when it has one, else by ``set_epoch(epoch)`` and skipping consumed batches), so a
+resumed run takes exactly the steps the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from formers.training.checkpoint import (
+    BEST_NAME,
+    ExtraFiles,
+    TrainerState,
+    checkpoints_dir,
+    copy_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+    write_checkpoint,
+)
+from formers.training.optim import build_optimizer
+from formers.training.task import StepOutput
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+METRICS_CSV = "metrics.csv"
+CURVES_PNG = "curves.png"
+TENSORBOARD_DIR = "tensorboard"
+BASE_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "nonfinite_skips")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised after ``max_consecutive_nonfinite`` optimizer steps in a row had a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainerConfig:
+    """How to train (what to train is the task's business).
+
+    Attributes:
+        max_steps: optimizer steps to take (skipped non-finite steps count: they consumed their batches).
+        max_epochs: stop after this many epochs as well (whichever comes first); ``None``: steps only.
+        grad_accum_steps: micro-batches per optimizer step; the step's loss is their mean.
+        max_grad_norm: clip the global L2 gradient norm to this; 0 turns clipping off (the norm is still logged).
+        precision: ``"fp32"``, ``"bf16"`` (autocast on CUDA or CPU) or ``"fp16"`` (CUDA autocast + GradScaler).
+        eval_every: evaluate every this many steps (0: only at the end); needs an ``eval_loader``.
+        save_every: write a step checkpoint every this many steps (0: only at the end).
+        keep_last: step checkpoints kept (older ones are deleted; ``best/`` is separate).
+        best_metric: key of the task's eval dict that selects ``checkpoints/best`` (``None``: no best copy).
+        best_mode: ``"max"`` or ``"min"``: which direction of ``best_metric`` is better.
+        log_every: write a metrics row every this many steps.
+        seed: seeds python, numpy and torch at the start of a fresh run (resumed runs restore the RNG states).
+        deterministic: ``torch.use_deterministic_algorithms(True)`` and deterministic cuDNN.
+        max_consecutive_nonfinite: raise :class:`NonFiniteLossError` after this many skipped steps in a row.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress_bar: show a tqdm bar with loss, lr and tokens/s.
+        tensorboard: also log to ``run_dir/tensorboard`` (skipped when tensorboard is not installed).
+    """
+
+    max_steps: int | None = 1000
+    max_epochs: int | None = None
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"
+    eval_every: int = 0
+    save_every: int = 0
+    keep_last: int = 3
+    best_metric: str | None = None
+    best_mode: str = "max"
+    log_every: int = 10
+    seed: int = 0
+    deterministic: bool = False
+    max_consecutive_nonfinite: int = 5
+    device: str = "auto"
+    progress_bar: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_steps is None and self.max_epochs is None:
+            raise ValueError("TrainerConfig needs max_steps or max_epochs, got neither")
+        for name in ("max_steps", "max_epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        for name in ("grad_accum_steps", "keep_last", "log_every", "max_consecutive_nonfinite"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "save_every", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.best_mode not in ("max", "min"):
+            raise ValueError(f"best_mode must be 'max' or 'min', got {self.best_mode!r}")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; other strings are checked for availability."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} requested but CUDA is not available")
+    return resolved
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds python's, numpy's and torch's (CPU and CUDA) global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_deterministic() -> None:
+    """Deterministic kernels (errors on ops without one) and cuDNN without autotuning."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Moves tensors in (nested) dicts, lists and tuples, or any object with ``.to(device)``, to ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(move_to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    return batch
+
+
+class MetricsCSV:
+    """``metrics.csv`` with columns added as metrics appear (the file is rewritten when its header grows).
+
+    Args:
+        path: the CSV file.
+        keep_until_step: when resuming, rows up to this step are kept and later ones (logged after the checkpoint
+            by an interrupted run) dropped; ``None`` starts a new file.
+    """
+
+    def __init__(self, path: Path, keep_until_step: int | None = None) -> None:
+        self.path = path
+        self.columns: list[str] = list(BASE_COLUMNS)
+        self.rows: list[dict[str, Any]] = []
+        if keep_until_step is not None and path.exists():
+            with open(path, newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh)
+                self.columns += [c for c in reader.fieldnames or [] if c not in self.columns]
+                self.rows = [r for r in reader if r.get("step", "").isdigit() and int(r["step"]) <= keep_until_step]
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns, restval="")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Appends ``row`` (floats written with full precision)."""
+        row = {k: (repr(float(v)) if isinstance(v, float) else v) for k, v in row.items()}
+        self.rows.append(row)
+        new = [k for k in row if k not in self.columns]
+        if new:
+            self.columns += new
+            self._rewrite()
+            return
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
+            csv.DictWriter(fh, fieldnames=self.columns, restval="").writerow(row)
+
+
+class _Window:
+    """Sums over the steps since the last log row; tensors stay on the device until :meth:`read`."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.losses: list[float] = []
+        self.norms: list[float] = []
+        self.tokens: int | Tensor = 0
+        self.metric_sums: dict[str, Tensor | float] = {}
+        self.micro_batches = 0
+
+    def add_micro(self, out: StepOutput) -> None:
+        self.micro_batches += 1
+        tokens = out.num_tokens.detach() if isinstance(out.num_tokens, Tensor) else out.num_tokens
+        self.tokens = self.tokens + tokens
+        for k, v in out.metrics.items():
+            v = v.detach().float() if isinstance(v, Tensor) else float(v)
+            self.metric_sums[k] = self.metric_sums[k] + v if k in self.metric_sums else v
+
+    def read(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        finite_losses = [x for x in self.losses if math.isfinite(x)]
+        finite_norms = [x for x in self.norms if math.isfinite(x)]
+        row = {
+            "loss": sum(finite_losses) / len(finite_losses) if finite_losses else float("nan"),
+            "grad_norm": sum(finite_norms) / len(finite_norms) if finite_norms else float("nan"),
+            "tokens_per_s": float(self.tokens) / elapsed,
+        }
+        for k, v in self.metric_sums.items():  # the one sync per log row
+            row[f"train_{k}"] = float(v) / max(self.micro_batches, 1)
+        return row
+
+
+class Trainer:
+    """Trains ``model`` on ``task`` with ``train_loader`` into ``run_dir``.
+
+    Args:
+        model: any ``nn.Module`` (moved to the configured device); formers models also get ``config.json``
+            in their checkpoints, so ``formers.from_pretrained(run_dir)`` loads the latest one.
+        task: object with ``training_step(model, batch) -> StepOutput`` and ``evaluate(model, loader) -> dict``.
+        train_loader: iterable over one epoch of batches, ideally with ``set_epoch(epoch)`` (deterministic order
+            per epoch) and optionally ``state_dict()`` / ``load_state_dict()``.
+        config: a :class:`TrainerConfig`.
+        run_dir: where ``metrics.csv``, ``curves.png``, ``tensorboard/`` and ``checkpoints/`` go.
+        optimizer: defaults to ``build_optimizer(model)`` (AdamW, decay on matrices only).
+        scheduler: an LR scheduler stepped once per applied optimizer step (skipped steps do not advance it).
+        eval_loader: passed to ``task.evaluate``; without it no evaluation happens.
+        extra_files: ``{file name: path}`` copied into every checkpoint, or a callback ``fn(checkpoint_dir)``
+            writing files there (e.g. ``tokenizer.json``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Any,
+        train_loader: Iterable[Any],
+        config: TrainerConfig,
+        run_dir: str | Path,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any | None = None,
+        eval_loader: Iterable[Any] | None = None,
+        extra_files: ExtraFiles | None = None,
+    ) -> None:
+        if not isinstance(config, TrainerConfig):
+            raise TypeError(f"config must be a TrainerConfig, got {type(config).__name__}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        for method in ("training_step", "evaluate"):
+            if not callable(getattr(task, method, None)):
+                raise TypeError(f"task must have a {method}() method (the Task protocol), got {type(task).__name__}")
+        if config.best_metric is not None and eval_loader is None:
+            raise ValueError(f"best_metric={config.best_metric!r} needs an eval_loader, got None")
+        self.config = config
+        self.device = resolve_device(config.device)
+        if config.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError(f"precision='fp16' needs a CUDA device, got device {str(self.device)!r} (use 'bf16')")
+        self.model = model.to(self.device)
+        self.task = task
+        self.train_loader = train_loader
+        self.eval_loader = eval_loader
+        self.run_dir = Path(run_dir)
+        self.optimizer = optimizer if optimizer is not None else build_optimizer(self.model)
+        self.scheduler = scheduler
+        self.extra_files = extra_files
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+        self.state = TrainerState()
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self._csv: MetricsCSV | None = None
+        self._tb: Any = None
+
+    # ------------------------------------------------------------------ public
+
+    def fit(self, resume: bool = False) -> TrainerState:
+        """Trains until ``max_steps`` / ``max_epochs``, evaluating, logging and checkpointing on the way.
+
+        Args:
+            resume: continue from ``run_dir/checkpoints/latest`` when it exists (a fresh start otherwise).
+
+        Returns:
+            The final :class:`TrainerState`.
+
+        Raises:
+            NonFiniteLossError: ``max_consecutive_nonfinite`` steps in a row had a non-finite loss or gradient.
+        """
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.deterministic:
+            set_deterministic()
+        checkpoint = latest_checkpoint(self.run_dir) if resume else None
+        loader_state = None
+        if checkpoint is not None:
+            self.state = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler, self.scaler)
+            if hasattr(self.train_loader, "load_state_dict") and (checkpoint / "loader.json").exists():
+                loader_state = load_state(checkpoint, "loader")
+        else:
+            seed_everything(cfg.seed)
+            self.state = TrainerState()
+        self._open_logs(resumed=checkpoint is not None)
+        start_step = self.state.step
+        last_eval = last_save = start_step
+        bar = tqdm(total=cfg.max_steps, initial=start_step, disable=not cfg.progress_bar, dynamic_ncols=True)
+        window = _Window()
+        step_loss: Tensor | None = None
+        micro = 0
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            while not self._done():
+                state = self.state
+                if hasattr(self.train_loader, "set_epoch"):
+                    self.train_loader.set_epoch(state.epoch)
+                iterator = iter(self.train_loader)
+                if loader_state is not None:
+                    self.train_loader.load_state_dict(loader_state)
+                    iterator, loader_state = iter(self.train_loader), None
+                elif state.batch_in_epoch:
+                    iterator = itertools.islice(iterator, state.batch_in_epoch, None)
+                consumed = 0
+                for batch in iterator:
+                    consumed += 1
+                    state.batch_in_epoch += 1
+                    loss = self._forward_backward(batch, window)
+                    step_loss = loss if step_loss is None else step_loss + loss
+                    micro += 1
+                    if micro < cfg.grad_accum_steps:
+                        continue
+                    self._optimizer_step(step_loss / cfg.grad_accum_steps, window)
+                    step_loss, micro = None, 0
+                    state.step += 1
+                    bar.update(1)
+                    if state.step % cfg.log_every == 0 or self._done():
+                        self._log_train(window, bar)
+                        window = _Window()
+                    improved = False
+                    if self.eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
+                        improved = self._evaluate()
+                        last_eval = state.step
+                    saved = None
+                    if cfg.save_every and state.step % cfg.save_every == 0:
+                        saved, last_save = self.save(), state.step
+                    if improved:
+                        self._save_best(saved)
+                    if self._done():
+                        break
+                else:
+                    if consumed == 0 and state.batch_in_epoch == 0:
+                        raise ValueError(f"train_loader yielded no batches in epoch {state.epoch}")
+                    state.epoch += 1
+                    state.batch_in_epoch = 0
+            self.optimizer.zero_grad(set_to_none=True)  # drop a partial accumulation left by max_epochs
+            if self.state.step > start_step:
+                if window.losses:
+                    self._log_train(window, bar)
+                improved = False
+                if self.eval_loader is not None and last_eval != self.state.step:
+                    improved = self._evaluate()
+                saved = self.save() if last_save != self.state.step else None
+                if improved:
+                    self._save_best(saved)
+                self._plot()
+        finally:
+            bar.close()
+            if self._tb is not None:
+                self._tb.close()
+        return self.state
+
+    def evaluate(self) -> dict[str, float]:
+        """Runs ``task.evaluate`` in eval mode under ``torch.no_grad()`` (and autocast) and returns its metrics."""
+        if self.eval_loader is None:
+            raise ValueError("evaluate() needs an eval_loader, got None")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                metrics = self.task.evaluate(self.model, self.eval_loader)
+        finally:
+            self.model.train(was_training)
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"task.evaluate must return a dict of floats, got {type(metrics).__name__}")
+        return {k: float(v) for k, v in metrics.items()}
+
+    def save(self) -> Path:
+        """Writes the step checkpoint of the current state, moves ``latest`` to it and prunes old ones."""
+        return save_checkpoint(
+            self.run_dir, self.model, self.state, self.optimizer, self.scheduler, self.scaler,
+            self.train_loader, self.extra_files, keep_last=self.config.keep_last,
+        )
+
+    # ------------------------------------------------------------------ steps
+
+    def _done(self) -> bool:
+        cfg, state = self.config, self.state
+        return (cfg.max_steps is not None and state.step >= cfg.max_steps) or (
+            cfg.max_epochs is not None and state.epoch >= cfg.max_epochs
+        )
+
+    def _autocast(self) -> torch.autocast:
+        precision = self.config.precision
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=precision != "fp32")
+
+    def _forward_backward(self, batch: Any, window: _Window) -> Tensor:
+        """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss."""
+        batch = move_to_device(batch, self.device)
+        with self._autocast():
+            out = self.task.training_step(self.model, batch)
+        if not isinstance(getattr(out, "loss", None), Tensor):
+            raise TypeError(f"task.training_step must return a StepOutput with a tensor loss, got {type(out).__name__}")
+        if out.loss.ndim != 0:
+            raise ValueError(f"StepOutput.loss must be a scalar (already averaged), got shape {tuple(out.loss.shape)}")
+        self.scaler.scale(out.loss.float() / self.config.grad_accum_steps).backward()
+        window.add_micro(out)
+        return out.loss.detach().float()
+
+    def _optimizer_step(self, loss: Tensor, window: _Window) -> None:
+        """Unscale, measure and clip the gradient, then step unless loss or norm is non-finite."""
+        cfg, state = self.config, self.state
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(self.params, cfg.max_grad_norm, norm)
+        loss_value, norm_value = torch.stack([loss, norm.float().to(loss.device)]).tolist()  # the step's host sync
+        window.losses.append(loss_value)
+        window.norms.append(norm_value)
+        if math.isfinite(loss_value) and math.isfinite(norm_value):
+            if self.scaler.is_enabled():
+                self.scaler.step(self.optimizer)
+            else:
+                self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            state.consecutive_nonfinite = 0
+        else:
+            state.total_nonfinite += 1
+            # With fp16, an overflow of the scaled gradient (finite loss) is the GradScaler's business: it lowers
+            # the scale. Only a non-finite loss counts towards divergence there.
+            if not self.scaler.is_enabled() or not math.isfinite(loss_value):
+                state.consecutive_nonfinite += 1
+            if state.consecutive_nonfinite >= cfg.max_consecutive_nonfinite:
+                raise NonFiniteLossError(
+                    f"{state.consecutive_nonfinite} optimizer steps in a row (ending at step {state.step + 1}) had a "
+                    f"non-finite loss ({loss_value}) or gradient norm ({norm_value}); max_consecutive_nonfinite="
+                    f"{cfg.max_consecutive_nonfinite}. Lower the learning rate, enable clipping (max_grad_norm) or "
+                    "use bf16 instead of fp16; resume from the last checkpoint with fit(resume=True)."
+                )
+        if self.scaler.is_enabled():
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # ------------------------------------------------------------------ eval, best, logs
+
+    def _evaluate(self) -> bool:
+        """Evaluates, logs, updates the best metric; returns whether it improved."""
+        cfg, state = self.config, self.state
+        metrics = self.evaluate()
+        self._write_row({"step": state.step, "epoch": state.epoch, **{f"eval_{k}": v for k, v in metrics.items()}})
+        if self._tb is not None:
+            for k, v in metrics.items():
+                self._tb.add_scalar(f"eval/{k}", v, state.step)
+        self._plot()
+        if cfg.best_metric is None:
+            return False
+        if cfg.best_metric not in metrics:
+            raise ValueError(f"best_metric={cfg.best_metric!r} is not among the eval metrics {sorted(metrics)}")
+        value = metrics[cfg.best_metric]
+        if not math.isfinite(value):
+            return False
+        best = state.best_metric
+        if best is None or (value > best if cfg.best_mode == "max" else value < best):
+            state.best_metric, state.best_step = value, state.step
+            return True
+        return False
+
+    def _save_best(self, saved: Path | None) -> None:
+        best = checkpoints_dir(self.run_dir) / BEST_NAME
+        if saved is not None:
+            copy_checkpoint(saved, best)
+        else:
+            write_checkpoint(
+                best, self.model, self.state, self.optimizer, self.scheduler, self.scaler,
+                self.train_loader, self.extra_files,
+            )
+
+    def _open_logs(self, resumed: bool) -> None:
+        self._csv = MetricsCSV(self.run_dir / METRICS_CSV, keep_until_step=self.state.step if resumed else None)
+        self._tb = None
+        if self.config.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn("tensorboard is not installed: logging to metrics.csv only", stacklevel=3)
+            else:
+                # purge_step drops events an interrupted run logged after its last checkpoint.
+                self._tb = SummaryWriter(
+                    str(self.run_dir / TENSORBOARD_DIR), purge_step=self.state.step + 1 if resumed else None
+                )
+
+    def _write_row(self, row: dict[str, Any]) -> None:
+        assert self._csv is not None
+        self._csv.write(row)
+
+    def _log_train(self, window: _Window, bar: tqdm) -> None:
+        state = self.state
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        values = window.read()
+        row = {"step": state.step, "epoch": state.epoch, **values, "lr": lr, "nonfinite_skips": state.total_nonfinite}
+        self._write_row(row)
+        if self._tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch") and math.isfinite(v):
+                    self._tb.add_scalar(f"train/{k.removeprefix('train_')}", v, state.step)
+        bar.set_postfix(
+            loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{values['tokens_per_s']:.0f}", refresh=False
+        )
+
+    def _plot(self) -> None:
+        from formers.viz.curves import plot_curves
+
+        try:
+            plot_curves(self.run_dir / METRICS_CSV, self.run_dir / CURVES_PNG)
+        except Exception as e:  # a plotting failure must never end a training run
+            warnings.warn(f"could not draw {self.run_dir / CURVES_PNG}: {e}", stacklevel=2)
+
+
+__all__ = [
+    "MetricsCSV",
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainerConfig",
+    "move_to_device",
+    "resolve_device",
+    "seed_everything",
+    "set_deterministic",
+]

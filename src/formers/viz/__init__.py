@@ -1,0 +1,1 @@
+"""Visualisation: training curves, attention maps, detection overlays."""
