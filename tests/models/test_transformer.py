@@ -127,4 +127,6 @@ def test_create_model_rejects_unknown_overrides_and_names():
         formers.create_model("transformer_tinyy")
     with pytest.raises(ValueError, match="share_embeddings=True needs"):
         TransformerConfig(src_vocab_size=10, tgt_vocab_size=11)
+    with pytest.raises(ValueError, match="pad_id=55 is outside the source vocabulary"):
+        TransformerConfig(src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, pad_id=55)
     assert formers.list_models("transformer_b*") == ["transformer_base", "transformer_big"]

@@ -76,6 +76,8 @@ class TransformerConfig:
             value = getattr(self, name)
             if not 0 <= value < self.tgt_vocab_size:
                 raise ValueError(f"{name}={value} is outside the target vocabulary [0, {self.tgt_vocab_size})")
+        if not 0 <= self.pad_id < self.src_vocab_size:
+            raise ValueError(f"pad_id={self.pad_id} is outside the source vocabulary [0, {self.src_vocab_size})")
 
 
 def _positions(config: TransformerConfig) -> nn.Module:
@@ -239,6 +241,10 @@ class Transformer(nn.Module):
         With ``state`` (from :meth:`init_state`), ``tgt_ids`` are the new positions only and the state advances.
         """
         offset = state.length if state is not None else 0
+        if state is not None and tgt_padding_mask is not None:
+            raise ValueError(
+                "tgt_padding_mask is not supported with a decoding state: cached decoding feeds real tokens only"
+            )
         if state is not None:
             check_ids_shape(tgt_ids, "tgt_ids", self.config.max_seq_len - offset)
         else:

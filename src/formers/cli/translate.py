@@ -1,0 +1,109 @@
+"""``formers translate`` (arguments, a file, or stdin) and ``formers evaluate`` (sacreBLEU on a corpus)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from formers.hub import from_pretrained, resolve_checkpoint_dir
+from formers.inference.translate import Translator
+from formers.training.trainer import resolve_device
+
+
+def _add_decoding_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint or run directory")
+    p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy; default 4 as in the paper)")
+    p.add_argument("--alpha", type=float, default=0.6, help="length penalty exponent (default 0.6)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def add_translate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("translate", help="translate sentences with a trained checkpoint")
+    _add_decoding_args(p)
+    p.add_argument("text", nargs="*", help="sentences to translate (default: --file, else one per stdin line)")
+    p.add_argument("--file", type=Path, help="file with one source sentence per line")
+    p.set_defaults(func=run_translate)
+
+
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="sacreBLEU of a checkpoint on a corpus split or on your own files")
+    _add_decoding_args(p)
+    p.add_argument("--src", type=Path, help="source file, one sentence per line (with --ref)")
+    p.add_argument("--ref", type=Path, help="reference file aligned with --src")
+    p.add_argument("--corpus", help="built-in corpus: multi30k or bible-en-es (with --split)")
+    p.add_argument("--split", default="val", help="corpus split (multi30k: train/val; bible-en-es: train/valid/test)")
+    p.add_argument("--src-lang", default=None, help="source language of the corpus (default: the checkpoint's)")
+    p.add_argument("--tgt-lang", default=None, help="target language of the corpus (default: the checkpoint's)")
+    p.add_argument("--data-dir", default=None, help="local folder holding the corpus files")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N sentences only")
+    p.add_argument("--output", type=Path, help="write the hypotheses here")
+    p.set_defaults(func=run_evaluate)
+
+
+def load_translator(args: argparse.Namespace) -> Translator:
+    """Model + tokenizer from ``--checkpoint`` on ``--device``."""
+    from formers.data.tokenizers import SubwordTokenizer
+
+    directory = resolve_checkpoint_dir(args.checkpoint)
+    tok_path = directory / "tokenizer.json"
+    if not tok_path.is_file():
+        raise FileNotFoundError(f"{directory} has no tokenizer.json; translation checkpoints save their tokenizer")
+    tokenizer = SubwordTokenizer.load(tok_path)
+    model = from_pretrained(directory, device=resolve_device(args.device))
+    if model.family != "transformer":
+        raise ValueError(f"{directory} holds a {model.family!r} model; translation needs an encoder-decoder 'transformer'")
+    if tokenizer.vocab_size > model.config.src_vocab_size:
+        raise ValueError(
+            f"tokenizer.json has {tokenizer.vocab_size} tokens but the model's vocabulary is {model.config.src_vocab_size}"
+        )
+    return Translator(model, tokenizer, beam_size=args.beam, alpha=args.alpha)
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    if args.text:
+        texts = args.text
+    elif args.file:
+        texts = args.file.read_text(encoding="utf-8").splitlines()
+    else:
+        texts = [line.rstrip("\n") for line in sys.stdin]
+    if not texts:
+        raise ValueError("nothing to translate: give sentences as arguments, --file, or on stdin")
+    translator = load_translator(args)
+    with torch.inference_mode():
+        for line in translator.translate(texts):
+            print(line, flush=True)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from formers.tasks.translation import corpus_bleu, load_corpus_split
+
+    if (args.src is None) != (args.ref is None):
+        raise ValueError("--src and --ref go together")
+    if args.src is None and args.corpus is None:
+        raise ValueError("give either --src/--ref files or --corpus with --split")
+    translator = load_translator(args)
+    if args.src is not None:
+        sources = args.src.read_text(encoding="utf-8").splitlines()
+        refs = args.ref.read_text(encoding="utf-8").splitlines()
+        if len(sources) != len(refs):
+            raise ValueError(f"--src has {len(sources)} lines but --ref has {len(refs)}")
+    else:
+        meta = translator.model.config.tokenizer
+        src_lang = args.src_lang or meta.get("src_lang")
+        tgt_lang = args.tgt_lang or meta.get("tgt_lang")
+        sources, refs = load_corpus_split(args.corpus, args.split, src_lang, tgt_lang, args.data_dir)
+    if args.limit is not None:
+        sources, refs = sources[: args.limit], refs[: args.limit]
+    start = time.perf_counter()
+    hyps = translator.translate(sources)
+    seconds = time.perf_counter() - start
+    if args.output:
+        args.output.write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    bleu = corpus_bleu(hyps, refs)
+    print(f"sacreBLEU {bleu:.2f} on {len(sources)} sentences (beam {args.beam}, alpha {args.alpha}) in {seconds:.1f}s")
+    return 0
