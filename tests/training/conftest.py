@@ -99,3 +99,12 @@ def make_loader() -> Callable[..., ShuffledLoader]:
 @pytest.fixture
 def task_cls() -> type[CopyTask]:
     return CopyTask
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny models gain nothing from intra-op threads, and on a busy CI machine their spin-waits cost seconds.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
