@@ -330,12 +330,13 @@ class Trainer:
                 state = self.state
                 if hasattr(self.train_loader, "set_epoch"):
                     self.train_loader.set_epoch(state.epoch)
-                iterator = iter(self.train_loader)
-                if loader_state is not None:
+                skip = state.batch_in_epoch
+                if loader_state is not None:  # the loader resumes its own position
                     self.train_loader.load_state_dict(loader_state)
-                    iterator, loader_state = iter(self.train_loader), None
-                elif state.batch_in_epoch:
-                    iterator = itertools.islice(iterator, state.batch_in_epoch, None)
+                    loader_state, skip = None, 0
+                iterator = iter(self.train_loader)
+                if skip:
+                    iterator = itertools.islice(iterator, skip, None)
                 consumed = 0
                 for batch in iterator:
                     consumed += 1
