@@ -305,3 +305,29 @@ def test_bad_configuration_errors(tmp_path: Path, make_model, make_loader, task_
                       eval_loader=[None])
     with pytest.raises(ValueError, match="best_metric='bleu' is not among the eval metrics"):
         trainer.fit()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "fp32"])
+def test_cuda_mixed_precision_resume_is_exact(tmp_path: Path, make_model, make_loader, task_cls, precision: str) -> None:
+    """On CUDA (deterministic kernels): autocast, GradScaler and CUDA RNG states survive a resume bitwise."""
+    cfg = _config(max_steps=8, save_every=4, precision=precision, device="cuda", deterministic=True)
+    try:
+        straight = _trainer(tmp_path / "a", make_model(), task_cls(), make_loader(), cfg)
+        straight.fit()
+        first = _trainer(tmp_path / "b", make_model(), _CrashingTask(task_cls(), 5), make_loader(), cfg)
+        with pytest.raises(_Crash):
+            first.fit()
+        resumed = _trainer(tmp_path / "b", make_model(seed=7), task_cls(), make_loader(), cfg)
+        resumed.fit(resume=True)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert next(resumed.model.parameters()).is_cuda
+    _assert_same_training_state(straight, resumed)
+    assert resumed.scaler.is_enabled() == (precision == "fp16")
+    if precision == "fp16":
+        assert resumed.scaler.get_scale() == straight.scaler.get_scale()
+        assert (tmp_path / "b" / "checkpoints" / "step_00000004" / "scaler.json").exists()
+    rows = [r for r in csv.DictReader(open(tmp_path / "b" / "metrics.csv")) if r["loss"]]
+    assert all(float(r["loss"]) == float(r["loss"]) for r in rows)  # finite losses logged
