@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import numpy as np
 import torch
@@ -82,12 +82,12 @@ class TrainerConfig:
     max_epochs: int | None = None
     grad_accum_steps: int = 1
     max_grad_norm: float = 1.0
-    precision: str = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     eval_every: int = 0
     save_every: int = 0
     keep_last: int = 3
     best_metric: str | None = None
-    best_mode: str = "max"
+    best_mode: Literal["max", "min"] = "max"
     log_every: int = 10
     seed: int = 0
     deterministic: bool = False
