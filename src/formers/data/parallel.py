@@ -1,0 +1,418 @@
+"""Parallel text for translation: reading, encoding, token-budget batching and collation.
+
+The pipeline the translation task iterates each epoch::
+
+    text = read_parallel("train.en.gz", "train.de.gz")           # or read_tsv("train.tsv")
+    dataset = ParallelDataset.from_text(text.src, text.tgt, tokenizer, max_len=256)
+    loader = TranslationLoader(dataset, max_tokens=8192, seed=0)
+    for epoch in range(num_epochs):
+        loader.set_epoch(epoch)
+        for batch in loader: ...                                   # see collate_translation
+
+Nothing is dropped silently: blank lines and short TSV rows raise with file and line number unless
+``skip_empty=True`` is asked for, and the dataset reports how many over-long pairs it rejected.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from formers.data.tokenizers import SubwordTokenizer
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ParallelText:
+    """Aligned sentence pairs read from disk.
+
+    Attributes:
+        src: source sentences.
+        tgt: target sentences, ``tgt[i]`` translating ``src[i]``.
+        num_skipped: pairs dropped on the way: blank sides with ``skip_empty=True``, or a corpus
+            loader's length filter. 0 when nothing was dropped.
+    """
+
+    src: list[str]
+    tgt: list[str]
+    num_skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(zip(self.src, self.tgt))
+
+
+def open_text(path: str | os.PathLike[str]) -> io.TextIOBase:
+    """Opens a UTF-8 text file for reading, transparently gunzipping names ending in ``.gz``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {os.fspath(path)!r}")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="\n")  # type: ignore[return-value]
+    return open(path, encoding="utf-8", newline="\n")  # noqa: SIM115 (caller closes)
+
+
+def _read_lines(path: str | os.PathLike[str]) -> list[str]:
+    with open_text(path) as handle:
+        # splitlines() would also split on \x85, \u2028 and friends inside sentences; only \n ends a line.
+        return [line.rstrip("\r\n") for line in handle]
+
+
+def read_parallel(
+    src_path: str | os.PathLike[str], tgt_path: str | os.PathLike[str], skip_empty: bool = False
+) -> ParallelText:
+    """Reads two line-aligned files (plain or ``.gz``), line i of one translating line i of the other.
+
+    Args:
+        src_path: source-language file, one sentence a line.
+        tgt_path: target-language file with the same number of lines.
+        skip_empty: drop pairs where either side is blank (counted in ``num_skipped``) instead of raising.
+
+    Returns:
+        The pairs, in file order.
+
+    Raises:
+        ValueError: the files have different line counts (both files and counts are named), or a line
+            is blank (file and 1-based line number named) and ``skip_empty`` is False.
+    """
+    src_lines, tgt_lines = _read_lines(src_path), _read_lines(tgt_path)
+    if len(src_lines) != len(tgt_lines):
+        raise ValueError(
+            f"parallel files differ in line count: {os.fspath(src_path)!r} has {len(src_lines)} lines, "
+            f"{os.fspath(tgt_path)!r} has {len(tgt_lines)}"
+        )
+    return _check_pairs(src_lines, tgt_lines, (src_path, tgt_path), skip_empty)
+
+
+def read_tsv(
+    path: str | os.PathLike[str], src_column: int = 0, tgt_column: int = 1, skip_empty: bool = False
+) -> ParallelText:
+    """Reads pairs from a tab-separated file (plain or ``.gz``), one pair a line.
+
+    Args:
+        path: the TSV file, e.g. ``src<TAB>tgt`` or ``id<TAB>src<TAB>tgt``.
+        src_column: 0-based column holding the source sentence.
+        tgt_column: 0-based column holding the target sentence.
+        skip_empty: drop blank lines and pairs with a blank side (counted in ``num_skipped``) instead
+            of raising. Lines with too few columns always raise.
+
+    Returns:
+        The pairs, in file order.
+
+    Raises:
+        ValueError: a line has fewer than ``max(src_column, tgt_column) + 1`` columns, or a side is
+            blank and ``skip_empty`` is False; the file and 1-based line number are named.
+    """
+    if src_column == tgt_column or min(src_column, tgt_column) < 0:
+        raise ValueError(f"src_column and tgt_column must be distinct and >= 0, got {src_column} and {tgt_column}")
+    need = max(src_column, tgt_column) + 1
+    src: list[str] = []
+    tgt: list[str] = []
+    skipped = 0
+    for number, line in enumerate(_read_lines(path), start=1):
+        if skip_empty and not line.strip():
+            skipped += 1
+            continue
+        fields = line.split("\t")
+        if len(fields) < need:
+            raise ValueError(
+                f"{os.fspath(path)!r} line {number}: expected at least {need} tab-separated columns, "
+                f"got {len(fields)}: {line[:80]!r}"
+            )
+        src.append(fields[src_column])
+        tgt.append(fields[tgt_column])
+    checked = _check_pairs(src, tgt, (path, path), skip_empty, tsv_columns=(src_column, tgt_column))
+    return ParallelText(checked.src, checked.tgt, checked.num_skipped + skipped)
+
+
+def _check_pairs(
+    src: list[str],
+    tgt: list[str],
+    paths: tuple[str | os.PathLike[str], str | os.PathLike[str]],
+    skip_empty: bool,
+    tsv_columns: tuple[int, int] | None = None,
+) -> ParallelText:
+    keep_src: list[str] = []
+    keep_tgt: list[str] = []
+    skipped = 0
+    for number, (s, t) in enumerate(zip(src, tgt), start=1):
+        blank_side = 0 if not s.strip() else 1 if not t.strip() else None
+        if blank_side is None:
+            keep_src.append(s)
+            keep_tgt.append(t)
+        elif skip_empty:
+            skipped += 1
+        else:
+            # Without skip_empty no row was dropped, so `number` is the file's 1-based line number.
+            what = f"column {tsv_columns[blank_side]} is blank" if tsv_columns else "is blank"
+            raise ValueError(
+                f"{os.fspath(paths[blank_side])!r} line {number}: {what}; every sentence needs text "
+                "(pass skip_empty=True to drop such pairs)"
+            )
+    return ParallelText(keep_src, keep_tgt, skipped)
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+class ParallelDataset(torch.utils.data.Dataset):
+    """Encoded translation pairs: item i is ``(src_ids, tgt_ids)``, lists of ids without special tokens.
+
+    The collator adds ``<s>``/``</s>`` to targets, so a pair's padded lengths are
+    ``(len(src_ids), len(tgt_ids) + 1)``; :attr:`lengths` returns exactly these.
+
+    Args:
+        src_ids: encoded source sentences, each non-empty.
+        tgt_ids: encoded target sentences, each non-empty, aligned with ``src_ids``.
+        max_len: if given, pairs with ``len(src) > max_len`` or ``len(tgt) + 1 > max_len`` are rejected
+            (not truncated); pass the model's ``max_seq_len``. None keeps every pair.
+
+    Attributes:
+        num_rejected: how many pairs ``max_len`` rejected.
+
+    Raises:
+        ValueError: misaligned inputs, an empty sequence, or ``max_len`` rejecting every pair.
+    """
+
+    def __init__(self, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], max_len: int | None = None):
+        if len(src_ids) != len(tgt_ids):
+            raise ValueError(f"src_ids and tgt_ids must align: got {len(src_ids)} and {len(tgt_ids)} sequences")
+        if max_len is not None and (not isinstance(max_len, int) or max_len < 2):
+            raise ValueError(f"max_len must be None or an int >= 2 (a target needs bos/eos + 1 token), got {max_len!r}")
+        for name, seqs in (("src_ids", src_ids), ("tgt_ids", tgt_ids)):
+            for i, seq in enumerate(seqs):
+                if len(seq) == 0:
+                    raise ValueError(f"{name}[{i}] is empty; every sentence must encode to at least one token")
+        pairs = [(list(s), list(t)) for s, t in zip(src_ids, tgt_ids)]
+        total = len(pairs)
+        if max_len is not None:
+            pairs = [(s, t) for s, t in pairs if len(s) <= max_len and len(t) + 1 <= max_len]
+            if total and not pairs:
+                longest = min(max(len(s), len(t) + 1) for s, t in zip(src_ids, tgt_ids))
+                raise ValueError(
+                    f"max_len={max_len} rejects all {total} pairs (the shortest pair needs {longest}); "
+                    "raise max_len or pass max_len=None to keep everything"
+                )
+        self.max_len = max_len
+        self.num_rejected = total - len(pairs)
+        self._src = [s for s, _ in pairs]
+        self._tgt = [t for _, t in pairs]
+
+    @classmethod
+    def from_text(
+        cls,
+        src_texts: Sequence[str],
+        tgt_texts: Sequence[str],
+        tokenizer: SubwordTokenizer,
+        max_len: int | None = None,
+    ) -> ParallelDataset:
+        """Encodes sentence pairs with ``tokenizer`` (no special tokens) and applies the ``max_len`` filter."""
+        if len(src_texts) != len(tgt_texts):
+            raise ValueError(f"src_texts and tgt_texts must align: got {len(src_texts)} and {len(tgt_texts)} sentences")
+        return cls(tokenizer.encode_batch(list(src_texts)), tokenizer.encode_batch(list(tgt_texts)), max_len=max_len)
+
+    def __len__(self) -> int:
+        return len(self._src)
+
+    def __getitem__(self, index: int) -> tuple[list[int], list[int]]:
+        return self._src[index], self._tgt[index]
+
+    @property
+    def lengths(self) -> list[tuple[int, int]]:
+        """Per pair, the padded-tensor lengths ``(S, T) = (len(src), len(tgt) + 1)`` the collator produces."""
+        return [(len(s), len(t) + 1) for s, t in zip(self._src, self._tgt)]
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+class TokenBucketBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of similar-length pairs whose padded size stays within a token budget.
+
+    A batch of n pairs costs ``n * max_S + n * max_T`` tokens (its padded source plus target tensors),
+    which is kept ``<= max_tokens``. Pairs are sorted by ``(S, T)`` (ties in an order shuffled per
+    epoch) and packed greedily, so each batch is a length bucket with little padding; then the batch
+    order is shuffled. All randomness comes from ``(seed, epoch)``: the same pair gives the same
+    batches, a new epoch (:meth:`set_epoch`) gives a new order.
+
+    Args:
+        lengths: per example, ``(S, T)`` padded lengths (e.g. :attr:`ParallelDataset.lengths`), or a
+            single int when one sequence is all that is batched.
+        max_tokens: token budget per batch.
+        shuffle: shuffle tie order and batch order; False gives a fixed sorted order.
+        seed: base seed.
+        sort_by_length: pack length-sorted examples (buckets); False packs them in (shuffled) index order.
+
+    Raises:
+        ValueError: ``max_tokens`` is not positive, or one example alone exceeds it (index and size named).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[tuple[int, int]] | Sequence[int],
+        max_tokens: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        sort_by_length: bool = True,
+    ) -> None:
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        self._lengths: list[tuple[int, ...]] = [(n,) if isinstance(n, int) else tuple(n) for n in lengths]
+        for i, lens in enumerate(self._lengths):
+            if sum(lens) > max_tokens:
+                raise ValueError(
+                    f"example {i} alone needs {sum(lens)} tokens (lengths {lens}), more than max_tokens={max_tokens}; "
+                    "raise max_tokens or filter long pairs with ParallelDataset(max_len=...)"
+                )
+        self.max_tokens = max_tokens
+        self.shuffle = shuffle
+        self.seed = seed
+        self.sort_by_length = sort_by_length
+        self.epoch = 0
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch whose batch order the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def batches(self) -> list[list[int]]:
+        """The current epoch's batches (lists of example indices), in the order they are yielded."""
+        if self._cache is not None and self._cache[0] == self.epoch:
+            return self._cache[1]
+        rng = random.Random(f"{self.seed}:{self.epoch}")  # str seeds hash deterministically (sha512)
+        order = list(range(len(self._lengths)))
+        if self.shuffle:
+            rng.shuffle(order)
+        if self.sort_by_length:
+            order.sort(key=lambda i: self._lengths[i])  # stable: ties keep the shuffled order
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        widths = [0] * (len(self._lengths[0]) if self._lengths else 0)
+        for i in order:
+            grown = [max(w, n) for w, n in zip(widths, self._lengths[i])]
+            if batch and (len(batch) + 1) * sum(grown) > self.max_tokens:
+                batches.append(batch)
+                batch, grown = [], list(self._lengths[i])
+            batch.append(i)
+            widths = grown
+        if batch:
+            batches.append(batch)
+        if self.shuffle:
+            rng.shuffle(batches)
+        self._cache = (self.epoch, batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+# ----------------------------------------------------------------------------- collation
+
+
+def collate_translation(
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = 0, bos_id: int = 1, eos_id: int = 2
+) -> dict[str, Tensor]:
+    """Pads a list of ``(src_ids, tgt_ids)`` pairs into teacher-forcing tensors.
+
+    Args:
+        pairs: B pairs of id lists without special tokens.
+        pad_id: padding id (model ``pad_id``).
+        bos_id: id prepended to the decoder input.
+        eos_id: id appended to the decoder target.
+
+    Returns:
+        ``src_ids`` (B, S) long; ``src_padding_mask`` (B, S) bool, True = real token;
+        ``tgt_in`` (B, T) long, ``[bos] + tgt``; ``tgt_out`` (B, T) long, ``tgt + [eos]``
+        (the next-token labels for ``tgt_in``); ``tgt_padding_mask`` (B, T) bool, True = real token.
+        S is the longest source, T the longest target + 1; padding positions hold ``pad_id``.
+
+    Raises:
+        ValueError: ``pairs`` is empty or a sequence is empty.
+    """
+    if len(pairs) == 0:
+        raise ValueError("pairs must hold at least one (src_ids, tgt_ids) pair, got an empty batch")
+    for i, (src, tgt) in enumerate(pairs):
+        if len(src) == 0 or len(tgt) == 0:
+            raise ValueError(f"pairs[{i}] has an empty {'source' if len(src) == 0 else 'target'}; got lengths "
+                             f"({len(src)}, {len(tgt)})")
+    batch_size = len(pairs)
+    src_len = max(len(s) for s, _ in pairs)
+    tgt_len = max(len(t) for _, t in pairs) + 1
+    src_ids = torch.full((batch_size, src_len), pad_id, dtype=torch.long)  # (B, S)
+    tgt_in = torch.full((batch_size, tgt_len), pad_id, dtype=torch.long)  # (B, T)
+    tgt_out = torch.full((batch_size, tgt_len), pad_id, dtype=torch.long)  # (B, T)
+    src_padding_mask = torch.zeros(batch_size, src_len, dtype=torch.bool)  # (B, S)
+    tgt_padding_mask = torch.zeros(batch_size, tgt_len, dtype=torch.bool)  # (B, T)
+    for row, (src, tgt) in enumerate(pairs):
+        n, m = len(src), len(tgt) + 1
+        src_ids[row, :n] = torch.as_tensor(src, dtype=torch.long)
+        tgt_in[row, :m] = torch.as_tensor([bos_id, *tgt], dtype=torch.long)
+        tgt_out[row, :m] = torch.as_tensor([*tgt, eos_id], dtype=torch.long)
+        src_padding_mask[row, :n] = True
+        tgt_padding_mask[row, :m] = True
+    return {
+        "src_ids": src_ids,
+        "src_padding_mask": src_padding_mask,
+        "tgt_in": tgt_in,
+        "tgt_out": tgt_out,
+        "tgt_padding_mask": tgt_padding_mask,
+    }
+
+
+class TranslationLoader:
+    """Iterable of collated batches over a :class:`ParallelDataset`, one pass per epoch (CPU, in-process).
+
+    Args:
+        dataset: the encoded pairs.
+        max_tokens: padded-token budget per batch (source + target), see :class:`TokenBucketBatchSampler`.
+        shuffle: shuffle batch order per epoch.
+        seed: base seed; batches depend only on ``(seed, epoch)``.
+        pad_id: padding id.
+        bos_id: begin-of-sentence id.
+        eos_id: end-of-sentence id.
+
+    Yields:
+        Dicts from :func:`collate_translation`.
+    """
+
+    def __init__(
+        self,
+        dataset: ParallelDataset,
+        max_tokens: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        pad_id: int = 0,
+        bos_id: int = 1,
+        eos_id: int = 2,
+    ) -> None:
+        self.dataset = dataset
+        self.sampler = TokenBucketBatchSampler(dataset.lengths, max_tokens, shuffle=shuffle, seed=seed)
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch whose batch order the next iteration yields."""
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        for indices in self.sampler:
+            yield collate_translation([self.dataset[i] for i in indices], self.pad_id, self.bos_id, self.eos_id)
