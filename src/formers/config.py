@@ -136,6 +136,9 @@ def _merge(config: Any, updates: dict[str, Any], prefix: str) -> Any:
         current = getattr(config, k)
         if dataclasses.is_dataclass(current) and isinstance(v, dict):
             changes[k] = _merge(current, v, prefix + k + ".")
+        elif isinstance(current, dict) and isinstance(v, dict):
+            # free-form sections (a recipe's model/data) are merged key by key; their owner validates them
+            changes[k] = {**current, **v}
         else:
             changes[k] = _coerce(v, hints[k], prefix + k)
     return dataclasses.replace(config, **changes)
