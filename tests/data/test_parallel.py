@@ -125,6 +125,7 @@ def test_collate_shapes_masks_and_specials() -> None:
     assert batch["tgt_in"].tolist() == [[1, 8, 9, 0, 0], [1, 11, 12, 13, 14]]
     assert batch["tgt_out"].tolist() == [[8, 9, 2, 0, 0], [11, 12, 13, 14, 2]]
     assert batch["tgt_padding_mask"].tolist() == [[True, True, True, False, False], [True] * 5]
+    assert batch.pop("num_tgt_tokens") == 3 + 5
     for key, value in batch.items():
         assert value.dtype == (torch.bool if key.endswith("mask") else torch.long), key
     with pytest.raises(ValueError, match="empty batch"):

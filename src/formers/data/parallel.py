@@ -340,7 +340,8 @@ def collate_translation(
     Returns:
         ``src_ids`` (B, S) long; ``src_padding_mask`` (B, S) bool, True = real token;
         ``tgt_in`` (B, T) long, ``[bos] + tgt``; ``tgt_out`` (B, T) long, ``tgt + [eos]``
-        (the next-token labels for ``tgt_in``); ``tgt_padding_mask`` (B, T) bool, True = real token.
+        (the next-token labels for ``tgt_in``); ``tgt_padding_mask`` (B, T) bool, True = real token;
+        ``num_tgt_tokens``, an int: the real target tokens (for throughput, without a device sync).
         S is the longest source, T the longest target + 1; padding positions hold ``pad_id``.
 
     Raises:
@@ -373,6 +374,7 @@ def collate_translation(
         "tgt_in": tgt_in,
         "tgt_out": tgt_out,
         "tgt_padding_mask": tgt_padding_mask,
+        "num_tgt_tokens": sum(len(t) + 1 for _, t in pairs),  # counted here so training never syncs for it
     }
 
 

@@ -6,7 +6,7 @@ from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
-from formers.layers.validation import check_ids_shape, check_padding_mask, check_token_ids
+from formers.layers.validation import check_ids_shape, check_padding_mask, check_token_ids, value_checks
 
 __all__ = [
     "ACTIVATIONS",
@@ -30,4 +30,5 @@ __all__ = [
     "padding_to_attn_mask",
     "scaled_dot_product_attention",
     "sinusoidal_table",
+    "value_checks",
 ]

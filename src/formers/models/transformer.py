@@ -30,6 +30,7 @@ from formers.layers import (
     check_padding_mask,
     padding_to_attn_mask,
 )
+from formers.layers.validation import should_check_values
 from formers.models.outputs import Seq2SeqOutput
 from formers.registry import register_family, register_model
 
@@ -219,7 +220,7 @@ class Transformer(nn.Module):
         check_padding_mask(src_padding_mask, src_ids, "src_padding_mask")
         if src_padding_mask is None:
             src_padding_mask = src_ids != self.config.pad_id
-            if not torch.compiler.is_compiling() and not bool(src_padding_mask.any(dim=1).all()):
+            if should_check_values(src_ids) and not bool(src_padding_mask.any(dim=1).all()):
                 raise ValueError("src_ids has a row made only of pad_id tokens: the source sentence is empty")
         return src_padding_mask
 

@@ -17,7 +17,9 @@ from torch import Tensor
 
 from formers.inference.translate import TextTokenizer, Translator
 from formers.models.transformer import Transformer
+from formers.layers import value_checks
 from formers.training.task import StepOutput
+from formers.training.trainer import move_to_device
 
 
 def label_smoothed_nll(logits: Tensor, target: Tensor, mask: Tensor, smoothing: float) -> tuple[Tensor, Tensor]:
@@ -76,11 +78,12 @@ class TranslationTask:
         self.max_bleu_sentences = max_bleu_sentences
 
     def training_step(self, model: Transformer, batch: dict[str, Tensor]) -> StepOutput:
-        """Teacher-forced loss on one batch."""
-        out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"])
+        """Teacher-forced loss on one batch from ``collate_translation`` (valid by construction: no value checks)."""
+        with value_checks(False):
+            out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"])
         mask = batch["tgt_padding_mask"]
         loss, nll = label_smoothed_nll(out.logits, batch["tgt_out"], mask, self.label_smoothing)
-        return StepOutput(loss=loss, metrics={"nll": nll}, num_tokens=int(mask.sum()))
+        return StepOutput(loss=loss, metrics={"nll": nll}, num_tokens=batch["num_tgt_tokens"])
 
     @torch.no_grad()
     def evaluate(self, model: Transformer, eval_set: TranslationEvalSet) -> dict[str, float]:
@@ -88,7 +91,7 @@ class TranslationTask:
         device = next(model.parameters()).device
         total_nll, total_tokens = 0.0, 0
         for batch in eval_set.batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = move_to_device(batch, device)
             out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"])
             mask = batch["tgt_padding_mask"]
             _, nll = label_smoothed_nll(out.logits, batch["tgt_out"], mask, 0.0)

@@ -61,6 +61,8 @@ class TrainerConfig:
     Attributes:
         max_steps: optimizer steps to take (skipped non-finite steps count: they consumed their batches).
         max_epochs: stop after this many epochs as well (whichever comes first); ``None``: steps only.
+        max_minutes: also stop (evaluating and checkpointing as at any end) after this much wall-clock time in
+            one ``fit`` call; a time budget for quick runs. ``None``: no time limit.
         grad_accum_steps: micro-batches per optimizer step; the step's loss is their mean.
         max_grad_norm: clip the global L2 gradient norm to this; 0 turns clipping off (the norm is still logged).
         precision: ``"fp32"``, ``"bf16"`` (autocast on CUDA or CPU) or ``"fp16"`` (CUDA autocast + GradScaler).
@@ -80,6 +82,7 @@ class TrainerConfig:
 
     max_steps: int | None = 1000
     max_epochs: int | None = None
+    max_minutes: float | None = None
     grad_accum_steps: int = 1
     max_grad_norm: float = 1.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -99,6 +102,8 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_epochs is None:
             raise ValueError("TrainerConfig needs max_steps or max_epochs, got neither")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
         for name in ("max_steps", "max_epochs"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -287,6 +292,7 @@ class Trainer:
         self.state = TrainerState()
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self._csv: MetricsCSV | None = None
+        self._deadline: float | None = None
         self._tb: Any = None
 
     # ------------------------------------------------------------------ public
@@ -304,6 +310,7 @@ class Trainer:
             NonFiniteLossError: ``max_consecutive_nonfinite`` steps in a row had a non-finite loss or gradient.
         """
         cfg = self.config
+        self._deadline = time.monotonic() + 60.0 * cfg.max_minutes if cfg.max_minutes is not None else None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.deterministic:
             set_deterministic()
@@ -412,8 +419,10 @@ class Trainer:
 
     def _done(self) -> bool:
         cfg, state = self.config, self.state
-        return (cfg.max_steps is not None and state.step >= cfg.max_steps) or (
-            cfg.max_epochs is not None and state.epoch >= cfg.max_epochs
+        return (
+            (cfg.max_steps is not None and state.step >= cfg.max_steps)
+            or (cfg.max_epochs is not None and state.epoch >= cfg.max_epochs)
+            or (self._deadline is not None and time.monotonic() >= self._deadline)
         )
 
     def _autocast(self) -> torch.autocast:
