@@ -14,7 +14,7 @@ run() {  # name, extra --set args
   cp /tmp/runs/$name/results.json $OUT/${name}_results.json 2>/dev/null
   cp /tmp/runs/$name/curves.png $OUT/${name}_curves.png 2>/dev/null
 }
-run post ${A_ARGS:-} &
-run pre --set model.norm_first=true --set model.final_norm=true --set optim.lr=0.001 --set optim.warmup_steps=1000 ${B_ARGS:-} &
+run post --set model.norm_first=false --set model.final_norm=false --set optim.lr=0.0005 --set optim.warmup_steps=2000 ${A_ARGS:-} &
+run pre ${B_ARGS:-} &
 wait
 for n in post pre; do echo "== $n"; grep -E "data:|final:|Error|error" $OUT/$n.log | tail -8; tail -3 $OUT/${n}_metrics.csv 2>/dev/null; done

@@ -17,11 +17,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="override a config value, e.g. --set model.embed_dim=256 --set train.max_steps=100")
     p.add_argument("--run-dir", type=Path, default=None, help="output directory (default: runs/<recipe name>)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels (same as --set train.deterministic=true); slower on GPU")
+    p.add_argument("--seed", type=int, default=None, help="random seed (same as --set train.seed=N)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = load_recipe(args.recipe, parse_set_args(args.overrides))
+    overrides = parse_set_args(args.overrides)
+    if args.deterministic:
+        overrides["train.deterministic"] = True
+    if args.seed is not None:
+        overrides["train.seed"] = args.seed
+    recipe = load_recipe(args.recipe, overrides)
     run_dir = args.run_dir or Path("runs") / recipe.name
     if not args.resume and (run_dir / "checkpoints" / "latest").exists():
         raise ValueError(
