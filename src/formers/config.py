@@ -78,10 +78,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
-    """Builds dataclass ``cls`` from ``data``; unknown keys raise ``TypeError`` listing the valid ones."""
-    if not isinstance(data, dict):
-        raise TypeError(f"config {prefix or cls.__name__}: expected a mapping, got {type(data).__name__}")
+def _check_keys(cls: type, data: dict[str, Any], prefix: str) -> None:
+    """Raises ``TypeError`` naming unknown keys of ``data`` and listing the valid fields of ``cls``."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -89,6 +87,13 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             f"unknown config key(s) {', '.join(prefix + u for u in unknown)} for {cls.__name__}; "
             f"valid keys: {', '.join(sorted(names))}"
         )
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Builds dataclass ``cls`` from ``data``; unknown keys raise ``TypeError`` listing the valid ones."""
+    if not isinstance(data, dict):
+        raise TypeError(f"config {prefix or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    _check_keys(cls, data, prefix)
     hints = _field_types(cls)
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
@@ -123,13 +128,7 @@ def apply_overrides(config: T, overrides: dict[str, Any]) -> T:
 
 
 def _merge(config: Any, updates: dict[str, Any], prefix: str) -> Any:
-    names = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(updates) - names)
-    if unknown:
-        raise TypeError(
-            f"unknown config key(s) {', '.join(prefix + u for u in unknown)} for {type(config).__name__}; "
-            f"valid keys: {', '.join(sorted(names))}"
-        )
+    _check_keys(type(config), updates, prefix)
     hints = _field_types(type(config))
     changes = {}
     for k, v in updates.items():
