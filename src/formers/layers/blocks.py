@@ -15,6 +15,8 @@ from formers.layers.feedforward import FeedForward
 class EncoderBlock(nn.Module):
     """Self-attention + feed-forward, each wrapped in dropout, residual and LayerNorm (post-norm).
 
+    With ``is_causal=True`` (and optionally a ``KVCache``) it is also the block of decoder-only models.
+
     Args:
         embed_dim: D.
         num_heads: attention heads.
@@ -46,18 +48,45 @@ class EncoderBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None, attn_bias: Tensor | None = None) -> Tensor:
-        """(B, T, D) -> (B, T, D); ``attn_mask`` broadcastable to (B, H, T, T), True = may attend."""
-        x = self.self_attn_norm(x + self.dropout(self.self_attn(x, attn_mask=attn_mask, attn_bias=attn_bias)))
+    def _attend(
+        self, x: Tensor, attn_mask: Tensor | None, attn_bias: Tensor | None, is_causal: bool, cache: KVCache | None
+    ) -> Tensor:
+        out = self.self_attn(x, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=is_causal, cache=cache)
+        return self.dropout(out)
+
+    def forward(
+        self,
+        x: Tensor,
+        attn_mask: Tensor | None = None,
+        attn_bias: Tensor | None = None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """(B, T, D) -> (B, T, D).
+
+        Args:
+            attn_mask: boolean, broadcastable to (B, H, T, T_total), True = may attend.
+            attn_bias: additive bias broadcastable to (B, H, T, T_total).
+            is_causal: causal self-attention (decoder-only models).
+            cache: KV cache holding earlier positions (incremental decoding); T_total counts them too.
+        """
+        x = self.self_attn_norm(x + self._attend(x, attn_mask, attn_bias, is_causal, cache))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
 class PreNormEncoderBlock(EncoderBlock):
     """Encoder block with LayerNorm before each sublayer: x = x + Sublayer(LN(x))."""
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None, attn_bias: Tensor | None = None) -> Tensor:
-        """(B, T, D) -> (B, T, D)."""
-        x = x + self.dropout(self.self_attn(self.self_attn_norm(x), attn_mask=attn_mask, attn_bias=attn_bias))
+    def forward(
+        self,
+        x: Tensor,
+        attn_mask: Tensor | None = None,
+        attn_bias: Tensor | None = None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """Same contract as :meth:`EncoderBlock.forward`."""
+        x = x + self._attend(self.self_attn_norm(x), attn_mask, attn_bias, is_causal, cache)
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
