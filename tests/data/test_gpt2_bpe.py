@@ -5,6 +5,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from formers.data import gpt2_bpe
@@ -208,3 +209,13 @@ def test_train_byte_level_bpe(tmp_path, shared_data):
 def test_from_files_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="encoder_json file"):
         GPT2BPETokenizer.from_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
+
+
+def test_encode_long_equals_encode(shared_data, gpt2_dir):
+    tok = ours(gpt2_dir)
+    tricky = "\n".join(STRINGS) + "\nA\n\nB\n C\n\tD \nE\r\nF\n<|endoftext|>\nG\n"
+    for chunk in (1, 3, 17):
+        assert tok.encode_long(tricky, chunk_chars=chunk, chunks_per_batch=4).tolist() == tok.encode(tricky)
+    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    ids = tok.encode_long(text, chunk_chars=5000)
+    assert ids.dtype == np.int64 and ids.tolist() == tok.encode(text)  # == transformers (test above)

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from formers.cli import checkpoints, listing, train, translate
+from formers.cli import checkpoints, listing, prepare, train, translate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_evaluate_parser(sub)
     checkpoints.add_parser(sub)
     listing.add_parsers(sub)
+    prepare.add_parser(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from formers.data.downloads import default_cache_dir, download, resolve_data_dir
@@ -112,6 +113,32 @@ class GPT2BPETokenizer:
                 raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
 
+    def encode_long(self, text: str, chunk_chars: int = 1 << 20, chunks_per_batch: int = 32) -> np.ndarray:
+        """Ids of a large text (a whole corpus), shape ``(L,)`` ``int64``: equal to ``encode(text)``, faster, less memory.
+
+        The text is cut into chunks of about ``chunk_chars`` characters, only just after a ``"\\n"`` that has a
+        non-space character on each side: there the GPT-2 split regex always ends a piece (the newline is a
+        piece of its own), so no piece or special token straddles a cut and the ids are exactly those of
+        the whole string. Chunks are encoded in parallel, ``chunks_per_batch`` at a time.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
+            raise ValueError(f"chunk_chars must be an int >= 1, got {chunk_chars!r}")
+        chunks, start = [], 0
+        while start < len(text):
+            cut = text.find("\n", start + chunk_chars - 1)
+            while cut != -1 and not _safe_cut(text, cut):
+                cut = text.find("\n", cut + 1)
+            end = len(text) if cut == -1 else cut + 1
+            chunks.append(text[start:end])
+            start = end
+        parts = [np.zeros(0, dtype=np.int64)]
+        for i in range(0, len(chunks), chunks_per_batch):
+            encodings = self._tok.encode_batch(chunks[i : i + chunks_per_batch], add_special_tokens=False)
+            parts.extend(np.asarray(e.ids, dtype=np.int64) for e in encodings)
+        return np.concatenate(parts)
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids`` (special tokens included); incomplete UTF-8 byte sequences become U+FFFD.
 
@@ -157,6 +184,11 @@ class GPT2BPETokenizer:
 
     def __repr__(self) -> str:
         return f"GPT2BPETokenizer(vocab_size={self.vocab_size})"
+
+
+def _safe_cut(text: str, newline: int) -> bool:
+    """Whether the regex split of ``text`` always ends a piece just after the ``"\\n"`` at ``newline``."""
+    return 0 < newline < len(text) - 1 and not text[newline - 1].isspace() and not text[newline + 1].isspace()
 
 
 def train_byte_level_bpe(
