@@ -18,3 +18,14 @@ class Seq2SeqOutput:
 
     logits: Tensor
     encoder_hidden_state: Tensor
+
+
+@dataclass
+class CausalLMOutput:
+    """Decoder-only language-model output.
+
+    Attributes:
+        logits: next-token scores (B, T, V); position t scores the token at t + 1.
+    """
+
+    logits: Tensor

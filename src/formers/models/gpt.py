@@ -1,0 +1,326 @@
+"""GPT-2: a decoder-only pre-norm Transformer language model (Radford et al. 2019, "Language Models are
+Unsupervised Multitask Learners"; https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf).
+
+Checked against Hugging Face ``transformers``' ``GPT2LMHeadModel`` through ``formers.interop.gpt2``: same logits
+to 1e-5 in float32 (with and without left padding) and same greedy continuations as its ``generate``. The
+readable reference it follows is Karpathy's nanoGPT ``model.py``.
+
+Architecture: token + learned absolute position embeddings, dropout, N pre-norm causal blocks (GELU with the
+tanh approximation, FFN 4D), a final LayerNorm and an output projection tied to the token embedding.
+
+Notable choices and differences:
+
+- GPT-2's fused ``c_attn`` (one (D, 3D) Conv1D) is three ``nn.Linear`` here (``q_proj``/``k_proj``/``v_proj``
+  of the shared ``MultiHeadAttention``); ``interop.gpt2`` splits and fuses them.
+- ``bias=False`` removes the linear biases (nanoGPT's option); the LayerNorms keep theirs.
+- Batched prompts of different lengths are LEFT padded (``padding_mask``, True = real token): positions count
+  from each row's first real token and padded keys are ignored, so every real token's logits equal those of
+  the row run alone. Padded queries attend to themselves only; their outputs are meaningless but finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from formers.layers import (
+    KVCache,
+    LearnedPositionalEmbedding,
+    OutputProjection,
+    PreNormEncoderBlock,
+    TokenEmbedding,
+    check_ids_shape,
+    check_padding_mask,
+)
+from formers.models.outputs import CausalLMOutput
+from formers.registry import register_family, register_model
+
+if TYPE_CHECKING:
+    from formers.inference.generation import Streamer
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters of a GPT-2 style language model (defaults: GPT-2 124M)."""
+
+    vocab_size: int = 50257
+    max_seq_len: int = 1024
+    embed_dim: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    ffn_dim: int | None = None  # None: 4 * embed_dim
+    dropout: float = 0.1  # on embeddings and on each sublayer output
+    attn_dropout: float = 0.1
+    bias: bool = True  # biases of the linear layers
+    layer_norm_eps: float = 1e-5
+    activation: str = "gelu_tanh"
+    tie_embeddings: bool = True  # output projection uses the token embedding matrix
+    eos_id: int | None = 50256
+    pad_id: int | None = None  # None: generation fills ended rows with eos_id
+    tokenizer: dict = field(default_factory=dict)  # tokenizer metadata saved with checkpoints
+
+    def __post_init__(self) -> None:
+        if self.embed_dim % self.num_heads != 0:
+            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        for name in ("eos_id", "pad_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"{name}={value} is outside the vocabulary [0, {self.vocab_size})")
+
+    @property
+    def hidden_dim(self) -> int:
+        """The feed-forward width: ``ffn_dim``, or 4 * ``embed_dim`` when unset."""
+        return self.ffn_dim if self.ffn_dim is not None else 4 * self.embed_dim
+
+
+@dataclass
+class GPTState:
+    """Incremental-decoding state: per-layer KV caches plus per-row positions and the key padding mask.
+
+    Attributes:
+        caches: one pre-allocated :class:`KVCache` per layer.
+        key_mask: (B, T_max) bool, True = the cached key at that slot is a real token.
+        num_real: (B,) real tokens seen per row, i.e. the position of the row's next token.
+        padded: whether any padding was fed (otherwise plain causal attention needs no mask).
+    """
+
+    caches: list[KVCache]
+    key_mask: Tensor
+    num_real: Tensor
+    padded: bool = False
+
+    @property
+    def length(self) -> int:
+        """Slots filled so far (padding included)."""
+        return self.caches[0].length
+
+    @property
+    def max_len(self) -> int:
+        """Capacity in slots."""
+        return self.caches[0].max_len
+
+    def reorder(self, index: Tensor) -> None:
+        """Keeps batch rows ``index`` (N,) (beam search)."""
+        for cache in self.caches:
+            cache.reorder(index)
+        self.key_mask = self.key_mask.index_select(0, index)
+        self.num_real = self.num_real.index_select(0, index)
+
+
+class GPT(nn.Module):
+    """Decoder-only causal language model.
+
+    Call as ``model(input_ids, padding_mask=None, cache=None)``; see :meth:`forward`.
+    """
+
+    family = "gpt"
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embed = TokenEmbedding(c.vocab_size, c.embed_dim)
+        self.positions = LearnedPositionalEmbedding(c.max_seq_len, c.embed_dim)
+        self.dropout = nn.Dropout(c.dropout)
+        self.layers = nn.ModuleList(
+            PreNormEncoderBlock(
+                c.embed_dim, c.num_heads, c.hidden_dim, dropout=c.dropout, attn_dropout=c.attn_dropout,
+                activation=c.activation, layer_norm_eps=c.layer_norm_eps, bias=c.bias,
+            )
+            for _ in range(c.num_layers)
+        )
+        self.norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
+        self.output = OutputProjection(c.embed_dim, c.vocab_size, tied_to=self.embed if c.tie_embeddings else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 init: weights N(0, 0.02), zero biases, residual projections N(0, 0.02 / sqrt(2 * num_layers))."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        if not self.config.tie_embeddings:
+            nn.init.normal_(self.output.weight, std=0.02)
+        residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
+        for layer in self.layers:
+            nn.init.normal_(layer.self_attn.out_proj.weight, std=residual_std)
+            nn.init.normal_(layer.ffn.fc2.weight, std=residual_std)
+
+    def init_cache(
+        self,
+        batch_size: int,
+        max_len: int | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> GPTState:
+        """Pre-allocates the decoding state for ``batch_size`` rows of up to ``max_len`` slots.
+
+        Args:
+            batch_size: B.
+            max_len: capacity (prompt + new tokens, padding included); default and limit ``max_seq_len``.
+            dtype: cache dtype (default: the model's).
+            device: cache device (default: the model's).
+        """
+        c = self.config
+        max_len = c.max_seq_len if max_len is None else max_len
+        if not 1 <= max_len <= c.max_seq_len:
+            raise ValueError(f"max_len must be in [1, max_seq_len={c.max_seq_len}], got {max_len}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        weight = self.embed.weight
+        dtype = weight.dtype if dtype is None else dtype
+        device = weight.device if device is None else torch.device(device)
+        head_dim = c.embed_dim // c.num_heads
+        caches = [KVCache(batch_size, c.num_heads, max_len, head_dim, dtype, device) for _ in self.layers]
+        key_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
+        num_real = torch.zeros(batch_size, dtype=torch.long, device=device)
+        return GPTState(caches, key_mask, num_real)
+
+    def _check(self, input_ids: Tensor, padding_mask: Tensor | None, cache: GPTState | None) -> None:
+        c = self.config
+        check_ids_shape(input_ids, "input_ids", c.max_seq_len)
+        if cache is None:
+            check_padding_mask(padding_mask, input_ids, "padding_mask")
+            return
+        if padding_mask is not None:
+            # With a cache a chunk may be all padding for a row (long left padding fed in pieces): no value check.
+            if not isinstance(padding_mask, Tensor) or padding_mask.dtype != torch.bool:
+                got = padding_mask.dtype if isinstance(padding_mask, Tensor) else type(padding_mask).__name__
+                raise TypeError(f"padding_mask must be a boolean tensor (True = real token), got {got}")
+            if padding_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"padding_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+                    f"got {tuple(padding_mask.shape)}"
+                )
+        if not isinstance(cache, GPTState):
+            raise TypeError(f"cache must be a GPTState from init_cache, got {type(cache).__name__}")
+        b, t = input_ids.shape
+        if cache.key_mask.shape[0] != b:
+            raise ValueError(f"input_ids has batch size {b} but the cache was made for {cache.key_mask.shape[0]} rows")
+        if cache.length + t > cache.max_len:
+            raise ValueError(
+                f"input_ids adds {t} positions to {cache.length} cached ones, beyond the cache capacity "
+                f"{cache.max_len} (max_seq_len={c.max_seq_len})"
+            )
+
+    def forward(
+        self, input_ids: Tensor, padding_mask: Tensor | None = None, cache: GPTState | None = None
+    ) -> CausalLMOutput:
+        """Next-token logits for every position.
+
+        Args:
+            input_ids: (B, T) token ids; with ``cache``, the T positions following the cached ones.
+            padding_mask: (B, T) bool, True = real token. Batched prompts are left padded; positions count
+                from each row's first real token and padded keys are ignored.
+            cache: decoding state from :meth:`init_cache`; the new keys/values are appended to it.
+
+        Returns:
+            ``CausalLMOutput`` with ``logits`` (B, T, V).
+        """
+        self._check(input_ids, padding_mask, cache)
+        b, t = input_ids.shape
+        device = input_ids.device
+        offset = cache.length if cache is not None else 0
+        real = padding_mask if padding_mask is not None else torch.ones(b, t, dtype=torch.bool, device=device)
+        before = cache.num_real[:, None] if cache is not None else 0  # (B, 1): real tokens already cached
+        if padding_mask is None and cache is None:
+            positions = torch.arange(t, device=device)[None]  # (1, T)
+        else:
+            positions = (before + real.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
+
+        keys = real
+        if cache is not None:
+            cache.key_mask[:, offset : offset + t] = real
+            cache.num_real += real.sum(dim=1)
+            cache.padded = cache.padded or padding_mask is not None
+            keys = cache.key_mask[:, : offset + t]  # (B, T_total)
+        attn_mask = None
+        if padding_mask is not None or (cache is not None and cache.padded):
+            q_idx = torch.arange(offset, offset + t, device=device)[:, None]  # (T, 1)
+            k_idx = torch.arange(offset + t, device=device)[None, :]  # (1, T_total)
+            # Causal over real keys; a padded query sees itself so that no softmax row is empty.
+            attn_mask = ((k_idx <= q_idx) & keys[:, None, :]) | (k_idx == q_idx)  # (B, T, T_total)
+            attn_mask = attn_mask[:, None]  # (B, 1, T, T_total) broadcast over heads
+
+        x = self.dropout(self.embed(input_ids) + self.positions(positions))  # (B, T, D)
+        for i, layer in enumerate(self.layers):
+            layer_cache = cache.caches[i] if cache is not None else None
+            x = layer(x, attn_mask=attn_mask, is_causal=attn_mask is None, cache=layer_cache)
+        return CausalLMOutput(logits=self.output(self.norm(x)))
+
+    def generate(
+        self,
+        input_ids: Tensor,
+        max_new_tokens: int,
+        padding_mask: Tensor | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_id: int | None = None,
+        seed: int | Sequence[int] | None = None,
+        stop: Callable[[list[int]], bool] | None = None,
+        streamer: Streamer | None = None,
+        truncate: bool = False,
+        as_lists: bool = False,
+    ) -> Tensor | list[list[int]]:
+        """Continues ``input_ids`` (B, T); see :func:`formers.inference.generation.generate` (same arguments)."""
+        from formers.inference.generation import generate
+
+        return generate(
+            self, input_ids, max_new_tokens, padding_mask=padding_mask, do_sample=do_sample,
+            temperature=temperature, top_k=top_k, top_p=top_p, eos_id=eos_id, seed=seed, stop=stop,
+            streamer=streamer, truncate=truncate, as_lists=as_lists,
+        )
+
+
+register_family("gpt", GPTConfig, GPT)
+
+
+@register_model("gpt", GPT)
+def gpt2() -> GPTConfig:
+    """GPT-2 124M: 12 layers, 12 heads, 768 wide, 1024 positions, BPE vocabulary of 50257."""
+    return GPTConfig()
+
+
+@register_model("gpt", GPT)
+def gpt2_medium() -> GPTConfig:
+    """GPT-2 medium (350M): 24 layers, 16 heads, 1024 wide."""
+    return GPTConfig(num_layers=24, num_heads=16, embed_dim=1024)
+
+
+@register_model("gpt", GPT)
+def gpt2_large() -> GPTConfig:
+    """GPT-2 large (774M): 36 layers, 20 heads, 1280 wide."""
+    return GPTConfig(num_layers=36, num_heads=20, embed_dim=1280)
+
+
+@register_model("gpt", GPT)
+def gpt2_xl() -> GPTConfig:
+    """GPT-2 XL (1.5B): 48 layers, 25 heads, 1600 wide."""
+    return GPTConfig(num_layers=48, num_heads=25, embed_dim=1600)
+
+
+@register_model("gpt", GPT)
+def gpt_shakespeare_char() -> GPTConfig:
+    """nanoGPT's Shakespeare char model: 6 layers, 6 heads, 384 wide, block 256, dropout 0.2, no biases.
+
+    ``vocab_size`` (65 for tiny Shakespeare) is set from the character tokenizer; there is no end token.
+    """
+    return GPTConfig(
+        vocab_size=65, max_seq_len=256, embed_dim=384, num_layers=6, num_heads=6, dropout=0.2, attn_dropout=0.2,
+        bias=False, eos_id=None,
+    )
+
+
+@register_model("gpt", GPT)
+def gpt_mini() -> GPTConfig:
+    """CPU-sized: 4 layers, 4 heads, 128 wide, 256 positions (GPT-2 BPE vocabulary unless overridden)."""
+    return GPTConfig(max_seq_len=256, embed_dim=128, num_layers=4, num_heads=4)

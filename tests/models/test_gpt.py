@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import formers
+from formers.models.gpt import GPT, GPTConfig
+
+TINY = dict(embed_dim=16, num_heads=2, num_layers=2, vocab_size=40, max_seq_len=24, eos_id=3, dropout=0.1, attn_dropout=0.1)
+VARIANTS = [
+    {},
+    {"bias": False, "tie_embeddings": False, "activation": "gelu", "ffn_dim": 24},
+    {"num_heads": 4, "pad_id": 0, "layer_norm_eps": 1e-6},
+]
+
+
+def make(name: str = "gpt_mini", **extra) -> GPT:
+    model = formers.create_model(name, **{**TINY, **extra})
+    with torch.no_grad():  # larger weights than GPT-2's init so that rows differ visibly
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return model
+
+
+def left_padded(b=3, t=7, vocab=40):
+    ids = torch.randint(4, vocab, (b, t))
+    mask = torch.ones(b, t, dtype=torch.bool)
+    mask[1, :2] = False
+    mask[2, :5] = False
+    ids[~mask] = 0
+    return ids, mask
+
+
+def test_gpt2_variants_match_the_paper():
+    from formers.registry import create_config
+
+    shapes = {n: create_config(n) for n in ("gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl")}
+    assert [(c.num_layers, c.num_heads, c.embed_dim) for c in shapes.values()] == [
+        (12, 12, 768), (24, 16, 1024), (36, 20, 1280), (48, 25, 1600)
+    ]
+    assert all(c.max_seq_len == 1024 and c.vocab_size == 50257 and c.hidden_dim == 4 * c.embed_dim for c in shapes.values())
+    with torch.device("meta"):
+        n = sum(p.numel() for p in formers.create_model("gpt2").parameters())
+    assert n == 124_439_808  # GPT-2 small with the tied head
+    char = create_config("gpt_shakespeare_char")
+    assert (char.num_layers, char.num_heads, char.embed_dim, char.max_seq_len, char.dropout) == (6, 6, 384, 256, 0.2)
+
+
+@pytest.mark.parametrize("name", formers.list_models("gpt*"))
+def test_contract_forward_grad_save_load(name, tmp_path):
+    model = make(name)
+    ids, mask = left_padded()
+    out = model(ids, mask)
+    assert out.logits.shape == (3, 7, 40) and torch.isfinite(out.logits).all()
+    out.logits[mask].logsumexp(-1).mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    model.eval()
+    formers.save_pretrained(model, tmp_path / "m")
+    loaded = formers.from_pretrained(tmp_path / "m")
+    assert isinstance(loaded, GPT) and loaded.config == model.config
+    torch.testing.assert_close(loaded(ids, mask).logits, model(ids, mask).logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("extra", VARIANTS)
+def test_cached_decoding_equals_full_recomputation(extra):
+    model = make(**extra).eval()
+    ids, mask = left_padded()
+    full = model(ids, mask).logits
+    state = model.init_cache(3, max_len=10)
+    chunks = [model(ids[:, :4], mask[:, :4], cache=state).logits]  # row 2 is all padding in this chunk
+    chunks += [model(ids[:, t : t + 1], mask[:, t : t + 1], cache=state).logits for t in range(4, 7)]
+    torch.testing.assert_close(torch.cat(chunks, 1)[mask], full[mask], atol=1e-5, rtol=1e-5)
+    assert state.length == 7 and state.num_real.tolist() == [7, 5, 2]
+    plain = model(ids[:1]).logits  # no padding: causal fast path, token by token
+    state = model.init_cache(1, max_len=7)
+    steps = torch.cat([model(ids[:1, t : t + 1], cache=state).logits for t in range(7)], 1)
+    torch.testing.assert_close(steps, plain, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("extra", VARIANTS)
+def test_left_padded_rows_equal_unbatched_runs(extra):
+    model = make(**extra).eval()
+    ids, mask = left_padded()
+    out = model(ids, mask).logits
+    for i in range(3):
+        n = int(mask[i].sum())
+        alone = model(ids[i : i + 1, -n:]).logits
+        torch.testing.assert_close(out[i : i + 1, -n:], alone, atol=1e-5, rtol=1e-5)
+    # Right padding also leaves real tokens untouched (causality hides later pads).
+    right = torch.ones(1, 7, dtype=torch.bool)
+    right[0, 4:] = False
+    torch.testing.assert_close(model(ids[:1], right).logits[:, :4], model(ids[:1, :4]).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_tied_head_and_gpt2_init():
+    model = formers.create_model("gpt_mini", **TINY)
+    assert model.output.weight is model.embed.weight
+    assert formers.create_model("gpt_mini", **TINY, tie_embeddings=False).output.weight is not model.embed.weight
+    big = formers.create_model("gpt_mini", embed_dim=64, num_heads=2, num_layers=8)
+    fc1, fc2 = big.layers[0].ffn.fc1.weight, big.layers[0].ffn.fc2.weight
+    assert abs(fc1.std().item() - 0.02) < 0.002
+    assert abs(fc2.std().item() - 0.02 / math.sqrt(16)) < 0.001
+    assert float(big.layers[0].self_attn.q_proj.bias.detach().abs().max()) == 0.0
+    assert big.layers[0].ffn.fc1.bias is not None and formers.create_model("gpt_mini", bias=False).layers[0].ffn.fc1.bias is None
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="eos_id=50256 is outside the vocabulary"):
+        GPTConfig(vocab_size=100)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        GPTConfig(embed_dim=10, num_heads=4)
+    model = make()
+    with pytest.raises(ValueError, match="max_len must be in"):
+        model.init_cache(1, max_len=25)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = make().eval()
+    ids, mask = left_padded()
+    with pytest.raises(ValueError, match="input_ids holds token id 40, outside the vocabulary"):
+        model(torch.tensor([[5, 40]]))
+    with pytest.raises(ValueError, match="input_ids has length 25, beyond max_seq_len=24"):
+        model(torch.randint(4, 40, (1, 25)))
+    with pytest.raises(TypeError, match="padding_mask must be a boolean tensor"):
+        model(ids, mask.long())
+    with pytest.raises(ValueError, match="padding_mask must have the shape"):
+        model(ids, mask[:, :3])
+    with pytest.raises(ValueError, match="hides every token"):
+        model(ids, torch.zeros_like(mask))
+    with pytest.raises(TypeError, match="integer token ids"):
+        model(ids.float())
+    state = model.init_cache(3, max_len=8)
+    model(ids, mask, cache=state)
+    with pytest.raises(ValueError, match="beyond the cache capacity 8"):
+        model(ids[:, :2], cache=state)
+    with pytest.raises(ValueError, match="batch size 1 but the cache was made for 3"):
+        model(ids[:1, :1], cache=state)
+    with pytest.raises(TypeError, match="padding_mask must be a boolean tensor"):
+        model(ids[:, :1], mask[:, :1].int(), cache=state)
