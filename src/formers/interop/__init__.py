@@ -15,4 +15,8 @@ def load_hf_directory(directory: Path, meta: dict[str, Any]) -> nn.Module:
         from formers.interop.marian import load_marian_directory
 
         return load_marian_directory(directory, meta)
-    raise ValueError(f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['marian']")
+    if model_type == "gpt2":
+        from formers.interop.gpt2 import load_gpt2_directory
+
+        return load_gpt2_directory(directory, meta)
+    raise ValueError(f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['gpt2', 'marian']")
