@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from formers.cli import checkpoints, listing, prepare, train, translate
+from formers.cli import checkpoints, generate, listing, prepare, train, translate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     translate.add_translate_parser(sub)
     translate.add_evaluate_parser(sub)
+    generate.add_parser(sub)
     checkpoints.add_parser(sub)
     listing.add_parsers(sub)
     prepare.add_parser(sub)

@@ -115,7 +115,7 @@ def generate(
         eos_id: end-of-sequence id ending a row; None uses ``model.config.eos_id`` (None there: never).
         seed: an int (one generator for the batch) or one int per row (each row as if generated alone);
             None uses the global RNG.
-        stop: called with a row's generated ids after each step; True ends that row.
+        stop: called with a row's generated ids after each step (after ``streamer``); True ends that row.
         streamer: called after each step with the B new ids (see :data:`Streamer`).
         truncate: when prompt + ``max_new_tokens`` exceeds ``max_seq_len``, drop the oldest prompt tokens
             instead of raising.
@@ -169,6 +169,8 @@ def generate(
             tokens = tokens.masked_fill(ended_mask, fill)
             columns.append(tokens)
             new = tokens.tolist()
+            if streamer is not None:
+                streamer(new)
             for b, tok in enumerate(new):
                 if ended[b]:
                     continue
@@ -179,8 +181,6 @@ def generate(
                 kept[b] += 1
                 if stop is not None and stop(rows[b]):
                     ended[b] = True
-            if streamer is not None:
-                streamer(new)
             if all(ended) or step == max_new_tokens - 1:
                 break
             logits = model(tokens[:, None], cache=state).logits[:, -1]  # (B, V)

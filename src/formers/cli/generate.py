@@ -1,0 +1,158 @@
+"""``formers generate``: continue a prompt with a causal language model, streaming the text as it is generated.
+
+The checkpoint directory (formers or Hugging Face GPT-2) must hold its tokenizer: ``tokenizer.json`` (a
+character tokenizer or a byte-level BPE, told apart by content), GPT-2's ``encoder.json`` + ``vocab.bpe``, or
+Hugging Face's ``vocab.json`` + ``merges.txt``. Text is printed only once it is final: a byte-level token that
+ends inside a UTF-8 character, or text that may be the start of a ``--stop`` string, waits for the next tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from formers.hub import from_pretrained, resolve_checkpoint_dir
+
+
+class LMTokenizer(Protocol):
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+def load_checkpoint_tokenizer(directory: Path) -> LMTokenizer:
+    """The tokenizer saved beside a model (see the module docstring); imported lazily."""
+    from formers.data.char_tokenizer import KIND as CHAR_KIND
+    from formers.data.char_tokenizer import CharTokenizer
+    from formers.data.gpt2_bpe import GPT2BPETokenizer
+
+    path = directory / "tokenizer.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"corrupt JSON in {path}: {e}") from None
+        if isinstance(data, dict) and data.get("kind") == CHAR_KIND:
+            return CharTokenizer.load(path)
+        if isinstance(data, dict) and "model" in data:
+            return GPT2BPETokenizer.load(path)
+        raise ValueError(f"{path} is neither a character tokenizer nor a byte-level BPE tokenizer.json")
+    for vocab, merges in (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt")):
+        if (directory / vocab).is_file() and (directory / merges).is_file():
+            return GPT2BPETokenizer.from_files(directory / vocab, directory / merges)
+    raise FileNotFoundError(
+        f"{directory} holds no tokenizer: expected tokenizer.json, encoder.json + vocab.bpe, or vocab.json + merges.txt"
+    )
+
+
+class TextStream:
+    """Turns generated ids into text on ``out`` as soon as it is final; reports when a stop string appears.
+
+    Args:
+        tokenizer: decodes the ids.
+        stops: strings ending generation; they and what follows them are not printed.
+        out: a text stream (stdout).
+    """
+
+    def __init__(self, tokenizer: LMTokenizer, stops: list[str], out) -> None:
+        self.tokenizer, self.stops, self.out = tokenizer, [s for s in stops if s], out
+        self.ids: list[int] = []
+        self.printed = 0  # characters of the decoded text written so far
+        self.stopped = False
+
+    def push(self, token: int) -> None:
+        """Adds one generated id and writes whatever text became final."""
+        if self.stopped:
+            return
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        hits = [i for i in (text.find(s, max(0, self.printed - len(s))) for s in self.stops) if i >= 0]
+        if hits:
+            self.stopped = True
+            end = min(hits)
+        else:
+            end = len(text)
+            while end > self.printed and text[end - 1] == "\ufffd":  # an unfinished UTF-8 character
+                end -= 1
+            for s in self.stops:  # hold back a tail that may grow into a stop string
+                for k in range(min(len(s) - 1, end - self.printed), 0, -1):
+                    if text[end - k : end] == s[:k]:
+                        end -= k
+                        break
+        self._write(text, end)
+
+    def close(self) -> None:
+        """Writes the held-back tail (the generation ended) and a final newline."""
+        if not self.stopped:
+            self._write(self.tokenizer.decode(self.ids), None)
+        self.out.write("\n")
+        self.out.flush()
+
+    def _write(self, text: str, end: int | None) -> None:
+        end = len(text) if end is None else end
+        if end > self.printed:
+            self.out.write(text[self.printed : end])
+            self.out.flush()
+            self.printed = end
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="continue a prompt with a language model checkpoint, streaming the text")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint, run or Hugging Face GPT-2 directory")
+    p.add_argument("--prompt", required=True, help="text to continue")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="most tokens to generate (default 200)")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8, as nanoGPT)")
+    p.add_argument("--top-k", type=int, default=200, help="sample among the k most likely tokens (default 200)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling probability mass, in (0, 1]")
+    p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
+    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples")
+    p.add_argument("--stop", nargs="+", default=[], metavar="STR", help="stop when the text contains one of these")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from formers.training.trainer import resolve_device
+
+    directory = resolve_checkpoint_dir(args.checkpoint)
+    tokenizer = load_checkpoint_tokenizer(directory)
+    model = from_pretrained(directory, device=resolve_device(args.device))
+    if getattr(model, "family", None) != "gpt":
+        raise ValueError(f"{directory} holds a {model.family!r} model; generate needs a causal language model ('gpt')")
+    c = model.config
+    if tokenizer.vocab_size > c.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary is {c.vocab_size}")
+    ids = tokenizer.encode(args.prompt)
+    if not ids:
+        if c.eos_id is None:
+            raise ValueError("--prompt is empty and the model has no end-of-text token to start from")
+        ids = [c.eos_id]  # GPT-2 starts documents after <|endoftext|>
+    stream = TextStream(tokenizer, args.stop, sys.stdout)
+    sys.stdout.write(args.prompt)
+    sys.stdout.flush()
+
+    def on_step(new: list[int]) -> None:
+        if new[0] != c.eos_id:
+            stream.push(new[0])
+
+    with torch.inference_mode():
+        model.generate(
+            torch.tensor([ids], device=model.embed.weight.device),
+            args.max_new_tokens,
+            do_sample=not args.greedy,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+            stop=lambda _row: stream.stopped,
+            streamer=on_step,
+        )
+    stream.close()
+    return 0
