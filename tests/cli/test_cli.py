@@ -102,7 +102,7 @@ def test_resume_continues_and_existing_run_needs_resume(trained_run, capsys, tmp
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "no-such-recipe"], "unknown recipe 'no-such-recipe'; built-in recipes: multi30k-en-de, quickstart"),
+        (["train", "no-such-recipe"], "unknown recipe 'no-such-recipe'; built-in recipes: gpt-shakespeare-bpe, gpt-shakespeare-char, gpt-shakespeare-char-cpu, multi30k-en-de, quickstart"),
         (["train", "quickstart", "--set", "train.max_stepz=3"], "unknown config key(s) train.max_stepz"),
         (["train", "quickstart", "--set", "data.vocab=3"], "unknown config key(s) data.vocab"),
         (["train", "quickstart", "--set", "model.num_layerz=3"], "unknown config key(s) num_layerz"),

@@ -146,3 +146,22 @@ def load_bible_en_es(split: str = "train", max_len_words: int | None = None) -> 
         skipped = len(pairs) - len(kept)
         pairs = kept
     return ParallelText([en for en, _ in pairs], [es for _, es in pairs], skipped)
+
+
+# ----------------------------------------------------------------------------- tinyshakespeare
+
+TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def tinyshakespeare_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Path of tinyshakespeare's ``input.txt`` (1,115,394 characters): local copy if any, else downloaded.
+
+    Searched in ``data_dir``, ``$FORMERS_DATA_DIR/tinyshakespeare`` and a sibling ``shared/data/tinyshakespeare``;
+    the download is checked against its sha256.
+    """
+    folder = resolve_data_dir("tinyshakespeare", ["input.txt"], data_dir)
+    if folder is None:
+        folder = default_cache_dir() / "tinyshakespeare"
+        download(TINYSHAKESPEARE_URL, folder / "input.txt", TINYSHAKESPEARE_SHA256)
+    return folder / "input.txt"

@@ -19,7 +19,7 @@ from formers.training.optim import build_optimizer
 from formers.training.schedules import build_scheduler
 from formers.training.trainer import Trainer
 
-TASKS = {"translation": "formers.tasks.translation"}
+TASKS = {"translation": "formers.tasks.translation", "causal_lm": "formers.tasks.causal_lm"}
 
 
 @dataclass

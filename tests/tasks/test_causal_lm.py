@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import formers
+from formers.cli.main import main
+from formers.data.char_tokenizer import CharTokenizer
+from formers.data.lm import LMWindowLoader, lm_eval_batches
+from formers.tasks.causal_lm import CausalLMTask
+
+TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n"
+) * 40
+
+
+def tiny_gpt(vocab: int, **extra):
+    return formers.create_model("gpt_mini", vocab_size=vocab, max_seq_len=32, embed_dim=48, num_heads=4,
+                                num_layers=2, dropout=0.0, eos_id=None, **extra)
+
+
+def test_training_step_loss_is_next_token_cross_entropy():
+    model = tiny_gpt(20).eval()
+    ids = torch.randint(0, 20, (2, 9))
+    batch = {"input_ids": ids[:, :-1], "labels": ids[:, 1:]}
+    out = CausalLMTask().training_step(model, batch)
+    logp = model(ids[:, :-1]).logits.log_softmax(-1)
+    ref = -logp.gather(-1, ids[:, 1:, None]).mean()
+    assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert out.num_tokens == 16
+
+
+def test_tiny_gpt_learns_text_and_evaluates_held_out_loss():
+    tok = CharTokenizer.from_corpus(TEXT)
+    ids = torch.tensor(tok.encode(TEXT))
+    split = int(len(ids) * 0.9)
+    loader = LMWindowLoader(ids[:split].numpy(), 32, 16, seed=0, steps_per_epoch=150)
+    eval_set = lm_eval_batches(ids[split:].numpy(), 32, 16)
+    torch.manual_seed(0)
+    model = tiny_gpt(tok.vocab_size)
+    task = CausalLMTask()
+    before = task.evaluate(model.eval(), eval_set)["val_loss"]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for batch in loader:
+        loss = task.training_step(model, batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = task.evaluate(model.eval(), eval_set)
+    assert before == pytest.approx(math.log(tok.vocab_size), abs=0.5)
+    assert after["val_loss"] < 0.5, (before, after)  # the repeated dialogue is learnt
+    assert after["val_ppl"] == pytest.approx(math.exp(after["val_loss"]))
+
+
+def test_causal_lm_recipe_end_to_end_from_a_text_file(tmp_path, capsys):
+    text = tmp_path / "corpus.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    run = tmp_path / "run"
+    code = main(["train", "gpt-shakespeare-char-cpu", "--run-dir", str(run), "--set", f"data.text={text}",
+                 "--set", "data.corpus=null", "--set", "data.block_size=32", "--set", "train.max_steps=60",
+                 "--set", "train.eval_every=30", "--set", "train.save_every=30", "--set", "train.progress_bar=false",
+                 "--set", "model.embed_dim=32", "--set", "task_options.sample_tokens=20", "--set", "optim.warmup_steps=5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    results = json.loads((run / "results.json").read_text())
+    vocab = CharTokenizer.from_corpus(TEXT).vocab_size
+    assert results["steps"] == 60 and results["val_loss_best"] < math.log(vocab) - 0.7  # uniform: log(vocab)
+    assert "sample:" in out and (run / "sample.txt").is_file()
+    model = formers.from_pretrained(run)
+    assert model.config.vocab_size == vocab
+    assert (run / "checkpoints" / "latest").is_file() and (run / "data" / "train.bin").is_file()
