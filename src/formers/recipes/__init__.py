@@ -27,6 +27,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     weight_decay: float = 0.0
+    decay_embeddings: bool = False  # nanoGPT/GPT-2 recipes decay embedding matrices too
     schedule: str = "inverse_sqrt"
     warmup_steps: int = 4000
     min_lr_ratio: float = 0.0

@@ -153,9 +153,11 @@ def final_report(trainer, tokenizer, eval_set, options: LMOptions, run_dir: Path
         results[f"val_loss_{name}"] = round(loss, 4)
         print(f"final: {name:<6} val loss {loss:.4f} ({eval_set.num_windows} windows, {time.perf_counter() - start:.0f}s)")
     model = candidates.get("best", trainer.model)
-    if hasattr(model, "generate") and options.sample_tokens > 0:
-        prompt = torch.tensor([tokenizer.encode(options.sample_prompt)], device=trainer.device)
-        out = model.generate(prompt, max_new_tokens=options.sample_tokens, do_sample=True,
+    prompt_ids = tokenizer.encode(options.sample_prompt)
+    room = model.config.max_seq_len - len(prompt_ids)  # the sample stays within the context the model was trained on
+    if hasattr(model, "generate") and options.sample_tokens > 0 and room > 0:
+        prompt = torch.tensor([prompt_ids], device=trainer.device)
+        out = model.generate(prompt, max_new_tokens=min(options.sample_tokens, room), do_sample=True,
                              temperature=options.sample_temperature, top_k=options.sample_top_k, seed=0)
         ids = out[0] if isinstance(out, list) else out[0].tolist()
         sample = tokenizer.decode(list(ids))

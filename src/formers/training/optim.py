@@ -15,10 +15,13 @@ from torch import nn
 OPTIMIZERS = ("adamw", "adam")
 
 
-def _no_decay_ids(model: nn.Module) -> set[int]:
-    """Ids of embedding tables: ``nn.Embedding`` weights and direct parameters of ``*Embedding`` modules."""
+def _no_decay_ids(model: nn.Module, decay_embeddings: bool = False) -> set[int]:
+    """Ids of parameters kept out of weight decay: embedding tables (unless ``decay_embeddings``: nanoGPT
+    decays every matrix, embeddings included) and names the model lists in ``no_weight_decay()``."""
     ids: set[int] = set()
     for module in model.modules():
+        if decay_embeddings:
+            break
         if isinstance(module, nn.Embedding) or type(module).__name__.endswith("Embedding"):
             ids.update(id(p) for p in module.parameters(recurse=False))
     names = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
@@ -28,19 +31,20 @@ def _no_decay_ids(model: nn.Module) -> set[int]:
     return ids
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool = False) -> list[dict[str, Any]]:
     """Splits the trainable parameters of ``model`` into a decayed and a non-decayed group.
 
     Args:
         model: the model; frozen parameters (``requires_grad=False``) are left out.
         weight_decay: decay of the matrices group.
+        decay_embeddings: put embedding tables in the decayed group too (nanoGPT, GPT-2 recipes).
 
     Returns:
         ``[{"params": decayed, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]``, each
         parameter exactly once (tied parameters included once), in ``named_parameters`` order. Empty groups are
         dropped.
     """
-    no_decay_ids = _no_decay_ids(model)
+    no_decay_ids = _no_decay_ids(model, decay_embeddings)
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     seen: set[int] = set()
@@ -63,6 +67,7 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.01,
+    decay_embeddings: bool = False,
 ) -> torch.optim.Optimizer:
     """Builds Adam or AdamW over the parameter groups of :func:`param_groups`.
 
@@ -73,6 +78,7 @@ def build_optimizer(
         betas: Adam betas; the paper uses ``(0.9, 0.98)``.
         eps: Adam epsilon; the paper uses ``1e-9``.
         weight_decay: decay applied to matrices only.
+        decay_embeddings: decay embedding tables as well (see :func:`param_groups`).
 
     Returns:
         The optimizer.
@@ -85,7 +91,7 @@ def build_optimizer(
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
-    groups = param_groups(model, weight_decay)
+    groups = param_groups(model, weight_decay, decay_embeddings)
     if not groups:
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam

@@ -36,7 +36,9 @@ class RunSetup:
 
 def build_optimization(model: nn.Module, optim: OptimConfig, total_steps: int | None):
     """Optimizer + LR scheduler from a recipe's ``optim`` section."""
-    optimizer = build_optimizer(model, optim.name, optim.lr, tuple(optim.betas), optim.eps, optim.weight_decay)
+    optimizer = build_optimizer(
+        model, optim.name, optim.lr, tuple(optim.betas), optim.eps, optim.weight_decay, optim.decay_embeddings
+    )
     scheduler = build_scheduler(
         optimizer, optim.schedule, warmup_steps=optim.warmup_steps, total_steps=total_steps,
         min_lr_ratio=optim.min_lr_ratio,
