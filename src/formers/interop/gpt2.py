@@ -28,13 +28,13 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from formers.hub import load_safetensors, load_state_into
+from formers.interop.hf_files import read_hf_weights
 from formers.interop.keymap import TRANSPOSE, KeyMap, KeyRule
 from formers.models.gpt import GPT, GPTConfig
 
 CONFIG_NAME = "config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
 WEIGHTS_NAME = "model.safetensors"
-WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
 PREFIX = "transformer."
 WTE = "transformer.wte.weight"
@@ -237,22 +237,6 @@ def to_gpt2_state_dict(state: dict[str, Tensor], config: GPTConfig) -> dict[str,
     return KEY_MAP.to_theirs(_fuse_qkv(state, config.num_layers))
 
 
-def _read_weights(directory: Path) -> dict[str, Tensor]:
-    weights, index = directory / WEIGHTS_NAME, directory / WEIGHTS_INDEX_NAME
-    if weights.exists():
-        return load_safetensors(weights)
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        state: dict[str, Tensor] = {}
-        for shard in shards:
-            state.update(load_safetensors(directory / shard))
-        return state
-    raise FileNotFoundError(
-        f"{directory} holds no {WEIGHTS_NAME} (or {WEIGHTS_INDEX_NAME}); formers never reads pickle checkpoints "
-        "such as pytorch_model.bin: convert them to safetensors first"
-    )
-
-
 def load_gpt2_directory(directory: str | Path, meta: dict[str, Any]) -> GPT:
     """Builds a formers ``GPT`` from a Hugging Face GPT-2 directory.
 
@@ -265,7 +249,7 @@ def load_gpt2_directory(directory: str | Path, meta: dict[str, Any]) -> GPT:
     """
     directory = Path(directory)
     config = config_from_gpt2(meta)
-    state = convert_gpt2_state_dict(_read_weights(directory), config)
+    state = convert_gpt2_state_dict(read_hf_weights(directory), config)
     model = GPT(config)
     load_state_into(model, state, directory / WEIGHTS_NAME)
     return model

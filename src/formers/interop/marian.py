@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from formers.hub import load_safetensors, load_state_into, tied_groups
+from formers.interop.hf_files import read_hf_weights
 from formers.interop.keymap import ROW_VECTOR, KeyMap, KeyRule
 from formers.layers import sinusoidal_table
 from formers.models.transformer import Transformer, TransformerConfig
@@ -37,7 +38,6 @@ from formers.models.transformer import Transformer, TransformerConfig
 CONFIG_NAME = "config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
 WEIGHTS_NAME = "model.safetensors"
-WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
 SHARED = "model.shared.weight"
 ENCODER_EMBED = "model.encoder.embed_tokens.weight"
@@ -306,23 +306,6 @@ def to_marian_state_dict(state: dict[str, Tensor], config: TransformerConfig) ->
     return out
 
 
-def _read_marian_weights(directory: Path) -> dict[str, Tensor]:
-    weights = directory / WEIGHTS_NAME
-    index = directory / WEIGHTS_INDEX_NAME
-    if weights.exists():
-        return load_safetensors(weights)
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        state: dict[str, Tensor] = {}
-        for shard in shards:
-            state.update(load_safetensors(directory / shard))
-        return state
-    raise FileNotFoundError(
-        f"{directory} holds no {WEIGHTS_NAME} (or {WEIGHTS_INDEX_NAME}); formers never reads pickle checkpoints "
-        "such as pytorch_model.bin: convert them to safetensors first"
-    )
-
-
 def load_marian_directory(directory: str | Path, meta: dict[str, Any]) -> Transformer:
     """Builds a formers ``Transformer`` from a Hugging Face Marian directory.
 
@@ -334,7 +317,7 @@ def load_marian_directory(directory: str | Path, meta: dict[str, Any]) -> Transf
         The model (train mode, on CPU; ``formers.from_pretrained`` moves it and sets eval mode).
     """
     directory = Path(directory)
-    state = convert_marian_state_dict(_read_marian_weights(directory))
+    state = convert_marian_state_dict(read_hf_weights(directory))
     model = Transformer(config_from_marian(meta, state))
     for names in tied_groups(model).values():
         first = names[0]
