@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from formers.hub import load_safetensors, load_state_into
+from formers.hub import load_state_into
 from formers.interop.hf_files import read_hf_weights
 from formers.interop.keymap import TRANSPOSE, KeyMap, KeyRule
 from formers.models.gpt import GPT, GPTConfig

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from formers.hub import load_safetensors, load_state_into, tied_groups
+from formers.hub import load_state_into, tied_groups
 from formers.interop.hf_files import read_hf_weights
 from formers.interop.keymap import ROW_VECTOR, KeyMap, KeyRule
 from formers.layers import sinusoidal_table

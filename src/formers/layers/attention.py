@@ -77,33 +77,64 @@ class KVCache:
     Keys and values are written in place at ``length`` and views of the filled part are returned, so decoding
     allocates nothing per step. ``reorder`` selects rows (beam search).
 
+    With ``static=True`` the write position lives on the device only (``filled``, a 0-d long tensor; ``length``
+    stays 0) and ``append`` returns the whole buffers (B, H, T_max, Dh): every decoding step then has the same
+    shapes and reads no host state, so it can be captured in a CUDA graph or compiled once. The caller masks the
+    unfilled slots (slots >= ``filled``) and keeps the total within ``max_len``, which cannot be checked without
+    reading the device.
+
     Args:
         batch_size: rows B.
         num_heads: heads H.
         max_len: capacity T_max in positions.
         head_dim: Dh.
+        static: fixed-shape mode (see above).
     """
 
     def __init__(
-        self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype: torch.dtype, device: torch.device
+        self,
+        batch_size: int,
+        num_heads: int,
+        max_len: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        static: bool = False,
     ) -> None:
         self.k = torch.zeros(batch_size, num_heads, max_len, head_dim, dtype=dtype, device=device)
         self.v = torch.zeros_like(self.k)
         self.length = 0
+        self.static = static
+        self.filled = torch.zeros((), dtype=torch.long, device=device)  # kept up to date in static mode only
 
     @property
     def max_len(self) -> int:
         return self.k.shape[2]
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Writes new keys/values (B, H, T, Dh) after the cached ones; returns all so far (B, H, length, Dh)."""
+        """Writes new keys/values (B, H, T, Dh) after the cached ones.
+
+        Returns:
+            All keys/values so far (B, H, length, Dh), or the whole buffers (B, H, T_max, Dh) when static.
+        """
         t = k.shape[2]
+        if self.static:
+            slots = self.filled + torch.arange(t, device=k.device)  # (T,) read on the device, no host sync
+            self.k.index_copy_(2, slots, k.to(self.k.dtype))
+            self.v.index_copy_(2, slots, v.to(self.v.dtype))
+            self.filled += t
+            return self.k, self.v
         if self.length + t > self.max_len:
             raise ValueError(f"KV cache overflow: {self.length} cached + {t} new positions > capacity {self.max_len}")
-        self.k[:, :, self.length : self.length + t] = k
-        self.v[:, :, self.length : self.length + t] = v
         self.length += t
+        self.k[:, :, self.length - t : self.length] = k
+        self.v[:, :, self.length - t : self.length] = v
         return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+    def reset(self) -> None:
+        """Empties the cache in place (buffers keep their addresses, as a captured CUDA graph needs)."""
+        self.length = 0
+        self.filled.zero_()
 
     def reorder(self, index: Tensor) -> None:
         """Keeps rows ``index`` (N,) of the batch, e.g. the surviving beams."""

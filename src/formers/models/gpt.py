@@ -87,6 +87,10 @@ class GPTState:
         key_mask: (B, T_max) bool, True = the cached key at that slot is a real token.
         num_real: (B,) real tokens seen per row, i.e. the position of the row's next token.
         padded: whether any padding was fed (otherwise plain causal attention needs no mask).
+
+    A static state (``init_cache(..., static=True)``) keeps its write position on the device and every step
+    attends over all ``max_len`` slots with a mask of the filled ones: fixed shapes and no host reads, so a
+    decoding step can be captured in a CUDA graph (:mod:`formers.inference.fast_generation`).
     """
 
     caches: list[KVCache]
@@ -96,13 +100,26 @@ class GPTState:
 
     @property
     def length(self) -> int:
-        """Slots filled so far (padding included)."""
+        """Slots filled so far (padding included); 0 for a static state, which counts on the device."""
         return self.caches[0].length
 
     @property
     def max_len(self) -> int:
         """Capacity in slots."""
         return self.caches[0].max_len
+
+    @property
+    def static(self) -> bool:
+        """Whether the caches are in fixed-shape mode."""
+        return self.caches[0].static
+
+    def reset(self) -> None:
+        """Empties the state in place, keeping every buffer's address (for reuse by a captured graph)."""
+        for cache in self.caches:
+            cache.reset()
+        self.key_mask.zero_()
+        self.num_real.zero_()
+        self.padded = False
 
     def reorder(self, index: Tensor) -> None:
         """Keeps batch rows ``index`` (N,) (beam search)."""
@@ -159,6 +176,7 @@ class GPT(nn.Module):
         max_len: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        static: bool = False,
     ) -> GPTState:
         """Pre-allocates the decoding state for ``batch_size`` rows of up to ``max_len`` slots.
 
@@ -167,6 +185,8 @@ class GPT(nn.Module):
             max_len: capacity (prompt + new tokens, padding included); default and limit ``max_seq_len``.
             dtype: cache dtype (default: the model's).
             device: cache device (default: the model's).
+            static: fixed-shape state (see :class:`GPTState`); same outputs as the default one, but the caller
+                keeps the slots used within ``max_len`` (not checked: that would read the device).
         """
         c = self.config
         max_len = c.max_seq_len if max_len is None else max_len
@@ -178,7 +198,7 @@ class GPT(nn.Module):
         dtype = weight.dtype if dtype is None else dtype
         device = weight.device if device is None else torch.device(device)
         head_dim = c.embed_dim // c.num_heads
-        caches = [KVCache(batch_size, c.num_heads, max_len, head_dim, dtype, device) for _ in self.layers]
+        caches = [KVCache(batch_size, c.num_heads, max_len, head_dim, dtype, device, static) for _ in self.layers]
         key_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         num_real = torch.zeros(batch_size, dtype=torch.long, device=device)
         return GPTState(caches, key_mask, num_real)
@@ -204,7 +224,7 @@ class GPT(nn.Module):
         b, t = input_ids.shape
         if cache.key_mask.shape[0] != b:
             raise ValueError(f"input_ids has batch size {b} but the cache was made for {cache.key_mask.shape[0]} rows")
-        if cache.length + t > cache.max_len:
+        if not cache.static and cache.length + t > cache.max_len:  # a static state counts on the device
             raise ValueError(
                 f"input_ids adds {t} positions to {cache.length} cached ones, beyond the cache capacity "
                 f"{cache.max_len} (max_seq_len={c.max_seq_len})"
@@ -227,33 +247,47 @@ class GPT(nn.Module):
         self._check(input_ids, padding_mask, cache)
         b, t = input_ids.shape
         device = input_ids.device
-        offset = cache.length if cache is not None else 0
-        real = padding_mask if padding_mask is not None else torch.ones(b, t, dtype=torch.bool, device=device)
-        before = cache.num_real[:, None] if cache is not None else 0  # (B, 1): real tokens already cached
         if padding_mask is None and cache is None:
-            positions = torch.arange(t, device=device)[None]  # (1, T)
+            # Unpadded training/scoring batch: no mask at all, so attention takes the fused causal (flash) path.
+            positions, attn_mask = torch.arange(t, device=device)[None], None  # (1, T)
         else:
-            positions = (before + real.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
-
-        keys = real
-        if cache is not None:
-            cache.key_mask[:, offset : offset + t] = real
-            cache.num_real += real.sum(dim=1)
-            cache.padded = cache.padded or padding_mask is not None
-            keys = cache.key_mask[:, : offset + t]  # (B, T_total)
-        attn_mask = None
-        if padding_mask is not None or (cache is not None and cache.padded):
-            q_idx = torch.arange(offset, offset + t, device=device)[:, None]  # (T, 1)
-            k_idx = torch.arange(offset + t, device=device)[None, :]  # (1, T_total)
-            # Causal over real keys; a padded query sees itself so that no softmax row is empty.
-            attn_mask = ((k_idx <= q_idx) & keys[:, None, :]) | (k_idx == q_idx)  # (B, T, T_total)
-            attn_mask = attn_mask[:, None]  # (B, 1, T, T_total) broadcast over heads
-
+            positions, attn_mask = self._positions_and_mask(padding_mask, cache, b, t, device)
         x = self.dropout(self.embed(input_ids) + self.positions(positions))  # (B, T, D)
         for i, layer in enumerate(self.layers):
             layer_cache = cache.caches[i] if cache is not None else None
             x = layer(x, attn_mask=attn_mask, is_causal=attn_mask is None, cache=layer_cache)
         return CausalLMOutput(logits=self.output(self.norm(x)))
+
+    def _positions_and_mask(
+        self, padding_mask: Tensor | None, cache: GPTState | None, b: int, t: int, device: torch.device
+    ) -> tuple[Tensor, Tensor | None]:
+        """Positions (B, T) and the attention mask (B, 1, T, T_total) or None; records the new slots in ``cache``."""
+        real = padding_mask if padding_mask is not None else torch.ones(b, t, dtype=torch.bool, device=device)
+        before = cache.num_real[:, None] if cache is not None else 0  # (B, 1): real tokens already cached
+        positions = (before + real.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
+        keys = real
+        if cache is None:
+            slots = torch.arange(t, device=device)  # (T,)
+        elif cache.static:
+            # Write position read on the device: same shapes every step, the mask covers all max_len slots.
+            slots = cache.caches[0].filled + torch.arange(t, device=device)  # (T,)
+            cache.key_mask.index_copy_(1, slots, real)
+            keys = cache.key_mask  # (B, T_max)
+        else:
+            offset = cache.length
+            slots = torch.arange(offset, offset + t, device=device)  # (T,)
+            cache.key_mask[:, offset : offset + t] = real
+            keys = cache.key_mask[:, : offset + t]  # (B, T_total)
+        if cache is not None:
+            cache.num_real += real.sum(dim=1)
+            cache.padded = cache.padded or padding_mask is not None
+            if not (cache.padded or cache.static):
+                return positions, None  # plain causal attention over the cached prefix
+        q_idx = slots[:, None]  # (T, 1)
+        k_idx = torch.arange(keys.shape[1], device=device)[None, :]  # (1, T_total)
+        # Causal over real keys; a padded query sees itself so that no softmax row is empty.
+        attn_mask = ((k_idx <= q_idx) & keys[:, None, :]) | (k_idx == q_idx)  # (B, T, T_total)
+        return positions, attn_mask[:, None]  # (B, 1, T, T_total) broadcast over heads
 
     def generate(
         self,

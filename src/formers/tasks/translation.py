@@ -199,7 +199,7 @@ def _read_split(data: TranslationData, split: str) -> tuple[list[str], list[str]
 def setup(recipe, run_dir: Path, resume: bool):
     """Builds tokenizer, model, loaders and the final report for a translation recipe (see ``training.run``)."""
     from formers.config import from_dict
-    from formers.data.parallel import ParallelDataset, TranslationLoader, collate_translation
+    from formers.data.parallel import ParallelDataset, TranslationLoader
     from formers.data.tokenizers import SubwordTokenizer
     from formers.recipes import model_from_section
     from formers.training.run import RunSetup
