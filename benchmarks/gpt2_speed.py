@@ -1,0 +1,369 @@
+"""GPT-2 124M speed, formers against Hugging Face ``transformers`` in one run (training throughput and decoding).
+
+Training: formers ``gpt2`` and ``GPT2LMHeadModel(GPT2Config())`` (SDPA attention), both with dropout 0 and the
+SAME weights (converted with ``formers.interop.gpt2``), the same random batches (B x 1024), bf16 autocast, the
+same loss function (cross-entropy on float32 logits, outside the model), fused AdamW with the same
+hyper-parameters, and ``torch.compile`` of model + loss for both (formers eager too). A step is forward, backward,
+optimizer step and zeroing the gradients; step times come from CUDA events around each step after warm-up, and
+the two compiled models are timed alternately, twice each. MFU counts 6 N + 12 L D T flops per token (N: the
+parameters without the position table; the tied head counted once) against 989 TFLOP/s (H100 dense bf16).
+
+Generation: batch 1, a 16-token random prompt, 256 new tokens, greedy, bf16 weights, no end token (all 256 are
+generated). Hugging Face ``generate`` with its default dynamic cache, then with ``cache_implementation="static"``
+(which ``transformers`` compiles itself); formers' eager ``generate`` and its CUDA-graph
+:class:`~formers.inference.fast_generation.GraphedGreedyDecoder`. The fast path's tokens are checked against
+formers' eager greedy tokens (float32, and bf16 reported).
+
+Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/gpt2_speed.py`` (``--smoke``: a tiny CPU run of
+the same code). Writes ``benchmarks/results/gpt2_speed_h100.json`` (and ``$OUT/`` when set) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import formers
+from formers.inference.fast_generation import GraphedGreedyDecoder
+from formers.inference.generation import generate
+from formers.interop.gpt2 import convert_gpt2_state_dict
+from formers.layers import value_checks
+
+PEAK_FLOPS = 989e12  # H100 SXM dense bf16
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def build_pair(device: torch.device, smoke: bool, dtype: torch.dtype = torch.float32):
+    """HF GPT2LMHeadModel (random init, sdpa, dropout 0) and a formers GPT holding the same weights."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    size = {"n_layer": 2, "n_head": 2, "n_embd": 64, "vocab_size": 512, "n_positions": 128, "bos_token_id": 0, "eos_token_id": 0}
+    size = size if smoke else {}
+    hf_config = GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **size)
+    hf = GPT2LMHeadModel._from_config(hf_config, attn_implementation="sdpa")
+    small = (
+        {"num_layers": 2, "num_heads": 2, "embed_dim": 64, "vocab_size": 512, "max_seq_len": 128, "eos_id": None}
+        if smoke else {}
+    )
+    ours = formers.create_model("gpt2", dropout=0.0, attn_dropout=0.0, **small)
+    missing, unexpected = ours.load_state_dict(convert_gpt2_state_dict(hf.state_dict(), ours.config), strict=False)
+    assert set(missing) <= {"output.weight"} and not unexpected, (missing, unexpected)  # the head is tied
+    return ours.to(device, dtype), hf.to(device, dtype)
+
+
+def flops_per_token(model, seq_len: int) -> float:
+    c = model.config
+    n = sum(p.numel() for p in model.parameters()) - model.positions.weight.numel()
+    return 6 * n + 12 * c.num_layers * c.embed_dim * seq_len
+
+
+class Trainer:
+    """One model's compiled (or eager) loss + fused AdamW step on pre-made batches."""
+
+    def __init__(self, name, model, logits_of, batches, device, compile_it: bool):
+        self.name, self.model, self.batches, self.device = name, model.train(), batches, device
+        self.opt = torch.optim.AdamW(
+            model.parameters(), lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1,
+            fused=device.type == "cuda",
+        )
+        vocab = model.config.vocab_size
+
+        def loss_fn(x, y):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                logits = logits_of(model, x)  # (B, T, V)
+            return F.cross_entropy(logits.float().view(-1, vocab), y.view(-1))
+
+        self.loss_fn = torch.compile(loss_fn) if compile_it else loss_fn
+        self.i = 0
+        self.losses: list[float] = []
+
+    def step(self) -> torch.Tensor:
+        x, y = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        loss = self.loss_fn(x, y)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def time(self, steps: int) -> list[float]:
+        """Per-step seconds for ``steps`` steps (CUDA events; no host sync inside the loop)."""
+        losses = []
+        if self.device.type == "cuda":
+            events = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)]
+            events[0].record()
+            for i in range(steps):
+                losses.append(self.step())
+                events[i + 1].record()
+            torch.cuda.synchronize()
+            times = [events[i].elapsed_time(events[i + 1]) / 1e3 for i in range(steps)]
+        else:
+            times = []
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                losses.append(self.step())
+                times.append(time.perf_counter() - t0)
+        self.losses += [float(v) for v in losses]
+        return times
+
+
+def bench_training(args, device, out: dict) -> None:
+    torch.manual_seed(0)
+    ours, hf = build_pair(device, args.smoke)
+    seq = ours.config.max_seq_len if not args.smoke else 64
+    batch = args.batch if not args.smoke else 2
+    vocab = ours.config.vocab_size
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    batches = []
+    for _ in range(4):  # rotate among a few batches
+        data = torch.randint(0, vocab, (batch, seq + 1), generator=gen).to(device)
+        batches.append((data[:, :-1].contiguous(), data[:, 1:].contiguous()))
+    fpt = flops_per_token(ours, seq)
+    tokens = batch * seq
+    out["training"] = {"batch": batch, "seq_len": seq, "flops_per_token": fpt, "peak_flops": PEAK_FLOPS, "runs": {}}
+
+    # Same first loss from the same weights (before any step): the two models compute the same function.
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16), value_checks(False):
+        x, y = batches[0]
+        l_ours = F.cross_entropy(ours(x).logits.float().view(-1, vocab), y.view(-1)).item()
+        l_hf = F.cross_entropy(hf(input_ids=x).logits.float().view(-1, vocab), y.view(-1)).item()
+    out["training"]["initial_loss"] = {"formers": l_ours, "hf": l_hf}
+    print(f"initial loss formers {l_ours:.5f}  hf {l_hf:.5f}", flush=True)
+
+    compile_it = not args.smoke or args.smoke_compile
+    trainers = {
+        "formers_compiled": Trainer("formers_compiled", ours, lambda m, x: m(x).logits, batches, device, compile_it),
+        "hf_compiled": Trainer("hf_compiled", hf, lambda m, x: m(input_ids=x).logits, batches, device, compile_it),
+    }
+    times: dict[str, list[float]] = {k: [] for k in trainers}
+    with value_checks(False):  # no host reads of token ids inside the step (as the training tasks do)
+        for name, tr in trainers.items():
+            t0 = time.perf_counter()
+            for _ in range(args.warmup):
+                tr.step()
+            sync(device)
+            print(f"{name}: warm-up (compile) {time.perf_counter() - t0:.1f}s", flush=True)
+            out["training"]["runs"].setdefault(name, {})["warmup_s"] = time.perf_counter() - t0
+        for _ in range(2):  # alternate, twice each: the spread shows the noise
+            for name, tr in trainers.items():
+                times[name] += tr.time(args.steps)
+        # formers eager, after the compiled runs (same model object, its own optimizer state continues)
+        eager = Trainer("formers_eager", ours, lambda m, x: m(x).logits, batches, device, False)
+        eager.opt = trainers["formers_compiled"].opt
+        for _ in range(3):
+            eager.step()
+        times["formers_eager"] = eager.time(args.steps)
+        trainers["formers_eager"] = eager
+
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        half = len(ts) // 2
+        r = out["training"]["runs"].setdefault(name, {})
+        r.update({
+            "step_ms_median": med * 1e3,
+            "step_ms_mean": statistics.mean(ts) * 1e3,
+            "step_ms_median_round1": statistics.median(ts[:half]) * 1e3 if name != "formers_eager" else None,
+            "step_ms_median_round2": statistics.median(ts[half:]) * 1e3 if name != "formers_eager" else None,
+            "tokens_per_s": tokens / med,
+            "mfu": tokens / med * fpt / PEAK_FLOPS,
+            "last_losses": trainers[name].losses[-3:],
+        })
+    if device.type == "cuda":
+        out["training"]["max_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    runs = out["training"]["runs"]
+    out["training"]["speedup_formers_compiled_vs_hf_compiled"] = (
+        runs["formers_compiled"]["tokens_per_s"] / runs["hf_compiled"]["tokens_per_s"]
+    )
+    del trainers, eager, ours, hf
+    torch._dynamo.reset()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def timed(fn, device, repeats: int) -> tuple[list[float], object]:
+    result = None
+    ts = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        result = fn()
+        sync(device)
+        ts.append(time.perf_counter() - t0)
+    return ts, result
+
+
+def bench_generation(args, device, out: dict) -> None:
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    ours, hf = build_pair(device, args.smoke, dtype)
+    ours.config.eos_id = None  # no end token: every run generates all new tokens
+    ours.eval()
+    hf.eval()
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    new = args.new_tokens if not args.smoke else 24
+    prompt = torch.randint(0, ours.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(2)).to(device)
+    g = out["generation"] = {"prompt_len": 16, "new_tokens": new, "dtype": str(dtype), "runs": {}}
+
+    def record(name, fn, repeats, warmup=1):
+        try:
+            for _ in range(warmup):
+                fn()
+            ts, ids = timed(fn, device, repeats)
+            med = statistics.median(ts)
+            n = ids.shape[1]
+            g["runs"][name] = {"s_median": med, "tokens": n, "tokens_per_s": n / med, "times_s": ts}
+            print(f"{name}: {n / med:.0f} tokens/s ({n} tokens)", flush=True)
+            return ids
+        except Exception as e:  # noqa: BLE001 - report and go on (e.g. a static cache this version lacks)
+            g["runs"][name] = {"error": f"{type(e).__name__}: {e}"[:800]}
+            traceback.print_exc()
+            return None
+
+    mask = torch.ones_like(prompt)
+    hf_ids = record(
+        "hf_generate_dynamic",
+        lambda: hf.generate(prompt, attention_mask=mask, max_new_tokens=new, do_sample=False)[:, 16:],
+        repeats=3,
+    )
+    eager_ids = record("formers_generate_eager", lambda: generate(ours, prompt, new), repeats=3)
+    decoder = GraphedGreedyDecoder(ours, 1, 16 + new)
+    t0 = time.perf_counter()
+    decoder.generate(prompt, new)  # captures the graph
+    sync(device)
+    g["fast_capture_s"] = time.perf_counter() - t0
+    fast_ids = record("formers_cuda_graph", lambda: decoder.generate(prompt, new), repeats=10)
+    g["fast_equals_eager_bf16"] = fast_ids is not None and eager_ids is not None and fast_ids.tolist() == eager_ids.tolist()
+    try:
+        decoder_c = GraphedGreedyDecoder(ours, 1, 16 + new, compile=True)
+        t0 = time.perf_counter()
+        decoder_c.generate(prompt, new)  # compiles, then captures
+        sync(device)
+        g["fast_compiled_capture_s"] = time.perf_counter() - t0
+        fast_c_ids = record("formers_cuda_graph_compiled", lambda: decoder_c.generate(prompt, new), repeats=10)
+        g["fast_compiled_equals_eager_bf16"] = fast_c_ids is not None and fast_c_ids.tolist() == eager_ids.tolist()
+    except Exception as e:  # noqa: BLE001 - recorded in the results, the other runs go on
+        g["runs"]["formers_cuda_graph_compiled"] = {"error": f"{type(e).__name__}: {e}"[:800]}
+        traceback.print_exc()
+    if hf_ids is not None and eager_ids is not None:  # same weights: informative only (bf16 ties can differ)
+        g["formers_equals_hf_tokens_bf16"] = sum(a == b for a, b in zip(hf_ids[0].tolist(), eager_ids[0].tolist()))
+    static_ids = record(
+        "hf_generate_static_compiled",
+        lambda: hf.generate(
+            prompt, attention_mask=mask, max_new_tokens=new, do_sample=False, cache_implementation="static"
+        )[:, 16:],
+        repeats=3,
+        warmup=2,
+    )
+    if static_ids is not None and hf_ids is not None:
+        g["hf_static_equals_dynamic"] = static_ids.tolist() == hf_ids.tolist()
+
+    # Exactness in float32: the fast path must give formers' eager greedy tokens.
+    ours32 = ours.float()
+    eager32 = generate(ours32, prompt, new)
+    fast32 = GraphedGreedyDecoder(ours32, 1, 16 + new).generate(prompt, new)
+    g["fast_equals_eager_fp32"] = fast32.tolist() == eager32.tolist()
+    if "tokens_per_s" in g["runs"].get("formers_cuda_graph_compiled", {}):
+        fast32_c = GraphedGreedyDecoder(ours32, 1, 16 + new, compile=True).generate(prompt, new)
+        g["fast_compiled_equals_eager_fp32"] = fast32_c.tolist() == eager32.tolist()
+    print(f"fast == eager: fp32 {g['fast_equals_eager_fp32']}  bf16 {g['fast_equals_eager_bf16']}", flush=True)
+
+    runs = g["runs"]
+    for ours_name in ("formers_cuda_graph", "formers_cuda_graph_compiled"):
+        for ref in ("hf_generate_dynamic", "hf_generate_static_compiled"):
+            if "tokens_per_s" in runs.get(ref, {}) and "tokens_per_s" in runs.get(ours_name, {}):
+                g[f"speedup_{ours_name}_vs_{ref}"] = runs[ours_name]["tokens_per_s"] / runs[ref]["tokens_per_s"]
+
+
+def table(out: dict) -> str:
+    lines = []
+    t = out.get("training")
+    if t:
+        lines.append(f"Training GPT-2 124M, batch {t['batch']} x {t['seq_len']}, bf16 autocast, fused AdamW")
+        lines.append(f"{'run':<22}{'step ms':>10}{'tokens/s':>12}{'MFU':>8}{'vs HF compiled':>16}")
+        hf = t["runs"].get("hf_compiled", {}).get("tokens_per_s")
+        for name, r in t["runs"].items():
+            if "tokens_per_s" not in r:
+                continue
+            ratio = f"{r['tokens_per_s'] / hf:.2f}x" if hf else "-"
+            lines.append(
+                f"{name:<22}{r['step_ms_median']:>10.1f}{r['tokens_per_s']:>12,.0f}{100 * r['mfu']:>7.1f}%{ratio:>16}"
+            )
+    g = out.get("generation")
+    if g:
+        lines.append(f"Greedy generation, batch 1, prompt {g['prompt_len']}, {g['new_tokens']} new tokens, {g['dtype']}")
+        lines.append(f"{'run':<30}{'tokens/s':>12}{'vs HF dynamic':>15}{'vs HF static':>14}")
+        runs = g["runs"]
+        ref_d = runs.get("hf_generate_dynamic", {}).get("tokens_per_s")
+        ref_s = runs.get("hf_generate_static_compiled", {}).get("tokens_per_s")
+        for name, r in runs.items():
+            if "tokens_per_s" not in r:
+                lines.append(f"{name:<30}  error: {r.get('error', '')[:60]}")
+                continue
+            a = f"{r['tokens_per_s'] / ref_d:.1f}x" if ref_d else "-"
+            b = f"{r['tokens_per_s'] / ref_s:.1f}x" if ref_s else "-"
+            lines.append(f"{name:<30}{r['tokens_per_s']:>12,.0f}{a:>15}{b:>14}")
+        lines.append(
+            f"fast path == eager greedy tokens: fp32 {g.get('fast_equals_eager_fp32')}, "
+            f"bf16 {g.get('fast_equals_eager_bf16')}; compiled step: fp32 {g.get('fast_compiled_equals_eager_fp32')}, "
+            f"bf16 {g.get('fast_compiled_equals_eager_bf16')}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per round (two rounds per model)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip-generation", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script)")
+    parser.add_argument("--smoke-compile", action="store_true", help="with --smoke, still torch.compile")
+    parser.add_argument("--output", default=str(RESULTS / "gpt2_speed_h100.json"))
+    args = parser.parse_args()
+    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
+    import transformers
+
+    out: dict = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "smoke": args.smoke,
+    }
+    paths = [Path(args.output)] + ([Path(os.environ["OUT"]) / Path(args.output).name] if os.environ.get("OUT") else [])
+
+    def save() -> None:
+        for p in paths:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(out, indent=2) + "\n")
+
+    for part, fn in (("training", bench_training), ("generation", bench_generation)):
+        if getattr(args, f"skip_{part}"):
+            continue
+        try:
+            fn(args, device, out)
+        except Exception as e:  # noqa: BLE001 - recorded in the results, the other part still runs
+            out[f"{part}_error"] = f"{type(e).__name__}: {e}"[:2000]
+            traceback.print_exc()
+        save()
+    print(table(out))
+
+
+if __name__ == "__main__":
+    main()
