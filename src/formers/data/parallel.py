@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -353,28 +354,29 @@ def collate_translation(
         if len(src) == 0 or len(tgt) == 0:
             raise ValueError(f"pairs[{i}] has an empty {'source' if len(src) == 0 else 'target'}; got lengths "
                              f"({len(src)}, {len(tgt)})")
-    batch_size = len(pairs)
-    src_len = max(len(s) for s, _ in pairs)
-    tgt_len = max(len(t) for _, t in pairs) + 1
-    src_ids = torch.full((batch_size, src_len), pad_id, dtype=torch.long)  # (B, S)
-    tgt_in = torch.full((batch_size, tgt_len), pad_id, dtype=torch.long)  # (B, T)
-    tgt_out = torch.full((batch_size, tgt_len), pad_id, dtype=torch.long)  # (B, T)
-    src_padding_mask = torch.zeros(batch_size, src_len, dtype=torch.bool)  # (B, S)
-    tgt_padding_mask = torch.zeros(batch_size, tgt_len, dtype=torch.bool)  # (B, T)
+    src_lens = np.array([len(s) for s, _ in pairs])  # (B,)
+    tgt_lens = np.array([len(t) + 1 for _, t in pairs])  # (B,) with bos/eos
+    batch_size, src_len, tgt_len = len(pairs), int(src_lens.max()), int(tgt_lens.max())
+    # Filled in numpy (one slice assignment per row) and handed to torch once: collation stays off the profile.
+    src_ids = np.full((batch_size, src_len), pad_id, dtype=np.int64)  # (B, S)
+    tgt_in = np.full((batch_size, tgt_len), pad_id, dtype=np.int64)  # (B, T)
+    tgt_out = np.full((batch_size, tgt_len), pad_id, dtype=np.int64)  # (B, T)
     for row, (src, tgt) in enumerate(pairs):
-        n, m = len(src), len(tgt) + 1
-        src_ids[row, :n] = torch.as_tensor(src, dtype=torch.long)
-        tgt_in[row, :m] = torch.as_tensor([bos_id, *tgt], dtype=torch.long)
-        tgt_out[row, :m] = torch.as_tensor([*tgt, eos_id], dtype=torch.long)
-        src_padding_mask[row, :n] = True
-        tgt_padding_mask[row, :m] = True
+        m = len(tgt)
+        src_ids[row, : len(src)] = src
+        tgt_in[row, 0], tgt_in[row, 1 : m + 1] = bos_id, tgt
+        tgt_out[row, :m], tgt_out[row, m] = tgt, eos_id
+    src_padding_mask = np.arange(src_len) < src_lens[:, None]  # (B, S)
+    tgt_padding_mask = np.arange(tgt_len) < tgt_lens[:, None]  # (B, T)
+    src_ids, tgt_in, tgt_out = torch.from_numpy(src_ids), torch.from_numpy(tgt_in), torch.from_numpy(tgt_out)
+    src_padding_mask, tgt_padding_mask = torch.from_numpy(src_padding_mask), torch.from_numpy(tgt_padding_mask)
     return {
         "src_ids": src_ids,
         "src_padding_mask": src_padding_mask,
         "tgt_in": tgt_in,
         "tgt_out": tgt_out,
         "tgt_padding_mask": tgt_padding_mask,
-        "num_tgt_tokens": sum(len(t) + 1 for _, t in pairs),  # counted here so training never syncs for it
+        "num_tgt_tokens": int(tgt_lens.sum()),  # counted here so training never syncs for it
     }
 
 
