@@ -19,4 +19,10 @@ def load_hf_directory(directory: Path, meta: dict[str, Any]) -> nn.Module:
         from formers.interop.gpt2 import load_gpt2_directory
 
         return load_gpt2_directory(directory, meta)
-    raise ValueError(f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['gpt2', 'marian']")
+    if model_type == "bert":
+        from formers.interop.bert import load_bert_directory
+
+        return load_bert_directory(directory, meta)
+    raise ValueError(
+        f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['bert', 'gpt2', 'marian']"
+    )

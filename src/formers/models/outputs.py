@@ -29,3 +29,49 @@ class CausalLMOutput:
     """
 
     logits: Tensor
+
+
+@dataclass
+class BertOutput:
+    """Bidirectional encoder output.
+
+    Attributes:
+        last_hidden_state: token states of the last layer (B, T, D).
+        pooled: pooler output for the first token (B, D).
+    """
+
+    last_hidden_state: Tensor
+    pooled: Tensor
+
+
+@dataclass
+class MaskedLMOutput:
+    """Masked-language-model output.
+
+    Attributes:
+        logits: vocabulary scores for every position (B, T, V).
+    """
+
+    logits: Tensor
+
+
+@dataclass
+class SequenceClassificationOutput:
+    """Sequence classification output.
+
+    Attributes:
+        logits: class scores per sequence (B, num_labels).
+    """
+
+    logits: Tensor
+
+
+@dataclass
+class TokenClassificationOutput:
+    """Token classification output.
+
+    Attributes:
+        logits: class scores per token (B, T, num_labels).
+    """
+
+    logits: Tensor
