@@ -91,3 +91,42 @@ def test_kv_cache_reorder_selects_rows():
 def test_mha_rejects_indivisible_heads():
     with pytest.raises(ValueError, match="divisible by num_heads"):
         MultiHeadAttention(10, 3)
+
+
+def test_self_attention_equals_multi_head_attention_with_the_same_weights():
+    torch.manual_seed(0)
+    from formers.layers import SelfAttention
+
+    fused = SelfAttention(16, 4).eval()
+    split = MultiHeadAttention(16, 4).eval()
+    with torch.no_grad():
+        wq, wk, wv = fused.qkv.weight.split(16, dim=0)
+        bq, bk, bv = fused.qkv.bias.split(16, dim=0)
+        for proj, w, b in ((split.q_proj, wq, bq), (split.k_proj, wk, bk), (split.v_proj, wv, bv)):
+            proj.weight.copy_(w)
+            proj.bias.copy_(b)
+        split.out_proj.load_state_dict(fused.out_proj.state_dict())
+    x = torch.randn(2, 5, 16)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])[:, None, None, :]
+    bias = torch.randn(1, 4, 5, 5)
+    for kwargs in ({}, {"is_causal": True}, {"attn_mask": mask, "attn_bias": bias}):
+        torch.testing.assert_close(fused(x, **kwargs), split(x, **kwargs), atol=1e-6, rtol=1e-5)
+
+
+def test_self_attention_with_distinct_value_width_matches_the_math_path():
+    torch.manual_seed(0)
+    from formers.layers import SelfAttention
+
+    attn = SelfAttention(12, 3, head_dim=5, value_head_dim=7).eval()
+    x = torch.randn(2, 6, 12)
+    bias = torch.randn(3, 6, 6)
+    fast = attn(x, attn_bias=bias)
+    attn.backend = "math"
+    assert fast.shape == (2, 6, 12)
+    torch.testing.assert_close(fast, attn(x, attn_bias=bias), atol=1e-6, rtol=1e-5)
+    # by hand: softmax(q k^T * 5^-0.5 + bias) v, heads of width 5 (q, k) and 7 (v)
+    q, k, v = attn.qkv(x).split([15, 15, 21], dim=-1)
+    q, k, v = (t.view(2, 6, 3, -1).transpose(1, 2) for t in (q, k, v))
+    w = torch.softmax(q @ k.transpose(-1, -2) * 5**-0.5 + bias, dim=-1)
+    ref = attn.out_proj((w @ v).transpose(1, 2).reshape(2, 6, 21))
+    torch.testing.assert_close(fast, ref, atol=1e-6, rtol=1e-5)

@@ -23,6 +23,14 @@ def load_hf_directory(directory: Path, meta: dict[str, Any]) -> nn.Module:
         from formers.interop.bert import load_bert_directory
 
         return load_bert_directory(directory, meta)
+    if model_type == "vit":
+        from formers.interop.vit import load_vit_directory
+
+        return load_vit_directory(directory, meta)
+    if model_type == "swin":
+        from formers.interop.swin import load_swin_directory
+
+        return load_swin_directory(directory, meta)
     raise ValueError(
-        f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['bert', 'gpt2', 'marian']"
+        f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['bert', 'gpt2', 'marian', 'swin', 'vit']"
     )

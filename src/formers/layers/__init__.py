@@ -1,16 +1,25 @@
 """Shared building blocks: the only home of attention math, masks, positions, norms, FFN and embeddings."""
 
-from formers.layers.attention import KVCache, MultiHeadAttention, scaled_dot_product_attention
+from formers.layers.attention import KVCache, MultiHeadAttention, SelfAttention, scaled_dot_product_attention
+from formers.layers.drop_path import DropPath, drop_path, drop_path_rates
 from formers.layers.blocks import DecoderBlock, EncoderBlock, PreNormDecoderBlock, PreNormEncoderBlock
 from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
-from formers.layers.validation import check_ids_shape, check_padding_mask, check_token_ids, value_checks
+from formers.layers.validation import (
+    check_ids_shape,
+    check_image_size,
+    check_images,
+    check_padding_mask,
+    check_token_ids,
+    value_checks,
+)
 
 __all__ = [
     "ACTIVATIONS",
     "DecoderBlock",
+    "DropPath",
     "EncoderBlock",
     "FeedForward",
     "KVCache",
@@ -19,13 +28,18 @@ __all__ = [
     "OutputProjection",
     "PreNormDecoderBlock",
     "PreNormEncoderBlock",
+    "SelfAttention",
     "SinusoidalPositionalEncoding",
     "TokenEmbedding",
     "causal_mask",
     "check_ids_shape",
+    "check_image_size",
+    "check_images",
     "check_padding_mask",
     "check_token_ids",
     "combine_masks",
+    "drop_path",
+    "drop_path_rates",
     "get_activation",
     "padding_to_attn_mask",
     "scaled_dot_product_attention",

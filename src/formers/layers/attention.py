@@ -230,3 +230,83 @@ class MultiHeadAttention(nn.Module):
         )
         b, _, tq, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, tq, self.embed_dim))  # (B, H, Tq, Dh) -> (B, Tq, D)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused q/k/v projection: one GEMM instead of three.
+
+    The fused weight is laid out query-major (rows ``[q; k; v]``, each head-major inside), the layout of
+    GPT-2's ``c_attn``, timm's ViT/Swin ``qkv`` and Hugging Face's split ``query/key/value`` stacked. Query/key
+    heads and value heads may have different widths (TNT's inner attention, EfficientFormer's 3D attention).
+
+    Args:
+        embed_dim: input and output width D.
+        num_heads: H.
+        dropout: dropout on attention weights.
+        bias: whether the projections have biases.
+        head_dim: query/key width per head; default ``embed_dim // num_heads`` (then D must divide by H).
+        value_head_dim: value width per head; default ``head_dim``.
+        scale: multiplier of Q K^T; default ``head_dim ** -0.5``.
+        backend: attention backend (``"sdpa"`` or ``"math"``), changeable after construction.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        head_dim: int | None = None,
+        value_head_dim: int | None = None,
+        scale: float | None = None,
+        backend: Backend = "sdpa",
+    ) -> None:
+        super().__init__()
+        if head_dim is None:
+            if embed_dim % num_heads != 0:
+                raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+            head_dim = embed_dim // num_heads
+        value_head_dim = head_dim if value_head_dim is None else value_head_dim
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.value_head_dim = value_head_dim
+        self.scale = head_dim**-0.5 if scale is None else scale
+        self.dropout = dropout
+        self.backend: Backend = backend
+        self.qkv = nn.Linear(embed_dim, num_heads * (2 * head_dim + value_head_dim), bias=bias)
+        self.out_proj = nn.Linear(num_heads * value_head_dim, embed_dim, bias=bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        attn_mask: Tensor | None = None,
+        attn_bias: Tensor | None = None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """Self-attention over ``x`` (B, T, D).
+
+        Args:
+            attn_mask: boolean broadcastable to (B, H, T, Tk), True = may attend (Tk counts cached positions).
+            attn_bias: additive bias broadcastable to (B, H, T, Tk) (relative position bias, attention biases).
+            is_causal: causal attention (aligned to the end when a cache holds earlier positions).
+            cache: KV cache; the new keys/values are appended and attention covers all.
+
+        Returns:
+            (B, T, D).
+        """
+        b, t, _ = x.shape
+        h, dh, dv = self.num_heads, self.head_dim, self.value_head_dim
+        q, k, v = self.qkv(x).split([h * dh, h * dh, h * dv], dim=-1)  # (B, T, 3 x H*d)
+        q = q.view(b, t, h, dh).transpose(1, 2)  # (B, H, T, Dh)
+        k = k.view(b, t, h, dh).transpose(1, 2)  # (B, H, T, Dh)
+        v = v.view(b, t, h, dv).transpose(1, 2)  # (B, H, T, Dv)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        out = scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=is_causal,
+            dropout_p=self.dropout if self.training else 0.0, scale=self.scale, backend=self.backend,
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, h * dv))  # (B, H, T, Dv) -> (B, T, H*Dv)

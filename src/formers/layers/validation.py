@@ -75,3 +75,35 @@ def check_padding_mask(mask: Tensor | None, ids: Tensor, name: str) -> None:
         raise ValueError(f"{name} must have the shape of its ids {tuple(ids.shape)}, got {tuple(mask.shape)}")
     if should_check_values(mask) and not bool(mask.any(dim=1).all()):
         raise ValueError(f"{name} hides every token of at least one sequence; each row needs one real token")
+
+
+def check_images(images: Tensor, name: str, in_channels: int) -> None:
+    """Raises unless ``images`` is a non-empty floating (B, C, H, W) tensor with ``in_channels`` channels and no NaN.
+
+    The size check (what the patch or window grid can take) belongs to each model, which knows its grid.
+    """
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, channels, height, width), got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"{name} must have shape (batch, channels, height, width), got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (normalised pixels), got dtype {images.dtype}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch: shape {tuple(images.shape)}; need at least one image")
+    if images.shape[1] != in_channels:
+        raise ValueError(
+            f"{name} has {images.shape[1]} channels, the model expects in_channels={in_channels} "
+            f"(shape {tuple(images.shape)})"
+        )
+    if should_check_values(images) and bool(torch.isnan(images).any()):
+        raise ValueError(f"{name} holds NaN pixel values")
+
+
+def check_image_size(height: int, width: int, name: str, multiple: int, what: str) -> None:
+    """Raises unless ``height`` and ``width`` are positive multiples of ``multiple``, saying which sizes work."""
+    if height <= 0 or width <= 0 or height % multiple or width % multiple:
+        raise ValueError(
+            f"{name} has size {height}x{width}, which the {what} cannot take: height and width must be "
+            f"multiples of {multiple} (e.g. {max(multiple, (height // multiple) * multiple)}x"
+            f"{max(multiple, (width // multiple) * multiple)})"
+        )

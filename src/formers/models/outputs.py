@@ -75,3 +75,14 @@ class TokenClassificationOutput:
     """
 
     logits: Tensor
+
+
+@dataclass
+class ImageClassificationOutput:
+    """Image classification output.
+
+    Attributes:
+        logits: class scores per image (B, num_classes).
+    """
+
+    logits: Tensor

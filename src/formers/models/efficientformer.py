@@ -1,0 +1,1 @@
+"""Placeholder: the efficientformer family is being written (see issue 5)."""

@@ -1,0 +1,1 @@
+"""Placeholder: the swin family is being written (see issue 5)."""

@@ -1,0 +1,1 @@
+"""Placeholder: the tnt family is being written (see issue 5)."""

@@ -1,0 +1,1 @@
+"""Placeholder: the vit family is being written (see issue 5)."""
