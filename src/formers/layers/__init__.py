@@ -6,6 +6,7 @@ from formers.layers.blocks import DecoderBlock, EncoderBlock, PreNormDecoderBloc
 from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
+from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
 from formers.layers.validation import (
     check_ids_shape,
@@ -26,6 +27,7 @@ __all__ = [
     "LearnedPositionalEmbedding",
     "MultiHeadAttention",
     "OutputProjection",
+    "PatchEmbedding",
     "PreNormDecoderBlock",
     "PreNormEncoderBlock",
     "SelfAttention",
