@@ -7,6 +7,7 @@ from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.patch_embed import PatchEmbedding
+from formers.layers.pixel_embed import PixelEmbedding, PixelToPatch
 from formers.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
 from formers.layers.validation import (
     check_ids_shape,
@@ -28,6 +29,8 @@ __all__ = [
     "MultiHeadAttention",
     "OutputProjection",
     "PatchEmbedding",
+    "PixelEmbedding",
+    "PixelToPatch",
     "PreNormDecoderBlock",
     "PreNormEncoderBlock",
     "SelfAttention",
