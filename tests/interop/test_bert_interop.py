@@ -17,6 +17,7 @@ transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig as HFBertConfig
 from transformers import BertForMaskedLM as HFBertForMaskedLM
+from transformers import BertForPreTraining as HFBertForPreTraining
 from transformers import BertModel as HFBertModel
 
 import formers
@@ -25,7 +26,7 @@ from formers.interop.bert import (
     convert_bert_state_dict,
     save_bert_directory,
 )
-from formers.models.bert import BertForMaskedLM, BertModel, mean_pool
+from formers.models.bert import BertForMaskedLM, BertForPreTraining, BertModel, mean_pool
 
 ATOL = RTOL = 1e-5
 
@@ -86,7 +87,33 @@ def test_masked_lm_logits_match(case, tmp_path):
         torch.testing.assert_close(ours(ids, types, mask).logits[mask], theirs[mask], atol=ATOL, rtol=RTOL)
 
 
-@pytest.mark.parametrize("cls", [HFBertModel, HFBertForMaskedLM])
+@pytest.mark.parametrize("case", list(CASES))
+def test_pretraining_logits_match(case, tmp_path):
+    hf = _hf_model(HFBertForPreTraining, case)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = formers.from_pretrained(tmp_path / "hf")
+    assert type(ours) is BertForPreTraining and ours.decoder.weight is ours.encoder.embed.weight
+    ids, types, mask = _batch(hf.config)
+    with torch.no_grad():
+        theirs = hf(ids, attention_mask=mask.long(), token_type_ids=types)
+        out = ours(ids, types, mask)
+        torch.testing.assert_close(out.logits[mask], theirs.prediction_logits[mask], atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(out.next_sentence_logits, theirs.seq_relationship_logits, atol=ATOL, rtol=RTOL)
+
+
+def test_pretraining_weights_without_architecture_are_detected(tmp_path):
+    hf = _hf_model(HFBertForPreTraining, "small")
+    hf.save_pretrained(tmp_path / "hf")
+    config = __import__("json").loads((tmp_path / "hf" / "config.json").read_text())
+    config.pop("architectures")
+    (tmp_path / "hf" / "config.json").write_text(__import__("json").dumps(config))
+    assert type(formers.from_pretrained(tmp_path / "hf")) is BertForPreTraining
+    config["architectures"] = ["BertForMaskedLM"]  # as bert-base-uncased: MLM named, NSP weights stored
+    (tmp_path / "hf" / "config.json").write_text(__import__("json").dumps(config))
+    assert type(formers.from_pretrained(tmp_path / "hf")) is BertForMaskedLM
+
+
+@pytest.mark.parametrize("cls", [HFBertModel, HFBertForMaskedLM, HFBertForPreTraining])
 def test_export_round_trip(cls, tmp_path):
     hf = _hf_model(cls, "small")
     hf.save_pretrained(tmp_path / "hf")
@@ -102,8 +129,10 @@ def test_export_round_trip(cls, tmp_path):
     with torch.no_grad():
         want = hf(ids, attention_mask=mask.long(), token_type_ids=types)
         got = reloaded(ids, attention_mask=mask.long(), token_type_ids=types)
-        key = "logits" if cls is HFBertForMaskedLM else "last_hidden_state"
-        torch.testing.assert_close(getattr(got, key), getattr(want, key), atol=0, rtol=0)
+        keys = {HFBertModel: ["last_hidden_state"], HFBertForMaskedLM: ["logits"],
+                HFBertForPreTraining: ["prediction_logits", "seq_relationship_logits"]}[cls]
+        for key in keys:
+            torch.testing.assert_close(getattr(got, key), getattr(want, key), atol=0, rtol=0)
 
 
 def test_key_variants(tmp_path):

@@ -7,6 +7,7 @@ import formers
 from formers.models.bert import (
     BertConfig,
     BertForMaskedLM,
+    BertForPreTraining,
     BertForSequenceClassification,
     BertForTokenClassification,
     BertModel,
@@ -14,7 +15,7 @@ from formers.models.bert import (
 )
 
 TINY = dict(embed_dim=16, num_heads=2, num_layers=2, ffn_dim=24, vocab_size=40, max_seq_len=24, num_labels=3)
-HEADS = [BertModel, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification]
+HEADS = [BertModel, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertForTokenClassification]
 
 
 def _noisy(model):
@@ -74,13 +75,18 @@ def test_heads_shapes_grads_save_load(cls, tmp_path):
     model = _noisy(cls(BertConfig(**TINY)))
     ids, types, mask = right_padded()
     logits = _main(model(ids, types, mask))
-    expected = {BertForMaskedLM: (3, 7, 40), BertForSequenceClassification: (3, 3),
+    expected = {BertForMaskedLM: (3, 7, 40), BertForPreTraining: (3, 7, 40), BertForSequenceClassification: (3, 3),
                 BertForTokenClassification: (3, 7, 3)}[cls]
     assert logits.shape == expected and torch.isfinite(logits).all()
-    (logits[mask] if logits.dim() == 3 else logits).square().mean().backward()
+    loss = (logits[mask] if logits.dim() == 3 else logits).square().mean()
+    if cls is BertForPreTraining:
+        nsp = model(ids, types, mask).next_sentence_logits
+        assert nsp.shape == (3, 2) and torch.isfinite(nsp).all()
+        loss = loss + nsp.square().mean()
+    loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
-    if cls is BertForMaskedLM:
+    if cls in (BertForMaskedLM, BertForPreTraining):
         assert model.decoder.weight is model.encoder.embed.weight
     model.eval()
     formers.save_pretrained(model, tmp_path / "m")
@@ -89,7 +95,7 @@ def test_heads_shapes_grads_save_load(cls, tmp_path):
     torch.testing.assert_close(_main(loaded(ids, types, mask)), _main(model(ids, types, mask)), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("cls", [BertModel, BertForMaskedLM, BertForTokenClassification])
+@pytest.mark.parametrize("cls", [BertModel, BertForMaskedLM, BertForPreTraining, BertForTokenClassification])
 def test_padded_rows_equal_unbatched_runs(cls):
     model = _noisy(cls(BertConfig(**TINY))).eval()
     ids, types, mask = right_padded()
@@ -101,6 +107,10 @@ def test_padded_rows_equal_unbatched_runs(cls):
     if cls is BertModel:  # the pooler reads token 0, always real
         pooled = model(ids, types, mask).pooled
         torch.testing.assert_close(pooled[2], model(ids[2:, :2], types[2:, :2]).pooled[0], atol=1e-5, rtol=1e-5)
+    if cls is BertForPreTraining:
+        nsp = model(ids, types, mask).next_sentence_logits
+        alone = model(ids[2:, :2], types[2:, :2]).next_sentence_logits
+        torch.testing.assert_close(nsp[2], alone[0], atol=1e-5, rtol=1e-5)
 
 
 def test_sequence_classification_padded_rows_equal_unbatched_runs():
@@ -160,3 +170,21 @@ def test_masked_lm_overfits_a_fixed_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
+
+
+def test_pretraining_model_learns_masked_tokens_and_next_sentence_labels():
+    torch.manual_seed(0)
+    model = BertForPreTraining(BertConfig(**{**TINY, "dropout": 0.0, "attn_dropout": 0.0}))
+    ids, types, mask = right_padded()
+    targets, nsp_labels = ids[:, 1].clone(), torch.tensor([0, 1, 1])
+    inputs = ids.clone()
+    inputs[:, 1] = 39  # the "[MASK]" id
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        out = model(inputs, types, mask)
+        mlm = torch.nn.functional.cross_entropy(out.logits[:, 1], targets)
+        nsp = torch.nn.functional.cross_entropy(out.next_sentence_logits, nsp_labels)
+        opt.zero_grad()
+        (mlm + nsp).backward()
+        opt.step()
+    assert mlm.item() < 0.05 and nsp.item() < 0.05

@@ -1,7 +1,8 @@
-"""Hugging Face BERT (``BertModel``, ``BertForMaskedLM``) <-> formers ``BertModel`` / ``BertForMaskedLM``.
+"""Hugging Face BERT (``BertModel``, ``BertForMaskedLM``, ``BertForPreTraining``) <-> formers classes of those names.
 
-Checked against ``transformers`` 5.x (tests/interop/test_bert_interop.py): same hidden states and MLM logits to 1e-5
-in float32 with padding and token types, exact state-dict round trips, and the real all-MiniLM-L6-v2 weights.
+Checked against ``transformers`` 5.x (tests/interop/test_bert_interop.py): same hidden states, MLM logits and
+next-sentence logits to 1e-5 in float32 with padding and token types, exact state-dict round trips, and the real
+all-MiniLM-L6-v2 weights.
 
 Checkpoint variants resolved here:
 
@@ -12,6 +13,8 @@ Checkpoint variants resolved here:
   what they are tied to;
 - the pooler is optional: a ``BertModel`` built from a file without one keeps a freshly initialised pooler
   (only ``pooled`` depends on it); pooler and next-sentence weights are dropped for the masked LM;
+- a directory is a ``BertForPreTraining`` when ``architectures`` names it, or when it holds both the MLM and the
+  next-sentence (``cls.seq_relationship``) weights;
 - the ``position_ids``/``token_type_ids`` buffers of older files are dropped.
 
 Unsupported options raise: activations other than exact ``gelu``, relative position embeddings, decoders.
@@ -32,7 +35,7 @@ from torch import Tensor
 from formers.hub import load_state_into
 from formers.interop.hf_files import read_hf_weights
 from formers.interop.keymap import KeyMap
-from formers.models.bert import BertConfig, BertForMaskedLM, BertModel
+from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining, BertModel
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -72,6 +75,8 @@ KEY_MAP = KeyMap(
         ("transform_norm.weight", "cls.predictions.transform.LayerNorm.weight"),
         ("transform_norm.bias", "cls.predictions.transform.LayerNorm.bias"),
         ("decoder.bias", MLM_BIAS),
+        ("next_sentence.weight", "cls.seq_relationship.weight"),
+        ("next_sentence.bias", "cls.seq_relationship.bias"),
     ]
     + [
         (f"encoder.layers.{{i}}.{ours}.{param}", f"encoder.layer.{{i}}.{theirs}.{param}")
@@ -122,7 +127,7 @@ def config_from_bert(hf_config: dict[str, Any]) -> BertConfig:
 
 
 def bert_config_from_formers(config: BertConfig, architecture: str) -> dict[str, Any]:
-    """The ``config.json`` dict of a Hugging Face ``architecture`` (``BertModel``/``BertForMaskedLM``) like ``config``."""
+    """The ``config.json`` dict of a Hugging Face ``architecture`` (``BertModel``, ...) like ``config``."""
     c = config
     return {
         "model_type": "bert",
@@ -167,8 +172,22 @@ def is_masked_lm(hf_config: dict[str, Any], hf_state: dict[str, Tensor]) -> bool
     return any(k.startswith("cls.predictions.") for k in hf_state)
 
 
-def convert_bert_state_dict(hf_state: dict[str, Tensor], masked_lm: bool) -> dict[str, Tensor]:
-    """BERT weights -> the state dict of formers ``BertForMaskedLM`` (``masked_lm``) or ``BertModel``.
+def is_pretraining(hf_config: dict[str, Any], hf_state: dict[str, Tensor]) -> bool:
+    """Whether a directory holds ``BertForPreTraining``: named in ``architectures``, or (no architecture named)
+    both MLM and next-sentence weights. Files of ``bert-base-uncased`` name ``BertForMaskedLM`` but hold both."""
+    architectures = hf_config.get("architectures") or []
+    if architectures:
+        return "BertForPreTraining" in architectures
+    keys = [k.removeprefix(PREFIX) for k in hf_state]
+    has = [any(k.startswith(head) for k in keys) for head in ("cls.predictions.", "cls.seq_relationship.")]
+    return all(has)
+
+
+def convert_bert_state_dict(
+    hf_state: dict[str, Tensor], masked_lm: bool, next_sentence: bool = False
+) -> dict[str, Tensor]:
+    """BERT weights -> the state dict of formers ``BertForPreTraining`` (``masked_lm`` and ``next_sentence``),
+    ``BertForMaskedLM`` (``masked_lm``) or ``BertModel``.
 
     Raises:
         KeyError: on keys the key map does not know.
@@ -185,39 +204,47 @@ def convert_bert_state_dict(hf_state: dict[str, Tensor], masked_lm: bool) -> dic
                 continue
         elif not torch.equal(value, state[source]):
             raise ValueError(f"{tied} differs from {source}, to which formers ties it")
-    if masked_lm:
-        state = {k: v for k, v in state.items() if not _DROPPED_FOR_MLM.match(k)}
-    else:
+    if not masked_lm:
         state = {k: v for k, v in state.items() if not k.startswith("cls.")}
+    elif not next_sentence:  # BertForPreTraining keeps every weight
+        state = {k: v for k, v in state.items() if not _DROPPED_FOR_MLM.match(k)}
     return KEY_MAP.to_ours(state)
 
 
-def to_bert_state_dict(model: BertModel | BertForMaskedLM) -> dict[str, Tensor]:
+def to_bert_state_dict(model: BertModel | BertForMaskedLM | BertForPreTraining) -> dict[str, Tensor]:
     """formers weights -> those ``save_pretrained`` writes for the Hugging Face class (no tied decoder weight)."""
     state = {k: v for k, v in model.state_dict().items() if k != "decoder.weight"}
     theirs = KEY_MAP.to_theirs(state)
-    if isinstance(model, BertForMaskedLM):
+    if isinstance(model, (BertForMaskedLM, BertForPreTraining)):
         theirs = {k if k.startswith("cls.") else PREFIX + k: v for k, v in theirs.items()}
     return theirs
 
 
-def load_bert_directory(directory: str | Path, meta: dict[str, Any]) -> BertModel | BertForMaskedLM:
-    """Builds a formers ``BertForMaskedLM`` or ``BertModel`` from a Hugging Face BERT directory.
+def load_bert_directory(
+    directory: str | Path, meta: dict[str, Any]
+) -> BertModel | BertForMaskedLM | BertForPreTraining:
+    """Builds a formers ``BertForPreTraining``, ``BertForMaskedLM`` or ``BertModel`` from a Hugging Face BERT directory.
 
     Args:
         directory: holds ``config.json`` and ``model.safetensors`` (or a sharded safetensors index).
         meta: the parsed ``config.json``.
 
     Returns:
-        ``BertForMaskedLM`` when ``architectures`` names it or the weights hold ``cls.predictions``, else
-        ``BertModel`` (train mode, on CPU; ``formers.from_pretrained`` moves it and sets eval mode).
+        ``BertForPreTraining`` when :func:`is_pretraining`, else ``BertForMaskedLM`` when ``architectures`` names it
+        or the weights hold ``cls.predictions``, else ``BertModel`` (train mode, on CPU; ``formers.from_pretrained``
+        moves it and sets eval mode).
     """
     directory = Path(directory)
     config = config_from_bert(meta)
     hf_state = _without_prefix(read_hf_weights(directory))
-    masked_lm = is_masked_lm(meta, hf_state)
-    state = convert_bert_state_dict(hf_state, masked_lm)
-    model: BertModel | BertForMaskedLM = BertForMaskedLM(config) if masked_lm else BertModel(config)
+    pretraining = is_pretraining(meta, hf_state)
+    masked_lm = pretraining or is_masked_lm(meta, hf_state)
+    state = convert_bert_state_dict(hf_state, masked_lm, next_sentence=pretraining)
+    model: BertModel | BertForMaskedLM | BertForPreTraining
+    if pretraining:
+        model = BertForPreTraining(config)
+    else:
+        model = BertForMaskedLM(config) if masked_lm else BertModel(config)
     if not masked_lm and "pooler.weight" not in state:
         warnings.warn(f"{directory} holds no pooler weights: the pooler keeps its random init", stacklevel=2)
         state.update({k: v for k, v in model.state_dict().items() if k.startswith("pooler.")})
@@ -225,13 +252,15 @@ def load_bert_directory(directory: str | Path, meta: dict[str, Any]) -> BertMode
     return model
 
 
-def save_bert_directory(model: BertModel | BertForMaskedLM, directory: str | Path) -> Path:
-    """Writes ``config.json`` and ``model.safetensors`` loadable by ``transformers``' ``BertModel``/``BertForMaskedLM``."""
+def save_bert_directory(model: BertModel | BertForMaskedLM | BertForPreTraining, directory: str | Path) -> Path:
+    """Writes ``config.json`` and ``model.safetensors`` loadable by ``transformers``' class of the same name."""
     from formers.training.checkpoint import atomic_directory
 
-    if not isinstance(model, (BertModel, BertForMaskedLM)):
-        raise TypeError(f"save_bert_directory takes a BertModel or BertForMaskedLM, got {type(model).__name__}")
-    architecture = "BertForMaskedLM" if isinstance(model, BertForMaskedLM) else "BertModel"
+    if not isinstance(model, (BertModel, BertForMaskedLM, BertForPreTraining)):
+        raise TypeError(
+            f"save_bert_directory takes a BertModel, BertForMaskedLM or BertForPreTraining, got {type(model).__name__}"
+        )
+    architecture = type(model).__name__
     hf_config = bert_config_from_formers(model.config, architecture)
     # One copy per name: safetensors refuses tensors that share memory.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in to_bert_state_dict(model).items()}

@@ -13,6 +13,8 @@ Notable choices and differences:
 - The encoder without the pooler is :class:`BertEncoder`; :class:`BertModel` adds the pooler. Heads that do not
   use the pooler (masked LM, token classification) hold a bare encoder, as Hugging Face's
   ``add_pooling_layer=False``, so every parameter of every model is trained.
+- :class:`BertForPreTraining` is the paper's pre-training model: the masked-LM head of :class:`BertForMaskedLM`
+  plus the next-sentence classifier on the pooler (checked against Hugging Face ``BertForPreTraining``).
 - Batches are RIGHT padded (``padding_mask``, True = real token): positions count from 0 in every row and
   padded keys are ignored, so every real token's output equals that of the row run alone.
 - One dropout rate covers embeddings and residual branches (``hidden_dropout_prob``); ``attn_dropout`` is the
@@ -214,6 +216,46 @@ class BertForMaskedLM(nn.Module):
         return MaskedLMOutput(logits=self.decoder(hidden))
 
 
+@dataclass
+class BertPreTrainingOutput:
+    """Pre-training output.
+
+    Attributes:
+        logits: masked-LM vocabulary scores for every position (B, T, V).
+        next_sentence_logits: IsNext (0) / NotNext (1) scores per sequence (B, 2).
+    """
+
+    logits: Tensor
+    next_sentence_logits: Tensor
+
+
+class BertForPreTraining(nn.Module):
+    """BERT as pre-trained in the paper: the masked-LM head (tied decoder) and a next-sentence head on the pooler."""
+
+    family = "bert_pretraining"
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.encoder = BertEncoder(c)
+        self.pooler = nn.Linear(c.embed_dim, c.embed_dim)
+        self.transform = nn.Linear(c.embed_dim, c.embed_dim)
+        self.transform_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
+        self.decoder = OutputProjection(c.embed_dim, c.vocab_size, bias=True, tied_to=self.encoder.embed)
+        self.next_sentence = nn.Linear(c.embed_dim, 2)
+        for module in (self.pooler, self.transform, self.next_sentence):
+            _init_weights(module)
+
+    def forward(
+        self, input_ids: Tensor, token_type_ids: Tensor | None = None, padding_mask: Tensor | None = None
+    ) -> BertPreTrainingOutput:
+        """Masked-LM scores (B, T, V) and next-sentence scores (B, 2) (args as :meth:`BertEncoder.forward`)."""
+        hidden = self.encoder(input_ids, token_type_ids, padding_mask)  # (B, T, D)
+        pooled = torch.tanh(self.pooler(hidden[:, 0]))  # (B, D)
+        tokens = self.transform_norm(F.gelu(self.transform(hidden)))  # (B, T, D)
+        return BertPreTrainingOutput(logits=self.decoder(tokens), next_sentence_logits=self.next_sentence(pooled))
+
+
 class BertForSequenceClassification(nn.Module):
     """BERT with dropout + a linear classifier on the pooled output; ``logits`` (B, num_labels)."""
 
@@ -258,6 +300,7 @@ class BertForTokenClassification(nn.Module):
 
 register_family("bert", BertConfig, BertModel)
 register_family("bert_mlm", BertConfig, BertForMaskedLM)
+register_family("bert_pretraining", BertConfig, BertForPreTraining)
 register_family("bert_sequence_classification", BertConfig, BertForSequenceClassification)
 register_family("bert_token_classification", BertConfig, BertForTokenClassification)
 
