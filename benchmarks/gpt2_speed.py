@@ -68,6 +68,7 @@ def build_pair(device: torch.device, smoke: bool, dtype: torch.dtype = torch.flo
 def flops_per_token(model, seq_len: int) -> float:
     c = model.config
     n = sum(p.numel() for p in model.parameters()) - model.positions.weight.numel()
+    n -= (c.padded_vocab_size - c.vocab_size) * c.embed_dim  # alignment rows are not model FLOPs
     return 6 * n + 12 * c.num_layers * c.embed_dim * seq_len
 
 

@@ -43,7 +43,8 @@ def test_gpt2_variants_match_the_paper():
     assert all(c.max_seq_len == 1024 and c.vocab_size == 50257 and c.hidden_dim == 4 * c.embed_dim for c in shapes.values())
     with torch.device("meta"):
         n = sum(p.numel() for p in formers.create_model("gpt2").parameters())
-    assert n == 124_439_808  # GPT-2 small with the tied head
+    assert shapes["gpt2"].padded_vocab_size == 50304
+    assert n - (50304 - 50257) * 768 == 124_439_808  # GPT-2 small with the tied head, less the alignment rows
     char = create_config("gpt_shakespeare_char")
     assert (char.num_layers, char.num_heads, char.embed_dim, char.max_seq_len, char.dropout) == (6, 6, 384, 256, 0.2)
 
@@ -140,3 +141,24 @@ def test_bad_inputs_raise_clear_errors():
         model(ids[:1, :1], cache=state)
     with pytest.raises(TypeError, match="padding_mask must be a boolean tensor"):
         model(ids[:, :1], mask[:, :1].int(), cache=state)
+
+
+def test_vocab_alignment_rows_are_zero_unseen_and_never_learn():
+    torch.manual_seed(0)
+    model = formers.create_model("gpt_mini", vocab_size=100, vocab_multiple=64, num_layers=1, max_seq_len=16, eos_id=None)
+    assert model.embed.weight.shape == (128, 128) and model.output.weight is model.embed.weight
+    assert torch.count_nonzero(model.embed.weight[100:]) == 0
+    ids = torch.randint(0, 100, (2, 8))
+    logits = model(ids).logits
+    assert logits.shape == (2, 8, 100)
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids.flatten()).backward()
+    assert torch.count_nonzero(model.embed.weight.grad[100:]) == 0
+    with pytest.raises(ValueError, match="100"):
+        model(torch.tensor([[100]]))
+    # same function as the unpadded model holding the same vocabulary rows
+    plain = formers.create_model("gpt_mini", vocab_size=100, num_layers=1, max_seq_len=16, eos_id=None)
+    state = dict(model.state_dict())
+    state["embed.weight"] = state["embed.weight"][:100]
+    state.pop("output.weight", None)
+    plain.load_state_dict(state, strict=False)
+    torch.testing.assert_close(plain.eval()(ids).logits, model.eval()(ids).logits)

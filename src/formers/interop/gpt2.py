@@ -129,6 +129,7 @@ def config_from_gpt2(hf_config: dict[str, Any]) -> GPTConfig:
         layer_norm_eps=hf_config.get("layer_norm_epsilon", 1e-5),
         activation=_ACTIVATIONS[activation],
         tie_embeddings=hf_config.get("tie_word_embeddings", True),
+        vocab_multiple=64,  # aligned embedding/head GEMMs; the extra rows are zero and their logits never returned
         eos_id=ids["eos_token_id"],
         pad_id=ids["pad_token_id"],
     )
@@ -226,7 +227,12 @@ def convert_gpt2_state_dict(hf_state: dict[str, Tensor], config: GPTConfig) -> d
             )
     elif LM_HEAD not in state:
         raise KeyError(f"tie_word_embeddings is false but the checkpoint has no {LM_HEAD!r}")
-    return _split_qkv(KEY_MAP.to_ours(state), config.num_layers)
+    ours = _split_qkv(KEY_MAP.to_ours(state), config.num_layers)
+    for name in ("embed.weight", "output.weight"):
+        if name in ours and ours[name].shape[0] == config.vocab_size < config.padded_vocab_size:
+            extra = ours[name].new_zeros(config.padded_vocab_size - config.vocab_size, ours[name].shape[1])
+            ours[name] = torch.cat([ours[name], extra])  # (V, D) -> (padded V, D): zero alignment rows
+    return ours
 
 
 def to_gpt2_state_dict(state: dict[str, Tensor], config: GPTConfig) -> dict[str, Tensor]:
@@ -234,6 +240,9 @@ def to_gpt2_state_dict(state: dict[str, Tensor], config: GPTConfig) -> dict[str,
     state = dict(state)
     if config.tie_embeddings:
         state.pop("output.weight", None)
+    for name in ("embed.weight", "output.weight"):
+        if name in state:
+            state[name] = state[name][: config.vocab_size]  # drop the alignment rows
     return KEY_MAP.to_theirs(_fuse_qkv(state, config.num_layers))
 
 

@@ -20,22 +20,38 @@ class TokenEmbedding(nn.Module):
         padding_idx: id whose embedding starts at zero (its gradient is not masked; tying stays simple).
         scale: multiply embeddings by sqrt(D).
         name: argument name used in error messages (``"src_ids"``, ``"input_ids"``).
+        num_rows: rows of the weight matrix, >= ``vocab_size`` (default ``vocab_size``). Extra rows are zero and
+            never looked up; they round a tied output projection up to an aligned width (50257 -> 50304).
     """
 
     def __init__(
-        self, vocab_size: int, embed_dim: int, padding_idx: int | None = None, scale: bool = False, name: str = "input_ids"
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        padding_idx: int | None = None,
+        scale: bool = False,
+        name: str = "input_ids",
+        num_rows: int | None = None,
     ):
         super().__init__()
+        num_rows = vocab_size if num_rows is None else num_rows
+        if num_rows < vocab_size:
+            raise ValueError(f"num_rows ({num_rows}) must be >= vocab_size ({vocab_size})")
         self.vocab_size = vocab_size
         self.embed_dim = embed_dim
         self.padding_idx = padding_idx
         self.scale = math.sqrt(embed_dim) if scale else 1.0
         self.name = name
-        self.weight = nn.Parameter(torch.empty(vocab_size, embed_dim))
-        nn.init.normal_(self.weight, std=embed_dim**-0.5)
-        if padding_idx is not None:
-            with torch.no_grad():
-                self.weight[padding_idx].zero_()
+        self.weight = nn.Parameter(torch.empty(num_rows, embed_dim))
+        self.reset_parameters(std=embed_dim**-0.5)
+
+    def reset_parameters(self, std: float) -> None:
+        """N(0, std) for the vocabulary rows; zero for the padding id and the alignment rows."""
+        with torch.no_grad():
+            nn.init.normal_(self.weight, std=std)
+            self.weight[self.vocab_size :].zero_()
+            if self.padding_idx is not None:
+                self.weight[self.padding_idx].zero_()
 
     def forward(self, ids: Tensor, name: str | None = None) -> Tensor:
         """Ids (B, T) -> embeddings (B, T, D); ``name`` overrides the argument name used in errors."""
@@ -49,24 +65,42 @@ class OutputProjection(nn.Module):
 
     Args:
         embed_dim: D.
-        vocab_size: V.
+        vocab_size: V, the logits returned.
         bias: add a learned per-token bias.
-        tied_to: embedding whose (V, D) weight is shared; ``None`` gives the projection its own weight.
+        tied_to: embedding whose (rows, D) weight is shared; ``None`` gives the projection its own weight.
+        num_rows: rows of the weight, >= V (default V; a tied embedding's rows). The GEMM runs over all rows, an
+            aligned width (e.g. 50304 for GPT-2's 50257 tokens: faster kernels), and the logits are cut to V.
     """
 
-    def __init__(self, embed_dim: int, vocab_size: int, bias: bool = False, tied_to: TokenEmbedding | None = None):
+    def __init__(
+        self,
+        embed_dim: int,
+        vocab_size: int,
+        bias: bool = False,
+        tied_to: TokenEmbedding | None = None,
+        num_rows: int | None = None,
+    ):
         super().__init__()
         if tied_to is not None:
-            if tied_to.weight.shape != (vocab_size, embed_dim):
+            num_rows = tied_to.weight.shape[0] if num_rows is None else num_rows
+            if tied_to.weight.shape != (num_rows, embed_dim) or tied_to.vocab_size != vocab_size:
                 raise ValueError(
-                    f"cannot tie output ({vocab_size}, {embed_dim}) to embedding {tuple(tied_to.weight.shape)}"
+                    f"cannot tie output ({vocab_size} tokens, {num_rows} rows, {embed_dim} wide) to embedding "
+                    f"{tuple(tied_to.weight.shape)} of {tied_to.vocab_size} tokens"
                 )
             self.weight = tied_to.weight
         else:
-            self.weight = nn.Parameter(torch.empty(vocab_size, embed_dim))
+            num_rows = vocab_size if num_rows is None else num_rows
+            if num_rows < vocab_size:
+                raise ValueError(f"num_rows ({num_rows}) must be >= vocab_size ({vocab_size})")
+            self.weight = nn.Parameter(torch.empty(num_rows, embed_dim))
             nn.init.normal_(self.weight, std=embed_dim**-0.5)
-        self.bias = nn.Parameter(torch.zeros(vocab_size)) if bias else None
+            with torch.no_grad():
+                self.weight[vocab_size:].zero_()
+        self.vocab_size = vocab_size
+        self.bias = nn.Parameter(torch.zeros(num_rows)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, D) -> logits (B, T, V)."""
-        return F.linear(x, self.weight, self.bias)
+        logits = F.linear(x, self.weight, self.bias)  # (B, T, rows)
+        return logits if logits.shape[-1] == self.vocab_size else logits[..., : self.vocab_size]

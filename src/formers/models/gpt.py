@@ -60,11 +60,14 @@ class GPTConfig:
     layer_norm_eps: float = 1e-5
     activation: str = "gelu_tanh"
     tie_embeddings: bool = True  # output projection uses the token embedding matrix
+    vocab_multiple: int = 1  # embedding rows rounded up to a multiple (64: 50257 -> 50304, aligned GEMMs)
     eos_id: int | None = 50256
     pad_id: int | None = None  # None: generation fills ended rows with eos_id
     tokenizer: dict = field(default_factory=dict)  # tokenizer metadata saved with checkpoints
 
     def __post_init__(self) -> None:
+        if self.vocab_multiple < 1:
+            raise ValueError(f"vocab_multiple must be >= 1, got {self.vocab_multiple}")
         if self.embed_dim % self.num_heads != 0:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         for name in ("eos_id", "pad_id"):
@@ -76,6 +79,11 @@ class GPTConfig:
     def hidden_dim(self) -> int:
         """The feed-forward width: ``ffn_dim``, or 4 * ``embed_dim`` when unset."""
         return self.ffn_dim if self.ffn_dim is not None else 4 * self.embed_dim
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding/output matrices: ``vocab_size`` rounded up to ``vocab_multiple``."""
+        return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
 
 
 @dataclass
@@ -140,7 +148,7 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.embed = TokenEmbedding(c.vocab_size, c.embed_dim)
+        self.embed = TokenEmbedding(c.vocab_size, c.embed_dim, num_rows=c.padded_vocab_size)
         self.positions = LearnedPositionalEmbedding(c.max_seq_len, c.embed_dim)
         self.dropout = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(
@@ -151,7 +159,9 @@ class GPT(nn.Module):
             for _ in range(c.num_layers)
         )
         self.norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
-        self.output = OutputProjection(c.embed_dim, c.vocab_size, tied_to=self.embed if c.tie_embeddings else None)
+        self.output = OutputProjection(
+            c.embed_dim, c.vocab_size, tied_to=self.embed if c.tie_embeddings else None, num_rows=c.padded_vocab_size
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -161,10 +171,12 @@ class GPT(nn.Module):
                 nn.init.normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        nn.init.normal_(self.embed.weight, std=0.02)
+        self.embed.reset_parameters(std=0.02)  # the alignment rows beyond vocab_size stay zero
         nn.init.normal_(self.positions.weight, std=0.02)
         if not self.config.tie_embeddings:
             nn.init.normal_(self.output.weight, std=0.02)
+            with torch.no_grad():
+                self.output.weight[self.config.vocab_size :].zero_()
         residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
         for layer in self.layers:
             nn.init.normal_(layer.self_attn.out_proj.weight, std=residual_std)
@@ -320,26 +332,26 @@ register_family("gpt", GPTConfig, GPT)
 
 @register_model("gpt", GPT)
 def gpt2() -> GPTConfig:
-    """GPT-2 124M: 12 layers, 12 heads, 768 wide, 1024 positions, BPE vocabulary of 50257."""
-    return GPTConfig()
+    """GPT-2 124M: 12 layers, 12 heads, 768 wide, 1024 positions, BPE vocabulary of 50257 (rows padded to 50304)."""
+    return GPTConfig(vocab_multiple=64)
 
 
 @register_model("gpt", GPT)
 def gpt2_medium() -> GPTConfig:
     """GPT-2 medium (350M): 24 layers, 16 heads, 1024 wide."""
-    return GPTConfig(num_layers=24, num_heads=16, embed_dim=1024)
+    return GPTConfig(num_layers=24, num_heads=16, embed_dim=1024, vocab_multiple=64)
 
 
 @register_model("gpt", GPT)
 def gpt2_large() -> GPTConfig:
     """GPT-2 large (774M): 36 layers, 20 heads, 1280 wide."""
-    return GPTConfig(num_layers=36, num_heads=20, embed_dim=1280)
+    return GPTConfig(num_layers=36, num_heads=20, embed_dim=1280, vocab_multiple=64)
 
 
 @register_model("gpt", GPT)
 def gpt2_xl() -> GPTConfig:
     """GPT-2 XL (1.5B): 48 layers, 25 heads, 1600 wide."""
-    return GPTConfig(num_layers=48, num_heads=25, embed_dim=1600)
+    return GPTConfig(num_layers=48, num_heads=25, embed_dim=1600, vocab_multiple=64)
 
 
 @register_model("gpt", GPT)
