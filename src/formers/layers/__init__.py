@@ -7,8 +7,10 @@ from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.patch_embed import PatchEmbedding
+from formers.layers.patch_merging import PatchMerging
 from formers.layers.pixel_embed import PixelEmbedding, PixelToPatch
 from formers.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
+from formers.layers.relative_position import WindowRelativePositionBias, relative_position_index
 from formers.layers.validation import (
     check_ids_shape,
     check_image_size,
@@ -16,6 +18,13 @@ from formers.layers.validation import (
     check_padding_mask,
     check_token_ids,
     value_checks,
+)
+from formers.layers.windows import (
+    cyclic_shift,
+    pad_to_windows,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
 )
 
 __all__ = [
@@ -29,6 +38,7 @@ __all__ = [
     "MultiHeadAttention",
     "OutputProjection",
     "PatchEmbedding",
+    "PatchMerging",
     "PixelEmbedding",
     "PixelToPatch",
     "PreNormDecoderBlock",
@@ -36,6 +46,7 @@ __all__ = [
     "SelfAttention",
     "SinusoidalPositionalEncoding",
     "TokenEmbedding",
+    "WindowRelativePositionBias",
     "causal_mask",
     "check_ids_shape",
     "check_image_size",
@@ -43,11 +54,17 @@ __all__ = [
     "check_padding_mask",
     "check_token_ids",
     "combine_masks",
+    "cyclic_shift",
     "drop_path",
     "drop_path_rates",
     "get_activation",
+    "pad_to_windows",
     "padding_to_attn_mask",
+    "relative_position_index",
     "scaled_dot_product_attention",
+    "shifted_window_mask",
     "sinusoidal_table",
     "value_checks",
+    "window_partition",
+    "window_reverse",
 ]
