@@ -9,7 +9,12 @@ from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mas
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
 from formers.layers.pixel_embed import PixelEmbedding, PixelToPatch
-from formers.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
+from formers.layers.positional import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    resample_grid_positions,
+    sinusoidal_table,
+)
 from formers.layers.relative_position import WindowRelativePositionBias, relative_position_index
 from formers.layers.validation import (
     check_ids_shape,
@@ -61,6 +66,7 @@ __all__ = [
     "pad_to_windows",
     "padding_to_attn_mask",
     "relative_position_index",
+    "resample_grid_positions",
     "scaled_dot_product_attention",
     "shifted_window_mask",
     "sinusoidal_table",

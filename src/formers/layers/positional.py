@@ -6,6 +6,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -67,3 +68,39 @@ class LearnedPositionalEmbedding(nn.Module):
     def forward(self, positions: Tensor) -> Tensor:
         """Positions (..., T) integer -> embeddings (..., T, D)."""
         return self.weight[positions]
+
+
+def resample_grid_positions(
+    table: Tensor,
+    old_grid: tuple[int, int],
+    new_grid: tuple[int, int],
+    antialias: bool = True,
+) -> Tensor:
+    """Resamples learned 2-D position embeddings to another patch grid by bicubic interpolation.
+
+    What ViT does to fine-tune or run at a new resolution (Dosovitskiy et al. 2020, sec. 3.2). With
+    ``antialias=True`` it matches timm's ``resample_abs_pos_embed`` (its default); with ``antialias=False``
+    Hugging Face's ``interpolate_pos_encoding`` (plain bicubic, ``align_corners=False``). The two differ even
+    when upsampling: PyTorch's antialiased bicubic uses the PIL kernel (a = -0.5), the plain one a = -0.75.
+    Computed in float32 and cast back to the table's dtype.
+
+    Args:
+        table: (..., Gh * Gw, D) embeddings of the patch positions, row-major over the old grid (no class token).
+        old_grid: (Gh, Gw) of ``table``.
+        new_grid: (Nh, Nw) wanted.
+        antialias: timm's (True) or Hugging Face's (False) interpolation.
+
+    Returns:
+        (..., Nh * Nw, D); ``table`` itself when the grids are equal.
+    """
+    (gh, gw), (nh, nw) = old_grid, new_grid
+    if table.shape[-2] != gh * gw:
+        raise ValueError(f"table has {table.shape[-2]} positions, old_grid {gh}x{gw} needs {gh * gw}")
+    if nh <= 0 or nw <= 0:
+        raise ValueError(f"new_grid must be positive, got {nh}x{nw}")
+    if (gh, gw) == (nh, nw):
+        return table
+    lead, d = table.shape[:-2], table.shape[-1]
+    grid = table.float().reshape(-1, gh, gw, d).permute(0, 3, 1, 2)  # (..., Gh*Gw, D) -> (N, D, Gh, Gw)
+    grid = F.interpolate(grid, size=(nh, nw), mode="bicubic", align_corners=False, antialias=antialias)
+    return grid.permute(0, 2, 3, 1).reshape(*lead, nh * nw, d).to(table.dtype)  # (N, D, Nh, Nw) -> (..., Nh*Nw, D)
