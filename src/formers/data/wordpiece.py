@@ -10,7 +10,8 @@ Special tokens written literally in text (``"[MASK]"``) are recognised as such, 
 Special tokens, token types, truncation and padding are assembled here: ``[CLS] A [SEP]`` (types 0) and
 ``[CLS] A [SEP] B [SEP]`` (types 0 ... 0 1 ... 1). Truncation of a pair is ``longest_first`` as the fast
 tokenizer does it: only the longer side is cut while that suffices, else both are cut to half the budget
-(the shorter side getting the floor).
+(the shorter side getting the floor). An empty ``pair`` is an empty second segment (``[CLS] A [SEP] [SEP]``), as
+in ``tokenizers`` and in batched ``transformers`` calls (a single ``transformers`` call drops an empty pair).
 
 Checked (tests/data/test_wordpiece.py) against ``transformers.BertTokenizer``/``BertTokenizerFast`` — identical
 ids, token types and truncation — and against the pure-Python ``BertTokenizerLegacy`` (the former slow
