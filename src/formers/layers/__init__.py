@@ -1,14 +1,18 @@
 """Shared building blocks: the only home of attention math, masks, positions, norms, FFN and embeddings."""
 
 from formers.layers.attention import KVCache, MultiHeadAttention, SelfAttention, scaled_dot_product_attention
+from formers.layers.attention_bias import AttentionBias, grid_offset_index
 from formers.layers.drop_path import DropPath, drop_path, drop_path_rates
 from formers.layers.blocks import DecoderBlock, EncoderBlock, PreNormDecoderBlock, PreNormEncoderBlock
 from formers.layers.embedding import OutputProjection, TokenEmbedding
+from formers.layers.conv_ffn import ConvFeedForward
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
+from formers.layers.layer_scale import LayerScale, LayerScale2d
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
 from formers.layers.pixel_embed import PixelEmbedding, PixelToPatch
+from formers.layers.pool_mixer import PoolMixer
 from formers.layers.positional import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,
@@ -34,11 +38,15 @@ from formers.layers.windows import (
 
 __all__ = [
     "ACTIVATIONS",
+    "AttentionBias",
+    "ConvFeedForward",
     "DecoderBlock",
     "DropPath",
     "EncoderBlock",
     "FeedForward",
     "KVCache",
+    "LayerScale",
+    "LayerScale2d",
     "LearnedPositionalEmbedding",
     "MultiHeadAttention",
     "OutputProjection",
@@ -46,6 +54,7 @@ __all__ = [
     "PatchMerging",
     "PixelEmbedding",
     "PixelToPatch",
+    "PoolMixer",
     "PreNormDecoderBlock",
     "PreNormEncoderBlock",
     "SelfAttention",
@@ -63,6 +72,7 @@ __all__ = [
     "drop_path",
     "drop_path_rates",
     "get_activation",
+    "grid_offset_index",
     "pad_to_windows",
     "padding_to_attn_mask",
     "relative_position_index",
