@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from formers.cli import checkpoints, generate, listing, prepare, train, translate
+from formers.cli import checkpoints, classify, embed, generate, listing, prepare, train, translate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoints.add_parser(sub)
     listing.add_parsers(sub)
     prepare.add_parser(sub)
+    classify.add_parser(sub)
+    embed.add_parsers(sub)
     return parser
 
 

@@ -44,7 +44,8 @@ class ImageSplit:
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, Tensor) or self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            got = f"{self.images.dtype} {tuple(self.images.shape)}" if isinstance(self.images, Tensor) else type(self.images).__name__
+            is_tensor = isinstance(self.images, Tensor)
+            got = f"{self.images.dtype} {tuple(self.images.shape)}" if is_tensor else type(self.images).__name__
             raise ValueError(f"images must be a uint8 tensor of shape (N, C, H, W), got {got}")
         if not isinstance(self.labels, Tensor) or self.labels.shape != (self.images.shape[0],):
             got = tuple(self.labels.shape) if isinstance(self.labels, Tensor) else type(self.labels).__name__
@@ -343,9 +344,10 @@ class ImageFolder(torch.utils.data.Dataset):
         self.image_size = image_size
         self.samples: list[tuple[Path, int]] = []
         for label, name in enumerate(found):
-            files = sorted(p for p in (self.root / name).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            folder = self.root / name
+            files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             if not files:
-                raise ValueError(f"class folder {str(self.root / name)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+                raise ValueError(f"class folder {str(folder)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             self.samples += [(f, label) for f in files]
 
     def __len__(self) -> int:
@@ -361,10 +363,10 @@ class ImageFolder(torch.utils.data.Dataset):
 
     def load_all(self) -> ImageSplit:
         """Decodes every image into one in-memory :class:`ImageSplit` (needs ``image_size`` or equal sizes)."""
-        images, labels = zip(*(self[i] for i in range(len(self))))
-        sizes = {tuple(im.shape) for im in images}
+        images, labels = zip(*(self[i] for i in range(len(self))), strict=True)
+        sizes = sorted({tuple(im.shape) for im in images})
         if len(sizes) > 1:
-            raise ValueError(f"images in {str(self.root)!r} differ in size {sorted(sizes)[:4]}; set image_size to resize them")
+            raise ValueError(f"images in {str(self.root)!r} differ in size {sizes[:4]}; set image_size to resize them")
         return ImageSplit(torch.stack(images), torch.tensor(labels, dtype=torch.int64), list(self.class_names))
 
 

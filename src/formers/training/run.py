@@ -19,7 +19,14 @@ from formers.training.optim import build_optimizer
 from formers.training.schedules import build_scheduler
 from formers.training.trainer import Trainer
 
-TASKS = {"translation": "formers.tasks.translation", "causal_lm": "formers.tasks.causal_lm"}
+TASKS = {
+    "translation": "formers.tasks.translation",
+    "causal_lm": "formers.tasks.causal_lm",
+    "image_classification": "formers.tasks.image_classification",
+    "masked_lm": "formers.tasks.masked_lm",
+    "text_classification": "formers.tasks.text_classification",
+    "token_classification": "formers.tasks.text_classification",
+}
 
 
 @dataclass
