@@ -1,6 +1,6 @@
 """timm EfficientFormer (``efficientformer_l1/l3/l7``) <-> formers ``EfficientFormer``.
 
-Checked against timm 1.0.31 (tests/interop/test_efficientformer.py): tiny random timm models of several shapes
+Checked against timm 1.0.31 (tests/interop/test_efficientformer_interop.py): tiny random timm models of several shapes
 (stage counts, widths, depths, attention-block counts, heads, key widths, classes, channels) give the same
 logits in fp32 eval mode to 1e-5, and ``to_timm_efficientformer`` returns a state dict timm loads strictly,
 equal to the original.
