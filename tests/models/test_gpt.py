@@ -104,7 +104,7 @@ def test_tied_head_and_gpt2_init():
     fc1, fc2 = big.layers[0].ffn.fc1.weight, big.layers[0].ffn.fc2.weight
     assert abs(fc1.std().item() - 0.02) < 0.002
     assert abs(fc2.std().item() - 0.02 / math.sqrt(16)) < 0.001
-    assert float(big.layers[0].self_attn.q_proj.bias.detach().abs().max()) == 0.0
+    assert float(big.layers[0].self_attn.qkv.bias.detach().abs().max()) == 0.0
     assert big.layers[0].ffn.fc1.bias is not None and formers.create_model("gpt_mini", bias=False).layers[0].ffn.fc1.bias is None
 
 

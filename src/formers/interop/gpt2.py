@@ -4,8 +4,7 @@ Checked against ``transformers`` 5.x (tests/interop/test_gpt2.py): same logits t
 without left padding, same greedy continuations as ``generate``, exact state-dict round trips both ways.
 
 GPT-2 stores its linear layers as ``Conv1D`` with (in, out) weights (transposed here) and fuses the query, key
-and value projections into one ``c_attn`` (D, 3D), split into formers' ``q_proj``/``k_proj``/``v_proj`` after the
-declarative key map renames it. Checkpoint variants resolved here:
+and value projections into one ``c_attn`` (D, 3D), formers' fused ``self_attn.qkv`` (3D, D). Checkpoint variants resolved here:
 
 - keys of ``GPT2LMHeadModel`` (``transformer.`` prefix) or of a bare ``GPT2Model`` (no prefix);
 - ``lm_head.weight`` absent when tied to ``wte`` (``tie_word_embeddings``, the default), present when untied;
@@ -40,12 +39,11 @@ PREFIX = "transformer."
 WTE = "transformer.wte.weight"
 LM_HEAD = "lm_head.weight"
 _BUFFER = re.compile(r"(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)\Z")  # causal masks of older files
-_QKV = "layers.{i}.self_attn.qkv_proj.{param}"  # fused q/k/v between the key map and formers' split projections
 
 # Sub-module names inside one layer: (formers, GPT-2, Conv1D weight stored transposed).
 _LAYER = [
     ("self_attn_norm", "ln_1", False),
-    ("self_attn.qkv_proj", "attn.c_attn", True),
+    ("self_attn.qkv", "attn.c_attn", True),
     ("self_attn.out_proj", "attn.c_proj", True),
     ("ffn_norm", "ln_2", False),
     ("ffn.fc1", "mlp.c_fc", True),
@@ -187,27 +185,6 @@ def _with_prefix(hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _split_qkv(state: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:
-    """Replaces each fused ``qkv_proj`` (3D, D) / (3D,) by ``q_proj``/``k_proj``/``v_proj`` (D, D) / (D,)."""
-    state = dict(state)
-    for i in range(num_layers):
-        for param in ("weight", "bias"):
-            fused = state.pop(_QKV.format(i=i, param=param))
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), fused.chunk(3, dim=0)):  # (3D, ...) -> 3 x (D, ...)
-                state[f"layers.{i}.self_attn.{name}.{param}"] = part.contiguous()
-    return state
-
-
-def _fuse_qkv(state: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:
-    """Inverse of :func:`_split_qkv`."""
-    state = dict(state)
-    for i in range(num_layers):
-        for param in ("weight", "bias"):
-            parts = [state.pop(f"layers.{i}.self_attn.{name}.{param}") for name in ("q_proj", "k_proj", "v_proj")]
-            state[_QKV.format(i=i, param=param)] = torch.cat(parts, dim=0)  # 3 x (D, ...) -> (3D, ...)
-    return state
-
-
 def convert_gpt2_state_dict(hf_state: dict[str, Tensor], config: GPTConfig) -> dict[str, Tensor]:
     """GPT-2 (``GPT2LMHeadModel`` or ``GPT2Model``) weights -> the state dict of ``GPT(config)``.
 
@@ -227,7 +204,7 @@ def convert_gpt2_state_dict(hf_state: dict[str, Tensor], config: GPTConfig) -> d
             )
     elif LM_HEAD not in state:
         raise KeyError(f"tie_word_embeddings is false but the checkpoint has no {LM_HEAD!r}")
-    ours = _split_qkv(KEY_MAP.to_ours(state), config.num_layers)
+    ours = KEY_MAP.to_ours(state)
     for name in ("embed.weight", "output.weight"):
         if name in ours and ours[name].shape[0] == config.vocab_size < config.padded_vocab_size:
             extra = ours[name].new_zeros(config.padded_vocab_size - config.vocab_size, ours[name].shape[1])
@@ -243,7 +220,7 @@ def to_gpt2_state_dict(state: dict[str, Tensor], config: GPTConfig) -> dict[str,
     for name in ("embed.weight", "output.weight"):
         if name in state:
             state[name] = state[name][: config.vocab_size]  # drop the alignment rows
-    return KEY_MAP.to_theirs(_fuse_qkv(state, config.num_layers))
+    return KEY_MAP.to_theirs(state)
 
 
 def load_gpt2_directory(directory: str | Path, meta: dict[str, Any]) -> GPT:

@@ -3,7 +3,13 @@
 from formers.layers.attention import KVCache, MultiHeadAttention, SelfAttention, scaled_dot_product_attention
 from formers.layers.attention_bias import AttentionBias, grid_offset_index
 from formers.layers.drop_path import DropPath, drop_path, drop_path_rates
-from formers.layers.blocks import DecoderBlock, EncoderBlock, PreNormDecoderBlock, PreNormEncoderBlock
+from formers.layers.blocks import (
+    DecoderBlock,
+    EncoderBlock,
+    FusedPreNormEncoderBlock,
+    PreNormDecoderBlock,
+    PreNormEncoderBlock,
+)
 from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.conv_ffn import ConvFeedForward
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
@@ -44,6 +50,7 @@ __all__ = [
     "DropPath",
     "EncoderBlock",
     "FeedForward",
+    "FusedPreNormEncoderBlock",
     "KVCache",
     "LayerScale",
     "LayerScale2d",

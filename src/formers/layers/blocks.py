@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from formers.layers.attention import KVCache, MultiHeadAttention
+from formers.layers.attention import KVCache, MultiHeadAttention, SelfAttention
 from formers.layers.feedforward import FeedForward
 
 
@@ -29,6 +29,8 @@ class EncoderBlock(nn.Module):
         bias: biases in the linear layers.
     """
 
+    attention_cls: type[MultiHeadAttention] | type[SelfAttention] = MultiHeadAttention
+
     def __init__(
         self,
         embed_dim: int,
@@ -42,7 +44,7 @@ class EncoderBlock(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(embed_dim, num_heads, dropout=attn_dropout, bias=bias)
+        self.self_attn = self.attention_cls(embed_dim, num_heads, dropout=attn_dropout, bias=bias)
         self.self_attn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         self.ffn = FeedForward(embed_dim, ffn_dim, activation, dropout=activation_dropout, bias=bias)
         self.ffn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
@@ -88,6 +90,16 @@ class PreNormEncoderBlock(EncoderBlock):
         """Same contract as :meth:`EncoderBlock.forward`."""
         x = x + self._attend(self.self_attn_norm(x), attn_mask, attn_bias, is_causal, cache)
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+class FusedPreNormEncoderBlock(PreNormEncoderBlock):
+    """Pre-norm encoder block whose attention projects q, k and v with one fused GEMM (:class:`SelfAttention`).
+
+    Same computation as :class:`PreNormEncoderBlock`; the weights are named ``self_attn.qkv`` instead of
+    ``self_attn.{q,k,v}_proj`` (the GPT-2 layout).
+    """
+
+    attention_cls = SelfAttention
 
 
 class DecoderBlock(nn.Module):

@@ -10,8 +10,10 @@ tanh approximation, FFN 4D), a final LayerNorm and an output projection tied to 
 
 Notable choices and differences:
 
-- GPT-2's fused ``c_attn`` (one (D, 3D) Conv1D) is three ``nn.Linear`` here (``q_proj``/``k_proj``/``v_proj``
-  of the shared ``MultiHeadAttention``); ``interop.gpt2`` splits and fuses them.
+- GPT-2's fused ``c_attn`` (one (D, 3D) Conv1D) is the fused ``qkv`` ``nn.Linear`` (3D, D) of the shared
+  ``SelfAttention`` (one GEMM for q, k and v).
+- ``vocab_multiple`` rounds the embedding/head rows up (GPT-2: 50257 -> 50304) so the largest GEMM has aligned
+  shapes; the extra rows stay zero and their logits are cut off (nanoGPT's and Megatron's vocabulary padding).
 - ``bias=False`` removes the linear biases (nanoGPT's option); the LayerNorms keep theirs.
 - Batched prompts of different lengths are LEFT padded (``padding_mask``, True = real token): positions count
   from each row's first real token and padded keys are ignored, so every real token's logits equal those of
@@ -32,7 +34,7 @@ from formers.layers import (
     KVCache,
     LearnedPositionalEmbedding,
     OutputProjection,
-    PreNormEncoderBlock,
+    FusedPreNormEncoderBlock,
     TokenEmbedding,
     check_ids_shape,
     check_padding_mask,
@@ -152,7 +154,7 @@ class GPT(nn.Module):
         self.positions = LearnedPositionalEmbedding(c.max_seq_len, c.embed_dim)
         self.dropout = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(
-            PreNormEncoderBlock(
+            FusedPreNormEncoderBlock(
                 c.embed_dim, c.num_heads, c.hidden_dim, dropout=c.dropout, attn_dropout=c.attn_dropout,
                 activation=c.activation, layer_norm_eps=c.layer_norm_eps, bias=c.bias,
             )
