@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import formers
+from formers.models.tnt import TNT, TNTConfig
+from formers.registry import create_config
+
+TINY = dict(image_size=16, patch_size=8, embed_dim=16, inner_dim=8, num_layers=2, num_heads=2, inner_num_heads=2,
+            num_classes=5, pixel_stride=4)
+
+
+def _noisy(model: TNT) -> TNT:
+    with torch.no_grad():  # larger weights than the init so that tokens and rows differ visibly
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def _images(model: TNT, b: int = 2) -> torch.Tensor:
+    c = model.config
+    return torch.randn(b, c.in_channels, c.image_size, c.image_size)
+
+
+def test_published_variants_match_the_paper():
+    s, b = create_config("tnt_s_patch16_224"), create_config("tnt_b_patch16_224")
+    assert (s.embed_dim, s.inner_dim, s.num_heads, s.inner_num_heads, s.num_layers) == (384, 24, 6, 4, 12)
+    assert (b.embed_dim, b.inner_dim, b.num_heads, b.inner_num_heads, b.num_layers) == (640, 40, 10, 4, 12)
+    assert s.num_patches == 196 and s.num_pixels == 16 and s.drop_path_rate == 0.1
+    mini = create_config("tnt_mini_28")
+    assert (mini.image_size, mini.in_channels, mini.num_classes) == (28, 1, 10)
+
+
+def test_tnt_s_parameter_count_matches_timm():
+    model = formers.create_model("tnt_s_patch16_224")
+    assert sum(p.numel() for p in model.parameters()) == 23_768_584  # timm tnt_s_patch16_224
+
+
+@pytest.mark.parametrize("name", formers.list_models("tnt*"))
+def test_contract_forward_grad_save_load(name, tmp_path):
+    overrides = {k: v for k, v in TINY.items() if k not in ("num_classes",)}
+    if name == "tnt_mini_28":  # keep its grayscale 28x28 input, shrink the rest
+        overrides.update(image_size=28, patch_size=4, pixel_stride=2)
+    model = _noisy(formers.create_model(name, **overrides, drop_path_rate=0.1, dropout=0.1))
+    images = _images(model, 3)
+    logits = model(images).logits
+    assert logits.shape == (3, model.config.num_classes) and torch.isfinite(logits).all()
+    logits.square().mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
+    model.eval()
+    formers.save_pretrained(model, tmp_path / "m")
+    loaded = formers.from_pretrained(tmp_path / "m")
+    assert isinstance(loaded, TNT) and loaded.config == model.config
+    torch.testing.assert_close(loaded(images).logits, model(images).logits, rtol=0, atol=0)
+
+
+def test_features_head_and_reset_classifier():
+    model = _noisy(TNT(TNTConfig(**TINY))).eval()
+    images = _images(model)
+    features = model.forward_features(images)
+    assert features.shape == (2, 1 + 4, 16)
+    torch.testing.assert_close(model.forward_head(features), model(images).logits)
+    model.reset_classifier(3)
+    assert model.config.num_classes == 3 and model(images).logits.shape == (2, 3)
+    model.reset_classifier(0)
+    assert model.config.num_classes == 0
+    torch.testing.assert_close(model(images).logits, features[:, 0])  # pooled features: the class token
+    with pytest.raises(ValueError, match="num_classes"):
+        model.reset_classifier(-1)
+
+
+def test_batched_rows_equal_single_images():
+    model = _noisy(TNT(TNTConfig(**TINY))).eval()
+    images = _images(model, 3)
+    batched = model(images).logits
+    for row in range(3):
+        torch.testing.assert_close(batched[row], model(images[row : row + 1]).logits[0], atol=1e-5, rtol=1e-5)
+
+
+def test_sdpa_and_math_backends_agree():
+    model = _noisy(TNT(TNTConfig(**TINY))).eval()
+    images = _images(model)
+    attns = [m for m in model.modules() if isinstance(m, formers.layers.SelfAttention)]
+    outs = []
+    for backend in ("sdpa", "math"):
+        for attn in attns:
+            attn.backend = backend
+        outs.append(model(images).logits)
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+
+
+def test_drop_path_rates_rise_over_blocks_and_only_act_in_training():
+    model = TNT(TNTConfig(**{**TINY, "num_layers": 3, "drop_path_rate": 0.3}))
+    assert [b.drop_path.p for b in model.blocks] == pytest.approx([0.0, 0.15, 0.3])
+    images = _images(model)
+    model.eval()
+    torch.testing.assert_close(model(images).logits, model(images).logits, rtol=0, atol=0)
+    model.train()
+    assert not torch.equal(model(images).logits, model(images).logits)
+
+
+def test_pixel_tokens_see_only_their_own_patch():
+    # Changing one patch's pixels changes that patch's pixel tokens only (per-patch convolution, zero padding).
+    model = TNT(TNTConfig(**TINY)).eval()
+    images = _images(model, 1)
+    pixels = model.pixel_embed(images)  # (N, n*n, c)
+    changed = images.clone()
+    changed[..., :8, :8] += 1.0  # patch 0
+    pixels2 = model.pixel_embed(changed)
+    assert not torch.allclose(pixels[0], pixels2[0])
+    torch.testing.assert_close(pixels[1:], pixels2[1:], rtol=0, atol=0)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = TNT(TNTConfig(**TINY)).eval()
+    with pytest.raises(ValueError, match="3 channels, the model expects in_channels=3|has 1 channels"):
+        model(torch.randn(2, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"size 16x24.*exactly 16x16"):
+        model(torch.randn(2, 3, 16, 24))
+    with pytest.raises(ValueError, match=r"size 32x32.*exactly 16x16"):
+        model(torch.randn(1, 3, 32, 32))
+    nan = torch.randn(1, 3, 16, 16)
+    nan[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model(nan)
+    with pytest.raises(ValueError, match="empty batch"):
+        model(torch.randn(0, 3, 16, 16))
+    with pytest.raises(TypeError, match="floating"):
+        model(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        model(torch.randn(3, 16, 16))
+    with pytest.raises(ValueError, match="must be a multiple of patch_size"):
+        TNTConfig(image_size=30, patch_size=16)
+    with pytest.raises(ValueError, match="divisible by inner_num_heads"):
+        TNTConfig(inner_dim=10, inner_num_heads=4)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        TNTConfig(embed_dim=100, num_heads=6)
+
+
+def test_overfits_a_fixed_batch():
+    torch.manual_seed(0)
+    model = TNT(TNTConfig(**{**TINY, "in_channels": 1, "num_classes": 4}))
+    images = torch.randn(8, 1, 16, 16)
+    labels = torch.arange(8) % 4
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(100):
+        loss = torch.nn.functional.cross_entropy(model(images).logits, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    assert (model.eval()(images).logits.argmax(-1) == labels).all()
