@@ -315,18 +315,44 @@ def _without_prefix(hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+# transformers 5 names its in-memory modules differently from the files (which keep the names above); a state dict
+# taken from a live model is renamed to the file names first.
+_HF_LIVE_NAMES = [
+    (re.compile(r"layers\.(\d+)\.attention\.q_proj\."), r"encoder.layer.\1.attention.attention.query."),
+    (re.compile(r"layers\.(\d+)\.attention\.k_proj\."), r"encoder.layer.\1.attention.attention.key."),
+    (re.compile(r"layers\.(\d+)\.attention\.v_proj\."), r"encoder.layer.\1.attention.attention.value."),
+    (re.compile(r"layers\.(\d+)\.attention\.o_proj\."), r"encoder.layer.\1.attention.output.dense."),
+    (re.compile(r"layers\.(\d+)\.mlp\.fc1\."), r"encoder.layer.\1.intermediate.dense."),
+    (re.compile(r"layers\.(\d+)\.mlp\.fc2\."), r"encoder.layer.\1.output.dense."),
+    (re.compile(r"layers\.(\d+)\.(layernorm_before|layernorm_after)\."), r"encoder.layer.\1.\2."),
+]
+
+
+def _file_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Renames transformers 5 in-memory keys (``layers.{i}.attention.q_proj``) to the checkpoint-file names."""
+    out = {}
+    for key, tensor in state.items():
+        for pattern, replacement in _HF_LIVE_NAMES:
+            if pattern.match(key):
+                key = pattern.sub(replacement, key, count=1)
+                break
+        out[key] = tensor
+    return out
+
+
 def _hf_num_layers(state: dict[str, Tensor]) -> int:
     layers = [int(m.group(1)) for k in state if (m := re.match(r"encoder\.layer\.(\d+)\.", k))]
     return 1 + max(layers) if layers else 0
 
 
 def convert_hf_vit_state_dict(hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Hugging Face ViT weights (with or without the ``vit.`` prefix; no pooler) -> formers ``ViT`` weights.
+    """Hugging Face ViT weights (file or transformers 5 in-memory names, with or without the ``vit.`` prefix; no
+    pooler) -> formers ``ViT`` weights.
 
     Raises:
         KeyError: on keys the key map does not know or a missing query/key/value projection.
     """
-    state = _without_prefix(hf_state)
+    state = _file_names(_without_prefix(hf_state))
     for i in range(_hf_num_layers(state)):
         for param in ("weight", "bias"):
             names = [f"{_HF_LAYER.format(i=i)}attention.attention.{n}.{param}" for n in _HF_QKV]
