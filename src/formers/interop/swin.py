@@ -1,6 +1,6 @@
 """``timm`` ``swin_*`` and Hugging Face ``SwinForImageClassification`` <-> formers ``SwinTransformer``.
 
-Checked against ``timm`` 1.0 and ``transformers`` 5.x (tests/interop/test_swin.py): same logits to 1e-5 in
+Checked against ``timm`` 1.0 and ``transformers`` 5.x (tests/interop/test_swin_interop.py): same logits to 1e-5 in
 float32 for tiny random models of several shapes (non-square and padded inputs against Hugging Face), and exact
 state-dict round trips.
 

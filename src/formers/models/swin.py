@@ -63,7 +63,7 @@ class SwinConfig:
     dropout: float = 0.0  # after the embedding, the attention output and inside/after the MLP
     attn_dropout: float = 0.0
     drop_path_rate: float = 0.2
-    layer_norm_eps: float = 1e-5
+    layer_norm_eps: float = 1e-5  # blocks and final norm; patch embedding/merging norms use 1e-5 (as the references)
 
     def __post_init__(self) -> None:
         self.depths, self.num_heads = tuple(self.depths), tuple(self.num_heads)
@@ -191,7 +191,7 @@ class SwinStage(nn.Module):
         resolution: side of the stage's map at the config's ``image_size`` (its shift mask is precomputed).
         drop_paths: stochastic depth rate of each block.
         downsample: whether the stage opens with patch merging.
-        mlp_ratio, dropout, attn_dropout, layer_norm_eps: as in :class:`SwinBlock`.
+        mlp_ratio, dropout, attn_dropout, layer_norm_eps: as in :class:`SwinBlock` (merging keeps eps 1e-5).
     """
 
     def __init__(
@@ -213,7 +213,7 @@ class SwinStage(nn.Module):
         super().__init__()
         self.window_size = window_size
         self.shift_size = shift_size
-        self.downsample = PatchMerging(in_dim, embed_dim, layer_norm_eps) if downsample else nn.Identity()
+        self.downsample = PatchMerging(in_dim, embed_dim) if downsample else nn.Identity()
         self.blocks = nn.ModuleList(
             SwinBlock(embed_dim, num_heads, window_size, mlp_ratio, dropout, attn_dropout, rate, layer_norm_eps)
             for rate in drop_paths
@@ -264,7 +264,7 @@ class SwinTransformer(nn.Module):
         super().__init__()
         self.config = c = config
         self.patch_embed = PatchEmbedding(c.in_channels, c.embed_dim, c.patch_size)
-        self.embed_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
+        self.embed_norm = nn.LayerNorm(c.embed_dim)
         self.embed_dropout = nn.Dropout(c.dropout)
         rates = drop_path_rates(c.drop_path_rate, sum(c.depths))
         stages = []
