@@ -165,6 +165,18 @@ def test_pairs_batches_and_decoding_match_fast_reference(vocab_files, setup):
     assert ours.decode(torch.tensor(ids)) == ref.decode(ids, skip_special_tokens=True)
 
 
+def test_both_reference_names_agree_and_the_tokenizer_pickles(vocab_files):
+    import pickle
+
+    ours, fast = _pair(vocab_files, ("cased", False, None, True))
+    if transformers.BertTokenizer is not transformers.BertTokenizerFast:  # transformers < 5: a separate slow class
+        slow = transformers.BertTokenizer(str(vocab_files["cased"]), do_lower_case=False)
+        texts = [unicodedata.normalize("NFC", t) for t in CORPUS]
+        assert [ours.encode(t, max_length=1000).input_ids for t in texts] == [slow(t)["input_ids"] for t in texts]
+    copy = pickle.loads(pickle.dumps(ours))  # DataLoader workers receive a pickled tokenizer
+    assert [copy.encode(t, max_length=1000).input_ids for t in CORPUS] == [fast(t)["input_ids"] for t in CORPUS]
+
+
 def test_truncation_matches_fast_reference_longest_first(vocab_files):
     ours, ref = _pair(vocab_files, ("uncased", True, None, True))
     texts = {n: " ".join(["a"] * n) for n in (0, 1, 2, 3, 5, 8, 13)}

@@ -13,8 +13,19 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 Backend = Literal["sdpa", "math"]
+
+# Kernel priority of the "sdpa" path for CUDA half-precision inputs. cuDNN's fused attention uses Hopper's tensor
+# cores (wgmma) where FlashAttention-2 does not; PyTorch's default order puts it last. Kernels that cannot take the
+# inputs (older GPUs, unsupported masks or head sizes) are skipped in order, down to the math kernel.
+SDPA_PRIORITY: list[SDPBackend] = [
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.MATH,
+]
 
 
 def scaled_dot_product_attention(
@@ -68,6 +79,11 @@ def scaled_dot_product_attention(
         mask = attn_bias.to(q.dtype)
         if attn_mask is not None:
             mask = mask.masked_fill(~attn_mask, float("-inf"))
+    if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and SDPA_PRIORITY:
+        with sdpa_kernel(SDPA_PRIORITY, set_priority=True):
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
+            )
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
 
 
