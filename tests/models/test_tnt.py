@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -152,3 +156,36 @@ def test_overfits_a_fixed_batch():
         opt.step()
     assert loss.item() < 0.05
     assert (model.eval()(images).logits.argmax(-1) == labels).all()
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    data = gzip.decompress(path.read_bytes())
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def test_short_fashion_mnist_run_learns():
+    if not (FASHION / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"Fashion-MNIST is absent from {FASHION} (apt-get install dataset-fashion-mnist)")
+    torch.manual_seed(0)
+    images = torch.tensor(_read_idx(FASHION / "train-images-idx3-ubyte.gz")[:3000]).float().div(255)[:, None]
+    labels = torch.tensor(_read_idx(FASHION / "train-labels-idx1-ubyte.gz")[:3000]).long()
+    test_x = torch.tensor(_read_idx(FASHION / "t10k-images-idx3-ubyte.gz")[:1000]).float().div(255)[:, None]
+    test_y = torch.tensor(_read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")[:1000]).long()
+    model = formers.create_model("tnt_mini_28", patch_size=7, pixel_stride=4, embed_dim=48, inner_dim=8,
+                                 num_layers=2, num_heads=2, inner_num_heads=2, drop_path_rate=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for _ in range(100):
+        idx = torch.randint(0, len(images), (64,))
+        loss = torch.nn.functional.cross_entropy(model((images[idx] - 0.286) / 0.353).logits, labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model((test_x - 0.286) / 0.353).logits.argmax(-1) == test_y).float().mean().item()
+    assert accuracy > 0.45  # chance is 0.1; 0.56 after these 100 steps
