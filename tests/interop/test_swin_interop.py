@@ -168,3 +168,16 @@ def test_hugging_face_unsupported_options_raise():
         config_from_hf({"model_type": "swin", "use_absolute_embeddings": True})
     with pytest.raises(ValueError, match="model_type"):
         config_from_hf({"model_type": "vit"})
+
+
+def test_bare_hugging_face_swin_model_gives_pooled_features(tmp_path):
+    from transformers import SwinModel
+
+    kw, sizes = HF_CASES["2-stages-window7"]
+    ref = _noisy(SwinModel(HFSwinConfig(**kw)))
+    ref.save_pretrained(tmp_path)
+    model = formers.from_pretrained(tmp_path)
+    assert model.config.num_classes == 0
+    images = torch.randn(2, 3, *sizes[1])
+    with torch.no_grad():
+        torch.testing.assert_close(model(images).logits, ref(images).pooler_output, rtol=RTOL, atol=ATOL)
