@@ -13,6 +13,10 @@ offsets, and a linear FFN, both with layer scale. The head averages the tokens a
 linear classifiers, ``head`` and the distillation ``head_dist``, whose logits are averaged (as timm and the
 paper's evaluation do).
 
+Measured (one H200, bf16, batch 256, 224x224, same weights; benchmarks/efficientformer_speed.py): L1 trains at
+2904 img/s (timm 2899) and infers at 11202 img/s (timm 11118). ``efficientformer_mini_28`` reaches 0.9247
+Fashion-MNIST test accuracy from scratch in 164 s (tests/models/test_efficientformer.py, ``slow``/``gpu``).
+
 Notable choices and differences:
 
 - The attention-bias table covers the token grid of the last stage, fixed by ``image_size`` (224 -> 7x7 for the
