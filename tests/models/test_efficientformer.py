@@ -96,6 +96,18 @@ def test_features_head_and_reset_classifier():
         model.reset_classifier(-1)
 
 
+def test_attention_bias_tables_are_not_decayed():
+    from formers.training.optim import param_groups
+
+    model = EfficientFormer(EfficientFormerConfig(**{**TINY, "num_attn_blocks": 2}))
+    tables = {"stages.1.attn_blocks.0.attn_bias.table", "stages.1.attn_blocks.1.attn_bias.table"}
+    assert model.no_weight_decay() == tables
+    decayed = {id(p) for p in param_groups(model, 0.05)[0]["params"]}
+    params = dict(model.named_parameters())
+    assert not any(id(params[n]) in decayed for n in tables)
+    assert id(params["stages.1.attn_blocks.0.attn.qkv.weight"]) in decayed
+
+
 def test_sdpa_and_math_backends_agree():
     model = _noisy(EfficientFormer(EfficientFormerConfig(**{**TINY, "num_attn_blocks": 2}))).eval()
     images = torch.randn(2, 3, 32, 32)
@@ -240,8 +252,9 @@ def train_mini_28(epochs: int, budget_s: float, batch_size: int = 256, lr: float
     x_test, y_test = (t.to(device) for t in fashion_mnist("test"))
     torch.manual_seed(0)
     model = formers.create_model("efficientformer_mini_28").to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
+    keep = model.no_weight_decay()
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1 and n not in keep]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1 or n in keep]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, fused=True)
     steps = epochs * (len(x) // batch_size)

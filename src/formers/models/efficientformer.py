@@ -268,6 +268,10 @@ class EfficientFormer(nn.Module):
         self.head, self.head_dist = self._heads(c.num_classes)
         _init_weights(self)
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters kept out of weight decay: the attention-bias tables (as timm)."""
+        return {name for name, _ in self.named_parameters() if name.endswith("attn_bias.table")}
+
     def _heads(self, num_classes: int) -> tuple[nn.Module, nn.Module]:
         if num_classes == 0:
             return nn.Identity(), nn.Identity()
