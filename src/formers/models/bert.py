@@ -193,6 +193,18 @@ class BertModel(nn.Module):
         return BertOutput(last_hidden_state=hidden, pooled=torch.tanh(self.pooler(hidden[:, 0])))
 
 
+def _select(hidden: Tensor, positions: Tensor | None) -> Tensor:
+    """(B, T, D) states -> those at the True entries of a (B, T) bool mask, (N, D); all of them when None."""
+    if positions is None:
+        return hidden
+    if not isinstance(positions, Tensor) or positions.dtype != torch.bool or positions.shape != hidden.shape[:2]:
+        got = (
+            f"{positions.dtype} {tuple(positions.shape)}" if isinstance(positions, Tensor) else type(positions).__name__
+        )
+        raise ValueError(f"masked_positions must be a bool tensor of shape {tuple(hidden.shape[:2])}, got {got}")
+    return hidden[positions]  # (N, D)
+
+
 class BertForMaskedLM(nn.Module):
     """BERT with the masked-LM head: dense + GELU + LayerNorm, then a decoder tied to the word embeddings."""
 
@@ -208,10 +220,24 @@ class BertForMaskedLM(nn.Module):
         _init_weights(self.transform)
 
     def forward(
-        self, input_ids: Tensor, token_type_ids: Tensor | None = None, padding_mask: Tensor | None = None
+        self,
+        input_ids: Tensor,
+        token_type_ids: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        masked_positions: Tensor | None = None,
     ) -> MaskedLMOutput:
-        """Vocabulary scores for every position (args as :meth:`BertEncoder.forward`); ``logits`` (B, T, V)."""
+        """Vocabulary scores (other args as :meth:`BertEncoder.forward`).
+
+        Args:
+            masked_positions: optional (B, T) bool; when given, the head runs on these positions only (training
+                scores ~15% of tokens: the vocabulary projection, the largest matmul of small models, shrinks
+                as much).
+
+        Returns:
+            ``logits`` (B, T, V), or (N, V) for the N ``masked_positions`` in row-major order.
+        """
         hidden = self.encoder(input_ids, token_type_ids, padding_mask)  # (B, T, D)
+        hidden = _select(hidden, masked_positions)  # (B, T, D) or (N, D)
         hidden = self.transform_norm(F.gelu(self.transform(hidden)))
         return MaskedLMOutput(logits=self.decoder(hidden))
 
@@ -247,12 +273,18 @@ class BertForPreTraining(nn.Module):
             _init_weights(module)
 
     def forward(
-        self, input_ids: Tensor, token_type_ids: Tensor | None = None, padding_mask: Tensor | None = None
+        self,
+        input_ids: Tensor,
+        token_type_ids: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        masked_positions: Tensor | None = None,
     ) -> BertPreTrainingOutput:
-        """Masked-LM scores (B, T, V) and next-sentence scores (B, 2) (args as :meth:`BertEncoder.forward`)."""
+        """Masked-LM scores (B, T, V) and next-sentence scores (B, 2) (args as :meth:`BertForMaskedLM.forward`;
+        with ``masked_positions`` the MLM scores are (N, V))."""
         hidden = self.encoder(input_ids, token_type_ids, padding_mask)  # (B, T, D)
         pooled = torch.tanh(self.pooler(hidden[:, 0]))  # (B, D)
-        tokens = self.transform_norm(F.gelu(self.transform(hidden)))  # (B, T, D)
+        tokens = _select(hidden, masked_positions)  # (B, T, D) or (N, D)
+        tokens = self.transform_norm(F.gelu(self.transform(tokens)))
         return BertPreTrainingOutput(logits=self.decoder(tokens), next_sentence_logits=self.next_sentence(pooled))
 
 
