@@ -89,6 +89,15 @@ def test_reset_classifier_for_a_new_label_set(tmp_path):
         model.reset_classifier(3, global_pool="max")
 
 
+def test_position_tables_are_kept_out_of_weight_decay():
+    from formers.training.optim import param_groups
+
+    model = ViT(ViTConfig(**TINY))
+    decayed = {id(p) for p in param_groups(model, 0.05)[0]["params"]}
+    assert id(model.pos_embed) not in decayed and id(model.cls_token) not in decayed
+    assert id(model.blocks[0].self_attn.qkv.weight) in decayed
+
+
 def test_sdpa_and_math_backends_agree():
     model = _noisy(ViT(ViTConfig(**TINY))).eval()
     x = _images(model, h=20, w=12)

@@ -180,6 +180,10 @@ class ViT(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters kept out of weight decay (timm's convention): the class token and position embeddings."""
+        return {"cls_token", "pos_embed"}
+
     def _check(self, images: Tensor) -> None:
         c = self.config
         check_images(images, "images", c.in_channels)
