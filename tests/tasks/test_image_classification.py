@@ -117,6 +117,26 @@ def test_splits_hold_out_validation_and_resize(tmp_path: Path) -> None:
         load_splits(ImageData(dataset="image_folder", train_dir=str(tmp_path), test_dir=str(tmp_path)))
 
 
+def test_image_folder_splits_share_the_training_classes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for split, count in (("train", 3), ("test", 2)):
+        for name, value in (("cat", 40), ("dog", 200)):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (10 + i, 7), (value, value, 0)).save(tmp_path / split / name / f"{i}.png")
+    data = ImageData(dataset="image_folder", train_dir=str(tmp_path / "train"), test_dir=str(tmp_path / "test"),
+                     image_size=6)
+    train, test = load_splits(data)
+    assert train.images.shape == (6, 3, 6, 6) and test.images.shape == (4, 3, 6, 6)
+    assert train.class_names == test.class_names == ["cat", "dog"] and test.labels.tolist() == [0, 0, 1, 1]
+    assert int(test.images[3, 0, 3, 3]) == 200
+    (tmp_path / "test" / "bird").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "test" / "bird" / "0.png")
+    with pytest.raises(ValueError, match=r"has classes \['bird', 'cat', 'dog'\], expected \['cat', 'dog'\]"):
+        load_splits(data)
+
+
 def tiny_recipe(tmp_path: Path, **data) -> Path:
     recipe = {
         "name": "digits-tiny",
