@@ -9,7 +9,7 @@ from formers.interop.tnt import (
     convert_timm_tnt_state_dict,
     to_timm_tnt_state_dict,
 )
-from formers.models.tnt import TNT
+from formers.models.tnt import TNT, TNTLegacy
 from formers.registry import create_config
 
 timm = pytest.importorskip("timm")
@@ -93,13 +93,28 @@ def test_what_the_weights_cannot_tell_must_be_given():
     assert ok.config.drop_path_rate == 0.2
 
 
-def test_legacy_and_unknown_models_are_refused():
-    legacy = timm.create_model("tnt_s_legacy_patch16_224", pretrained=False, embed_dim=32, inner_dim=8, depth=1,
-                               num_heads_outer=2, num_heads_inner=2, img_size=32, patch_size=8)
-    with pytest.raises(ValueError, match="legacy"):
-        from_timm("tnt_s_legacy_patch16_224", legacy.state_dict(), {})
-    with pytest.raises(ValueError, match="legacy"):  # detected from the weights too, whatever the name says
-        from_timm("tnt_s_patch16_224", legacy.state_dict(), {})
+LEGACY = dict(embed_dim=32, inner_dim=8, depth=2, num_heads_outer=2, num_heads_inner=2, img_size=32, patch_size=8,
+              num_classes=4)
+
+
+@pytest.mark.parametrize("kwargs", [LEGACY, {**LEGACY, "first_stride": 2, "qkv_bias": True, "in_chans": 2}])
+def test_legacy_tnt_gives_the_same_logits_and_round_trips(kwargs):
+    reference = _random_timm("tnt_s_legacy_patch16_224", kwargs)
+    overrides = dict(num_heads=2, inner_num_heads=2, patch_size=8)
+    for name in ("tnt_s_legacy_patch16_224", "tnt_s_patch16_224"):  # the layout is read from the weights
+        ours = from_timm(name, reference.state_dict(), overrides)
+        assert type(ours) is TNTLegacy and ours.config.pixel_stride == kwargs.get("first_stride", 4)
+    images = torch.randn(2, kwargs.get("in_chans", 3), 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(images).logits, reference(images), atol=1e-5, rtol=1e-5)
+        for p in ours.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        fresh = timm.create_model("tnt_s_legacy_patch16_224", pretrained=False, **kwargs).eval()
+        fresh.load_state_dict(to_timm_tnt_state_dict(ours), strict=True)
+        torch.testing.assert_close(fresh(images), ours(images).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_models_are_refused():
     with pytest.raises(ValueError, match="tnt_s_patch16_224"):
         from_timm("tnt_xl_patch16_224", {}, {})
     with pytest.raises(KeyError, match="cls_token"):

@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from formers.layers import PixelEmbedding, PixelToPatch
+from formers.layers import (
+    PixelEmbedding,
+    PixelToPatch,
+    PixelwisePixelToPatch,
+    WholeImagePixelEmbedding,
+)
 
 
 @pytest.mark.parametrize("patch_size,stride,grid", [(16, 4, 4), (4, 1, 4), (16, 3, 6), (7, 4, 2)])
@@ -39,3 +44,26 @@ def test_bad_arguments_raise():
         PixelEmbedding(3, 8, 16, 0)
     with pytest.raises(ValueError, match="patch_size"):
         PixelEmbedding(3, 8, 16.0, 4)
+
+
+def test_whole_image_pixel_embedding_convolves_then_cuts():
+    torch.manual_seed(0)
+    embed = WholeImagePixelEmbedding(2, 5, 8, 2)
+    with torch.no_grad():
+        embed.pixel_pos.normal_()
+    images = torch.randn(3, 2, 16, 24)
+    out = embed(images)
+    assert out.shape == (3 * 6, 16, 5)
+    features = embed.proj(images)  # (B, c, 8, 12)
+    blocks = torch.nn.functional.unfold(features, 4, stride=4)  # (B, c*4*4, N): timm's legacy unfold
+    expected = blocks.transpose(1, 2).reshape(-1, 5, 4, 4) + embed.pixel_pos  # (B*N, c, n, n)
+    torch.testing.assert_close(out, expected.flatten(2).transpose(1, 2), atol=1e-6, rtol=1e-6)
+
+
+def test_pixelwise_fold_normalises_each_pixel():
+    torch.manual_seed(0)
+    fold = PixelwisePixelToPatch(3, 4, 6)
+    pixels = torch.randn(2 * 5, 4, 3)
+    out = fold(pixels, 5)
+    assert out.shape == (2, 5, 6) and fold.proj.bias is not None
+    torch.testing.assert_close(out[1, 2], fold.proj(fold.norm1(pixels[7]).reshape(-1)))

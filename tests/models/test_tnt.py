@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import formers
-from formers.models.tnt import TNT, TNTConfig
+from formers.models.tnt import TNT, TNTConfig, TNTLegacy
 from formers.registry import create_config
 
 TINY = dict(image_size=16, patch_size=8, embed_dim=16, inner_dim=8, num_layers=2, num_heads=2, inner_num_heads=2,
@@ -56,7 +56,7 @@ def test_contract_forward_grad_save_load(name, tmp_path):
     model.eval()
     formers.save_pretrained(model, tmp_path / "m")
     loaded = formers.from_pretrained(tmp_path / "m")
-    assert isinstance(loaded, TNT) and loaded.config == model.config
+    assert type(loaded) is type(model) and loaded.config == model.config
     torch.testing.assert_close(loaded(images).logits, model(images).logits, rtol=0, atol=0)
 
 
@@ -141,6 +141,18 @@ def test_bad_inputs_raise_clear_errors():
         TNTConfig(inner_dim=10, inner_num_heads=4)
     with pytest.raises(ValueError, match="divisible by num_heads"):
         TNTConfig(embed_dim=100, num_heads=6)
+
+
+def test_legacy_pixels_see_across_patch_borders_and_need_whole_pixel_grids():
+    model = TNTLegacy(TNTConfig(**TINY)).eval()
+    images = _images(model, 1)
+    changed = images.clone()
+    changed[..., 0, 7] += 1.0  # a pixel of patch 0 within the 7x7 kernel's reach of patch 1, not of the lower row
+    pixels, pixels2 = model.pixel_embed(images), model.pixel_embed(changed)
+    assert not torch.allclose(pixels[1], pixels2[1])
+    torch.testing.assert_close(pixels[2:], pixels2[2:], rtol=0, atol=0)  # patches of the lower row
+    with pytest.raises(ValueError, match="multiple of stride"):
+        TNTLegacy(TNTConfig(**{**TINY, "pixel_stride": 3}))
 
 
 def test_overfits_a_fixed_batch():

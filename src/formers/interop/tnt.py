@@ -1,4 +1,5 @@
-"""timm TNT (``tnt_s_patch16_224``, ``tnt_b_patch16_224``) <-> formers ``TNT``.
+"""timm TNT (``tnt_s_patch16_224``, ``tnt_b_patch16_224``, ``tnt_s_legacy_patch16_224``) <-> formers ``TNT`` /
+``TNTLegacy``.
 
 Checked against ``timm`` 1.0.31 (tests/interop/test_tnt.py): tiny random timm TNT models of several shapes
 (patch and pixel-stride sizes, qkv biases, channels, classes, no head) give the same logits to 1e-5 in float32,
@@ -20,7 +21,9 @@ The widths, depth, FFN ratios, ``qkv_bias``, ``in_channels``, ``num_classes`` (0
 ``image_size`` (from the patch position table) are read from the tensor shapes.
 
 ``tnt_s_legacy_patch16_224`` (convolution over the whole image before unfolding, per-pixel LayerNorm and a
-biased fold projection) computes something else and is refused with a ``ValueError``.
+biased fold projection) computes something else and becomes a :class:`~formers.models.tnt.TNTLegacy`; its
+weights have the same names, and the layout is recognised from the weights (no ``norm2_proj`` in the blocks)
+whatever the name says. Its stride is ``patch_size / n`` exactly.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from torch import Tensor
 from formers.config import apply_overrides
 from formers.hub import load_state_into
 from formers.interop.keymap import KeyMap
-from formers.models.tnt import TNT, TNTConfig
+from formers.models.tnt import TNT, TNTConfig, TNTLegacy
 
 # (formers module, timm module) pairs; each maps its ``weight`` and ``bias``.
 _TOP = [
@@ -117,8 +120,18 @@ def _split_qkv(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _pixel_stride(patch_size: int, pixel_grid: int) -> int:
+def is_legacy(state_dict: dict[str, Tensor]) -> bool:
+    """Whether timm TNT weights have the first release's layout (blocks fold without ``norm2_proj``)."""
+    return "blocks.0.norm1_proj.weight" in state_dict and "blocks.0.norm2_proj.weight" not in state_dict
+
+
+def _pixel_stride(patch_size: int, pixel_grid: int, legacy: bool) -> int:
     """The convolution stride giving ``pixel_grid`` = ceil(patch_size / stride): timm's 4 when possible."""
+    if legacy:
+        if patch_size % pixel_grid:
+            raise ValueError(f"legacy TNT: {patch_size}x{patch_size} patches cannot hold a {pixel_grid}x{pixel_grid} "
+                             "pixel grid; pass overrides={'patch_size': ...}")
+        return patch_size // pixel_grid
     candidates = [s for s in range(1, patch_size + 1) if math.ceil(patch_size / s) == pixel_grid]
     if _TIMM_DEFAULT_STRIDE in candidates:
         return _TIMM_DEFAULT_STRIDE
@@ -134,19 +147,14 @@ def config_from_timm_tnt(model_name: str, state_dict: dict[str, Tensor], overrid
     """Reads a :class:`TNTConfig` from a timm TNT model name, its state-dict shapes and ``overrides``.
 
     Raises:
-        ValueError: on the legacy variant, an unknown name, or what the name and shapes leave undetermined.
+        ValueError: on an unknown name, or what the name and shapes leave undetermined.
     """
     name = model_name.split(".")[0]  # drop a pretrained tag like ".in1k"
     m = _NAME.fullmatch(name)
     if m is None:
         raise ValueError(
-            f"timm TNT model name {model_name!r} is not one of tnt_s_patch16_224, tnt_b_patch16_224 "
-            "(tnt_<s|b>_patch<P>_<size>)"
-        )
-    if m["legacy"] or "blocks.0.norm2_proj.weight" not in state_dict:
-        raise ValueError(
-            f"timm {model_name!r} is the legacy TNT layout (whole-image convolution, per-pixel fold LayerNorm), "
-            "which formers does not implement; use tnt_s_patch16_224 / tnt_b_patch16_224 weights"
+            f"timm TNT model name {model_name!r} is not one of tnt_s_patch16_224, tnt_b_patch16_224, "
+            "tnt_s_legacy_patch16_224 (tnt_<s|b>[_legacy]_patch<P>_<size>)"
         )
     for key in ("cls_token", "patch_pos", "pixel_pos", "pixel_embed.proj.weight", "blocks.0.mlp_in.fc1.weight"):
         if key not in state_dict:
@@ -160,7 +168,7 @@ def config_from_timm_tnt(model_name: str, state_dict: dict[str, Tensor], overrid
         raise ValueError(f"timm TNT with a non-square patch grid ({num_patches} patches) is not supported")
     num_layers = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
     patch_size = overrides.pop("patch_size", int(m["patch"]))
-    pixel_stride = overrides.pop("pixel_stride", None) or _pixel_stride(patch_size, grid_h)
+    pixel_stride = overrides.pop("pixel_stride", None) or _pixel_stride(patch_size, grid_h, is_legacy(state_dict))
     (pub_embed, pub_inner), (pub_heads, pub_inner_heads) = _PUBLISHED[m["size"]]
     if "num_heads" not in overrides and embed_dim != pub_embed:
         raise ValueError(
@@ -202,7 +210,7 @@ def convert_timm_tnt_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tens
 
 
 def to_timm_tnt_state_dict(model: TNT) -> dict[str, Tensor]:
-    """formers ``TNT`` weights -> the state dict of the equivalent timm ``TNT`` (loads with ``strict=True``)."""
+    """formers ``TNT``/``TNTLegacy`` weights -> the state dict of the equivalent timm ``TNT`` (``strict=True``)."""
     if not isinstance(model, TNT):
         raise TypeError(f"to_timm_tnt_state_dict takes a formers TNT, got {type(model).__name__}")
     return _split_qkv(KEY_MAP.to_theirs(model.state_dict()))
@@ -218,9 +226,9 @@ def load_timm_tnt(model_name: str, state_dict: dict[str, Tensor], overrides: dic
             ``patch_size``, ``pixel_stride``) or training-only ones (``drop_path_rate``, ``dropout``).
 
     Returns:
-        The formers model in eval mode.
+        The formers model in eval mode: a ``TNTLegacy`` for the first release's layout, else a ``TNT``.
     """
     config = config_from_timm_tnt(model_name, state_dict, overrides or {})
-    model = TNT(config)
+    model = TNTLegacy(config) if is_legacy(state_dict) else TNT(config)
     load_state_into(model, convert_timm_tnt_state_dict(state_dict), f"timm {model_name} state dict")
     return model.eval()

@@ -17,7 +17,12 @@ from formers.layers.layer_scale import LayerScale, LayerScale2d
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
-from formers.layers.pixel_embed import PixelEmbedding, PixelToPatch
+from formers.layers.pixel_embed import (
+    PixelEmbedding,
+    PixelToPatch,
+    PixelwisePixelToPatch,
+    WholeImagePixelEmbedding,
+)
 from formers.layers.pool_mixer import PoolMixer
 from formers.layers.positional import (
     LearnedPositionalEmbedding,
@@ -61,12 +66,14 @@ __all__ = [
     "PatchMerging",
     "PixelEmbedding",
     "PixelToPatch",
+    "PixelwisePixelToPatch",
     "PoolMixer",
     "PreNormDecoderBlock",
     "PreNormEncoderBlock",
     "SelfAttention",
     "SinusoidalPositionalEncoding",
     "TokenEmbedding",
+    "WholeImagePixelEmbedding",
     "WindowRelativePositionBias",
     "causal_mask",
     "check_ids_shape",

@@ -8,6 +8,9 @@ written as one reshape + permute.
 
 :class:`PixelToPatch` folds a patch's pixel tokens back into one patch-token update:
 LayerNorm(n*n*c) -> Linear(n*n*c, D) -> LayerNorm(D), used by the stem and by every TNT block.
+
+:class:`WholeImagePixelEmbedding` and :class:`PixelwisePixelToPatch` are the first release's versions (timm's
+``tnt_s_legacy_patch16_224``): the convolution runs over the whole image and the fold normalises each pixel.
 """
 
 from __future__ import annotations
@@ -84,3 +87,48 @@ class PixelToPatch(nn.Module):
         """Pixel tokens (B * N, n * n, c) -> patch vectors (B, N, D), N = ``num_patches``."""
         x = pixels.reshape(-1, num_patches, self.norm1.normalized_shape[0])  # (B*N, n*n, c) -> (B, N, n*n*c)
         return self.norm2(self.proj(self.norm1(x)))
+
+
+class WholeImagePixelEmbedding(PixelEmbedding):
+    """The first TNT release's pixel embedding (timm's ``legacy=True``): convolve the whole image, then cut the
+    feature map into each patch's ``n x n`` pixel tokens, so pixels near a patch border see the neighbouring
+    patch. Same parameters as :class:`PixelEmbedding`; ``patch_size`` must be a multiple of ``stride``.
+    """
+
+    def __init__(self, in_channels: int, inner_dim: int, patch_size: int, stride: int = 4) -> None:
+        super().__init__(in_channels, inner_dim, patch_size, stride)
+        if patch_size % stride:
+            raise ValueError(f"patch_size ({patch_size}) must be a multiple of stride ({stride}) in the whole-image "
+                             "pixel embedding, so that the feature map splits into whole patches")
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Images (B, C, H, W) -> pixel tokens (B * N, n * n, c), patches in row-major grid order (N = HW / P^2)."""
+        b = images.shape[0]
+        n, c = self.pixel_grid, self.inner_dim
+        x = self.proj(images)  # (B, c, H/s, W/s)
+        gh, gw = x.shape[2] // n, x.shape[3] // n
+        x = x.view(b, c, gh, n, gw, n).permute(0, 2, 4, 1, 3, 5)  # (B, Gh, Gw, c, n, n)
+        x = x.reshape(b * gh * gw, c, n, n) + self.pixel_pos  # (B*N, c, n, n)
+        return x.flatten(2).transpose(1, 2)  # (B*N, c, n*n) -> (B*N, n*n, c)
+
+
+class PixelwisePixelToPatch(nn.Module):
+    """The first TNT release's fold (timm's ``legacy=True``): LayerNorm over each pixel token (width c), then one
+    Linear from a patch's concatenated pixel tokens to D, with a bias and no second LayerNorm.
+
+    Args:
+        inner_dim: pixel-token width c.
+        num_pixels: pixel tokens per patch, n * n.
+        embed_dim: patch-token width D.
+        layer_norm_eps: LayerNorm epsilon.
+    """
+
+    def __init__(self, inner_dim: int, num_pixels: int, embed_dim: int, layer_norm_eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(inner_dim, eps=layer_norm_eps)
+        self.proj = nn.Linear(num_pixels * inner_dim, embed_dim)
+
+    def forward(self, pixels: Tensor, num_patches: int) -> Tensor:
+        """Pixel tokens (B * N, n * n, c) -> patch vectors (B, N, D), N = ``num_patches``."""
+        x = self.norm1(pixels)  # (B*N, n*n, c)
+        return self.proj(x.reshape(-1, num_patches, self.proj.in_features))  # (B*N, n*n, c) -> (B, N, n*n*c)

@@ -27,8 +27,9 @@ Notable choices and differences:
   input (timm's ``pos_drop_rate``, ``proj_drop_rate`` and ``drop_rate``), all 0 in the published models.
 - The model takes images of exactly ``image_size`` x ``image_size`` (the patch position table fixes the grid),
   as timm does.
-- timm's ``tnt_s_legacy_patch16_224`` convolves the whole image before unfolding it and folds pixels with a
-  per-pixel LayerNorm and a biased projection: a different computation, not supported.
+- timm's ``tnt_s_legacy_patch16_224`` (the first release) convolves the whole image before cutting it into
+  patches and folds pixels with a per-pixel LayerNorm and a biased projection: a different computation, so it is
+  a second class, :class:`TNTLegacy`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ from formers.layers import (
     FeedForward,
     PixelEmbedding,
     PixelToPatch,
+    PixelwisePixelToPatch,
     SelfAttention,
+    WholeImagePixelEmbedding,
     check_images,
     drop_path_rates,
 )
@@ -160,13 +163,17 @@ class TNTBlock(nn.Module):
         self.inner_attn.backend = "math"
         self.inner_mlp_norm = nn.LayerNorm(inner_dim, eps=layer_norm_eps)
         self.inner_mlp = FeedForward(inner_dim, int(inner_dim * inner_mlp_ratio), "gelu", dropout=dropout)
-        self.pixel_to_patch = PixelToPatch(num_pixels * inner_dim, embed_dim, bias=False, layer_norm_eps=layer_norm_eps)
+        self.pixel_to_patch = self._fold(inner_dim, num_pixels, embed_dim, layer_norm_eps)
         self.attn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         self.attn = _attention(embed_dim, num_heads, attn_dropout, qkv_bias)
         self.mlp_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         self.mlp = FeedForward(embed_dim, int(embed_dim * mlp_ratio), "gelu", dropout=dropout)
         self.dropout = nn.Dropout(dropout)
         self.drop_path = DropPath(drop_path)
+
+    @staticmethod
+    def _fold(inner_dim: int, num_pixels: int, embed_dim: int, layer_norm_eps: float) -> nn.Module:
+        return PixelToPatch(num_pixels * inner_dim, embed_dim, bias=False, layer_norm_eps=layer_norm_eps)
 
     def forward(self, pixels: Tensor, patches: Tensor) -> tuple[Tensor, Tensor]:
         """Updates pixel tokens (B * N, n * n, c) and patch tokens (B, 1 + N, D) (class token first)."""
@@ -195,18 +202,20 @@ class TNT(nn.Module):
     """TNT image classifier: ``model(images)`` with images (B, C, H, W) returns ``.logits`` (B, num_classes)."""
 
     family = "tnt"
+    block_cls: type[TNTBlock] = TNTBlock
+    pixel_embedding_cls: type[PixelEmbedding] = PixelEmbedding
 
     def __init__(self, config: TNTConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.pixel_embed = PixelEmbedding(c.in_channels, c.inner_dim, c.patch_size, c.pixel_stride)
+        self.pixel_embed = self.pixel_embedding_cls(c.in_channels, c.inner_dim, c.patch_size, c.pixel_stride)
         self.patch_embed = PixelToPatch(c.num_pixels * c.inner_dim, c.embed_dim, bias=True,
                                         layer_norm_eps=c.layer_norm_eps)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
         self.patch_pos = nn.Parameter(torch.zeros(1, c.num_patches + 1, c.embed_dim))
         self.pos_drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
-            TNTBlock(
+            self.block_cls(
                 c.inner_dim, c.num_pixels, c.embed_dim, c.inner_num_heads, c.num_heads,
                 inner_mlp_ratio=c.inner_mlp_ratio, mlp_ratio=c.mlp_ratio, qkv_bias=c.qkv_bias, dropout=c.dropout,
                 attn_dropout=c.attn_dropout, drop_path=rate, layer_norm_eps=c.layer_norm_eps,
@@ -270,7 +279,28 @@ class TNT(nn.Module):
         self.config.num_classes = num_classes
 
 
+class TNTLegacyBlock(TNTBlock):
+    """TNT block of the first release: the fold normalises each pixel token and its projection has a bias."""
+
+    @staticmethod
+    def _fold(inner_dim: int, num_pixels: int, embed_dim: int, layer_norm_eps: float) -> nn.Module:
+        return PixelwisePixelToPatch(inner_dim, num_pixels, embed_dim, layer_norm_eps=layer_norm_eps)
+
+
+class TNTLegacy(TNT):
+    """TNT as first released (timm's ``tnt_s_legacy_patch16_224``): the pixel convolution runs over the whole
+    image before it is cut into patches (:class:`formers.layers.WholeImagePixelEmbedding`), and the blocks fold
+    with :class:`formers.layers.PixelwisePixelToPatch`. Same config and interface as :class:`TNT`;
+    ``patch_size`` must be a multiple of ``pixel_stride``.
+    """
+
+    family = "tnt_legacy"
+    block_cls = TNTLegacyBlock
+    pixel_embedding_cls = WholeImagePixelEmbedding
+
+
 register_family("tnt", TNTConfig, TNT)
+register_family("tnt_legacy", TNTConfig, TNTLegacy)
 
 
 @register_model("tnt", TNT)
@@ -283,6 +313,12 @@ def tnt_s_patch16_224() -> TNTConfig:
 def tnt_b_patch16_224() -> TNTConfig:
     """TNT-B (65.4M): 12 blocks, D=640 (10 heads), c=40 (4 heads), 16x16 patches of 4x4 pixel tokens, 224x224."""
     return TNTConfig(embed_dim=640, inner_dim=40, num_heads=10, drop_path_rate=0.1)
+
+
+@register_model("tnt_legacy", TNTLegacy)
+def tnt_s_legacy_patch16_224() -> TNTConfig:
+    """TNT-S as first released (23.8M): whole-image pixel convolution, per-pixel fold LayerNorm; timm's legacy."""
+    return TNTConfig(drop_path_rate=0.1)
 
 
 @register_model("tnt", TNT)
