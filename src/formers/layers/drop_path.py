@@ -37,4 +37,6 @@ class DropPath(nn.Module):
 
 def drop_path_rates(drop_path_rate: float, depth: int) -> list[float]:
     """Per-block rates rising linearly from 0 to ``drop_path_rate`` over ``depth`` blocks (the papers' rule)."""
-    return [float(r) for r in torch.linspace(0, drop_path_rate, depth)] if depth > 0 else []
+    if depth <= 1:
+        return [0.0] * depth
+    return [drop_path_rate * i / (depth - 1) for i in range(depth)]  # plain floats: works under torch.device("meta")
