@@ -97,7 +97,9 @@ def test_fashion_mnist_downloads_from_the_first_working_mirror(tmp_path: Path, m
     urls = ((tmp_path / "dead").as_uri() + "/{file}", mirror.as_uri() + "/{file}")
     monkeypatch.setattr(img, "FASHION_MNIST_URLS", urls)
     monkeypatch.setenv("FORMERS_DATA_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)  # no shared/data/fashion-mnist above
+    real_lookup = img.resolve_data_dir  # only an explicit data_dir is honoured: no shared/data copy may be found
+    monkeypatch.setattr(img, "resolve_data_dir", lambda name, files, data_dir=None: (
+        real_lookup(name, files, data_dir) if data_dir is not None else None))
     folder = img.fashion_mnist_dir()
     assert folder == tmp_path / "cache" / "fashion-mnist"
     assert sorted(p.name for p in folder.iterdir()) == sorted(sums)
