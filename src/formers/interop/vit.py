@@ -1,6 +1,6 @@
 """timm ``VisionTransformer`` and Hugging Face ``ViTForImageClassification`` / ``ViTModel`` <-> formers ``ViT``.
 
-Checked against timm 1.0 and ``transformers`` 5.x (tests/interop/test_vit.py): tiny random models of several shapes
+Checked against timm 1.0 and ``transformers`` 5.x (tests/interop/test_vit_interop.py): tiny random models of several shapes
 give the same logits to 1e-5 in float32, at their resolution and at new ones, and the inverse conversions load
 back into timm / ``transformers`` with the same logits.
 
