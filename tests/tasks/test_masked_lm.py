@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import formers
+from formers.cli.main import main
+from formers.data.mlm import IGNORE_INDEX, MLMCollator, MLMLoader, build_examples, fixed_eval_batches
+from formers.data.wordpiece import WordPieceTokenizer
+from formers.hub import resolve_checkpoint_dir
+from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
+from formers.tasks.masked_lm import MaskedLMTask, split_documents, text_documents, tokenize_documents
+
+TINY = dict(embed_dim=32, num_heads=2, num_layers=2, ffn_dim=64, max_seq_len=32, dropout=0.0, attn_dropout=0.0)
+# A tiny "corpus" whose masked words are predictable from their neighbours.
+SENTENCES = [
+    "the cat sat on the mat .", "the dog lay on the rug .", "a bird sang in the tree .",
+    "the fish swam in the pond .", "a cow ate in the field .", "the king sat on the throne .",
+]
+
+
+def _corpus_file(tmp_path, repeats=30):
+    docs = []
+    for i in range(repeats):
+        docs.append("\n".join(SENTENCES[(i + k) % len(SENTENCES)] for k in range(4)))
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    return path
+
+
+def _batch(vocab=40, nsp=False):
+    ids = torch.randint(5, vocab, (3, 10))
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[2, 6:] = False
+    labels = torch.full((3, 10), IGNORE_INDEX)
+    labels[0, 2], labels[1, 5], labels[2, 3] = 7, 8, 9
+    batch = {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "padding_mask": mask, "labels": labels}
+    if nsp:
+        batch["next_sentence_labels"] = torch.tensor([0, 1, 1])
+    return batch
+
+
+def test_loss_is_cross_entropy_on_masked_positions_only():
+    model = BertForMaskedLM(BertConfig(vocab_size=40, **TINY)).eval()
+    batch = _batch()
+    out = MaskedLMTask().training_step(model, batch)
+    full = model(batch["input_ids"], batch["token_type_ids"], batch["padding_mask"]).logits  # (B, T, V)
+    selected = batch["labels"] != IGNORE_INDEX
+    reference = torch.nn.functional.cross_entropy(full[selected], batch["labels"][selected])
+    assert out.loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    assert out.num_tokens == 30 and "nsp_loss" not in out.metrics
+
+
+def test_next_sentence_loss_is_added_for_the_pretraining_model():
+    model = BertForPreTraining(BertConfig(vocab_size=40, **TINY)).eval()
+    batch = _batch(nsp=True)
+    out = MaskedLMTask(next_sentence_weight=0.5).training_step(model, batch)
+    full = model(batch["input_ids"], batch["token_type_ids"], batch["padding_mask"])
+    nsp = torch.nn.functional.cross_entropy(full.next_sentence_logits, batch["next_sentence_labels"])
+    assert out.loss.item() == pytest.approx(out.metrics["mlm_loss"].item() + 0.5 * nsp.item(), rel=1e-5)
+    metrics = MaskedLMTask().evaluate(model, [batch])
+    assert set(metrics) == {"mlm_accuracy", "mlm_loss", "perplexity", "nsp_accuracy"}
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["mlm_loss"]))
+
+
+def test_tiny_bert_learns_masked_words_of_held_out_text(tmp_path):
+    documents = [s for _, s in text_documents(_corpus_file(tmp_path))]
+    train_docs, held_docs = split_documents([(str(i), d) for i, d in enumerate(documents)], heldout_every=5)
+    tokenizer = WordPieceTokenizer.train([" ".join(d) for d in train_docs], vocab_size=60, min_frequency=1)
+    ids = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id)
+    train = build_examples(tokenize_documents(tokenizer, train_docs), 32, **ids)
+    held = build_examples(tokenize_documents(tokenizer, held_docs), 32, seed=1, **ids)
+    collator = MLMCollator(tokenizer.vocab_size, tokenizer.pad_id, tokenizer.mask_id, sorted(tokenizer.special_ids),
+                           mlm_probability=0.2)
+    loader = MLMLoader(train, collator, batch_size=8, seed=0)
+    eval_set = fixed_eval_batches(held, collator, 16)
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, **TINY))
+    task = MaskedLMTask()
+    before = task.evaluate(model.eval(), eval_set)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for epoch in range(10):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            loss = task.training_step(model, batch).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    after = task.evaluate(model.eval(), eval_set)
+    assert before["mlm_accuracy"] < 0.1 and after["mlm_accuracy"] > 0.25, (before, after)
+    assert after["perplexity"] < before["perplexity"] / 4
+
+
+def test_pretrain_recipe_end_to_end_then_fine_tune_from_the_run(tmp_path, capsys):
+    corpus = _corpus_file(tmp_path, repeats=40)
+    run = tmp_path / "pre"
+    common = ["--set", "train.progress_bar=false", "--set", "train.tensorboard=false", "--set", "optim.warmup_steps=2"]
+    code = main(["train", "bert-pretrain-cpu", "--run-dir", str(run), "--set", f"data.text={corpus}",
+                 "--set", "data.corpus=null", "--set", "data.vocab_size=80", "--set", "data.min_frequency=1",
+                 "--set", "data.heldout_every=4", "--set", "data.batch_size=8", "--set", "data.max_len=32",
+                 "--set", "model.embed_dim=32", "--set", "model.ffn_dim=64", "--set", "train.max_steps=30",
+                 "--set", "train.eval_every=15", "--set", "train.save_every=15", *common])
+    out = capsys.readouterr().out
+    assert code == 0 and "held-out MLM accuracy" in out and "fill-mask:" in out
+    results = json.loads((run / "results.json").read_text())
+    assert results["steps"] == 30 and 0 <= results["mlm_accuracy_final"] <= 1
+    assert results["perplexity_final"] < 80  # uniform guessing over the ~80-token vocabulary
+    model = formers.from_pretrained(run)
+    assert type(model) is BertForMaskedLM
+    tokenizer = WordPieceTokenizer.from_directory(run / "checkpoints" / "best")
+    assert tokenizer.vocab_size == model.config.vocab_size
+    assert model.config.tokenizer["vocab_sha256"] == tokenizer.fingerprint
+
+    # fine-tune the pre-trained run on a labelled CSV: is the sentence about an animal on a mat/rug?
+    rows = [(s, "home" if ("mat" in s or "rug" in s) else "out") for s in SENTENCES] * 6
+    for name in ("train", "valid"):
+        (tmp_path / f"{name}.csv").write_text("sentence,where\n" + "".join(f"{s},{y}\n" for s, y in rows))
+    fine = tmp_path / "fine"
+    code = main(["train", "bert-finetune-spam-cpu", "--run-dir", str(fine), "--set", f"model.pretrained={run}",
+                 "--set", "data.dataset=null", "--set", f"data.train_file={tmp_path / 'train.csv'}",
+                 "--set", f"data.valid_file={tmp_path / 'valid.csv'}", "--set", "data.text_column=sentence",
+                 "--set", "data.label_column=where", "--set", "data.max_train_examples=null",
+                 "--set", "data.max_len=16",
+                 "--set", "data.batch_size=6", "--set", "train.max_steps=60", "--set", "model.dropout=0.0",
+                 "--set", "optim.lr=0.003", *common])
+    capsys.readouterr()
+    assert code == 0
+    results = json.loads((fine / "results.json").read_text())
+    assert results["valid_accuracy_final"] == 1.0
+    saved = resolve_checkpoint_dir(fine)
+    assert json.loads((saved / "labels.json").read_text()) == {"labels": ["home", "out"]}
+    assert (saved / "vocab.txt").read_text() == (run / "tokenizer" / "vocab.txt").read_text()
