@@ -5,7 +5,7 @@ Both models are built from the same random weights (timm's ``swin_tiny_patch4_wi
 timm is measured as shipped (its Swin attention is the explicit softmax path unless ``TIMM_FUSED_ATTN=2``) and
 with its experimental fused attention.
 
-Usage (GPU): ``python benchmarks/swin_speed.py [--batch 256] [--steps 20] [--out benchmarks/results/swin_speed.json]``
+Usage (GPU): ``python benchmarks/swin_speed.py [--batch 256] [--steps 20] [--out FILE.json]``
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/swin_speed.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/swin_speed_h200.json"))
     args = parser.parse_args()
 
     import timm
