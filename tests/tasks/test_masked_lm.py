@@ -67,8 +67,8 @@ def test_next_sentence_loss_is_added_for_the_pretraining_model():
 
 
 def test_tiny_bert_learns_masked_words_of_held_out_text(tmp_path):
-    documents = [s for _, s in text_documents(_corpus_file(tmp_path))]
-    train_docs, held_docs = split_documents([(str(i), d) for i, d in enumerate(documents)], heldout_every=5)
+    documents = [s for _, s in text_documents(_corpus_file(tmp_path, repeats=48))]
+    train_docs, held_docs = split_documents([(str(i), d) for i, d in enumerate(documents)], heldout_every=3)
     tokenizer = WordPieceTokenizer.train([" ".join(d) for d in train_docs], vocab_size=60, min_frequency=1)
     ids = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id)
     train = build_examples(tokenize_documents(tokenizer, train_docs), 32, **ids)
@@ -91,8 +91,10 @@ def test_tiny_bert_learns_masked_words_of_held_out_text(tmp_path):
             loss.backward()
             opt.step()
     after = task.evaluate(model.eval(), eval_set)
-    assert before["mlm_accuracy"] < 0.1 and after["mlm_accuracy"] > 0.25, (before, after)
-    assert after["perplexity"] < before["perplexity"] / 4
+    assert sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in eval_set) > 80  # enough targets to measure
+    # untrained: ~uniform over the vocabulary; trained: the frequent words and their contexts
+    assert before["mlm_accuracy"] < 0.1 and after["mlm_accuracy"] > 0.18, (before, after)
+    assert after["perplexity"] < before["perplexity"] / 3, (before, after)
 
 
 def test_pretrain_recipe_end_to_end_then_fine_tune_from_the_run(tmp_path, capsys):
