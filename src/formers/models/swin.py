@@ -14,7 +14,9 @@ Notable choices and differences:
 
 - Features stay channels-last (B, H, W, C) between blocks, as in ``timm``; ``forward_features`` returns that map.
 - Any image size is accepted, as in Hugging Face: images are zero-padded to whole patches, every block's
-  (normalised) map to whole windows and odd maps to even before patch merging; padded tokens are not masked.
+  (normalised) map to whole windows (before the cyclic shift) and odd maps to even before patch merging; padded
+  tokens are not masked. ``timm`` rolls before it pads, so on maps that are not whole windows the two references
+  differ; formers follows Hugging Face there and equals both whenever maps are whole windows (224x224, window 7).
 - Windows larger than a stage's map follow the reference rule (microsoft/Swin-Transformer, Hugging Face): when
   ``min(stage resolution at image_size) <= window_size`` the stage's window shrinks to that size and is not
   shifted. ``timm`` applies the rule per axis, which differs only for non-square ``image_size``. A runtime map whose
