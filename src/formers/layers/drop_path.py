@@ -15,8 +15,8 @@ def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
         return x
     keep = 1.0 - p
     shape = (x.shape[0],) + (1,) * (x.dim() - 1)  # one draw per sample, broadcast over the rest
-    mask = x.new_empty(shape).bernoulli_(keep)
-    return x * mask / keep
+    mask = x.new_empty(shape).bernoulli_(keep).div_(keep)  # scale the (B, 1, ...) mask, not the whole branch
+    return x * mask
 
 
 class DropPath(nn.Module):
