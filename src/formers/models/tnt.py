@@ -5,7 +5,7 @@ Checked against ``timm`` 1.0.31's ``TNT`` (``tnt_s_patch16_224``, ``tnt_b_patch1
 ``tnt_s_legacy_patch16_224``) through ``formers.interop.tnt``: tiny random timm models of several shapes give the
 same logits to 1e-5 in float32. Same parameter count as timm (TNT-S 23,768,584; TNT-B 65,428,680). On an H200
 (bf16 autocast, batch 256, eager) TNT-S runs 1.36x timm's inference and 1.27x its training throughput
-(benchmarks/tnt_gpu.py).
+(measured with the former benchmarks/tnt_gpu.py; now benchmarks/tnt_speed.py).
 
 Architecture: the image is cut into P x P patches ("visual sentences"); a 7x7 convolution of stride s inside each
 patch gives ``n x n`` pixel tokens ("visual words", width c) plus a pixel position embedding shared by all
