@@ -42,6 +42,7 @@ from formers.layers.attention_bias import AttentionBias
 from formers.layers.conv_ffn import ConvFeedForward
 from formers.layers.layer_scale import LayerScale, LayerScale2d
 from formers.layers.pool_mixer import PoolMixer
+from formers.layers.weight_init import trunc_normal_init_
 from formers.models.outputs import ImageClassificationOutput
 from formers.registry import register_family, register_model
 
@@ -117,15 +118,6 @@ class EfficientFormerConfig:
     def grid_size(self) -> int:
         """Side of the last stage's token grid for ``image_size`` inputs (the attention-bias grid)."""
         return math.ceil(self.image_size / self.stride)
-
-
-def _init_weights(module: nn.Module) -> None:
-    """timm's init: linear weights truncated N(0, 0.02) and zero biases; convs and norms keep PyTorch's."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class ConvStem(nn.Module):
@@ -266,7 +258,7 @@ class EfficientFormer(nn.Module):
         self.norm = nn.LayerNorm(self.num_features, eps=c.layer_norm_eps)
         self.head_dropout = nn.Dropout(c.head_dropout)
         self.head, self.head_dist = self._heads(c.num_classes)
-        _init_weights(self)
+        trunc_normal_init_(self)
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters kept out of weight decay: the attention-bias tables (as timm)."""
@@ -322,8 +314,8 @@ class EfficientFormer(nn.Module):
             raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
         ref = self.norm.weight
         self.head, self.head_dist = self._heads(num_classes)
-        _init_weights(self.head)
-        _init_weights(self.head_dist)
+        trunc_normal_init_(self.head)
+        trunc_normal_init_(self.head_dist)
         self.head.to(device=ref.device, dtype=ref.dtype).train(self.training)
         self.head_dist.to(device=ref.device, dtype=ref.dtype).train(self.training)
         self.config = dataclasses.replace(self.config, num_classes=num_classes)

@@ -38,6 +38,7 @@ from formers.layers import DropPath, FeedForward, SelfAttention, check_images, d
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
 from formers.layers.relative_position import WindowRelativePositionBias
+from formers.layers.weight_init import trunc_normal_init_
 from formers.layers.windows import (
     cyclic_shift,
     pad_to_windows,
@@ -245,18 +246,6 @@ class SwinStage(nn.Module):
         return x
 
 
-def _init_weights(module: nn.Module) -> None:
-    """timm's init: linear weights truncated-normal(0.02), zero biases, LayerNorms at identity."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
 class SwinTransformer(nn.Module):
     """Swin Transformer image classifier; call as ``model(images)`` with images (B, C, H, W) of any size."""
 
@@ -283,7 +272,7 @@ class SwinTransformer(nn.Module):
         self.num_features = c.embed_dim * 2 ** (len(c.depths) - 1)
         self.norm = nn.LayerNorm(self.num_features, eps=c.layer_norm_eps)
         self.head: nn.Module = nn.Linear(self.num_features, c.num_classes) if c.num_classes else nn.Identity()
-        _init_weights(self)
+        trunc_normal_init_(self)
 
     def forward_features(self, images: Tensor) -> Tensor:
         """Final normalised feature map before pooling.
@@ -320,7 +309,7 @@ class SwinTransformer(nn.Module):
         ref = self.norm.weight
         head = nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype) if num_classes else None
         self.head = nn.Identity() if head is None else head
-        _init_weights(self.head)
+        trunc_normal_init_(self.head)
         self.config.num_classes = num_classes
 
 

@@ -54,6 +54,7 @@ from formers.layers import (
     check_images,
     drop_path_rates,
 )
+from formers.layers.weight_init import trunc_normal_init_
 from formers.models.outputs import ImageClassificationOutput
 from formers.registry import register_family, register_model
 
@@ -189,18 +190,6 @@ class TNTBlock(nn.Module):
         return pixels, patches
 
 
-def _init_weights(module: nn.Module) -> None:
-    """timm's TNT init: linear weights truncated N(0, 0.02), zero biases, LayerNorms at identity."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
 class TNT(nn.Module):
     """TNT image classifier: ``model(images)`` with images (B, C, H, W) returns ``.logits`` (B, num_classes)."""
 
@@ -230,7 +219,7 @@ class TNT(nn.Module):
         self.head: nn.Module = nn.Linear(c.embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
         for p in (self.cls_token, self.patch_pos, self.pixel_embed.pixel_pos):
             nn.init.trunc_normal_(p, std=0.02, a=-2.0, b=2.0)
-        _init_weights(self)
+        trunc_normal_init_(self)
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters kept out of weight decay (the class token and position embeddings)."""
@@ -275,7 +264,7 @@ class TNT(nn.Module):
         old = self.head.weight if isinstance(self.head, nn.Linear) else self.norm.weight
         if num_classes > 0:
             head = nn.Linear(self.config.embed_dim, num_classes, device=old.device, dtype=old.dtype)
-            _init_weights(head)
+            trunc_normal_init_(head)
             self.head = head
         else:
             self.head = nn.Identity()

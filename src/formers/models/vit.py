@@ -42,6 +42,7 @@ from formers.layers import (
     drop_path_rates,
     resample_grid_positions,
 )
+from formers.layers.weight_init import trunc_normal_init_
 from formers.models.outputs import ImageClassificationOutput
 from formers.registry import register_family, register_model
 
@@ -175,10 +176,7 @@ class ViT(nn.Module):
         """timm's ViT init: truncated-normal(0.02) linears and positions, near-zero class token."""
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
-        for m in self.blocks.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+        trunc_normal_init_(self.blocks)
 
     def no_weight_decay(self) -> set[str]:
         """Parameters kept out of weight decay (timm's convention): the class token and position embeddings."""
