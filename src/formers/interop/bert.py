@@ -13,8 +13,9 @@ Checkpoint variants resolved here:
   what they are tied to;
 - the pooler is optional: a ``BertModel`` built from a file without one keeps a freshly initialised pooler
   (only ``pooled`` depends on it); pooler and next-sentence weights are dropped for the masked LM;
-- a directory is a ``BertForPreTraining`` when ``architectures`` names it, or when it holds both the MLM and the
-  next-sentence (``cls.seq_relationship``) weights;
+- a directory is a ``BertForPreTraining`` when ``architectures`` names it, or names no class and the weights hold
+  both the MLM and the next-sentence (``cls.seq_relationship``) heads (``bert-base-uncased`` names
+  ``BertForMaskedLM`` while storing both: it loads as a masked LM);
 - the ``position_ids``/``token_type_ids`` buffers of older files are dropped.
 
 Unsupported options raise: activations other than exact ``gelu``, relative position embeddings, decoders.
