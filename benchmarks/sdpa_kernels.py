@@ -4,10 +4,17 @@ Forward + backward of ``F.scaled_dot_product_attention`` in bf16 under ``sdpa_ke
 prints milliseconds per call for each order. This measured the rule in ``formers.layers.attention.SDPA_PRIORITY``
 (H200, torch 2.x: GPT-2 causal 1.50x and ViT-B 1.56x faster with cuDNN first; Swin's biased windows 0.62x).
 
-Run on a CUDA machine: ``python benchmarks/sdpa_kernels.py``.
+``--model`` also profiles one bf16 training step of formers' GPT-2 124M (eager, then compiled) and prints the
+attention kernels that ran, to see whether the cuDNN kernel is chosen inside the model (fused-q/k/v strides,
+``torch.compile``) as it is for the contiguous tensors above.
+
+Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/sdpa_kernels.py [--model]``.
 """
 
 from __future__ import annotations
+
+import argparse
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -46,10 +53,42 @@ def bench(backends: list[SDPBackend], shape: tuple[int, int, int, int], causal: 
     return start.elapsed_time(end) / 20
 
 
+def attention_kernels_in_gpt2(compiled: bool) -> Counter:
+    """Names of the attention kernels one formers GPT-2 training step launches (counted)."""
+    import formers
+    from formers.layers import value_checks
+
+    model = formers.create_model("gpt2", dropout=0.0, attn_dropout=0.0).cuda()
+    x = torch.randint(0, 50257, (8, 1024), device="cuda")
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16), value_checks(False):
+            logits = model(x).logits
+        F.cross_entropy(logits.float().flatten(0, 1), x.flatten()).backward()
+
+    fn = torch.compile(step) if compiled else step
+    for _ in range(2):
+        fn()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    words = ("attn", "attention", "flash", "cudnn", "fmha", "sdpa")
+    return Counter(e.name[:90] for e in prof.events() if any(w in e.name.lower() for w in words))
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="store_true", help="also list the attention kernels inside GPT-2 steps")
+    args = parser.parse_args()
     for name, shape, causal, bias in CASES:
         a, f = bench(CUDNN_FIRST, shape, causal, bias), bench(FLASH_FIRST, shape, causal, bias)
         print(f"{name}: cudnn-first {a:.3f} ms  flash-first {f:.3f} ms  ratio {f / a:.2f}")
+    if args.model:
+        for compiled in (False, True):
+            print(f"GPT-2 training step, {'compiled' if compiled else 'eager'}: attention kernels")
+            for kernel, count in attention_kernels_in_gpt2(compiled).most_common(8):
+                print(f"  {count:4d}  {kernel}")
 
 
 if __name__ == "__main__":
