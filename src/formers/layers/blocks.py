@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from formers.layers.attention import KVCache, MultiHeadAttention, SelfAttention
+from formers.layers.drop_path import DropPath
 from formers.layers.feedforward import FeedForward
 
 
@@ -27,6 +28,7 @@ class EncoderBlock(nn.Module):
         activation: feed-forward activation name.
         layer_norm_eps: LayerNorm epsilon.
         bias: biases in the linear layers.
+        drop_path: stochastic depth rate of both residual branches (ViT/DeiT training; 0 = none).
     """
 
     attention_cls: type[MultiHeadAttention] | type[SelfAttention] = MultiHeadAttention
@@ -42,6 +44,7 @@ class EncoderBlock(nn.Module):
         activation: str = "relu",
         layer_norm_eps: float = 1e-5,
         bias: bool = True,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.self_attn = self.attention_cls(embed_dim, num_heads, dropout=attn_dropout, bias=bias)
@@ -49,12 +52,16 @@ class EncoderBlock(nn.Module):
         self.ffn = FeedForward(embed_dim, ffn_dim, activation, dropout=activation_dropout, bias=bias)
         self.ffn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
+        self.drop_path = DropPath(drop_path)
 
     def _attend(
         self, x: Tensor, attn_mask: Tensor | None, attn_bias: Tensor | None, is_causal: bool, cache: KVCache | None
     ) -> Tensor:
         out = self.self_attn(x, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=is_causal, cache=cache)
-        return self.dropout(out)
+        return self.drop_path(self.dropout(out))
+
+    def _feed_forward(self, x: Tensor) -> Tensor:
+        return self.drop_path(self.dropout(self.ffn(x)))
 
     def forward(
         self,
@@ -73,7 +80,7 @@ class EncoderBlock(nn.Module):
             cache: KV cache holding earlier positions (incremental decoding); T_total counts them too.
         """
         x = self.self_attn_norm(x + self._attend(x, attn_mask, attn_bias, is_causal, cache))
-        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+        return self.ffn_norm(x + self._feed_forward(x))
 
 
 class PreNormEncoderBlock(EncoderBlock):
@@ -89,7 +96,7 @@ class PreNormEncoderBlock(EncoderBlock):
     ) -> Tensor:
         """Same contract as :meth:`EncoderBlock.forward`."""
         x = x + self._attend(self.self_attn_norm(x), attn_mask, attn_bias, is_causal, cache)
-        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+        return x + self._feed_forward(self.ffn_norm(x))
 
 
 class FusedPreNormEncoderBlock(PreNormEncoderBlock):

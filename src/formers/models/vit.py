@@ -33,10 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from formers.layers import (
-    DropPath,
-    FeedForward,
+    FusedPreNormEncoderBlock,
     PatchEmbedding,
-    SelfAttention,
     check_image_size,
     check_images,
     drop_path_rates,
@@ -97,44 +95,6 @@ class ViTConfig:
         return side, side
 
 
-class ViTBlock(nn.Module):
-    """Pre-norm encoder block: x + DropPath(MSA(LN(x))), then x + DropPath(MLP(LN(x))) (paper eq. 2-3).
-
-    Args:
-        embed_dim: D.
-        num_heads: attention heads (D must divide by them).
-        mlp_dim: MLP hidden width.
-        dropout: dropout inside the MLP and on each residual branch.
-        attn_dropout: dropout on the attention weights.
-        drop_path: stochastic-depth rate of this block.
-        layer_norm_eps: LayerNorm epsilon.
-    """
-
-    def __init__(
-        self,
-        embed_dim: int,
-        num_heads: int,
-        mlp_dim: int,
-        dropout: float = 0.0,
-        attn_dropout: float = 0.0,
-        drop_path: float = 0.0,
-        layer_norm_eps: float = 1e-6,
-    ) -> None:
-        super().__init__()
-        self.self_attn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
-        self.self_attn = SelfAttention(embed_dim, num_heads, dropout=attn_dropout)
-        self.ffn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
-        self.ffn = FeedForward(embed_dim, mlp_dim, activation="gelu", dropout=dropout)
-        # Identity when unused, so the fast path launches no no-op dropout kernels.
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, T, D) -> (B, T, D)."""
-        x = x + self.drop_path(self.dropout(self.self_attn(self.self_attn_norm(x))))
-        return x + self.drop_path(self.dropout(self.ffn(self.ffn_norm(x))))
-
-
 class ViT(nn.Module):
     """Vision Transformer for image classification; call as ``model(images)``.
 
@@ -153,9 +113,9 @@ class ViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + gh * gw, c.embed_dim))  # class token's first
         self.pos_drop = nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity()
         self.blocks = nn.ModuleList(
-            ViTBlock(
+            FusedPreNormEncoderBlock(  # x + DropPath(MSA(LN(x))), x + DropPath(MLP(LN(x))) (paper eq. 2-3)
                 c.embed_dim, c.num_heads, c.mlp_dim, dropout=c.dropout, attn_dropout=c.attn_dropout,
-                drop_path=rate, layer_norm_eps=c.layer_norm_eps,
+                activation_dropout=c.dropout, activation="gelu", layer_norm_eps=c.layer_norm_eps, drop_path=rate,
             )
             for rate in drop_path_rates(c.drop_path_rate, c.num_layers)
         )
