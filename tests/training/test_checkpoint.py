@@ -175,3 +175,20 @@ def test_trainer_state_json_is_readable(tmp_path: Path, make_model) -> None:
     path = write_checkpoint(tmp_path / "c", make_model(), TrainerState(step=3, best_metric=1.5))
     data = json.loads((path / "trainer_state.json").read_text())
     assert data["step"] == 3 and data["best_metric"] == 1.5 and data["batch_in_epoch"] == 0
+
+
+def test_atomic_file_replaces_whole_or_keeps_the_old_content(tmp_path):
+    from formers.training.checkpoint import atomic_file
+
+    target = tmp_path / "vocab.txt"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_file(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["vocab.txt"]  # no temporary file left behind
+    with atomic_file(target, suffix=".npy") as tmp:
+        assert tmp.suffix == ".npy" and tmp.parent == tmp_path
+        tmp.write_text("new\n")
+    assert target.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["vocab.txt"]

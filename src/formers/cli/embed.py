@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from torch import Tensor, nn
 
 from formers.data.wordpiece import WordPieceTokenizer, check_vocab_matches
 from formers.models.bert import BertEncoder, mean_pool
+from formers.training.checkpoint import atomic_file
 
 POOLING_CONFIG = Path("1_Pooling") / "config.json"
 SBERT_CONFIG = "sentence_bert_config.json"
@@ -219,9 +218,7 @@ def write_embeddings(path: Path, embeddings: Tensor, texts: Sequence[str], meta:
     if suffix not in OUTPUT_SUFFIXES:
         raise ValueError(f"--output must end in one of {OUTPUT_SUFFIXES}, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path, suffix=suffix) as tmp:
         if suffix == ".npy":
             np.save(tmp, embeddings.numpy())
         elif suffix == ".safetensors":
@@ -232,10 +229,6 @@ def write_embeddings(path: Path, embeddings: Tensor, texts: Sequence[str], meta:
             with open(tmp, "w", encoding="utf-8") as f:
                 for text, row in zip(texts, embeddings.tolist(), strict=True):
                     f.write(json.dumps({"text": text, "embedding": row}, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

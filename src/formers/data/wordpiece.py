@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +53,9 @@ from tokenizers import (
     trainers,
 )
 from torch import Tensor
+
+from formers.hub import read_json
+from formers.training.checkpoint import atomic_file
 
 VOCAB_NAME = "vocab.txt"
 CONFIG_NAME = "tokenizer_config.json"
@@ -107,16 +108,8 @@ def read_vocab_file(path: str | Path) -> list[str]:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file, fsync and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
 
 
 def _check_flag(value: Any, name: str, allow_none: bool = False) -> None:
@@ -225,9 +218,9 @@ class WordPieceTokenizer:
             raise FileNotFoundError(f"{directory} holds no {VOCAB_NAME} (a BERT WordPiece vocabulary)")
         options: dict[str, Any] = {}
         if (directory / CONFIG_NAME).is_file():
-            options = _options_from_config(_read_json(directory / CONFIG_NAME))
+            options = _options_from_config(read_json(directory / CONFIG_NAME))
         elif (directory / TOKENIZER_JSON).is_file():
-            options = _options_from_tokenizer_json(_read_json(directory / TOKENIZER_JSON), directory / TOKENIZER_JSON)
+            options = _options_from_tokenizer_json(read_json(directory / TOKENIZER_JSON), directory / TOKENIZER_JSON)
         return cls(read_vocab_file(vocab), source=vocab, **options)
 
     @classmethod
@@ -599,16 +592,6 @@ def check_vocab_matches(
 def _check_text(text: Any, name: str) -> None:
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"corrupt JSON in {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
 
 
 def _token_text(value: Any) -> str | None:

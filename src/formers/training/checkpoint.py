@@ -54,6 +54,29 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
+def atomic_file(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yields a temporary file path next to ``path``; on success fsyncs it and renames it to ``path``.
+
+    Write the content to the yielded path (any writer: ``write_text``, ``np.save``, ``save_file``). A failure
+    removes the temporary file, so ``path`` holds either its old content or the complete new one.
+    ``suffix`` keeps an extension some writers insist on (``np.save`` appends ``.npy`` otherwise).
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Yields a temporary directory next to ``path``; on success fsyncs its files and renames it to ``path``.
 
@@ -252,14 +275,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 def write_latest(run_dir: str | Path, checkpoint: Path) -> None:
     """Atomically points ``run_dir/checkpoints/latest`` at ``checkpoint`` (temp file, fsync, ``os.replace``)."""
-    root = checkpoints_dir(run_dir)
-    tmp = root / f".{LATEST_NAME}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(checkpoint.name + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, root / LATEST_NAME)
-    _fsync_dir(root)
+    with atomic_file(checkpoints_dir(run_dir) / LATEST_NAME) as tmp:
+        tmp.write_text(checkpoint.name + "\n", encoding="utf-8")
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
