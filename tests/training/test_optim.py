@@ -72,3 +72,24 @@ def test_build_optimizer_kinds_and_errors(make_model) -> None:
         build_optimizer(model, lr=0.0)
     with pytest.raises(ValueError, match="no trainable parameters"):
         build_optimizer(nn.Linear(2, 2).requires_grad_(False))
+
+
+def test_fused_update_defaults_to_cuda_parameters_and_matches_foreach(make_model) -> None:
+    model = make_model()
+    assert not build_optimizer(model).defaults["fused"]  # CPU parameters: PyTorch's default (foreach) update
+    fused_model, plain_model = make_model(seed=3), make_model(seed=3)
+    fused = build_optimizer(fused_model, lr=1e-2, fused=True)
+    plain = build_optimizer(plain_model, lr=1e-2, fused=False)
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    for m, opt in ((fused_model, fused), (plain_model, plain)):
+        for p in m.parameters():
+            p.grad = torch.full_like(p, 0.5)
+        opt.step()
+    for (name, a), b in zip(fused_model.state_dict().items(), plain_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_parameters_get_the_fused_update(make_model) -> None:
+    assert build_optimizer(make_model().cuda()).defaults["fused"]

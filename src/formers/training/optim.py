@@ -68,6 +68,7 @@ def build_optimizer(
     eps: float = 1e-8,
     weight_decay: float = 0.01,
     decay_embeddings: bool = False,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
     """Builds Adam or AdamW over the parameter groups of :func:`param_groups`.
 
@@ -79,6 +80,7 @@ def build_optimizer(
         eps: Adam epsilon; the paper uses ``1e-9``.
         weight_decay: decay applied to matrices only.
         decay_embeddings: decay embedding tables as well (see :func:`param_groups`).
+        fused: PyTorch's single-kernel update (``fused=True``); ``None``: when every parameter is on a CUDA device.
 
     Returns:
         The optimizer.
@@ -94,5 +96,7 @@ def build_optimizer(
     groups = param_groups(model, weight_decay, decay_embeddings)
     if not groups:
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
+    if fused is None:
+        fused = all(p.is_cuda for g in groups for p in g["params"])
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return cls(groups, lr=lr, betas=tuple(betas), eps=eps)
+    return cls(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)

@@ -17,7 +17,7 @@ from torch import nn
 from formers.recipes import OptimConfig, Recipe, dump_recipe
 from formers.training.optim import build_optimizer
 from formers.training.schedules import build_scheduler
-from formers.training.trainer import Trainer
+from formers.training.trainer import Trainer, resolve_device
 
 TASKS = {
     "translation": "formers.tasks.translation",
@@ -62,6 +62,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> dic
     task_module = importlib.import_module(TASKS[recipe.task])
     setup: RunSetup = task_module.setup(recipe, run_dir, resume)
     dump_recipe(recipe, run_dir / "recipe.yaml")
+    setup.model.to(resolve_device(recipe.train.device))  # before the optimizer: CUDA parameters get the fused update
     optimizer, scheduler = build_optimization(setup.model, recipe.optim, recipe.train.max_steps)
     trainer = Trainer(
         setup.model, setup.task, setup.train_loader, recipe.train, run_dir,

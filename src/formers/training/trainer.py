@@ -78,6 +78,8 @@ class TrainerConfig:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         progress_bar: show a tqdm bar with loss, lr and tokens/s.
         tensorboard: also log to ``run_dir/tensorboard`` (skipped when tensorboard is not installed).
+        compile: run training steps and evaluation through ``torch.compile(model, dynamic=False)`` (one graph per
+            batch shape; the first steps pay the compilation). Checkpoints hold the plain model's weights.
     """
 
     max_steps: int | None = 1000
@@ -98,6 +100,7 @@ class TrainerConfig:
     device: str = "auto"
     progress_bar: bool = True
     tensorboard: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_epochs is None:
@@ -281,6 +284,8 @@ class Trainer:
         if config.precision == "fp16" and self.device.type != "cuda":
             raise ValueError(f"precision='fp16' needs a CUDA device, got device {str(self.device)!r} (use 'bf16')")
         self.model = model.to(self.device)
+        # What training steps and evaluation call: the compiled wrapper shares the model's parameters and modes.
+        self.step_model: nn.Module = torch.compile(self.model, dynamic=False) if config.compile else self.model
         self.task = task
         self.train_loader = train_loader
         self.eval_loader = eval_loader
@@ -434,7 +439,7 @@ class Trainer:
         """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss."""
         batch = move_to_device(batch, self.device)
         with self._autocast():
-            out = self.task.training_step(self.model, batch)
+            out = self.task.training_step(self.step_model, batch)
         if not isinstance(getattr(out, "loss", None), Tensor):
             raise TypeError(f"task.training_step must return a StepOutput with a tensor loss, got {type(out).__name__}")
         if out.loss.ndim != 0:
