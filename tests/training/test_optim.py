@@ -85,7 +85,7 @@ def test_fused_update_defaults_to_cuda_parameters_and_matches_foreach(make_model
         for p in m.parameters():
             p.grad = torch.full_like(p, 0.5)
         opt.step()
-    for (name, a), b in zip(fused_model.state_dict().items(), plain_model.state_dict().values()):
+    for (name, a), b in zip(fused_model.state_dict().items(), plain_model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
 
 

@@ -290,7 +290,7 @@ def test_compile_trains_like_eager_and_checkpoints_plain_weights(
             for name in ("eager", "compiled")}
     assert len(rows["compiled"]) == 3
     assert rows["compiled"] == pytest.approx(rows["eager"], rel=1e-4, abs=1e-5)
-    for (name, x), y in zip(eager.model.state_dict().items(), compiled.model.state_dict().values()):
+    for (name, x), y in zip(eager.model.state_dict().items(), compiled.model.state_dict().values(), strict=True):
         if name.endswith("k_proj.bias"):
             # A key bias shifts every score of a query equally: its true gradient is 0, and Adam's normalisation
             # turns the two paths' different rounding noise there into full-size (but meaningless) updates.
@@ -298,7 +298,7 @@ def test_compile_trains_like_eager_and_checkpoints_plain_weights(
         torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5, msg=name)
     reloaded = formers.from_pretrained(tmp_path / "compiled")
     assert not any("_orig_mod" in k for k in reloaded.state_dict())
-    for (name, x), y in zip(compiled.model.state_dict().items(), reloaded.state_dict().values()):
+    for (name, x), y in zip(compiled.model.state_dict().items(), reloaded.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
 
 

@@ -5,7 +5,6 @@ ones are scaled by ``1 / (1 - p)``; in eval it is the identity. Checked against 
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 
