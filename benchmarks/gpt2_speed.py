@@ -14,6 +14,9 @@ generated). Hugging Face ``generate`` with its default dynamic cache, then with 
 :class:`~formers.inference.fast_generation.GraphedGreedyDecoder`. The fast path's tokens are checked against
 formers' eager greedy tokens (float32, and bf16 reported).
 
+``--attention-variants pytorch_order,contiguous,cudnn_op`` also times formers compiled with each attention variant
+patched in (PyTorch's own kernel order; q/k/v made contiguous; the cuDNN kernel called directly).
+
 Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/gpt2_speed.py`` (``--smoke``: a tiny CPU run of
 the same code). Writes ``benchmarks/results/gpt2_speed_h100.json`` (and ``$OUT/`` when set) and prints a table.
 """
@@ -189,10 +192,68 @@ def bench_training(args, device, out: dict) -> None:
     out["training"]["speedup_formers_compiled_vs_hf_compiled"] = (
         runs["formers_compiled"]["tokens_per_s"] / runs["hf_compiled"]["tokens_per_s"]
     )
+    if args.attention_variants:
+        bench_attention_variants(args, device, out, ours, batches, tokens, fpt)
     del trainers, eager, ours, hf
     torch._dynamo.reset()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def _attention_variant(name: str):
+    """A replacement for ``formers.layers.attention.scaled_dot_product_attention`` (what SelfAttention calls)."""
+    from formers.layers import attention
+
+    original = attention.scaled_dot_product_attention
+    if name == "pytorch_order":  # PyTorch's own kernel order (flash first), no priority context
+        def variant(q, k, v, **kw):
+            saved = list(attention.SDPA_PRIORITY)
+            attention.SDPA_PRIORITY.clear()
+            try:
+                return original(q, k, v, **kw)
+            finally:
+                attention.SDPA_PRIORITY.extend(saved)
+    elif name == "contiguous":  # q, k, v copied out of the fused projection's strides first
+        def variant(q, k, v, **kw):
+            return original(q.contiguous(), k.contiguous(), v.contiguous(), **kw)
+    elif name == "cudnn_op":  # the cuDNN kernel called directly (no dispatcher choice)
+        def variant(q, k, v, attn_mask=None, attn_bias=None, is_causal=False, dropout_p=0.0, scale=None, **kw):
+            if attn_mask is not None or attn_bias is not None or not q.is_cuda or q.shape[-2] != k.shape[-2]:
+                return original(q, k, v, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=is_causal,
+                                dropout_p=dropout_p, scale=scale, **kw)
+            return torch.ops.aten._scaled_dot_product_cudnn_attention(
+                q, k, v, None, True, dropout_p, is_causal, False, scale=scale
+            )[0]
+    else:
+        raise ValueError(f"unknown attention variant {name!r}; expected pytorch_order, contiguous or cudnn_op")
+    return original, variant
+
+
+def bench_attention_variants(args, device, out: dict, ours, batches, tokens: int, fpt: float) -> None:
+    """formers compiled again with each attention variant patched in (what would make the step faster?)."""
+    from formers.layers import attention
+
+    for name in args.attention_variants.split(","):
+        original, variant = _attention_variant(name)
+        attention.scaled_dot_product_attention = variant
+        try:
+            torch._dynamo.reset()
+            tr = Trainer(f"formers_{name}", ours, lambda m, x: m(x).logits, batches, device, True)
+            with value_checks(False):
+                for _ in range(args.warmup):
+                    tr.step()
+                ts = tr.time(args.steps) + tr.time(args.steps)
+            med = statistics.median(ts)
+            out["training"]["runs"][f"formers_compiled_{name}"] = {
+                "step_ms_median": med * 1e3, "tokens_per_s": tokens / med, "mfu": tokens / med * fpt / PEAK_FLOPS,
+                "last_losses": tr.losses[-3:],
+            }
+            print(f"formers_compiled_{name}: {med * 1e3:.2f} ms/step", flush=True)
+        except Exception as e:  # noqa: BLE001 - a variant that fails is recorded; the others still run
+            out["training"]["runs"][f"formers_compiled_{name}"] = {"error": f"{type(e).__name__}: {e}"[:1000]}
+            traceback.print_exc()
+        finally:
+            attention.scaled_dot_product_attention = original
 
 
 def timed(fn, device, repeats: int) -> tuple[list[float], object]:
@@ -295,18 +356,20 @@ def table(out: dict) -> str:
     t = out.get("training")
     if t:
         lines.append(f"Training GPT-2 124M, batch {t['batch']} x {t['seq_len']}, bf16 autocast, fused AdamW")
-        lines.append(f"{'run':<22}{'step ms':>10}{'tokens/s':>12}{'MFU':>8}{'vs HF compiled':>16}")
+        lines.append(f"{'run':<32}{'step ms':>10}{'tokens/s':>12}{'MFU':>8}{'vs HF compiled':>16}")
         hf = t["runs"].get("hf_compiled", {}).get("tokens_per_s")
         for name, r in t["runs"].items():
             if "tokens_per_s" not in r:
                 continue
             ratio = f"{r['tokens_per_s'] / hf:.2f}x" if hf else "-"
             lines.append(
-                f"{name:<22}{r['step_ms_median']:>10.1f}{r['tokens_per_s']:>12,.0f}{100 * r['mfu']:>7.1f}%{ratio:>16}"
+                f"{name:<32}{r['step_ms_median']:>10.1f}{r['tokens_per_s']:>12,.0f}{100 * r['mfu']:>7.1f}%{ratio:>16}"
             )
     g = out.get("generation")
     if g:
-        lines.append(f"Greedy generation, batch 1, prompt {g['prompt_len']}, {g['new_tokens']} new tokens, {g['dtype']}")
+        lines.append(
+            f"Greedy generation, batch 1, prompt {g['prompt_len']}, {g['new_tokens']} new tokens, {g['dtype']}"
+        )
         lines.append(f"{'run':<30}{'tokens/s':>12}{'vs HF dynamic':>15}{'vs HF static':>14}")
         runs = g["runs"]
         ref_d = runs.get("hf_generate_dynamic", {}).get("tokens_per_s")
@@ -336,6 +399,10 @@ def main() -> None:
     parser.add_argument("--skip-generation", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script)")
     parser.add_argument("--smoke-compile", action="store_true", help="with --smoke, still torch.compile")
+    parser.add_argument(
+        "--attention-variants", default="",
+        help="comma list of extra compiled formers runs: pytorch_order, contiguous, cudnn_op",
+    )
     parser.add_argument("--output", default=str(RESULTS / "gpt2_speed_h100.json"))
     args = parser.parse_args()
     device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
