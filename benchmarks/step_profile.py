@@ -1,0 +1,170 @@
+"""Where a training step's time goes: host (Python + launches) against GPU kernels, and the top kernels and ops.
+
+Two questions this answers with one short GPU call:
+
+- ``gpt2``: formers' and Hugging Face's compiled GPT-2 124M steps (the setup of ``benchmarks/gpt2_speed.py``). Their
+  ratio moved from 1.19x on one H200 host to 1.56x on another while formers' step time stayed at 34.4 ms; the GPU-busy
+  fraction of each step says whether Hugging Face's step is host-bound there.
+- a recipe name (e.g. ``vit-fashion-mnist``): the Trainer's own steps of that recipe (compiled, as the recipe says),
+  profiled after a warm-up; the small Fashion-MNIST models take 14-30 ms per step on an H200, far more than their
+  arithmetic needs.
+
+For each profiled run it prints the wall time per step, the summed kernel time per step, the GPU-busy fraction, the
+top kernels by device time and the top operators by host time, and writes it all to ``$OUT/step_profile_<name>.json``
+(or ``--out``).
+
+Usage on a GPU machine: ``PYTHONPATH=src python benchmarks/step_profile.py gpt2 vit-fashion-mnist``
+(``--smoke``: tiny models on the CPU, checks the script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _device_time_us(event) -> float:
+    for name in ("self_device_time_total", "self_cuda_time_total"):
+        if hasattr(event, name):
+            return float(getattr(event, name))
+    return 0.0
+
+
+def summarize(prof, steps: int, wall_s: float, top: int) -> dict:
+    """Per-step wall and kernel time, the GPU-busy fraction, and the top kernels / host operators."""
+    events = prof.key_averages()
+    kernels = [e for e in events if _device_time_us(e) > 0 and e.device_type.name in ("CUDA", "PrivateUse1")]
+    kernel_us = sum(_device_time_us(e) for e in kernels)
+    host = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)
+    wall_ms = wall_s / steps * 1e3
+    kernel_ms = kernel_us / steps / 1e3
+    return {
+        "steps": steps,
+        "wall_ms_per_step": wall_ms,
+        "kernel_ms_per_step": kernel_ms,
+        "gpu_busy_fraction": kernel_ms / wall_ms if wall_ms else 0.0,
+        "kernel_launches_per_step": sum(e.count for e in kernels) / steps,
+        "top_kernels": [
+            {"name": e.key[:120], "ms_per_step": _device_time_us(e) / steps / 1e3, "calls_per_step": e.count / steps}
+            for e in sorted(kernels, key=_device_time_us, reverse=True)[:top]
+        ],
+        "top_host_ops": [
+            {
+                "name": e.key[:120],
+                "self_ms_per_step": e.self_cpu_time_total / steps / 1e3,
+                "calls_per_step": e.count / steps,
+            }
+            for e in host[:top]
+        ],
+    }
+
+
+def profiled(fn, steps: int, device: torch.device, top: int) -> dict:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        fn(steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    return summarize(prof, steps, wall, top)
+
+
+def profile_gpt2(args, device: torch.device) -> dict:
+    """formers and Hugging Face GPT-2, each compiled, same weights and batches (gpt2_speed.py's Trainer)."""
+    from gpt2_speed import Trainer, build_pair
+
+    from formers.layers import value_checks
+
+    torch.manual_seed(0)
+    ours, hf = build_pair(device, args.smoke)
+    seq, batch = (64, 2) if args.smoke else (ours.config.max_seq_len, args.batch)
+    data = torch.randint(0, ours.config.vocab_size, (batch, seq + 1), generator=torch.Generator().manual_seed(1))
+    batches = [(data[:, :-1].contiguous().to(device), data[:, 1:].contiguous().to(device))]
+    out = {}
+    for name, model, logits_of in (
+        ("formers_compiled", ours, lambda m, x: m(x).logits),
+        ("hf_compiled", hf, lambda m, x: m(input_ids=x).logits),
+    ):
+        tr = Trainer(name, model, logits_of, batches, device, compile_it=not args.smoke)
+        with value_checks(False):
+            for _ in range(args.warmup):
+                tr.step()
+            out[name] = profiled(lambda n, tr=tr: [tr.step() for _ in range(n)], args.steps, device, args.top)
+        torch._dynamo.reset()
+    return out
+
+
+def profile_recipe(name: str, args, device: torch.device) -> dict:
+    """The recipe's own Trainer: ``warmup`` steps (compilation), then ``steps`` more under the profiler."""
+    import importlib
+
+    from formers.recipes import load_recipe
+    from formers.training.run import TASKS, build_optimization
+    from formers.training.trainer import Trainer
+
+    overrides = {"train.progress_bar": False, "train.tensorboard": False, "train.max_minutes": None,
+                 "train.eval_every": 0, "train.save_every": 0, "train.log_every": 10**9,
+                 "train.max_steps": args.warmup, "optim.warmup_steps": 1}
+    if args.smoke:
+        overrides.update(
+            {"train.compile": False, "train.precision": "fp32", "data.batch_size": 8, "train.device": "cpu"}
+        )
+    recipe = load_recipe(name, overrides)
+    with tempfile.TemporaryDirectory() as run_dir:
+        setup = importlib.import_module(TASKS[recipe.task]).setup(recipe, Path(run_dir), False)
+        setup.model.to(device)
+        optimizer, scheduler = build_optimization(setup.model, recipe.optim, args.warmup + args.steps)
+        trainer = Trainer(setup.model, setup.task, setup.train_loader, recipe.train, run_dir,
+                          optimizer=optimizer, scheduler=scheduler, eval_loader=None)
+        trainer.fit()  # warm-up: compilation and the first steps, then a checkpoint
+
+        def more(n: int) -> None:
+            trainer.config.max_steps = args.warmup + n
+            trainer.fit(resume=True)  # continues from the warm-up checkpoint with the same compiled model
+
+        result = profiled(more, args.steps, device, args.top)
+    result["note"] = "wall time includes loading the warm-up checkpoint, the final checkpoint write and the plot"
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("targets", nargs="+", help="gpt2 and/or recipe names (e.g. vit-fashion-mnist)")
+    parser.add_argument("--steps", type=int, default=20, help="profiled steps")
+    parser.add_argument("--warmup", type=int, default=10, help="steps before profiling (compilation)")
+    parser.add_argument("--batch", type=int, default=16, help="GPT-2 batch (sequences of 1024)")
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the JSON files (default: $OUT or .)")
+    parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script)")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    out_dir = args.out or Path(os.environ.get("OUT", "."))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for target in args.targets:
+        result = profile_gpt2(args, device) if target == "gpt2" else {target: profile_recipe(target, args, device)}
+        meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__}
+        (out_dir / f"step_profile_{target}.json").write_text(json.dumps({**meta, **result}, indent=2) + "\n")
+        for run, r in result.items():
+            print(f"== {run}: {r['wall_ms_per_step']:.2f} ms/step wall, {r['kernel_ms_per_step']:.2f} ms of kernels "
+                  f"({100 * r['gpu_busy_fraction']:.0f}% busy), {r['kernel_launches_per_step']:.0f} launches/step")
+            for k in r["top_kernels"][:8]:
+                print(f"   kernel {k['ms_per_step']:8.3f} ms  x{k['calls_per_step']:<6.1f} {k['name'][:90]}")
+            for k in r["top_host_ops"][:8]:
+                print(f"   host   {k['self_ms_per_step']:8.3f} ms  x{k['calls_per_step']:<6.1f} {k['name'][:90]}")
+
+
+if __name__ == "__main__":
+    main()
