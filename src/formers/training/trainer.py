@@ -78,8 +78,10 @@ class TrainerConfig:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         progress_bar: show a tqdm bar with loss, lr and tokens/s.
         tensorboard: also log to ``run_dir/tensorboard`` (skipped when tensorboard is not installed).
-        compile: run training steps and evaluation through ``torch.compile(model, dynamic=False)`` (one graph per
-            batch shape; the first steps pay the compilation). Checkpoints hold the plain model's weights.
+        compile: run the training steps through ``torch.compile(model, dynamic=False)``: one graph per batch shape,
+            the first steps pay the compilation. Suits fixed shapes (image batches, LM windows); length-bucketed
+            text batches recompile per shape until PyTorch's recompile limit, then run eager. Evaluation and
+            checkpoints use the plain model.
     """
 
     max_steps: int | None = 1000
