@@ -76,3 +76,29 @@ def test_errors(tmp_path: Path) -> None:
         SubwordTokenizer.train("hello world", vocab_size=100)
     with pytest.raises(FileNotFoundError, match="no tokenizer file"):
         SubwordTokenizer.load(tmp_path / "missing.json")
+
+
+_BPE_IN_A_SUBPROCESS = """
+import sys
+from formers.data.corpora import read_bible_en_es
+from formers.data.gpt2_bpe import train_byte_level_bpe
+from formers.data.tokenizers import SubwordTokenizer
+rows = read_bible_en_es()[::4]
+joint = SubwordTokenizer.train([r[1] for r in rows] + [r[2] for r in rows], vocab_size=2000)
+byte_level = train_byte_level_bpe([r[1] for r in rows], vocab_size=1000)
+sys.stdout.write(joint._tok.to_str() + "\\n" + byte_level._tok.to_str())
+"""
+
+
+def test_bpe_training_is_reproducible_across_processes():
+    """Two fresh processes (different hash seeds) train the same joint BPE and byte-level BPE, ids included."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = [
+        subprocess.run([sys.executable, "-c", _BPE_IN_A_SUBPROCESS], env={**os.environ, "PYTHONHASHSEED": seed},
+                       capture_output=True, text=True, check=True).stdout
+        for seed in ("1", "2")
+    ]
+    assert len(outputs[0]) > 10_000 and outputs[0] == outputs[1]

@@ -378,6 +378,74 @@ def test_train_new_vocabulary(tmp_path):
         WordPieceTokenizer.train("one string", vocab_size=100)
 
 
+def _tokenizers_wordpiece_trainer_vocab(texts: list[str], vocab_size: int) -> set[str]:
+    """The token set of ``tokenizers``' own WordPieceTrainer (what formers' trainer must reproduce)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS, continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    tk.train_from_iterator(texts, trainer=trainer)
+    return set(tk.get_vocab())
+
+
+_TRAIN_IN_A_SUBPROCESS = """
+import sys
+from formers.data.corpora import read_bible_en_es
+from formers.data.wordpiece import WordPieceTokenizer
+tok = WordPieceTokenizer.train([r[1] for r in read_bible_en_es()[::4]], vocab_size=1500)
+sys.stdout.write("\\n".join(tok.id_to_token(i) for i in range(tok.vocab_size)))
+"""
+
+
+def test_trained_vocabulary_is_reproducible_and_is_the_wordpiece_trainers(tmp_path):
+    """Same tokens as tokenizers' WordPieceTrainer on the KJV Bible, and the same ids in every fresh process.
+
+    (That trainer numbers ``##`` continuations in hash-map order, so its own ids and tie-breaks change from run
+    to run; ours may not.)
+    """
+    import os
+    import subprocess
+    import sys
+
+    from formers.data.corpora import read_bible_en_es
+
+    texts = [r[1] for r in read_bible_en_es()[::4]]
+    ours = WordPieceTokenizer.train(texts, vocab_size=1500)
+    assert ours.vocab_size == 1500
+    assert set(ours.get_vocab()) == _tokenizers_wordpiece_trainer_vocab(texts, 1500)
+    runs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", _TRAIN_IN_A_SUBPROCESS], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        runs.append(out.split("\n"))
+    assert runs[0] == runs[1] == [ours.id_to_token(i) for i in range(ours.vocab_size)]
+
+
+def test_trainer_edge_characters():
+    # "x" only ever follows another letter, yet stands alone too (as in WordPieceTrainer); "f" never follows one.
+    # Private-use characters are dropped by the normaliser (as in BERT), and the stand-ins for ## continuations
+    # never leak into the vocabulary.
+    corpus = ["box fox six mix", "a\U000f0000b ab"] * 5
+    tok = WordPieceTokenizer.train(corpus, vocab_size=60, lowercase=False)
+    vocab = tok.get_vocab()
+    assert {"x", "##x", "b", "##b", "##o", "fox", "ab"} <= set(vocab) and "##f" not in vocab
+    assert not any(ord(ch) >= 0xE000 for token in vocab for ch in token)
+    assert tok.tokenize("fox a\U000f0000b xo") == ["fox", "ab", "x", "##o"]
+    assert tok.tokenize("sixfox") == ["[UNK]"]  # no "##f": the word cannot be segmented
+    with pytest.raises(ValueError, match="limit_alphabet must be an int >= 1"):
+        WordPieceTokenizer.train(corpus, vocab_size=60, limit_alphabet=0)
+    with pytest.raises(TypeError, match="texts must hold strings, got int at index 1"):
+        WordPieceTokenizer.train(["ok", 3], vocab_size=60)
+
+
 # ------------------------------------------------------------------------------------------ vocabulary checks
 def test_check_vocab_matches(vocab_files):
     tok = WordPieceTokenizer.from_vocab_file(vocab_files["uncased"])

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,63 @@ def _check_flag(value: Any, name: str, allow_none: bool = False) -> None:
         return
     expected = "a bool or None" if allow_none else "a bool"
     raise TypeError(f"{name} must be {expected}, got {value!r}")
+
+
+_PRIVATE_USE = 0xF0000  # Supplementary Private Use Area-A: stand-ins for ``##`` continuation characters
+
+
+def _learn_wordpiece_vocab(
+    word_counts: Counter[str], vocab_size: int, min_frequency: int, limit_alphabet: int
+) -> list[str]:
+    """WordPiece tokens (specials, characters, ``##`` characters, merges) learnt from word counts, reproducibly.
+
+    Each character after a word's first becomes its own private-use stand-in (the ``##`` form), so ``tokenizers``'
+    ``BpeTrainer``, which numbers its alphabet by code point and breaks ties between pairs by those numbers, learns
+    the same merges on every run; the stand-ins are renamed back afterwards.
+    """
+    char_counts: Counter[str] = Counter()
+    for word, count in word_counts.items():
+        for ch in word:
+            char_counts[ch] += count
+    kept = sorted(sorted(char_counts), key=lambda ch: -char_counts[ch])[:limit_alphabet]  # by count, then code point
+    stand_in: dict[str, str] = {}
+    code = _PRIVATE_USE
+    for ch in sorted(kept):
+        while chr(code) in char_counts:  # never a character the text itself uses
+            code += 1
+        stand_in[ch] = chr(code)
+        code += 1
+    original = {v: k for k, v in stand_in.items()}
+    words = [
+        (word[0] + "".join(stand_in[ch] for ch in word[1:]), count)
+        for word, count in sorted(word_counts.items())
+        if all(ch in stand_in for ch in word)
+    ]
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[DEFAULT_SPECIALS[r] for r in SPECIAL_ROLES],
+        initial_alphabet=kept,  # every kept character stands alone too, also one never seen first in a word
+        show_progress=False,
+    )
+    tk.train_from_iterator((" ".join([word] * count) for word, count in words), trainer=trainer, length=len(words))
+    vocab = tk.get_vocab()
+    pieces = sorted(vocab, key=vocab.__getitem__)
+    if [vocab[t] for t in pieces] != list(range(len(pieces))):
+        raise RuntimeError("the trained vocabulary has non-contiguous ids")  # a tokenizers invariant
+    tokens = []
+    for piece in pieces:
+        if piece in original:  # a lone continuation character
+            tokens.append("##" + original[piece])
+        elif piece[0] in original:  # a piece from inside a word
+            tokens.append("##" + "".join(original[ch] for ch in piece))
+        elif len(piece) > 1 and piece[1] in original:  # a piece at the start of a word
+            tokens.append(piece[0] + "".join(original[ch] for ch in piece[1:]))
+        else:  # a special token or a word's first character
+            tokens.append(piece)
+    return tokens
 
 
 class WordPieceTokenizer:
@@ -225,20 +283,32 @@ class WordPieceTokenizer:
 
     @classmethod
     def train(
-        cls, texts: Iterable[str], vocab_size: int, lowercase: bool = True, min_frequency: int = 2
+        cls,
+        texts: Iterable[str],
+        vocab_size: int,
+        lowercase: bool = True,
+        min_frequency: int = 2,
+        limit_alphabet: int = 1000,
     ) -> WordPieceTokenizer:
-        """Trains a new WordPiece vocabulary on ``texts`` with ``tokenizers``' ``WordPieceTrainer``.
+        """Trains a new WordPiece vocabulary on ``texts`` with ``tokenizers``' BPE trainer, reproducibly.
 
         Text is normalised and split exactly as at encoding time. The special tokens take ids 0-4
-        (``[PAD]`` ``[UNK]`` ``[CLS]`` ``[SEP]`` ``[MASK]``), then every character seen (capped at 1000
-        distinct), then ``##``-continuations and merged pieces by frequency.
+        (``[PAD]`` ``[UNK]`` ``[CLS]`` ``[SEP]`` ``[MASK]``), then the characters (at most the ``limit_alphabet``
+        most frequent; words holding any other character are left out of training), then their ``##``
+        continuations, then merged pieces in the order they were learnt (most frequent pair first).
+
+        This is what ``tokenizers``' ``WordPieceTrainer`` computes, but the same text always gives the same
+        vocabulary: that trainer numbers the ``##`` continuations in hash-map order and breaks ties between equally
+        frequent pairs by those numbers, so two runs could differ. Here every continuation character is renamed to
+        a private-use character before the (deterministic) ``BpeTrainer`` sees the words, and renamed back after.
 
         Args:
             texts: training documents, one string each.
             vocab_size: target size including the special tokens; the result is smaller when the corpus
                 offers fewer pieces.
             lowercase: an uncased vocabulary (lower-cased, accents stripped).
-            min_frequency: a piece must occur this often to be added.
+            min_frequency: a pair must occur this often to be merged.
+            limit_alphabet: most distinct characters kept.
 
         Returns:
             The trained tokenizer (``max_len`` 512).
@@ -249,28 +319,21 @@ class WordPieceTokenizer:
             )
         if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
             raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
+        if isinstance(limit_alphabet, bool) or not isinstance(limit_alphabet, int) or limit_alphabet < 1:
+            raise ValueError(f"limit_alphabet must be an int >= 1, got {limit_alphabet!r}")
         _check_flag(lowercase, "lowercase")
         if isinstance(texts, str):
             raise TypeError("texts must be an iterable of documents, got a single str")
-        specials = [DEFAULT_SPECIALS[r] for r in SPECIAL_ROLES]
-        unk = DEFAULT_SPECIALS["unk"]
-        tk = Tokenizer(models.WordPiece(unk_token=unk, max_input_chars_per_word=MAX_CHARS_PER_WORD))
-        tk.normalizer = normalizers.BertNormalizer(
+        normalizer = normalizers.BertNormalizer(
             clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
         )
-        tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=specials,
-            continuing_subword_prefix="##",
-            show_progress=False,
-        )
-        tk.train_from_iterator(texts, trainer=trainer)
-        vocab = tk.get_vocab()
-        tokens = sorted(vocab, key=vocab.__getitem__)
-        if [vocab[t] for t in tokens] != list(range(len(tokens))):
-            raise RuntimeError("the trained WordPiece vocabulary has non-contiguous ids")  # tokenizers invariant
+        splitter = pre_tokenizers.BertPreTokenizer()
+        word_counts: Counter[str] = Counter()
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts must hold strings, got {type(text).__name__} at index {i}")
+            word_counts.update(w for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+        tokens = _learn_wordpiece_vocab(word_counts, vocab_size, min_frequency, limit_alphabet)
         return cls(tokens, lowercase=lowercase)
 
     def save(self, directory: str | Path) -> Path:
