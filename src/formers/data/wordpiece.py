@@ -159,7 +159,14 @@ def _learn_wordpiece_vocab(
         initial_alphabet=kept,  # every kept character stands alone too, also one never seen first in a word
         show_progress=False,
     )
-    tk.train_from_iterator((" ".join([word] * count) for word, count in words), trainer=trainer, length=len(words))
+    chunk = 4096  # repetitions of a word per string: a frequent word never becomes one huge string
+
+    def occurrences():
+        for word, count in words:
+            for start in range(0, count, chunk):
+                yield " ".join([word] * min(chunk, count - start))
+
+    tk.train_from_iterator(occurrences(), trainer=trainer)
     vocab = tk.get_vocab()
     pieces = sorted(vocab, key=vocab.__getitem__)
     if [vocab[t] for t in pieces] != list(range(len(pieces))):
