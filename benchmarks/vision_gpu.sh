@@ -7,12 +7,13 @@
 # PROBE_STEPS-step (400) probe (compiled, no evaluation) whose images/s sets max_steps so that the run fits BUDGET_S
 # seconds (the cosine schedule then spans exactly those steps).
 # Usage on the GPU machine: FORMERS_DATA_DIR=<folder with fashion-mnist/> OUT=<dir> bash benchmarks/vision_gpu.sh vit swin
-# (about 5 minutes per recipe on an H200; run directories go to /tmp/runs/<recipe> and must not exist yet)
+# (about 5 minutes per recipe on an H200; each run starts afresh in $RUNS/<recipe>, default /tmp/runs)
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 BUDGET_S=${BUDGET_S:-}
 PROBE_STEPS=${PROBE_STEPS:-400}
+RUNS=${RUNS:-/tmp/runs}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name --format=csv,noheader
 families=${*:-vit swin tnt efficientformer}
@@ -21,6 +22,7 @@ for family in $families; do
   name=$family-fashion-mnist
   steps=${STEPS:-}
   if [ -z "$steps" ] && [ -n "$BUDGET_S" ]; then
+    rm -rf "/tmp/probe/$name"
     python -m formers.cli.main train "$name" --run-dir "/tmp/probe/$name" "${common[@]}" --set train.max_steps=$PROBE_STEPS --set train.max_minutes=null \
       --set train.eval_every=0 --set train.log_every=$(( PROBE_STEPS / 4 )) --set optim.warmup_steps=$(( PROBE_STEPS / 4 )) > "$OUT/$name.probe.log" 2>&1
     steps=$(python - "$name" "$BUDGET_S" <<'EOF'
@@ -38,9 +40,10 @@ EOF
   steps_args=()  # no STEPS / BUDGET_S, or a failed probe: the recipe's own max_steps
   [ -n "$steps" ] && steps_args=(--set train.max_steps="$steps" --set train.eval_every=$(( steps / 5 )) \
     --set train.max_minutes=$(( ${BUDGET_S:-180} / 60 + 2 )))
-  /usr/bin/time -f "$name wall %e s" python -m formers.cli.main train "$name" --run-dir "/tmp/runs/$name" \
+  rm -rf "${RUNS:?}/$name"
+  /usr/bin/time -f "$name wall %e s" python -m formers.cli.main train "$name" --run-dir "$RUNS/$name" \
     "${common[@]}" "${steps_args[@]}" > "$OUT/$name.log" 2>&1
-  cp "/tmp/runs/$name/metrics.csv" "$OUT/${name}_metrics.csv" 2>/dev/null
-  cp "/tmp/runs/$name/results.json" "$OUT/${name}_results.json" 2>/dev/null
+  cp "$RUNS/$name/metrics.csv" "$OUT/${name}_metrics.csv" 2>/dev/null
+  cp "$RUNS/$name/results.json" "$OUT/${name}_results.json" 2>/dev/null
   echo "== $name"; grep -E "data:|final|wall|Error|error" "$OUT/$name.log" | tail -6
 done
