@@ -15,6 +15,23 @@ def _seed() -> None:
 
 
 @pytest.fixture
+def train_plainly():
+    """A bare training loop for tests that check a task learns: ``run(model, task, loader, optimizer, epochs=1)``."""
+
+    def run(model, task, loader, optimizer, epochs: int = 1) -> None:
+        model.train()
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
+            for batch in loader:
+                loss = task.training_step(model, batch).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+
+    return run
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """The project's offline real data folder; tests using it skip when it is absent."""
     if not SHARED_DATA.is_dir():

@@ -34,7 +34,7 @@ def test_training_step_loss_is_next_token_cross_entropy():
     assert out.num_tokens == 16
 
 
-def test_tiny_gpt_learns_text_and_evaluates_held_out_loss():
+def test_tiny_gpt_learns_text_and_evaluates_held_out_loss(train_plainly):
     tok = CharTokenizer.from_corpus(TEXT)
     ids = torch.tensor(tok.encode(TEXT))
     split = int(len(ids) * 0.9)
@@ -45,12 +45,7 @@ def test_tiny_gpt_learns_text_and_evaluates_held_out_loss():
     task = CausalLMTask()
     before = task.evaluate(model.eval(), eval_set)["val_loss"]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for batch in loader:
-        loss = task.training_step(model, batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_plainly(model, task, loader, opt)
     after = task.evaluate(model.eval(), eval_set)
     assert before == pytest.approx(math.log(tok.vocab_size), abs=0.5)
     assert after["val_loss"] < 0.5, (before, after)  # the repeated dialogue is learnt

@@ -84,21 +84,14 @@ def test_evaluate_counts_accuracy_and_top5_over_every_image() -> None:
     assert metrics["loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
 
 
-def test_a_short_digits_run_learns() -> None:
+def test_a_short_digits_run_learns(train_plainly) -> None:
     train, test = load_digits("train"), load_digits("test")
     prep = Preprocessing(train.class_names, (8, 8), 1, [0.3], [0.4])
     task = ImageClassificationTask(prep, label_smoothing=0.1)  # shifted crops would only confuse a linear model
     model = LinearClassifier(64, 10)
     before = task.evaluate(model, image_eval_batches(test, 200))["acc"]
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    loader = ImageBatchLoader(train, 64, seed=0)
-    for epoch in range(8):
-        loader.set_epoch(epoch)
-        for batch in loader:
-            loss = task.training_step(model, batch).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    train_plainly(model, task, ImageBatchLoader(train, 64, seed=0), opt, epochs=8)
     after = task.evaluate(model, image_eval_batches(test, 200))
     assert before < 0.3 and after["acc"] > 0.9 and after["top5"] > 0.99, (before, after)
 

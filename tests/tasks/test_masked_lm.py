@@ -66,7 +66,7 @@ def test_next_sentence_loss_is_added_for_the_pretraining_model():
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["mlm_loss"]))
 
 
-def test_tiny_bert_learns_masked_words_of_held_out_text(tmp_path):
+def test_tiny_bert_learns_masked_words_of_held_out_text(tmp_path, train_plainly):
     documents = [s for _, s in text_documents(_corpus_file(tmp_path, repeats=48))]
     train_docs, held_docs = split_documents([(str(i), d) for i, d in enumerate(documents)], heldout_every=3)
     tokenizer = WordPieceTokenizer.train([" ".join(d) for d in train_docs], vocab_size=60, min_frequency=1)
@@ -82,14 +82,7 @@ def test_tiny_bert_learns_masked_words_of_held_out_text(tmp_path):
     task = MaskedLMTask()
     before = task.evaluate(model.eval(), eval_set)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for epoch in range(10):
-        loader.set_epoch(epoch)
-        for batch in loader:
-            loss = task.training_step(model, batch).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    train_plainly(model, task, loader, opt, epochs=10)
     after = task.evaluate(model.eval(), eval_set)
     assert sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in eval_set) > 80  # enough targets to measure
     # untrained: ~uniform over the vocabulary; trained: the frequent words and their contexts
