@@ -1,12 +1,25 @@
 """GPT-2 124M speed, formers against Hugging Face ``transformers`` in one run (training throughput and decoding).
 
 Training: formers ``gpt2`` and ``GPT2LMHeadModel(GPT2Config())`` (SDPA attention), both with dropout 0 and the
-SAME weights (converted with ``formers.interop.gpt2``), the same random batches (B x 1024), bf16 autocast, the
-same loss function (cross-entropy on float32 logits, outside the model), fused AdamW with the same
-hyper-parameters, and ``torch.compile`` of model + loss for both (formers eager too). A step is forward, backward,
-optimizer step and zeroing the gradients; step times come from CUDA events around each step after warm-up, and
-the two compiled models are timed alternately, twice each. MFU counts 6 N + 12 L D T flops per token (N: the
+SAME weights (converted with ``formers.interop.gpt2``), the same random batches (B x 1024), bf16 autocast, fused
+AdamW with the same hyper-parameters, and ``torch.compile`` of model + loss for both (formers eager too). A step is
+forward, backward, optimizer step and zeroing the gradients; step times come from CUDA events around each step after
+warm-up, and the compiled runs are timed alternately, twice each. MFU counts 6 N + 12 L D T flops per token (N: the
 parameters without the position table; the tied head counted once) against 989 TFLOP/s (H100 dense bf16).
+
+The runs:
+
+- ``formers_compiled``: formers' own training loss, ``model(x, targets=y).loss`` (what ``formers train`` runs; the
+  cross-entropy keeps no float32 copy of the logits, :func:`formers.layers.cross_entropy`).
+- ``hf_compiled``: Hugging Face's logits, then ``F.cross_entropy(logits.float(), y)``.
+- ``formers_compiled_outside_loss``: formers' logits through that same outside loss (the loss's share of the gap).
+- ``hf_compiled_causal``: Hugging Face with the causal mask tensor skipped while compiling (:func:`hf_is_causal`), so
+  SDPA gets ``is_causal=True`` and picks flash, as Hugging Face does in eager mode. ``transformers`` 5.17
+  materializes the mask whenever dynamo traces it, and PyTorch then picks the memory-efficient kernel.
+- ``hf_compiled_causal_cudnn``: that, with cuDNN attention first in the SDPA priority, the kernel formers' attention
+  picks: Hugging Face with formers' attention kernel. ``--hf-default-only`` skips these two runs.
+
+Each run records the attention kernels one of its steps launches and the memory a step allocates.
 
 Generation: batch 1, a 16-token random prompt, 256 new tokens, greedy, bf16 weights, no end token (all 256 are
 generated). Hugging Face ``generate`` with its default dynamic cache, then with ``cache_implementation="static"``
@@ -24,6 +37,8 @@ the same code). Writes ``benchmarks/results/gpt2_speed_h100.json`` (and ``$OUT/`
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -34,6 +49,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import formers
 from formers.inference.fast_generation import GraphedGreedyDecoder
@@ -75,30 +91,87 @@ def flops_per_token(model, seq_len: int) -> float:
     return 6 * n + 12 * c.num_layers * c.embed_dim * seq_len
 
 
-class Trainer:
-    """One model's compiled (or eager) loss + fused AdamW step on pre-made batches."""
+def outside_loss(logits_of):
+    """The loss both libraries can use: ``F.cross_entropy`` on float32 logits, outside the model."""
 
-    def __init__(self, name, model, logits_of, batches, device, compile_it: bool):
+    def loss_of(model, x, y):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            logits = logits_of(model, x)  # (B, T, V)
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1))
+
+    return loss_of
+
+
+def formers_loss(model, x, y):
+    """formers' own training loss (what ``formers train`` runs): ``model(x, targets=y).loss``."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        return model(x, targets=y).loss
+
+
+HF_LOSS = outside_loss(lambda m, x: m(input_ids=x).logits)
+CUDNN_FIRST = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def hf_loss_causal(model, x, y):
+    """HF_LOSS under its own name (so torch.compile traces it afresh, inside :func:`hf_is_causal`)."""
+    return HF_LOSS(model, x, y)
+
+
+def hf_loss_causal_cudnn(model, x, y):
+    """HF_LOSS with cuDNN attention first in the SDPA priority, the order formers' attention uses."""
+    with sdpa_kernel(CUDNN_FIRST, set_priority=True):
+        return HF_LOSS(model, x, y)
+
+
+@contextlib.contextmanager
+def hf_is_causal():
+    """Hugging Face without the causal-mask tensor while compiling: SDPA gets ``is_causal=True`` and no mask.
+
+    ``transformers`` (5.17 here) materializes the causal mask whenever it is traced by dynamo, so under
+    ``torch.compile`` SDPA receives a mask and PyTorch picks the memory-efficient kernel; eager runs (and, from
+    ``transformers`` 5.2x with torch >= 2.14, compiled runs) skip the mask for unpadded batches and get flash or cuDNN.
+    This patch gives the compiled model that eager behaviour, for these unpadded training batches only.
+    """
+    from transformers import masking_utils
+
+    original = masking_utils._ignore_causal_mask_sdpa
+
+    def skip(padding_mask, q_length, kv_length, q_offset, kv_offset, local_attention_size=None):
+        if padding_mask is None and local_attention_size is None and q_length == kv_length:
+            return True
+        return original(padding_mask, q_length, kv_length, q_offset, kv_offset, local_attention_size)
+
+    masking_utils._ignore_causal_mask_sdpa = skip
+    try:
+        yield
+    finally:
+        masking_utils._ignore_causal_mask_sdpa = original
+
+
+class Trainer:
+    """One model's compiled (or eager) loss + fused AdamW step on pre-made batches.
+
+    ``context``: a context-manager factory entered around every call (compilation included).
+    """
+
+    def __init__(self, name, model, loss_of, batches, device, compile_it: bool, context=contextlib.nullcontext):
         self.name, self.model, self.batches, self.device = name, model.train(), batches, device
         self.opt = torch.optim.AdamW(
             model.parameters(), lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1,
             fused=device.type == "cuda",
         )
-        vocab = model.config.vocab_size
-
-        def loss_fn(x, y):
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                logits = logits_of(model, x)  # (B, T, V)
-            return F.cross_entropy(logits.float().view(-1, vocab), y.view(-1))
-
-        self.loss_fn = torch.compile(loss_fn) if compile_it else loss_fn
+        self.loss_fn = torch.compile(functools.partial(loss_of, model)) if compile_it else functools.partial(
+            loss_of, model
+        )
+        self.context = context
         self.i = 0
         self.losses: list[float] = []
 
     def step(self) -> torch.Tensor:
         x, y = self.batches[self.i % len(self.batches)]
         self.i += 1
-        loss = self.loss_fn(x, y)
+        with self.context():
+            loss = self.loss_fn(x, y)
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
@@ -125,6 +198,32 @@ class Trainer:
         return times
 
 
+def attention_kernels(tr: Trainer, device: torch.device) -> list[str]:
+    """Names of the attention kernels one step of ``tr`` launches (which SDPA backend the model got)."""
+    if device.type != "cuda":
+        return []
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        tr.step()
+        sync(device)
+    words = ("fmha", "sdpa", "flash", "attention", "attn")
+    names = {e.key for e in prof.key_averages() if any(w in e.key.lower() for w in words)}
+    return sorted(n[:160] for n in names)
+
+
+def step_memory_gb(tr: Trainer, device: torch.device) -> float | None:
+    """Peak memory one step of ``tr`` allocates above what was held before it (activations, logits, gradients)."""
+    if device.type != "cuda":
+        return None
+    sync(device)
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    tr.step()
+    sync(device)
+    return (torch.cuda.max_memory_allocated() - before) / 2**30
+
+
 def bench_training(args, device, out: dict) -> None:
     torch.manual_seed(0)
     ours, hf = build_pair(device, args.smoke)
@@ -149,10 +248,18 @@ def bench_training(args, device, out: dict) -> None:
     print(f"initial loss formers {l_ours:.5f}  hf {l_hf:.5f}", flush=True)
 
     compile_it = not args.smoke or args.smoke_compile
+    formers_outside = outside_loss(lambda m, x: m(x).logits)
     trainers = {
-        "formers_compiled": Trainer("formers_compiled", ours, lambda m, x: m(x).logits, batches, device, compile_it),
-        "hf_compiled": Trainer("hf_compiled", hf, lambda m, x: m(input_ids=x).logits, batches, device, compile_it),
+        "formers_compiled": Trainer("formers_compiled", ours, formers_loss, batches, device, compile_it),
+        "hf_compiled": Trainer("hf_compiled", hf, HF_LOSS, batches, device, compile_it),
+        "formers_compiled_outside_loss": Trainer(
+            "formers_compiled_outside_loss", ours, formers_outside, batches, device, compile_it
+        ),
     }
+    if not args.hf_default_only:
+        patched = (("hf_compiled_causal", hf_loss_causal), ("hf_compiled_causal_cudnn", hf_loss_causal_cudnn))
+        for name, loss_of in patched:
+            trainers[name] = Trainer(name, hf, loss_of, batches, device, compile_it, context=hf_is_causal)
     times: dict[str, list[float]] = {k: [] for k in trainers}
     with value_checks(False):  # no host reads of token ids inside the step (as the training tasks do)
         for name, tr in trainers.items():
@@ -161,12 +268,15 @@ def bench_training(args, device, out: dict) -> None:
                 tr.step()
             sync(device)
             print(f"{name}: warm-up (compile) {time.perf_counter() - t0:.1f}s", flush=True)
-            out["training"]["runs"].setdefault(name, {})["warmup_s"] = time.perf_counter() - t0
+            run = out["training"]["runs"].setdefault(name, {})
+            run["warmup_s"] = time.perf_counter() - t0
+            run["attention_kernels"] = attention_kernels(tr, device)
+            run["step_memory_gb"] = step_memory_gb(tr, device)
         for _ in range(2):  # alternate, twice each: the spread shows the noise
             for name, tr in trainers.items():
                 times[name] += tr.time(args.steps)
         # formers eager, after the compiled runs (same model object, its own optimizer state continues)
-        eager = Trainer("formers_eager", ours, lambda m, x: m(x).logits, batches, device, False)
+        eager = Trainer("formers_eager", ours, formers_loss, batches, device, False)
         eager.opt = trainers["formers_compiled"].opt
         for _ in range(3):
             eager.step()
@@ -182,6 +292,8 @@ def bench_training(args, device, out: dict) -> None:
             "step_ms_mean": statistics.mean(ts) * 1e3,
             "step_ms_median_round1": statistics.median(ts[:half]) * 1e3 if name != "formers_eager" else None,
             "step_ms_median_round2": statistics.median(ts[half:]) * 1e3 if name != "formers_eager" else None,
+            "loss": "formers' model(x, targets=y).loss" if name in ("formers_compiled", "formers_eager")
+            else "F.cross_entropy(logits.float()) outside the model",
             "tokens_per_s": tokens / med,
             "mfu": tokens / med * fpt / PEAK_FLOPS,
             "last_losses": trainers[name].losses[-3:],
@@ -238,7 +350,7 @@ def bench_attention_variants(args, device, out: dict, ours, batches, tokens: int
         attention.scaled_dot_product_attention = variant
         try:
             torch._dynamo.reset()
-            tr = Trainer(f"formers_{name}", ours, lambda m, x: m(x).logits, batches, device, True)
+            tr = Trainer(f"formers_{name}", ours, formers_loss, batches, device, True)
             with value_checks(False):
                 for _ in range(args.warmup):
                     tr.step()
@@ -402,6 +514,10 @@ def main() -> None:
     parser.add_argument(
         "--attention-variants", default="",
         help="comma list of extra compiled formers runs: pytorch_order, contiguous, cudnn_op",
+    )
+    parser.add_argument(
+        "--hf-default-only", action="store_true",
+        help="skip the Hugging Face runs given the unmasked causal attention (flash; cuDNN first)",
     )
     parser.add_argument("--output", default=str(RESULTS / "gpt2_speed_h100.json"))
     args = parser.parse_args()

@@ -84,7 +84,7 @@ def profiled(fn, steps: int, device: torch.device, top: int) -> dict:
 
 def profile_gpt2(args, device: torch.device) -> dict:
     """formers and Hugging Face GPT-2, each compiled, same weights and batches (gpt2_speed.py's Trainer)."""
-    from gpt2_speed import Trainer, build_pair
+    from gpt2_speed import HF_LOSS, Trainer, build_pair, formers_loss
 
     from formers.layers import value_checks
 
@@ -94,11 +94,8 @@ def profile_gpt2(args, device: torch.device) -> dict:
     data = torch.randint(0, ours.config.vocab_size, (batch, seq + 1), generator=torch.Generator().manual_seed(1))
     batches = [(data[:, :-1].contiguous().to(device), data[:, 1:].contiguous().to(device))]
     out = {}
-    for name, model, logits_of in (
-        ("formers_compiled", ours, lambda m, x: m(x).logits),
-        ("hf_compiled", hf, lambda m, x: m(input_ids=x).logits),
-    ):
-        tr = Trainer(name, model, logits_of, batches, device, compile_it=not args.smoke)
+    for name, model, loss_of in (("formers_compiled", ours, formers_loss), ("hf_compiled", hf, HF_LOSS)):
+        tr = Trainer(name, model, loss_of, batches, device, compile_it=not args.smoke)
         with value_checks(False):
             for _ in range(args.warmup):
                 tr.step()

@@ -162,3 +162,24 @@ def test_vocab_alignment_rows_are_zero_unseen_and_never_learn():
     state.pop("output.weight", None)
     plain.load_state_dict(state, strict=False)
     torch.testing.assert_close(plain.eval()(ids).logits, model.eval()(ids).logits)
+
+
+def test_targets_give_the_training_loss_of_the_logits():
+    torch.manual_seed(0)
+    sizes = dict(vocab_size=100, vocab_multiple=64, num_layers=1, max_seq_len=16, eos_id=None)
+    model = formers.create_model("gpt_mini", **sizes, dropout=0.0, attn_dropout=0.0)
+    ids, targets = torch.randint(0, 100, (3, 9)), torch.randint(0, 100, (3, 9))
+    targets[1, :4] = -100  # positions without a loss
+    out = model(ids, targets=targets)
+    expected = torch.nn.functional.cross_entropy(model(ids).logits.flatten(0, 1), targets.flatten())
+    torch.testing.assert_close(out.loss, expected)
+    assert out.logits.shape == (3, 9, 100)
+    (grad,) = torch.autograd.grad(out.loss, model.embed.weight)
+    (expected_grad,) = torch.autograd.grad(expected, model.embed.weight)
+    torch.testing.assert_close(grad, expected_grad)
+    assert torch.count_nonzero(grad[100:]) == 0  # the alignment rows stay zero
+    assert model(ids).loss is None
+    with pytest.raises(ValueError, match=r"targets must have the shape of input_ids \(3, 9\), got \(3, 8\)"):
+        model(ids, targets=targets[:, :8])
+    with pytest.raises(ValueError, match=r"targets holds class 100, outside \[0, 100\)"):
+        model(ids, targets=torch.full_like(ids, 100))

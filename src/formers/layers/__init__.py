@@ -2,6 +2,7 @@
 
 from formers.layers.attention import KVCache, MultiHeadAttention, SelfAttention, scaled_dot_product_attention
 from formers.layers.attention_bias import AttentionBias, grid_offset_index
+from formers.layers.cross_entropy import IGNORE_INDEX, cross_entropy
 from formers.layers.drop_path import DropPath, drop_path, drop_path_rates
 from formers.layers.blocks import (
     DecoderBlock,
@@ -49,6 +50,8 @@ from formers.layers.windows import (
 
 __all__ = [
     "ACTIVATIONS",
+    "IGNORE_INDEX",
+    "cross_entropy",
     "AttentionBias",
     "ConvFeedForward",
     "DecoderBlock",

@@ -102,5 +102,9 @@ class OutputProjection(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, D) -> logits (B, T, V)."""
-        logits = F.linear(x, self.weight, self.bias)  # (B, T, rows)
+        logits = self.all_rows(x)  # (B, T, rows)
         return logits if logits.shape[-1] == self.vocab_size else logits[..., : self.vocab_size]
+
+    def all_rows(self, x: Tensor) -> Tensor:
+        """(B, T, D) -> scores of every weight row (B, T, rows), alignment rows included (for fused losses)."""
+        return F.linear(x, self.weight, self.bias)

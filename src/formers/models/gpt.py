@@ -38,6 +38,7 @@ from formers.layers import (
     TokenEmbedding,
     check_ids_shape,
     check_padding_mask,
+    cross_entropy,
 )
 from formers.models.outputs import CausalLMOutput
 from formers.registry import register_family, register_model
@@ -245,20 +246,32 @@ class GPT(nn.Module):
             )
 
     def forward(
-        self, input_ids: Tensor, padding_mask: Tensor | None = None, cache: GPTState | None = None
+        self,
+        input_ids: Tensor,
+        padding_mask: Tensor | None = None,
+        cache: GPTState | None = None,
+        targets: Tensor | None = None,
     ) -> CausalLMOutput:
-        """Next-token logits for every position.
+        """Next-token logits for every position, and the training loss when ``targets`` are given.
 
         Args:
             input_ids: (B, T) token ids; with ``cache``, the T positions following the cached ones.
             padding_mask: (B, T) bool, True = real token. Batched prompts are left padded; positions count
                 from each row's first real token and padded keys are ignored.
             cache: decoding state from :meth:`init_cache`; the new keys/values are appended to it.
+            targets: (B, T) the token that follows each position (``input_ids`` shifted left by one; unlike
+                Hugging Face's ``labels``, no shift is made here), or ``IGNORE_INDEX`` (-100) where no loss is due.
 
         Returns:
-            ``CausalLMOutput`` with ``logits`` (B, T, V).
+            ``CausalLMOutput`` with ``logits`` (B, T, V) and, given ``targets``, ``loss``: the mean cross-entropy in
+            float32, computed by :func:`formers.layers.cross_entropy` straight from the aligned GEMM's output
+            (no float32 copy of the logits is kept for backward).
         """
         self._check(input_ids, padding_mask, cache)
+        if targets is not None and targets.shape != input_ids.shape:
+            raise ValueError(
+                f"targets must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(targets.shape)}"
+            )
         b, t = input_ids.shape
         device = input_ids.device
         if padding_mask is None and cache is None:
@@ -270,7 +283,12 @@ class GPT(nn.Module):
         for i, layer in enumerate(self.layers):
             layer_cache = cache.caches[i] if cache is not None else None
             x = layer(x, attn_mask=attn_mask, is_causal=attn_mask is None, cache=layer_cache)
-        return CausalLMOutput(logits=self.output(self.norm(x)))
+        scores = self.output.all_rows(self.norm(x))  # (B, T, rows): rows >= V, aligned
+        logits = scores[..., : self.config.vocab_size]  # (B, T, V), a view
+        if targets is None:
+            return CausalLMOutput(logits=logits)
+        loss = cross_entropy(scores.flatten(0, 1), targets.flatten(), num_classes=self.config.vocab_size)
+        return CausalLMOutput(logits=logits, loss=loss)
 
     def _positions_and_mask(
         self, padding_mask: Tensor | None, cache: GPTState | None, b: int, t: int, device: torch.device

@@ -26,9 +26,11 @@ class CausalLMOutput:
 
     Attributes:
         logits: next-token scores (B, T, V); position t scores the token at t + 1.
+        loss: mean next-token cross-entropy (float32 scalar) when ``targets`` were given, else None.
     """
 
     logits: Tensor
+    loss: Tensor | None = None
 
 
 @dataclass
