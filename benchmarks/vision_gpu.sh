@@ -8,6 +8,7 @@
 # seconds (the cosine schedule then spans exactly those steps).
 # Usage on the GPU machine: FORMERS_DATA_DIR=<folder with fashion-mnist/> OUT=<dir> bash benchmarks/vision_gpu.sh vit swin
 # (about 5 minutes per recipe on an H200; each run starts afresh in $RUNS/<recipe>, default /tmp/runs)
+# MODE=reduce-overhead replays the compiled steps as CUDA graphs (train.compile_mode).
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -17,7 +18,8 @@ RUNS=${RUNS:-/tmp/runs}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name --format=csv,noheader
 families=${*:-vit swin tnt efficientformer}
-common=(--set train.progress_bar=false --set train.tensorboard=false --set train.compile=true)
+MODE=${MODE:-default}  # train.compile_mode: default, reduce-overhead (CUDA graphs), ...
+common=(--set train.progress_bar=false --set train.tensorboard=false --set train.compile=true --set train.compile_mode=$MODE)
 for family in $families; do
   name=$family-fashion-mnist
   steps=${STEPS:-}

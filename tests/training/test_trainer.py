@@ -302,6 +302,25 @@ def test_compile_trains_like_eager_and_checkpoints_plain_weights(
         assert torch.equal(x, y), name
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_steps_train_like_plain_compiled_steps(tmp_path: Path, make_model, make_loader, task_cls) -> None:
+    """compile_mode='reduce-overhead': the compiled steps replay as CUDA graphs and give the same losses and weights."""
+    runs = {}
+    for mode in ("default", "reduce-overhead"):
+        config = _config(max_steps=6, log_every=1, compile=True, compile_mode=mode, device="cuda")
+        trainer = _trainer(tmp_path / mode, make_model(dropout=0.0), task_cls(), make_loader(), config)
+        assert trainer._graphed == (mode == "reduce-overhead")
+        trainer.fit()
+        losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / mode / "metrics.csv")) if r["loss"]]
+        runs[mode] = (losses, trainer.model.state_dict())
+    assert len(runs["reduce-overhead"][0]) == 6
+    assert runs["reduce-overhead"][0] == pytest.approx(runs["default"][0], rel=1e-4, abs=1e-5)
+    for (name, x), y in zip(runs["default"][1].items(), runs["reduce-overhead"][1].values(), strict=True):
+        if not name.endswith("k_proj.bias"):  # see test_compile_trains_like_eager_and_checkpoints_plain_weights
+            torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_max_epochs_stops_training(tmp_path: Path, make_model, make_loader, task_cls) -> None:
     cfg = _config(max_steps=None, max_epochs=2)
     state = _trainer(tmp_path, make_model(), task_cls(), make_loader(), cfg).fit()
@@ -311,6 +330,10 @@ def test_max_epochs_stops_training(tmp_path: Path, make_model, make_loader, task
 def test_bad_configuration_errors(tmp_path: Path, make_model, make_loader, task_cls) -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainerConfig(precision="fp8")
+    with pytest.raises(ValueError, match="compile_mode must be one of .*'reduce-overhead'.*, got 'fast'"):
+        TrainerConfig(compile_mode="fast")
+    with pytest.raises(ValueError, match="compile_mode='reduce-overhead' needs grad_accum_steps=1.*got grad_accum_steps=2"):
+        TrainerConfig(compile_mode="reduce-overhead", grad_accum_steps=2)
     with pytest.raises(ValueError, match="grad_accum_steps must be >= 1, got 0"):
         TrainerConfig(grad_accum_steps=0)
     with pytest.raises(ValueError, match="max_steps or max_epochs"):

@@ -44,6 +44,7 @@ from formers.training.optim import build_optimizer
 from formers.training.task import StepOutput
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 METRICS_CSV = "metrics.csv"
 CURVES_PNG = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
@@ -82,6 +83,9 @@ class TrainerConfig:
             the first steps pay the compilation. Suits fixed shapes (image batches, LM windows); length-bucketed
             text batches recompile per shape until PyTorch's recompile limit, then run eager. Evaluation and
             checkpoints use the plain model.
+        compile_mode: ``torch.compile``'s mode: ``"default"``, ``"reduce-overhead"`` (the compiled forward and backward
+            replay as CUDA graphs: one launch instead of hundreds, for small models whose steps are bound by
+            kernel launches; needs ``grad_accum_steps`` 1), ``"max-autotune"`` or ``"max-autotune-no-cudagraphs"``.
     """
 
     max_steps: int | None = 1000
@@ -103,6 +107,7 @@ class TrainerConfig:
     progress_bar: bool = True
     tensorboard: bool = True
     compile: bool = False
+    compile_mode: str = "default"
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_epochs is None:
@@ -123,6 +128,13 @@ class TrainerConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.best_mode not in ("max", "min"):
             raise ValueError(f"best_mode must be 'max' or 'min', got {self.best_mode!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
+        if self.compile_mode == "reduce-overhead" and self.grad_accum_steps != 1:
+            raise ValueError(
+                f"compile_mode='reduce-overhead' needs grad_accum_steps=1 (a CUDA graph's gradient buffers are reused "
+                f"by its next replay), got grad_accum_steps={self.grad_accum_steps}"
+            )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -287,7 +299,12 @@ class Trainer:
             raise ValueError(f"precision='fp16' needs a CUDA device, got device {str(self.device)!r} (use 'bf16')")
         self.model = model.to(self.device)
         # What training steps and evaluation call: the compiled wrapper shares the model's parameters and modes.
-        self.step_model: nn.Module = torch.compile(self.model, dynamic=False) if config.compile else self.model
+        self.step_model: nn.Module = (
+            torch.compile(self.model, dynamic=False, mode=config.compile_mode) if config.compile else self.model
+        )
+        # CUDA graphs (reduce-overhead) reuse their output buffers at the next replay: each step marks its start,
+        # and what outlives the step (loss, logged metrics) is copied out.
+        self._graphed = config.compile and config.compile_mode == "reduce-overhead" and self.device.type == "cuda"
         self.task = task
         self.train_loader = train_loader
         self.eval_loader = eval_loader
@@ -440,6 +457,8 @@ class Trainer:
     def _forward_backward(self, batch: Any, window: _Window) -> Tensor:
         """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss."""
         batch = move_to_device(batch, self.device)
+        if self._graphed:
+            torch.compiler.cudagraph_mark_step_begin()
         with self._autocast():
             out = self.task.training_step(self.step_model, batch)
         if not isinstance(getattr(out, "loss", None), Tensor):
@@ -447,6 +466,10 @@ class Trainer:
         if out.loss.ndim != 0:
             raise ValueError(f"StepOutput.loss must be a scalar (already averaged), got shape {tuple(out.loss.shape)}")
         self.scaler.scale(out.loss.float() / self.config.grad_accum_steps).backward()
+        if self._graphed:
+            metrics = {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in out.metrics.items()}
+            tokens = out.num_tokens.detach().clone() if isinstance(out.num_tokens, Tensor) else out.num_tokens
+            out = StepOutput(loss=out.loss.detach().clone(), metrics=metrics, num_tokens=tokens)
         window.add_micro(out)
         return out.loss.detach().float()
 
