@@ -331,9 +331,11 @@ def test_bad_configuration_errors(tmp_path: Path, make_model, make_loader, task_
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainerConfig(precision="fp8")
     with pytest.raises(ValueError, match="compile_mode must be one of .*'reduce-overhead'.*, got 'fast'"):
-        TrainerConfig(compile_mode="fast")
+        TrainerConfig(compile=True, compile_mode="fast")
     with pytest.raises(ValueError, match="compile_mode='reduce-overhead' needs grad_accum_steps=1.*got grad_accum_steps=2"):
-        TrainerConfig(compile_mode="reduce-overhead", grad_accum_steps=2)
+        TrainerConfig(compile=True, compile_mode="reduce-overhead", grad_accum_steps=2)
+    with pytest.raises(ValueError, match="compile_mode='max-autotune' needs compile=True, got compile=False"):
+        TrainerConfig(compile_mode="max-autotune")
     with pytest.raises(ValueError, match="grad_accum_steps must be >= 1, got 0"):
         TrainerConfig(grad_accum_steps=0)
     with pytest.raises(ValueError, match="max_steps or max_epochs"):

@@ -130,6 +130,8 @@ class TrainerConfig:
             raise ValueError(f"best_mode must be 'max' or 'min', got {self.best_mode!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"compile_mode={self.compile_mode!r} needs compile=True, got compile=False")
         if self.compile_mode == "reduce-overhead" and self.grad_accum_steps != 1:
             raise ValueError(
                 f"compile_mode='reduce-overhead' needs grad_accum_steps=1 (a CUDA graph's gradient buffers are reused "
