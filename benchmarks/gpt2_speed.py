@@ -9,8 +9,8 @@ parameters without the position table; the tied head counted once) against 989 T
 
 The runs:
 
-- ``formers_compiled``: formers' own training loss, ``model(x, targets=y).loss`` (what ``formers train`` runs; the
-  cross-entropy keeps no float32 copy of the logits, :func:`formers.layers.cross_entropy`).
+- ``formers_compiled``: formers' own training loss, ``model(x, targets=y).loss`` (what ``formers train`` runs; when
+  compiled, the cross-entropy keeps no float32 copy of the logits, :func:`formers.layers.cross_entropy`).
 - ``hf_compiled``: Hugging Face's logits, then ``F.cross_entropy(logits.float(), y)``.
 - ``formers_compiled_outside_loss``: formers' logits through that same outside loss (the loss's share of the gap).
 - ``hf_compiled_causal``: Hugging Face with the causal mask tensor skipped while compiling (:func:`hf_is_causal`), so

@@ -7,6 +7,10 @@ the backward pass. :func:`cross_entropy` computes the same loss in float32 but s
 recomputes the softmax from them. Under ``torch.compile`` each direction is one fused kernel that reads the logits
 once (and writes the gradient once).
 
+That recomputation pays off only when compiled: run eagerly, each of its steps would be a separate pass over the
+logits, slower than ``F.cross_entropy``'s own fused CUDA kernels. So by default it is used while ``torch.compile``
+traces the call, and eager calls go to ``F.cross_entropy`` (same loss, same gradient).
+
 It also takes logits whose last dimension is wider than the number of classes (the alignment rows of a padded
 output projection, ``TokenEmbedding(num_rows=...)``): the extra columns are left out of the softmax and get a zero
 gradient, so no sliced copy of the logits is made in either direction.
@@ -15,6 +19,7 @@ gradient, so no sliced copy of the logits is made in either direction.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from formers.layers.validation import should_check_values
@@ -57,6 +62,7 @@ def cross_entropy(
     num_classes: int | None = None,
     ignore_index: int = IGNORE_INDEX,
     reduction: str = "mean",
+    recompute: bool | None = None,
 ) -> Tensor:
     """``F.cross_entropy(logits[:, :num_classes].float(), targets)``, saving only the logits for backward.
 
@@ -67,6 +73,8 @@ def cross_entropy(
         num_classes: the real classes (default R).
         ignore_index: target value of rows left out of the loss.
         reduction: ``"mean"`` over the counted rows (NaN when there are none, as ``F.cross_entropy``) or ``"sum"``.
+        recompute: keep only the logits and the row log-sum-exps, and recompute the softmax in backward. Default:
+            while ``torch.compile`` traces the call; eager calls use ``F.cross_entropy`` on the float32 logits.
 
     Returns:
         The loss (a scalar) in float32 (float64 for float64 logits). Its gradient has the dtype of ``logits``.
@@ -92,6 +100,12 @@ def cross_entropy(
             raise ValueError(
                 f"targets holds class {int(bad[0])}, outside [0, {num_classes}) and not ignore_index={ignore_index}"
             )
+    if recompute is None:
+        recompute = torch.compiler.is_compiling()
+    if not recompute:
+        wide = torch.promote_types(logits.dtype, torch.float32)
+        scores = logits[:, :num_classes].to(wide)  # (N, C)
+        return F.cross_entropy(scores, targets.long(), ignore_index=ignore_index, reduction=reduction)
     return _CrossEntropy.apply(logits, targets.long(), num_classes, ignore_index, reduction == "mean")
 
 

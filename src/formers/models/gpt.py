@@ -265,7 +265,7 @@ class GPT(nn.Module):
         Returns:
             ``CausalLMOutput`` with ``logits`` (B, T, V) and, given ``targets``, ``loss``: the mean cross-entropy in
             float32, computed by :func:`formers.layers.cross_entropy` straight from the aligned GEMM's output
-            (no float32 copy of the logits is kept for backward).
+            (under ``torch.compile`` no float32 copy of the logits is kept for backward).
         """
         self._check(input_ids, padding_mask, cache)
         if targets is not None and targets.shape != input_ids.shape:
