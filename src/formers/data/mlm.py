@@ -29,8 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-IGNORE_INDEX = -100
-"""Label of positions without a masked-LM target (``F.cross_entropy``'s ``ignore_index``)."""
+from formers.layers.cross_entropy import IGNORE_INDEX  # the label of positions without a masked-LM target
 
 
 def _check_fraction(name: str, value: float) -> None:
