@@ -28,7 +28,8 @@ class CausalLMTask:
     def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
         """Mean next-token cross-entropy over the batch's B * T positions (windows are valid by construction)."""
         with value_checks(False):
-            loss = model(batch["input_ids"], targets=batch["labels"]).loss  # float32; compiled, no float32 copy of the logits is kept
+            # float32; compiled, the loss keeps no float32 copy of the logits for backward
+            loss = model(batch["input_ids"], targets=batch["labels"]).loss
         return StepOutput(loss=loss, num_tokens=batch["input_ids"].numel())
 
     @torch.no_grad()
