@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from formers.data.wordpiece import WordPieceTokenizer, check_vocab_matches
 from formers.models.bert import BertEncoder, mean_pool
-from formers.training.checkpoint import atomic_file
+from formers.files import atomic_file
 
 POOLING_CONFIG = Path("1_Pooling") / "config.json"
 SBERT_CONFIG = "sentence_bert_config.json"

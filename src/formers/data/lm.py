@@ -27,7 +27,7 @@ import torch
 from formers.data.char_tokenizer import KIND as CHAR_KIND
 from formers.data.char_tokenizer import CharTokenizer
 from formers.data.gpt2_bpe import GPT2BPETokenizer
-from formers.training.checkpoint import atomic_directory
+from formers.files import atomic_directory
 
 LMTokenizer = Union[CharTokenizer, GPT2BPETokenizer]
 """Tokenizers a corpus can be prepared with."""

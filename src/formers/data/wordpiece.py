@@ -55,8 +55,8 @@ from tokenizers import (
 )
 from torch import Tensor
 
-from formers.hub import read_json
-from formers.training.checkpoint import atomic_file
+from formers.files import read_json
+from formers.files import atomic_file
 
 VOCAB_NAME = "vocab.txt"
 CONFIG_NAME = "tokenizer_config.json"

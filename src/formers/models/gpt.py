@@ -140,6 +140,7 @@ class GPTState:
         self.num_real = self.num_real.index_select(0, index)
 
 
+@register_family
 class GPT(nn.Module):
     """Decoder-only causal language model.
 
@@ -147,6 +148,7 @@ class GPT(nn.Module):
     """
 
     family = "gpt"
+    config_class = GPTConfig
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -347,34 +349,31 @@ class GPT(nn.Module):
         )
 
 
-register_family("gpt", GPTConfig, GPT)
-
-
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt2() -> GPTConfig:
     """GPT-2 124M: 12 layers, 12 heads, 768 wide, 1024 positions, BPE vocabulary of 50257 (rows padded to 50304)."""
     return GPTConfig(vocab_multiple=64)
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt2_medium() -> GPTConfig:
     """GPT-2 medium (350M): 24 layers, 16 heads, 1024 wide."""
     return GPTConfig(num_layers=24, num_heads=16, embed_dim=1024, vocab_multiple=64)
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt2_large() -> GPTConfig:
     """GPT-2 large (774M): 36 layers, 20 heads, 1280 wide."""
     return GPTConfig(num_layers=36, num_heads=20, embed_dim=1280, vocab_multiple=64)
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt2_xl() -> GPTConfig:
     """GPT-2 XL (1.5B): 48 layers, 25 heads, 1600 wide."""
     return GPTConfig(num_layers=48, num_heads=25, embed_dim=1600, vocab_multiple=64)
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt_shakespeare_char() -> GPTConfig:
     """nanoGPT's Shakespeare char model: 6 layers, 6 heads, 384 wide, block 256, dropout 0.2, no biases.
 
@@ -386,7 +385,7 @@ def gpt_shakespeare_char() -> GPTConfig:
     )
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt_mini() -> GPTConfig:
     """CPU-sized: 4 layers, 4 heads, 128 wide, 256 positions (GPT-2 BPE vocabulary unless overridden)."""
     return GPTConfig(max_seq_len=256, embed_dim=128, num_layers=4, num_heads=4)
