@@ -6,7 +6,7 @@ from typing import Iterable, Protocol
 
 import torch
 
-from formers.inference.decoding import beam_search, greedy_search
+from formers.generation.seq2seq import beam_search, greedy_search
 from formers.models.transformer import Transformer
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -40,11 +39,10 @@ from formers.layers import (
     check_padding_mask,
     cross_entropy,
 )
+from formers.generation.causal_lm import Streamer, generate
 from formers.models.outputs import CausalLMOutput
 from formers.registry import register_family, register_model
 
-if TYPE_CHECKING:
-    from formers.inference.generation import Streamer
 
 
 @dataclass
@@ -101,7 +99,7 @@ class GPTState:
 
     A static state (``init_cache(..., static=True)``) keeps its write position on the device and every step
     attends over all ``max_len`` slots with a mask of the filled ones: fixed shapes and no host reads, so a
-    decoding step can be captured in a CUDA graph (:mod:`formers.inference.fast_generation`).
+    decoding step can be captured in a CUDA graph (:mod:`formers.generation.graphed`).
     """
 
     caches: list[KVCache]
@@ -339,9 +337,7 @@ class GPT(nn.Module):
         truncate: bool = False,
         as_lists: bool = False,
     ) -> Tensor | list[list[int]]:
-        """Continues ``input_ids`` (B, T); see :func:`formers.inference.generation.generate` (same arguments)."""
-        from formers.inference.generation import generate
-
+        """Continues ``input_ids`` (B, T); see :func:`formers.generation.causal_lm.generate` (same arguments)."""
         return generate(
             self, input_ids, max_new_tokens, padding_mask=padding_mask, do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, eos_id=eos_id, seed=seed, stop=stop,
