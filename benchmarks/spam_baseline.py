@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 
 from formers.data.labelled import read_labelled
 from formers.data.spam_assassin import write_spam_assassin_csv
-from formers.tasks.text_classification import accuracy_and_macro_f1
+from formers.tasks.metrics import accuracy_and_macro_f1
 
 
 def main() -> dict:
@@ -35,7 +35,7 @@ def main() -> dict:
         data["train"] = data["train"].subset(range(args.max_train_examples))
     if args.max_tokens is not None:
         from formers.data.wordpiece import WordPieceTokenizer
-        from formers.tasks.text_classification import MINILM, resolve_pretrained
+        from formers.recipes.text_classification import MINILM, resolve_pretrained
 
         tokenizer = WordPieceTokenizer.from_directory(resolve_pretrained(MINILM))
         for d in data.values():

@@ -7,7 +7,6 @@ import formers
 from formers.generation.causal_lm import filter_logits, generate
 
 
-
 def make(**extra):
     config = dict(embed_dim=16, num_heads=2, num_layers=2, vocab_size=40, max_seq_len=24, eos_id=None)
     model = formers.create_model("gpt_mini", **{**config, **extra})

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import formers
-from formers.generation.graphed import GraphedGreedyDecoder, fast_greedy_generate
 from formers.generation.causal_lm import generate
-from formers.layers import KVCache
+from formers.generation.graphed import GraphedGreedyDecoder, fast_greedy_generate
+from formers.layers.attention import KVCache
 
 
 def make(**extra):

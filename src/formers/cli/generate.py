@@ -119,7 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from formers.training.trainer import resolve_device
+    from formers.devices import resolve_device
 
     directory = resolve_checkpoint_dir(args.checkpoint)
     tokenizer = load_checkpoint_tokenizer(directory)

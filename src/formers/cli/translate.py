@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
+from formers.devices import resolve_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.inference.translate import Translator
-from formers.training.trainer import resolve_device
 
 
 def _add_decoding_args(p: argparse.ArgumentParser) -> None:
@@ -80,7 +80,8 @@ def run_translate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from formers.tasks.translation import corpus_bleu, load_corpus_split
+    from formers.data.corpora import load_corpus_split
+    from formers.tasks.metrics import corpus_bleu
 
     if (args.src is None) != (args.ref is None):
         raise ValueError("--src and --ref go together")

@@ -55,8 +55,7 @@ from tokenizers import (
 )
 from torch import Tensor
 
-from formers.files import read_json
-from formers.files import atomic_file
+from formers.files import atomic_file, read_json
 
 VOCAB_NAME = "vocab.txt"
 CONFIG_NAME = "tokenizer_config.json"

@@ -37,7 +37,13 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.layers import DropPath, FeedForward, SelfAttention, check_images, drop_path_rates
+from formers.layers import (
+    DropPath,
+    FeedForward,
+    SelfAttention,
+    check_images,
+    drop_path_rates,
+)
 from formers.layers.attention_bias import AttentionBias
 from formers.layers.conv_ffn import ConvFeedForward
 from formers.layers.layer_scale import LayerScale, LayerScale2d

@@ -29,20 +29,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from formers.generation.causal_lm import Streamer, generate
 from formers.layers import (
+    FusedPreNormEncoderBlock,
     KVCache,
     LearnedPositionalEmbedding,
     OutputProjection,
-    FusedPreNormEncoderBlock,
     TokenEmbedding,
     check_ids_shape,
     check_padding_mask,
     cross_entropy,
 )
-from formers.generation.causal_lm import Streamer, generate
 from formers.models.outputs import CausalLMOutput
 from formers.registry import register_family, register_model
-
 
 
 @dataclass

@@ -34,7 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.layers import DropPath, FeedForward, SelfAttention, check_images, drop_path_rates
+from formers.layers import (
+    DropPath,
+    FeedForward,
+    SelfAttention,
+    check_images,
+    drop_path_rates,
+)
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
 from formers.layers.relative_position import WindowRelativePositionBias

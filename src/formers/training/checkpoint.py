@@ -449,3 +449,20 @@ def write_averaged_model(paths: Iterable[str | Path], output_dir: str | Path) ->
             read_json(config)  # refuse to copy a corrupt config
             shutil.copyfile(config, tmp / CONFIG_NAME)
     return output_dir
+
+
+def average_run_checkpoints(run_dir: Path, last: int, out: Path) -> list[Path]:
+    """Averages the last ``last`` step checkpoints of ``run_dir`` into model directory ``out``.
+
+    Files saved beside the weights (``tokenizer.json``) are copied from the newest checkpoint.
+    """
+    if last < 2:
+        raise ValueError(f"last (--last) must be >= 2 to average anything, got {last}")
+    paths = step_checkpoints(run_dir)[-last:]
+    if len(paths) < 2:
+        raise ValueError(f"{run_dir} holds {len(paths)} step checkpoint(s); averaging needs at least 2")
+    write_averaged_model(paths, out)
+    for extra in paths[-1].glob("*.json"):
+        if extra.name not in ("config.json", "trainer_state.json") and not (out / extra.name).exists():
+            shutil.copyfile(extra, out / extra.name)
+    return paths
