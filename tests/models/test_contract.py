@@ -9,8 +9,9 @@ full recomputation; eval-mode outputs are deterministic.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -85,7 +86,7 @@ class Seq2Seq:
         tgt_mask = torch.ones_like(tgt, dtype=torch.bool)
         tgt_mask[2, 3:] = False
         tgt = tgt.masked_fill(~tgt_mask, model.config.pad_id)
-        alone = lambda i: (src[i : i + 1, src_mask[i]], tgt[i : i + 1, tgt_mask[i]])  # noqa: E731
+        alone = lambda i: (src[i : i + 1, src_mask[i]], tgt[i : i + 1, tgt_mask[i]])
         return [Batch((src, tgt, src_mask, tgt_mask), {"S": src_mask, "T": tgt_mask}, alone)]
 
     @staticmethod
@@ -161,6 +162,14 @@ def expected_shape(dims: tuple[str | int, ...], config: Any, batch: Batch) -> tu
     return tuple(d if isinstance(d, int) else sizes[d] if d in sizes else getattr(config, d) for d in dims)
 
 
+def tied(model: nn.Module) -> list[list[str]]:
+    """The groups of parameter names that share one tensor (tied embeddings and output projections)."""
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    return sorted(names for names in groups.values() if len(names) > 1)
+
+
 def has_dropout(model: nn.Module) -> bool:
     """Whether any module (Dropout, DropPath) drops with a positive probability in training."""
     return any(isinstance(getattr(m, "p", None), float) and m.p > 0 for m in model.modules())
@@ -170,9 +179,10 @@ def test_forward_gives_the_documented_shapes_all_finite(case):
     model = case.build().eval()
     for batch in kind(case).batches(model, case.tiny):
         out = outputs(model, batch.args)
-        assert set(out) == set(case.tiny.outputs), f"output fields {sorted(out)}, TINY declares {sorted(case.tiny.outputs)}"
+        declared = case.tiny.outputs
+        assert set(out) == set(declared), f"output tensors {sorted(out)}, TINY declares {sorted(declared)}"
         for name, value in out.items():
-            assert value.shape == expected_shape(case.tiny.outputs[name], model.config, batch), name
+            assert value.shape == expected_shape(declared[name], model.config, batch), name
             assert value.dtype == torch.float32 and torch.isfinite(value).all(), name
 
 
@@ -181,7 +191,8 @@ def test_every_parameter_gets_a_finite_gradient(case):
     batch = kind(case).batches(model, case.tiny)[0]
     sum(value.square().mean() for value in outputs(model, batch.args).values()).backward()
     params = dict(model.named_parameters())
-    assert set(case.tiny.no_grad) <= set(params), f"no_grad names unknown parameters: {set(case.tiny.no_grad) - set(params)}"
+    unknown = set(case.tiny.no_grad) - set(params)
+    assert not unknown, f"TINY's no_grad names parameters the model does not have: {sorted(unknown)}"
     for name, p in params.items():
         if name in case.tiny.no_grad:
             assert p.grad is None or not p.grad.any(), f"{name} is declared gradient-free but gets a gradient"
@@ -199,8 +210,10 @@ def test_save_then_load_gives_the_same_state_and_outputs(case, tmp_path):
     assert list(loaded_state) == list(state)
     for key, value in state.items():
         assert loaded_state[key].dtype == value.dtype and torch.equal(loaded_state[key], value), key
-    # Derived tables (relative-position indices, attention masks) are rebuilt, not stored.
-    assert not [k for k in state if "index" in k or "mask" in k]
+    # Derived buffers (relative-position indices, attention masks) are rebuilt, not stored; ties survive.
+    buffers = {name for name, _ in model.named_buffers()}
+    assert not [k for k in state if k in buffers and ("index" in k or "mask" in k)]
+    assert tied(loaded) == tied(model)
     for batch in kind(case).batches(model, case.tiny):
         ours, theirs = outputs(model, batch.args), outputs(loaded, batch.args)
         for name in ours:
@@ -218,7 +231,7 @@ def test_padded_or_batched_rows_equal_unbatched_runs(case):
                 for d, dim in enumerate(dims[1:]):  # keep the real positions of each token dim
                     if dim in batch.real:
                         row = row.index_select(d, batch.real[dim][i].nonzero()[:, 0])
-                torch.testing.assert_close(row, alone[name][0], **TOL, msg=lambda m: f"{name}, row {i}: {m}")
+                torch.testing.assert_close(row, alone[name][0], **TOL, msg=lambda m, n=name, r=i: f"{n}, row {r}: {m}")
 
 
 @pytest.mark.contract_kinds("causal_lm", "seq2seq")
