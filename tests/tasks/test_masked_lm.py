@@ -9,7 +9,7 @@ import torch
 import formers
 from formers.cli.main import main
 from formers.data.mlm import IGNORE_INDEX, MLMCollator, MLMLoader, build_examples, fixed_eval_batches
-from formers.data.wordpiece import WordPieceTokenizer
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 from formers.hub import resolve_checkpoint_dir
 from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
 from formers.tasks.masked_lm import MaskedLMTask, split_documents, text_documents, tokenize_documents

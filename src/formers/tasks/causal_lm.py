@@ -112,8 +112,8 @@ def setup(recipe, run_dir: Path, resume: bool):
         LMWindowLoader,
         TokenFile,
         lm_eval_batches,
-        load_tokenizer,
     )
+    from formers.data.tokenizers import load_tokenizer
     from formers.recipes import model_from_section
     from formers.training.run import RunSetup
 

@@ -195,7 +195,7 @@ def _documents(data: MaskedLMData) -> list[tuple[str, list[str]]]:
 def tokenize_documents(tokenizer, documents: list[list[str]]) -> list[list[list[int]]]:
     """Word-piece ids of every sentence (no special tokens, no length limit)."""
     return [
-        [tokenizer.encode(s, add_special_tokens=False, max_length=1 << 30).input_ids for s in doc]
+        [tokenizer.encode(s, add_special_tokens=False, max_length=1 << 30) for s in doc]
         for doc in documents
     ]
 
@@ -219,7 +219,7 @@ def setup(recipe, run_dir: Path, resume: bool):
     """Builds tokenizer, model, loaders and the final report for a masked-LM recipe (see ``training.run``)."""
     from formers.config import from_dict
     from formers.data.mlm import MLMCollator, MLMLoader, build_examples, fixed_eval_batches
-    from formers.data.wordpiece import WordPieceTokenizer, check_vocab_matches
+    from formers.data.tokenizers.wordpiece import WordPieceTokenizer, check_vocab_matches
     from formers.training.run import RunSetup
 
     data = from_dict(MaskedLMData, recipe.data, prefix="data.")

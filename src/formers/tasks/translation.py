@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from formers.inference.translate import TextTokenizer, Translator
+from formers.data.tokenizers import Tokenizer
+from formers.inference.translate import Translator
 from formers.models.transformer import Transformer
 from formers.layers import value_checks
 from formers.training.task import StepOutput
@@ -63,7 +64,7 @@ class TranslationTask:
 
     def __init__(
         self,
-        tokenizer: TextTokenizer,
+        tokenizer: Tokenizer,
         label_smoothing: float = 0.1,
         beam_size: int = 1,
         alpha: float = 0.6,

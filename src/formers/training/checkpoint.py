@@ -42,7 +42,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from formers.hub import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, load_state_into, read_json, write_model_files
+from formers.files import atomic_file, read_json
+from formers.hub import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, load_state_into, write_model_files
 
 
 def _fsync_dir(path: Path) -> None:
@@ -51,29 +52,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yields a temporary file path next to ``path``; on success fsyncs it and renames it to ``path``.
-
-    Write the content to the yielded path (any writer: ``write_text``, ``np.save``, ``save_file``). A failure
-    removes the temporary file, so ``path`` holds either its old content or the complete new one.
-    ``suffix`` keeps an extension some writers insist on (``np.save`` appends ``.npy`` otherwise).
-    """
-    path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
