@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from formers.data.tokenizers import load_tokenizer
-from formers.data.tokenizers.char import CharTokenizer
 from formers.data.lm import (
     LMWindowLoader,
     TokenFile,
@@ -16,6 +14,8 @@ from formers.data.lm import (
     prepare_corpus,
     token_dtype,
 )
+from formers.data.tokenizers import load_tokenizer
+from formers.data.tokenizers.char import CharTokenizer
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 20
 

@@ -8,8 +8,8 @@ import torch
 
 import formers
 from formers.cli.main import main
-from formers.data.tokenizers.char import CharTokenizer
 from formers.data.lm import LMWindowLoader, lm_eval_batches
+from formers.data.tokenizers.char import CharTokenizer
 from formers.tasks.causal_lm import CausalLMTask
 
 TEXT = (

@@ -24,7 +24,13 @@ from typing import Union
 import numpy as np
 import torch
 
-from formers.data.tokenizers import CharTokenizer, GPT2BPETokenizer, SubwordTokenizer, Tokenizer, load_tokenizer
+from formers.data.tokenizers import (
+    CharTokenizer,
+    GPT2BPETokenizer,
+    SubwordTokenizer,
+    Tokenizer,
+    load_tokenizer,
+)
 from formers.training.checkpoint import atomic_directory
 
 TRAIN_FILE, VAL_FILE, META_FILE, TOKENIZER_FILE = "train.bin", "val.bin", "meta.json", "tokenizer.json"

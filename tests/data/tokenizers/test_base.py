@@ -1,4 +1,4 @@
-"""The Tokenizer protocol: every formers tokenizer satisfies it, with the documented special ids and real round trips."""
+"""The Tokenizer protocol: every formers tokenizer satisfies it, with the documented special ids and round trips."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 
 from formers.data.tokenizers import (
     CharTokenizer,
-    GPT2BPETokenizer,
     SubwordTokenizer,
     Tokenizer,
     WordPieceTokenizer,

@@ -118,7 +118,7 @@ def test_missing_paths_and_directories_without_a_tokenizer(tmp_path: Path):
         ("[1, 2]", "tokenizer.json must hold a JSON object, got list"),
         ('{"kind": "words"}', "tokenizer.json is not a tokenizer file: expected a formers character tokenizer"),
         ('{"model": {"type": "Unigram"}}', "tokenizer.json holds a 'Unigram' model; formers reads BPE and WordPiece"),
-        ('{"model": {"type": "BPE"}, "pre_tokenizer": {"type": "Whitespace"}}', "BPE with a 'Whitespace' pre-tokenizer"),
+        ('{"model": {"type": "BPE"}, "pre_tokenizer": {"type": "Whitespace"}}', "a 'Whitespace' pre-tokenizer"),
         ('{"kind": "char", "chars": "abc"}', "is not a character tokenizer file"),
     ],
 )

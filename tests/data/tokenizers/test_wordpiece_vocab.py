@@ -1,4 +1,4 @@
-"""WordPiece vocabularies: reading BERT's files (vocab.txt, a Hugging Face tokenizer.json) and learning one from text."""
+"""WordPiece vocabularies: reading BERT's files (vocab.txt, a Hugging Face tokenizer.json), learning one from text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from formers.data.tokenizers.wordpiece import WordPieceTokenizer
-from formers.data.tokenizers.wordpiece_vocab import learn_vocab, read_tokenizer_json_vocab, read_vocab_file
+from formers.data.tokenizers.wordpiece_vocab import (
+    learn_vocab,
+    read_tokenizer_json_vocab,
+    read_vocab_file,
+)
 
 transformers = pytest.importorskip("transformers")
 
@@ -43,7 +47,8 @@ def test_hf_tokenizer_json_alone_gives_the_same_tokenizer(tmp_path: Path) -> Non
     (tmp_path / "hf" / "vocab.txt").unlink(missing_ok=True)
     (tmp_path / "hf" / "tokenizer_config.json").unlink()  # the normaliser of tokenizer.json then gives the options
     tok = WordPieceTokenizer.from_directory(tmp_path / "hf")
-    assert tok.source.endswith("tokenizer.json") and [tok.id_to_token(i) for i in range(tok.vocab_size)] == SPECIALS + WORDS
+    assert tok.source.endswith("tokenizer.json")
+    assert [tok.id_to_token(i) for i in range(tok.vocab_size)] == SPECIALS + WORDS
     assert tok.lowercase is False
     for text in ["The quick brown fox jumps.", "unaffable dogs", "lazy Dog", ""]:
         assert tok.encode(text) == ref(text)["input_ids"], text
