@@ -34,12 +34,12 @@ def main() -> dict:
     if args.max_train_examples is not None:
         data["train"] = data["train"].subset(range(args.max_train_examples))
     if args.max_tokens is not None:
-        from formers.data.wordpiece import WordPieceTokenizer
+        from formers.data.tokenizers.wordpiece import WordPieceTokenizer
         from formers.recipes.text_classification import MINILM, resolve_pretrained
 
         tokenizer = WordPieceTokenizer.from_directory(resolve_pretrained(MINILM))
         for d in data.values():
-            d.texts = [tokenizer.decode(tokenizer.encode(t, max_length=args.max_tokens, truncation=True).input_ids)
+            d.texts = [tokenizer.decode(tokenizer.encode(t, max_length=args.max_tokens, truncation=True))
                        for t in d.texts]
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000)
     x = {"train": vectorizer.fit_transform(data["train"].texts)}

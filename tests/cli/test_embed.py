@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import formers
 from formers.cli.main import main
-from formers.data.wordpiece import WordPieceTokenizer
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 from formers.inference.embedding import directory_pooling
 from formers.models.bert import BertEncoder, mean_pool
 

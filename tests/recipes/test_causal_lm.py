@@ -5,7 +5,7 @@ import math
 
 import formers
 from formers.cli.main import main
-from formers.data.char_tokenizer import CharTokenizer
+from formers.data.tokenizers.char import CharTokenizer
 
 TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"

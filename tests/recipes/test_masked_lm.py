@@ -4,7 +4,7 @@ import json
 
 import formers
 from formers.cli.main import main
-from formers.data.wordpiece import WordPieceTokenizer
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 from formers.hub import resolve_checkpoint_dir
 from formers.models.bert import BertForMaskedLM
 

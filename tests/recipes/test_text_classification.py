@@ -8,7 +8,7 @@ import yaml
 
 import formers
 from formers.cli.main import main
-from formers.data.wordpiece import WordPieceTokenizer
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 from formers.hub import resolve_checkpoint_dir
 from formers.models.bert import (
     BertConfig,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import formers
-from formers.data.char_tokenizer import CharTokenizer
 from formers.data.lm import LMWindowLoader, lm_eval_batches
+from formers.data.tokenizers.char import CharTokenizer
 from formers.tasks.causal_lm import CausalLMTask
 
 TEXT = (

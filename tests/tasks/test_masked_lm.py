@@ -13,7 +13,7 @@ from formers.data.mlm import (
     split_documents,
     text_documents,
 )
-from formers.data.wordpiece import WordPieceTokenizer
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 from formers.layers.cross_entropy import IGNORE_INDEX
 from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
 from formers.recipes.masked_lm import tokenize_documents

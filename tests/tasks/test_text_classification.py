@@ -5,7 +5,7 @@ import torch
 
 import formers
 from formers.data.labelled import collate, encode_words
-from formers.data.wordpiece import WordPieceTokenizer
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 from formers.layers.cross_entropy import IGNORE_INDEX
 from formers.models.bert import (
     BertConfig,
@@ -50,7 +50,7 @@ def test_token_labels_sit_on_first_sub_tokens(tmp_path):
     tokenizer, _ = _tokenizer(tmp_path, ["alpha", "beta", "gamma"])
     words = ["gammaalpha", "gamma", "alpha"]  # "##a", "##l"... exist: the first word splits
     row = encode_words(tokenizer, words, [3, 1, 2], max_len=32)
-    pieces = [tokenizer.encode(w, add_special_tokens=False).input_ids for w in words]
+    pieces = [tokenizer.encode(w, add_special_tokens=False) for w in words]
     assert len(pieces[0]) > 1  # the first word is split into several pieces
     expected = [IGNORE_INDEX, 3] + [IGNORE_INDEX] * (len(pieces[0]) - 1) + [1, 2, IGNORE_INDEX]
     assert row.label == expected and row.input_ids[0] == tokenizer.cls_id and row.input_ids[-1] == tokenizer.sep_id

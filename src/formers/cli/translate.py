@@ -46,13 +46,10 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_translator(args: argparse.Namespace) -> Translator:
     """Model + tokenizer from ``--checkpoint`` on ``--device``."""
-    from formers.data.tokenizers import SubwordTokenizer
+    from formers.data.tokenizers.load import load_tokenizer
 
     directory = resolve_checkpoint_dir(args.checkpoint)
-    tok_path = directory / "tokenizer.json"
-    if not tok_path.is_file():
-        raise FileNotFoundError(f"{directory} has no tokenizer.json; translation checkpoints save their tokenizer")
-    tokenizer = SubwordTokenizer.load(tok_path)
+    tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))
     if model.family != "transformer":
         raise ValueError(f"{directory} holds a {model.family!r} model; translation needs an encoder-decoder 'transformer'")

@@ -264,7 +264,7 @@ def encode_texts(tokenizer, texts, pairs, labels: Sequence[int], max_len: int) -
     """``[CLS] text [SEP] (pair [SEP])`` rows truncated to ``max_len`` (longest first), one label each."""
     out = []
     for i, text in enumerate(texts):
-        enc = tokenizer.encode(text, pairs[i] if pairs is not None else None, max_length=max_len, truncation=True)
+        enc = tokenizer.encode_plus(text, pairs[i] if pairs is not None else None, max_length=max_len, truncation=True)
         out.append(EncodedExample(enc.input_ids, enc.token_type_ids, int(labels[i])))
     return out
 
@@ -273,7 +273,7 @@ def encode_words(tokenizer, words: Sequence[str], tags: Sequence[int], max_len: 
     """``[CLS] pieces [SEP]`` with each word's tag on its first piece and -100 elsewhere (cut to ``max_len``)."""
     ids, labels = [tokenizer.cls_id], [IGNORE_INDEX]
     for word, tag in zip(words, tags, strict=True):
-        pieces = tokenizer.encode(word, add_special_tokens=False, max_length=1 << 30).input_ids or [tokenizer.unk_id]
+        pieces = tokenizer.encode(word, add_special_tokens=False, max_length=1 << 30) or [tokenizer.unk_id]
         if len(ids) + len(pieces) > max_len - 1:
             break  # words past the limit are dropped (and not scored)
         ids.extend(pieces)

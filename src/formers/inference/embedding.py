@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from formers.data.wordpiece import WordPieceTokenizer, check_vocab_matches
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer, check_vocab_matches
 from formers.devices import resolve_device
 from formers.files import atomic_file
 from formers.hub import from_pretrained, resolve_checkpoint_dir
@@ -116,7 +116,7 @@ def embed_texts(
         raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
     if not texts:
         raise ValueError("no sentences to embed")
-    rows = [tokenizer.encode(t, max_length=max_length, truncation=True).input_ids for t in texts]
+    rows = [tokenizer.encode(t, max_length=max_length, truncation=True) for t in texts]
     if not truncate:
         for i, t in enumerate(texts):
             if len(rows[i]) == max_length:  # possibly cut: measure the full length

@@ -18,10 +18,10 @@ from formers.data.lm import (
     LMWindowLoader,
     TokenFile,
     lm_eval_batches,
-    load_tokenizer,
     prepare_corpus,
 )
-from formers.data.tokenizers import TOKENIZER_FILE
+from formers.data.tokenizers.joint_bpe import TOKENIZER_FILE
+from formers.data.tokenizers.load import load_tokenizer
 from formers.hub import from_pretrained
 from formers.recipes.recipe import Recipe, RunSetup, model_from_section
 from formers.tasks.causal_lm import CausalLMTask

@@ -19,7 +19,7 @@ from formers.data.mlm import (
     split_documents,
     text_documents,
 )
-from formers.data.wordpiece import WordPieceTokenizer, check_vocab_matches
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer, check_vocab_matches
 from formers.hub import from_pretrained
 from formers.inference.fill_mask import fill_mask
 from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
@@ -77,7 +77,7 @@ def _documents(data: MaskedLMData) -> list[tuple[str, list[str]]]:
 def tokenize_documents(tokenizer, documents: list[list[str]]) -> list[list[list[int]]]:
     """Word-piece ids of every sentence (no special tokens, no length limit)."""
     return [
-        [tokenizer.encode(s, add_special_tokens=False, max_length=1 << 30).input_ids for s in doc]
+        [tokenizer.encode(s, add_special_tokens=False, max_length=1 << 30) for s in doc]
         for doc in documents
     ]
 

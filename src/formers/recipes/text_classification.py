@@ -22,7 +22,7 @@ from formers.data.labelled import (
     read_token_labelled,
 )
 from formers.data.spam_assassin import write_spam_assassin_csv
-from formers.data.wordpiece import WordPieceTokenizer, check_vocab_matches
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer, check_vocab_matches
 from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.models.bert import (
     BertConfig,

@@ -14,7 +14,7 @@ from formers.data.parallel import (
     read_parallel,
     read_tsv,
 )
-from formers.data.tokenizers import SubwordTokenizer
+from formers.data.tokenizers.joint_bpe import SubwordTokenizer
 from formers.hub import from_pretrained
 from formers.inference.translate import Translator
 from formers.recipes.recipe import Recipe, RunSetup, model_from_section

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.devices import move_to_device
-from formers.layers import value_checks
+from formers.layers.validation import value_checks
 from formers.training.task import StepOutput
 
 

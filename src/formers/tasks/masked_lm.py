@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.data.mlm import IGNORE_INDEX
 from formers.devices import move_to_device
-from formers.layers import value_checks
+from formers.layers.cross_entropy import IGNORE_INDEX
+from formers.layers.validation import value_checks
 from formers.training.task import StepOutput
 
 

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.data.mlm import IGNORE_INDEX
 from formers.devices import move_to_device
-from formers.layers import value_checks
+from formers.layers.cross_entropy import IGNORE_INDEX
+from formers.layers.validation import value_checks
 from formers.tasks.metrics import accuracy_and_macro_f1, entity_f1, is_bio
 from formers.training.task import StepOutput
 

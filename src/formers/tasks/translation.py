@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from formers.data.tokenizers.base import Tokenizer
 from formers.devices import move_to_device
-from formers.inference.translate import TextTokenizer, Translator
-from formers.layers import value_checks
+from formers.inference.translate import Translator
+from formers.layers.validation import value_checks
 from formers.tasks.losses import label_smoothed_nll
 from formers.tasks.metrics import corpus_bleu
 from formers.training.task import StepOutput
@@ -42,7 +43,7 @@ class TranslationTask:
 
     def __init__(
         self,
-        tokenizer: TextTokenizer,
+        tokenizer: Tokenizer,
         label_smoothing: float = 0.1,
         beam_size: int = 1,
         alpha: float = 0.6,

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from formers.data import gpt2_bpe
 from formers.data.downloads import sha256_of
-from formers.data.gpt2_bpe import (
+from formers.data.tokenizers import gpt2_bpe
+from formers.data.tokenizers.gpt2_bpe import (
     EOT,
     GPT2_FILES,
     GPT2BPETokenizer,
