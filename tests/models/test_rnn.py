@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 import formers
+from formers.cli.main import main
 from formers.data.corpora import load_bible_en_es
 from formers.data.parallel import ParallelDataset, TranslationLoader
 from formers.data.tokenizers import SubwordTokenizer
@@ -236,3 +237,32 @@ def test_bad_input_raises_naming_the_argument():
 def test_bad_config_raises(overrides, message):
     with pytest.raises(ValueError, match=message):
         RNNConfig(**{**TINY, **overrides})
+
+
+# --- the command line on a trained run -----------------------------------------------------------------------------
+
+TINY_RUN = [  # the LSTM recipe shrunk to a few CPU steps on the embedded Bible corpus
+    "data.corpus=bible-en-es", "data.tgt_lang=es", "data.valid_split=valid", "data.vocab_size=300", "data.max_len=32",
+    "data.max_tokens=512", "data.max_train_pairs=200", "data.max_valid_pairs=4", "model.name=lstm_seq2seq_tiny",
+    "model.embed_dim=16", "model.hidden_dim=32", "train.max_minutes=null", "train.max_steps=6", "train.save_every=3",
+    "train.keep_last=2", "train.eval_every=3", "train.log_every=3", "train.precision=fp32", "train.device=cpu",
+    "train.progress_bar=false", "train.tensorboard=false", "task_options.final_beam_size=2",
+    "task_options.average_last=2", "task_options.max_bleu_sentences=2", "optim.warmup_steps=2",
+]
+
+
+def test_formers_translate_and_evaluate_a_trained_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    overrides = [arg for item in TINY_RUN for arg in ("--set", item)]
+    assert main(["train", "multi30k-en-de-lstm", "--run-dir", str(run_dir), *overrides]) == 0
+    capsys.readouterr()
+    model = formers.from_pretrained(run_dir)
+    assert model.family == "rnn" and model.config.hidden_dim == 32
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_00000006"
+    assert (run_dir / "averaged" / "tokenizer.json").is_file()
+    assert main(["translate", "--checkpoint", str(run_dir), "--beam", "2", "And God said.", "Amen."]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2, err
+    assert main(["evaluate", "--checkpoint", str(run_dir / "averaged"), "--corpus", "bible-en-es", "--split", "test",
+                 "--limit", "3", "--beam", "1"]) == 0
+    assert "on 3 sentences" in capsys.readouterr().out
