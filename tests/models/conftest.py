@@ -103,6 +103,13 @@ TINY: dict[str, Tiny] = {
                                   "decoder_ffn_dim": 24},
         },
     ),
+    "rnn": Tiny(
+        "seq2seq",
+        dict(embed_dim=12, hidden_dim=16, num_encoder_layers=2, num_decoder_layers=2, src_vocab_size=40,
+             tgt_vocab_size=40, max_seq_len=32, dropout=0.1),
+        outputs={"logits": ("B", "T", "tgt_vocab_size"), "encoder_hidden_state": ("B", "S", "hidden_dim")},
+        options={"untied": {"share_embeddings": False, "tie_output": False, "tgt_vocab_size": 37}},
+    ),
     "bert": Tiny(
         "encoder", _BERT, outputs={"last_hidden_state": ("B", "T", "embed_dim"), "pooled": ("B", "embed_dim")}
     ),

@@ -51,8 +51,10 @@ def load_translator(args: argparse.Namespace) -> Translator:
     directory = resolve_checkpoint_dir(args.checkpoint)
     tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))
-    if model.family != "transformer":
-        raise ValueError(f"{directory} holds a {model.family!r} model; translation needs an encoder-decoder 'transformer'")
+    if not all(callable(getattr(model, name, None)) for name in ("encode", "init_state", "decode")):
+        raise ValueError(
+            f"{directory} holds a {model.family!r} model; translation needs an encoder-decoder ('transformer', 'rnn')"
+        )
     if tokenizer.vocab_size > model.config.src_vocab_size:
         raise ValueError(
             f"tokenizer.json has {tokenizer.vocab_size} tokens but the model's vocabulary is {model.config.src_vocab_size}"

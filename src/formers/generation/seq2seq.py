@@ -1,7 +1,8 @@
 """Greedy and beam-search decoding for encoder-decoder models, batched, on the KV cache.
 
 Family-agnostic: a model qualifies by its interface (``encode``, ``decode`` with a cache, ``config`` with
-``pad_id``/``bos_id``/``eos_id``/``max_seq_len``), as :class:`formers.models.transformer.Transformer` has.
+``pad_id``/``bos_id``/``eos_id``/``max_seq_len``), as :class:`formers.models.transformer.Transformer` and
+:class:`formers.models.rnn.RNNSeq2Seq` have.
 
 Both decode from ``bos_id`` until ``eos_id`` or a per-sentence limit of ``len(source) + 50`` new tokens (the
 paper's sec. 6.1 setting; ``max_new_tokens`` overrides it). Padding and the start token are never emitted.

@@ -20,6 +20,7 @@ from formers.layers.drop_path import DropPath, drop_path, drop_path_rates
 from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
 from formers.layers.layer_scale import LayerScale, LayerScale2d
+from formers.layers.luong_attention import LuongAttention
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
@@ -71,6 +72,7 @@ __all__ = [
     "LayerScale",
     "LayerScale2d",
     "LearnedPositionalEmbedding",
+    "LuongAttention",
     "MultiHeadAttention",
     "OutputProjection",
     "PatchEmbedding",
