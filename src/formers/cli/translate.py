@@ -9,9 +9,12 @@ from pathlib import Path
 
 import torch
 
+from formers.data.corpora import load_corpus_split
+from formers.data.tokenizers.load import load_tokenizer
 from formers.devices import resolve_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.inference.translate import Translator
+from formers.tasks.metrics import corpus_bleu
 
 
 def _add_decoding_args(p: argparse.ArgumentParser) -> None:
@@ -46,8 +49,6 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_translator(args: argparse.Namespace) -> Translator:
     """Model + tokenizer from ``--checkpoint`` on ``--device``."""
-    from formers.data.tokenizers.load import load_tokenizer
-
     directory = resolve_checkpoint_dir(args.checkpoint)
     tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))
@@ -79,8 +80,6 @@ def run_translate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from formers.data.corpora import load_corpus_split
-    from formers.tasks.metrics import corpus_bleu
 
     if (args.src is None) != (args.ref is None):
         raise ValueError("--src and --ref go together")
