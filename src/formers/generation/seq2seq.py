@@ -11,6 +11,8 @@ lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -84,8 +86,11 @@ def check_beam_options(beam_size: int, alpha: float, vocab_size: int | None = No
 
 
 def length_penalty(length: int, alpha: float) -> float:
-    """GNMT length penalty ((5 + length) / 6) ** alpha; alpha = 0 disables normalisation."""
-    return ((5.0 + length) / 6.0) ** alpha
+    """GNMT length penalty ((5 + length) / 6) ** alpha; alpha = 0 disables normalisation (inf past float range)."""
+    try:
+        return ((5.0 + length) / 6.0) ** alpha
+    except OverflowError:  # a huge alpha: every hypothesis scores -0.0, none is preferred
+        return math.inf
 
 
 @torch.inference_mode()
