@@ -174,3 +174,21 @@ def test_fuzzed_inputs_are_refused_cleanly_or_give_finite_outputs(case, data):
     model = _model(case)
     args = data.draw(model_call(case.tiny.kind, model.config, case.tiny.image_size))
     check_clean(model, case.tiny.kind, args)
+
+
+@pytest.mark.contract_one_per_family
+@pytest.mark.contract_kinds("image")
+def test_images_of_any_floating_dtype_run_and_non_finite_or_huge_pixels_are_refused(case):
+    model = _model(case)
+    c = model.config
+    height, width = case.tiny.image_size or (c.image_size, c.image_size)
+    pixels = torch.randn(2, c.in_channels, height, width)
+    with torch.no_grad():
+        expected = model(pixels.bfloat16().float()).logits
+        for dtype in (torch.float64, torch.float16, torch.bfloat16):  # cast to the model's float32, exactly
+            torch.testing.assert_close(model(pixels.bfloat16().to(dtype)).logits, expected, atol=0, rtol=0)
+        for value, match in ((float("inf"), "infinite"), (float("-inf"), "infinite"), (1e20, "beyond")):
+            bad = pixels.clone()
+            bad[1, 0, 0, 0] = value
+            with pytest.raises(ValueError, match=f"images holds .*{match}"):
+                model(bad)
