@@ -119,3 +119,33 @@ def test_check_text_names_undecodable_bytes():
         check_text(bad, "stdin line 2")
     with pytest.raises(TypeError, match="sentence 1 must be a str, got bytes"):
         check_text(b"abc", "sentence 1")
+
+
+def _tokenizers() -> list:
+    from formers.data.tokenizers import SubwordTokenizer
+
+    try:  # the tokenizers' new home (data/tokenizers/), once they have moved
+        from formers.data.tokenizers import CharTokenizer, GPT2BPETokenizer
+    except ImportError:
+        from formers.data.char_tokenizer import CharTokenizer
+        from formers.data.gpt2_bpe import GPT2BPETokenizer, train_byte_level_bpe
+    else:
+        from formers.data.tokenizers.gpt2_bpe import train_byte_level_bpe
+    text = ["the cat sat on the mat", "a dog ran in the park"] * 3
+    bpe = train_byte_level_bpe(text, vocab_size=300)
+    assert isinstance(bpe, GPT2BPETokenizer)
+    return [CharTokenizer.from_corpus("".join(text)), SubwordTokenizer.train(text, vocab_size=40, min_frequency=1), bpe]
+
+
+def test_every_tokenizer_refuses_ids_that_are_not_ints_of_its_vocabulary():
+    import numpy as np
+
+    for tok in _tokenizers():
+        name = type(tok).__name__
+        assert tok.decode([1, 2]) == tok.decode(np.array([1, 2])) == tok.decode(torch.tensor([1, 2])), name
+        assert tok.decode([torch.tensor(1), np.int64(2)]) == tok.decode([1, 2]), name
+        for bad in ([1.5], [2, 1.0], [True], ["1"], torch.tensor([1.5]), np.array([1.5])):
+            with pytest.raises(TypeError, match=r"ids\[\d\] must be an int token id, got|integer token ids"):
+                tok.decode(bad)
+        with pytest.raises(ValueError, match=rf"ids\[1\] must be in \[0, {tok.vocab_size}\), got {tok.vocab_size}"):
+            tok.decode([0, tok.vocab_size])

@@ -245,3 +245,30 @@ def check_text(text: Any, name: str) -> None:
             f"{name} is not valid UTF-8 text: it holds an undecodable byte (0x{ord(text[e.start]) & 0xFF:02x}) at "
             f"character {e.start + 1}; give the text as UTF-8"
         ) from None
+
+
+def check_decode_ids(ids: Any, vocab_size: int, name: str = "ids") -> list[int]:
+    """The token ids a tokenizer's ``decode`` was given, as a list of ints; raises naming the first bad one.
+
+    Takes ints (NumPy ints and integer 0-d tensors too) or a 1-D integer tensor. A float is refused rather than
+    truncated (``1.5`` is not id 1), as are bools and strings: TypeError; an id outside ``[0, vocab_size)``:
+    ValueError.
+    """
+    if isinstance(ids, Tensor):
+        if ids.dim() != 1:
+            raise ValueError(f"{name} must be a 1-D sequence of token ids, got a tensor of shape {tuple(ids.shape)}")
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integer token ids, got a tensor of dtype {ids.dtype}")
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of token ids, got {type(ids).__name__}")
+    out = []
+    for pos, i in enumerate(ids):
+        if isinstance(i, Tensor) and i.dim() == 0 and not (i.dtype.is_floating_point or i.dtype == torch.bool):
+            i = i.item()
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"{name}[{pos}] must be an int token id, got {i!r} ({type(i).__name__})")
+        if not 0 <= i < vocab_size:
+            raise ValueError(f"{name}[{pos}] must be in [0, {vocab_size}), got {i}: outside the vocabulary range")
+        out.append(int(i))
+    return out
