@@ -11,7 +11,6 @@ stderr, when one is not: never a traceback, never a bad value accepted silently.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -34,9 +33,10 @@ FUZZ = settings(
     max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-INTS = ["1", "2", "3", "0", "-1", "+2", " 2", "1.5", "1e3", "nan", "inf", "", "abc", "True", "0x10", str(2**70), "99999"]
-FLOATS = ["0.6", "1", "0", "0.0001", "-0.5", "nan", "NaN", "inf", "-inf", "1e309", "1e-300", "1e300", "abc", "", "0.999",
-          "1.0001", "5"]
+INTS = ["1", "2", "3", "0", "-1", "+2", " 2", "1.5", "1e3", "nan", "inf", "", "abc", "True", "0x10", str(2**70),
+        "99999"]
+FLOATS = ["0.6", "1", "0", "0.0001", "-0.5", "nan", "NaN", "inf", "-inf", "1e309", "1e-300", "1e300", "abc", "",
+          "0.999", "1.0001", "5"]
 NOT_UTF8 = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python passes bytes that were not UTF-8
 SENTENCES = ["the cat", "a dog ran in the park", "the mat", "", "  ", NOT_UTF8, " ".join(["the cat sat"] * 20),
              "☕ 😀", "\x00", "the\u2028cat", "THE CAT!"]
@@ -149,7 +149,8 @@ def test_translate_command_lines(checkpoints, capsys, data):
     checks = {"--beam": int_in(1, checkpoints["vocab"]), "--alpha": finite(0)}
     fits = lambda t: 1 <= len(checkpoints["joint"].encode(t)) <= 24  # noqa: E731
     valid = all(checks[k](v) for k, v in opts.items()) and all(_text_ok(t, fits) for t in texts)
-    argv = ["translate", *texts, "--checkpoint", str(checkpoints["root"] / "translate"), "--device", "cpu", *_flat(opts)]
+    argv = ["translate", *texts, "--checkpoint", str(checkpoints["root"] / "translate"), "--device", "cpu",
+            *_flat(opts)]
     run(capsys, argv, valid)
 
 

@@ -77,7 +77,8 @@ def test_pixel_values_are_read_only_where_value_checks_allow():
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.bool, torch.float32])
 def test_token_ids_must_be_int64_or_int32(dtype):
-    with pytest.raises(TypeError, match=rf"input_ids must hold integer token ids of dtype torch.int64 or torch.int32, got dtype {dtype}"):
+    expected = f"input_ids must hold integer token ids of dtype torch.int64 or torch.int32, got dtype {dtype}"
+    with pytest.raises(TypeError, match=expected):
         check_token_ids(torch.zeros(1, 2, dtype=dtype), 10, "input_ids")
     for ok in (torch.int64, torch.int32):
         check_token_ids(torch.zeros(1, 2, dtype=ok), 10, "input_ids")
@@ -115,7 +116,7 @@ def test_check_number_takes_exactly_the_finite_reals_in_range(value):
 def test_check_text_names_undecodable_bytes():
     check_text("café ☕", "sentence 1")
     bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python keeps bytes that were not UTF-8
-    with pytest.raises(ValueError, match=r"stdin line 2 is not valid UTF-8 text: it holds an undecodable byte \(0xe9\)"):
+    with pytest.raises(ValueError, match=r"stdin line 2 is not valid UTF-8 text: .* undecodable byte \(0xe9\)"):
         check_text(bad, "stdin line 2")
     with pytest.raises(TypeError, match="sentence 1 must be a str, got bytes"):
         check_text(b"abc", "sentence 1")

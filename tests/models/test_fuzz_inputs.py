@@ -85,7 +85,8 @@ def padding_masks(draw: st.DrawFn, ids: Any, left: bool) -> Any:
     if form == "none":
         return None
     if form == "shape":
-        return torch.ones(*shape, 2, dtype=torch.bool) if draw(st.booleans()) else torch.ones(shape[:1], dtype=torch.bool)
+        wrong = (*shape, 2) if draw(st.booleans()) else shape[:1]
+        return torch.ones(wrong, dtype=torch.bool)
     mask = torch.ones(shape, dtype=torch.bool)
     if len(shape) == 2 and shape[0] and shape[1]:
         keep = draw(st.integers(1, shape[1]))

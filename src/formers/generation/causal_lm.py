@@ -156,7 +156,8 @@ def generate(
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be a callable or None, got {type(fn).__name__}")
     if not isinstance(input_ids, Tensor):
-        raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {type(input_ids).__name__}")
+        got = type(input_ids).__name__
+        raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {got}")
     if input_ids.dim() != 2 or 0 in input_ids.shape:
         raise ValueError(
             f"input_ids must be a non-empty (batch, seq_len) tensor of token ids, got {tuple(input_ids.shape)}"

@@ -111,7 +111,8 @@ class GraphedGreedyDecoder:
         c = self.model.config
         check_int(max_new_tokens, "max_new_tokens", minimum=1)
         if not isinstance(input_ids, Tensor):
-            raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {type(input_ids).__name__}")
+            got = type(input_ids).__name__
+            raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {got}")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be a (batch, seq_len) tensor of token ids, got {tuple(input_ids.shape)}")
         batch, prompt_len = input_ids.shape
@@ -175,7 +176,8 @@ def fast_greedy_generate(
     Returns the (B, T_new) ids of ``generate(model, input_ids, max_new_tokens, padding_mask, eos_id=eos_id)``.
     """
     if not isinstance(input_ids, Tensor):
-        raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {type(input_ids).__name__}")
+        got = type(input_ids).__name__
+        raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {got}")
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be a (batch, seq_len) tensor of token ids, got {tuple(input_ids.shape)}")
     check_int(max_new_tokens, "max_new_tokens", minimum=1)

@@ -14,6 +14,8 @@ What the models accept:
   the model's dtype): larger values overflow the first layers' sums of squares into inf and NaN logits.
 - scalar arguments (``check_int``, ``check_number``): real ints and finite floats in range; ``bool`` is refused
   where a number is expected.
+- text (``check_text``): a ``str`` that UTF-8 can encode; ids to decode (``check_decode_ids``): ints of the
+  vocabulary, never floats.
 """
 
 from __future__ import annotations
@@ -166,16 +168,19 @@ def check_image_size(height: int, width: int, name: str, multiple: int, what: st
         )
 
 
+def _num(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
 def _bounds(minimum: float | None, maximum: float | None, greater_than: float | None) -> str:
-    minimum, maximum, greater_than = (x if x is None or isinstance(x, int) else f"{x:g}" for x in (minimum, maximum, greater_than))
-    if (minimum is not None or greater_than is not None) and maximum is not None:
-        low = f"({greater_than}" if greater_than is not None else f"[{minimum}"
-        return f"in {low}, {maximum}]"
+    """The range in words: ``"in (0, 1]"``, ``"> 0"``, ``">= 1"``, ``"<= 5"``, or ``""`` for none."""
     if greater_than is not None:
-        return f"> {greater_than}"
-    if minimum is not None:
-        return f">= {minimum}"
-    return f"<= {maximum}" if maximum is not None else ""
+        low, word = f"({_num(greater_than)}", f"> {_num(greater_than)}"
+    elif minimum is not None:
+        low, word = f"[{_num(minimum)}", f">= {_num(minimum)}"
+    else:
+        return f"<= {_num(maximum)}" if maximum is not None else ""
+    return f"in {low}, {_num(maximum)}]" if maximum is not None else word
 
 
 def check_int(
