@@ -69,7 +69,8 @@ class TrainerConfig:
         max_grad_norm: clip the global L2 gradient norm to this; 0 turns clipping off (the norm is still logged).
         precision: ``"fp32"``, ``"bf16"`` (autocast on CUDA or CPU) or ``"fp16"`` (CUDA autocast + GradScaler).
         eval_every: evaluate every this many steps (0: only at the end); needs an ``eval_loader``.
-        save_every: write a step checkpoint every this many steps (0: only at the end).
+        save_every: write a step checkpoint every this many steps (0: only at the end); a step whose evaluation is
+            a new best is saved too (``checkpoints/best`` names it).
         keep_last: step checkpoints kept (older ones are deleted, except the one ``checkpoints/best`` names).
         best_metric: key of the task's eval dict that selects ``checkpoints/best`` (``None``: no best).
         best_mode: ``"max"`` or ``"min"``: which direction of ``best_metric`` is better.
