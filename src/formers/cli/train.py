@@ -10,6 +10,7 @@ from pathlib import Path
 from formers.config import parse_set_args
 from formers.recipes.recipe import load_recipe
 from formers.recipes.run import run_recipe
+from formers.training.checkpoint import latest_checkpoint
 from formers.training.interrupt import TrainingInterrupted
 
 INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
@@ -52,9 +53,13 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / recipe.name
     try:
         run_recipe(recipe, run_dir, resume=args.resume)
-    except TrainingInterrupted as e:
-        print(f"formers train: {e}", file=sys.stderr)
-        if e.latest is not None:
+    except KeyboardInterrupt as e:  # TrainingInterrupted during training, a plain one in setup or the final report
+        print(f"formers train: {e if isinstance(e, TrainingInterrupted) else 'interrupted'}", file=sys.stderr)
+        try:
+            latest = latest_checkpoint(run_dir)
+        except (OSError, ValueError):
+            latest = None
+        if latest is not None:
             print(f"resume with: {resume_command(args, run_dir)}", file=sys.stderr)
         return INTERRUPTED
     return 0

@@ -10,43 +10,45 @@ from torch import Tensor, nn
 class BufferSnapshot:
     """Keeps a copy of ``module``'s buffers.
 
-    :meth:`take` refreshes the copy with one fused device copy (no host synchronisation); :meth:`restore` writes
-    it back, also into buffers a forward pass replaced by new tensors. A model without buffers costs nothing.
+    :meth:`take` refreshes the copy with one fused device copy (no host synchronisation, nothing at all for a
+    model without buffers); :meth:`restore` writes it back, also into buffers a forward pass replaced by new
+    tensors. The buffers are those the module holds when the snapshot is made (a buffer registered later, such as
+    a lazily built cache, is not tracked).
     """
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
-        self._names: list[str] = []
+        self._slots: list[tuple[nn.Module, str]] = []  # (owner, attribute) of every buffer
         self._live: list[Tensor] = []
         self._saved: list[Tensor] = []
+        self._scan()
 
-    def _current(self) -> tuple[list[str], list[Tensor]]:
-        named = list(self.module.named_buffers())
-        return [n for n, _ in named], [b for _, b in named]
+    def _scan(self) -> None:
+        self._slots = [(m, name) for m in self.module.modules() for name, b in m._buffers.items() if b is not None]
+        self._live = [m._buffers[name] for m, name in self._slots]
+        self._saved = [b.detach().clone() for b in self._live]
 
     def take(self) -> None:
-        """Copies the current buffers (re-allocating the copy only when the set of buffer tensors changed)."""
-        names, live = self._current()
-        if names != self._names or any(a is not b for a, b in zip(live, self._live)):
-            self._names, self._live = names, live
-            self._saved = [b.detach().clone() for b in live]
-        elif live:
-            with torch.no_grad():
-                torch._foreach_copy_(self._saved, live)
+        """Copies the current buffers (re-allocating the copy only when a buffer tensor was replaced)."""
+        if not self._slots:
+            return
+        live = [m._buffers.get(name) for m, name in self._slots]
+        if any(a is not b for a, b in zip(live, self._live)):
+            self._scan()
+            return
+        with torch.no_grad():
+            torch._foreach_copy_(self._saved, self._live)
 
     def restore(self) -> None:
         """Writes the copy back into the module's buffers."""
-        names, live = self._current()
-        current = dict(zip(names, live))
         same_src, same_dst = [], []
-        for name, then, saved in zip(self._names, self._live, self._saved):
-            now = current.get(name)
-            if now is then:
-                same_dst.append(now)
+        for (owner, name), then, saved in zip(self._slots, self._live, self._saved):
+            if owner._buffers.get(name) is then:
+                same_dst.append(then)
                 same_src.append(saved)
             else:  # the forward pass replaced the tensor: put a copy of the old one back in its place
-                owner, _, attr = name.rpartition(".")
-                self.module.get_submodule(owner)._buffers[attr] = saved.clone()
+                owner._buffers[name] = saved.clone()
+                self._live[self._live.index(then)] = owner._buffers[name]
         if same_dst:
             with torch.no_grad():
                 torch._foreach_copy_(same_dst, same_src)

@@ -1,7 +1,7 @@
 """Stopping a run on Ctrl-C without losing it: the first SIGINT asks the Trainer to stop after the current step
 (which it checkpoints), a second one stops at once (atomic saves leave the last complete checkpoint intact).
 
-The Trainer also keeps, at every step boundary, what it needs to go back to that boundary (:class:`StepBoundary`):
+The Trainer also keeps, at every step boundary, what it needs to go back to it (:class:`StepBoundary`):
 a ``KeyboardInterrupt`` raised in the middle of a step (by a loader, a task, or a Ctrl-C that arrived where no
 handler could defer it) rewinds the partial step and saves the last complete one, so the resumed run takes
 exactly the steps the uninterrupted one would have.
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from formers.training.checkpoint import rng_state, set_rng_state
+import torch
+from torch import Tensor
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -72,7 +73,7 @@ class DeferredInterrupt:
             self._installed = True
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
             self._installed = False
@@ -81,21 +82,30 @@ class DeferredInterrupt:
 @dataclass
 class StepBoundary:
     """What a step changes before its optimizer update, as it was at the end of the previous step: the batch
-    position, the RNG states and the loader's own state (when it has one). Buffers are kept by the Trainer's
-    :class:`~formers.training.buffers.BufferSnapshot`."""
+    position, the torch random generators (CPU and CUDA: dropout, augmentation and formers' loaders draw from them)
+    and the loader's own state when it has one. Buffers are kept by the Trainer's
+    :class:`~formers.training.buffers.BufferSnapshot`.
+
+    Python's and numpy's global generators are not kept (reading them costs more than a small step): a task that
+    draws from them mid-step resumes from a rewound step consistently, though not bit for bit.
+    """
 
     epoch: int
     batch_in_epoch: int
-    rng: dict[str, Any]
+    torch_cpu: Tensor
+    torch_cuda: list[Tensor] | None
     loader_state: Any
 
     @classmethod
     def capture(cls, epoch: int, batch_in_epoch: int, loader: Any) -> StepBoundary:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
         loader_state = copy.deepcopy(loader.state_dict()) if hasattr(loader, "state_dict") else None
-        return cls(epoch, batch_in_epoch, rng_state(), loader_state)
+        return cls(epoch, batch_in_epoch, torch.get_rng_state(), cuda, loader_state)
 
     def restore(self, loader: Any) -> None:
-        """Puts the RNG states and the loader back (the Trainer resets its own counters)."""
-        set_rng_state(self.rng)
+        """Puts the torch generators and the loader back (the Trainer resets its own counters)."""
+        torch.set_rng_state(self.torch_cpu)
+        if self.torch_cuda is not None:
+            torch.cuda.set_rng_state_all(self.torch_cuda)
         if self.loader_state is not None:
             loader.load_state_dict(self.loader_state)

@@ -2,11 +2,15 @@
 
 The Trainer knows nothing of the model family: a :class:`~formers.training.task.Task` turns batches into losses
 and models into eval metrics. One optimizer step reads back a single pair of numbers from the device (loss and
-gradient norm, needed to skip non-finite steps); task metrics are read only at logging time.
+gradient norm, needed to skip non-finite steps); task metrics are read only at logging time. A skipped step
+leaves the model as it was: parameters, optimizer state and every buffer (BatchNorm statistics), which are
+copied on the device at each step boundary and put back.
 
 Resuming restores weights, optimizer, scheduler, GradScaler, RNG states and the position in the epoch (through
 the loader's ``state_dict`` when it has one, else by ``set_epoch(epoch)`` and skipping consumed batches), so a
-resumed run takes exactly the steps the uninterrupted one would have.
+resumed run takes exactly the steps the uninterrupted one would have. Ctrl-C saves the last complete step
+(:mod:`formers.training.interrupt`); ``checkpoints/best`` names the step checkpoint of the best evaluation
+(:mod:`formers.training.best`).
 """
 
 from __future__ import annotations
