@@ -34,8 +34,6 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint path {str(path)!r} does not exist")
-    if path.is_file() and path.parent.name == "checkpoints":  # a pointer file itself: checkpoints/latest or best
-        path = path.parent / path.read_text(encoding="utf-8", errors="replace").strip()[:255]
     for pointer in (path / "latest", path / "checkpoints" / "latest"):
         if (path / CONFIG_NAME).exists():
             break

@@ -1,4 +1,4 @@
-"""``checkpoints/best`` is as crash-safe as the step checkpoints: a crash or a failed write at any rename leaves
+"""``checkpoints/best`` (a link to a step checkpoint, or a copy where links are unavailable) is as crash-safe as the step checkpoints: a crash or a failed write at any rename leaves
 a best that resume repairs, older runs' ``best/`` directories still load, and their crash leftovers are recovered."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _assert_best_consistent(run_dir: Path, state) -> None:
     assert not leftovers, leftovers
 
 
-def _count_renames(tmp_path: Path, make_model, make_loader, task_cls) -> int:
+def _count_renames(tmp_path: Path, make_model, make_loader, task_cls, links: bool = True) -> int:
     calls = []
     real = os.replace
 
@@ -69,14 +69,23 @@ def _count_renames(tmp_path: Path, make_model, make_loader, task_cls) -> int:
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
+        if not links:
+            mp.setattr(os, "symlink", _no_links)
         mp.setattr(os, "replace", counting)
         _trainer(tmp_path, make_model, make_loader, _scripted(task_cls, [1.0, 2.0, 3.0, 4.0])).fit()
     return len(calls)
 
 
-def _crash_and_resume(run_dir: Path, make_model, make_loader, task_cls, fail_at: int, error: BaseException) -> None:
+def _no_links(*args, **kwargs):
+    raise OSError(errno.EPERM, "symbolic links are not available")
+
+
+def _crash_and_resume(
+    run_dir: Path, make_model, make_loader, task_cls, fail_at: int, error: BaseException, links: bool = True
+) -> None:
     """Trains with every evaluation a new best, failing at the ``fail_at``-th ``os.replace``, then resumes with
-    evaluations that never improve (so nothing but the repair can fix ``best``) and checks it."""
+    evaluations that never improve (so nothing but the repair can fix ``best``) and checks it. ``links=False``:
+    where symbolic links cannot be made (``best/`` is then a copy)."""
     calls = [0]
     real = os.replace
 
@@ -87,14 +96,18 @@ def _crash_and_resume(run_dir: Path, make_model, make_loader, task_cls, fail_at:
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
+        if not links:
+            mp.setattr(os, "symlink", _no_links)
         mp.setattr(os, "replace", failing)
         with pytest.raises(type(error)):
             _trainer(run_dir, make_model, make_loader, _scripted(task_cls, [1.0, 2.0, 3.0, 4.0])).fit()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the repair says what it did
-        state = _trainer(run_dir, make_model, make_loader, _scripted(task_cls, [])).fit(resume=True)
+        mp.setattr(os, "replace", real)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the repair says what it did
+            state = _trainer(run_dir, make_model, make_loader, _scripted(task_cls, [])).fit(resume=True)
     assert state.step == STEPS
     _assert_best_consistent(run_dir, state)
+    assert (run_dir / "checkpoints" / "best").is_symlink() == (links and state.best_step is not None)
 
 
 # A crash (kill) or a failed write (disk full, read-only) at a rename of a run whose evaluations all improve; the
@@ -111,13 +124,23 @@ def test_a_failure_while_saving_a_new_best_is_repaired_on_resume(
     _crash_and_resume(tmp_path, make_model, make_loader, task_cls, fail_at, _ERRORS[error])
 
 
+@pytest.mark.parametrize("fail_at", [14, 16, 20])  # without links: the second rename of a best/ copy, pruning
+def test_without_symbolic_links_a_failure_while_copying_best_is_repaired(
+    tmp_path: Path, make_model, make_loader, task_cls, fail_at: int
+) -> None:
+    _crash_and_resume(tmp_path, make_model, make_loader, task_cls, fail_at, _Killed(), links=False)
+
+
 @pytest.mark.slow
-def test_a_failure_at_every_rename_is_repaired_on_resume(tmp_path: Path, make_model, make_loader, task_cls) -> None:
-    total = _count_renames(tmp_path / "count", make_model, make_loader, task_cls)
+@pytest.mark.parametrize("links", [True, False])
+def test_a_failure_at_every_rename_is_repaired_on_resume(
+    tmp_path: Path, make_model, make_loader, task_cls, links: bool
+) -> None:
+    total = _count_renames(tmp_path / "count", make_model, make_loader, task_cls, links)
     assert total >= 10
     for fail_at in range(1, total + 1):
         for name, error in _ERRORS.items():
-            _crash_and_resume(tmp_path / f"{fail_at}-{name}", make_model, make_loader, task_cls, fail_at, error)
+            _crash_and_resume(tmp_path / f"{fail_at}-{name}", make_model, make_loader, task_cls, fail_at, error, links)
 
 
 def test_best_is_a_pointer_never_pruned(tmp_path: Path, make_model, make_loader, task_cls) -> None:
@@ -125,7 +148,7 @@ def test_best_is_a_pointer_never_pruned(tmp_path: Path, make_model, make_loader,
     state = _trainer(tmp_path, make_model, make_loader, _scripted(task_cls, [5.0, 1.0, 2.0, 3.0])).fit()
     root = tmp_path / "checkpoints"
     assert (state.best_step, state.best_metric) == (1, 5.0)
-    assert (root / "best").read_text().strip() == "step_00000001"
+    assert os.readlink(root / "best") == "step_00000001"
     assert sorted(p.name for p in root.iterdir()) == ["best", "latest", "step_00000001", "step_00000004"]
     model = formers.from_pretrained(root / "best")
     saved = formers.from_pretrained(root / "step_00000001")
@@ -147,7 +170,7 @@ def test_an_older_runs_best_directory_loads_and_becomes_a_pointer(
     assert message is None and (root / "best").is_dir()  # consistent: left as it is
 
     state = _trainer(tmp_path, make_model, make_loader, _scripted(task_cls, [9.0]), max_steps=6).fit(resume=True)
-    assert state.best_step == 5 and (root / "best").is_file()
+    assert state.best_step == 5 and os.readlink(root / "best") == "step_00000005"
     _assert_best_consistent(tmp_path, state)
 
 
@@ -175,7 +198,8 @@ def test_a_lost_best_falls_back_to_what_best_still_names(tmp_path: Path, make_mo
     root = tmp_path / "checkpoints"
     state = read_trainer_state(latest_checkpoint(tmp_path))
     assert state.best_step == 4
-    (root / "best").write_text("step_00000002\n")  # stale
+    (root / "best").unlink()
+    os.symlink("step_00000002", root / "best")  # stale
     shutil.rmtree(root / "step_00000003")
     lost = read_trainer_state(root / "step_00000002")
     shutil.rmtree(root / "step_00000004")  # the recorded best is gone (latest with it: repair alone is checked)

@@ -1,12 +1,15 @@
-"""``checkpoints/best``: a pointer to the step checkpoint with the best eval metric, and its repair after a crash.
+"""``checkpoints/best``: a link to the step checkpoint with the best eval metric, and its repair after a crash.
 
 A new best is recorded in the step checkpoint saved for that step (``trainer_state.json``'s ``best_step``), and
-only then is ``best`` pointed at it (temporary file, fsync, ``os.replace``), so ``best`` always names a complete
-checkpoint; pruning never deletes the one it names. A crash between the two leaves a stale pointer, which
+only then is ``best`` pointed at it: a relative symbolic link ``best -> step_00001234`` made under a temporary
+name and renamed over the old one (one atomic ``os.replace``), so ``best`` always names a complete checkpoint and
+reads as a directory everywhere (``from_pretrained``, tokenizer and preprocessing loaders, ``ls``). Pruning never
+deletes the step it names. A crash between the save and the rename leaves a stale link, which
 :func:`repair_best` fixes when the run resumes.
 
-Older runs hold a ``best/`` directory (a copy, replaced by two renames). It is still read, turned into a pointer at
-the next new best, and recovered from its ``.best.old-*`` / ``.best.tmp-*`` leftovers when a crash came between
+Where symbolic links cannot be made (Windows without the privilege), and in runs written before, ``best/`` is a
+directory: a copy (hard links), replaced by two renames. It is still read, turned into a link at the next new best
+where links work, and recovered from its ``.best.old-*`` / ``.best.tmp-*`` leftovers when a crash came between
 those renames.
 """
 
@@ -17,51 +20,74 @@ import os
 import shutil
 from pathlib import Path
 
-from formers.files import WEIGHTS_NAME
+from formers.files import WEIGHTS_NAME, fsync_dir
 from formers.training.checkpoint import (
     BEST_NAME,
+    MAX_POINTER_BYTES,
     TRAINER_STATE_NAME,
     TrainerState,
     checkpoints_dir,
-    read_pointer,
+    copy_checkpoint,
     read_trainer_state,
     step_dir_name,
-    write_pointer,
 )
 
 
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def best_checkpoint(run_dir: str | Path) -> Path | None:
-    """The best checkpoint of a run (the step directory ``checkpoints/best`` names, or an older run's ``best/``
-    copy), or ``None`` when the run has none.
+    """The best checkpoint of a run (the step directory ``checkpoints/best`` links to, or a ``best/`` copy), or
+    ``None`` when the run has none.
 
     Raises:
-        ValueError: the pointer is corrupt.
-        FileNotFoundError: it names a directory that holds no complete checkpoint.
+        ValueError: the link does not name a directory beside it.
+        FileNotFoundError: it names one that holds no complete checkpoint.
     """
     path = checkpoints_dir(run_dir) / BEST_NAME
-    if path.is_dir():
-        if not (path / TRAINER_STATE_NAME).is_file():
-            raise FileNotFoundError(f"{path} holds no {TRAINER_STATE_NAME}")
-        return path
-    return read_pointer(path)
+    if path.is_symlink():
+        name = os.readlink(path)
+        if len(name) > MAX_POINTER_BYTES or Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"{path} must link to a checkpoint directory beside it, got {name[:60]!r}")
+        target = path.parent / name
+    elif path.is_dir():
+        target = path
+    else:
+        return None
+    if not (target / TRAINER_STATE_NAME).is_file():
+        raise FileNotFoundError(f"{path} names {target}, which holds no {TRAINER_STATE_NAME}")
+    return target
 
 
 def write_best(run_dir: str | Path, checkpoint: Path) -> Path:
-    """Atomically points ``run_dir/checkpoints/best`` at step checkpoint ``checkpoint``; an older run's ``best/``
-    copy is moved aside first and deleted after (a crash in between is repaired by :func:`repair_best`)."""
+    """Atomically points ``run_dir/checkpoints/best`` at step checkpoint ``checkpoint`` (see the module docstring;
+    an older ``best/`` copy is moved aside first and deleted after, a crash in between is repaired by
+    :func:`repair_best`). Returns the path of ``best``."""
     root = checkpoints_dir(run_dir)
+    best, tmp = root / BEST_NAME, root / f".{BEST_NAME}.tmp-link-{os.getpid()}"
+    _remove(tmp)
+    try:
+        os.symlink(checkpoint.name, tmp, target_is_directory=True)
+    except (OSError, NotImplementedError):  # no symbolic links here: a copy, replaced by atomic_directory
+        return copy_checkpoint(checkpoint, best)
     old = None
-    if (root / BEST_NAME).is_dir():
+    if best.is_dir() and not best.is_symlink():
         old = root / f".{BEST_NAME}.old-{os.getpid()}"
-        os.replace(root / BEST_NAME, old)
-    write_pointer(run_dir, BEST_NAME, checkpoint)
+        os.replace(best, old)
+    os.replace(tmp, best)
+    fsync_dir(root)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return checkpoint
+    return best
 
 
 def _complete(directory: Path) -> bool:
-    return directory.is_dir() and (directory / TRAINER_STATE_NAME).is_file() and (directory / WEIGHTS_NAME).is_file()
+    return (not directory.is_symlink() and directory.is_dir() and (directory / TRAINER_STATE_NAME).is_file()
+            and (directory / WEIGHTS_NAME).is_file())
 
 
 def _state(directory: Path | None) -> TrainerState | None:
@@ -76,7 +102,7 @@ def _state(directory: Path | None) -> TrainerState | None:
 def repair_best(run_dir: str | Path, state: TrainerState) -> tuple[TrainerState, str | None]:
     """Makes ``checkpoints/best`` agree with ``state`` (the resumed checkpoint's record) and removes leftovers.
 
-    When ``best`` is missing, corrupt or stale, it is pointed at ``step_<best_step>``, recovering that checkpoint
+    When ``best`` is missing, broken or stale, it is pointed at ``step_<best_step>``, recovering that checkpoint
     from an older run's leftover copy if needed. When the recorded best checkpoint is gone altogether, ``state``
     falls back to the checkpoint ``best`` still names (or to no best: the next evaluation starts a new one).
 
@@ -111,13 +137,10 @@ def repair_best(run_dir: str | Path, state: TrainerState) -> tuple[TrainerState,
             message = (f"the best checkpoint of step {want} is lost; {root / BEST_NAME} keeps step "
                        f"{current_state.step} (best_metric={current_state.best_metric})")
         else:
-            if (root / BEST_NAME).is_file():
+            if (root / BEST_NAME).is_symlink():
                 (root / BEST_NAME).unlink()
             state = dataclasses.replace(state, best_metric=None, best_step=None)
             message = f"the best checkpoint of step {want} is lost; the next evaluation starts a new best"
     for p in leftovers:
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.exists():
-            p.unlink()
+        _remove(p)
     return state, message

@@ -15,8 +15,8 @@ Layout of ``run_dir/checkpoints/``::
         trainer_state.json    step, epoch, batch position, best metric, non-finite counters
         <extra files>         e.g. tokenizer.json, written by the task
     latest                    text file naming the newest step directory
-    best                      text file naming the step directory with the best eval metric (never pruned);
-                              older runs hold a ``best/`` directory instead, still read
+    best                      link to the step directory with the best eval metric (never pruned; a copy where
+                              links are unavailable and in older runs): see formers.training.best
 
 Every directory is written under a temporary name, fsynced and renamed (:func:`atomic_directory`), and only then
 is a pointer replaced (temporary file, fsync, ``os.replace``): a crash at any point leaves the previous checkpoint
@@ -213,7 +213,7 @@ def step_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def read_pointer(pointer: Path) -> Path | None:
-    """The checkpoint directory a pointer file (``latest``, ``best``) names, or ``None`` when there is no such file.
+    """The checkpoint directory a pointer file (``latest``) names, or ``None`` when there is no such file.
 
     Raises:
         ValueError: the pointer does not hold a plain directory name (corrupt or hostile file).
@@ -256,10 +256,13 @@ def remove_directory(path: Path) -> None:
 
 
 def _pointed(root: Path, name: str) -> Path | None:
+    """The directory pointer file or link ``root/name`` names (unchecked), or ``None``."""
     pointer = root / name
+    if pointer.is_symlink():
+        return root / os.readlink(pointer)
     if not pointer.is_file():
         return None
-    return root / pointer.read_text(encoding="utf-8", errors="replace").strip()
+    return root / pointer.read_bytes()[:MAX_POINTER_BYTES].decode("utf-8", errors="replace").strip()
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
