@@ -120,3 +120,21 @@ def test_kill_9_during_saves_then_resume_gives_the_uninterrupted_run(tmp_path: P
     assert read_trainer_state(best_checkpoint(run)).step == state.best_step
     assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
     assert json.loads((run / "results.json").read_text())["steps"] == STEPS
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_real_process_saves_and_prints_the_resume_command(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _start(tmp_path, run, 0)
+    deadline = time.monotonic() + 300
+    while not (run / "metrics.csv").exists() or len(_losses(run)) < 3:  # training is under way
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out
+    assert "finishing this step, then saving a checkpoint" in out and "Traceback" not in out
+    resume = [line for line in out.splitlines() if line.startswith("resume with: formers train ")]
+    assert resume and resume[0].endswith(f"--run-dir {run} --resume"), out
+    state = read_trainer_state(latest_checkpoint(run))
+    assert 3 <= state.step < STEPS and f"interrupted after step {state.step}; saved" in out
