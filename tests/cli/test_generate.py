@@ -74,10 +74,8 @@ def test_bpe_tokenizer_json_and_eos(tmp_path, capsys):
     assert out == "whether" + tok.decode(ids) + "\n" and "<|endoftext|>" not in out
 
 
-def test_gpt2_vocabulary_files(tmp_path, shared_data):
-    files = shared_data / "gpt2-bpe"
-    if not (files / "encoder.json").is_file():
-        pytest.skip("GPT-2 BPE files are absent")
+def test_gpt2_vocabulary_files(tmp_path, gpt2_bpe_dir):
+    files = gpt2_bpe_dir
     shutil.copyfile(files / "encoder.json", tmp_path / "vocab.json")
     shutil.copyfile(files / "vocab.bpe", tmp_path / "merges.txt")
     tok = load_checkpoint_tokenizer(tmp_path)
