@@ -113,7 +113,8 @@ def test_resume_continues_and_existing_run_needs_resume(trained_run, capsys, tmp
         (["translate", "--checkpoint", "/nonexistent/dir", "hi"], "does not exist"),
     ],
 )
-def test_bad_input_gives_one_clear_line(capsys, argv, message):
+def test_bad_input_gives_one_clear_line(capsys, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/<recipe> is relative: never the user's folder (which may hold runs/quickstart)
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert message in err and "Traceback" not in err
