@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import os
 import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+IMPORT_NAMES = {
+    "pytest": "pytest", "pytest-timeout": "pytest_timeout", "transformers": "transformers",
+    "sentencepiece": "sentencepiece", "timm": "timm", "torchvision": "torchvision", "pillow": "PIL",
+    "scikit-learn": "sklearn", "import-linter": "importlinter", "hypothesis": "hypothesis", "scipy": "scipy",
+}
+"""The module each optional dependency installs."""
 
 
 def readme_commands() -> list[str]:
@@ -43,3 +54,62 @@ def test_quickstart_command_trains_prints_bleu_and_saves_a_usable_checkpoint(tmp
     example = re.search(r"\(`\.venv/bin/formers (translate [^`]+)`\)", (REPO / "README.md").read_text()).group(1)
     out = subprocess.run([str(formers_bin), *shlex.split(example)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip(), out.stderr
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def installed_requirements(names: set[str]) -> set[str]:
+    """``names`` and everything they require, recursively, as installed here (requirements of extras left out)."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        todo += [_name(r) for r in requires if "extra ==" not in r.replace('"', "").replace("'", "")]
+    return seen
+
+
+def optional_modules() -> set[str]:
+    """Modules of the optional extras ([dev], [vision], [detection]) that no required dependency pulls in."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    required = installed_requirements({_name(r) for r in project["dependencies"]})
+    optional = {_name(r) for extra in project["optional-dependencies"].values() for r in extra} - required
+    unmapped = optional - IMPORT_NAMES.keys()
+    assert not unmapped, f"add the import names of {sorted(unmapped)} to IMPORT_NAMES"
+    return {IMPORT_NAMES[n] for n in optional}
+
+
+BLOCKER = """
+import json, sys
+for name in BLOCKED:  # what an uninstalled package looks like: import raises, importlib.util.find_spec gives None
+    sys.modules[name] = None
+from formers.cli.main import main
+for argv in json.loads(sys.argv[1]):
+    code = main(argv)
+    if code:
+        sys.exit(code)
+"""
+
+
+def test_quickstart_needs_no_optional_dependency(tmp_path):
+    """``pip install formers`` (no [dev], no [vision]) is enough for ``formers train quickstart`` and ``translate``."""
+    blocked = optional_modules()
+    assert {"torchvision", "transformers", "timm", "sklearn", "pytest"} <= blocked
+    tiny = ["--set", "train.max_minutes=null", "--set", "train.max_steps=3", "--set", "data.max_train_pairs=200",
+            "--set", "data.max_valid_pairs=4", "--set", "data.vocab_size=300", "--set", "model.embed_dim=32",
+            "--set", "model.ffn_dim=64", "--set", "task_options.final_beam_size=1"]
+    commands = [["train", "quickstart", *tiny], ["translate", "--checkpoint", "runs/quickstart", "And God said."]]
+    done = subprocess.run(
+        [sys.executable, "-c", f"BLOCKED = {sorted(blocked)!r}" + BLOCKER, json.dumps(commands)], cwd=tmp_path,
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sacreBLEU" in done.stdout and done.stdout.strip().splitlines()[-1], done.stdout
