@@ -6,6 +6,7 @@ Set ``FORMERS_DEBUG=1`` to see full tracebacks.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 
@@ -23,6 +24,7 @@ from formers.cli import (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="formers", description="The Transformer family: train, translate, evaluate.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train.add_parser(sub)
     translate.add_translate_parser(sub)
@@ -36,7 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed package's version (its metadata), or the source tree's when formers runs uninstalled."""
+    try:
+        return importlib.metadata.version("formers")
+    except importlib.metadata.PackageNotFoundError:
+        from formers import __version__
+
+        return f"{__version__} (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(sys.stdout, "reconfigure"):  # a log file or pipe sees each line when it is printed, not minutes later
+        sys.stdout.reconfigure(line_buffering=True)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

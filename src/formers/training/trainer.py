@@ -26,7 +26,6 @@ from typing import Any, Iterable, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from formers.devices import move_to_device, resolve_device
 from formers.training.checkpoint import (
@@ -42,6 +41,7 @@ from formers.training.checkpoint import (
     write_checkpoint,
 )
 from formers.training.optim import build_optimizer
+from formers.training.progress import Progress, stop_message
 from formers.training.task import StepOutput
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -78,7 +78,8 @@ class TrainerConfig:
         deterministic: ``torch.use_deterministic_algorithms(True)`` and deterministic cuDNN.
         max_consecutive_nonfinite: raise :class:`NonFiniteLossError` after this many skipped steps in a row.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        progress_bar: show a tqdm bar with loss, lr and tokens/s.
+        progress_bar: show a live tqdm bar with loss, lr and tokens/s when stderr is a terminal; otherwise (or when
+            off) a line is printed every ``log_every`` steps (:mod:`formers.training.progress`).
         tensorboard: also log to ``run_dir/tensorboard`` (skipped when tensorboard is not installed).
         compile: run the training steps through ``torch.compile(model, dynamic=False)``: one graph per batch shape,
             the first steps pay the compilation. Suits fixed shapes (image batches, LM windows); length-bucketed
@@ -325,7 +326,7 @@ class Trainer:
         self._open_logs(resumed=checkpoint is not None)
         start_step = self.state.step
         last_eval = last_save = start_step
-        bar = tqdm(total=cfg.max_steps, initial=start_step, disable=not cfg.progress_bar, dynamic_ncols=True)
+        bar = Progress(cfg.max_steps, start_step, cfg.progress_bar, self._deadline)
         window = _Window()
         step_loss: Tensor | None = None
         micro = 0
@@ -386,6 +387,11 @@ class Trainer:
                 if improved:
                     self._save_best(saved)
                 self._plot()
+            spent = self._deadline is not None and time.monotonic() >= self._deadline
+            latest = latest_checkpoint(self.run_dir)
+            bar.close()
+            print(stop_message(self.state.step, cfg.max_steps, cfg.max_minutes, self.state.epoch, cfg.max_epochs, spent)
+                  + (f"; latest checkpoint {latest}" if latest else "; no checkpoint written"), flush=True)
         finally:
             bar.close()
             if self._tb is not None:
@@ -537,7 +543,7 @@ class Trainer:
         assert self._csv is not None
         self._csv.write(row)
 
-    def _log_train(self, window: _Window, bar: tqdm) -> None:
+    def _log_train(self, window: _Window, bar: Progress) -> None:
         state = self.state
         lr = float(self.optimizer.param_groups[0]["lr"])
         values = window.read()
@@ -547,9 +553,7 @@ class Trainer:
             for k, v in row.items():
                 if k not in ("step", "epoch") and math.isfinite(v):
                     self._tb.add_scalar(f"train/{k.removeprefix('train_')}", v, state.step)
-        bar.set_postfix(
-            loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{values['tokens_per_s']:.0f}", refresh=False
-        )
+        bar.log(state.step, values["loss"], lr, values["tokens_per_s"])
 
     def _plot(self) -> None:
         from formers.viz.curves import plot_curves
