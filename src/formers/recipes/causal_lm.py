@@ -23,7 +23,7 @@ from formers.data.lm import (
 )
 from formers.data.tokenizers import TOKENIZER_FILE
 from formers.hub import from_pretrained
-from formers.recipes.recipe import Recipe, RunSetup, model_from_section
+from formers.recipes.recipe import DATA_SOURCES, Recipe, RunSetup, model_from_section
 from formers.tasks.causal_lm import CausalLMTask
 
 
@@ -58,9 +58,10 @@ class LMOptions:
 
 def _prepared_dir(data: LMData, run_dir: Path) -> Path:
 
-    given = [k for k in ("corpus", "text", "prepared") if getattr(data, k)]
+    given = [k for k in DATA_SOURCES["causal_lm"] if getattr(data, k)]
     if len(given) != 1:
-        raise ValueError(f"data needs exactly one of corpus, text or prepared; got {given or 'none'}")
+        raise ValueError(f"data needs exactly one of corpus, text or prepared; got {given or 'none'} (--set data.text=F "
+                         "on the command line replaces the recipe's corpus)")
     if data.prepared:
         folder = Path(data.prepared)
         if not (folder / META_FILE).is_file():
