@@ -13,6 +13,7 @@ import sys
 from formers.cli import (
     checkpoints,
     classify,
+    classify_text,
     embed,
     generate,
     listing,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_parsers(sub)
     prepare.add_parser(sub)
     classify.add_parser(sub)
+    classify_text.add_parser(sub)
     embed.add_parsers(sub)
     return parser
 

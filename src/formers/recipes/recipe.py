@@ -43,6 +43,7 @@ class Expected:
     value: str = ""
     hardware: str = ""
     time: str = ""
+    notes: str = ""  # how it was measured, baselines, shorter runs: what `formers recipes NAME` adds to the table
 
 
 @dataclass
