@@ -6,11 +6,11 @@ import gzip
 
 import pytest
 
-from formers.data import corpora, downloads
+from formers.data import corpora, downloads, gpt2_bpe
 from formers.data.assets import ASSETS, ASSETS_DIR, unpack_asset
 from formers.data.corpora import TINYSHAKESPEARE_SHA256, tinyshakespeare_path
 from formers.data.downloads import ChecksumError, sha256_of
-from formers.data.gpt2_bpe import GPT2_FILES
+from formers.data.gpt2_bpe import GPT2_FILES, GPT2BPETokenizer
 
 
 def test_manifest_matches_the_loaders_checksums_and_the_files_are_small():
@@ -48,3 +48,16 @@ def test_tinyshakespeare_comes_from_the_package_without_network_or_shared_data(t
     assert path == tmp_path / "cache" / "tinyshakespeare" / "input.txt"
     assert path.read_bytes() == gzip.decompress((ASSETS_DIR / "tinyshakespeare" / "input.txt.gz").read_bytes())
     assert len(path.read_text(encoding="utf-8")) == 1_115_394
+
+
+def test_gpt2_tokenizer_comes_from_the_package_without_network_or_shared_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORMERS_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(gpt2_bpe, "resolve_data_dir", lambda *a, **k: None)
+
+    def offline(*args, **kwargs):
+        raise AssertionError("find_gpt2_files tried the network")
+
+    monkeypatch.setattr(gpt2_bpe, "download", offline)
+    tok = GPT2BPETokenizer.from_gpt2_dir()
+    assert tok.encode("Hello world") == [15496, 995] and tok.vocab_size == 50257
+    assert sha256_of(tmp_path / "cache" / "gpt2-bpe" / "vocab.bpe") == GPT2_FILES["vocab.bpe"][1]

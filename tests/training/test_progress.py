@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from formers.training.optim import build_optimizer
+from formers.training import progress
 from formers.training.progress import Progress, stop_message
 from formers.training.trainer import Trainer, TrainerConfig
 
@@ -29,6 +30,20 @@ def test_a_log_gets_lines_not_a_bar(tmp_path, make_model, make_loader, task_cls,
     assert steps == ["2", "4", "6"], out
     assert "train: done, 6 steps (max_steps=6); latest checkpoint " in out
     assert out.rstrip().endswith(str(tmp_path / "checkpoints" / "step_00000006"))
+
+
+def test_a_slow_run_still_prints_a_line_every_half_minute(monkeypatch, capsys):
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    bar = Progress(100, 0, bar=True, deadline=1000.0 + 240)  # not a terminal: lines
+    for _ in range(3):
+        clock[0] += 20.0  # one slow step every 20 s: no metrics row for minutes
+        bar.update()
+    assert capsys.readouterr().out.splitlines() == [
+        "step 2/100 (2%)  0.7 min (3.3 min left of the time budget)",  # 40 s after the start
+    ]
+    bar.log(3, 2.5, 1e-3, 10.0)
+    assert capsys.readouterr().out.startswith("step 3/100 (3%)  loss 2.5000  lr 1.00e-03  10 tok/s  1.0 min")
 
 
 def test_a_terminal_gets_a_bar():

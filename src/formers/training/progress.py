@@ -3,7 +3,8 @@
 A tqdm bar redraws itself many times a second, which is what a terminal wants and what floods a log file or a CI
 console. So the bar is shown only when stderr is a terminal (and ``progress_bar`` is on); otherwise one line per
 metrics row goes to stdout, flushed: ``step 1,200/3,000 (40%)  loss 2.3145  lr 1.00e-03  5,310 tok/s  1.2 min``,
-with the time left when a time budget (``max_minutes``) is set.
+with the time left when a time budget (``max_minutes``) is set, and a shorter line whenever
+:data:`HEARTBEAT_SECONDS` pass without one (slow steps, a busy machine), so a log never goes quiet for minutes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import time
 from typing import TextIO
 
 from tqdm.auto import tqdm
+
+
+HEARTBEAT_SECONDS = 30.0
+"""Longest silence between two progress lines when no bar is shown."""
 
 
 def _minutes(seconds: float) -> str:
@@ -37,25 +42,34 @@ class Progress:
         isatty = getattr(stream, "isatty", None)
         self.live = bool(bar and callable(isatty) and isatty())
         self.total, self.deadline = total, deadline
-        self.start = time.monotonic()
+        self.start = self.last_line = time.monotonic()
+        self.step = initial
         self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, file=stream) if self.live else None
 
     def update(self, steps: int = 1) -> None:
         """Advances the bar by ``steps`` optimizer steps."""
+        self.step += steps
         if self.bar is not None:
             self.bar.update(steps)
+        elif time.monotonic() - self.last_line >= HEARTBEAT_SECONDS:
+            self._print(f"step {self.step:,}{self._of(self.step)}")
+
+    def _of(self, step: int) -> str:
+        return f"/{self.total:,} ({step / self.total:.0%})" if self.total else ""
+
+    def _print(self, head: str) -> None:
+        now = time.monotonic()
+        left = f" ({_minutes(max(self.deadline - now, 0.0))} left of the time budget)" if self.deadline is not None else ""
+        print(f"{head}  {_minutes(now - self.start)}{left}", flush=True)
+        self.last_line = now
 
     def log(self, step: int, loss: float, lr: float, tokens_per_s: float) -> None:
         """Shows the latest metrics row: in the bar's postfix, or as one printed line."""
-        left = f"{_minutes(max(self.deadline - time.monotonic(), 0.0))} left" if self.deadline is not None else None
         if self.bar is not None:
-            extra = {"left": left} if left else {}
+            extra = {"left": _minutes(max(self.deadline - time.monotonic(), 0.0))} if self.deadline is not None else {}
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}", **extra, refresh=False)
             return
-        of = f"/{self.total:,} ({step / self.total:.0%})" if self.total else ""
-        line = (f"step {step:,}{of}  loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s  "
-                f"{_minutes(time.monotonic() - self.start)}")
-        print(line + (f" ({left} of the time budget)" if left else ""), flush=True)
+        self._print(f"step {step:,}{self._of(step)}  loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s")
 
     def close(self) -> None:
         """Ends the bar (idempotent)."""
