@@ -22,7 +22,7 @@ def _ignored(name: str) -> bool:
 
 
 def working_tree() -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
-    """(size, mtime) of every file and the mtime of every folder of the repository, outside :data:`WORKING_TREE_IGNORED`."""
+    """(size, mtime) of every file and the mtime of every folder of the repository (not the ignored folders)."""
     files: dict[str, tuple[int, int]] = {}
     folders: dict[str, int] = {}
     for root, dirs, names in os.walk(REPO):
@@ -81,7 +81,8 @@ def _working_tree_untouched(request: pytest.FixtureRequest):
     changes = tree_changes(_TREE["files"], files)
     _TREE["files"], _TREE["folders"] = files, folders  # report each change once
     if changes:
-        pytest.fail(f"{request.node.nodeid} wrote into the working tree {REPO} (use tmp_path): " + "; ".join(changes[:10]))
+        where = f"{request.node.nodeid} wrote into the working tree {REPO} (use tmp_path): "
+        pytest.fail(where + "; ".join(changes[:10]))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -32,7 +32,8 @@ def test_current_umask_reads_without_changing_it(umask):
 
 def test_saved_model_run_and_average_follow_the_umask(tmp_path, umask):
     file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
-    model = formers.create_model("gpt_mini", vocab_size=32, eos_id=None, embed_dim=16, num_heads=2, num_layers=1, max_seq_len=8)
+    model = formers.create_model("gpt_mini", vocab_size=32, eos_id=None, embed_dim=16, num_heads=2, num_layers=1,
+                                 max_seq_len=8)
     saved = formers.save_pretrained(model, tmp_path / "model")
     run = tmp_path / "run"
     for step in (1, 2):

@@ -39,7 +39,8 @@ def test_list_models_and_recipes(capsys):
     assert code == 0 and "transformer_base" in out and "Table 3" in out
     code, out, _ = run_cli(capsys, "recipes")
     lines = out.splitlines()
-    assert code == 0 and lines[0].split() == ["RECIPE", "TASK", "MODEL", "DATA", "METRIC", "EXPECTED", "HARDWARE", "TIME"]
+    assert code == 0
+    assert lines[0].split() == ["RECIPE", "TASK", "MODEL", "DATA", "METRIC", "EXPECTED", "HARDWARE", "TIME"]
     from formers.recipes.recipe import list_recipes
 
     recipes = list_recipes()

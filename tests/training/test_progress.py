@@ -59,7 +59,8 @@ def test_a_terminal_gets_a_bar():
     bar.close()
     bar.close()  # idempotent
     assert "3/10" in stream.getvalue()
-    assert not Progress(10, 0, bar=False, stream=stream).live and not Progress(10, 0, bar=True, stream=io.StringIO()).live
+    assert not Progress(10, 0, bar=False, stream=stream).live
+    assert not Progress(10, 0, bar=True, stream=io.StringIO()).live
 
 
 def test_a_spent_time_budget_says_so(tmp_path, make_model, make_loader, task_cls, capsys):

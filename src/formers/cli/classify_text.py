@@ -14,12 +14,12 @@ from formers.inference.text_classification import check_texts, classify_texts
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("classify-text", help="label texts with a fine-tuned text classifier (a text_classification run)")
+    p = sub.add_parser("classify-text", help="label texts with a fine-tuned text classifier (text_classification run)")
     p.add_argument("--checkpoint", required=True, type=Path, help="run or checkpoint directory")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to label (default: --file or stdin)")
     p.add_argument("--file", type=Path, default=None, help="read texts from this file, one per line ('-' = stdin)")
     p.add_argument("--top-k", type=int, default=None, help="labels to print per text (default: all)")
-    p.add_argument("--truncate", action="store_true", help="cut texts longer than the model's limit instead of refusing")
+    p.add_argument("--truncate", action="store_true", help="cut texts longer than the model's limit, not refuse them")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=run)
 

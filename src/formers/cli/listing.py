@@ -92,7 +92,9 @@ def recipe_details(name: str, r: Recipe) -> str:
         ("run it", f"formers train {name}  (--set key=value to change any setting)"),
     ]
     wrap = lambda text: textwrap.fill(text, 100, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
-    body = "\n".join(textwrap.fill(v, 100, initial_indent=f"  {k:<9} ", subsequent_indent=" " * 12) for k, v in rows if v)
+    body = "\n".join(
+        textwrap.fill(v, 100, initial_indent=f"  {k:<9} ", subsequent_indent=" " * 12) for k, v in rows if v
+    )
     return f"{name}\n{wrap(r.description)}\n{body}"
 
 

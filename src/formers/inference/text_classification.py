@@ -49,7 +49,9 @@ class TextClassifier:
                 "needs a BERT sequence classifier (a text_classification run)"
             )
         if model.config.num_labels != len(labels):
-            raise ValueError(f"the model has num_labels={model.config.num_labels}, but labels.json names {len(labels)} labels")
+            raise ValueError(
+                f"the model has num_labels={model.config.num_labels}, but labels.json names {len(labels)} labels"
+            )
         check_vocab_matches(tokenizer, model)
         self.model, self.tokenizer, self.labels = model.eval(), tokenizer, labels
 
@@ -91,8 +93,8 @@ class TextClassifier:
         if too_long and not truncate:
             i, n = too_long[0]
             raise ValueError(
-                f"{len(too_long)} text(s) are longer than the model's max_seq_len={limit} tokens (text {i}: {n} tokens); "
-                "shorten them or pass truncate (--truncate) to cut them"
+                f"{len(too_long)} text(s) are longer than the model's max_seq_len={limit} tokens (text {i}: {n} "
+                "tokens); shorten them or pass truncate (--truncate) to cut them"
             )
         if too_long:
             rows = encode_texts(self.tokenizer, texts, pairs, [0] * len(texts), limit)

@@ -60,8 +60,8 @@ def _prepared_dir(data: LMData, run_dir: Path) -> Path:
 
     given = [k for k in DATA_SOURCES["causal_lm"] if getattr(data, k)]
     if len(given) != 1:
-        raise ValueError(f"data needs exactly one of corpus, text or prepared; got {given or 'none'} (--set data.text=F "
-                         "on the command line replaces the recipe's corpus)")
+        raise ValueError(f"data needs exactly one of corpus, text or prepared; got {given or 'none'} "
+                         "(--set data.text=F on the command line replaces the recipe's corpus)")
     if data.prepared:
         folder = Path(data.prepared)
         if not (folder / META_FILE).is_file():

@@ -59,7 +59,7 @@ class Progress:
 
     def _print(self, head: str) -> None:
         now = time.monotonic()
-        left = f" ({_minutes(max(self.deadline - now, 0.0))} left of the time budget)" if self.deadline is not None else ""
+        left = "" if self.deadline is None else f" ({_minutes(max(self.deadline - now, 0.0))} left of the time budget)"
         print(f"{head}  {_minutes(now - self.start)}{left}", flush=True)
         self.last_line = now
 
@@ -67,7 +67,8 @@ class Progress:
         """Shows the latest metrics row: in the bar's postfix, or as one printed line."""
         if self.bar is not None:
             extra = {"left": _minutes(max(self.deadline - time.monotonic(), 0.0))} if self.deadline is not None else {}
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}", **extra, refresh=False)
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}", **extra,
+                                 refresh=False)
             return
         self._print(f"step {step:,}{self._of(step)}  loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s")
 
