@@ -61,3 +61,15 @@ def test_gpt2_tokenizer_comes_from_the_package_without_network_or_shared_data(tm
     tok = GPT2BPETokenizer.from_gpt2_dir()
     assert tok.encode("Hello world") == [15496, 995] and tok.vocab_size == 50257
     assert sha256_of(tmp_path / "cache" / "gpt2-bpe" / "vocab.bpe") == GPT2_FILES["vocab.bpe"][1]
+
+
+def test_every_shipped_file_is_package_data():
+    """A wheel (not only an editable install) carries the files: pyproject's package-data globs name each one."""
+    import tomllib
+
+    package = ASSETS_DIR.parents[1]  # src/formers
+    pyproject = tomllib.loads((package.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["formers"]
+    listed = {p for pattern in globs for p in package.glob(pattern)}
+    shipped = {p for p in ASSETS_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert shipped and shipped <= listed, sorted(str(p.relative_to(package)) for p in shipped - listed)
