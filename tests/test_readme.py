@@ -161,3 +161,13 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
             raise AssertionError(f"README python block {i + 1} fails: {type(e).__name__}: {e}\n{block}") from e
     out = capsys.readouterr().out
     assert "torch.Size([2, " in out  # the forward pass printed (B, T, V)
+
+
+def test_readme_tables_are_whole():
+    """A Markdown table ends at a blank line: every table starts with a header and its |---| row, none is cut."""
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|")):
+            assert i + 1 < len(lines) and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1]), (
+                f"README.md line {i + 1} starts a table without a header row: {line[:80]!r}"
+            )
