@@ -33,6 +33,36 @@ GENERATION_CONFIG_NAME = "generation_config.json"  # Hugging Face decoding defau
 # ---------------------------------------------------------------- atomic writes
 
 
+def current_umask() -> int:
+    """The process's umask, read from ``/proc`` where possible (``os.umask`` can only read it by setting it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def chmod_by_umask(path: Path) -> None:
+    """Gives ``path`` and every file and folder under it the mode ``open``/``mkdir`` would have given it (0o666 /
+    0o777 less the umask): ``mkstemp``, ``mkdtemp`` and safetensors create private (0600 / 0700) files, while a
+    saved model or run should be as readable as anything else the user writes. Symbolic links are left alone."""
+    mask = current_umask()
+    if not path.is_dir():
+        os.chmod(path, 0o666 & ~mask)
+        return
+    os.chmod(path, 0o777 & ~mask)
+    for root, dirs, files in os.walk(path):  # os.walk does not follow links into folders
+        for name in dirs + files:
+            entry = Path(root) / name
+            if not entry.is_symlink():
+                os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~mask)
+
+
 def fsync_dir(path: Path) -> None:
     """Flushes a directory's entries (new names, renames) to disk."""
     fd = os.open(str(path), os.O_RDONLY)
@@ -56,6 +86,7 @@ def atomic_file(path: str | Path, suffix: str = "") -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        chmod_by_umask(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -76,6 +107,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp
+        chmod_by_umask(tmp)
         for f in tmp.iterdir():
             if f.is_file():
                 with open(f, "rb") as fh:

@@ -43,7 +43,35 @@ def test_list_models_and_recipes(capsys):
     code, out, _ = run_cli(capsys, "list-models", "transformer_*")
     assert code == 0 and "transformer_base" in out and "Table 3" in out
     code, out, _ = run_cli(capsys, "recipes")
-    assert code == 0 and "quickstart" in out and "multi30k-en-de" in out and "expected:" in out
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0].split() == ["RECIPE", "TASK", "MODEL", "DATA", "METRIC", "EXPECTED", "HARDWARE", "TIME"]
+    from formers.recipes.recipe import list_recipes
+
+    recipes = list_recipes()
+    assert {line.split()[0] for line in lines[1:] if line and not line.startswith(" ")} >= set(recipes)
+    for bad in ("see README", "None", "{", "TBD", "QUICKSTART"):
+        assert bad not in out, bad
+    for name, r in recipes.items():  # every recipe states what it reaches, where and how fast
+        assert all(getattr(r.expected, f) for f in ("metric", "value", "hardware", "time", "notes")), name
+    code, out, _ = run_cli(capsys, "recipes", "bert-finetune-spam-cpu")
+    assert code == 0 and "all-MiniLM-L6-v2 (pretrained), dropout=0.1" in out and "formers train bert-finetune" in out
+    assert "spam_baseline.py" in out  # the notes
+    code, _, err = run_cli(capsys, "recipes", "nope")
+    assert code == 2 and "unknown recipe 'nope'" in err and "quickstart" in err
+
+
+def test_version(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith("formers ")
+    try:
+        assert out.split()[1] == importlib.metadata.version("formers")
+    except importlib.metadata.PackageNotFoundError:
+        assert out.split()[1] == formers.__version__ and "(not installed)" in out
 
 
 def test_train_writes_a_complete_run(trained_run):
@@ -175,7 +203,8 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(trained_run, ca
         (["translate", "--checkpoint", "/nonexistent/dir", "hi"], "does not exist"),
     ],
 )
-def test_bad_input_gives_one_clear_line(capsys, argv, message):
+def test_bad_input_gives_one_clear_line(capsys, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/<recipe> is relative: never the user's folder (which may hold runs/quickstart)
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert message in err and "Traceback" not in err

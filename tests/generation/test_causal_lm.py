@@ -101,15 +101,32 @@ def test_stop_and_streamer():
     assert [len(r) for r in lists] == [2, 2, 2]
 
 
-def test_truncate_keeps_the_latest_prompt_tokens():
+def nanogpt_greedy(model, ids, max_new_tokens):
+    """nanoGPT's sample loop: every token from a full forward pass over the last ``max_seq_len`` tokens, no cache."""
+    for _ in range(max_new_tokens):
+        logits = model(ids[:, -model.config.max_seq_len :]).logits[:, -1]
+        ids = torch.cat([ids, logits.argmax(dim=-1, keepdim=True)], dim=1)
+    return ids[:, -max_new_tokens:]
+
+
+@pytest.mark.parametrize("prompt_len, max_new_tokens", [(20, 8), (6, 60), (40, 30), (1, 24)])
+def test_truncate_slides_a_window_of_the_last_max_seq_len_tokens(prompt_len, max_new_tokens):
     model = make()
-    ids = torch.randint(4, 40, (2, 20))
-    with pytest.raises(ValueError, match="prompt length 20 \\+ max_new_tokens 8 exceeds max_seq_len=24.*truncate=True"):
-        generate(model, ids, 8)
-    out = generate(model, ids, 8, truncate=True)
-    assert out.tolist() == generate(model, ids[:, -16:], 8).tolist()
-    with pytest.raises(ValueError, match="no room for a prompt"):
-        generate(model, ids, 24, truncate=True)
+    ids = torch.randint(4, 40, (2, prompt_len))
+    with pytest.raises(ValueError, match=f"prompt length {prompt_len} \\+ max_new_tokens {max_new_tokens} exceeds "
+                                         "max_seq_len=24.*truncate=True.*sliding window"):
+        generate(model, ids, max_new_tokens)
+    out = generate(model, ids, max_new_tokens, truncate=True)
+    assert out.tolist() == nanogpt_greedy(model, ids, max_new_tokens).tolist()
+
+
+def test_truncate_slides_padded_rows_as_each_row_alone():
+    model = make()
+    ids, mask = prompts()
+    batched = generate(model, ids, 40, padding_mask=mask, truncate=True, do_sample=True, seed=[1, 2, 3], top_k=5)
+    for i in range(3):
+        alone_out = generate(model, alone(ids, mask, i), 40, truncate=True, do_sample=True, seed=[i + 1], top_k=5)
+        assert batched[i].tolist() == alone_out[0].tolist(), i
 
 
 def test_generate_restores_training_mode():

@@ -6,6 +6,7 @@ Set ``FORMERS_DEBUG=1`` to see full tracebacks.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from typing import NoReturn
@@ -13,6 +14,7 @@ from typing import NoReturn
 from formers.cli import (
     checkpoints,
     classify,
+    classify_text,
     embed,
     generate,
     listing,
@@ -31,6 +33,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="formers", description="The Transformer family: train, translate, evaluate.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train.add_parser(sub)
     translate.add_translate_parser(sub)
@@ -40,15 +43,28 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_parsers(sub)
     prepare.add_parser(sub)
     classify.add_parser(sub)
+    classify_text.add_parser(sub)
     embed.add_parsers(sub)
     return parser
 
 
+def version() -> str:
+    """The installed package's version (its metadata), or the source tree's when formers runs uninstalled."""
+    try:
+        return importlib.metadata.version("formers")
+    except importlib.metadata.PackageNotFoundError:
+        from formers import __version__
+
+        return f"{__version__} (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(sys.stdout, "reconfigure"):  # a log file or pipe sees each line when it is printed, not minutes later
+        sys.stdout.reconfigure(line_buffering=True)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as e:
         if os.environ.get("FORMERS_DEBUG"):
             raise
         print(f"formers {args.command}: error: {e}", file=sys.stderr)

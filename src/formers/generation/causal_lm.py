@@ -140,8 +140,9 @@ def generate(
             None uses the global RNG.
         stop: called with a row's generated ids after each step (after ``streamer``); True ends that row.
         streamer: called after each step with the B new ids (see :data:`Streamer`).
-        truncate: when prompt + ``max_new_tokens`` exceeds ``max_seq_len``, drop the oldest prompt tokens
-            instead of raising.
+        truncate: when prompt + ``max_new_tokens`` exceeds ``max_seq_len``, condition every token on the last
+            ``max_seq_len`` tokens (a sliding window, as nanoGPT's ``idx[:, -block_size:]``) instead of raising: the
+            prompt keeps its latest ``max_seq_len`` tokens, and once the cache is full each step re-reads the window.
         as_lists: return B lists of ids without the fill and without the final ``eos_id``.
 
     Returns:
@@ -167,26 +168,28 @@ def generate(
     eos_id = c.eos_id if eos_id is None else eos_id
     check_eos_id(eos_id, c.vocab_size)
     batch, prompt_len = input_ids.shape
-    room = c.max_seq_len - max_new_tokens
-    if prompt_len > room:
-        if not truncate or room < 1:
-            raise ValueError(
-                f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} exceeds max_seq_len={c.max_seq_len}; "
-                "shorten the prompt, lower max_new_tokens, or pass truncate=True to drop the oldest prompt tokens"
-                + ("" if room >= 1 else " (max_new_tokens alone leaves no room for a prompt)")
-            )
-        input_ids = input_ids[:, -room:]
-        padding_mask = padding_mask[:, -room:] if padding_mask is not None else None
+    sliding = prompt_len + max_new_tokens > c.max_seq_len
+    if sliding and not truncate:
+        raise ValueError(
+            f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} exceeds max_seq_len={c.max_seq_len}; "
+            "shorten the prompt, lower max_new_tokens, or pass truncate=True to generate on a sliding window of the "
+            f"last {c.max_seq_len} tokens"
+        )
+    if prompt_len > c.max_seq_len:
+        input_ids = input_ids[:, -c.max_seq_len :]
+        padding_mask = padding_mask[:, -c.max_seq_len :] if padding_mask is not None else None
         check_padding_mask(padding_mask, input_ids, "padding_mask (after truncation)")
-        prompt_len = room
+        prompt_len = c.max_seq_len
     generators = _generators(seed, batch) if do_sample else None
     fill = next((t for t in (c.pad_id, eos_id) if t is not None), 0)
 
     was_training = model.training
     model.eval()
     try:
-        state = model.init_cache(batch, prompt_len + max_new_tokens)
+        capacity = min(prompt_len + max_new_tokens, c.max_seq_len)
+        state = model.init_cache(batch, capacity)
         logits = model(input_ids, padding_mask, cache=state).logits[:, -1]  # (B, V)
+        cached = prompt_len
         ended = [False] * batch
         kept = [0] * batch  # tokens each row returns as a list
         rows: list[list[int]] = [[] for _ in range(batch)]
@@ -214,7 +217,17 @@ def generate(
                     ended[b] = True
             if all(ended) or step == max_new_tokens - 1:
                 break
-            logits = model(tokens[:, None], cache=state).logits[:, -1]  # (B, V)
+            if sliding:  # the window: the last max_seq_len tokens (B, <= max_seq_len)
+                input_ids = torch.cat([input_ids, tokens[:, None]], dim=1)[:, -c.max_seq_len :]
+                if padding_mask is not None:
+                    real = torch.ones_like(padding_mask[:, :1])  # (B, 1)
+                    padding_mask = torch.cat([padding_mask, real], dim=1)[:, -c.max_seq_len :]
+            if cached < capacity:
+                logits = model(tokens[:, None], cache=state).logits[:, -1]  # (B, V)
+                cached += 1
+            else:  # the cache is full: positions shift, so the whole window is read again
+                state = model.init_cache(batch, capacity)
+                logits = model(input_ids, padding_mask, cache=state).logits[:, -1]  # (B, V)
     finally:
         model.train(was_training)
     if as_lists:

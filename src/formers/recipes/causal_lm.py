@@ -23,7 +23,13 @@ from formers.data.lm import (
 from formers.data.tokenizers.joint_bpe import TOKENIZER_FILE
 from formers.data.tokenizers.load import load_tokenizer
 from formers.hub import from_pretrained
-from formers.recipes.recipe import Recipe, RunSetup, model_from_section, model_section
+from formers.recipes.recipe import (
+    DATA_SOURCES,
+    Recipe,
+    RunSetup,
+    model_from_section,
+    model_section,
+)
 from formers.tasks.causal_lm import CausalLMTask
 from formers.training.best import best_checkpoint
 
@@ -63,9 +69,10 @@ RESUMABLE = ("task_options.sample_prompt", "task_options.sample_tokens", "task_o
 
 
 def _check_source(data: LMData) -> None:
-    given = [k for k in ("corpus", "text", "prepared") if getattr(data, k)]
+    given = [k for k in DATA_SOURCES["causal_lm"] if getattr(data, k)]
     if len(given) != 1:
-        raise ValueError(f"data needs exactly one of corpus, text or prepared; got {given or 'none'}")
+        raise ValueError(f"data needs exactly one of corpus, text or prepared; got {given or 'none'} "
+                         "(--set data.text=F on the command line replaces the recipe's corpus)")
     if data.corpus is not None and data.corpus != "tinyshakespeare":
         raise ValueError(f"data.corpus must be 'tinyshakespeare' (or use data.text), got {data.corpus!r}")
 

@@ -120,6 +120,7 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     start = time.perf_counter()
     data = from_dict(ImageData, recipe.data, prefix="data.")
     options = from_dict(ImageOptions, recipe.task_options, prefix="task_options.")
+    print(f"data: loading {data.dataset} ...", flush=True)
     train, test = load_splits(data)
     train, val = holdout(train, data.val_size, recipe.train.seed)
     mean, std = (options.mean, options.std) if options.mean and options.std else channel_mean_std(train.images)

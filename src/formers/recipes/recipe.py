@@ -45,6 +45,7 @@ class Expected:
     value: str = ""
     hardware: str = ""
     time: str = ""
+    notes: str = ""  # how it was measured, baselines, shorter runs: what `formers recipes NAME` adds to the table
 
 
 @dataclass
@@ -60,6 +61,14 @@ class Recipe:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainerConfig = field(default_factory=TrainerConfig)
     expected: Expected = field(default_factory=Expected)
+
+
+DATA_SOURCES: dict[str, tuple[str, ...]] = {
+    "causal_lm": ("corpus", "text", "prepared"),
+    "text_classification": ("dataset", "train_file"),
+    "token_classification": ("dataset", "train_file"),
+}
+"""Per task, the ``data`` keys of which a recipe gives exactly one: where its data comes from."""
 
 
 def _builtin_dir() -> Path:
@@ -94,7 +103,15 @@ def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
             raise ValueError(f"unknown recipe {name_or_path!r}; built-in recipes: {', '.join(names)} (or give a .yaml path)")
         data = load_file(builtin)
     recipe = from_dict(Recipe, data)
-    return apply_overrides(recipe, overrides or {}) if overrides else recipe
+    if not overrides:
+        return recipe
+    # `--set data.text=my.txt` on a recipe that reads a built-in corpus means "this text instead": the override of
+    # one data source replaces the recipe's other (a recipe file giving two still fails, in the task's setup).
+    sources = DATA_SOURCES.get(str(overrides.get("task", recipe.task)), ())
+    chosen = {k.removeprefix("data.") for k, v in overrides.items() if k.startswith("data.") and v is not None}
+    if chosen & set(sources):
+        recipe.data = {k: v for k, v in recipe.data.items() if k not in sources or k in chosen}
+    return apply_overrides(recipe, overrides)
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:

@@ -17,6 +17,7 @@ LR schedule keeps the length it was built with (it is restored from the checkpoi
 from __future__ import annotations
 
 import json
+import shlex
 import warnings
 from pathlib import Path
 from typing import Any
@@ -169,4 +170,24 @@ def run_recipe(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> dic
     state = trainer.fit(resume=resume, on_start=lambda _: dump_recipe(recipe, run_dir / RECIPE_FILE))
     results = {"recipe": recipe.name, "steps": state.step, **setup.finalize(trainer)}
     (run_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(next_steps(recipe, run_dir), flush=True)
     return results
+
+
+NEXT_COMMANDS: dict[str, list[str]] = {
+    "translation": ['formers translate --checkpoint {run} "And God said, Let there be light."',
+                    "formers evaluate --checkpoint {run} --src SOURCES.txt --ref REFERENCES.txt"],
+    "causal_lm": ['formers generate --checkpoint {run} --prompt "ROMEO:" --seed 0'],
+    "image_classification": ["formers classify --checkpoint {run} IMAGE.png"],
+    "text_classification": ['formers classify-text --checkpoint {run} "a text to label"'],
+    "masked_lm": ['formers embed --model {run} "A sentence."'],
+}
+"""Commands that use a finished run of each task (``{run}``: the run directory)."""
+
+
+def next_steps(recipe: Recipe, run_dir: Path) -> str:
+    """Where the run went and what to do with it, for the end of ``formers train``."""
+    run = shlex.quote(str(run_dir))
+    lines = [f"run: {run_dir} (results.json, metrics.csv, curves.png, checkpoints/)"]
+    lines += [f"next: {command.format(run=run)}" for command in NEXT_COMMANDS.get(recipe.task, [])]
+    return "\n".join(lines)

@@ -29,7 +29,6 @@ from typing import Any, Callable, Iterable, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from formers.devices import move_to_device, resolve_device
 from formers.training.best import repair_best, write_best
@@ -45,9 +44,14 @@ from formers.training.checkpoint import (
     step_dir_name,
     write_trainer_state,
 )
-from formers.training.interrupt import DeferredInterrupt, StepBoundary, TrainingInterrupted
+from formers.training.interrupt import (
+    DeferredInterrupt,
+    StepBoundary,
+    TrainingInterrupted,
+)
 from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow
 from formers.training.optim import build_optimizer
+from formers.training.progress import Progress, stop_message
 from formers.training.task import StepOutput
 from formers.viz.curves import plot_curves
 
@@ -84,7 +88,8 @@ class TrainerConfig:
         deterministic: ``torch.use_deterministic_algorithms(True)`` and deterministic cuDNN.
         max_consecutive_nonfinite: raise :class:`NonFiniteLossError` after this many skipped steps in a row.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        progress_bar: show a tqdm bar with loss, lr and tokens/s.
+        progress_bar: show a live tqdm bar with loss, lr and tokens/s when stderr is a terminal; otherwise (or when
+            off) a line is printed every ``log_every`` steps (:mod:`formers.training.progress`).
         tensorboard: also log to ``run_dir/tensorboard`` (skipped when tensorboard is not installed).
         compile: run the training steps through ``torch.compile(model, dynamic=False)``: one graph per batch shape,
             the first steps pay the compilation. Suits fixed shapes (image batches, LM windows); length-bucketed
@@ -274,7 +279,7 @@ class Trainer:
         self._open_logs(resumed=checkpoint is not None)
         self._start_step = self._last_save = self._last_eval = self.state.step
         self._latest, self._boundary, self._phase = checkpoint, None, "step"
-        bar = tqdm(total=cfg.max_steps, initial=self.state.step, disable=not cfg.progress_bar, dynamic_ncols=True)
+        bar = Progress(cfg.max_steps, self.state.step, cfg.progress_bar, self._deadline)
         interrupt = DeferredInterrupt()
         try:
             with interrupt:
@@ -289,7 +294,7 @@ class Trainer:
                 self._tb.close()
         return self.state
 
-    def _run(self, bar: tqdm, interrupt: DeferredInterrupt, loader_state: Any) -> None:
+    def _run(self, bar: Progress, interrupt: DeferredInterrupt, loader_state: Any) -> None:
         """The epochs and steps of :meth:`fit`, then the final log, evaluation and checkpoint."""
         cfg, state = self.config, self.state
         window = StepWindow()
@@ -353,6 +358,12 @@ class Trainer:
             self._plot()
         if interrupt.requested:
             raise self._interrupted(forced=False)
+        spent = self._deadline is not None and time.monotonic() >= self._deadline
+        latest = latest_checkpoint(self.run_dir)
+        bar.close()
+        print(stop_message(state.step, self.config.max_steps, self.config.max_minutes, state.epoch,
+                           self.config.max_epochs, spent)
+              + (f"; latest checkpoint {latest}" if latest else "; no checkpoint written"), flush=True)
 
     def evaluate(self) -> dict[str, float]:
         """Runs ``task.evaluate`` in eval mode under ``torch.no_grad()`` (and autocast) and returns its metrics."""
@@ -542,7 +553,7 @@ class Trainer:
         assert self._csv is not None
         self._csv.write(row)
 
-    def _log_train(self, window: StepWindow, bar: tqdm) -> None:
+    def _log_train(self, window: StepWindow, bar: Progress) -> None:
         state = self.state
         lr = float(self.optimizer.param_groups[0]["lr"])
         values = window.read()
@@ -552,9 +563,7 @@ class Trainer:
             for k, v in row.items():
                 if k not in ("step", "epoch") and math.isfinite(v):
                     self._tb.add_scalar(f"train/{k.removeprefix('train_')}", v, state.step)
-        bar.set_postfix(
-            loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{values['tokens_per_s']:.0f}", refresh=False
-        )
+        bar.log(state.step, values["loss"], lr, values["tokens_per_s"])
 
     def _plot(self) -> None:
         try:
