@@ -25,8 +25,12 @@ from formers.files import (
 from formers.registry import converters
 
 
-def load_hf_directory(directory: Path, meta: dict[str, Any]) -> nn.Module:
+def load_hf_directory(directory: Path, meta: dict[str, Any], allow_non_finite: bool = False) -> nn.Module:
     """Builds the formers model for a Hugging Face directory, dispatching on ``meta["model_type"]``.
+
+    The converter builds its formers config from ``meta`` (each field checked by the config's ``__post_init__``)
+    and the model through :func:`formers.registry.build_model` (size-bounded); the weights are loaded with the
+    shared checks (shapes, dtype kinds, and no NaN or infinite values unless ``allow_non_finite``).
 
     Returns:
         The model with the directory's weights (train mode, on CPU; ``formers.from_pretrained`` moves it and sets
@@ -34,10 +38,10 @@ def load_hf_directory(directory: Path, meta: dict[str, Any]) -> nn.Module:
     """
     model_type = meta["model_type"]
     known = converters("hf")
-    if model_type not in known:
+    if not isinstance(model_type, str) or model_type not in known:
         raise ValueError(f"Hugging Face model_type {model_type!r} is not supported yet; supported: {sorted(known)}")
     model, state = known[model_type](meta, read_hf_weights(directory), directory)
-    load_state_into(model, state, directory / WEIGHTS_NAME)
+    load_state_into(model, state, directory / WEIGHTS_NAME, allow_non_finite=allow_non_finite)
     return model
 
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from formers.config import Count, Epsilon, NumClasses, Pixels, Probability, Ratio, Width, check_fields
 from formers.layers import (
     DropPath,
     FeedForward,
@@ -63,25 +64,26 @@ from formers.registry import register_family, register_model
 class TNTConfig:
     """Hyper-parameters of a TNT image classifier (defaults: TNT-S, ImageNet-1k at 224x224)."""
 
-    image_size: int = 224
-    patch_size: int = 16
-    in_channels: int = 3
-    num_classes: int = 1000
-    embed_dim: int = 384  # patch (outer) token width D
-    inner_dim: int = 24  # pixel (inner) token width c
-    num_layers: int = 12
-    num_heads: int = 6  # outer attention heads
-    inner_num_heads: int = 4
-    mlp_ratio: float = 4.0  # outer FFN width / D
-    inner_mlp_ratio: float = 4.0  # inner FFN width / c
-    pixel_stride: int = 4  # stride of the 7x7 pixel convolution: ceil(P / stride)^2 pixel tokens per patch
+    image_size: Pixels = 224
+    patch_size: Pixels = 16
+    in_channels: Width = 3
+    num_classes: NumClasses = 1000
+    embed_dim: Width = 384  # patch (outer) token width D
+    inner_dim: Width = 24  # pixel (inner) token width c
+    num_layers: Count = 12
+    num_heads: Count = 6  # outer attention heads
+    inner_num_heads: Count = 4
+    mlp_ratio: Ratio = 4.0  # outer FFN width / D
+    inner_mlp_ratio: Ratio = 4.0  # inner FFN width / c
+    pixel_stride: Pixels = 4  # stride of the 7x7 pixel convolution: ceil(P / stride)^2 pixel tokens per patch
     qkv_bias: bool = False
-    dropout: float = 0.0
-    attn_dropout: float = 0.0
-    drop_path_rate: float = 0.0
-    layer_norm_eps: float = 1e-5
+    dropout: Probability = 0.0
+    attn_dropout: Probability = 0.0
+    drop_path_rate: Probability = 0.0
+    layer_norm_eps: Epsilon = 1e-5
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("image_size", "patch_size", "in_channels", "embed_dim", "inner_dim", "num_layers", "num_heads",
                      "inner_num_heads", "pixel_stride"):
             value = getattr(self, name)
