@@ -53,9 +53,14 @@ class Between:
         return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
 
+MAX_LAYERS = 1024
+"""Most blocks a model may stack (per ``num_*_layers`` field, and over all stages of a ``depths`` tuple)."""
+MAX_WIDTH = 2**18
+"""Widest feature dimension (any stage of any family)."""
+
 # One range per concept (the names of the house style's table), shared by every family's Config.
-Count = Annotated[int, Between(1, 1024)]  # layers, heads, blocks per stage
-Width = Annotated[int, Between(1, 2**18)]  # embed_dim, ffn_dim, channels, key_dim
+Count = Annotated[int, Between(1, MAX_LAYERS)]  # layers, heads, blocks per stage
+Width = Annotated[int, Between(1, MAX_WIDTH)]  # embed_dim, ffn_dim, channels, key_dim
 VocabSize = Annotated[int, Between(1, 2**22)]  # token and token-type vocabularies
 TokenId = Annotated[int, Between(0, 2**22 - 1)]  # pad/bos/eos ids; families check them against their vocabulary
 SeqLen = Annotated[int, Between(1, 2**20)]  # max_seq_len

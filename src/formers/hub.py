@@ -50,18 +50,23 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint path {str(path)!r} does not exist")
-    if (path / CONFIG_NAME).exists():
-        return path
+    if _present(path / CONFIG_NAME):
+        return path  # whatever it is: from_pretrained says what is wrong with it
     for pointer in (path / "latest", path / "checkpoints" / "latest"):
-        if pointer.exists() or pointer.is_symlink():
+        if _present(pointer):
             target = read_pointer(pointer)
-            if not (target / CONFIG_NAME).exists():
+            if not _present(target / CONFIG_NAME):
                 raise FileNotFoundError(f"{pointer} points to {target}, which holds no {CONFIG_NAME}")
             return target
     raise FileNotFoundError(
         f"{str(path)!r} is not a model directory: expected {CONFIG_NAME} + {WEIGHTS_NAME}, "
         "or a run directory with checkpoints/latest"
     )
+
+
+def _present(path: Path) -> bool:
+    """``path`` exists, or is a symlink (even a dangling or looping one, which reading it then reports)."""
+    return path.exists() or path.is_symlink()
 
 
 def checkpoint_family(path: str | Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from formers.devices import resolve_device
-from formers.hub import from_pretrained, resolve_checkpoint_dir
+from formers.hub import checkpoint_family, from_pretrained, resolve_checkpoint_dir
 from formers.inference.translate import Translator
 
 
@@ -49,6 +49,9 @@ def load_translator(args: argparse.Namespace) -> Translator:
     from formers.data.tokenizers import SubwordTokenizer
 
     directory = resolve_checkpoint_dir(args.checkpoint)
+    if (family := checkpoint_family(directory)) != "transformer":  # before reading its tokenizer or weights
+        command = getattr(args, "command", "translation")
+        raise ValueError(f"{directory} holds a {family} model; {command} needs an encoder-decoder 'transformer'")
     tok_path = directory / "tokenizer.json"
     if not tok_path.is_file():
         raise FileNotFoundError(f"{directory} has no tokenizer.json; translation checkpoints save their tokenizer")

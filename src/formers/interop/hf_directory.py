@@ -40,7 +40,16 @@ def load_hf_directory(directory: Path, meta: dict[str, Any], allow_non_finite: b
     known = converters("hf")
     if not isinstance(model_type, str) or model_type not in known:
         raise ValueError(f"Hugging Face model_type {model_type!r} is not supported yet; supported: {sorted(known)}")
-    model, state = known[model_type](meta, read_hf_weights(directory), directory)
+    hf_state = read_hf_weights(directory)
+    try:
+        model, state = known[model_type](meta, hf_state, directory)
+    except (KeyError, IndexError, ZeroDivisionError, OverflowError, AttributeError) as e:
+        # the converter read a config.json or tensors that may come from anyone: a missing key or a value of the
+        # wrong kind is the directory's fault, said as such
+        raise ValueError(
+            f"{directory}: its {CONFIG_NAME} and weights do not describe a {model_type} model formers can convert "
+            f"({type(e).__name__}: {e})"
+        ) from None
     load_state_into(model, state, directory / WEIGHTS_NAME, allow_non_finite=allow_non_finite)
     return model
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.config import Count, Epsilon, NumClasses, Pixels, Probability, Ratio, Width, check_fields
+from formers.config import MAX_LAYERS, Count, Epsilon, NumClasses, Pixels, Probability, Ratio, Width, check_fields
 from formers.layers import (
     DropPath,
     FeedForward,
@@ -87,8 +87,8 @@ class EfficientFormerConfig:
                 f"depths, embed_dims and downsamples need one entry per stage, got {len(self.depths)}, "
                 f"{len(self.embed_dims)} and {len(self.downsamples)}"
             )
-        if any(d < 1 for d in self.depths) or any(d < 1 for d in self.embed_dims):
-            raise ValueError(f"depths and embed_dims must be positive, got {self.depths} and {self.embed_dims}")
+        if sum(self.depths) > MAX_LAYERS:
+            raise ValueError(f"depths must add up to at most {MAX_LAYERS} blocks, got {sum(self.depths)}")
         for i in range(1, n):
             if not self.downsamples[i] and self.embed_dims[i] != self.embed_dims[i - 1]:
                 raise ValueError(

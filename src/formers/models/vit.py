@@ -69,11 +69,6 @@ class ViTConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        for name in ("image_size", "patch_size", "in_channels", "embed_dim", "num_layers", "num_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 = no head), got {self.num_classes}")
         if self.embed_dim % self.num_heads != 0:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         if self.image_size % self.patch_size != 0:
