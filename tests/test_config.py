@@ -10,7 +10,15 @@ from typing import Annotated, Literal
 import pytest
 
 from formers import config as config_module
-from formers.config import Between, Count, Probability, check_fields, from_dict, load_file, parse_set_args
+from formers.config import (
+    Between,
+    Count,
+    Probability,
+    check_fields,
+    from_dict,
+    load_file,
+    parse_set_args,
+)
 
 
 @dataclass

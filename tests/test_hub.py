@@ -17,8 +17,9 @@ import signal
 import struct
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -212,7 +213,7 @@ def test_config_is_checked_against_the_weights_header_before_anything_is_allocat
 def test_non_finite_weights_are_refused_naming_the_tensor_unless_allowed(saved, tmp_path):
     directory = _copy(saved["gpt_mini"], tmp_path)
     state = load_file(str(directory / "model.safetensors"))
-    name = sorted(k for k, v in state.items() if v.is_floating_point() and v.dim() == 2)[0]
+    name = min(k for k, v in state.items() if v.is_floating_point() and v.dim() == 2)
     state[name][0, 0] = float("nan")
     save_file(state, str(directory / "model.safetensors"))
     with pytest.raises(ValueError, match=rf"model\.safetensors hold NaN or infinite values: {name} \(1 values\)"):
@@ -225,7 +226,7 @@ def test_non_finite_weights_are_refused_naming_the_tensor_unless_allowed(saved, 
 def test_integer_tensors_where_floats_belong_are_refused_from_the_header(saved, tmp_path, monkeypatch):
     directory = _copy(saved["gpt_mini"], tmp_path)
     state = load_file(str(directory / "model.safetensors"))
-    name = sorted(k for k, v in state.items() if v.is_floating_point())[0]
+    name = min(k for k, v in state.items() if v.is_floating_point())
     state[name] = state[name].to(torch.int64)
     save_file(state, str(directory / "model.safetensors"))
     monkeypatch.setattr(hub, "load_safetensors", lambda *a, **k: pytest.fail("tensors read before the header check"))

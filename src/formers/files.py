@@ -22,8 +22,9 @@ import shutil
 import stat
 import tempfile
 import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -262,7 +263,7 @@ def safetensors_header(path: Path) -> dict[str, TensorInfo]:
     info: dict[str, TensorInfo] = {}
     try:
         with safe_open(str(path), framework="pt") as f:
-            for name in f.keys():
+            for name in f.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
                 tensor = f.get_slice(name)
                 dtype = tensor.get_dtype()
                 if dtype not in _SAFETENSORS_DTYPES:

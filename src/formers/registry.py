@@ -20,8 +20,9 @@ import dataclasses
 import difflib
 import fnmatch
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn

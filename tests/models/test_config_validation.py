@@ -16,7 +16,13 @@ import pytest
 
 import formers  # noqa: F401  (registers the families)
 from formers.config import Between
-from formers.registry import MAX_MODEL_ELEMENTS, create_config, create_model, get_entry, list_models
+from formers.registry import (
+    MAX_MODEL_ELEMENTS,
+    create_config,
+    create_model,
+    get_entry,
+    list_models,
+)
 
 
 def _families() -> dict[str, str]:
@@ -56,8 +62,8 @@ def _cases(family: str) -> list[tuple[str, typing.Any, type, str]]:
         base, bound, is_tuple = _bounds(tp)
         current = getattr(config, name)
 
-        def put(value):
-            return tuple(current[:-1]) + (value,) if is_tuple else value
+        def put(value, current=current, is_tuple=is_tuple):
+            return (*current[:-1], value) if is_tuple else value
 
         if base is int:
             assert bound is not None, f"{type(config).__name__}.{name} is an int without a range: annotate it (Count, Width...)"

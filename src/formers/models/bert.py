@@ -29,7 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.config import Count, Epsilon, NumClasses, Probability, SeqLen, TokenId, VocabSize, Width, check_fields
+from formers.config import (
+    Count,
+    Epsilon,
+    NumClasses,
+    Probability,
+    SeqLen,
+    TokenId,
+    VocabSize,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     EncoderBlock,
     LearnedPositionalEmbedding,

@@ -37,7 +37,17 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.config import MAX_LAYERS, Count, Epsilon, NumClasses, Pixels, Probability, Ratio, Width, check_fields
+from formers.config import (
+    MAX_LAYERS,
+    Count,
+    Epsilon,
+    NumClasses,
+    Pixels,
+    Probability,
+    Ratio,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     DropPath,
     FeedForward,

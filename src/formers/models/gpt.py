@@ -29,7 +29,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from formers.config import Count, Epsilon, Probability, SeqLen, TokenId, VocabSize, Width, check_fields
+from formers.config import (
+    Count,
+    Epsilon,
+    Probability,
+    SeqLen,
+    TokenId,
+    VocabSize,
+    Width,
+    check_fields,
+)
 from formers.generation.causal_lm import Streamer, generate
 from formers.layers import (
     ACTIVATIONS,

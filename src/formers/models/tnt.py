@@ -43,7 +43,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from formers.config import Count, Epsilon, NumClasses, Pixels, Probability, Ratio, Width, check_fields
+from formers.config import (
+    Count,
+    Epsilon,
+    NumClasses,
+    Pixels,
+    Probability,
+    Ratio,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     DropPath,
     FeedForward,

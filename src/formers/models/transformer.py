@@ -16,7 +16,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from formers.config import Count, Epsilon, Probability, SeqLen, TokenId, VocabSize, Width, check_fields
+from formers.config import (
+    Count,
+    Epsilon,
+    Probability,
+    SeqLen,
+    TokenId,
+    VocabSize,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     ACTIVATIONS,
     DecoderBlock,

@@ -32,7 +32,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from formers.config import Count, Epsilon, NumClasses, Pixels, Probability, Ratio, Width, check_fields
+from formers.config import (
+    Count,
+    Epsilon,
+    NumClasses,
+    Pixels,
+    Probability,
+    Ratio,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     FusedPreNormEncoderBlock,
     PatchEmbedding,
