@@ -207,6 +207,26 @@ def test_config_is_checked_against_the_weights_header_before_anything_is_allocat
     assert built_for_real == [False, False]
 
 
+def test_a_hugging_face_config_bigger_than_its_weights_is_refused_before_allocating(saved, tmp_path, monkeypatch):
+    """Within every field's range and under MAX_MODEL_ELEMENTS (48 layers of width 1024: 2.4 GB), but far more than
+    the tiny weight file can fill: refused on the meta device, the model never built for real."""
+    directory = _copy(saved["hf_gpt2"], tmp_path)
+    meta = json.loads((directory / "config.json").read_text())
+    meta.update(n_layer=48, n_embd=1024, n_head=16)
+    (directory / "config.json").write_text(json.dumps(meta))
+    built_for_real = []
+    real_init = formers.models.gpt.GPT.__init__
+
+    def spy(self, config):
+        built_for_real.append(torch.empty(0).device.type != "meta")
+        real_init(self, config)
+
+    monkeypatch.setattr(formers.models.gpt.GPT, "__init__", spy)
+    with pytest.raises(ValueError, match=r"more than what the weights in .*hf_gpt2 can fill \([\d,]+ elements\)"):
+        from_pretrained(directory)
+    assert built_for_real == [False]
+
+
 # ---------------------------------------------------------------- weights
 
 

@@ -7,7 +7,8 @@ to that config (unknown names raise, listing the valid ones) and builds the fami
 
 Building is bounded: :func:`build_model` (used by ``create_model``, ``from_pretrained`` and the converters) first
 builds the model on PyTorch's ``meta`` device, which allocates nothing, and refuses a config whose parameters and
-buffers would exceed :data:`MAX_MODEL_ELEMENTS`.
+buffers would exceed :data:`MAX_MODEL_ELEMENTS`, or the tighter bound a caller sets with :func:`size_limit` (a
+converter's model may not be much bigger than the weight file it is loaded from).
 
 Converters register themselves for the format they read: ``@register_converter("hf", "gpt2")`` for a Hugging Face
 ``model_type``, ``@register_converter("timm", "vit_")`` for a ``timm`` model-name prefix. The registrations happen
@@ -16,11 +17,13 @@ when the family and converter modules are imported, which importing ``formers`` 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import difflib
 import fnmatch
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,6 +35,22 @@ from formers.config import apply_overrides
 MAX_MODEL_ELEMENTS = 2**34
 """Most parameter and buffer elements :func:`build_model` allocates (about 17 billion: 64 GiB in float32, ten times
 GPT-2 XL). A config asking for more is refused before any memory is taken; raise it here for a bigger machine."""
+
+_SIZE_LIMIT: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar("size_limit", default=None)
+
+
+@contextlib.contextmanager
+def size_limit(elements: int, reason: str) -> Iterator[None]:
+    """Within this block :func:`build_model` refuses models of more than ``elements`` parameter and buffer elements.
+
+    ``reason`` says where the bound comes from in the error (``"the weights in model.safetensors hold 1,234
+    elements"``).
+    """
+    token = _SIZE_LIMIT.set((elements, reason))
+    try:
+        yield
+    finally:
+        _SIZE_LIMIT.reset(token)
 
 
 @dataclass(frozen=True)
@@ -152,8 +171,9 @@ def meta_model(model_cls: Callable[[Any], nn.Module], config: Any) -> nn.Module:
     """Builds ``model_cls(config)`` on the ``meta`` device: shapes and dtypes without memory.
 
     Raises:
-        ValueError: its parameters and buffers hold more than :data:`MAX_MODEL_ELEMENTS` elements (naming the
-            class, the count and the config's sizes).
+        ValueError: its parameters and buffers hold more than :data:`MAX_MODEL_ELEMENTS` elements, or more than
+            an enclosing :func:`size_limit` allows (naming the class, the count and the config's sizes); or the
+            config gives a parameter an empty shape.
     """
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the real build warns again if it has to
@@ -167,12 +187,14 @@ def meta_model(model_cls: Callable[[Any], nn.Module], config: Any) -> nn.Module:
         )
     tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}
     total = sum(t.numel() for t in tensors.values())
-    if total > MAX_MODEL_ELEMENTS:
+    limit, reason = MAX_MODEL_ELEMENTS, f"formers.registry.MAX_MODEL_ELEMENTS={MAX_MODEL_ELEMENTS:,}"
+    if (tighter := _SIZE_LIMIT.get()) is not None and tighter[0] < limit:
+        limit, reason = tighter
+    if total > limit:
         sizes = {k: v for k, v in vars(config).items() if isinstance(v, (int, tuple)) and not isinstance(v, bool)}
         raise ValueError(
             f"{getattr(model_cls, '__name__', model_cls)} with this config holds {total:,} parameter and buffer "
-            f"elements ({total * 4 / 2**30:,.0f} GiB in float32), more than formers.registry.MAX_MODEL_ELEMENTS="
-            f"{MAX_MODEL_ELEMENTS:,}; config sizes: {sizes}"
+            f"elements ({total * 4 / 2**30:,.1f} GiB in float32), more than {reason}; config sizes: {sizes}"
         )
     return model
 

@@ -15,7 +15,7 @@ import typing
 import pytest
 
 import formers  # noqa: F401  (registers the families)
-from formers.config import Between
+from formers.config import MAX_WIDTH, Between
 from formers.registry import (
     MAX_MODEL_ELEMENTS,
     create_config,
@@ -107,8 +107,9 @@ def test_a_config_bomb_is_refused_before_allocating(family):
         widths["embed_dims"] = (2**18,) * len(config.embed_dims)
     heads = {"num_heads": 1, "decoder_num_heads": None, "inner_num_heads": 1}
     overrides = {**widths, **{k: v for k, v in heads.items() if hasattr(config, k)}}
-    if isinstance(getattr(config, "num_heads", None), tuple):
+    if isinstance(getattr(config, "num_heads", None), tuple):  # Swin: the width doubles at every stage
         overrides["num_heads"] = (1,) * len(config.num_heads)
+        overrides["embed_dim"] = MAX_WIDTH // 2 ** (len(config.depths) - 1)
     start = time.perf_counter()
     with pytest.raises(ValueError, match="MAX_MODEL_ELEMENTS") as info:
         create_model(FAMILIES[family], **overrides)

@@ -22,15 +22,20 @@ from formers.files import (
     load_state_into,
     read_hf_weights,
 )
-from formers.registry import converters
+from formers.registry import converters, size_limit
+
+COMPUTED_BUFFERS = 2**24
+"""Elements a converted model may hold beyond its weights (position tables, masks: buffers it computes)."""
 
 
 def load_hf_directory(directory: Path, meta: dict[str, Any], allow_non_finite: bool = False) -> nn.Module:
     """Builds the formers model for a Hugging Face directory, dispatching on ``meta["model_type"]``.
 
     The converter builds its formers config from ``meta`` (each field checked by the config's ``__post_init__``)
-    and the model through :func:`formers.registry.build_model` (size-bounded); the weights are loaded with the
-    shared checks (shapes, dtype kinds, and no NaN or infinite values unless ``allow_non_finite``).
+    and the model through :func:`formers.registry.build_model`, bounded by the weights read: at most twice their
+    elements plus :data:`COMPUTED_BUFFERS`, so a ``config.json`` asking for a model its weights cannot fill is
+    refused before the model is allocated. The weights are then loaded with the shared checks (shapes, dtype kinds,
+    and no NaN or infinite values unless ``allow_non_finite``).
 
     Returns:
         The model with the directory's weights (train mode, on CPU; ``formers.from_pretrained`` moves it and sets
@@ -41,8 +46,14 @@ def load_hf_directory(directory: Path, meta: dict[str, Any], allow_non_finite: b
     if not isinstance(model_type, str) or model_type not in known:
         raise ValueError(f"Hugging Face model_type {model_type!r} is not supported yet; supported: {sorted(known)}")
     hf_state = read_hf_weights(directory)
+    # the model may hold twice the file's elements (tied copies, padded rows) plus computed buffers, no more: a
+    # config.json that does not match its weights is refused before the model is allocated
+    in_file = sum(t.numel() for t in hf_state.values())
+    reason = f"what the weights in {directory} can fill ({in_file:,} elements)"
+    bound = size_limit(2 * in_file + COMPUTED_BUFFERS, reason)
     try:
-        model, state = known[model_type](meta, hf_state, directory)
+        with bound:
+            model, state = known[model_type](meta, hf_state, directory)
     except (KeyError, IndexError, ZeroDivisionError, OverflowError, AttributeError) as e:
         # the converter read a config.json or tensors that may come from anyone: a missing key or a value of the
         # wrong kind is the directory's fault, said as such
