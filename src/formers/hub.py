@@ -8,7 +8,8 @@ and ``model.safetensors`` (:mod:`formers.files`); a Hugging Face directory holds
 Every file is treated as untrusted: ``config.json`` is read with a size bound and every config field is checked
 (types, finite values, ranges, divisibility: each family's ``Config.__post_init__``); the model is first built on the
 ``meta`` device (no memory) and bounded in size, and the weight file's safetensors header is checked against it
-(names, shapes, dtype kinds) before anything is allocated. Weights holding NaN or infinite values are refused unless
+(names, shapes, dtype kinds) before anything is allocated; a Hugging Face model may not outgrow what its weights can
+fill (:func:`formers.interop.hf_directory.load_hf_directory`). Weights holding NaN or infinite values are refused unless
 ``allow_non_finite=True`` (then a warning names them). FIFOs, devices and directories in place of a file are refused
 without opening them. Pickle files are never read.
 """
@@ -26,7 +27,6 @@ from formers.files import (
     FORMAT,
     WEIGHTS_NAME,
     atomic_directory,
-    check_regular_file,
     check_state_fits,
     load_safetensors,
     load_state_into,
@@ -69,18 +69,23 @@ def _present(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
-def checkpoint_family(path: str | Path) -> str:
-    """The model family a checkpoint holds, read from its ``config.json`` without building anything.
+def checkpoint_family(path: str | Path) -> str | None:
+    """The formers model family a checkpoint holds (``"gpt"``, ``"transformer"``...), read from its ``config.json``
+    without building anything; ``None`` for a Hugging Face directory (its converter decides the family).
 
-    A formers checkpoint names its family (``"gpt"``, ``"transformer"``...); a Hugging Face directory gives its
-    ``model_type`` (``"gpt2"``, ``"marian"``...).
+    Raises:
+        ValueError: a formers ``config.json`` that names no family, or neither a formers nor a Hugging Face config.
     """
     config_path = resolve_checkpoint_dir(path) / CONFIG_NAME
     meta = read_json(config_path)
-    name = meta.get("family") if meta.get("format") == FORMAT else meta.get("model_type")
-    if not isinstance(name, str):
-        raise ValueError(f"{config_path} names no model family (expected 'format': 'formers' with a 'family', or a 'model_type')")
-    return name
+    if meta.get("format") != FORMAT:
+        if "model_type" in meta:
+            return None
+        raise ValueError(f"{config_path} is neither a formers config (format: formers) nor a Hugging Face config")
+    family = meta.get("family")
+    if not isinstance(family, str):
+        raise ValueError(f"{config_path}: 'family' must be a model family name, got {family!r}")
+    return family
 
 
 def save_pretrained(model: nn.Module, path: str | Path) -> Path:
@@ -146,7 +151,6 @@ def _load_formers_directory(directory: Path, meta: dict, allow_non_finite: bool)
         skeleton = meta_model(model_cls, config)  # no memory: shapes and dtypes only, size bounded
     except (TypeError, ValueError) as e:
         raise type(e)(f"{config_path}: {e}") from None
-    check_regular_file(weights_path, "weights file")
     check_state_fits(skeleton, safetensors_header(weights_path), weights_path, f"the model {config_path} describes")
     model = model_cls(config)
     load_state_into(model, load_safetensors(weights_path), weights_path, allow_non_finite=allow_non_finite)

@@ -49,7 +49,7 @@ def load_translator(args: argparse.Namespace) -> Translator:
     from formers.data.tokenizers import SubwordTokenizer
 
     directory = resolve_checkpoint_dir(args.checkpoint)
-    if (family := checkpoint_family(directory)) != "transformer":  # before reading its tokenizer or weights
+    if (family := checkpoint_family(directory)) not in ("transformer", None):  # before its tokenizer or weights
         command = getattr(args, "command", "translation")
         raise ValueError(f"{directory} holds a {family} model; {command} needs an encoder-decoder 'transformer'")
     tok_path = directory / "tokenizer.json"
