@@ -1,6 +1,9 @@
-"""``formers`` entry point: parses the subcommand and turns user errors into one clear line (exit code 2).
+"""``formers`` entry point: parses the subcommand and turns every failure into one clear line (exit code 2).
 
-Set ``FORMERS_DEBUG=1`` to see full tracebacks.
+User errors (``ValueError``, ``TypeError``, a missing file), file-system failures (a full or read-only disk, a
+permission denied: the message names the path) and running out of memory print ``formers <command>: error: ...``;
+anything else is printed the same way with its exception type, so a bug still shows what it is. Set
+``FORMERS_DEBUG=1`` to see full tracebacks.
 """
 
 from __future__ import annotations
@@ -64,14 +67,31 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as e:
-        if os.environ.get("FORMERS_DEBUG"):
-            raise
-        print(f"formers {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # every failure becomes one line; FORMERS_DEBUG=1 shows the traceback
+        if os.environ.get("FORMERS_DEBUG"):
+            raise
+        print(f"formers {args.command}: error: {describe_error(e)}", file=sys.stderr)
+        return 2
+
+
+def describe_error(error: Exception) -> str:
+    """One line saying what went wrong: the message of a user error, the path and reason of a file-system error."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        message = f"{error.strerror}: {error.filename}"  # e.g. "No space left on device: runs/x/checkpoints"
+        if error.filename2 is not None:
+            message += f" -> {error.filename2}"
+    elif isinstance(error, MemoryError):
+        message = f"out of memory{': ' + str(error) if str(error) else ''}"
+    elif isinstance(error, RecursionError):
+        message = f"input nested too deeply ({error})"
+    elif isinstance(error, (ValueError, TypeError, OSError, RuntimeError)):
+        message = str(error) or type(error).__name__
+    else:  # not an error formers raises on purpose: say which exception it was
+        message = f"{type(error).__name__}: {error}"
+    return " ".join(message.split())  # one line, whatever the message held
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from formers.cli.text_input import (
 from formers.data.corpora import load_corpus_split
 from formers.data.tokenizers.load import load_tokenizer
 from formers.devices import resolve_device
-from formers.hub import from_pretrained, resolve_checkpoint_dir
+from formers.hub import checkpoint_family, from_pretrained, resolve_checkpoint_dir
 from formers.inference.translate import Translator
 from formers.layers import check_int, check_number
 from formers.tasks.metrics import corpus_bleu
@@ -62,6 +62,10 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 def load_translator(args: argparse.Namespace) -> Translator:
     """Model + tokenizer from ``--checkpoint`` on ``--device``."""
     directory = resolve_checkpoint_dir(args.checkpoint)
+    if (family := checkpoint_family(directory)) not in ("transformer", "rnn", None):  # before its tokenizer or weights
+        command = getattr(args, "command", "translation")
+        raise ValueError(f"{directory} holds a {family} model; {command} needs an encoder-decoder "
+                         "('transformer' or 'rnn')")
     tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))
     if not all(callable(getattr(model, name, None)) for name in ("encode", "init_state", "decode")):
