@@ -31,6 +31,11 @@ def load_hf_directory(directory: Path, meta: dict[str, Any]) -> nn.Module:
         from formers.interop.swin import load_swin_directory
 
         return load_swin_directory(directory, meta)
+    if model_type == "detr":
+        from formers.interop.detr import load_detr_directory
+
+        return load_detr_directory(directory, meta)
     raise ValueError(
-        f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['bert', 'gpt2', 'marian', 'swin', 'vit']"
+        f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['bert', 'detr', 'gpt2', 'marian', "
+        "'swin', 'vit']"
     )
