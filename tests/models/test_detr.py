@@ -143,3 +143,14 @@ def test_bad_inputs_raise_clear_errors():
         DETRConfig(backbone_depths=[2, 2, 2])
     with pytest.raises(ValueError, match="divisible by num_heads"):
         DETRConfig(embed_dim=20, num_heads=3)
+
+
+def test_freeze_backbone_stops_the_stem_and_first_stages():
+    model = DETR(DETRConfig(**TINY, backbone_norm="batch"))
+    model.freeze_backbone(2)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any(n.startswith(("backbone.conv1", "backbone.bn1", "backbone.layer1", "backbone.layer2"))
+                   for n in trainable)
+    assert "backbone.layer3.0.conv1.weight" in trainable and "class_head.weight" in trainable
+    with pytest.raises(ValueError, match="stages must be in"):
+        model.freeze_backbone(5)

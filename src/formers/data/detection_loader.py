@@ -14,7 +14,11 @@ batch it falls in.
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -24,6 +28,57 @@ from formers.data.detection import DetectionDataset, DetectionImage
 from formers.layers.boxes import box_area, box_xyxy_to_cxcywh
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
+PREPROCESSING_FILE = "preprocessing.json"
+
+
+@dataclass
+class DetectionPreprocessing:
+    """What a detection checkpoint needs to detect in new images as it was evaluated; saved as
+    ``preprocessing.json`` beside the weights.
+
+    Attributes:
+        class_names: name of each label.
+        category_ids: COCO category id of each label.
+        mean: per-channel mean of the [0, 1]-scaled training pixels.
+        std: per-channel standard deviation.
+        size: shorter side images are resized to (None: kept as they are).
+        max_size: longest side after the resize.
+    """
+
+    class_names: list[str]
+    category_ids: list[int]
+    mean: list[float]
+    std: list[float]
+    size: int | None = 800
+    max_size: int = 1333
+
+    def __post_init__(self) -> None:
+        if len(self.category_ids) != len(self.class_names):
+            raise ValueError(f"{len(self.class_names)} class names but {len(self.category_ids)} category ids")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"mean and std need 3 values (RGB) and std > 0, got {self.mean} and {self.std}")
+
+    def transform(self) -> Transform:
+        """The evaluation resize."""
+        return eval_transform(self.size, self.max_size)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Writes ``preprocessing.json`` into ``directory``."""
+        path = Path(directory) / PREPROCESSING_FILE
+        path.write_text(json.dumps({"task": "detection", **asdict(self)}, indent=2), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> DetectionPreprocessing:
+        """Reads ``preprocessing.json`` from a checkpoint directory."""
+        path = Path(directory) / PREPROCESSING_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: a detection checkpoint needs the preprocessing.json its "
+                                    "recipe writes (class names, normalisation, resize)")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.pop("task", None) != "detection":
+            raise ValueError(f"{path} does not describe a detection model (no \"task\": \"detection\")")
+        return cls(**data)
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -167,6 +222,20 @@ def collate_detection(samples: list[dict[str, Any]], pad_to: tuple[int, int] | N
     }
 
 
+def normalize_padded(images: Tensor, padding_mask: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """(B, C, H, W) uint8 -> normalised float pixels, zero on the padding (DETR pads normalised images with 0).
+
+    Args:
+        images: (B, C, H, W) uint8, on any device.
+        padding_mask: (B, H, W) bool, True = real pixel.
+        mean: per-channel mean of [0, 1] pixels.
+        std: per-channel standard deviation.
+    """
+    m = torch.tensor(list(mean), device=images.device).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+    s = torch.tensor(list(std), device=images.device).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+    return (images.float() / 255.0 - m) / s * padding_mask[:, None]  # mask (B, H, W) -> (B, 1, H, W)
+
+
 class DetectionLoader:
     """Batches of a :class:`DetectionDataset` for training (shuffled, augmented) or evaluation (in order).
 
@@ -279,5 +348,5 @@ def tile_dataset(dataset: DetectionDataset, tile_size: int, overlap: float = 0.0
     return out
 
 
-__all__ = ["DetectionLoader", "DetectionSamples", "RandomSizeCrop", "collate_detection", "eval_transform",
+__all__ = ["PREPROCESSING_FILE", "DetectionLoader", "DetectionPreprocessing", "DetectionSamples", "RandomSizeCrop", "collate_detection", "eval_transform", "normalize_padded",
            "output_size", "tile_dataset", "train_transform"]

@@ -8,12 +8,15 @@ COCO evaluation keeps every query, display keeps those above a threshold.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from formers.data.detection_loader import DetectionPreprocessing, collate_detection, normalize_padded
+from formers.layers import value_checks
 from formers.layers.boxes import box_cxcywh_to_xyxy, box_xyxy_to_xywh
 
 
@@ -97,4 +100,62 @@ def postprocess(
     return out
 
 
-__all__ = ["Detections", "postprocess"]
+class Detector:
+    """Detects objects in images with a trained detection model and its preprocessing.
+
+    Images of any size are resized as at evaluation (``preprocessing.size`` / ``max_size``), batched with padding,
+    normalised, and their boxes returned in the pixels of the images given.
+
+    Args:
+        model: a detection model (``model(images, padding_mask)`` -> ``.logits``, ``.boxes``), put in eval mode.
+        preprocessing: the checkpoint's :class:`~formers.data.detection_loader.DetectionPreprocessing`.
+        batch_size: images per forward pass.
+    """
+
+    def __init__(self, model: nn.Module, preprocessing: DetectionPreprocessing, batch_size: int = 8) -> None:
+        num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+        if num_classes != len(preprocessing.class_names):
+            raise ValueError(f"the model has num_classes={num_classes}, its preprocessing names "
+                             f"{len(preprocessing.class_names)} classes")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.preprocessing, self.batch_size = model.eval(), preprocessing, batch_size
+        self._transform = preprocessing.transform()
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu",
+                        batch_size: int = 8) -> Detector:
+        """Loads the model and ``preprocessing.json`` of a checkpoint (or run) directory."""
+        from formers.hub import from_pretrained, resolve_checkpoint_dir
+
+        directory = resolve_checkpoint_dir(directory)
+        preprocessing = DetectionPreprocessing.load(directory)
+        return cls(from_pretrained(directory, device=device), preprocessing, batch_size)
+
+    @torch.no_grad()
+    def __call__(self, images: Sequence[Tensor], threshold: float = 0.5) -> list[Detections]:
+        """Detections (scores above ``threshold``) of each (3, H, W) uint8 image, in its own pixels."""
+        from torchvision import tv_tensors
+
+        device = next(self.model.parameters()).device
+        out: list[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            samples = []
+            for image in chunk:
+                if image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
+                    raise ValueError(f"images must be (3, H, W) uint8 RGB tensors, got {image.dtype} "
+                                     f"{tuple(image.shape)}")
+                resized = self._transform(tv_tensors.Image(image)).as_subclass(Tensor)
+                samples.append({"image": resized, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+                                "image_id": 0, "orig_size": tuple(image.shape[1:])})
+            batch = collate_detection(samples)
+            mask = batch["padding_mask"].to(device)
+            pixels = normalize_padded(batch["images"].to(device), mask, self.preprocessing.mean, self.preprocessing.std)
+            with value_checks(False):
+                output = self.model(pixels, mask)
+            out += postprocess(output.logits, output.boxes, batch["orig_sizes"], threshold)
+        return out
+
+
+__all__ = ["Detections", "Detector", "postprocess"]

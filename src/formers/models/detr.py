@@ -192,6 +192,17 @@ class DETR(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def freeze_backbone(self, stages: int = 1) -> None:
+        """Stops training the backbone's stem and its first ``stages`` stages (``requires_grad=False``), as
+        facebookresearch/detr and Hugging Face do for an ImageNet-initialised ResNet (``stages=1``); 4 freezes it all.
+        """
+        if not 0 <= stages <= 4:
+            raise ValueError(f"stages must be in [0, 4], got {stages}")
+        frozen = ["conv1", "bn1", *[f"layer{i}" for i in range(1, stages + 1)]]
+        for name, param in self.backbone.named_parameters():
+            if name.split(".")[0] in frozen:
+                param.requires_grad_(False)
+
     def _check(self, images: Tensor, padding_mask: Tensor | None) -> None:
         check_images(images, "images", self.config.in_channels)
         if should_check_values(images) and not bool(torch.isfinite(images).all()):

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.data.detection_loader import normalize_padded
 from formers.inference.detection import postprocess
 from formers.layers import value_checks
 from formers.layers.boxes import box_cxcywh_to_xyxy, elementwise_generalized_box_iou, generalized_box_iou
@@ -255,10 +256,7 @@ class DetectionTask:
 
     def prepare(self, images: Tensor, padding_mask: Tensor) -> Tensor:
         """(B, C, H, W) uint8 -> normalised float pixels, zero on the padding (as DETR pads normalised images)."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-        x = (images.float() / 255.0 - mean) / std
-        return x * padding_mask[:, None]  # (B, H, W) -> (B, 1, H, W)
+        return normalize_padded(images, padding_mask, self.mean, self.std)
 
     def training_step(self, model: nn.Module, batch: dict) -> StepOutput:
         """Forward pass on the padded batch, then the set criterion."""
