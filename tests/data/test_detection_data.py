@@ -57,6 +57,7 @@ def test_coco_non_contiguous_ids_become_labels_and_round_trip(tmp_path):
         (g["image_id"], g["category_id"], [float(v) for v in g["bbox"]], g["iscrowd"]) for g in GOOD]
     assert {c["id"]: c["name"] for c in back["categories"]} == {90: "zebra", 3: "car", 7: "train"}
     assert ds.report == []
+    assert ds.preload() is ds and ds[0].pixels.shape == (3, 30, 40) and ds[0].pixels.dtype == torch.uint8
 
 
 def test_coco_unrepairable_annotations_raise_naming_file_and_annotation(tmp_path):

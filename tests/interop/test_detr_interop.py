@@ -158,5 +158,9 @@ def test_unsupported_options_raise_clear_errors(tmp_path):
         config_from_hf_detr({**base, "backbone_config": {**base["backbone_config"], "downsample_in_first_stage": True}})
     with pytest.raises(ValueError, match="timm backbone 'efficientnet_b0'"):
         config_from_hf_detr({**base, "backbone_config": None, "use_timm_backbone": True, "backbone": "efficientnet_b0"})
+    three = DETR(DETRConfig(num_classes=2, backbone_block="basic", backbone_depths=[1, 1, 1], backbone_width=8,
+                            embed_dim=16, num_encoder_layers=1, num_decoder_layers=1, num_heads=2, ffn_dim=16))
+    with pytest.raises(ValueError, match="backbone has 3 stages"):
+        save_detr_directory(three, tmp_path / "three")
     with pytest.raises(TypeError, match="takes a formers DETR"):
         save_detr_directory(torch.nn.Linear(2, 2), tmp_path / "x")

@@ -140,9 +140,17 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="top-left pixel of image 1"):
         model(x, mask)
     with pytest.raises(ValueError, match="backbone_depths"):
-        DETRConfig(backbone_depths=[2, 2, 2])
+        DETRConfig(backbone_depths=[2, 2, 2, 2, 2])
     with pytest.raises(ValueError, match="divisible by num_heads"):
         DETRConfig(embed_dim=20, num_heads=3)
+
+
+def test_fewer_backbone_stages_end_at_a_finer_stride():
+    config = DETRConfig(**{**TINY, "backbone_depths": [1, 1, 1]})
+    model = DETR(config).eval()
+    assert config.stride == 16 and model.backbone.out_channels == 32
+    assert model.backbone(torch.randn(1, 3, 64, 96)).shape == (1, 32, 4, 6)
+    assert model(torch.randn(1, 3, 64, 96)).boxes.shape == (1, 7, 4)
 
 
 def test_freeze_backbone_stops_the_stem_and_first_stages():

@@ -117,6 +117,13 @@ class DetectionDataset:
     def num_boxes(self) -> int:
         return sum(image.boxes.shape[0] for image in self.images)
 
+    def preload(self) -> DetectionDataset:
+        """Decodes every image into memory once (small sets: no decoding per epoch); returns ``self``."""
+        for image in self.images:
+            if image.pixels is None:
+                image.pixels = image.load()
+        return self
+
     def subset(self, indices: Sequence[int]) -> DetectionDataset:
         """The images at ``indices`` with the same classes (the report is kept)."""
         return DetectionDataset([self.images[i] for i in indices], list(self.class_names), list(self.category_ids),

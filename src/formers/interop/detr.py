@@ -305,6 +305,9 @@ def save_detr_directory(model: DETR, directory: str | Path) -> Path:
 
     if not isinstance(model, DETR):
         raise TypeError(f"save_detr_directory takes a formers DETR, got {type(model).__name__}")
+    if len(model.config.backbone_depths) != 4:
+        raise ValueError(f"Hugging Face's DETR reads the 4th ResNet stage; this model's backbone has "
+                         f"{len(model.config.backbone_depths)} stages")
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in to_hf_detr_state_dict(model).items()}
     directory = Path(directory)
     with atomic_directory(directory) as tmp:

@@ -18,8 +18,8 @@ layer's predictions are returned for the auxiliary losses (paper sec. 3.2).
 
 Notable choices and differences:
 
-- The backbone's widths and depths are configurable (``backbone_width``, ``backbone_depths``) so that a CPU-sized
-  model exists; the registered ResNet-50/18 sizes are exactly torchvision's ``resnet50`` / ``resnet18`` (same
+- The backbone's widths and depths are configurable (``backbone_width``, ``backbone_depths``; fewer than 4 stages
+  end at stride 16 or 8, for small images) so that a CPU-sized model exists; the registered ResNet-50/18 sizes are exactly torchvision's ``resnet50`` / ``resnet18`` (same
   parameter names and shapes), built with no downloaded weights.
 - ``backbone_norm="frozen_batch"`` (the paper, for an ImageNet-initialised backbone) fixes the BatchNorm statistics
   and affine parameters; training from scratch wants ``"batch"`` (trainable BatchNorm, as "Rethinking ImageNet
@@ -77,8 +77,8 @@ class DETRConfig:
                      "num_decoder_layers", "num_heads", "ffn_dim", "num_queries"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if len(self.backbone_depths) != 4 or min(self.backbone_depths) < 1:
-            raise ValueError(f"backbone_depths must be 4 stage depths >= 1, got {list(self.backbone_depths)}")
+        if not 1 <= len(self.backbone_depths) <= 4 or min(self.backbone_depths) < 1:
+            raise ValueError(f"backbone_depths must be 1 to 4 stage depths >= 1, got {list(self.backbone_depths)}")
         if self.backbone_block not in ("basic", "bottleneck"):
             raise ValueError(f"backbone_block must be 'basic' or 'bottleneck', got {self.backbone_block!r}")
         if self.backbone_norm not in ("frozen_batch", "batch"):
@@ -90,12 +90,13 @@ class DETRConfig:
 
     @property
     def stride(self) -> int:
-        """Pixels per feature cell (the ResNet's total stride)."""
-        return 32
+        """Pixels per feature cell (the ResNet's total stride: 32 with 4 stages, 16 with 3 ...)."""
+        return 2 ** (1 + len(self.backbone_depths))
 
 
 class ResNetBackbone(nn.Module):
-    """A torchvision ResNet without its pooling and classifier: (B, C, H, W) -> (B, C_out, ceil(H/32), ceil(W/32)).
+    """A torchvision ResNet without its pooling and classifier: (B, C, H, W) -> (B, C_out, ceil(H/S), ceil(W/S)),
+    S = 32 with 4 stages (16 with 3, ...).
 
     Built from torchvision's own ``BasicBlock`` / ``Bottleneck``, with torchvision's parameter names (``conv1``,
     ``bn1``, ``layer1``..``layer4``) and init (Kaiming-normal convolutions); with ``width=64`` its state dict is that
@@ -103,7 +104,7 @@ class ResNetBackbone(nn.Module):
 
     Args:
         block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"`` (ResNet-50/101).
-        depths: blocks in each of the 4 stages.
+        depths: blocks in each stage (4 stages: ResNet; fewer end the network earlier).
         width: stem width; stage i is ``width * 2**i`` wide (times 4 at a bottleneck's output).
         norm: ``"frozen_batch"`` (torchvision's ``FrozenBatchNorm2d``) or ``"batch"`` (trainable ``BatchNorm2d``).
         in_channels: image channels.
@@ -138,10 +139,14 @@ class ResNetBackbone(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+        self.num_stages = len(depths)
+
     def forward(self, images: Tensor) -> Tensor:
-        """(B, C, H, W) -> (B, C_out, H', W') with H' = ceil(H / 32)."""
+        """(B, C, H, W) -> (B, C_out, H', W') with H' = ceil(H / stride)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for i in range(1, self.num_stages + 1):
+            x = getattr(self, f"layer{i}")(x)
+        return x
 
 
 class BoxHead(nn.Module):
