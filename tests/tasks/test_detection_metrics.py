@@ -17,7 +17,7 @@ from formers.inference.detection import Detections  # noqa: E402
 from formers.layers.boxes import box_xywh_to_xyxy  # noqa: E402
 from formers.models.detr import DETR, DETRConfig  # noqa: E402
 from formers.tasks.detection import DetectionTask  # noqa: E402
-from formers.tasks.detection_metrics import METRIC_NAMES, coco_evaluate  # noqa: E402
+from formers.tasks.metrics import COCO_METRIC_NAMES, coco_evaluate  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "detection_metrics"
 PERSON_ID = 7  # a non-contiguous COCO category id for the fixture's only class
@@ -50,7 +50,7 @@ def test_fixture_gives_its_published_coco_ap():
     assert at_03["ap"] == pytest.approx(0.230080, abs=5e-7)
     standard = coco_evaluate(ground_truth, results)
     assert standard["ap50"] == pytest.approx(0.023102, abs=5e-7)
-    assert set(standard) == set(METRIC_NAMES) and 0 <= standard["ap"] <= standard["ap50"]
+    assert set(standard) == set(COCO_METRIC_NAMES) and 0 <= standard["ap"] <= standard["ap50"]
 
 
 def test_empty_and_inconsistent_inputs():

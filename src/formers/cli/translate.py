@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
+from formers.devices import resolve_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.inference.translate import Translator
-from formers.training.trainer import resolve_device
 
 
 def _add_decoding_args(p: argparse.ArgumentParser) -> None:
@@ -46,13 +46,10 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_translator(args: argparse.Namespace) -> Translator:
     """Model + tokenizer from ``--checkpoint`` on ``--device``."""
-    from formers.data.tokenizers import SubwordTokenizer
+    from formers.data.tokenizers.load import load_tokenizer
 
     directory = resolve_checkpoint_dir(args.checkpoint)
-    tok_path = directory / "tokenizer.json"
-    if not tok_path.is_file():
-        raise FileNotFoundError(f"{directory} has no tokenizer.json; translation checkpoints save their tokenizer")
-    tokenizer = SubwordTokenizer.load(tok_path)
+    tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))
     if model.family != "transformer":
         raise ValueError(f"{directory} holds a {model.family!r} model; translation needs an encoder-decoder 'transformer'")
@@ -80,7 +77,8 @@ def run_translate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from formers.tasks.translation import corpus_bleu, load_corpus_split
+    from formers.data.corpora import load_corpus_split
+    from formers.tasks.metrics import corpus_bleu
 
     if (args.src is None) != (args.ref is None):
         raise ValueError("--src and --ref go together")

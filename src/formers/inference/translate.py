@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Iterable
 
 import torch
 
-from formers.inference.decoding import beam_search, greedy_search
+from formers.data.tokenizers.base import Tokenizer
+from formers.generation.seq2seq import beam_search, greedy_search
 from formers.models.transformer import Transformer
-
-
-class TextTokenizer(Protocol):
-    pad_id: int
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: list[int]) -> str: ...
 
 
 class Translator:
@@ -30,10 +23,12 @@ class Translator:
     """
 
     def __init__(
-        self, model: Transformer, tokenizer: TextTokenizer, beam_size: int = 4, alpha: float = 0.6, max_tokens: int = 4096
+        self, model: Transformer, tokenizer: Tokenizer, beam_size: int = 4, alpha: float = 0.6, max_tokens: int = 4096
     ) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if tokenizer.pad_id is None:
+            raise ValueError(f"tokenizer must have a pad_id to batch sources, got a {type(tokenizer).__name__} without")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.beam_size = beam_size

@@ -26,9 +26,11 @@ from typing import Any
 
 from torch import Tensor
 
-from formers.layers import ACTIVATIONS
+from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import KeyMap
+from formers.layers import ACTIVATIONS
 from formers.models.detr import DETR, DETRConfig
+from formers.registry import register_converter
 
 # ------------------------------------------------------------------------------------------------- key maps
 
@@ -269,6 +271,7 @@ def to_hf_detr_state_dict(model: DETR) -> dict[str, Tensor]:
     return HF_KEY_MAP.to_theirs(state)
 
 
+@register_converter("hf", "detr")
 def detr_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path) -> tuple[DETR, dict[str, Tensor]]:
     """A formers ``DETR`` for a Hugging Face ``DetrForObjectDetection`` directory, and its weights renamed to
     formers' keys (``source`` names the directory in errors)."""
@@ -281,37 +284,13 @@ def detr_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path
     return DETR(config), convert_hf_detr_state_dict(hf_state, _uses_timm_backbone(meta))
 
 
-def load_detr_directory(directory: str | Path, meta: dict[str, Any]) -> DETR:
-    """Builds a formers ``DETR`` from a Hugging Face ``DetrForObjectDetection`` directory (``config.json`` +
-    ``model.safetensors``); train mode, on CPU (``formers.from_pretrained`` moves it and sets eval mode)."""
-    from formers.hub import load_state_into
-    from formers.interop.hf_files import read_hf_weights
-
-    directory = Path(directory)
-    model, state = detr_from_hf(meta, read_hf_weights(directory), directory)
-    load_state_into(model, state, directory / "model.safetensors")
-    return model
-
-
 def save_detr_directory(model: DETR, directory: str | Path) -> Path:
     """Writes ``config.json`` and ``model.safetensors`` loadable by ``transformers``' ``DetrForObjectDetection``
     (Hugging Face ResNet backbone). A model with trainable BatchNorm is written with its running statistics, which
     is what it computes in eval mode."""
-    import json
-
-    from safetensors.torch import save_file
-
-    from formers.training.checkpoint import atomic_directory
-
     if not isinstance(model, DETR):
         raise TypeError(f"save_detr_directory takes a formers DETR, got {type(model).__name__}")
     if len(model.config.backbone_depths) != 4:
         raise ValueError(f"Hugging Face's DETR reads the 4th ResNet stage; this model's backbone has "
                          f"{len(model.config.backbone_depths)} stages")
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in to_hf_detr_state_dict(model).items()}
-    directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        config = hf_detr_config_from_formers(model.config)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    return directory
+    return write_hf_directory(directory, hf_detr_config_from_formers(model.config), to_hf_detr_state_dict(model))

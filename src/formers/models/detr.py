@@ -89,6 +89,11 @@ class DETRConfig:
             raise ValueError(f"embed_dim must be a multiple of 4 (2-D sine positions), got {self.embed_dim}")
 
     @property
+    def num_labels(self) -> int:
+        """Labels the class head scores: ``num_classes`` and "no object"."""
+        return self.num_classes + 1
+
+    @property
     def stride(self) -> int:
         """Pixels per feature cell (the ResNet's total stride: 32 with 4 stages, 16 with 3 ...)."""
         return 2 ** (1 + len(self.backbone_depths))
@@ -164,6 +169,7 @@ class BoxHead(nn.Module):
         return x.sigmoid()
 
 
+@register_family
 class DETR(nn.Module):
     """DETR for object detection; call as ``model(images, padding_mask=None)``.
 
@@ -172,6 +178,7 @@ class DETR(nn.Module):
     """
 
     family = "detr"
+    config_class = DETRConfig
 
     def __init__(self, config: DETRConfig) -> None:
         super().__init__()
@@ -272,22 +279,19 @@ class DETR(nn.Module):
         return DetectionOutput(logits=logits[-1], boxes=boxes[-1], aux_outputs=aux)
 
 
-register_family("detr", DETRConfig, DETR)
-
-
-@register_model("detr", DETR)
+@register_model(DETR)
 def detr_resnet50() -> DETRConfig:
     """DETR-R50 (the paper): torchvision ResNet-50, 6 + 6 layers, 256 wide, 8 heads, 100 queries, 91 COCO ids."""
     return DETRConfig()
 
 
-@register_model("detr", DETR)
+@register_model(DETR)
 def detr_resnet18() -> DETRConfig:
     """DETR with torchvision's ResNet-18 (small runs): 6 + 6 layers, 256 wide, 8 heads, 100 queries."""
     return DETRConfig(backbone_block="basic", backbone_depths=[2, 2, 2, 2])
 
 
-@register_model("detr", DETR)
+@register_model(DETR)
 def detr_tiny() -> DETRConfig:
     """CPU-size DETR: ResNet-10 of width 16 with trainable BatchNorm, 2 + 2 layers, 64 wide, 20 queries, 10 classes."""
     return DETRConfig(

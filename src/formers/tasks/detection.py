@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.data.detection_loader import normalize_padded
+from formers.devices import move_to_device
 from formers.inference.detection import postprocess
 from formers.layers import value_checks
 from formers.layers.boxes import box_cxcywh_to_xyxy, elementwise_generalized_box_iou, generalized_box_iou
 from formers.models.outputs import DetectionOutput
-from formers.tasks.detection_metrics import coco_evaluate
+from formers.tasks.metrics import coco_evaluate
 from formers.training.task import StepOutput
-from formers.training.trainer import move_to_device
 
 
 @dataclass
