@@ -57,6 +57,10 @@ def test_coco_non_contiguous_ids_become_labels_and_round_trip(tmp_path):
         (g["image_id"], g["category_id"], [float(v) for v in g["bbox"]], g["iscrowd"]) for g in GOOD]
     assert {c["id"]: c["name"] for c in back["categories"]} == {90: "zebra", 3: "car", 7: "train"}
     assert ds.report == []
+    merged = ds.merge_classes({"zebra": "animal", "train": "vehicle", "car": "vehicle"})
+    assert merged.class_names == ["animal", "vehicle"] and merged[0].labels.tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"classes \['bus'\]"):
+        ds.merge_classes({"bus": "vehicle"})
     assert ds.preload() is ds and ds[0].pixels.shape == (3, 30, 40) and ds[0].pixels.dtype == torch.uint8
 
 

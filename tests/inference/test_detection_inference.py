@@ -71,3 +71,12 @@ def test_preprocessing_file_round_trip(tmp_path):
         DetectionPreprocessing.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="needs the preprocessing.json"):
         DetectionPreprocessing.load(tmp_path / "nowhere")
+
+
+def test_nms_drops_overlapping_boxes_of_a_class_only():
+    from formers.inference.detection import Detections
+
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
+    dets = Detections(torch.tensor([0.9, 0.8, 0.7, 0.6]), torch.tensor([0, 0, 1, 0]), boxes)
+    kept = dets.nms(0.5)
+    assert kept.scores.tolist() == pytest.approx([0.9, 0.7, 0.6]) and kept.labels.tolist() == [0, 1, 0]

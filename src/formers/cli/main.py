@@ -12,6 +12,7 @@ import sys
 from formers.cli import (
     checkpoints,
     classify,
+    detect,
     embed,
     generate,
     listing,
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_parsers(sub)
     prepare.add_parser(sub)
     classify.add_parser(sub)
+    detect.add_parser(sub)
     embed.add_parsers(sub)
     return parser
 

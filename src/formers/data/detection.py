@@ -124,6 +124,19 @@ class DetectionDataset:
                 image.pixels = image.load()
         return self
 
+    def merge_classes(self, mapping: dict[str, str]) -> DetectionDataset:
+        """The dataset with classes renamed or merged (``{"Alive": "Tree", "Dead": "Tree"}``); unnamed classes are
+        kept; the new classes are sorted and numbered 1.. as category ids."""
+        unknown = sorted(set(mapping) - set(self.class_names))
+        if unknown:
+            raise ValueError(f"merge_classes names classes {unknown} that the dataset does not have ({self.class_names})")
+        names = [mapping.get(name, name) for name in self.class_names]
+        classes = sorted(set(names))
+        new_label = torch.tensor([classes.index(name) for name in names], dtype=torch.int64)  # (K_old,)
+        images = [DetectionImage(im.image_id, im.width, im.height, im.boxes, new_label[im.labels], im.iscrowd, im.area,
+                                 im.path, im.pixels) for im in self.images]
+        return DetectionDataset(images, classes, list(range(1, len(classes) + 1)), list(self.report))
+
     def subset(self, indices: Sequence[int]) -> DetectionDataset:
         """The images at ``indices`` with the same classes (the report is kept)."""
         return DetectionDataset([self.images[i] for i in indices], list(self.class_names), list(self.category_ids),

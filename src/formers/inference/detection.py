@@ -37,6 +37,14 @@ class Detections:
     def __len__(self) -> int:
         return self.scores.shape[0]
 
+    def nms(self, iou: float) -> Detections:
+        """The detections left by class-wise non-maximum suppression at ``iou`` (torchvision's ``batched_nms``):
+        what anchor-based detectors need and DETR should not (paper sec. 4, Table 2)."""
+        from torchvision.ops import batched_nms
+
+        keep = batched_nms(self.boxes.float(), self.scores.float(), self.labels, iou)  # sorted by score
+        return Detections(scores=self.scores[keep], labels=self.labels[keep], boxes=self.boxes[keep])
+
     def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict]:
         """COCO result records (``image_id``, ``category_id``, ``bbox`` as [x, y, w, h], ``score``).
 

@@ -16,6 +16,7 @@ from torch import nn
 from formers.devices import resolve_device
 from formers.recipes import (
     causal_lm,
+    detection,
     image_classification,
     masked_lm,
     text_classification,
@@ -30,6 +31,7 @@ TASKS: dict[str, Callable[[Recipe, Path, bool], RunSetup]] = {
     "translation": translation.setup,
     "causal_lm": causal_lm.setup,
     "image_classification": image_classification.setup,
+    "detection": detection.setup,
     "masked_lm": masked_lm.setup,
     "text_classification": text_classification.setup,
     "token_classification": text_classification.setup,
@@ -39,7 +41,8 @@ TASKS: dict[str, Callable[[Recipe, Path, bool], RunSetup]] = {
 def build_optimization(model: nn.Module, optim: OptimConfig, total_steps: int | None):
     """Optimizer + LR scheduler from a recipe's ``optim`` section."""
     optimizer = build_optimizer(
-        model, optim.name, optim.lr, tuple(optim.betas), optim.eps, optim.weight_decay, optim.decay_embeddings
+        model, optim.name, optim.lr, tuple(optim.betas), optim.eps, optim.weight_decay, optim.decay_embeddings,
+        lr_scales=optim.lr_scales or None,
     )
     scheduler = build_scheduler(
         optimizer, optim.schedule, warmup_steps=optim.warmup_steps, total_steps=total_steps,

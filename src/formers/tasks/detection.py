@@ -21,6 +21,7 @@ and for evaluation ``image_ids`` (B ints) and ``orig_sizes`` (B (height, width) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -28,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.data.detection_loader import normalize_padded
+from formers.data.detection import read_coco
+from formers.data.detection_loader import DetectionLoader, DetectionPreprocessing, normalize_padded
 from formers.devices import move_to_device
+from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.inference.detection import postprocess
 from formers.layers import value_checks
 from formers.layers.boxes import box_cxcywh_to_xyxy, elementwise_generalized_box_iou, generalized_box_iou
@@ -267,34 +270,73 @@ class DetectionTask:
         return StepOutput(loss=loss, metrics=parts, num_tokens=images.shape[0])
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, batch: dict) -> list[dict]:
+    def predict(self, model: nn.Module, batch: dict, nms_iou: float | None = None) -> list[dict]:
         """COCO result records (``image_id``, ``category_id``, ``bbox`` xywh in the annotated image's pixels,
-        ``score``) of every query of every image in ``batch`` (already on the model's device)."""
+        ``score``) of every query of every image in ``batch`` (already on the model's device); with ``nms_iou``,
+        after class-wise non-maximum suppression."""
         images = self.prepare(batch["images"], batch["padding_mask"])
         with value_checks(False):
             output = model(images, batch["padding_mask"])
         results = postprocess(output.logits, output.boxes, batch["orig_sizes"])
         records = []
         for image_id, result in zip(batch["image_ids"], results):
+            if nms_iou is not None:
+                result = result.nms(nms_iou)
             records += result.to_coco(int(image_id), self.category_ids)
         return records
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, eval_loader: Iterable[dict]) -> dict[str, float]:
-        """COCO AP (``ap``, ``ap50``, ``ap75``, ``ap_small``, ``ap_medium``, ``ap_large``) of ``model``.
+    def evaluate(self, model: nn.Module, eval_loader: Iterable[dict], nms_iou: float | None = None) -> dict[str, float]:
+        """COCO AP (``ap``, ``ap50``, ``ap75``, ``ap_small``, ``ap_medium``, ``ap_large``, and recalls) of ``model``.
 
         ``eval_loader`` yields batches with ``image_ids`` and ``orig_sizes`` and has a ``coco`` attribute: the
-        COCO-format ground truth (dict) of its images, in the annotated images' pixels.
+        COCO-format ground truth (dict) of its images, in the annotated images' pixels. ``nms_iou`` applies
+        class-wise non-maximum suppression to the predictions first (DETR needs none; the number shows it).
         """
         ground_truth = getattr(eval_loader, "coco", None)
         if not isinstance(ground_truth, dict):
             raise TypeError("DetectionTask.evaluate needs an eval loader with a `coco` ground-truth dict "
-                            "(formers.data.detection.DetectionLoader)")
+                            "(formers.data.detection_loader.DetectionLoader)")
         device = next(model.parameters()).device
         records: list[dict] = []
         for batch in eval_loader:
-            records += self.predict(model, move_to_device(batch, device))
+            records += self.predict(model, move_to_device(batch, device), nms_iou)
         return coco_evaluate(ground_truth, records)
 
 
-__all__ = ["DetectionTask", "HungarianMatcher", "LossWeights", "Matching", "SetCriterion"]
+def evaluate_coco_checkpoint(
+    directory: str | Path, annotation_file: str | Path, images_dir: str | Path | None = None, batch_size: int = 8,
+    device: str | torch.device = "cpu", nms_iou: float | None = None,
+) -> dict[str, float]:
+    """COCO AP of a detection checkpoint on any COCO-format set.
+
+    The set's categories must be the checkpoint's (same ids, same names), as its ``preprocessing.json`` records them;
+    images are resized and normalised as at the checkpoint's evaluation, and every image is padded alike (so the AP
+    does not depend on ``batch_size``).
+
+    Args:
+        directory: a checkpoint or run directory with ``preprocessing.json``.
+        annotation_file: the COCO JSON file.
+        images_dir: folder of its images (default: the JSON file's folder).
+        batch_size: images per forward pass.
+        device: where to run the model.
+        nms_iou: apply class-wise non-maximum suppression at this IoU first (None: none, as DETR is meant).
+
+    Raises:
+        ValueError: categories that differ from the checkpoint's, and every error of :func:`read_coco`.
+    """
+    directory = resolve_checkpoint_dir(directory)
+    preprocessing = DetectionPreprocessing.load(directory)
+    dataset = read_coco(annotation_file, images_dir)
+    ours = dict(zip(preprocessing.category_ids, preprocessing.class_names))
+    theirs = dict(zip(dataset.category_ids, dataset.class_names))
+    if ours != theirs:
+        raise ValueError(f"{annotation_file} has categories {theirs} but the checkpoint was trained on {ours} "
+                         "(COCO ids and names must agree)")
+    model = from_pretrained(directory, device=device)
+    task = DetectionTask(len(ours), preprocessing.mean, preprocessing.std, category_ids=preprocessing.category_ids)
+    loader = DetectionLoader(dataset, batch_size, preprocessing.transform(), train=False)
+    return task.evaluate(model, loader, nms_iou=nms_iou)
+
+
+__all__ = ["DetectionTask", "evaluate_coco_checkpoint", "HungarianMatcher", "LossWeights", "Matching", "SetCriterion"]
