@@ -96,3 +96,5 @@ def test_same_weights_give_the_same_ap_whatever_the_eval_batch_size():
     metrics = [task.evaluate(model, DetectionLoader(dataset, b, transform, train=False)) for b in (1, 2, 5)]
     assert 0.2 < metrics[0]["ap"] < 1.0
     assert metrics[0] == metrics[1] == metrics[2]
+    with pytest.raises(ValueError, match=r"category ids \[0, 1, 2\], the ground truth defines \[2, 5, 11\]"):
+        DetectionTask(3, mean=[0.5] * 3, std=[0.25] * 3).evaluate(model, DetectionLoader(dataset, 5, transform, train=False))

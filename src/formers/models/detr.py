@@ -293,11 +293,10 @@ def detr_resnet18() -> DETRConfig:
 
 @register_model(DETR)
 def detr_tiny() -> DETRConfig:
-    """CPU-size DETR: ResNet-10 of width 16 with trainable BatchNorm, 2 + 2 layers, 64 wide, 20 queries, 10 classes."""
+    """CPU-size DETR: 3-stage ResNet of width 16 (stride 16, trainable BatchNorm), 1 + 3 layers 64 wide, 10 queries."""
     return DETRConfig(
-        num_classes=10, backbone_block="basic", backbone_depths=[1, 1, 1, 1], backbone_width=16,
-        backbone_norm="batch", embed_dim=64, num_encoder_layers=2, num_decoder_layers=2, num_heads=4, ffn_dim=128,
-        num_queries=20,
+        num_classes=10, backbone_block="basic", backbone_depths=[1, 1, 1], backbone_width=16, backbone_norm="batch",
+        embed_dim=64, num_encoder_layers=1, num_decoder_layers=3, num_heads=4, ffn_dim=128, num_queries=10,
     )
 
 

@@ -297,6 +297,10 @@ class DetectionTask:
         if not isinstance(ground_truth, dict):
             raise TypeError("DetectionTask.evaluate needs an eval loader with a `coco` ground-truth dict "
                             "(formers.data.detection_loader.DetectionLoader)")
+        known = sorted(c["id"] for c in ground_truth.get("categories", []))
+        if sorted(self.category_ids) != known:
+            raise ValueError(f"the task writes category ids {self.category_ids}, the ground truth defines {known}: "
+                             "give DetectionTask the dataset's category_ids")
         device = next(model.parameters()).device
         records: list[dict] = []
         for batch in eval_loader:
