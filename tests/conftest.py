@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # hypothesis caches what it learns (.hypothesis/) in the working directory; tests never write into the tree.
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    config._formers_hypothesis_home = tempfile.TemporaryDirectory(prefix="formers-hypothesis-")
+    set_hypothesis_home_dir(config._formers_hypothesis_home.name)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = getattr(config, "_formers_hypothesis_home", None)
+    if home is not None:
+        home.cleanup()

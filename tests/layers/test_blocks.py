@@ -73,6 +73,10 @@ def test_embedding_scaling_tying_and_range_check():
         emb(torch.tensor([[-1]]))
     with pytest.raises(TypeError, match="integer token ids"):
         emb(torch.tensor([[1.0]]))
+    for narrow in (torch.uint8, torch.int8, torch.int16, torch.bool):  # F.embedding takes int64 and int32 only
+        with pytest.raises(TypeError, match=rf"dtype torch.int64 or torch.int32, got dtype {narrow}; convert with"):
+            emb(torch.tensor([[1]], dtype=narrow))
+    torch.testing.assert_close(emb(torch.tensor([[1, 2]], dtype=torch.int32)), emb(ids))
     with pytest.raises(ValueError, match="cannot tie"):
         OutputProjection(4, 11, tied_to=emb)
 

@@ -2,7 +2,8 @@
 
 Every registered family must have a ``TINY`` entry: until it declares one, each contract test of its variants fails
 with a message saying what to add here. A test function that takes a ``case`` argument is parametrized over every
-case of the kinds named by its ``contract_kinds`` marker (all kinds without the marker).
+case of the kinds named by its ``contract_kinds`` marker (all kinds without the marker); with the
+``contract_one_per_family`` marker, over the first case of each family only.
 """
 
 from __future__ import annotations
@@ -110,6 +111,13 @@ TINY: dict[str, Tiny] = {
                                   "decoder_ffn_dim": 24},
         },
     ),
+    "rnn": Tiny(
+        "seq2seq",
+        dict(embed_dim=12, hidden_dim=16, num_encoder_layers=2, num_decoder_layers=2, src_vocab_size=40,
+             tgt_vocab_size=40, max_seq_len=32, dropout=0.1),
+        outputs={"logits": ("B", "T", "tgt_vocab_size"), "encoder_hidden_state": ("B", "S", "hidden_dim")},
+        options={"untied": {"share_embeddings": False, "tie_output": False, "tgt_vocab_size": 37}},
+    ),
     "bert": Tiny(
         "encoder", _BERT, outputs={"last_hidden_state": ("B", "T", "embed_dim"), "pooled": ("B", "embed_dim")}
     ),
@@ -215,6 +223,7 @@ def contract_cases() -> list[Case]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "contract_kinds(*kinds): run a contract test on the cases of these kinds only")
+    config.addinivalue_line("markers", "contract_one_per_family: run a contract test on each family's first case only")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -224,4 +233,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     kinds = set(marker.args) if marker else None
     # A case whose family has no TINY entry runs (and fails, saying what to add) under every check.
     cases = [c for c in contract_cases() if kinds is None or c.family not in TINY or TINY[c.family].kind in kinds]
+    if metafunc.definition.get_closest_marker("contract_one_per_family"):
+        first: dict[str, Case] = {}
+        cases = [first.setdefault(c.family, c) for c in cases if c.family not in first]
     metafunc.parametrize("case", cases, ids=[c.id for c in cases])

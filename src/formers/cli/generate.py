@@ -16,6 +16,7 @@ import torch
 
 from formers.data.tokenizers.base import Tokenizer
 from formers.data.tokenizers.load import load_tokenizer
+from formers.devices import resolve_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
 
 
@@ -86,8 +87,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from formers.devices import resolve_device
-
     directory = resolve_checkpoint_dir(args.checkpoint)
     tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))

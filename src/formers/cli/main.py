@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 from formers.cli import (
     checkpoints,
@@ -22,8 +23,15 @@ from formers.cli import (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit code 2, as every formers error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="formers", description="The Transformer family: train, translate, evaluate.")
+    parser = OneLineErrorParser(prog="formers", description="The Transformer family: train, translate, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train.add_parser(sub)
     translate.add_translate_parser(sub)

@@ -1,5 +1,10 @@
 """``formers translate`` (arguments, a file, or stdin) and ``formers evaluate`` (sacreBLEU on a corpus; with
-``--coco``, COCO AP of a detection checkpoint, see :mod:`formers.cli.detect`)."""
+``--coco``, COCO AP of a detection checkpoint, see :mod:`formers.cli.detect`).
+
+Files and stdin are read as UTF-8 (an undecodable byte is refused, naming its line). A blank line of a file or of
+stdin translates to a blank line, so the output stays aligned with the input; stderr says which lines were blank.
+An empty sentence given as an argument is refused, as ``formers embed`` refuses one.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,19 @@ from pathlib import Path
 import torch
 
 from formers.cli import detect
+from formers.cli.text_input import (
+    blank_lines,
+    check_arguments,
+    read_file_lines,
+    read_stdin_lines,
+)
+from formers.data.corpora import load_corpus_split
+from formers.data.tokenizers.load import load_tokenizer
 from formers.devices import resolve_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.inference.translate import Translator
+from formers.layers import check_int, check_number
+from formers.tasks.metrics import corpus_bleu
 
 
 def _add_decoding_args(p: argparse.ArgumentParser) -> None:
@@ -53,40 +68,55 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_translator(args: argparse.Namespace) -> Translator:
     """Model + tokenizer from ``--checkpoint`` on ``--device``."""
-    from formers.data.tokenizers.load import load_tokenizer
-
     directory = resolve_checkpoint_dir(args.checkpoint)
     tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))
-    if model.family != "transformer":
-        raise ValueError(f"{directory} holds a {model.family!r} model; translation needs an encoder-decoder 'transformer'")
+    if not all(callable(getattr(model, name, None)) for name in ("encode", "init_state", "decode")):
+        raise ValueError(
+            f"{directory} holds a {model.family!r} model; translation needs an encoder-decoder ('transformer', 'rnn')"
+        )
     if tokenizer.vocab_size > model.config.src_vocab_size:
         raise ValueError(
             f"tokenizer.json has {tokenizer.vocab_size} tokens but the model's vocabulary is {model.config.src_vocab_size}"
         )
+    _check_decoding_args(args, model.config.tgt_vocab_size)
     return Translator(model, tokenizer, beam_size=args.beam, alpha=args.alpha)
 
 
+def _check_decoding_args(args: argparse.Namespace, vocab_size: int | None = None) -> None:
+    """--beam and --alpha: before the model loads, then the beam against the model's vocabulary once it has."""
+    check_int(args.beam, "--beam", 1, vocab_size)
+    check_number(args.alpha, "--alpha", minimum=0)
+
+
 def run_translate(args: argparse.Namespace) -> int:
+    _check_decoding_args(args)
+    source = None
     if args.text:
+        check_arguments(args.text)
+        for i, text in enumerate(args.text):
+            if not text.strip():
+                raise ValueError(f"source sentence {i} is empty; give at least one word to translate")
         texts = args.text
     elif args.file:
-        texts = args.file.read_text(encoding="utf-8").splitlines()
+        texts, source = read_file_lines(args.file, "--file"), f"--file {str(args.file)!r}"
     else:
-        texts = [line.rstrip("\n") for line in sys.stdin]
+        texts, source = read_stdin_lines(), "stdin"
     if not texts:
         raise ValueError("nothing to translate: give sentences as arguments, --file, or on stdin")
     translator = load_translator(args)
     with torch.inference_mode():
         for line in translator.translate(texts):
             print(line, flush=True)
+    blank = blank_lines(texts) if source else []
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        print(f"formers translate: {len(blank)} blank line(s) of {source} translated to blank lines (line {shown})",
+              file=sys.stderr)
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from formers.data.corpora import load_corpus_split
-    from formers.tasks.metrics import corpus_bleu
-
     if args.coco is not None:
         return detect.run_evaluate(args)
     if args.images is not None:
@@ -95,13 +125,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--src and --ref go together")
     if args.src is None and args.corpus is None:
         raise ValueError("give either --src/--ref files or --corpus with --split")
-    translator = load_translator(args)
+    _check_decoding_args(args)
+    if args.limit is not None:
+        check_int(args.limit, "--limit", minimum=1)
+    sources = refs = None
     if args.src is not None:
-        sources = args.src.read_text(encoding="utf-8").splitlines()
-        refs = args.ref.read_text(encoding="utf-8").splitlines()
+        sources, refs = read_file_lines(args.src, "--src"), read_file_lines(args.ref, "--ref")
         if len(sources) != len(refs):
             raise ValueError(f"--src has {len(sources)} lines but --ref has {len(refs)}")
-    else:
+    translator = load_translator(args)
+    if sources is None:
         meta = translator.model.config.tokenizer
         src_lang = args.src_lang or meta.get("src_lang")
         tgt_lang = args.tgt_lang or meta.get("tgt_lang")

@@ -20,23 +20,30 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from formers.layers import check_padding_mask, check_token_ids
+from formers.layers import check_int, check_number, check_padding_mask, check_token_ids
 
 Streamer = Callable[[list[int]], None]
 """Called after every step with the B new token ids (rows that had already ended get the fill id)."""
 
 
-def _check_options(
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
+
+
+def check_flag(value: object, name: str) -> None:
+    """Raises a TypeError unless ``value`` is True or False."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def check_sampling_options(
     max_new_tokens: int, do_sample: bool, temperature: float, top_k: int | None, top_p: float | None
 ) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-    if do_sample and not temperature > 0:
-        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
+    """Raises a TypeError/ValueError naming the first bad option; every option is checked, sampling or not."""
+    check_int(max_new_tokens, "max_new_tokens", minimum=1)
+    check_flag(do_sample, "do_sample")
+    check_number(temperature, "temperature", greater_than=0)
+    check_int(top_k, "top_k", minimum=1, allow_none=True)
+    check_number(top_p, "top_p", greater_than=0, maximum=1, allow_none=True)
 
 
 def _generators(seed: int | Sequence[int] | None, batch: int) -> list[torch.Generator] | None:
@@ -44,10 +51,16 @@ def _generators(seed: int | Sequence[int] | None, batch: int) -> list[torch.Gene
     if seed is None:
         return None
     if isinstance(seed, int) and not isinstance(seed, bool):
+        check_int(seed, "seed", *SEED_RANGE)
         return [torch.Generator().manual_seed(seed)]
+    expected = f"seed must be an int or a list of {batch} ints (one per row), got {seed!r}"
+    if not isinstance(seed, Sequence) or isinstance(seed, str):
+        raise TypeError(f"{expected} ({type(seed).__name__})")
     seeds = list(seed)
-    if len(seeds) != batch or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seed must be an int or a list of {batch} ints (one per row), got {seed!r}")
+    if len(seeds) != batch:
+        raise ValueError(expected)
+    for i, s in enumerate(seeds):
+        check_int(s, f"seed[{i}]", *SEED_RANGE)
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
@@ -56,7 +69,11 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = 
 
     Top-p keeps the smallest set of most likely tokens whose probability reaches ``top_p`` (at least one).
     """
-    logits = logits.float() / temperature
+    logits = logits.float()
+    # Shifted so that the largest is 0 and divided by at least float32's smallest normal number: a tiny temperature
+    # sends the others to -inf (greedy), never to inf - inf or 0 / 0 = NaN.
+    temperature = max(temperature, torch.finfo(torch.float32).tiny)
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # (B, V)
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -82,6 +99,12 @@ def _sample(probs: Tensor, generators: list[torch.Generator] | None) -> Tensor:
     cdf = probs.double().cumsum(dim=-1)  # (B, V)
     target = (u.to(probs.device) * cdf[:, -1])[:, None]  # (B, 1), strictly below the total mass
     return torch.searchsorted(cdf, target, right=True)[:, 0].clamp(max=probs.shape[-1] - 1)
+
+
+def check_eos_id(eos_id: int | None, vocab_size: int) -> None:
+    """Raises unless ``eos_id`` is None or an id of the vocabulary."""
+    if eos_id is not None:
+        check_int(eos_id, "eos_id", 0, vocab_size - 1)
 
 
 @torch.inference_mode()
@@ -126,15 +149,23 @@ def generate(
         ended earlier are filled with ``pad_id`` (else ``eos_id``, else 0). Or lists with ``as_lists``.
     """
     c = model.config
-    _check_options(max_new_tokens, do_sample, temperature, top_k, top_p)
-    if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or 0 in input_ids.shape:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids).__name__
-        raise ValueError(f"input_ids must be a non-empty (batch, seq_len) tensor of token ids, got {shape}")
+    check_sampling_options(max_new_tokens, do_sample, temperature, top_k, top_p)
+    for flag, name in ((truncate, "truncate"), (as_lists, "as_lists")):
+        check_flag(flag, name)
+    for fn, name in ((stop, "stop"), (streamer, "streamer")):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a callable or None, got {type(fn).__name__}")
+    if not isinstance(input_ids, Tensor):
+        got = type(input_ids).__name__
+        raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {got}")
+    if input_ids.dim() != 2 or 0 in input_ids.shape:
+        raise ValueError(
+            f"input_ids must be a non-empty (batch, seq_len) tensor of token ids, got {tuple(input_ids.shape)}"
+        )
     check_token_ids(input_ids, c.vocab_size, "input_ids")
     check_padding_mask(padding_mask, input_ids, "padding_mask")
     eos_id = c.eos_id if eos_id is None else eos_id
-    if eos_id is not None and not 0 <= eos_id < c.vocab_size:
-        raise ValueError(f"eos_id={eos_id} is outside the vocabulary [0, {c.vocab_size})")
+    check_eos_id(eos_id, c.vocab_size)
     batch, prompt_len = input_ids.shape
     room = c.max_seq_len - max_new_tokens
     if prompt_len > room:

@@ -20,6 +20,7 @@ from formers.layers.drop_path import DropPath, drop_path, drop_path_rates
 from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
 from formers.layers.layer_scale import LayerScale, LayerScale2d
+from formers.layers.luong_attention import LuongAttention
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
@@ -44,7 +45,10 @@ from formers.layers.validation import (
     check_ids_shape,
     check_image_size,
     check_images,
+    check_int,
+    check_number,
     check_padding_mask,
+    check_text,
     check_token_ids,
     value_checks,
 )
@@ -71,6 +75,7 @@ __all__ = [
     "LayerScale",
     "LayerScale2d",
     "LearnedPositionalEmbedding",
+    "LuongAttention",
     "MultiHeadAttention",
     "OutputProjection",
     "PatchEmbedding",
@@ -90,7 +95,10 @@ __all__ = [
     "check_ids_shape",
     "check_image_size",
     "check_images",
+    "check_int",
+    "check_number",
     "check_padding_mask",
+    "check_text",
     "check_token_ids",
     "combine_masks",
     "cyclic_shift",

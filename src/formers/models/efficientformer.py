@@ -299,7 +299,7 @@ class EfficientFormer(nn.Module):
         Returns:
             (B, N, D) with N = grid_size ** 2 tokens (row-major) and D = embed_dims[-1].
         """
-        check_images(images, "images", self.config.in_channels)
+        images = check_images(images, "images", self.config.in_channels, self.norm.weight.dtype)
         self._check_size(images.shape[2], images.shape[3])
         x = self.stem(images)  # (B, D0, H/4, W/4)
         for stage in self.stages:

@@ -292,7 +292,7 @@ class SwinTransformer(nn.Module):
             (B, H', W', D) with H' = ceil(H / P) halved (rounding up) at every stage after the first,
             D = embed_dim * 2 ** (stages - 1).
         """
-        check_images(images, "images", self.config.in_channels)
+        images = check_images(images, "images", self.config.in_channels, self.norm.weight.dtype)
         p = self.config.patch_size
         h, w = images.shape[-2:]
         if h % p or w % p:

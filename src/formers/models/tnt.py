@@ -227,9 +227,10 @@ class TNT(nn.Module):
         """Names of the parameters kept out of weight decay (the class token and position embeddings)."""
         return {"cls_token", "patch_pos", "pixel_pos"}
 
-    def _check(self, images: Tensor) -> None:
+    def _check(self, images: Tensor) -> Tensor:
+        """Checks ``images`` and returns them in the model's dtype."""
         c = self.config
-        check_images(images, "images", c.in_channels)
+        images = check_images(images, "images", c.in_channels, self.cls_token.dtype)
         h, w = images.shape[-2:]
         if h != c.image_size or w != c.image_size:
             raise ValueError(
@@ -238,10 +239,11 @@ class TNT(nn.Module):
                 f"x{c.image_size // c.patch_size} grid of {c.patch_size}x{c.patch_size} patches); resize the "
                 "images or build the model with another image_size"
             )
+        return images
 
     def forward_features(self, images: Tensor) -> Tensor:
         """Images (B, C, H, W) -> final normalised tokens (B, 1 + N, D), class token first."""
-        self._check(images)
+        images = self._check(images)
         b = images.shape[0]
         pixels = self.pixel_embed(images)  # (B*N, n*n, c)
         patches = self.patch_embed(pixels, self.config.num_patches)  # (B, N, D)

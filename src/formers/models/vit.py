@@ -144,11 +144,13 @@ class ViT(nn.Module):
         """Parameters kept out of weight decay (timm's convention): the class token and position embeddings."""
         return {"cls_token", "pos_embed"}
 
-    def _check(self, images: Tensor) -> None:
+    def _check(self, images: Tensor) -> Tensor:
+        """Checks ``images`` and returns them in the model's dtype."""
         c = self.config
-        check_images(images, "images", c.in_channels)
+        images = check_images(images, "images", c.in_channels, self.cls_token.dtype)
         what = f"ViT {c.patch_size}x{c.patch_size} patch grid"
         check_image_size(images.shape[-2], images.shape[-1], "images", c.patch_size, what)
+        return images
 
     def position_embeddings(self, grid: tuple[int, int]) -> Tensor:
         """Position embeddings (1, 1 + Gh * Gw, D) of the class token and a (Gh, Gw) patch grid."""
@@ -168,7 +170,7 @@ class ViT(nn.Module):
         Returns:
             (B, 1 + (H / P) * (W / P), D): the class token first, then the patches in row-major order.
         """
-        self._check(images)
+        images = self._check(images)
         x = self.patch_embed(images)  # (B, Gh, Gw, D)
         b, gh, gw, d = x.shape
         pos = self.position_embeddings((gh, gw))  # (1, 1 + Gh*Gw, D)

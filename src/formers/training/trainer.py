@@ -43,6 +43,7 @@ from formers.training.checkpoint import (
 )
 from formers.training.optim import build_optimizer
 from formers.training.task import StepOutput
+from formers.viz.curves import plot_curves
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -552,8 +553,6 @@ class Trainer:
         )
 
     def _plot(self) -> None:
-        from formers.viz.curves import plot_curves
-
         try:
             plot_curves(self.run_dir / METRICS_CSV, self.run_dir / CURVES_PNG)
         except Exception as e:  # a plotting failure must never end a training run

@@ -27,6 +27,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from formers.data.downloads import default_cache_dir, download, resolve_data_dir
+from formers.layers.validation import check_decode_ids
 
 EOT = "<|endoftext|>"
 """GPT-2's end-of-text / document separator token."""
@@ -144,14 +145,10 @@ class GPT2BPETokenizer:
         """Text of ``ids`` (special tokens included); incomplete UTF-8 byte sequences become U+FFFD.
 
         Raises:
+            TypeError: an id is no int (``1.5``, ``True``).
             ValueError: an id is outside ``[0, vocab_size)``.
         """
-        ids = [int(i) for i in ids]
-        n = self.vocab_size
-        for pos, i in enumerate(ids):
-            if not 0 <= i < n:
-                raise ValueError(f"ids[{pos}] must be in [0, {n}), got {i}")
-        return self._tok.decode(ids, skip_special_tokens=False)
+        return self._tok.decode(check_decode_ids(ids, self.vocab_size), skip_special_tokens=False)
 
     def token_to_id(self, token: str) -> int | None:
         """Id of a vocabulary entry (in byte-level form, e.g. ``"Ġthe"``), or None."""
