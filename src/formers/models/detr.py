@@ -3,11 +3,11 @@ https://arxiv.org/abs/2005.12872).
 
 Checked against Hugging Face ``transformers``' ``DetrForObjectDetection`` (ResNet backbone, ``use_timm_backbone=
 False``) through ``formers.interop.detr``: tiny random models give the same logits and boxes to 1e-5 in float32,
-with and without padded images. Defaults are those of facebookresearch/detr (ResNet-50, 6 + 6 post-norm layers,
+with and without padded images (measured difference 0.0). Defaults are those of facebookresearch/detr (ResNet-50, 6 + 6 post-norm layers,
 256 wide, 8 heads, FFN 2048, dropout 0.1, 100 queries).
 
 Architecture: a ResNet (torchvision's ``BasicBlock`` / ``Bottleneck``, frozen BatchNorm) turns the image into a
-stride-32 feature map; a 1x1 convolution projects it to ``embed_dim``; 2-D sine positions normalised to each image's
+stride-32 feature map (4 stages); a 1x1 convolution projects it to ``embed_dim``; 2-D sine positions normalised to each image's
 real extent (:func:`~formers.layers.positional.sine_position_grid`) are added to the queries and keys of every
 attention layer; the encoder's post-norm blocks attend over the feature cells (padding cells masked out); the
 decoder turns ``num_queries`` learned query positions (the object queries, starting from zero states) into one
@@ -19,8 +19,11 @@ layer's predictions are returned for the auxiliary losses (paper sec. 3.2).
 Notable choices and differences:
 
 - The backbone's widths and depths are configurable (``backbone_width``, ``backbone_depths``; fewer than 4 stages
-  end at stride 16 or 8, for small images) so that a CPU-sized model exists; the registered ResNet-50/18 sizes are exactly torchvision's ``resnet50`` / ``resnet18`` (same
-  parameter names and shapes), built with no downloaded weights.
+  end at stride 16 or 8, for small images) so that a CPU-sized model exists; the registered ResNet-50/18 sizes are
+  exactly torchvision's ``resnet50`` / ``resnet18`` (same parameter names and shapes), built with no downloaded
+  weights.
+- The first decoder layer's self-attention value projection gets no gradient: the object queries' states start at
+  zero (as in every DETR), so its values are its bias alone.
 - ``backbone_norm="frozen_batch"`` (the paper, for an ImageNet-initialised backbone) fixes the BatchNorm statistics
   and affine parameters; training from scratch wants ``"batch"`` (trainable BatchNorm, as "Rethinking ImageNet
   Pre-training", He et al. 2019, recommends), since frozen identity statistics leave the ResNet unnormalised.

@@ -12,10 +12,11 @@ even under autocast, and cross to the host in one transfer; ``scipy.optimize.lin
 each (queries x boxes) block, and the matched indices go back in one transfer. The losses of all layers are computed
 together. Nothing else in a training step reads the device.
 
-Batches (from :func:`formers.data.detection.collate_detection`) are dicts: ``images`` (B, C, H, W) uint8 padded at the
-bottom/right, ``padding_mask`` (B, H, W) bool (True = real pixel), ``labels`` (T,) int64 and ``boxes`` (T, 4) float32
-normalised (cx, cy, w, h) of all the batch's T boxes, image after image, ``sizes`` (list of B ints: boxes per image),
-and for evaluation ``image_ids`` (B ints) and ``orig_sizes`` (B (height, width) pairs of the annotated images).
+Batches (from :func:`formers.data.detection_loader.collate_detection`) are dicts: ``images`` (B, C, H, W) uint8
+padded at the bottom/right, ``padding_mask`` (B, H, W) bool (True = real pixel), ``labels`` (T,) int64 and ``boxes``
+(T, 4) float32 normalised (cx, cy, w, h) of all the batch's T boxes, image after image, ``sizes`` (list of B ints:
+boxes per image), and for evaluation ``image_ids`` (B ints) and ``orig_sizes`` (B (height, width) pairs of the
+annotated images).
 """
 
 from __future__ import annotations
