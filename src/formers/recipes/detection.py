@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from formers.config import from_dict
+from formers.config import from_dict, to_dict
 from formers.data.detection import DetectionDataset, read_coco, read_csv_boxes, read_voc
 from formers.data.detection_loader import (
     PREPROCESSING_FILE,
@@ -33,8 +33,9 @@ from formers.data.detection_loader import (
 from formers.data.downloads import default_cache_dir
 from formers.data.fashion_detect import FashionDetectConfig, generate_fashion_detect, load_fashion_detect
 from formers.hub import from_pretrained
-from formers.recipes.recipe import Recipe, RunSetup, model_from_section
+from formers.recipes.recipe import Recipe, RunSetup, model_from_section, model_section
 from formers.tasks.detection import DetectionTask, HungarianMatcher, LossWeights, SetCriterion
+from formers.training.best import best_checkpoint
 
 DATASETS = ("fashion_detect", "coco", "voc", "csv")
 
@@ -85,6 +86,34 @@ class DetectionOptions:
     aux_loss: bool = True
     freeze_backbone_stages: int = 0  # freeze the stem and this many stages (DETR freezes 1 of a pretrained ResNet)
     report_nms_iou: float | None = 0.7  # also report AP after class-wise NMS at this IoU (None: not)
+
+
+RESUMABLE = ("task_options.report_nms_iou",)
+"""Keys of this task's sections that may change when a run resumes."""
+
+
+def _check(data: DetectionData, options: DetectionOptions) -> None:
+    if data.dataset not in DATASETS:
+        raise ValueError(f"data.dataset must be one of {DATASETS}, got {data.dataset!r}")
+    if data.dataset != "fashion_detect" and not data.train:
+        raise ValueError(f"dataset {data.dataset!r} needs data.train (annotation file or folder)")
+    if data.dataset != "fashion_detect" and not data.test and not data.holdout:
+        raise ValueError("give data.test, or data.holdout: image file names kept out of training for the test")
+    if data.dataset == "fashion_detect":
+        FashionDetectConfig(**data.generate)  # unknown keys and bad values raise here
+    if data.invalid_boxes not in ("drop", "raise"):
+        raise ValueError(f"data.invalid_boxes must be 'drop' or 'raise', got {data.invalid_boxes!r}")
+    if options.crop is not None and len(options.crop) != 2:
+        raise ValueError(f"task_options.crop must be [min, max], got {options.crop}")
+
+
+def sections(recipe: Recipe) -> dict[str, dict]:
+    """The recipe's ``data``, ``task_options`` and ``model`` sections checked (nothing read or built) and with their
+    defaults filled in."""
+    data = from_dict(DetectionData, recipe.data, prefix="data.")
+    options = from_dict(DetectionOptions, recipe.task_options, prefix="task_options.")
+    _check(data, options)
+    return {"data": to_dict(data), "task_options": to_dict(options), "model": model_section(recipe.model)}
 
 
 def _split_holdout(dataset: DetectionDataset, names: list[str]) -> tuple[DetectionDataset, DetectionDataset]:
@@ -197,8 +226,9 @@ def final_report(trainer, task: DetectionTask, test_loader: DetectionLoader, run
     precision = trainer.config.precision
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     candidates = {"final": trainer.model}
-    if (run_dir / "checkpoints" / "best").is_dir():
-        candidates["best"] = from_pretrained(run_dir / "checkpoints" / "best", device=device)
+    best = best_checkpoint(run_dir)
+    if best is not None:
+        candidates["best"] = from_pretrained(best, device=device)
     results: dict = {"train_minutes": round(minutes, 2), "hardware": hardware}
     for name, model in candidates.items():
         model.eval()
@@ -215,4 +245,5 @@ def final_report(trainer, task: DetectionTask, test_loader: DetectionLoader, run
     return results
 
 
-__all__ = ["DetectionData", "DetectionOptions", "channel_mean_std", "final_report", "load_datasets", "setup"]
+__all__ = ["RESUMABLE", "DetectionData", "DetectionOptions", "channel_mean_std", "final_report", "load_datasets",
+           "sections", "setup"]

@@ -7,6 +7,7 @@ keys raise there too). Built-in recipes live next to this file; any YAML/JSON pa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,8 @@ import yaml
 from torch import nn
 
 from formers.config import apply_overrides, from_dict, load_file, to_dict
-from formers.registry import create_model
+from formers.files import atomic_file
+from formers.registry import create_config, create_model, get_entry
 from formers.training.trainer import Trainer, TrainerConfig
 
 
@@ -97,8 +99,9 @@ def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:
-    """Writes the fully resolved recipe as YAML (the run's record of what was trained)."""
-    path.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False), encoding="utf-8")
+    """Atomically writes the fully resolved recipe as YAML (the run's record of what was trained)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False), encoding="utf-8")
 
 
 @dataclass
@@ -120,6 +123,30 @@ class RunSetup:
     eval_loader: Any
     extra_files: Any
     finalize: Callable[[Trainer], dict[str, Any]]
+
+
+def model_section(section: dict[str, Any]) -> dict[str, Any]:
+    """Checks a registry ``model`` section (``name`` + config overrides) against the variant's config without
+    building anything, and returns it with every config field filled in.
+
+    Values the setup derives from the data later (vocabulary sizes, image size) keep the variant's defaults here.
+
+    Raises:
+        ValueError: no or an unknown ``name``, or a value the config refuses.
+        TypeError: an unknown key (named ``model.<key>``) or a value of the wrong type.
+    """
+    if not isinstance(section, dict) or "name" not in section:
+        raise ValueError("recipe section 'model' needs a 'name' (see `formers list-models`)")
+    overrides = {k: v for k, v in section.items() if k != "name"}
+    base = get_entry(section["name"]).make_config()
+    names = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(
+            f"unknown config key(s) {', '.join('model.' + k for k in unknown)} for model {section['name']!r} "
+            f"({type(base).__name__}); valid keys: {', '.join(sorted(names))}"
+        )
+    return {"name": section["name"], **to_dict(create_config(section["name"], **overrides))}
 
 
 def model_from_section(section: dict[str, Any], **derived: Any) -> nn.Module:
