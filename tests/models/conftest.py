@@ -75,6 +75,13 @@ def _efficientformer(config: Any) -> Overrides:
     return {**tiny, "image_size": 2 * stride}  # a 2x2 attention grid
 
 
+# The variant's block type, one stage of one block, 8 wide: a 64x96 image gives a 16x24 feature map. A deeper
+# backbone with frozen (identity) BatchNorm is unnormalised, and the contract's weight noise then grows its features
+# into the thousands, saturating the first attention softmax; 4 stages are checked with trainable BatchNorm.
+_DETR = dict(num_classes=5, backbone_depths=[1], backbone_width=8, embed_dim=16, num_encoder_layers=2,
+             num_decoder_layers=2, num_heads=2, ffn_dim=32, num_queries=7, dropout=0.1, activation_dropout=0.1)
+
+
 _BERT = dict(embed_dim=16, num_heads=2, num_layers=2, ffn_dim=24, vocab_size=40, max_seq_len=24, num_labels=3,
              dropout=0.1, attn_dropout=0.1)
 _TNT = dict(image_size=16, patch_size=8, embed_dim=16, inner_dim=8, num_layers=2, num_heads=2, inner_num_heads=2,
@@ -131,6 +138,16 @@ TINY: dict[str, Tiny] = {
     "tnt": Tiny("image", _TNT, outputs=_IMAGE),
     "tnt_legacy": Tiny("image", _TNT, outputs=_IMAGE),
     "efficientformer": Tiny("image", _efficientformer, outputs=_IMAGE),
+    # Images of one size (a padded batch's rows differ from the images alone near the padding: CNN receptive
+    # fields; tests/models/test_detr.py checks the masks with a cell-local backbone instead).
+    "detr": Tiny(
+        "image", _DETR, outputs={"logits": ("B", "num_queries", "num_labels"), "boxes": ("B", "num_queries", 4)},
+        options={"four_stages_batchnorm": {"backbone_norm": "batch", "backbone_depths": [1, 1, 1, 1]},
+                 "two_stages": {"backbone_depths": [1, 2]}},
+        no_grad={"decoder.0.self_attn.v_proj.weight": "the object queries' states start at zero, so the first "
+                 "decoder self-attention's values are its bias alone (as in every DETR)"},
+        image_size=(64, 96),
+    ),
 }
 
 

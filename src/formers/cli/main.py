@@ -18,6 +18,7 @@ from formers.cli import (
     checkpoints,
     classify,
     classify_text,
+    detect,
     embed,
     generate,
     listing,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_parser(sub)
     classify.add_parser(sub)
     classify_text.add_parser(sub)
+    detect.add_parser(sub)
     embed.add_parsers(sub)
     return parser
 

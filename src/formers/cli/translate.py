@@ -1,4 +1,5 @@
-"""``formers translate`` (arguments, a file, or stdin) and ``formers evaluate`` (sacreBLEU on a corpus).
+"""``formers translate`` (arguments, a file, or stdin) and ``formers evaluate`` (sacreBLEU on a corpus; with
+``--coco``, COCO AP of a detection checkpoint, see :mod:`formers.cli.detect`).
 
 Files and stdin are read as UTF-8 (an undecodable byte is refused, naming its line). A blank line of a file or of
 stdin translates to a blank line, so the output stays aligned with the input; stderr says which lines were blank.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from formers.cli import detect
 from formers.cli.text_input import (
     blank_lines,
     check_arguments,
@@ -45,7 +47,8 @@ def add_translate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="sacreBLEU of a checkpoint on a corpus split or on your own files")
+    p = sub.add_parser("evaluate", help="sacreBLEU of a translation checkpoint on a corpus split or your own files; "
+                                        "COCO AP of a detection checkpoint with --coco")
     _add_decoding_args(p)
     p.add_argument("--src", type=Path, help="source file, one sentence per line (with --ref)")
     p.add_argument("--ref", type=Path, help="reference file aligned with --src")
@@ -56,6 +59,10 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="local folder holding the corpus files")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N sentences only")
     p.add_argument("--output", type=Path, help="write the hypotheses here")
+    p.add_argument("--coco", type=Path, metavar="ANNOTATIONS.json",
+                   help="detection: COCO-format annotations to score the checkpoint on (COCO AP)")
+    p.add_argument("--images", type=Path, help="detection: folder of the --coco images (default: the JSON's folder)")
+    p.add_argument("--batch-size", type=int, default=8, help="detection: images per forward pass (default 8)")
     p.set_defaults(func=run_evaluate)
 
 
@@ -114,7 +121,10 @@ def run_translate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-
+    if args.coco is not None:
+        return detect.run_evaluate(args)
+    if args.images is not None:
+        raise ValueError("--images goes with --coco (detection evaluation)")
     if (args.src is None) != (args.ref is None):
         raise ValueError("--src and --ref go together")
     if args.src is None and args.corpus is None:

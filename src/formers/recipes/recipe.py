@@ -35,6 +35,7 @@ class OptimConfig:
     schedule: str = "inverse_sqrt"
     warmup_steps: int = 4000
     min_lr_ratio: float = 0.0
+    lr_scales: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> lr multiplier
 
 
 @dataclass

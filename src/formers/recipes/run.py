@@ -16,6 +16,7 @@ LR schedule keeps the length it was built with (it is restored from the checkpoi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import warnings
@@ -28,6 +29,7 @@ from formers.config import from_dict, load_file, to_dict
 from formers.devices import resolve_device
 from formers.recipes import (
     causal_lm,
+    detection,
     image_classification,
     masked_lm,
     text_classification,
@@ -43,6 +45,7 @@ TASKS = {
     "translation": translation,
     "causal_lm": causal_lm,
     "image_classification": image_classification,
+    "detection": detection,
     "masked_lm": masked_lm,
     "text_classification": text_classification,
     "token_classification": text_classification,
@@ -61,7 +64,8 @@ RESUMABLE_KEYS = frozenset({
 def build_optimization(model: nn.Module, optim: OptimConfig, total_steps: int | None):
     """Optimizer + LR scheduler from a recipe's ``optim`` section."""
     optimizer = build_optimizer(
-        model, optim.name, optim.lr, tuple(optim.betas), optim.eps, optim.weight_decay, optim.decay_embeddings
+        model, optim.name, optim.lr, tuple(optim.betas), optim.eps, optim.weight_decay, optim.decay_embeddings,
+        lr_scales=optim.lr_scales or None,
     )
     scheduler = build_scheduler(
         optimizer, optim.schedule, warmup_steps=optim.warmup_steps, total_steps=total_steps,
@@ -91,7 +95,8 @@ def resolve_recipe(recipe: Recipe) -> dict[str, Any]:
         raise ValueError(f"recipe task must be one of {sorted(TASKS)}, got {recipe.task!r}")
     sections = TASKS[recipe.task].sections(recipe)
     try:  # optimizer name, schedule, warmup against the run length, on a stand-in module
-        build_optimization(nn.Linear(2, 2), recipe.optim, recipe.train.max_steps)
+        # lr_scales name the real model's parameters: checked when it is built
+        build_optimization(nn.Linear(2, 2), dataclasses.replace(recipe.optim, lr_scales={}), recipe.train.max_steps)
     except (ValueError, TypeError) as e:
         raise type(e)(f"recipe section 'optim': {e}") from None
     full = {**to_dict(recipe), **sections}
