@@ -1,0 +1,306 @@
+"""word2vec: skip-gram and CBOW word vectors with negative sampling and hierarchical softmax (Mikolov et al. 2013,
+"Efficient Estimation of Word Representations in Vector Space", https://arxiv.org/abs/1301.3781, and "Distributed
+Representations of Words and Phrases and their Compositionality", https://arxiv.org/abs/1310.4546).
+
+Reference implementations: the original C tool (``word2vec.c``) and gensim 4's ``Word2Vec`` (``word2vec_inner.pyx``),
+whose update rules this module reproduces as losses whose gradients are exactly those updates:
+
+- Skip-gram: the *context* word's vector ``v`` (``syn0``) predicts the window's centre word; CBOW: the mean of the
+  context vectors predicts the centre word, and every context vector receives the full error of that mean, not a
+  share of it (``cbow_mean=1`` in both references; the true gradient of a mean would be divided by the count).
+- Negative sampling: the target's output vector (``syn1neg``) is pushed towards ``v`` and ``negative`` sampled words'
+  away; a sampled word equal to the target is skipped. Hierarchical softmax: one logistic unit per inner node of the
+  target's Huffman path (``syn1``; the tree is built in :mod:`formers.data.word2vec.huffman`).
+- Like gensim, a term whose dot product ``|u . v|`` reaches ``MAX_EXP = 6`` makes no update (the C tool clips it to
+  0 or 1 for negative sampling and skips it for hierarchical softmax).
+- Initialisation as gensim 4: word vectors uniform in ``[-1/D, 1/D)`` (the C tool uses ``[-0.5/D, 0.5/D)``),
+  output vectors zero.
+
+Notable differences: the references update after every pair (Hogwild threads); formers updates once per chunk of
+sentences (the Trainer's step), all pairs of the chunk computed from the same weights and their gradients summed,
+so the step is plain SGD with learning rate ``alpha`` on the summed loss. The sigmoid is exact, not a 1000-entry table.
+
+Where gensim's defaults live: ``embed_dim`` (gensim's ``vector_size``) 100, ``window`` 5, ``negative`` 5,
+``sample`` 1e-3, ``ns_exponent`` 0.75 here in :class:`Word2VecConfig` (they define how the vectors were trained and
+are saved with them); ``min_count`` 5 and ``max_vocab_size`` in the data (``formers.data.word2vec``); ``alpha``
+0.025 decaying linearly to ``min_alpha`` 0.0001 and ``epochs`` 5 in the optimiser and trainer settings of the
+recipes. CBOW uses gensim's ``alpha`` 0.025, not the C tool's 0.05, so that both architectures compare with gensim
+at its defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from formers.registry import register_family, register_model
+
+MAX_EXP = 6.0
+"""Terms with ``|u . v| >= MAX_EXP`` make no update (gensim's ``MAX_EXP``; its sigmoid table ends there)."""
+
+ARCHITECTURES = ("skipgram", "cbow")
+
+
+@dataclass
+class Word2VecConfig:
+    """How a word2vec model is shaped and trained (defaults: gensim 4's ``Word2Vec``, skip-gram).
+
+    Attributes:
+        vocab_size: words in the vocabulary (set from the corpus by the recipe).
+        embed_dim: vector width (gensim's ``vector_size``).
+        architecture: ``"skipgram"`` (gensim ``sg=1``) or ``"cbow"`` (``sg=0``).
+        window: largest distance between the centre and a context word; each position draws its reach in
+            ``1 .. window`` when ``shrink_windows`` is on.
+        shrink_windows: draw each position's window (word2vec's default) instead of always using ``window``.
+        negative: negative samples per prediction (0: no negative sampling; then ``hierarchical_softmax`` is needed).
+        ns_exponent: negatives are drawn with probability proportional to ``count ** ns_exponent``.
+        hierarchical_softmax: also train a hierarchical softmax over the Huffman tree (gensim ``hs=1``).
+        sample: frequent-word subsampling threshold (0: off).
+        cbow_mean: CBOW averages the context vectors (``False``: sums them).
+    """
+
+    vocab_size: int = 10_000
+    embed_dim: int = 100
+    architecture: str = "skipgram"
+    window: int = 5
+    shrink_windows: bool = True
+    negative: int = 5
+    ns_exponent: float = 0.75
+    hierarchical_softmax: bool = False
+    sample: float = 1e-3
+    cbow_mean: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed_dim", "window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.negative < 0:
+            raise ValueError(f"negative must be >= 0, got {self.negative}")
+        if self.negative == 0 and not self.hierarchical_softmax:
+            raise ValueError("negative=0 needs hierarchical_softmax=True: the model would have no output layer")
+        if self.hierarchical_softmax and self.vocab_size < 2:
+            raise ValueError(f"hierarchical_softmax needs vocab_size >= 2, got {self.vocab_size}")
+        if self.sample < 0:
+            raise ValueError(f"sample must be >= 0, got {self.sample}")
+
+
+def _negative_labels(targets: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Output rows, labels and which terms count for negative sampling.
+
+    Returns:
+        ``(ids (P, 1 + K), labels (P, 1 + K) float: 1 for the target, 0 for negatives, keep (P, 1 + K) bool)``;
+        a negative equal to its target is dropped, as in both references.
+    """
+    ids = torch.cat([targets[:, None], negatives], dim=1)  # (P, 1 + K)
+    labels = torch.zeros(ids.shape, device=ids.device)
+    labels[:, 0] = 1.0
+    keep = torch.cat([torch.ones_like(targets[:, None], dtype=torch.bool), negatives != targets[:, None]], dim=1)
+    return ids, labels, keep
+
+
+def _path_entries(points: Tensor, codes: Tensor, path_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The valid ``(example, node)`` entries of Huffman paths, flattened.
+
+    Returns:
+        ``(rows (M,) example index, nodes (M,) inner-node row, labels (M,) float = 1 - code)``.
+    """
+    rows, cols = path_mask.nonzero(as_tuple=True)  # (M,) each
+    return rows, points[rows, cols], 1.0 - codes[rows, cols].float()
+
+
+class Word2Vec(nn.Module):
+    """Word vectors and the output layers that train them.
+
+    Parameters (gensim's names in brackets): ``input_vectors`` ``(V, D)`` the word vectors [``wv.vectors``,
+    ``syn0``]; ``output_vectors`` ``(V, D)`` negative-sampling output vectors [``syn1neg``], when ``negative > 0``;
+    ``node_vectors`` ``(V - 1, D)`` hierarchical-softmax inner nodes [``syn1``], when ``hierarchical_softmax``.
+
+    :meth:`forward` defines the loss (autograd works through it); :meth:`sgd_step_` applies word2vec's update of a
+    batch of examples in closed form, in place, to given tables: the same as ``-alpha`` times the gradient of the
+    summed loss, without forming dense gradients.
+    """
+
+    family = "word2vec"
+
+    def __init__(self, config: Word2VecConfig) -> None:
+        super().__init__()
+        self.config = config
+        vocab, dim = config.vocab_size, config.embed_dim
+        self.input_vectors = nn.Parameter(torch.empty(vocab, dim).uniform_(-1.0 / dim, 1.0 / dim))
+        self.output_vectors = nn.Parameter(torch.zeros(vocab, dim)) if config.negative > 0 else None
+        self.node_vectors = nn.Parameter(torch.zeros(vocab - 1, dim)) if config.hierarchical_softmax else None
+
+    def _check(self, inputs: Tensor, targets: Tensor, input_mask: Tensor | None, negatives: Tensor | None,
+               paths: tuple[Tensor | None, ...]) -> None:
+        cfg, num = self.config, targets.shape[0]
+        expected = (num,) if cfg.architecture == "skipgram" else (num, inputs.shape[-1])
+        if inputs.shape != expected or inputs.ndim != len(expected):
+            raise ValueError(f"{cfg.architecture} inputs must have shape {expected}, got {tuple(inputs.shape)}")
+        if cfg.architecture == "cbow" and (input_mask is None or input_mask.shape != inputs.shape):
+            raise ValueError(f"CBOW needs input_mask of the inputs' shape {tuple(inputs.shape)}, got "
+                             f"{None if input_mask is None else tuple(input_mask.shape)}")
+        if cfg.negative > 0 and (negatives is None or negatives.shape != (num, cfg.negative)):
+            raise ValueError(f"negatives must have shape ({num}, {cfg.negative}), got "
+                             f"{None if negatives is None else tuple(negatives.shape)}")
+        if cfg.hierarchical_softmax and any(p is None for p in paths):
+            raise ValueError("hierarchical_softmax needs points, codes and path_mask, got None")
+
+    def hidden(self, inputs: Tensor, input_mask: Tensor | None = None, table: Tensor | None = None) -> Tensor:
+        """The vector that predicts each target.
+
+        Args:
+            inputs: skip-gram: ``(P,)`` context word ids; CBOW: ``(P, C)`` context windows.
+            input_mask: CBOW only, ``(P, C)`` bool, True = a context word (each row has at least one).
+            table: the input vectors to read (default: ``input_vectors``).
+
+        Returns:
+            ``(P, D)``: the context word's vector (skip-gram), or the mean (``cbow_mean``) or sum of the window's
+            vectors (CBOW). Its gradient reaches each context vector as the references update them: whole for
+            the mean, divided by the window's size for the sum.
+        """
+        table = self.input_vectors if table is None else table
+        if self.config.architecture == "skipgram":
+            return F.embedding(inputs, table)
+        weights = input_mask.to(table.dtype)
+        summed = F.embedding_bag(inputs, table, mode="sum", per_sample_weights=weights)  # (P, D)
+        count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (P, 1)
+        if self.config.cbow_mean:
+            return summed.detach() / count + (summed - summed.detach())
+        return summed.detach() + (summed - summed.detach()) / count
+
+    def forward(
+        self,
+        inputs: Tensor,
+        targets: Tensor,
+        input_mask: Tensor | None = None,
+        negatives: Tensor | None = None,
+        points: Tensor | None = None,
+        codes: Tensor | None = None,
+        path_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of predicting each target from its input, summed over the enabled output layers.
+
+        Negative sampling: ``-log s(u_t . h) - sum_k log s(-u_k . h)``; hierarchical softmax:
+        ``-sum_j log s((1 - 2 c_j) n_j . h)`` over the target's path; ``s`` is the logistic function. Terms with
+        ``|u . h| >= MAX_EXP`` and negatives equal to the target count zero.
+
+        Args:
+            inputs: skip-gram ``(P,)`` context word ids, CBOW ``(P, C)`` context windows.
+            targets: ``(P,)`` the word to predict.
+            input_mask: CBOW ``(P, C)`` bool.
+            negatives: ``(P, K)`` sampled ids, ``K = config.negative`` (needed when ``negative > 0``).
+            points, codes, path_mask: ``(P, L)`` the targets' Huffman paths (needed with hierarchical softmax).
+
+        Returns:
+            ``(P,)`` per-example losses.
+        """
+        self._check(inputs, targets, input_mask, negatives, (points, codes, path_mask))
+        hidden = self.hidden(inputs, input_mask)
+        loss = hidden.new_zeros(targets.shape[0])
+        if self.config.negative > 0:
+            ids, labels, keep = _negative_labels(targets, negatives)
+            out = F.embedding(ids, self.output_vectors)  # (P, 1 + K, D)
+            logits = (out * hidden[:, None, :]).sum(dim=-1)  # (P, 1 + K)
+            keep = keep & (logits.detach().abs() < MAX_EXP)
+            loss = loss + (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * keep).sum(dim=1)
+        if self.config.hierarchical_softmax:
+            rows, nodes, labels = _path_entries(points, codes, path_mask)
+            logits = (F.embedding(nodes, self.node_vectors) * hidden[rows]).sum(dim=-1)  # (M,)
+            terms = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+            loss = loss.index_add(0, rows, terms * (logits.detach().abs() < MAX_EXP))
+        return loss
+
+    @torch.no_grad()
+    def sgd_step_(
+        self,
+        tables: dict[str, Tensor],
+        alpha: float | Tensor,
+        inputs: Tensor,
+        targets: Tensor,
+        input_mask: Tensor | None = None,
+        negatives: Tensor | None = None,
+        points: Tensor | None = None,
+        codes: Tensor | None = None,
+        path_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Applies word2vec's SGD update of every example, in place, to ``tables``; returns their losses.
+
+        Each example's update is the C tool's: with ``g = alpha * (label - s(u . h))`` per term, the output row
+        moves by ``g * h`` and the input row(s) by the sum of ``g * u`` (the whole sum to every CBOW context word
+        with ``cbow_mean``, divided by the window's size without). All examples are computed from ``tables`` as
+        they are on entry and their updates summed: the same as ``-alpha`` times the gradient of
+        ``forward(...).sum()``.
+
+        Args:
+            tables: ``{parameter name: tensor}`` to read and update (e.g. working copies of the parameters).
+            alpha: the learning rate (a float or 0-d tensor).
+            inputs, targets, input_mask, negatives, points, codes, path_mask: as in :meth:`forward`.
+
+        Returns:
+            ``(P,)`` per-example losses before the update.
+        """
+        self._check(inputs, targets, input_mask, negatives, (points, codes, path_mask))
+        cfg, words = self.config, tables["input_vectors"]
+        hidden = self.hidden(inputs, input_mask, table=words)  # (P, D)
+        error = torch.zeros_like(hidden)  # (P, D) word2vec's neu1e
+        loss = hidden.new_zeros(targets.shape[0])
+        if cfg.negative > 0:
+            table = tables["output_vectors"]
+            ids, labels, keep = _negative_labels(targets, negatives)
+            out = table[ids]  # (P, 1 + K, D)
+            logits = (out * hidden[:, None, :]).sum(dim=-1)  # (P, 1 + K)
+            keep = keep & (logits.abs() < MAX_EXP)
+            g = alpha * (labels - torch.sigmoid(logits)) * keep  # (P, 1 + K)
+            error += (g[:, :, None] * out).sum(dim=1)
+            table.index_add_(0, ids.flatten(), (g[:, :, None] * hidden[:, None, :]).flatten(0, 1))  # (P * (1 + K), D)
+            loss += (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * keep).sum(dim=1)
+        if cfg.hierarchical_softmax:
+            table = tables["node_vectors"]
+            rows, nodes, labels = _path_entries(points, codes, path_mask)
+            node_rows, row_hidden = table[nodes], hidden[rows]  # (M, D) each
+            logits = (node_rows * row_hidden).sum(dim=-1)  # (M,)
+            keep = logits.abs() < MAX_EXP
+            g = alpha * (labels - torch.sigmoid(logits)) * keep  # (M,)
+            error.index_add_(0, rows, g[:, None] * node_rows)
+            table.index_add_(0, nodes, g[:, None] * row_hidden)
+            loss.index_add_(0, rows, F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * keep)
+        if cfg.architecture == "skipgram":
+            words.index_add_(0, inputs, error)
+        else:
+            if not cfg.cbow_mean:
+                error /= input_mask.sum(dim=1, keepdim=True).clamp(min=1)
+            per_context = error[:, None, :].expand(*inputs.shape, -1)  # (P, C, D)
+            words.index_add_(0, inputs[input_mask], per_context[input_mask])
+        return loss
+
+
+register_family("word2vec", Word2VecConfig, Word2Vec)
+
+
+@register_model("word2vec", Word2Vec)
+def word2vec_skipgram() -> Word2VecConfig:
+    """Skip-gram with 5 negative samples, 100-d (gensim sg=1 defaults)."""
+    return Word2VecConfig(architecture="skipgram")
+
+
+@register_model("word2vec", Word2Vec)
+def word2vec_cbow() -> Word2VecConfig:
+    """CBOW (mean of the window) with 5 negative samples, 100-d (gensim sg=0 defaults)."""
+    return Word2VecConfig(architecture="cbow")
+
+
+@register_model("word2vec", Word2Vec)
+def word2vec_skipgram_hs() -> Word2VecConfig:
+    """Skip-gram with hierarchical softmax instead of negative sampling (gensim sg=1, hs=1, negative=0)."""
+    return Word2VecConfig(architecture="skipgram", negative=0, hierarchical_softmax=True)
+
+
+@register_model("word2vec", Word2Vec)
+def word2vec_cbow_hs() -> Word2VecConfig:
+    """CBOW with hierarchical softmax instead of negative sampling (gensim sg=0, hs=1, negative=0)."""
+    return Word2VecConfig(architecture="cbow", negative=0, hierarchical_softmax=True)
