@@ -156,6 +156,7 @@ class Word2VecTask:
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
         """Trains the chunk as sequential updates on copies of the parameters; returns their mean loss as the value
         and the total change as the gradient."""
+        model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the updates run eagerly anyway
         params = dict(model.named_parameters())
         device = next(iter(params.values())).device
         ex = self.examples(batch, device)
@@ -163,7 +164,8 @@ class Word2VecTask:
         tables = {name: p.detach().clone() for name, p in params.items()}
         num = ex["targets"].shape[0]
         last_centre = int(ex["centres"][-1]) + 1 if num else 0
-        marks = torch.arange(self.words_per_update, last_centre, self.words_per_update, device=device)
+        marks = torch.arange(self.words_per_update, max(last_centre, self.words_per_update), self.words_per_update,
+                             device=device)
         cuts = [0, *torch.searchsorted(ex["centres"], marks).tolist(), num]  # example ranges of each update
         total = torch.zeros((), device=device)
         names = ("inputs", "targets", "input_mask", "negatives", "points", "codes", "path_mask")

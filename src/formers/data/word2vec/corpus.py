@@ -211,11 +211,12 @@ class Word2VecLoader:
         self.epoch, self.position = epoch, 0
 
     def state_dict(self) -> dict[str, int]:
-        """Epoch and next chunk, so a resumed run continues without re-reading consumed chunks."""
-        return {"epoch": self.epoch, "position": self.position}
+        """The next chunk of the current epoch, so a resumed run skips consumed chunks without reading them (the
+        Trainer restores the epoch with :meth:`set_epoch` first)."""
+        return {"position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.position = int(state["position"])
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
