@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from formers.data.word2vec import EncodedCorpus, Word2VecLoader, prepare_corpus
+from formers.inference.word_vectors import WordVectors
 from formers.models.word2vec import Word2Vec, Word2VecConfig
 from formers.tasks.word2vec import Word2VecEvaluation, Word2VecTask
 from formers.training.trainer import Trainer, TrainerConfig
@@ -108,29 +109,43 @@ def _corpus_slice(shared_data, folder, words: int):
     return EncodedCorpus(folder / "prepared")
 
 
-RELATED = [("he", "she"), ("mother", "father"), ("sister", "brother"), ("morning", "evening"), ("mr", "mrs"),
-           ("his", "her"), ("daughter", "son"), ("week", "month"), ("young", "old"), ("man", "woman")]
+# A held-out similarity set for Austen's novels: each word's partner, never used in training.
+RELATED = [("he", "she"), ("his", "her"), ("mother", "father"), ("sister", "brother"), ("mr", "mrs"),
+           ("morning", "evening"), ("man", "woman"), ("daughter", "son"), ("week", "month"), ("young", "old")]
 
 
-def test_neighbours_of_frequent_words_become_meaningful_on_real_text(shared_data, tmp_path):
-    corpus = _corpus_slice(shared_data, tmp_path / "austen", words=250_000)
-    cfg = Word2VecConfig(len(corpus.vocab), 50, "cbow")
+def _train(corpus: EncodedCorpus, epochs: int, dim: int = 50, words_per_batch: int = 50_000):
+    cfg = Word2VecConfig(len(corpus.vocab), dim, "cbow")
     torch.manual_seed(0)
     model, task = Word2Vec(cfg), Word2VecTask(corpus.vocab, cfg)
-    loader = Word2VecLoader(corpus, words_per_batch=50_000, seed=0, epochs=3)
+    loader = Word2VecLoader(corpus, words_per_batch=words_per_batch, seed=0, epochs=epochs)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    for epoch in range(3):
+    for epoch in range(epochs):
         loader.set_epoch(epoch)
         for batch in loader:
             task.training_step(model, batch).loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-    from formers.inference.word_vectors import WordVectors
+    return model, task
 
+
+def _partners_found(model: Word2Vec, corpus: EncodedCorpus) -> int:
     vectors = WordVectors(corpus.vocab.words, model.input_vectors)
-    related = torch.tensor([vectors.similarity(a, b) for a, b in RELATED])
-    shuffled = torch.tensor([vectors.similarity(a, b) for (a, _), (_, b) in zip(RELATED, RELATED[3:] + RELATED[:3])])
-    assert related.mean() > shuffled.mean() + 0.2, (related, shuffled)
-    assert sum(b in dict(vectors.most_similar(a, topn=10)) for a, b in RELATED) >= 6
-    scores = task.evaluate(model, Word2VecEvaluation(pairs=shared_data / "word2vec" / "eval" / "wordsim353.tsv"))
-    assert scores["pairs_spearman"] > 0.1, scores
+    return sum(b in dict(vectors.most_similar(a, topn=10)) for a, b in RELATED)
+
+
+def test_neighbours_of_frequent_words_become_meaningful_on_real_text(shared_data, tmp_path):
+    corpus = _corpus_slice(shared_data, tmp_path / "austen", words=250_000)
+    untrained = Word2Vec(Word2VecConfig(len(corpus.vocab), 50, "cbow"))
+    assert _partners_found(untrained, corpus) <= 1
+    model, _ = _train(corpus, epochs=5)
+    assert _partners_found(model, corpus) >= 5  # 7 of 10 partners are among the 10 nearest words (seed 0)
+
+
+@pytest.mark.slow
+def test_a_full_epoch_on_the_shared_corpus_correlates_with_wordsim(shared_data, tmp_path):
+    corpus = _corpus_slice(shared_data, tmp_path / "all", words=10**9)
+    model, task = _train(corpus, epochs=1, dim=100, words_per_batch=100_000)
+    eval_dir = shared_data / "word2vec" / "eval"
+    scores = task.evaluate(model, Word2VecEvaluation(eval_dir / "questions-words.txt", eval_dir / "wordsim353.tsv", 30_000))
+    assert scores["pairs_spearman"] > 0.12 and scores["analogy_accuracy"] > 0.008, scores  # gensim, 1 epoch: 0.16, 0.019
