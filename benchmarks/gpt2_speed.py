@@ -24,7 +24,7 @@ Each run records the attention kernels one of its steps launches and the memory 
 Generation: batch 1, a 16-token random prompt, 256 new tokens, greedy, bf16 weights, no end token (all 256 are
 generated). Hugging Face ``generate`` with its default dynamic cache, then with ``cache_implementation="static"``
 (which ``transformers`` compiles itself); formers' eager ``generate`` and its CUDA-graph
-:class:`~formers.inference.fast_generation.GraphedGreedyDecoder`. The fast path's tokens are checked against
+:class:`~formers.generation.graphed.GraphedGreedyDecoder`. The fast path's tokens are checked against
 formers' eager greedy tokens (float32, and bf16 reported).
 
 ``--attention-variants pytorch_order,contiguous,cudnn_op`` also times formers compiled with each attention variant
@@ -52,8 +52,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import formers
-from formers.inference.fast_generation import GraphedGreedyDecoder
-from formers.inference.generation import generate
+from formers.generation.graphed import GraphedGreedyDecoder
+from formers.generation.causal_lm import generate
 from formers.interop.gpt2 import convert_gpt2_state_dict
 from formers.layers import value_checks
 

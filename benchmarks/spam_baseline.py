@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 
 from formers.data.labelled import read_labelled
 from formers.data.spam_assassin import write_spam_assassin_csv
-from formers.tasks.text_classification import accuracy_and_macro_f1
+from formers.tasks.metrics import accuracy_and_macro_f1
 
 
 def main() -> dict:
@@ -34,12 +34,12 @@ def main() -> dict:
     if args.max_train_examples is not None:
         data["train"] = data["train"].subset(range(args.max_train_examples))
     if args.max_tokens is not None:
-        from formers.data.wordpiece import WordPieceTokenizer
-        from formers.tasks.text_classification import MINILM, resolve_pretrained
+        from formers.data.tokenizers.wordpiece import WordPieceTokenizer
+        from formers.recipes.text_classification import MINILM, resolve_pretrained
 
         tokenizer = WordPieceTokenizer.from_directory(resolve_pretrained(MINILM))
         for d in data.values():
-            d.texts = [tokenizer.decode(tokenizer.encode(t, max_length=args.max_tokens, truncation=True).input_ids)
+            d.texts = [tokenizer.decode(tokenizer.encode(t, max_length=args.max_tokens, truncation=True))
                        for t in d.texts]
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000)
     x = {"train": vectorizer.fit_transform(data["train"].texts)}

@@ -86,7 +86,7 @@ def profile_gpt2(args, device: torch.device) -> dict:
     """formers and Hugging Face GPT-2, each compiled, same weights and batches (gpt2_speed.py's Trainer)."""
     from gpt2_speed import HF_LOSS, Trainer, build_pair, formers_loss
 
-    from formers.layers import value_checks
+    from formers.layers.validation import value_checks
 
     torch.manual_seed(0)
     ours, hf = build_pair(device, args.smoke)
@@ -108,8 +108,8 @@ def profile_recipe(name: str, args, device: torch.device) -> dict:
     """The recipe's own Trainer: ``warmup`` steps (compilation), then ``steps`` more under the profiler."""
     import importlib
 
-    from formers.recipes import load_recipe
-    from formers.training.run import TASKS, build_optimization
+    from formers.recipes.recipe import load_recipe
+    from formers.recipes.run import TASKS, build_optimization
     from formers.training.trainer import Trainer
 
     overrides = {"train.progress_bar": False, "train.tensorboard": False, "train.max_minutes": None,

@@ -1,5 +1,6 @@
 """formers: the Transformer family in PyTorch, readable, exact against reference implementations, fast."""
 
+from formers import models  # noqa: F401  (importing the families registers them)
 from formers.hub import from_pretrained, save_pretrained
 from formers.interop.timm import from_timm
 from formers.registry import create_model, list_models

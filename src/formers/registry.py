@@ -1,15 +1,22 @@
-"""Model registry: ``register_model`` / ``create_model(name, **overrides)`` / ``list_models(pattern)``.
+"""Registries: model families and variants, and the converters that read other libraries' formats.
 
-Every registered variant is a function returning a family ``Config``; ``create_model`` applies the user's
-overrides to that config (unknown names raise, listing the valid ones) and builds the family's model class.
+One idiom for "which family is this": a model class carries its ``family`` name and its ``config_class``;
+``@register_family`` on the class makes checkpoints of that family rebuildable, and ``@register_model(ModelClass)`` on
+a zero-argument function returning a config registers a named variant. ``create_model`` applies the user's overrides
+to that config (unknown names raise, listing the valid ones) and builds the family's model class.
+
+Converters register themselves for the format they read: ``@register_converter("hf", "gpt2")`` for a Hugging Face
+``model_type``, ``@register_converter("timm", "vit_")`` for a ``timm`` model-name prefix. The registrations happen
+when the family and converter modules are imported, which importing ``formers`` does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from torch import nn
 
@@ -29,55 +36,82 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {}
+_CONVERTERS: dict[str, dict[str, Callable[..., Any]]] = {"hf": {}, "timm": {}}
+
+M = TypeVar("M", bound=type)
 
 
-def register_family(family: str, config_cls: type, model_cls: type[nn.Module]) -> None:
-    """Registers a family's config and model classes so checkpoints can be rebuilt from ``family``."""
+def register_family(model_cls: M) -> M:
+    """Class decorator: registers ``model_cls`` under its ``family`` so checkpoints can be rebuilt from it.
+
+    The class must define ``family`` (a unique name written into checkpoints) and ``config_class``.
+    """
+    family, config_cls = getattr(model_cls, "family", None), getattr(model_cls, "config_class", None)
+    if not isinstance(family, str) or config_cls is None:
+        raise TypeError(f"{model_cls.__name__} needs class attributes 'family' (str) and 'config_class'")
+    if family in _FAMILIES and _FAMILIES[family][1] is not model_cls:
+        raise ValueError(f"model family {family!r} is registered twice")
     _FAMILIES[family] = (config_cls, model_cls)
+    return model_cls
 
 
 def family_classes(family: str) -> tuple[type, type[nn.Module]]:
     """Returns ``(config_cls, model_cls)`` for a registered family name."""
-    _import_families()
     if family not in _FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known families: {sorted(_FAMILIES)}")
     return _FAMILIES[family]
 
 
-def register_model(family: str, model_cls: type[nn.Module]) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
-    """Decorator registering a zero-argument function that returns a variant's config.
+def register_converter(source: str, key: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a converter of ``source`` (``"hf"`` or ``"timm"``) checkpoints keyed by ``key``.
+
+    For ``"hf"`` the key is a ``model_type`` and the function is ``(hf_config, hf_state, source_path) ->
+    (model, formers_state)``; for ``"timm"`` the key is a model-name prefix and the function is
+    ``(model_name, state_dict, overrides) -> model``.
+    """
+    if source not in _CONVERTERS:
+        raise ValueError(f"source must be one of {sorted(_CONVERTERS)}, got {source!r}")
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if key in _CONVERTERS[source]:
+            raise ValueError(f"a {source} converter for {key!r} is registered twice")
+        _CONVERTERS[source][key] = fn
+        return fn
+
+    return wrap
+
+
+def converters(source: str) -> dict[str, Callable[..., Any]]:
+    """The registered converters of ``source`` by key (a copy)."""
+    return dict(_CONVERTERS[source])
+
+
+def register_model(model_cls: type[nn.Module]) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Decorator registering a zero-argument function that returns a variant's config for ``model_cls``.
 
     The decorated function's name is the variant name; its docstring's first line is the description.
     """
+    register_family(model_cls)
 
     def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
         name = fn.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelEntry(name, family, fn, model_cls, doc[0] if doc else "")
+        _REGISTRY[name] = ModelEntry(name, model_cls.family, fn, model_cls, doc[0] if doc else "")
         return fn
 
     return wrap
 
 
-def _import_families() -> None:
-    # Importing the model package registers every family (import side effect, done once).
-    import formers.models  # noqa: F401
-
-
 def list_models(pattern: str = "*") -> list[str]:
     """Names of registered model variants matching a shell-style ``pattern``, sorted."""
-    _import_families()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
 def get_entry(name: str) -> ModelEntry:
     """Returns the registry entry of ``name``; raises ``ValueError`` listing close names when unknown."""
-    _import_families()
     if name not in _REGISTRY:
-        import difflib
-
         close = difflib.get_close_matches(name, list(_REGISTRY), n=5)
         hint = f" Did you mean: {', '.join(close)}?" if close else f" Known models: {', '.join(sorted(_REGISTRY))}"
         raise ValueError(f"unknown model name {name!r}.{hint}")

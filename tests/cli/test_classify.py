@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 import formers
-from formers.cli.classify import classify_images
 from formers.cli.main import main
 from formers.data.image_transforms import Preprocessing
+from formers.inference.classification import classify_images
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker"]
 

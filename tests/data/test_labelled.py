@@ -4,7 +4,12 @@ import json
 
 import pytest
 
-from formers.data.labelled import LabelVocab, file_format_of, read_labelled, read_token_labelled
+from formers.data.labelled import (
+    LabelVocab,
+    file_format_of,
+    read_labelled,
+    read_token_labelled,
+)
 
 
 def test_csv_tsv_and_jsonl_read_the_same_records(tmp_path):

@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from formers.data.char_tokenizer import CharTokenizer
 from formers.data.lm import (
     LMWindowLoader,
     TokenFile,
     lm_eval_batches,
-    load_tokenizer,
     prepare_corpus,
     token_dtype,
 )
+from formers.data.tokenizers.char import CharTokenizer
+from formers.data.tokenizers.joint_bpe import SubwordTokenizer
+from formers.data.tokenizers.load import load_tokenizer
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 20
 
@@ -54,6 +56,19 @@ def test_prepare_tinyshakespeare_gpt2(tmp_path, shared_data):
     assert meta["sha256"] == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
     train = TokenFile(tmp_path / "ts" / "train.bin")
     assert len(train) == 301_966 and list(train[:4]) == [5962, 22307, 25, 198]  # "First Citizen:\n"
+
+
+def test_prepare_with_a_saved_tokenizer_directory(tmp_path, text_file):
+    """Any tokenizer load_tokenizer reads whose ids are a plain stream: here a joint BPE; not BERT's framed WordPiece."""
+    joint = SubwordTokenizer.train(TEXT.splitlines(), vocab_size=80, min_frequency=1)
+    joint.save(tmp_path / "joint" / "tokenizer.json")
+    meta = prepare_corpus(text_file, tmp_path / "out", tokenizer=tmp_path / "joint")
+    assert meta["tokenizer"] == "bpe" and meta["vocab_size"] == joint.vocab_size and "eot_id" not in meta
+    split = int(len(TEXT) * 0.9)
+    assert TokenFile(tmp_path / "out" / "train.bin")[:].tolist() == joint.encode(TEXT[:split])
+    WordPieceTokenizer.train(TEXT.splitlines(), vocab_size=60, min_frequency=1).save(tmp_path / "bert")
+    with pytest.raises(ValueError, match="needs a character or BPE tokenizer, got a WordPieceTokenizer"):
+        prepare_corpus(text_file, tmp_path / "out2", tokenizer=tmp_path / "bert")
 
 
 def test_prepare_errors(tmp_path, text_file):

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from formers.data.mlm import (
-    IGNORE_INDEX,
     MLMCollator,
     MLMExample,
     MLMLoader,
@@ -12,6 +11,7 @@ from formers.data.mlm import (
     fixed_eval_batches,
     mask_tokens,
 )
+from formers.layers.cross_entropy import IGNORE_INDEX
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 VOCAB = 200

@@ -26,7 +26,12 @@ from formers.interop.bert import (
     convert_bert_state_dict,
     save_bert_directory,
 )
-from formers.models.bert import BertForMaskedLM, BertForPreTraining, BertModel, mean_pool
+from formers.models.bert import (
+    BertForMaskedLM,
+    BertForPreTraining,
+    BertModel,
+    mean_pool,
+)
 
 ATOL = RTOL = 1e-5
 

@@ -153,7 +153,7 @@ def test_cached_decoding_matches_full_recomputation(case: Case, ours: Transforme
 
 
 def test_greedy_translations_match(case: Case, ours: Transformer) -> None:
-    decoding = pytest.importorskip("formers.inference.decoding")
+    decoding = pytest.importorskip("formers.generation.seq2seq")
     max_new = 12
     # As formers' greedy search: never emit pad (= the decoder start), no eos forced at the limit.
     generation = GenerationConfig(

@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from formers.layers import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from formers.layers import (
+    KVCache,
+    MultiHeadAttention,
+    causal_mask,
+    scaled_dot_product_attention,
+)
 
 
 def paper_attention(q, k, v, mask=None, bias=None):

@@ -5,7 +5,11 @@ import math
 import pytest
 import torch
 
-from formers.layers import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_table
+from formers.layers import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_table,
+)
 
 
 def test_sinusoids_follow_the_paper():

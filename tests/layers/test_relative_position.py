@@ -3,7 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from formers.layers.relative_position import WindowRelativePositionBias, relative_position_index
+from formers.layers.relative_position import (
+    WindowRelativePositionBias,
+    relative_position_index,
+)
 from formers.layers.windows import shifted_window_mask
 
 

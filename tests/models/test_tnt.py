@@ -41,25 +41,6 @@ def test_tnt_s_parameter_count_matches_timm():
     assert sum(p.numel() for p in model.parameters()) == 23_768_584  # timm tnt_s_patch16_224
 
 
-@pytest.mark.parametrize("name", formers.list_models("tnt*"))
-def test_contract_forward_grad_save_load(name, tmp_path):
-    overrides = {k: v for k, v in TINY.items() if k not in ("num_classes",)}
-    if name == "tnt_mini_28":  # keep its grayscale 28x28 input, shrink the rest
-        overrides.update(image_size=28, patch_size=4, pixel_stride=2)
-    model = _noisy(formers.create_model(name, **overrides, drop_path_rate=0.1, dropout=0.1))
-    images = _images(model, 3)
-    logits = model(images).logits
-    assert logits.shape == (3, model.config.num_classes) and torch.isfinite(logits).all()
-    logits.square().mean().backward()
-    for pname, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
-    model.eval()
-    formers.save_pretrained(model, tmp_path / "m")
-    loaded = formers.from_pretrained(tmp_path / "m")
-    assert type(loaded) is type(model) and loaded.config == model.config
-    torch.testing.assert_close(loaded(images).logits, model(images).logits, rtol=0, atol=0)
-
-
 def test_features_head_and_reset_classifier():
     model = _noisy(TNT(TNTConfig(**TINY))).eval()
     images = _images(model)
@@ -73,14 +54,6 @@ def test_features_head_and_reset_classifier():
     torch.testing.assert_close(model(images).logits, features[:, 0])  # pooled features: the class token
     with pytest.raises(ValueError, match="num_classes"):
         model.reset_classifier(-1)
-
-
-def test_batched_rows_equal_single_images():
-    model = _noisy(TNT(TNTConfig(**TINY))).eval()
-    images = _images(model, 3)
-    batched = model(images).logits
-    for row in range(3):
-        torch.testing.assert_close(batched[row], model(images[row : row + 1]).logits[0], atol=1e-5, rtol=1e-5)
 
 
 def test_sdpa_and_math_backends_agree():

@@ -40,24 +40,6 @@ def test_published_variants():
     assert (mini.in_channels, mini.image_size, mini.num_classes, mini.grid_size) == (1, 28, 10, (7, 7))
 
 
-@pytest.mark.parametrize("name", formers.list_models("vit_*"))
-def test_contract_forward_grad_save_load(name, tmp_path):
-    base = create_config(name)
-    model = _noisy(formers.create_model(name, **{**TINY, "in_channels": base.in_channels, "drop_path_rate": 0.1}))
-    x = _images(model)
-    logits = model(x).logits
-    assert logits.shape == (3, 5) and torch.isfinite(logits).all()
-    logits.square().mean().backward()
-    for pname, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
-    model.eval()
-    formers.save_pretrained(model, tmp_path / "m")
-    loaded = formers.from_pretrained(tmp_path / "m")
-    assert isinstance(loaded, ViT) and loaded.config == model.config
-    torch.testing.assert_close(loaded(x).logits, model(x).logits, rtol=0, atol=0)
-    assert not any("index" in k or "mask" in k for k in model.state_dict())
-
-
 def test_forward_features_head_and_pooling():
     model = _noisy(ViT(ViTConfig(**TINY))).eval()
     x = _images(model, h=16, w=24)
@@ -108,14 +90,6 @@ def test_sdpa_and_math_backends_agree():
         if isinstance(m, SelfAttention):
             m.backend = "math"
     torch.testing.assert_close(model(x).logits, fast, atol=1e-5, rtol=1e-5)
-
-
-def test_images_run_alone_equal_the_batch():
-    model = _noisy(ViT(ViTConfig(**TINY))).eval()
-    x = _images(model, b=4)
-    batched = model(x).logits
-    for i in range(4):
-        torch.testing.assert_close(model(x[i : i + 1]).logits[0], batched[i], atol=1e-5, rtol=1e-5)
 
 
 def test_new_resolution_resamples_positions():

@@ -1,18 +1,23 @@
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
-import formers
-from formers.cli.main import main
-from formers.data.mlm import IGNORE_INDEX, MLMCollator, MLMLoader, build_examples, fixed_eval_batches
-from formers.data.wordpiece import WordPieceTokenizer
-from formers.hub import resolve_checkpoint_dir
+from formers.data.mlm import (
+    MLMCollator,
+    MLMLoader,
+    build_examples,
+    fixed_eval_batches,
+    split_documents,
+    text_documents,
+)
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
+from formers.layers.cross_entropy import IGNORE_INDEX
 from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
-from formers.tasks.masked_lm import MaskedLMTask, split_documents, text_documents, tokenize_documents
+from formers.recipes.masked_lm import tokenize_documents
+from formers.tasks.masked_lm import MaskedLMTask
 
 TINY = dict(embed_dim=32, num_heads=2, num_layers=2, ffn_dim=64, max_seq_len=32, dropout=0.0, attn_dropout=0.0)
 # A tiny "corpus" whose masked words are predictable from their neighbours.
@@ -88,44 +93,3 @@ def test_tiny_bert_learns_masked_words_of_held_out_text(tmp_path, train_plainly)
     # untrained: ~uniform over the vocabulary; trained: the frequent words and their contexts
     assert before["mlm_accuracy"] < 0.1 and after["mlm_accuracy"] > 0.18, (before, after)
     assert after["perplexity"] < before["perplexity"] / 3, (before, after)
-
-
-def test_pretrain_recipe_end_to_end_then_fine_tune_from_the_run(tmp_path, capsys):
-    corpus = _corpus_file(tmp_path, repeats=40)
-    run = tmp_path / "pre"
-    common = ["--set", "train.progress_bar=false", "--set", "train.tensorboard=false", "--set", "optim.warmup_steps=2"]
-    code = main(["train", "bert-pretrain-cpu", "--run-dir", str(run), "--set", f"data.text={corpus}",
-                 "--set", "data.corpus=null", "--set", "data.vocab_size=80", "--set", "data.min_frequency=1",
-                 "--set", "data.heldout_every=4", "--set", "data.batch_size=8", "--set", "data.max_len=32",
-                 "--set", "model.embed_dim=32", "--set", "model.ffn_dim=64", "--set", "train.max_steps=30",
-                 "--set", "train.eval_every=15", "--set", "train.save_every=15", *common])
-    out = capsys.readouterr().out
-    assert code == 0 and "held-out MLM accuracy" in out and "fill-mask:" in out
-    results = json.loads((run / "results.json").read_text())
-    assert results["steps"] == 30 and 0 <= results["mlm_accuracy_final"] <= 1
-    assert results["perplexity_final"] < 80  # uniform guessing over the ~80-token vocabulary
-    model = formers.from_pretrained(run)
-    assert type(model) is BertForMaskedLM
-    tokenizer = WordPieceTokenizer.from_directory(run / "checkpoints" / "best")
-    assert tokenizer.vocab_size == model.config.vocab_size
-    assert model.config.tokenizer["vocab_sha256"] == tokenizer.fingerprint
-
-    # fine-tune the pre-trained run on a labelled CSV: is the sentence about an animal on a mat/rug?
-    rows = [(s, "home" if ("mat" in s or "rug" in s) else "out") for s in SENTENCES] * 6
-    for name in ("train", "valid"):
-        (tmp_path / f"{name}.csv").write_text("sentence,where\n" + "".join(f"{s},{y}\n" for s, y in rows))
-    fine = tmp_path / "fine"
-    code = main(["train", "bert-finetune-spam-cpu", "--run-dir", str(fine), "--set", f"model.pretrained={run}",
-                 "--set", "data.dataset=null", "--set", f"data.train_file={tmp_path / 'train.csv'}",
-                 "--set", f"data.valid_file={tmp_path / 'valid.csv'}", "--set", "data.text_column=sentence",
-                 "--set", "data.label_column=where", "--set", "data.max_train_examples=null",
-                 "--set", "data.max_len=16",
-                 "--set", "data.batch_size=6", "--set", "train.max_steps=60", "--set", "model.dropout=0.0",
-                 "--set", "optim.lr=0.003", *common])
-    capsys.readouterr()
-    assert code == 0
-    results = json.loads((fine / "results.json").read_text())
-    assert results["valid_accuracy_final"] == 1.0
-    saved = resolve_checkpoint_dir(fine)
-    assert json.loads((saved / "labels.json").read_text()) == {"labels": ["home", "out"]}
-    assert (saved / "vocab.txt").read_text() == (run / "tokenizer" / "vocab.txt").read_text()

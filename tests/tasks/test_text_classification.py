@@ -1,27 +1,21 @@
 from __future__ import annotations
 
-import json
-import random
-
 import pytest
 import torch
-import yaml
 
 import formers
-from formers.cli.main import main
-from formers.data.mlm import IGNORE_INDEX
-from formers.data.wordpiece import WordPieceTokenizer
-from formers.hub import resolve_checkpoint_dir
-from formers.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel
-from formers.tasks.text_classification import (
-    SequenceClassificationTask,
-    accuracy_and_macro_f1,
-    classifier_from_pretrained,
-    collate,
-    encode_words,
-    entity_f1,
-    entity_spans,
+from formers.data.labelled import collate, encode_words
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer
+from formers.layers.cross_entropy import IGNORE_INDEX
+from formers.models.bert import (
+    BertConfig,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    BertModel,
 )
+from formers.recipes.text_classification import classifier_from_pretrained
+from formers.tasks.metrics import accuracy_and_macro_f1, entity_f1, entity_spans
+from formers.tasks.text_classification import SequenceClassificationTask
 
 TINY = dict(embed_dim=32, num_heads=2, num_layers=2, ffn_dim=64, max_seq_len=32)
 
@@ -56,7 +50,7 @@ def test_token_labels_sit_on_first_sub_tokens(tmp_path):
     tokenizer, _ = _tokenizer(tmp_path, ["alpha", "beta", "gamma"])
     words = ["gammaalpha", "gamma", "alpha"]  # "##a", "##l"... exist: the first word splits
     row = encode_words(tokenizer, words, [3, 1, 2], max_len=32)
-    pieces = [tokenizer.encode(w, add_special_tokens=False).input_ids for w in words]
+    pieces = [tokenizer.encode(w, add_special_tokens=False) for w in words]
     assert len(pieces[0]) > 1  # the first word is split into several pieces
     expected = [IGNORE_INDEX, 3] + [IGNORE_INDEX] * (len(pieces[0]) - 1) + [1, 2, IGNORE_INDEX]
     assert row.label == expected and row.input_ids[0] == tokenizer.cls_id and row.input_ids[-1] == tokenizer.sep_id
@@ -95,39 +89,3 @@ def test_sequence_task_evaluates_accuracy_macro_f1_and_loss():
     expected = accuracy_and_macro_f1(logits.argmax(-1).tolist(), [0, 1, 2, 1], 3)
     assert metrics["accuracy"] == expected["accuracy"] and metrics["macro_f1"] == expected["macro_f1"]
     assert metrics["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, batch["labels"]).item(), rel=1e-5)
-
-
-def test_token_classification_recipe_learns_entities_from_jsonl(tmp_path, capsys):
-    # A synthetic NER set: names and cities from closed lists in carrier sentences.
-    names, cities = ["anna", "boris", "carla", "dmitri"], ["paris", "oslo", "lima", "quito"]
-    verbs = ["visited", "left", "loves", "saw"]
-    rng = random.Random(0)
-
-    def record():
-        name, city, verb = rng.choice(names), rng.choice(cities), rng.choice(verbs)
-        if rng.random() < 0.5:
-            return {"tokens": [name, verb, city], "tags": ["B-PER", "O", "B-LOC"]}
-        return {"tokens": ["in", city, name, verb, "it"], "tags": ["O", "B-LOC", "B-PER", "O", "O"]}
-
-    for split, n in (("train", 80), ("valid", 24)):
-        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(record()) + "\n" for _ in range(n)))
-    tokenizer, _ = _tokenizer(tmp_path, names + cities + verbs + ["in", "it"])
-    torch.manual_seed(0)
-    tok_dir = formers.save_pretrained(BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **TINY)), tmp_path / "pre")
-    tokenizer.save(tok_dir)  # a pretrained directory holds its vocabulary
-    recipe = {
-        "name": "tiny-ner", "task": "token_classification",
-        "model": {"pretrained": str(tok_dir), "dropout": 0.0},
-        "data": {"train_file": str(tmp_path / "train.jsonl"), "valid_file": str(tmp_path / "valid.jsonl"),
-                 "max_len": 16, "batch_size": 8},
-        "optim": {"name": "adamw", "lr": 0.003, "schedule": "constant", "warmup_steps": 0},
-        "train": {"max_steps": 50, "log_every": 10, "progress_bar": False, "tensorboard": False, "eval_every": 25,
-                  "best_metric": "entity_f1", "best_mode": "max"},
-    }
-    (tmp_path / "ner.yaml").write_text(yaml.safe_dump(recipe))
-    assert main(["train", str(tmp_path / "ner.yaml"), "--run-dir", str(tmp_path / "run")]) == 0
-    capsys.readouterr()
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["valid_entity_f1_best"] > 0.9 and results["valid_accuracy_best"] > 0.9, results
-    labels = json.loads((resolve_checkpoint_dir(tmp_path / "run") / "labels.json").read_text())
-    assert labels == {"labels": ["B-LOC", "B-PER", "O"]}

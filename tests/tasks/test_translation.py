@@ -8,8 +8,10 @@ import torch
 import formers
 from formers.data.corpora import load_bible_en_es
 from formers.data.parallel import ParallelDataset, TranslationLoader
-from formers.data.tokenizers import SubwordTokenizer
-from formers.tasks.translation import TranslationEvalSet, TranslationTask, corpus_bleu, label_smoothed_nll
+from formers.data.tokenizers.joint_bpe import SubwordTokenizer
+from formers.tasks.losses import label_smoothed_nll
+from formers.tasks.metrics import corpus_bleu
+from formers.tasks.translation import TranslationEvalSet, TranslationTask
 
 
 def test_label_smoothed_loss_matches_the_formula():

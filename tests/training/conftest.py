@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import formers
-from formers.training import StepOutput
+from formers.training.task import StepOutput
 
 VOCAB = 24
 SEQ = 6

@@ -178,7 +178,7 @@ def test_trainer_state_json_is_readable(tmp_path: Path, make_model) -> None:
 
 
 def test_atomic_file_replaces_whole_or_keeps_the_old_content(tmp_path):
-    from formers.training.checkpoint import atomic_file
+    from formers.files import atomic_file
 
     target = tmp_path / "vocab.txt"
     target.write_text("old\n")

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import formers
-from formers.training import NonFiniteLossError, StepOutput, Trainer, TrainerConfig
 from formers.training.checkpoint import latest_checkpoint, read_trainer_state
 from formers.training.optim import build_optimizer
 from formers.training.schedules import build_scheduler
+from formers.training.task import StepOutput
+from formers.training.trainer import NonFiniteLossError, Trainer, TrainerConfig
 
 
 def _config(**overrides) -> TrainerConfig:

@@ -5,26 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import shutil
-
-from formers.training.checkpoint import step_checkpoints, write_averaged_model
-
-
-def average_run_checkpoints(run_dir: Path, last: int, out: Path) -> list[Path]:
-    """Averages the last ``last`` step checkpoints of ``run_dir`` into model directory ``out``.
-
-    Files saved beside the weights (``tokenizer.json``) are copied from the newest checkpoint.
-    """
-    if last < 2:
-        raise ValueError(f"--last must be >= 2 to average anything, got {last}")
-    paths = step_checkpoints(run_dir)[-last:]
-    if len(paths) < 2:
-        raise ValueError(f"{run_dir} holds {len(paths)} step checkpoint(s); averaging needs at least 2")
-    write_averaged_model(paths, out)
-    for extra in paths[-1].glob("*.json"):
-        if extra.name not in ("config.json", "trainer_state.json") and not (out / extra.name).exists():
-            shutil.copyfile(extra, out / extra.name)
-    return paths
+from formers.training.checkpoint import average_run_checkpoints
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -9,47 +9,15 @@ ends inside a UTF-8 character, or text that may be the start of a ``--stop`` str
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
+from formers.data.tokenizers.base import Tokenizer
+from formers.data.tokenizers.load import load_tokenizer
+from formers.devices import resolve_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
-
-
-class LMTokenizer(Protocol):
-    vocab_size: int
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: list[int]) -> str: ...
-
-
-def load_checkpoint_tokenizer(directory: Path) -> LMTokenizer:
-    """The tokenizer saved beside a model (see the module docstring); imported lazily."""
-    from formers.data.char_tokenizer import KIND as CHAR_KIND
-    from formers.data.char_tokenizer import CharTokenizer
-    from formers.data.gpt2_bpe import GPT2BPETokenizer
-
-    path = directory / "tokenizer.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"corrupt JSON in {path}: {e}") from None
-        if isinstance(data, dict) and data.get("kind") == CHAR_KIND:
-            return CharTokenizer.load(path)
-        if isinstance(data, dict) and "model" in data:
-            return GPT2BPETokenizer.load(path)
-        raise ValueError(f"{path} is neither a character tokenizer nor a byte-level BPE tokenizer.json")
-    for vocab, merges in (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt")):
-        if (directory / vocab).is_file() and (directory / merges).is_file():
-            return GPT2BPETokenizer.from_files(directory / vocab, directory / merges)
-    raise FileNotFoundError(
-        f"{directory} holds no tokenizer: expected tokenizer.json, encoder.json + vocab.bpe, or vocab.json + merges.txt"
-    )
 
 
 class TextStream:
@@ -61,7 +29,7 @@ class TextStream:
         out: a text stream (stdout).
     """
 
-    def __init__(self, tokenizer: LMTokenizer, stops: list[str], out) -> None:
+    def __init__(self, tokenizer: Tokenizer, stops: list[str], out) -> None:
         self.tokenizer, self.stops, self.out = tokenizer, [s for s in stops if s], out
         self.ids: list[int] = []
         self.printed = 0  # characters of the decoded text written so far
@@ -119,10 +87,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from formers.training.trainer import resolve_device
-
     directory = resolve_checkpoint_dir(args.checkpoint)
-    tokenizer = load_checkpoint_tokenizer(directory)
+    tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))
     if getattr(model, "family", None) != "gpt":
         raise ValueError(f"{directory} holds a {model.family!r} model; generate needs a causal language model ('gpt')")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from formers.recipes import list_recipes
+from formers.recipes.recipe import list_recipes
 from formers.registry import get_entry, list_models
 
 

@@ -9,7 +9,16 @@ import argparse
 import os
 import sys
 
-from formers.cli import checkpoints, classify, embed, generate, listing, prepare, train, translate
+from formers.cli import (
+    checkpoints,
+    classify,
+    embed,
+    generate,
+    listing,
+    prepare,
+    train,
+    translate,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from formers.config import parse_set_args
-from formers.recipes import load_recipe
-from formers.training.run import run_recipe
+from formers.recipes.recipe import load_recipe
+from formers.recipes.run import run_recipe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

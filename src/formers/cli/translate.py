@@ -9,9 +9,12 @@ from pathlib import Path
 
 import torch
 
+from formers.data.corpora import load_corpus_split
+from formers.data.tokenizers.load import load_tokenizer
+from formers.devices import resolve_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.inference.translate import Translator
-from formers.training.trainer import resolve_device
+from formers.tasks.metrics import corpus_bleu
 
 
 def _add_decoding_args(p: argparse.ArgumentParser) -> None:
@@ -46,16 +49,13 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_translator(args: argparse.Namespace) -> Translator:
     """Model + tokenizer from ``--checkpoint`` on ``--device``."""
-    from formers.data.tokenizers import SubwordTokenizer
-
     directory = resolve_checkpoint_dir(args.checkpoint)
-    tok_path = directory / "tokenizer.json"
-    if not tok_path.is_file():
-        raise FileNotFoundError(f"{directory} has no tokenizer.json; translation checkpoints save their tokenizer")
-    tokenizer = SubwordTokenizer.load(tok_path)
+    tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))
-    if model.family != "transformer":
-        raise ValueError(f"{directory} holds a {model.family!r} model; translation needs an encoder-decoder 'transformer'")
+    if not all(callable(getattr(model, name, None)) for name in ("encode", "init_state", "decode")):
+        raise ValueError(
+            f"{directory} holds a {model.family!r} model; translation needs an encoder-decoder ('transformer', 'rnn')"
+        )
     if tokenizer.vocab_size > model.config.src_vocab_size:
         raise ValueError(
             f"tokenizer.json has {tokenizer.vocab_size} tokens but the model's vocabulary is {model.config.src_vocab_size}"
@@ -80,7 +80,6 @@ def run_translate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from formers.tasks.translation import corpus_bleu, load_corpus_split
 
     if (args.src is None) != (args.ref is None):
         raise ValueError("--src and --ref go together")

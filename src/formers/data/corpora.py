@@ -165,3 +165,22 @@ def tinyshakespeare_path(data_dir: str | os.PathLike[str] | None = None) -> Path
         folder = default_cache_dir() / "tinyshakespeare"
         download(TINYSHAKESPEARE_URL, folder / "input.txt", TINYSHAKESPEARE_SHA256)
     return folder / "input.txt"
+
+
+def load_corpus_split(
+    corpus: str, split: str, src_lang: str | None, tgt_lang: str | None, data_dir: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Sources and references of a built-in corpus split."""
+    if corpus == "multi30k":
+        if not src_lang or not tgt_lang:
+            raise ValueError(f"multi30k needs src_lang and tgt_lang, got {src_lang!r} and {tgt_lang!r}")
+        pairs = load_multi30k(split, src_lang, tgt_lang, data_dir=data_dir)
+    elif corpus == "bible-en-es":
+        pairs = load_bible_en_es(split=split)
+        if (src_lang, tgt_lang) == ("es", "en"):
+            return list(pairs.tgt), list(pairs.src)
+        if (src_lang, tgt_lang) not in (("en", "es"), (None, None)):
+            raise ValueError(f"bible-en-es pairs English and Spanish, got src_lang={src_lang!r} tgt_lang={tgt_lang!r}")
+    else:
+        raise ValueError(f"corpus must be 'multi30k' or 'bible-en-es', got {corpus!r}")
+    return list(pairs.src), list(pairs.tgt)

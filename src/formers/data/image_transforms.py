@@ -176,20 +176,6 @@ class MixUpCutMix:
         return (self.cutmix if use_cutmix else self.mixup)(images, labels)
 
 
-def soft_target_cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Mean cross-entropy of (B, K) logits against (B, K) target distributions, optionally label-smoothed.
-
-    Smoothing mixes the targets with the uniform distribution: ``(1 - eps) * targets + eps / K`` (Szegedy et al.
-    2016), the same as ``F.cross_entropy(label_smoothing=eps)`` for one-hot targets.
-    """
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    targets = targets.float()
-    if label_smoothing > 0:
-        targets = targets * (1.0 - label_smoothing) + label_smoothing / targets.shape[-1]
-    return -(targets * logits.float().log_softmax(dim=-1)).sum(dim=-1).mean()
-
-
 __all__ = [
     "PREPROCESSING_FILE",
     "MixUpCutMix",
@@ -197,5 +183,4 @@ __all__ = [
     "channel_mean_std",
     "normalize_images",
     "random_crop_flip",
-    "soft_target_cross_entropy",
 ]

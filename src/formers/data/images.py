@@ -25,7 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from formers.data.downloads import ChecksumError, default_cache_dir, download, resolve_data_dir
+from formers.data.downloads import (
+    ChecksumError,
+    default_cache_dir,
+    download,
+    resolve_data_dir,
+)
 
 
 @dataclass

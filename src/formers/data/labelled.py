@@ -24,6 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from torch import Tensor
+
+from formers.data.mlm import IGNORE_INDEX
+
 FORMATS = ("csv", "tsv", "jsonl")
 LABELS_FILE = "labels.json"
 
@@ -31,7 +37,6 @@ LABELS_FILE = "labels.json"
 @dataclass
 class LabelledTexts:
     """Sequence-classification records: ``texts[i]`` (and ``pairs[i]``) labelled ``labels[i]``."""
-
     texts: list[str]
     labels: list[str]
     pairs: list[str] | None = None
@@ -48,7 +53,6 @@ class LabelledTexts:
 @dataclass
 class LabelledTokens:
     """Token-classification records: ``words[i][j]`` tagged ``tags[i][j]``."""
-
     words: list[list[str]]
     tags: list[list[str]]
 
@@ -187,7 +191,6 @@ class LabelVocab:
     Args:
         labels: the label names, id ``i`` being ``labels[i]``.
     """
-
     def __init__(self, labels: Sequence[str]) -> None:
         labels = [str(label) for label in labels]
         if not labels:
@@ -244,3 +247,89 @@ __all__ = [
     "read_labelled",
     "read_token_labelled",
 ]
+
+
+# ----------------------------------------------------------------------------- encoding and batching
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """One row: ids and segment ids with ``[CLS]``/``[SEP]``, and its label (an int, or one per token)."""
+    input_ids: list[int]
+    token_type_ids: list[int]
+    label: int | list[int]
+
+
+def encode_texts(tokenizer, texts, pairs, labels: Sequence[int], max_len: int) -> list[EncodedExample]:
+    """``[CLS] text [SEP] (pair [SEP])`` rows truncated to ``max_len`` (longest first), one label each."""
+    out = []
+    for i, text in enumerate(texts):
+        enc = tokenizer.encode_plus(text, pairs[i] if pairs is not None else None, max_length=max_len, truncation=True)
+        out.append(EncodedExample(enc.input_ids, enc.token_type_ids, int(labels[i])))
+    return out
+
+
+def encode_words(tokenizer, words: Sequence[str], tags: Sequence[int], max_len: int) -> EncodedExample:
+    """``[CLS] pieces [SEP]`` with each word's tag on its first piece and -100 elsewhere (cut to ``max_len``)."""
+    ids, labels = [tokenizer.cls_id], [IGNORE_INDEX]
+    for word, tag in zip(words, tags, strict=True):
+        pieces = tokenizer.encode(word, add_special_tokens=False, max_length=1 << 30) or [tokenizer.unk_id]
+        if len(ids) + len(pieces) > max_len - 1:
+            break  # words past the limit are dropped (and not scored)
+        ids.extend(pieces)
+        labels.extend([tag] + [IGNORE_INDEX] * (len(pieces) - 1))
+    ids.append(tokenizer.sep_id)
+    labels.append(IGNORE_INDEX)
+    return EncodedExample(ids, [0] * len(ids), labels)
+
+
+def collate(examples: Sequence[EncodedExample], pad_id: int) -> dict[str, Tensor]:
+    """Right-padded ``input_ids``, ``token_type_ids``, ``padding_mask`` (B, T) and ``labels`` ((B,) or (B, T))."""
+    t = max(len(e.input_ids) for e in examples)
+    ids = np.full((len(examples), t), pad_id, dtype=np.int64)
+    types = np.zeros((len(examples), t), dtype=np.int64)
+    token_level = isinstance(examples[0].label, list)
+    shape = (len(examples), t) if token_level else (len(examples),)
+    labels = np.full(shape, IGNORE_INDEX if token_level else 0, dtype=np.int64)
+    for row, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[row, :n] = e.input_ids
+        types[row, :n] = e.token_type_ids
+        if token_level:
+            labels[row, :n] = e.label
+        else:
+            labels[row] = e.label
+    lengths = np.array([len(e.input_ids) for e in examples])
+    return {
+        "input_ids": torch.from_numpy(ids),
+        "token_type_ids": torch.from_numpy(types),
+        "padding_mask": torch.from_numpy(np.arange(t)[None, :] < lengths[:, None]),
+        "labels": torch.from_numpy(labels),
+    }
+
+
+class ClassificationLoader:
+    """Batches of encoded rows, shuffled per ``(seed, epoch)`` (or in order when ``shuffle`` is False)."""
+    def __init__(
+        self, examples: Sequence[EncodedExample], batch_size: int, pad_id: int, seed: int = 0, shuffle: bool = True
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not examples:
+            raise ValueError("examples must hold at least one row, got none")
+        self.examples, self.batch_size, self.pad_id = list(examples), batch_size, pad_id
+        self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fixes the order of the next iteration to that of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.examples) // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        order = np.arange(len(self.examples))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed % 2**32, self.epoch]).permutation(len(self.examples))
+        for start in range(0, len(order), self.batch_size):
+            yield collate([self.examples[i] for i in order[start : start + self.batch_size]], self.pad_id)

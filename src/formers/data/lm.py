@@ -24,42 +24,18 @@ from typing import Union
 import numpy as np
 import torch
 
-from formers.data.char_tokenizer import KIND as CHAR_KIND
-from formers.data.char_tokenizer import CharTokenizer
-from formers.data.gpt2_bpe import GPT2BPETokenizer
-from formers.training.checkpoint import atomic_directory
-
-LMTokenizer = Union[CharTokenizer, GPT2BPETokenizer]
-"""Tokenizers a corpus can be prepared with."""
+from formers.data.tokenizers.base import Tokenizer
+from formers.data.tokenizers.char import CharTokenizer
+from formers.data.tokenizers.gpt2_bpe import GPT2BPETokenizer
+from formers.data.tokenizers.joint_bpe import SubwordTokenizer
+from formers.data.tokenizers.load import load_tokenizer
+from formers.files import atomic_directory
 
 TRAIN_FILE, VAL_FILE, META_FILE, TOKENIZER_FILE = "train.bin", "val.bin", "meta.json", "tokenizer.json"
 TOKENIZER_KINDS = ("char", "gpt2")
 """Built-in tokenizer names accepted by :func:`prepare_corpus`; anything else must be a tokenizer file path."""
 
 TokenSource = Union[np.ndarray, "TokenFile", torch.Tensor]
-
-
-def load_tokenizer(path: str | os.PathLike[str]) -> LMTokenizer:
-    """Loads a saved :class:`CharTokenizer` JSON or byte-level BPE ``tokenizer.json`` (told apart by content).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is neither kind.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tokenizer file {os.fspath(path)!r} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"tokenizer file {os.fspath(path)!r} is not JSON ({exc})") from exc
-    if isinstance(data, dict) and data.get("kind") == CHAR_KIND:
-        return CharTokenizer.load(path)
-    if isinstance(data, dict) and "model" in data:
-        return GPT2BPETokenizer.load(path)
-    raise ValueError(
-        f"tokenizer file {os.fspath(path)!r} is neither a character tokenizer nor a Hugging Face tokenizer.json"
-    )
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -84,10 +60,11 @@ def prepare_corpus(
         text_path: the corpus, a UTF-8 text file (read as bytes, so line endings are kept as they are).
         out_dir: output folder; must not exist, be empty, or hold an earlier prepared corpus (``meta.json``).
         tokenizer: ``"char"`` (vocabulary built from the whole text), ``"gpt2"`` (GPT-2's BPE), or the path of
-            a saved tokenizer file (:func:`load_tokenizer`).
+            a saved character or BPE tokenizer, a file or a directory holding one
+            (:func:`formers.data.tokenizers.load_tokenizer`).
         val_fraction: share of characters for validation, in ``(0, 1)``.
         gpt2_files_dir: folder with ``encoder.json`` + ``vocab.bpe`` for ``"gpt2"`` (default: found by
-            :func:`formers.data.gpt2_bpe.find_gpt2_files`).
+            :func:`formers.data.tokenizers.gpt2_bpe.find_gpt2_files`).
 
     Returns:
         The metadata written to ``meta.json``: ``tokenizer`` (kind), ``vocab_size``, ``dtype``,
@@ -159,30 +136,42 @@ def prepare_corpus(
 
 
 def _resolve_tokenizer(
-    tokenizer: str | os.PathLike[str], gpt2_files_dir: str | os.PathLike[str] | None
-) -> tuple[LMTokenizer | None, str]:
+    tokenizer: str | os.PathLike[str] | Tokenizer, gpt2_files_dir: str | os.PathLike[str] | None
+) -> tuple[Tokenizer | None, str]:
     """Returns (tokenizer or None for a char vocabulary still to be built, kind name)."""
-    if isinstance(tokenizer, (CharTokenizer, GPT2BPETokenizer)):
-        return tokenizer, "char" if isinstance(tokenizer, CharTokenizer) else "bpe"
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer, _kind(tokenizer)
     if not isinstance(tokenizer, (str, os.PathLike)):
         raise TypeError(f"tokenizer must be 'char', 'gpt2' or a tokenizer file path, got {type(tokenizer).__name__}")
     if tokenizer == "char":
         return None, "char"
     if tokenizer == "gpt2":
         return GPT2BPETokenizer.from_gpt2_dir(gpt2_files_dir), "gpt2"
-    if Path(tokenizer).is_file():
+    if Path(tokenizer).exists():
         tok = load_tokenizer(tokenizer)
-        return tok, "char" if isinstance(tok, CharTokenizer) else "bpe"
+        return tok, _kind(tok)
     raise ValueError(
-        f"tokenizer must be one of {TOKENIZER_KINDS} or the path of an existing tokenizer file, "
+        f"tokenizer must be one of {TOKENIZER_KINDS} or the path of an existing tokenizer file or directory, "
         f"got {os.fspath(tokenizer)!r}"
     )
 
 
-def _encode(tok: LMTokenizer, text: str) -> np.ndarray:
+def _kind(tok: Tokenizer) -> str:
+    """``"char"`` or ``"bpe"``: the tokenizers whose ids are a plain token stream (no framing special tokens)."""
+    if isinstance(tok, CharTokenizer):
+        return "char"
+    if isinstance(tok, (GPT2BPETokenizer, SubwordTokenizer)):
+        return "bpe"
+    raise ValueError(f"a language-model corpus needs a character or BPE tokenizer, got a {type(tok).__name__}")
+
+
+def _encode(tok: Tokenizer, text: str) -> np.ndarray:
+    """Ids of the whole ``text``, shape ``(L,)``; the character and GPT-2 tokenizers have faster paths."""
     if isinstance(tok, CharTokenizer):
         return tok.encode_array(text)
-    return tok.encode_long(text)
+    if isinstance(tok, GPT2BPETokenizer):
+        return tok.encode_long(text)
+    return np.asarray(tok.encode(text), dtype=np.int64)
 
 
 class TokenFile:

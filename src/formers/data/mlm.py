@@ -24,12 +24,16 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from formers.layers.cross_entropy import IGNORE_INDEX  # the label of positions without a masked-LM target
+from formers.data.corpora import read_bible_en_es
+from formers.layers.cross_entropy import (
+    IGNORE_INDEX,  # the label of positions without a masked-LM target
+)
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -97,7 +101,6 @@ def mask_tokens(
 @dataclass(frozen=True)
 class MLMExample:
     """One pre-training row before padding: ``[CLS] A [SEP] (B [SEP])`` ids and their segment ids."""
-
     input_ids: list[int]
     token_type_ids: list[int]
     next_sentence_label: int | None = None  # 0 = IsNext, 1 = NotNext (None without NSP)
@@ -114,7 +117,6 @@ class MLMCollator:
             ``[UNK]``, ``[MASK]``...); ``pad_id`` and ``mask_id`` are always included.
         mlm_probability, mask_fraction, random_fraction: see :func:`mask_tokens`.
     """
-
     def __init__(
         self,
         vocab_size: int,
@@ -304,7 +306,6 @@ class MLMLoader:
         shuffle: shuffle each epoch (False: fixed order, e.g. evaluation).
         drop_last: drop the final partial batch.
     """
-
     def __init__(
         self,
         examples: Sequence[MLMExample],
@@ -360,3 +361,44 @@ __all__ = [
     "fixed_eval_batches",
     "mask_tokens",
 ]
+
+
+# ----------------------------------------------------------------------------- documents
+
+
+def bible_documents() -> list[tuple[str, list[str]]]:
+    """The King James Bible (public domain, embedded): one document per chapter (``"Gen.1"``), verses as sentences."""
+    chapters: dict[str, list[str]] = {}
+    for reference, english, _ in read_bible_en_es():
+        chapters.setdefault(reference.rsplit(".", 1)[0], []).append(english)
+    return list(chapters.items())
+
+
+def text_documents(path: str | Path) -> list[tuple[str, list[str]]]:
+    """A UTF-8 text file as documents: blocks separated by blank lines, one sentence per non-blank line."""
+    documents: list[tuple[str, list[str]]] = []
+    current: list[str] = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            current.append(line.strip())
+        elif current:
+            documents.append((f"doc{len(documents)}", current))
+            current = []
+    if current:
+        documents.append((f"doc{len(documents)}", current))
+    if not documents:
+        raise ValueError(f"{path} holds no text")
+    return documents
+
+
+def split_documents(
+    documents: list[tuple[str, list[str]]], heldout_every: int
+) -> tuple[list[list[str]], list[list[str]]]:
+    """(train, held-out) documents: document ``i`` is held out when ``i % heldout_every == heldout_every - 1``."""
+    if heldout_every < 2:
+        raise ValueError(f"heldout_every must be >= 2, got {heldout_every}")
+    if len(documents) < heldout_every:
+        raise ValueError(f"heldout_every={heldout_every} holds nothing out of {len(documents)} documents")
+    train = [s for i, (_, s) in enumerate(documents) if i % heldout_every != heldout_every - 1]
+    held = [s for i, (_, s) in enumerate(documents) if i % heldout_every == heldout_every - 1]
+    return train, held

@@ -22,15 +22,12 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from formers.data.tokenizers import SubwordTokenizer
-
+from formers.data.tokenizers import SubwordTokenizer
 
 # ----------------------------------------------------------------------------- reading
 

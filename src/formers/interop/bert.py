@@ -23,23 +23,23 @@ Unsupported options raise: activations other than exact ``gelu``, relative posit
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
-from formers.hub import load_state_into
-from formers.interop.hf_files import read_hf_weights
+from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import KeyMap
-from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining, BertModel
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from formers.models.bert import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForPreTraining,
+    BertModel,
+)
+from formers.registry import register_converter
 
 PREFIX = "bert."
 WORD = "embeddings.word_embeddings.weight"
@@ -221,23 +221,17 @@ def to_bert_state_dict(model: BertModel | BertForMaskedLM | BertForPreTraining) 
     return theirs
 
 
-def load_bert_directory(
-    directory: str | Path, meta: dict[str, Any]
-) -> BertModel | BertForMaskedLM | BertForPreTraining:
-    """Builds a formers ``BertForPreTraining``, ``BertForMaskedLM`` or ``BertModel`` from a Hugging Face BERT directory.
+@register_converter("hf", "bert")
+def bert_from_hf(
+    meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path
+) -> tuple[BertModel | BertForMaskedLM | BertForPreTraining, dict[str, Tensor]]:
+    """A formers ``BertForPreTraining``, ``BertForMaskedLM`` or ``BertModel`` for a Hugging Face BERT directory.
 
-    Args:
-        directory: holds ``config.json`` and ``model.safetensors`` (or a sharded safetensors index).
-        meta: the parsed ``config.json``.
-
-    Returns:
-        ``BertForPreTraining`` when :func:`is_pretraining`, else ``BertForMaskedLM`` when ``architectures`` names it
-        or the weights hold ``cls.predictions``, else ``BertModel`` (train mode, on CPU; ``formers.from_pretrained``
-        moves it and sets eval mode).
+    ``BertForPreTraining`` when :func:`is_pretraining`, else ``BertForMaskedLM`` when ``architectures`` names it or
+    the weights hold ``cls.predictions``, else ``BertModel``; with the weights renamed to formers' keys.
     """
-    directory = Path(directory)
     config = config_from_bert(meta)
-    hf_state = _without_prefix(read_hf_weights(directory))
+    hf_state = _without_prefix(hf_state)
     pretraining = is_pretraining(meta, hf_state)
     masked_lm = pretraining or is_masked_lm(meta, hf_state)
     state = convert_bert_state_dict(hf_state, masked_lm, next_sentence=pretraining)
@@ -247,26 +241,16 @@ def load_bert_directory(
     else:
         model = BertForMaskedLM(config) if masked_lm else BertModel(config)
     if not masked_lm and "pooler.weight" not in state:
-        warnings.warn(f"{directory} holds no pooler weights: the pooler keeps its random init", stacklevel=2)
+        warnings.warn(f"{source} holds no pooler weights: the pooler keeps its random init", stacklevel=2)
         state.update({k: v for k, v in model.state_dict().items() if k.startswith("pooler.")})
-    load_state_into(model, state, directory / WEIGHTS_NAME)
-    return model
+    return model, state
 
 
 def save_bert_directory(model: BertModel | BertForMaskedLM | BertForPreTraining, directory: str | Path) -> Path:
     """Writes ``config.json`` and ``model.safetensors`` loadable by ``transformers``' class of the same name."""
-    from formers.training.checkpoint import atomic_directory
-
     if not isinstance(model, (BertModel, BertForMaskedLM, BertForPreTraining)):
         raise TypeError(
             f"save_bert_directory takes a BertModel, BertForMaskedLM or BertForPreTraining, got {type(model).__name__}"
         )
-    architecture = type(model).__name__
-    hf_config = bert_config_from_formers(model.config, architecture)
-    # One copy per name: safetensors refuses tensors that share memory.
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in to_bert_state_dict(model).items()}
-    directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        (tmp / CONFIG_NAME).write_text(json.dumps(hf_config, indent=2), encoding="utf-8")
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-    return directory
+    hf_config = bert_config_from_formers(model.config, type(model).__name__)
+    return write_hf_directory(directory, hf_config, to_bert_state_dict(model))

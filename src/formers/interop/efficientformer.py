@@ -30,10 +30,11 @@ import torch
 from torch import Tensor
 
 from formers.config import apply_overrides
-from formers.hub import load_state_into
+from formers.files import load_state_into
 from formers.interop.keymap import KeyMap, Transform
 from formers.layers.attention_bias import grid_offset_index
 from formers.models.efficientformer import EfficientFormer, EfficientFormerConfig
+from formers.registry import register_converter
 
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 _WB = ("weight", "bias")
@@ -229,6 +230,7 @@ def to_timm_efficientformer(model: EfficientFormer) -> dict[str, Tensor]:
     return theirs
 
 
+@register_converter("timm", "efficientformer_")
 def load_timm_efficientformer(
     model_name: str, state_dict: dict[str, Tensor], overrides: dict[str, Any] | None = None
 ) -> EfficientFormer:

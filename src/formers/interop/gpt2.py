@@ -17,23 +17,18 @@ cross-attention, activations other than ``gelu_new``/``gelu_pytorch_tanh``/``gel
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
-from formers.hub import load_state_into
-from formers.interop.hf_files import read_hf_weights
+from formers.files import GENERATION_CONFIG_NAME
+from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import TRANSPOSE, KeyMap, KeyRule
 from formers.models.gpt import GPT, GPTConfig
-
-CONFIG_NAME = "config.json"
-GENERATION_CONFIG_NAME = "generation_config.json"
-WEIGHTS_NAME = "model.safetensors"
+from formers.registry import register_converter
 
 PREFIX = "transformer."
 WTE = "transformer.wte.weight"
@@ -223,40 +218,20 @@ def to_gpt2_state_dict(state: dict[str, Tensor], config: GPTConfig) -> dict[str,
     return KEY_MAP.to_theirs(state)
 
 
-def load_gpt2_directory(directory: str | Path, meta: dict[str, Any]) -> GPT:
-    """Builds a formers ``GPT`` from a Hugging Face GPT-2 directory.
-
-    Args:
-        directory: holds ``config.json`` and ``model.safetensors`` (or a sharded safetensors index).
-        meta: the parsed ``config.json``.
-
-    Returns:
-        The model (train mode, on CPU; ``formers.from_pretrained`` moves it and sets eval mode).
-    """
-    directory = Path(directory)
+@register_converter("hf", "gpt2")
+def gpt2_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path) -> tuple[GPT, dict[str, Tensor]]:
+    """A formers ``GPT`` for a Hugging Face GPT-2 ``config.json`` and its weights renamed to formers' keys."""
     config = config_from_gpt2(meta)
-    state = convert_gpt2_state_dict(read_hf_weights(directory), config)
-    model = GPT(config)
-    load_state_into(model, state, directory / WEIGHTS_NAME)
-    return model
+    return GPT(config), convert_gpt2_state_dict(hf_state, config)
 
 
 def save_gpt2_directory(model: GPT, directory: str | Path) -> Path:
     """Writes ``config.json``, ``generation_config.json`` and ``model.safetensors`` for ``GPT2LMHeadModel``.
 
-    The generation config pads with ``pad_id`` (else ``eos_id``), as :func:`formers.inference.generation.generate`.
+    The generation config pads with ``pad_id`` (else ``eos_id``), as :func:`formers.generation.sampling.generate`.
     """
-    from formers.training.checkpoint import atomic_directory
-
     c = model.config
-    hf_config = gpt2_config_from_formers(c)
     fill = c.pad_id if c.pad_id is not None else c.eos_id
     generation = {"bos_token_id": c.eos_id, "eos_token_id": c.eos_id, "pad_token_id": fill}
-    # One copy per name: safetensors refuses tensors that share memory.
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in to_gpt2_state_dict(model.state_dict(), c).items()}
-    directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        (tmp / CONFIG_NAME).write_text(json.dumps(hf_config, indent=2), encoding="utf-8")
-        (tmp / GENERATION_CONFIG_NAME).write_text(json.dumps(generation, indent=2), encoding="utf-8")
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-    return directory
+    state = to_gpt2_state_dict(model.state_dict(), c)
+    return write_hf_directory(directory, gpt2_config_from_formers(c), state, {GENERATION_CONFIG_NAME: generation})

@@ -21,23 +21,18 @@ values (as older transformers wrote them).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
-from formers.hub import load_state_into, tied_groups
-from formers.interop.hf_files import read_hf_weights
+from formers.files import GENERATION_CONFIG_NAME, tied_groups
+from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import ROW_VECTOR, KeyMap, KeyRule
 from formers.layers import sinusoidal_table
 from formers.models.transformer import Transformer, TransformerConfig
-
-CONFIG_NAME = "config.json"
-GENERATION_CONFIG_NAME = "generation_config.json"
-WEIGHTS_NAME = "model.safetensors"
+from formers.registry import register_converter
 
 SHARED = "model.shared.weight"
 ENCODER_EMBED = "model.encoder.embed_tokens.weight"
@@ -306,29 +301,24 @@ def to_marian_state_dict(state: dict[str, Tensor], config: TransformerConfig) ->
     return out
 
 
-def load_marian_directory(directory: str | Path, meta: dict[str, Any]) -> Transformer:
-    """Builds a formers ``Transformer`` from a Hugging Face Marian directory.
+@register_converter("hf", "marian")
+def marian_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path) -> tuple[Transformer, dict[str, Tensor]]:
+    """A formers ``Transformer`` for a Hugging Face Marian directory and its weights renamed to formers' keys.
 
-    Args:
-        directory: holds ``config.json`` and ``model.safetensors`` (or a sharded safetensors index).
-        meta: the parsed ``config.json``.
-
-    Returns:
-        The model (train mode, on CPU; ``formers.from_pretrained`` moves it and sets eval mode).
+    Raises:
+        ValueError: tensors that are one tensor in the configured model hold different values in the file.
     """
-    directory = Path(directory)
-    state = convert_marian_state_dict(read_hf_weights(directory))
+    state = convert_marian_state_dict(hf_state)
     model = Transformer(config_from_marian(meta, state))
     for names in tied_groups(model).values():
         first = names[0]
         for other in names[1:]:
             if not torch.equal(state[first], state[other]):
                 raise ValueError(
-                    f"{directory}: {first} and {other} are one tensor in this configuration, but the checkpoint "
+                    f"{source}: {first} and {other} are one tensor in this configuration, but the checkpoint "
                     "holds different values for them (check share_encoder_decoder_embeddings / tie_word_embeddings)"
                 )
-    load_state_into(model, state, directory / WEIGHTS_NAME)
-    return model
+    return model, state
 
 
 def save_marian_directory(model: Transformer, directory: str | Path) -> Path:
@@ -337,22 +327,12 @@ def save_marian_directory(model: Transformer, directory: str | Path) -> Path:
     The generation config makes ``generate`` decode as formers does: it never emits the pad or start token and
     does not force ``eos`` at the length limit.
     """
-    from formers.training.checkpoint import atomic_directory
-
     c = model.config
-    hf_config = marian_config_from_formers(c)
     generation = {
         "decoder_start_token_id": c.bos_id,
         "eos_token_id": c.eos_id,
         "pad_token_id": c.pad_id,
         "bad_words_ids": [[t] for t in sorted({c.pad_id, c.bos_id} - {c.eos_id})],
     }
-    # One copy per name: safetensors refuses tensors that share memory (tied weights).
-    hf_state = to_marian_state_dict(model.state_dict(), c)
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in hf_state.items()}
-    directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        (tmp / CONFIG_NAME).write_text(json.dumps(hf_config, indent=2), encoding="utf-8")
-        (tmp / GENERATION_CONFIG_NAME).write_text(json.dumps(generation, indent=2), encoding="utf-8")
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-    return directory
+    state = to_marian_state_dict(model.state_dict(), c)
+    return write_hf_directory(directory, marian_config_from_formers(c), state, {GENERATION_CONFIG_NAME: generation})

@@ -20,24 +20,20 @@ Unsupported options raise: absolute position embeddings, activations other than 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
 from formers.config import apply_overrides
-from formers.hub import load_state_into
-from formers.interop.hf_files import read_hf_weights
+from formers.files import load_state_into
+from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import KeyMap
 from formers.models.swin import SwinConfig, SwinTransformer
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from formers.registry import register_converter
 
 # Block sub-modules: (formers, timm); formers names are relative to ``stages.{i}.blocks.{j}``.
 _TIMM_BLOCK = [
@@ -214,6 +210,7 @@ def to_timm_state_dict(model: SwinTransformer) -> dict[str, Tensor]:
     return TIMM_KEY_MAP.to_theirs(model.state_dict())
 
 
+@register_converter("timm", "swin_")
 def load_timm_swin(model_name: str, state_dict: dict[str, Tensor], overrides: dict[str, Any]) -> SwinTransformer:
     """Builds the formers Swin equivalent to timm model ``model_name`` and loads ``state_dict`` (eval mode)."""
     config = timm_config(model_name, state_dict, overrides)
@@ -334,38 +331,25 @@ def to_hf_state_dict(model: SwinTransformer) -> dict[str, Tensor]:
     return out
 
 
-def load_swin_directory(directory: str | Path, meta: dict[str, Any]) -> SwinTransformer:
-    """Builds a formers ``SwinTransformer`` from a Hugging Face Swin directory (config.json + model.safetensors).
-
-    Returns:
-        The model (train mode, on CPU; ``formers.from_pretrained`` moves it and sets eval mode).
-    """
-    directory = Path(directory)
+@register_converter("hf", "swin")
+def swin_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path) -> tuple[SwinTransformer, dict[str, Tensor]]:
+    """A formers ``SwinTransformer`` for a Hugging Face Swin directory and its weights renamed to formers' keys."""
     config = config_from_hf(meta)
-    state = convert_hf_state_dict(read_hf_weights(directory))
+    state = convert_hf_state_dict(hf_state)
     if "head.weight" not in state:  # a bare SwinModel: no classifier
         config.num_classes = 0
     elif state["head.weight"].shape[0] != config.num_classes:
         config.num_classes = state["head.weight"].shape[0]
     tables = [state[f"stages.{i}.blocks.0.rel_pos.table"] for i in range(len(config.depths))]
     windows = [(math.isqrt(t.shape[0]) + 1) // 2 for t in tables]
-    _check_windows(config, windows, str(directory))
-    model = SwinTransformer(config)
-    load_state_into(model, state, directory / WEIGHTS_NAME)
-    return model
+    _check_windows(config, windows, str(source))
+    return SwinTransformer(config), state
 
 
 def save_swin_directory(model: SwinTransformer, directory: str | Path) -> Path:
     """Writes ``config.json`` and ``model.safetensors`` loadable by ``transformers``' ``SwinForImageClassification``."""
-    from formers.training.checkpoint import atomic_directory
-
     if not isinstance(model, SwinTransformer):
         raise TypeError(f"save_swin_directory takes a SwinTransformer, got {type(model).__name__}")
     if model.config.num_classes == 0:
         raise ValueError("save_swin_directory needs a classification head (num_classes > 0)")
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in to_hf_state_dict(model).items()}
-    directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        (tmp / CONFIG_NAME).write_text(json.dumps(hf_config_from_formers(model.config), indent=2), encoding="utf-8")
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-    return directory
+    return write_hf_directory(directory, hf_config_from_formers(model.config), to_hf_state_dict(model))

@@ -36,9 +36,10 @@ import torch
 from torch import Tensor
 
 from formers.config import apply_overrides
-from formers.hub import load_state_into
+from formers.files import load_state_into
 from formers.interop.keymap import KeyMap
 from formers.models.tnt import TNT, TNTConfig, TNTLegacy
+from formers.registry import register_converter
 
 # (formers module, timm module) pairs; each maps its ``weight`` and ``bias``.
 _TOP = [
@@ -216,6 +217,7 @@ def to_timm_tnt_state_dict(model: TNT) -> dict[str, Tensor]:
     return _split_qkv(KEY_MAP.to_theirs(model.state_dict()))
 
 
+@register_converter("timm", "tnt_")
 def load_timm_tnt(model_name: str, state_dict: dict[str, Tensor], overrides: dict[str, Any] | None = None) -> TNT:
     """Builds the formers ``TNT`` equivalent to a timm TNT model and loads its weights.
 

@@ -21,7 +21,6 @@ Position embeddings are resampled as ``interpolate_pos_encoding=True`` does (``p
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
@@ -29,17 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
 from formers.config import apply_overrides
-from formers.hub import load_state_into
-from formers.interop.hf_files import read_hf_weights
+from formers.files import load_state_into
+from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import KeyMap, check_keys
 from formers.models.vit import ViT, ViTConfig
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from formers.registry import register_converter
 
 # ---------------------------------------------------------------------------------------------------- timm
 
@@ -189,6 +185,7 @@ def to_timm_vit_state_dict(model: ViT) -> dict[str, Tensor]:
     return TIMM_KEY_MAP.to_theirs(model.state_dict())
 
 
+@register_converter("timm", "vit_")
 def load_timm_vit(model_name: str, state_dict: dict[str, Tensor], overrides: dict[str, Any] | None = None) -> ViT:
     """Builds a formers ``ViT`` from a timm ViT state dict (see the module docstring for what is read where).
 
@@ -376,34 +373,23 @@ def to_hf_vit_state_dict(model: ViT) -> dict[str, Tensor]:
     return theirs
 
 
-def load_vit_directory(directory: str | Path, meta: dict[str, Any]) -> ViT:
-    """Builds a formers ``ViT`` from a Hugging Face ``ViTForImageClassification`` or ``ViTModel`` directory.
-
-    Args:
-        directory: holds ``config.json`` and ``model.safetensors`` (or a sharded safetensors index).
-        meta: the parsed ``config.json``.
-
-    Returns:
-        The model (train mode, on CPU; ``formers.from_pretrained`` moves it and sets eval mode).
-    """
-    directory = Path(directory)
-    hf_state = _without_prefix(read_hf_weights(directory))
+@register_converter("hf", "vit")
+def vit_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path) -> tuple[ViT, dict[str, Tensor]]:
+    """A formers ``ViT`` for a Hugging Face ``ViTForImageClassification`` or ``ViTModel`` directory, and its
+    weights renamed to formers' keys (the ``ViTModel`` pooler is dropped with a warning)."""
+    hf_state = _without_prefix(hf_state)
     pooler = [k for k in hf_state if _HF_POOLER.match(k)]
     if pooler:
         warnings.warn(
-            f"{directory}: the ViTModel pooler (dense + tanh) is dropped; the model returns the class-token state",
+            f"{source}: the ViTModel pooler (dense + tanh) is dropped; the model returns the class-token state",
             stacklevel=2,
         )
         hf_state = {k: v for k, v in hf_state.items() if k not in pooler}
     if "embeddings.mask_token" in hf_state:
-        raise ValueError(
-            f"{directory} holds a mask token (ViTForMaskedImageModeling), which formers does not implement"
-        )
+        raise ValueError(f"{source} holds a mask token (ViTForMaskedImageModeling), which formers does not implement")
     head = hf_state.get("classifier.weight")
     config = config_from_hf_vit(meta, num_classes=0 if head is None else head.shape[0])
-    model = ViT(config)
-    load_state_into(model, convert_hf_vit_state_dict(hf_state), directory / WEIGHTS_NAME)
-    return model
+    return ViT(config), convert_hf_vit_state_dict(hf_state)
 
 
 def save_vit_directory(model: ViT, directory: str | Path) -> Path:
@@ -416,18 +402,10 @@ def save_vit_directory(model: ViT, directory: str | Path) -> Path:
     Raises:
         ValueError: for ``global_pool="avg"``, which Hugging Face's ViT cannot express.
     """
-    from formers.training.checkpoint import atomic_directory
-
     if not isinstance(model, ViT):
         raise TypeError(f"save_vit_directory takes a formers ViT, got {type(model).__name__}")
     if model.config.global_pool != "token":
         raise ValueError(
             f"Hugging Face's ViT pools the class token; this model uses global_pool={model.config.global_pool!r}"
         )
-    # One copy per name: safetensors refuses tensors that share memory.
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in to_hf_vit_state_dict(model).items()}
-    directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        (tmp / CONFIG_NAME).write_text(json.dumps(hf_vit_config_from_formers(model.config), indent=2), encoding="utf-8")
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-    return directory
+    return write_hf_directory(directory, hf_vit_config_from_formers(model.config), to_hf_vit_state_dict(model))

@@ -1,9 +1,12 @@
 """Shared building blocks: the only home of attention math, masks, positions, norms, FFN and embeddings."""
 
-from formers.layers.attention import KVCache, MultiHeadAttention, SelfAttention, scaled_dot_product_attention
+from formers.layers.attention import (
+    KVCache,
+    MultiHeadAttention,
+    SelfAttention,
+    scaled_dot_product_attention,
+)
 from formers.layers.attention_bias import AttentionBias, grid_offset_index
-from formers.layers.cross_entropy import IGNORE_INDEX, cross_entropy
-from formers.layers.drop_path import DropPath, drop_path, drop_path_rates
 from formers.layers.blocks import (
     DecoderBlock,
     EncoderBlock,
@@ -11,10 +14,13 @@ from formers.layers.blocks import (
     PreNormDecoderBlock,
     PreNormEncoderBlock,
 )
-from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.conv_ffn import ConvFeedForward
+from formers.layers.cross_entropy import IGNORE_INDEX, cross_entropy
+from formers.layers.drop_path import DropPath, drop_path, drop_path_rates
+from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
 from formers.layers.layer_scale import LayerScale, LayerScale2d
+from formers.layers.luong_attention import LuongAttention
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
@@ -31,7 +37,10 @@ from formers.layers.positional import (
     resample_grid_positions,
     sinusoidal_table,
 )
-from formers.layers.relative_position import WindowRelativePositionBias, relative_position_index
+from formers.layers.relative_position import (
+    WindowRelativePositionBias,
+    relative_position_index,
+)
 from formers.layers.validation import (
     check_ids_shape,
     check_image_size,
@@ -63,6 +72,7 @@ __all__ = [
     "LayerScale",
     "LayerScale2d",
     "LearnedPositionalEmbedding",
+    "LuongAttention",
     "MultiHeadAttention",
     "OutputProjection",
     "PatchEmbedding",

@@ -167,10 +167,12 @@ class BertEncoder(nn.Module):
         return x
 
 
+@register_family
 class BertModel(nn.Module):
     """BERT encoder with the pooler; call as ``model(input_ids, token_type_ids=None, padding_mask=None)``."""
 
     family = "bert"
+    config_class = BertConfig
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -205,10 +207,12 @@ def _select(hidden: Tensor, positions: Tensor | None) -> Tensor:
     return hidden[positions]  # (N, D)
 
 
+@register_family
 class BertForMaskedLM(nn.Module):
     """BERT with the masked-LM head: dense + GELU + LayerNorm, then a decoder tied to the word embeddings."""
 
     family = "bert_mlm"
+    config_class = BertConfig
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -255,10 +259,12 @@ class BertPreTrainingOutput:
     next_sentence_logits: Tensor
 
 
+@register_family
 class BertForPreTraining(nn.Module):
     """BERT as pre-trained in the paper: the masked-LM head (tied decoder) and a next-sentence head on the pooler."""
 
     family = "bert_pretraining"
+    config_class = BertConfig
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -288,10 +294,12 @@ class BertForPreTraining(nn.Module):
         return BertPreTrainingOutput(logits=self.decoder(tokens), next_sentence_logits=self.next_sentence(pooled))
 
 
+@register_family
 class BertForSequenceClassification(nn.Module):
     """BERT with dropout + a linear classifier on the pooled output; ``logits`` (B, num_labels)."""
 
     family = "bert_sequence_classification"
+    config_class = BertConfig
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -309,10 +317,12 @@ class BertForSequenceClassification(nn.Module):
         return SequenceClassificationOutput(logits=self.classifier(self.dropout(pooled)))
 
 
+@register_family
 class BertForTokenClassification(nn.Module):
     """BERT (no pooler) with dropout + a linear classifier on every token; ``logits`` (B, T, num_labels)."""
 
     family = "bert_token_classification"
+    config_class = BertConfig
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -330,32 +340,25 @@ class BertForTokenClassification(nn.Module):
         return TokenClassificationOutput(logits=self.classifier(self.dropout(hidden)))
 
 
-register_family("bert", BertConfig, BertModel)
-register_family("bert_mlm", BertConfig, BertForMaskedLM)
-register_family("bert_pretraining", BertConfig, BertForPreTraining)
-register_family("bert_sequence_classification", BertConfig, BertForSequenceClassification)
-register_family("bert_token_classification", BertConfig, BertForTokenClassification)
-
-
-@register_model("bert", BertModel)
+@register_model(BertModel)
 def bert_base() -> BertConfig:
     """BERT-base (110M): 12 layers, 12 heads, 768 wide, 512 positions, WordPiece vocabulary of 30522."""
     return BertConfig()
 
 
-@register_model("bert", BertModel)
+@register_model(BertModel)
 def bert_large() -> BertConfig:
     """BERT-large (340M): 24 layers, 16 heads, 1024 wide, FFN 4096."""
     return BertConfig(num_layers=24, num_heads=16, embed_dim=1024, ffn_dim=4096)
 
 
-@register_model("bert", BertModel)
+@register_model(BertModel)
 def bert_mini() -> BertConfig:
     """BERT-mini (Turc et al. 2019): 4 layers, 4 heads, 256 wide, FFN 1024."""
     return BertConfig(num_layers=4, num_heads=4, embed_dim=256, ffn_dim=1024)
 
 
-@register_model("bert", BertModel)
+@register_model(BertModel)
 def bert_tiny() -> BertConfig:
     """BERT-tiny (Turc et al. 2019): 2 layers, 2 heads, 128 wide, FFN 512."""
     return BertConfig(num_layers=2, num_heads=2, embed_dim=128, ffn_dim=512)

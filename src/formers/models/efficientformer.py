@@ -37,7 +37,13 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.layers import DropPath, FeedForward, SelfAttention, check_images, drop_path_rates
+from formers.layers import (
+    DropPath,
+    FeedForward,
+    SelfAttention,
+    check_images,
+    drop_path_rates,
+)
 from formers.layers.attention_bias import AttentionBias
 from formers.layers.conv_ffn import ConvFeedForward
 from formers.layers.layer_scale import LayerScale, LayerScale2d
@@ -235,6 +241,7 @@ class EfficientFormerStage(nn.Module):
         return x
 
 
+@register_family
 class EfficientFormer(nn.Module):
     """EfficientFormer image classifier; call as ``model(images)`` with images (B, C, H, W).
 
@@ -243,6 +250,7 @@ class EfficientFormer(nn.Module):
     """
 
     family = "efficientformer"
+    config_class = EfficientFormerConfig
 
     def __init__(self, config: EfficientFormerConfig) -> None:
         super().__init__()
@@ -321,28 +329,25 @@ class EfficientFormer(nn.Module):
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
 
 
-register_family("efficientformer", EfficientFormerConfig, EfficientFormer)
-
-
-@register_model("efficientformer", EfficientFormer)
+@register_model(EfficientFormer)
 def efficientformer_l1() -> EfficientFormerConfig:
     """EfficientFormer-L1 (12.3M): depths 3-2-6-4, widths 48-96-224-448, 1 attention block, 224x224."""
     return EfficientFormerConfig()
 
 
-@register_model("efficientformer", EfficientFormer)
+@register_model(EfficientFormer)
 def efficientformer_l3() -> EfficientFormerConfig:
     """EfficientFormer-L3 (31.4M): depths 4-4-12-6, widths 64-128-320-512, 4 attention blocks, 224x224."""
     return EfficientFormerConfig(depths=(4, 4, 12, 6), embed_dims=(64, 128, 320, 512), num_attn_blocks=4)
 
 
-@register_model("efficientformer", EfficientFormer)
+@register_model(EfficientFormer)
 def efficientformer_l7() -> EfficientFormerConfig:
     """EfficientFormer-L7 (82.2M): depths 6-6-18-8, widths 96-192-384-768, 8 attention blocks, 224x224."""
     return EfficientFormerConfig(depths=(6, 6, 18, 8), embed_dims=(96, 192, 384, 768), num_attn_blocks=8)
 
 
-@register_model("efficientformer", EfficientFormer)
+@register_model(EfficientFormer)
 def efficientformer_tiny() -> EfficientFormerConfig:
     """CPU-test size: 3 stages (1-1-2 blocks, 8-16-24 wide), 2 heads of 8, a 4x4 attention grid at 64x64."""
     return EfficientFormerConfig(
@@ -351,7 +356,7 @@ def efficientformer_tiny() -> EfficientFormerConfig:
     )
 
 
-@register_model("efficientformer", EfficientFormer)
+@register_model(EfficientFormer)
 def efficientformer_mini_28() -> EfficientFormerConfig:
     """28x28 grayscale, 10 classes (Fashion-MNIST): 2 stages (2-6 blocks, 96-192 wide), 3 attention blocks on 4x4."""
     return EfficientFormerConfig(

@@ -25,16 +25,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from formers.generation.causal_lm import Streamer, generate
 from formers.layers import (
+    FusedPreNormEncoderBlock,
     KVCache,
     LearnedPositionalEmbedding,
     OutputProjection,
-    FusedPreNormEncoderBlock,
     TokenEmbedding,
     check_ids_shape,
     check_padding_mask,
@@ -42,9 +42,6 @@ from formers.layers import (
 )
 from formers.models.outputs import CausalLMOutput
 from formers.registry import register_family, register_model
-
-if TYPE_CHECKING:
-    from formers.inference.generation import Streamer
 
 
 @dataclass
@@ -101,7 +98,7 @@ class GPTState:
 
     A static state (``init_cache(..., static=True)``) keeps its write position on the device and every step
     attends over all ``max_len`` slots with a mask of the filled ones: fixed shapes and no host reads, so a
-    decoding step can be captured in a CUDA graph (:mod:`formers.inference.fast_generation`).
+    decoding step can be captured in a CUDA graph (:mod:`formers.generation.graphed`).
     """
 
     caches: list[KVCache]
@@ -140,6 +137,7 @@ class GPTState:
         self.num_real = self.num_real.index_select(0, index)
 
 
+@register_family
 class GPT(nn.Module):
     """Decoder-only causal language model.
 
@@ -147,6 +145,7 @@ class GPT(nn.Module):
     """
 
     family = "gpt"
+    config_class = GPTConfig
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -337,9 +336,7 @@ class GPT(nn.Module):
         truncate: bool = False,
         as_lists: bool = False,
     ) -> Tensor | list[list[int]]:
-        """Continues ``input_ids`` (B, T); see :func:`formers.inference.generation.generate` (same arguments)."""
-        from formers.inference.generation import generate
-
+        """Continues ``input_ids`` (B, T); see :func:`formers.generation.causal_lm.generate` (same arguments)."""
         return generate(
             self, input_ids, max_new_tokens, padding_mask=padding_mask, do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, eos_id=eos_id, seed=seed, stop=stop,
@@ -347,34 +344,31 @@ class GPT(nn.Module):
         )
 
 
-register_family("gpt", GPTConfig, GPT)
-
-
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt2() -> GPTConfig:
     """GPT-2 124M: 12 layers, 12 heads, 768 wide, 1024 positions, BPE vocabulary of 50257 (rows padded to 50304)."""
     return GPTConfig(vocab_multiple=64)
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt2_medium() -> GPTConfig:
     """GPT-2 medium (350M): 24 layers, 16 heads, 1024 wide."""
     return GPTConfig(num_layers=24, num_heads=16, embed_dim=1024, vocab_multiple=64)
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt2_large() -> GPTConfig:
     """GPT-2 large (774M): 36 layers, 20 heads, 1280 wide."""
     return GPTConfig(num_layers=36, num_heads=20, embed_dim=1280, vocab_multiple=64)
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt2_xl() -> GPTConfig:
     """GPT-2 XL (1.5B): 48 layers, 25 heads, 1600 wide."""
     return GPTConfig(num_layers=48, num_heads=25, embed_dim=1600, vocab_multiple=64)
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt_shakespeare_char() -> GPTConfig:
     """nanoGPT's Shakespeare char model: 6 layers, 6 heads, 384 wide, block 256, dropout 0.2, no biases.
 
@@ -386,7 +380,7 @@ def gpt_shakespeare_char() -> GPTConfig:
     )
 
 
-@register_model("gpt", GPT)
+@register_model(GPT)
 def gpt_mini() -> GPTConfig:
     """CPU-sized: 4 layers, 4 heads, 128 wide, 256 positions (GPT-2 BPE vocabulary unless overridden)."""
     return GPTConfig(max_seq_len=256, embed_dim=128, num_layers=4, num_heads=4)

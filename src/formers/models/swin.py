@@ -34,7 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.layers import DropPath, FeedForward, SelfAttention, check_images, drop_path_rates
+from formers.layers import (
+    DropPath,
+    FeedForward,
+    SelfAttention,
+    check_images,
+    drop_path_rates,
+)
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
 from formers.layers.relative_position import WindowRelativePositionBias
@@ -246,10 +252,12 @@ class SwinStage(nn.Module):
         return x
 
 
+@register_family
 class SwinTransformer(nn.Module):
     """Swin Transformer image classifier; call as ``model(images)`` with images (B, C, H, W) of any size."""
 
     family = "swin"
+    config_class = SwinConfig
 
     def __init__(self, config: SwinConfig) -> None:
         super().__init__()
@@ -313,28 +321,25 @@ class SwinTransformer(nn.Module):
         self.config.num_classes = num_classes
 
 
-register_family("swin", SwinConfig, SwinTransformer)
-
-
-@register_model("swin", SwinTransformer)
+@register_model(SwinTransformer)
 def swin_tiny_patch4_window7_224() -> SwinConfig:
     """Swin-T (28M): embed 96, depths 2-2-6-2, heads 3-6-12-24, window 7, 224x224, stochastic depth 0.2."""
     return SwinConfig(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2)
 
 
-@register_model("swin", SwinTransformer)
+@register_model(SwinTransformer)
 def swin_small_patch4_window7_224() -> SwinConfig:
     """Swin-S (50M): embed 96, depths 2-2-18-2, heads 3-6-12-24, window 7, 224x224, stochastic depth 0.3."""
     return SwinConfig(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.3)
 
 
-@register_model("swin", SwinTransformer)
+@register_model(SwinTransformer)
 def swin_base_patch4_window7_224() -> SwinConfig:
     """Swin-B (88M): embed 128, depths 2-2-18-2, heads 4-8-16-32, window 7, 224x224, stochastic depth 0.5."""
     return SwinConfig(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.5)
 
 
-@register_model("swin", SwinTransformer)
+@register_model(SwinTransformer)
 def swin_tiny_cpu() -> SwinConfig:
     """Tiny CPU test model: 32x32 RGB, patch 2, embed 16, depths 2-2, heads 2-4, window 4, 10 classes."""
     return SwinConfig(
@@ -343,7 +348,7 @@ def swin_tiny_cpu() -> SwinConfig:
     )
 
 
-@register_model("swin", SwinTransformer)
+@register_model(SwinTransformer)
 def swin_mini_28() -> SwinConfig:
     """Fashion-MNIST model: 28x28 grayscale, patch 2 (14x14), window 7, embed 64, depths 2-6-2, heads 2-4-8."""
     return SwinConfig(

@@ -190,10 +190,12 @@ class TNTBlock(nn.Module):
         return pixels, patches
 
 
+@register_family
 class TNT(nn.Module):
     """TNT image classifier: ``model(images)`` with images (B, C, H, W) returns ``.logits`` (B, num_classes)."""
 
     family = "tnt"
+    config_class = TNTConfig
     block_cls: type[TNTBlock] = TNTBlock
     pixel_embedding_cls: type[PixelEmbedding] = PixelEmbedding
 
@@ -279,6 +281,7 @@ class TNTLegacyBlock(TNTBlock):
         return PixelwisePixelToPatch(inner_dim, num_pixels, embed_dim, layer_norm_eps=layer_norm_eps)
 
 
+@register_family
 class TNTLegacy(TNT):
     """TNT as first released (timm's ``tnt_s_legacy_patch16_224``): the pixel convolution runs over the whole
     image before it is cut into patches (:class:`formers.layers.WholeImagePixelEmbedding`), and the blocks fold
@@ -287,40 +290,37 @@ class TNTLegacy(TNT):
     """
 
     family = "tnt_legacy"
+    config_class = TNTConfig
     block_cls = TNTLegacyBlock
     pixel_embedding_cls = WholeImagePixelEmbedding
 
 
-register_family("tnt", TNTConfig, TNT)
-register_family("tnt_legacy", TNTConfig, TNTLegacy)
-
-
-@register_model("tnt", TNT)
+@register_model(TNT)
 def tnt_s_patch16_224() -> TNTConfig:
     """TNT-S (23.8M): 12 blocks, D=384 (6 heads), c=24 (4 heads), 16x16 patches of 4x4 pixel tokens, 224x224."""
     return TNTConfig(drop_path_rate=0.1)
 
 
-@register_model("tnt", TNT)
+@register_model(TNT)
 def tnt_b_patch16_224() -> TNTConfig:
     """TNT-B (65.4M): 12 blocks, D=640 (10 heads), c=40 (4 heads), 16x16 patches of 4x4 pixel tokens, 224x224."""
     return TNTConfig(embed_dim=640, inner_dim=40, num_heads=10, drop_path_rate=0.1)
 
 
-@register_model("tnt_legacy", TNTLegacy)
+@register_model(TNTLegacy)
 def tnt_s_legacy_patch16_224() -> TNTConfig:
     """TNT-S as first released (23.8M): whole-image pixel convolution, per-pixel fold LayerNorm; timm's legacy."""
     return TNTConfig(drop_path_rate=0.1)
 
 
-@register_model("tnt", TNT)
+@register_model(TNT)
 def tnt_tiny() -> TNTConfig:
     """Tiny TNT for CPU tests: 2 blocks, D=32 (2 heads), c=8 (2 heads), 32x32 images of 8x8 patches."""
     return TNTConfig(image_size=32, patch_size=8, num_classes=10, embed_dim=32, inner_dim=8, num_layers=2,
                      num_heads=2, inner_num_heads=2, pixel_stride=4)
 
 
-@register_model("tnt", TNT)
+@register_model(TNT)
 def tnt_mini_28() -> TNTConfig:
     """TNT for 28x28 grayscale Fashion-MNIST: 6 blocks, D=192 (3 heads), c=16 (2 heads), 7x7 patches of 4x4 pixels.
 

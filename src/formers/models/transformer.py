@@ -183,6 +183,7 @@ class TransformerDecoder(nn.Module):
         return self.output(self.norm(x))
 
 
+@register_family
 class Transformer(nn.Module):
     """Encoder-decoder Transformer for sequence-to-sequence tasks (translation).
 
@@ -192,6 +193,7 @@ class Transformer(nn.Module):
     """
 
     family = "transformer"
+    config_class = TransformerConfig
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -292,22 +294,19 @@ class Transformer(nn.Module):
         return Seq2SeqOutput(logits=logits, encoder_hidden_state=memory)
 
 
-register_family("transformer", TransformerConfig, Transformer)
-
-
-@register_model("transformer", Transformer)
+@register_model(Transformer)
 def transformer_base() -> TransformerConfig:
     """Paper base model (Table 3): 6+6 layers, 512 wide, 8 heads, FFN 2048, dropout 0.1."""
     return TransformerConfig()
 
 
-@register_model("transformer", Transformer)
+@register_model(Transformer)
 def transformer_big() -> TransformerConfig:
     """Paper big model (Table 3): 6+6 layers, 1024 wide, 16 heads, FFN 4096, dropout 0.3."""
     return TransformerConfig(embed_dim=1024, num_heads=16, ffn_dim=4096, dropout=0.3)
 
 
-@register_model("transformer", Transformer)
+@register_model(Transformer)
 def transformer_small() -> TransformerConfig:
     """3+3 layers, 256 wide, 4 heads, FFN 1024: small corpora such as Multi30k on one GPU or a CPU."""
     return TransformerConfig(
@@ -315,7 +314,7 @@ def transformer_small() -> TransformerConfig:
     )
 
 
-@register_model("transformer", Transformer)
+@register_model(Transformer)
 def transformer_tiny() -> TransformerConfig:
     """2+2 layers, 128 wide, 4 heads, FFN 512: minutes on a CPU."""
     return TransformerConfig(

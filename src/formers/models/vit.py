@@ -95,6 +95,7 @@ class ViTConfig:
         return side, side
 
 
+@register_family
 class ViT(nn.Module):
     """Vision Transformer for image classification; call as ``model(images)``.
 
@@ -103,6 +104,7 @@ class ViT(nn.Module):
     """
 
     family = "vit"
+    config_class = ViTConfig
 
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
@@ -217,39 +219,36 @@ class ViT(nn.Module):
         self.head = self._new_head(num_classes).to(device=ref.device, dtype=ref.dtype)
 
 
-register_family("vit", ViTConfig, ViT)
-
-
 def _variant(embed_dim: int, num_layers: int, num_heads: int) -> ViTConfig:
     # Published sizes (paper table 1; Ti/S from DeiT), 224x224, ImageNet-1k; stochastic depth as DeiT trains them.
     return ViTConfig(embed_dim=embed_dim, num_layers=num_layers, num_heads=num_heads, drop_path_rate=0.1)
 
 
-@register_model("vit", ViT)
+@register_model(ViT)
 def vit_tiny_patch16_224() -> ViTConfig:
     """ViT-Ti/16 (DeiT-Ti): 192 wide, 12 layers, 3 heads, 5.7M parameters, 224x224, 1000 classes."""
     return _variant(192, 12, 3)
 
 
-@register_model("vit", ViT)
+@register_model(ViT)
 def vit_small_patch16_224() -> ViTConfig:
     """ViT-S/16 (DeiT-S): 384 wide, 12 layers, 6 heads, 22M parameters, 224x224, 1000 classes."""
     return _variant(384, 12, 6)
 
 
-@register_model("vit", ViT)
+@register_model(ViT)
 def vit_base_patch16_224() -> ViTConfig:
     """ViT-B/16: 768 wide, 12 layers, 12 heads, 86M parameters, 224x224, 1000 classes."""
     return _variant(768, 12, 12)
 
 
-@register_model("vit", ViT)
+@register_model(ViT)
 def vit_large_patch16_224() -> ViTConfig:
     """ViT-L/16: 1024 wide, 24 layers, 16 heads, 304M parameters, 224x224, 1000 classes."""
     return _variant(1024, 24, 16)
 
 
-@register_model("vit", ViT)
+@register_model(ViT)
 def vit_micro_patch8_32() -> ViTConfig:
     """CPU-test ViT: 32x32 RGB, 8x8 patches (4x4 grid), 32 wide, 2 layers, 2 heads, 10 classes."""
     return ViTConfig(
@@ -257,7 +256,7 @@ def vit_micro_patch8_32() -> ViTConfig:
     )
 
 
-@register_model("vit", ViT)
+@register_model(ViT)
 def vit_mini_28() -> ViTConfig:
     """Fashion-MNIST ViT: 28x28 grayscale, 4x4 patches (7x7 grid), 256 wide, 6 layers, 8 heads, 10 classes."""
     return ViTConfig(

@@ -1,111 +1,16 @@
-"""Runnable training recipes: YAML files stating their data, model, optimisation and expected result.
-
-A recipe is a mapping with the sections of :class:`Recipe`. ``task`` picks the task module that reads the
-free-form ``data`` and ``task_options`` sections (each validated by that task's own dataclasses, so unknown
-keys raise there too). Built-in recipes live next to this file; any YAML/JSON path works as well.
-"""
+"""The run wiring: recipes (YAML files beside this module), each task's setup and end-of-run report
+(``recipes/<task>.py``), and :func:`formers.recipes.run.run_recipe`, which maps a recipe's task to its setup."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from formers.recipes.recipe import (
+    Expected,
+    OptimConfig,
+    Recipe,
+    RunSetup,
+    dump_recipe,
+    list_recipes,
+    load_recipe,
+)
 
-import yaml
-
-from formers.config import apply_overrides, from_dict, load_file, to_dict
-from formers.training.trainer import TrainerConfig
-
-
-@dataclass
-class OptimConfig:
-    """Optimizer and learning-rate schedule (defaults: the paper's Adam(0.9, 0.98, 1e-9), warmup 4000)."""
-
-    name: str = "adam"
-    lr: float = 7e-4  # peak learning rate
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-9
-    weight_decay: float = 0.0
-    decay_embeddings: bool = False  # nanoGPT/GPT-2 recipes decay embedding matrices too
-    schedule: str = "inverse_sqrt"
-    warmup_steps: int = 4000
-    min_lr_ratio: float = 0.0
-
-
-@dataclass
-class Expected:
-    """What running the recipe should give, where, and in how long."""
-
-    metric: str = ""
-    value: str = ""
-    hardware: str = ""
-    time: str = ""
-
-
-@dataclass
-class Recipe:
-    """A complete training setup."""
-
-    name: str
-    description: str = ""
-    task: str = "translation"
-    model: dict[str, Any] = field(default_factory=dict)  # {"name": registered model, **config overrides}
-    data: dict[str, Any] = field(default_factory=dict)
-    task_options: dict[str, Any] = field(default_factory=dict)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainerConfig = field(default_factory=TrainerConfig)
-    expected: Expected = field(default_factory=Expected)
-
-
-def _builtin_dir() -> Path:
-    return Path(str(resources.files("formers.recipes")))
-
-
-def list_recipes() -> dict[str, Recipe]:
-    """Built-in recipes by name."""
-    out = {}
-    for path in sorted(_builtin_dir().glob("*.yaml")):
-        recipe = from_dict(Recipe, load_file(path))
-        out[recipe.name] = recipe
-    return out
-
-
-def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Loads a built-in recipe by name or a YAML/JSON file, then applies dotted ``overrides``.
-
-    Raises:
-        ValueError: unknown recipe name (listing the built-in ones) or malformed file.
-        TypeError: unknown config keys.
-    """
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml", ".json"):
-        if not path.is_file():
-            raise FileNotFoundError(f"recipe file {str(path)!r} does not exist")
-        data = load_file(path)
-    else:
-        builtin = _builtin_dir() / f"{name_or_path}.yaml"
-        if not builtin.is_file():
-            names = sorted(p.stem for p in _builtin_dir().glob("*.yaml"))
-            raise ValueError(f"unknown recipe {name_or_path!r}; built-in recipes: {', '.join(names)} (or give a .yaml path)")
-        data = load_file(builtin)
-    recipe = from_dict(Recipe, data)
-    return apply_overrides(recipe, overrides or {}) if overrides else recipe
-
-
-def dump_recipe(recipe: Recipe, path: Path) -> None:
-    """Writes the fully resolved recipe as YAML (the run's record of what was trained)."""
-    path.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False), encoding="utf-8")
-
-
-def model_from_section(section: dict[str, Any], **derived: Any):
-    """Builds ``section["name"]`` with the section's other keys and ``derived`` values (vocab sizes) as overrides."""
-    from formers.registry import create_model
-
-    if "name" not in section:
-        raise ValueError("recipe section 'model' needs a 'name' (see `formers list-models`)")
-    overrides = {k: v for k, v in section.items() if k != "name"}
-    return create_model(section["name"], **{**derived, **overrides})
-
-
-__all__ = ["Expected", "OptimConfig", "Recipe", "dump_recipe", "list_recipes", "load_recipe", "model_from_section"]
+__all__ = ["Expected", "OptimConfig", "Recipe", "RunSetup", "dump_recipe", "list_recipes", "load_recipe"]

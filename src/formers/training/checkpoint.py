@@ -3,7 +3,7 @@
 Layout of ``run_dir/checkpoints/``::
 
     step_00001234/            one directory per saved step (the last ``keep_last`` are kept)
-        config.json           model family + config (``formers.hub.write_model_files``)
+        config.json           model family + config (``formers.files.write_model_files``)
         model.safetensors     model weights
         optimizer.json        optimizer state without tensors (param groups, hyper-parameters)
         optimizer.safetensors its tensors (Adam moments, step counts)
@@ -25,85 +25,31 @@ they round-trip exactly) and tensors to safetensors. A corrupt or truncated file
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import random
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from formers.hub import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, load_state_into, read_json, write_model_files
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(str(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yields a temporary file path next to ``path``; on success fsyncs it and renames it to ``path``.
-
-    Write the content to the yielded path (any writer: ``write_text``, ``np.save``, ``save_file``). A failure
-    removes the temporary file, so ``path`` holds either its old content or the complete new one.
-    ``suffix`` keeps an extension some writers insist on (``np.save`` appends ``.npy`` otherwise).
-    """
-    path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary directory next to ``path``; on success fsyncs its files and renames it to ``path``.
-
-    A crash leaves either the old ``path`` or the new one, never a half-written directory.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        for f in tmp.iterdir():
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
+from formers.files import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    atomic_directory,
+    atomic_file,
+    load_safetensors,
+    load_state_into,
+    read_json,
+    write_model_files,
+)
 
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_NAME = "latest"
@@ -503,3 +449,20 @@ def write_averaged_model(paths: Iterable[str | Path], output_dir: str | Path) ->
             read_json(config)  # refuse to copy a corrupt config
             shutil.copyfile(config, tmp / CONFIG_NAME)
     return output_dir
+
+
+def average_run_checkpoints(run_dir: Path, last: int, out: Path) -> list[Path]:
+    """Averages the last ``last`` step checkpoints of ``run_dir`` into model directory ``out``.
+
+    Files saved beside the weights (``tokenizer.json``) are copied from the newest checkpoint.
+    """
+    if last < 2:
+        raise ValueError(f"last (--last) must be >= 2 to average anything, got {last}")
+    paths = step_checkpoints(run_dir)[-last:]
+    if len(paths) < 2:
+        raise ValueError(f"{run_dir} holds {len(paths)} step checkpoint(s); averaging needs at least 2")
+    write_averaged_model(paths, out)
+    for extra in paths[-1].glob("*.json"):
+        if extra.name not in ("config.json", "trainer_state.json") and not (out / extra.name).exists():
+            shutil.copyfile(extra, out / extra.name)
+    return paths

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from formers.devices import move_to_device, resolve_device
 from formers.training.checkpoint import (
     BEST_NAME,
     ExtraFiles,
@@ -42,6 +43,7 @@ from formers.training.checkpoint import (
 )
 from formers.training.optim import build_optimizer
 from formers.training.task import StepOutput
+from formers.viz.curves import plot_curves
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -139,19 +141,6 @@ class TrainerConfig:
             )
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; other strings are checked for availability."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} requested but CUDA is not available")
-    return resolved
-
-
 def seed_everything(seed: int) -> None:
     """Seeds python's, numpy's and torch's (CPU and CUDA) global generators."""
     random.seed(seed)
@@ -165,21 +154,6 @@ def set_deterministic() -> None:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Moves tensors in (nested) dicts, lists and tuples, or any object with ``.to(device)``, to ``device``."""
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: move_to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
-        return type(batch)(*(move_to_device(v, device) for v in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(v, device) for v in batch)
-    if hasattr(batch, "to"):
-        return batch.to(device)
-    return batch
 
 
 class MetricsCSV:
@@ -579,8 +553,6 @@ class Trainer:
         )
 
     def _plot(self) -> None:
-        from formers.viz.curves import plot_curves
-
         try:
             plot_curves(self.run_dir / METRICS_CSV, self.run_dir / CURVES_PNG)
         except Exception as e:  # a plotting failure must never end a training run

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import formers
-from formers.inference.decoding import beam_search, greedy_search, length_penalty
+from formers.generation.seq2seq import beam_search, greedy_search, length_penalty
 
 TINY = dict(embed_dim=16, num_heads=2, ffn_dim=32, num_encoder_layers=1, num_decoder_layers=2,
             src_vocab_size=30, tgt_vocab_size=30, max_seq_len=64)

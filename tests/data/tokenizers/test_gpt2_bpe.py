@@ -8,9 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from formers.data import gpt2_bpe
 from formers.data.downloads import sha256_of
-from formers.data.gpt2_bpe import EOT, GPT2_FILES, GPT2BPETokenizer, find_gpt2_files, train_byte_level_bpe
+from formers.data.tokenizers import gpt2_bpe
+from formers.data.tokenizers.gpt2_bpe import (
+    EOT,
+    GPT2_FILES,
+    GPT2BPETokenizer,
+    find_gpt2_files,
+    train_byte_level_bpe,
+)
 
 STRINGS = [
     "", "Hello world", " Hello world", "Hello world ", "hello   world  ", "  leading and trailing  ",

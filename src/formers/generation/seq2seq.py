@@ -1,5 +1,9 @@
 """Greedy and beam-search decoding for encoder-decoder models, batched, on the KV cache.
 
+Family-agnostic: a model qualifies by its interface (``encode``, ``decode`` with a cache, ``config`` with
+``pad_id``/``bos_id``/``eos_id``/``max_seq_len``), as :class:`formers.models.transformer.Transformer` and
+:class:`formers.models.rnn.RNNSeq2Seq` have.
+
 Both decode from ``bos_id`` until ``eos_id`` or a per-sentence limit of ``len(source) + 50`` new tokens (the
 paper's sec. 6.1 setting; ``max_new_tokens`` overrides it). Padding and the start token are never emitted.
 Beam search ranks finished hypotheses by log-probability / lp(Y) with the GNMT length penalty
@@ -9,14 +13,12 @@ lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
-from formers.models.transformer import Transformer
+from torch import Tensor, nn
 
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 
 
-def _limits(model: Transformer, src_padding_mask: Tensor, max_new_tokens: int | None) -> Tensor:
+def _limits(model: nn.Module, src_padding_mask: Tensor, max_new_tokens: int | None) -> Tensor:
     """Per-sentence limit on new tokens (B,), capped by the decoder's max_seq_len."""
     if max_new_tokens is not None:
         if max_new_tokens < 1:
@@ -27,14 +29,14 @@ def _limits(model: Transformer, src_padding_mask: Tensor, max_new_tokens: int | 
     return limits.clamp(max=model.config.max_seq_len)
 
 
-def _banned(model: Transformer) -> list[int]:
+def _banned(model: nn.Module) -> list[int]:
     c = model.config
     return sorted({c.pad_id, c.bos_id} - {c.eos_id})
 
 
 @torch.inference_mode()
 def greedy_search(
-    model: Transformer, src_ids: Tensor, src_padding_mask: Tensor | None = None, max_new_tokens: int | None = None
+    model: nn.Module, src_ids: Tensor, src_padding_mask: Tensor | None = None, max_new_tokens: int | None = None
 ) -> list[list[int]]:
     """Decodes each source by taking the most likely next token until ``eos_id``.
 
@@ -81,7 +83,7 @@ def length_penalty(length: int, alpha: float) -> float:
 
 @torch.inference_mode()
 def beam_search(
-    model: Transformer,
+    model: nn.Module,
     src_ids: Tensor,
     src_padding_mask: Tensor | None = None,
     beam_size: int = 4,

@@ -12,8 +12,12 @@ Special tokens, token types, truncation and padding are assembled here: ``[CLS] 
 tokenizer does it: only the longer side is cut while that suffices, else both are cut to half the budget
 (the shorter side getting the floor). An empty ``pair`` is an empty second segment (``[CLS] A [SEP] [SEP]``), as
 in ``tokenizers`` and in batched ``transformers`` calls (a single ``transformers`` call drops an empty pair).
+As in ``transformers``, :meth:`~WordPieceTokenizer.encode` gives the ids (the
+:class:`~formers.data.tokenizers.base.Tokenizer` protocol), :meth:`~WordPieceTokenizer.encode_plus` the ids with
+token types, and ``__call__`` padded batch tensors.
+Vocabularies are read from BERT's files or learnt from text by :mod:`formers.data.tokenizers.wordpiece_vocab`.
 
-Checked (tests/data/test_wordpiece.py) against ``transformers.BertTokenizer`` (= ``BertTokenizerFast`` in
+Checked (tests/data/tokenizers/test_wordpiece.py) against ``transformers.BertTokenizer`` (= ``BertTokenizerFast`` in
 ``transformers`` 5): identical ids, token types, truncation, padding and decoded text on cased and uncased
 vocabularies and the real all-MiniLM-L6-v2 one, over accents, CJK, emoji, control characters, whitespace runs,
 empty strings, long words, punctuation and random strings from 20 Unicode blocks (0 differences in 6,000 such
@@ -37,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,20 +54,23 @@ from tokenizers import (
     models,
     normalizers,
     pre_tokenizers,
-    trainers,
 )
 from torch import Tensor
 
-from formers.hub import read_json
-from formers.training.checkpoint import atomic_file
-
-VOCAB_NAME = "vocab.txt"
-CONFIG_NAME = "tokenizer_config.json"
-TOKENIZER_JSON = "tokenizer.json"
-MAX_CHARS_PER_WORD = 100  # longer words become [UNK], as in BERT's reference
-SPECIAL_ROLES = ("pad", "unk", "cls", "sep", "mask")
-DEFAULT_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
-_HF_UNLIMITED = 10**6  # transformers writes model_max_length=1e30 for "no limit"
+from formers.data.tokenizers.wordpiece_vocab import (
+    CONFIG_NAME,
+    DEFAULT_SPECIALS,
+    MAX_CHARS_PER_WORD,
+    SPECIAL_ROLES,
+    TOKENIZER_JSON,
+    VOCAB_NAME,
+    config_options,
+    learn_vocab,
+    read_tokenizer_json_vocab,
+    read_vocab_file,
+    tokenizer_json_options,
+)
+from formers.files import atomic_file, read_json
 
 
 @dataclass
@@ -78,35 +84,6 @@ class Encoding:
         return len(self.input_ids)
 
 
-def read_vocab_file(path: str | Path) -> list[str]:
-    """The tokens of a BERT ``vocab.txt``, one per line, the line number being the id.
-
-    Lines lose only their trailing newline (as in ``transformers``' ``load_vocab``).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is empty, not UTF-8, or lists a token twice.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"vocabulary file {str(path)!r} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"vocabulary file {path} is not UTF-8 text: {e}") from None
-    tokens = text.split("\n")
-    if tokens and tokens[-1] == "":
-        tokens.pop()  # the newline ending the last line
-    if not tokens:
-        raise ValueError(f"vocabulary file {path} is empty")
-    seen: dict[str, int] = {}
-    for i, tok in enumerate(tokens):
-        if tok in seen:
-            raise ValueError(f"vocabulary file {path} lists {tok!r} twice (lines {seen[tok] + 1} and {i + 1})")
-        seen[tok] = i
-    return tokens
-
-
 def _write_atomic(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file, fsync and ``os.replace``."""
     with atomic_file(path) as tmp:
@@ -118,70 +95,6 @@ def _check_flag(value: Any, name: str, allow_none: bool = False) -> None:
         return
     expected = "a bool or None" if allow_none else "a bool"
     raise TypeError(f"{name} must be {expected}, got {value!r}")
-
-
-_PRIVATE_USE = 0xF0000  # Supplementary Private Use Area-A: stand-ins for ``##`` continuation characters
-
-
-def _learn_wordpiece_vocab(
-    word_counts: Counter[str], vocab_size: int, min_frequency: int, limit_alphabet: int
-) -> list[str]:
-    """WordPiece tokens (specials, characters, ``##`` characters, merges) learnt from word counts, reproducibly.
-
-    Each character after a word's first becomes its own private-use stand-in (the ``##`` form), so ``tokenizers``'
-    ``BpeTrainer``, which numbers its alphabet by code point and breaks ties between pairs by those numbers, learns
-    the same merges on every run; the stand-ins are renamed back afterwards.
-    """
-    char_counts: Counter[str] = Counter()
-    for word, count in word_counts.items():
-        for ch in word:
-            char_counts[ch] += count
-    kept = sorted(sorted(char_counts), key=lambda ch: -char_counts[ch])[:limit_alphabet]  # by count, then code point
-    stand_in: dict[str, str] = {}
-    code = _PRIVATE_USE
-    for ch in sorted(kept):
-        while chr(code) in char_counts:  # never a character the text itself uses
-            code += 1
-        stand_in[ch] = chr(code)
-        code += 1
-    original = {v: k for k, v in stand_in.items()}
-    words = [
-        (word[0] + "".join(stand_in[ch] for ch in word[1:]), count)
-        for word, count in sorted(word_counts.items())
-        if all(ch in stand_in for ch in word)
-    ]
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=[DEFAULT_SPECIALS[r] for r in SPECIAL_ROLES],
-        initial_alphabet=kept,  # every kept character stands alone too, also one never seen first in a word
-        show_progress=False,
-    )
-    chunk = 4096  # repetitions of a word per string: a frequent word never becomes one huge string
-
-    def occurrences():
-        for word, count in words:
-            for start in range(0, count, chunk):
-                yield " ".join([word] * min(chunk, count - start))
-
-    tk.train_from_iterator(occurrences(), trainer=trainer)
-    vocab = tk.get_vocab()
-    pieces = sorted(vocab, key=vocab.__getitem__)
-    if [vocab[t] for t in pieces] != list(range(len(pieces))):
-        raise RuntimeError("the trained vocabulary has non-contiguous ids")  # a tokenizers invariant
-    tokens = []
-    for piece in pieces:
-        if piece in original:  # a lone continuation character
-            tokens.append("##" + original[piece])
-        elif piece[0] in original:  # a piece from inside a word
-            tokens.append("##" + "".join(original[ch] for ch in piece))
-        elif len(piece) > 1 and piece[1] in original:  # a piece at the start of a word
-            tokens.append(piece[0] + "".join(original[ch] for ch in piece[1:]))
-        else:  # a special token or a word's first character
-            tokens.append(piece)
-    return tokens
 
 
 class WordPieceTokenizer:
@@ -268,25 +181,32 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> WordPieceTokenizer:
-        """Reads ``vocab.txt`` and the options of ``tokenizer_config.json`` (Hugging Face or formers) if present.
+        """Reads a BERT directory: ``vocab.txt`` (else a WordPiece ``tokenizer.json``) and its options.
 
-        Without ``tokenizer_config.json``, the ``BertNormalizer`` options of a ``tokenizer.json`` are used;
-        without either, BERT's uncased defaults. ``model_max_length`` becomes ``max_len`` (512 when absent).
+        Options come from ``tokenizer_config.json`` (Hugging Face or formers) if present, else from the
+        ``BertNormalizer`` of a ``tokenizer.json``, else BERT's uncased defaults. ``model_max_length`` becomes
+        ``max_len`` (512 when absent).
 
         Raises:
-            FileNotFoundError: no ``vocab.txt`` in ``directory``.
+            FileNotFoundError: ``directory`` holds neither ``vocab.txt`` nor ``tokenizer.json``.
             ValueError: a corrupt configuration file, or options that are not BERT's.
         """
         directory = Path(directory)
-        vocab = directory / VOCAB_NAME
-        if not vocab.is_file():
-            raise FileNotFoundError(f"{directory} holds no {VOCAB_NAME} (a BERT WordPiece vocabulary)")
+        vocab, config, tok_json = directory / VOCAB_NAME, directory / CONFIG_NAME, directory / TOKENIZER_JSON
+        if vocab.is_file():
+            tokens, source = read_vocab_file(vocab), vocab
+        elif tok_json.is_file():
+            tokens, source = read_tokenizer_json_vocab(read_json(tok_json), tok_json), tok_json
+        else:
+            raise FileNotFoundError(
+                f"{directory} holds no {VOCAB_NAME} (a BERT WordPiece vocabulary) and no {TOKENIZER_JSON}"
+            )
         options: dict[str, Any] = {}
-        if (directory / CONFIG_NAME).is_file():
-            options = _options_from_config(read_json(directory / CONFIG_NAME))
-        elif (directory / TOKENIZER_JSON).is_file():
-            options = _options_from_tokenizer_json(read_json(directory / TOKENIZER_JSON), directory / TOKENIZER_JSON)
-        return cls(read_vocab_file(vocab), source=vocab, **options)
+        if config.is_file():
+            options = config_options(read_json(config))
+        elif tok_json.is_file():
+            options = tokenizer_json_options(read_json(tok_json), tok_json)
+        return cls(tokens, source=source, **options)
 
     @classmethod
     def train(
@@ -297,23 +217,12 @@ class WordPieceTokenizer:
         min_frequency: int = 2,
         limit_alphabet: int = 1000,
     ) -> WordPieceTokenizer:
-        """Trains a new WordPiece vocabulary on ``texts`` with ``tokenizers``' BPE trainer, reproducibly.
-
-        Text is normalised and split exactly as at encoding time. The special tokens take ids 0-4
-        (``[PAD]`` ``[UNK]`` ``[CLS]`` ``[SEP]`` ``[MASK]``), then the characters (at most the ``limit_alphabet``
-        most frequent; words holding any other character are left out of training), then their ``##``
-        continuations, then merged pieces in the order they were learnt (most frequent pair first).
-
-        This is what ``tokenizers``' ``WordPieceTrainer`` computes, but the same text always gives the same
-        vocabulary: that trainer numbers the ``##`` continuations in hash-map order and breaks ties between equally
-        frequent pairs by those numbers, so two runs could differ. (Ties are broken by code point here, so the last
-        few pieces can differ from any one run of that trainer: none of 1,000-3,000 on the KJV Bible, 4 of 8,000.) Here every continuation character is renamed to
-        a private-use character before the (deterministic) ``BpeTrainer`` sees the words, and renamed back after.
+        """Trains a new WordPiece vocabulary on ``texts``, reproducibly (see :func:`.wordpiece_vocab.learn_vocab`).
 
         Args:
             texts: training documents, one string each.
-            vocab_size: target size including the special tokens; the result is smaller when the corpus
-                offers fewer pieces.
+            vocab_size: target size including the 5 special tokens (ids 0-4); the result is smaller when the
+                corpus offers fewer pieces.
             lowercase: an uncased vocabulary (lower-cased, accents stripped).
             min_frequency: a pair must occur this often to be merged.
             limit_alphabet: most distinct characters kept.
@@ -321,28 +230,7 @@ class WordPieceTokenizer:
         Returns:
             The trained tokenizer (``max_len`` 512).
         """
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_ROLES):
-            raise ValueError(
-                f"vocab_size must be an int > {len(SPECIAL_ROLES)} (the special tokens), got {vocab_size!r}"
-            )
-        if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
-            raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
-        if isinstance(limit_alphabet, bool) or not isinstance(limit_alphabet, int) or limit_alphabet < 1:
-            raise ValueError(f"limit_alphabet must be an int >= 1, got {limit_alphabet!r}")
-        _check_flag(lowercase, "lowercase")
-        if isinstance(texts, str):
-            raise TypeError("texts must be an iterable of documents, got a single str")
-        normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
-        )
-        splitter = pre_tokenizers.BertPreTokenizer()
-        word_counts: Counter[str] = Counter()
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts must hold strings, got {type(text).__name__} at index {i}")
-            word_counts.update(w for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
-        tokens = _learn_wordpiece_vocab(word_counts, vocab_size, min_frequency, limit_alphabet)
-        return cls(tokens, lowercase=lowercase)
+        return cls(learn_vocab(texts, vocab_size, lowercase, min_frequency, limit_alphabet), lowercase=lowercase)
 
     def save(self, directory: str | Path) -> Path:
         """Writes ``vocab.txt`` and ``tokenizer_config.json`` into ``directory`` (created if needed).
@@ -385,6 +273,16 @@ class WordPieceTokenizer:
     @property
     def unk_id(self) -> int:
         return self._vocab[self.special_tokens["unk"]]
+
+    @property
+    def bos_id(self) -> None:
+        """None: BERT frames text with ``[CLS]`` and ``[SEP]`` (:attr:`cls_id`, :attr:`sep_id`), as ``transformers``."""
+        return None
+
+    @property
+    def eos_id(self) -> None:
+        """None, as :attr:`bos_id`."""
+        return None
 
     @property
     def cls_id(self) -> int:
@@ -453,8 +351,22 @@ class WordPieceTokenizer:
         add_special_tokens: bool = True,
         max_length: int | None = None,
         truncation: bool = False,
+    ) -> list[int]:
+        """The ids of one text, or a pair, as BERT reads it: :meth:`encode_plus`'s ``input_ids`` (shape ``(L,)``).
+
+        Like ``transformers``' ``encode``: ``[CLS] text [SEP]`` unless ``add_special_tokens`` is False.
+        """
+        return self.encode_plus(text, pair, add_special_tokens, max_length, truncation).input_ids
+
+    def encode_plus(
+        self,
+        text: str,
+        pair: str | None = None,
+        add_special_tokens: bool = True,
+        max_length: int | None = None,
+        truncation: bool = False,
     ) -> Encoding:
-        """Encodes one text, or a pair, as BERT reads it.
+        """Encodes one text, or a pair, as BERT reads it, token types included.
 
         Args:
             text: first sequence.
@@ -663,41 +575,3 @@ def check_vocab_matches(
 def _check_text(text: Any, name: str) -> None:
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-
-
-def _token_text(value: Any) -> str | None:
-    """A special token as written in ``tokenizer_config.json``: a string or an ``AddedToken`` dict."""
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else None
-
-
-def _options_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``WordPieceTokenizer`` keyword arguments from a (Hugging Face or formers) ``tokenizer_config.json``."""
-    if cfg.get("do_basic_tokenize", True) is False:
-        raise ValueError("tokenizer_config.json sets do_basic_tokenize=false, which formers does not support")
-    if cfg.get("never_split"):
-        raise ValueError("tokenizer_config.json sets never_split, which formers does not support")
-    options: dict[str, Any] = {
-        "lowercase": cfg.get("do_lower_case", True),
-        "strip_accents": cfg.get("strip_accents"),
-        "tokenize_chinese_chars": cfg.get("tokenize_chinese_chars", True),
-    }
-    max_len = cfg.get("model_max_length")
-    if isinstance(max_len, (int, float)) and not isinstance(max_len, bool) and 2 <= max_len < _HF_UNLIMITED:
-        options["max_len"] = int(max_len)
-    specials = {r: _token_text(cfg.get(f"{r}_token")) for r in SPECIAL_ROLES}
-    options["special_tokens"] = {r: t for r, t in specials.items() if t is not None}
-    return options
-
-
-def _options_from_tokenizer_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Normaliser options from a ``tokenizers`` ``tokenizer.json`` with a ``BertNormalizer``."""
-    norm = data.get("normalizer") or {}
-    if norm.get("type") != "BertNormalizer":
-        raise ValueError(f"{path} does not describe a BERT tokenizer (normalizer {norm.get('type')!r})")
-    return {
-        "lowercase": norm.get("lowercase", True),
-        "strip_accents": norm.get("strip_accents"),
-        "tokenize_chinese_chars": norm.get("handle_chinese_chars", True),
-    }

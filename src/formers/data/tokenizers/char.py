@@ -1,8 +1,9 @@
 """Character-level tokenizer: every distinct character of a corpus is one token (nanoGPT's ``shakespeare_char``).
 
 Ids are the ranks of the characters in sorted (code point) order, so the same corpus always gives the same
-vocabulary; tinyshakespeare has 65 characters. There is no unknown token: encoding a character outside the
-vocabulary raises, and ``decode(encode(text)) == text`` for every text that encodes.
+vocabulary; tinyshakespeare has 65 characters. There is no special token (no unknown, padding, begin or end
+token: their ids are None): encoding a character outside the vocabulary raises, and ``decode(encode(text)) == text``
+for every text that encodes.
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         """Number of distinct characters."""
         return len(self._itos)
+
+    @property
+    def pad_id(self) -> None:
+        """None: a character vocabulary has no special tokens (nor :attr:`bos_id`, :attr:`eos_id`, :attr:`unk_id`)."""
+        return None
+
+    bos_id = eos_id = unk_id = pad_id
 
     @property
     def chars(self) -> list[str]:

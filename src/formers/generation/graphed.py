@@ -4,13 +4,13 @@ Small-batch decoding of a small model is bound by kernel launches, not by the GP
 kernels per token. :class:`GraphedGreedyDecoder` runs the prompt eagerly into a static state
 (``model.init_cache(..., static=True)``: fixed shapes, write position on the device), captures one step (forward,
 argmax, feed the token back, record it) as a ``torch.cuda.CUDAGraph`` once, and then replays it once per token
-with no host work or synchronisation in between. Tokens equal :func:`formers.inference.generation.generate`'s
+with no host work or synchronisation in between. Tokens equal :func:`formers.generation.causal_lm.generate`'s
 greedy ones (same rows, same ``eos_id`` handling and fill), since the static state computes the same function.
 
 On CPU (or with ``use_graph=False``) the same static step runs eagerly: slower, but identical, which is what the
 CPU tests check.
 
-Works with models that :func:`~formers.inference.generation.generate` accepts and whose ``init_cache`` takes
+Works with models that :func:`~formers.generation.causal_lm.generate` accepts and whose ``init_cache`` takes
 ``static=True`` (:class:`formers.models.gpt.GPT`).
 """
 

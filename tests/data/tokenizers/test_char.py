@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from formers.data.char_tokenizer import CharTokenizer
+from formers.data.tokenizers.char import CharTokenizer
 
 
 def test_from_corpus_sorted_round_trip():

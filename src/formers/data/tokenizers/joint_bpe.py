@@ -1,4 +1,4 @@
-"""Subword tokenizer for translation: a joint source+target BPE built on Hugging Face ``tokenizers``.
+"""Joint BPE for translation (:class:`SubwordTokenizer`): one source+target BPE built on Hugging Face ``tokenizers``.
 
 No normaliser is applied (no NFKC, no lower-casing): text is split on the ASCII space with the
 Metaspace pre-tokenizer (each space becomes the visible ``▁`` prefix of the following piece) and

@@ -1,4 +1,4 @@
-"""Tests for formers.data.tokenizers: exact round trips on real text, fixed special ids, save/load."""
+"""Tests for formers.data.tokenizers.joint_bpe: exact round trips on real text, fixed special ids, save/load."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from formers.data.corpora import load_bible_en_es
-from formers.data.tokenizers import SubwordTokenizer
+from formers.data.tokenizers.joint_bpe import SubwordTokenizer
 
-MULTI30K = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
+MULTI30K = Path(__file__).resolve().parents[4] / "shared" / "data" / "multi30k"
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_errors(tmp_path: Path) -> None:
 _BPE_IN_A_SUBPROCESS = """
 import sys
 from formers.data.corpora import read_bible_en_es
-from formers.data.gpt2_bpe import train_byte_level_bpe
-from formers.data.tokenizers import SubwordTokenizer
+from formers.data.tokenizers.gpt2_bpe import train_byte_level_bpe
+from formers.data.tokenizers.joint_bpe import SubwordTokenizer
 rows = read_bible_en_es()[::4]
 joint = SubwordTokenizer.train([r[1] for r in rows] + [r[2] for r in rows], vocab_size=2000)
 byte_level = train_byte_level_bpe([r[1] for r in rows], vocab_size=1000)

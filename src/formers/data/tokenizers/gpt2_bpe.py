@@ -6,7 +6,8 @@ space, a ``BPE`` model from the two files, a ``ByteLevel`` decoder). Checked aga
 identical ids on ASCII, accents, CJK, emoji, combining marks, whitespace runs, contractions, numbers and
 the whole of tinyshakespeare (338,025 tokens).
 
-Special token: ``<|endoftext|>`` (id 50256, :attr:`GPT2BPETokenizer.eot_id`). Like the reference
+Special token: ``<|endoftext|>`` (id 50256, :attr:`GPT2BPETokenizer.eot_id`, also its ``bos_id`` and ``eos_id`` as
+in ``transformers``; ``pad_id`` and ``unk_id`` are None). Like the reference
 ``transformers.GPT2Tokenizer``, the literal string ``<|endoftext|>`` inside text IS encoded as that one
 special id (``"a<|endoftext|>b" -> [64, 50256, 65]``), and :meth:`~GPT2BPETokenizer.decode` writes it back,
 so ``decode(encode(text)) == text`` for every string. (OpenAI's ``tiktoken`` instead refuses such text by
@@ -176,6 +177,26 @@ class GPT2BPETokenizer:
         if i is None:
             raise ValueError(f"this tokenizer has no {EOT} token")
         return i
+
+    @property
+    def bos_id(self) -> int | None:
+        """Id of ``<|endoftext|>``, which starts GPT-2's documents as it ends them (None without one)."""
+        return self._tok.token_to_id(EOT)
+
+    @property
+    def eos_id(self) -> int | None:
+        """Id of ``<|endoftext|>`` (None without one): :attr:`eot_id` without the error."""
+        return self._tok.token_to_id(EOT)
+
+    @property
+    def pad_id(self) -> None:
+        """None: GPT-2 has no padding token."""
+        return None
+
+    @property
+    def unk_id(self) -> None:
+        """None: every byte is in the vocabulary, so no text needs an unknown token."""
+        return None
 
     @property
     def backend(self) -> Tokenizer:

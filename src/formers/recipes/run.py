@@ -1,44 +1,39 @@
-"""Running a recipe end to end: the task builds data and model, the Trainer trains, the task reports.
+"""Running a recipe end to end: the recipe's setup builds data and model, the Trainer trains, the setup reports.
 
-Each task module exposes ``setup(recipe, run_dir, resume) -> RunSetup``; this module owns what every task
-shares (optimizer, schedule, Trainer, the resolved recipe and ``results.json`` in the run directory).
+Each ``recipes/<task>.py`` exposes ``setup(recipe, run_dir, resume) -> RunSetup``; :data:`TASKS` maps task names to
+them by plain import. This module owns what every task shares (optimizer, schedule, Trainer, the resolved recipe
+and ``results.json`` in the run directory).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
 
-from formers.recipes import OptimConfig, Recipe, dump_recipe
+from formers.devices import resolve_device
+from formers.recipes import (
+    causal_lm,
+    image_classification,
+    masked_lm,
+    text_classification,
+    translation,
+)
+from formers.recipes.recipe import OptimConfig, Recipe, RunSetup, dump_recipe
 from formers.training.optim import build_optimizer
 from formers.training.schedules import build_scheduler
-from formers.training.trainer import Trainer, resolve_device
+from formers.training.trainer import Trainer
 
-TASKS = {
-    "translation": "formers.tasks.translation",
-    "causal_lm": "formers.tasks.causal_lm",
-    "image_classification": "formers.tasks.image_classification",
-    "masked_lm": "formers.tasks.masked_lm",
-    "text_classification": "formers.tasks.text_classification",
-    "token_classification": "formers.tasks.text_classification",
+TASKS: dict[str, Callable[[Recipe, Path, bool], RunSetup]] = {
+    "translation": translation.setup,
+    "causal_lm": causal_lm.setup,
+    "image_classification": image_classification.setup,
+    "masked_lm": masked_lm.setup,
+    "text_classification": text_classification.setup,
+    "token_classification": text_classification.setup,
 }
-
-
-@dataclass
-class RunSetup:
-    """What a task hands to the Trainer, and what it does once training ends."""
-
-    model: nn.Module
-    task: Any
-    train_loader: Any
-    eval_loader: Any
-    extra_files: Any
-    finalize: Callable[[Trainer], dict[str, Any]]
 
 
 def build_optimization(model: nn.Module, optim: OptimConfig, total_steps: int | None):
@@ -59,8 +54,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> dic
         raise ValueError(f"recipe task must be one of {sorted(TASKS)}, got {recipe.task!r}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    task_module = importlib.import_module(TASKS[recipe.task])
-    setup: RunSetup = task_module.setup(recipe, run_dir, resume)
+    setup = TASKS[recipe.task](recipe, run_dir, resume)
     dump_recipe(recipe, run_dir / "recipe.yaml")
     setup.model.to(resolve_device(recipe.train.device))  # before the optimizer: CUDA parameters get the fused update
     optimizer, scheduler = build_optimization(setup.model, recipe.optim, recipe.train.max_steps)

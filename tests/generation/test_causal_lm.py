@@ -4,8 +4,7 @@ import pytest
 import torch
 
 import formers
-from formers.inference.generation import filter_logits, generate
-
+from formers.generation.causal_lm import filter_logits, generate
 
 
 def make(**extra):

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import formers
-from formers.inference.fast_generation import GraphedGreedyDecoder, fast_greedy_generate
-from formers.inference.generation import generate
-from formers.layers import KVCache
+from formers.generation.causal_lm import generate
+from formers.generation.graphed import GraphedGreedyDecoder, fast_greedy_generate
+from formers.layers.attention import KVCache
 
 
 def make(**extra):

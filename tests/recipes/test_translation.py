@@ -1,0 +1,24 @@
+"""Translation recipes: the LSTM baseline recipe states the Transformer recipe's data, vocabulary and budget."""
+
+from __future__ import annotations
+
+from formers.recipes.recipe import load_recipe, model_from_section
+
+
+def build(recipe, vocab_size: int):
+    return model_from_section(recipe.model, src_vocab_size=vocab_size, tgt_vocab_size=vocab_size)
+
+
+def test_lstm_recipe_matches_the_transformer_recipe_and_builds():
+    lstm, transformer = load_recipe("multi30k-en-de-lstm"), load_recipe("multi30k-en-de")
+    assert lstm.task == transformer.task == "translation"
+    assert lstm.data == transformer.data and lstm.task_options == transformer.task_options
+    same = ("max_steps", "max_minutes", "precision", "eval_every", "save_every", "keep_last", "best_metric", "seed")
+    assert {k: getattr(lstm.train, k) for k in same} == {k: getattr(transformer.train, k) for k in same}
+    assert lstm.optim == transformer.optim  # the same optimizer and schedule
+    assert lstm.expected.hardware == transformer.expected.hardware
+    vocab = lstm.data["vocab_size"]
+    rnn, reference = build(lstm, vocab), build(transformer, vocab)
+    assert rnn.family == "rnn" and rnn.config.dropout == 0.3
+    rnn_params, transformer_params = (sum(p.numel() for p in m.parameters()) for m in (rnn, reference))
+    assert abs(rnn_params / transformer_params - 1) < 0.1, (rnn_params, transformer_params)  # a like-sized model
