@@ -21,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from formers.data.word2vec import Vocabulary
+from formers.files import atomic_directory
+from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.interop.word2vec_format import load_word2vec_format, save_word2vec_format
-from formers.training.checkpoint import atomic_directory
 
 VECTORS_FILE, VOCAB_FILE = "vectors.safetensors", "vocab.txt"
 FORMATS = ("formers", "text", "binary")
@@ -361,10 +364,6 @@ class WordVectors:
         if format != "formers":
             save_word2vec_format(path, self.words, self.vectors.numpy(), binary=format == "binary")
             return
-        from safetensors.torch import save_file
-
-        from formers.data.word2vec import Vocabulary
-
         counts = self.counts if self.counts is not None else np.zeros(len(self), dtype=np.int64)
         vocab = Vocabulary(self.words, counts)
         with atomic_directory(path) as tmp:
@@ -392,10 +391,6 @@ class WordVectors:
             words, vectors = load_word2vec_format(path, binary=None if format is None else format == "binary")
             return cls(words, torch.from_numpy(vectors))
         if format == "formers":
-            from safetensors.torch import load_file
-
-            from formers.data.word2vec import Vocabulary
-
             vocab = Vocabulary.load(path / VOCAB_FILE)
             vectors = load_file(str(path / VECTORS_FILE))["vectors"]
             return cls(vocab.words, vectors, vocab.counts if vocab.counts.any() else None)
@@ -406,9 +401,6 @@ class WordVectors:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str]) -> WordVectors:
         """The input vectors of a word2vec training checkpoint (or run directory's latest) and its ``vocab.txt``."""
-        from formers.data.word2vec import Vocabulary
-        from formers.hub import from_pretrained, resolve_checkpoint_dir
-
         directory = resolve_checkpoint_dir(path)
         model = from_pretrained(directory)
         if getattr(model, "family", None) != "word2vec":

@@ -19,7 +19,7 @@ from typing import BinaryIO, Sequence
 
 import numpy as np
 
-from formers.training.checkpoint import atomic_file
+from formers.files import atomic_file
 
 _FLOAT32_LE = np.dtype("<f4")
 

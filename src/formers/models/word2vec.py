@@ -89,6 +89,17 @@ class Word2VecConfig:
             raise ValueError(f"sample must be >= 0, got {self.sample}")
 
 
+@dataclass
+class Word2VecOutput:
+    """What :meth:`Word2Vec.forward` returns.
+
+    Attributes:
+        loss: ``(P,)`` the loss of each example (not reduced: word2vec's step is SGD on their sum).
+    """
+
+    loss: Tensor
+
+
 def _negative_labels(targets: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Output rows, labels and which terms count for negative sampling.
 
@@ -113,6 +124,7 @@ def _path_entries(points: Tensor, codes: Tensor, path_mask: Tensor) -> tuple[Ten
     return rows, points[rows, cols], 1.0 - codes[rows, cols].float()
 
 
+@register_family
 class Word2Vec(nn.Module):
     """Word vectors and the output layers that train them.
 
@@ -126,6 +138,7 @@ class Word2Vec(nn.Module):
     """
 
     family = "word2vec"
+    config_class = Word2VecConfig
 
     def __init__(self, config: Word2VecConfig) -> None:
         super().__init__()
@@ -182,7 +195,7 @@ class Word2Vec(nn.Module):
         points: Tensor | None = None,
         codes: Tensor | None = None,
         path_mask: Tensor | None = None,
-    ) -> Tensor:
+    ) -> Word2VecOutput:
         """Loss of predicting each target from its input, summed over the enabled output layers.
 
         Negative sampling: ``-log s(u_t . h) - sum_k log s(-u_k . h)``; hierarchical softmax:
@@ -197,7 +210,7 @@ class Word2Vec(nn.Module):
             points, codes, path_mask: ``(P, L)`` the targets' Huffman paths (needed with hierarchical softmax).
 
         Returns:
-            ``(P,)`` per-example losses.
+            :class:`Word2VecOutput` with the ``(P,)`` per-example losses.
         """
         self._check(inputs, targets, input_mask, negatives, (points, codes, path_mask))
         hidden = self.hidden(inputs, input_mask)
@@ -213,7 +226,7 @@ class Word2Vec(nn.Module):
             logits = (F.embedding(nodes, self.node_vectors) * hidden[rows]).sum(dim=-1)  # (M,)
             terms = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
             loss = loss.index_add(0, rows, terms * (logits.detach().abs() < MAX_EXP))
-        return loss
+        return Word2VecOutput(loss=loss)
 
     @torch.no_grad()
     def sgd_step_(
@@ -234,7 +247,7 @@ class Word2Vec(nn.Module):
         moves by ``g * h`` and the input row(s) by the sum of ``g * u`` (the whole sum to every CBOW context word
         with ``cbow_mean``, divided by the window's size without). All examples are computed from ``tables`` as
         they are on entry and their updates summed: the same as ``-alpha`` times the gradient of
-        ``forward(...).sum()``.
+        ``forward(...).loss.sum()``.
 
         Args:
             tables: ``{parameter name: tensor}`` to read and update (e.g. working copies of the parameters).
@@ -279,28 +292,25 @@ class Word2Vec(nn.Module):
         return loss
 
 
-register_family("word2vec", Word2VecConfig, Word2Vec)
-
-
-@register_model("word2vec", Word2Vec)
+@register_model(Word2Vec)
 def word2vec_skipgram() -> Word2VecConfig:
     """Skip-gram with 5 negative samples, 100-d (gensim sg=1 defaults)."""
     return Word2VecConfig(architecture="skipgram")
 
 
-@register_model("word2vec", Word2Vec)
+@register_model(Word2Vec)
 def word2vec_cbow() -> Word2VecConfig:
     """CBOW (mean of the window) with 5 negative samples, 100-d (gensim sg=0 defaults)."""
     return Word2VecConfig(architecture="cbow")
 
 
-@register_model("word2vec", Word2Vec)
+@register_model(Word2Vec)
 def word2vec_skipgram_hs() -> Word2VecConfig:
     """Skip-gram with hierarchical softmax instead of negative sampling (gensim sg=1, hs=1, negative=0)."""
     return Word2VecConfig(architecture="skipgram", negative=0, hierarchical_softmax=True)
 
 
-@register_model("word2vec", Word2Vec)
+@register_model(Word2Vec)
 def word2vec_cbow_hs() -> Word2VecConfig:
     """CBOW with hierarchical softmax instead of negative sampling (gensim sg=0, hs=1, negative=0)."""
     return Word2VecConfig(architecture="cbow", negative=0, hierarchical_softmax=True)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from formers.data.word2vec.vocabulary import Vocabulary, build_vocabulary, read_sentences
-from formers.training.checkpoint import atomic_file
+from formers.files import atomic_file
 
 TOKENS_FILE, SENTENCES_FILE, VOCAB_FILE, META_FILE = "tokens.bin", "sentences.bin", "vocab.txt", "meta.json"
 MAX_SENTENCE_LEN = 10_000

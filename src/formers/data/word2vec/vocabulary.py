@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from formers.training.checkpoint import atomic_file
+from formers.files import atomic_file
 
 _LETTERS = re.compile(r"[a-z]+")
 
