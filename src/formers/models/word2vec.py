@@ -3,7 +3,8 @@
 Representations of Words and Phrases and their Compositionality", https://arxiv.org/abs/1310.4546).
 
 Reference implementations: the original C tool (``word2vec.c``) and gensim 4's ``Word2Vec`` (``word2vec_inner.pyx``),
-whose update rules this module reproduces as losses whose gradients are exactly those updates:
+whose update rules this module reproduces, both in closed form (:meth:`Word2Vec.sgd_step_`) and as a loss whose
+gradient is that update (:meth:`Word2Vec.forward`; a test checks they agree):
 
 - Skip-gram: the *context* word's vector ``v`` (``syn0``) predicts the window's centre word; CBOW: the mean of the
   context vectors predicts the centre word, and every context vector receives the full error of that mean, not a
@@ -16,16 +17,19 @@ whose update rules this module reproduces as losses whose gradients are exactly 
 - Initialisation as gensim 4: word vectors uniform in ``[-1/D, 1/D)`` (the C tool uses ``[-0.5/D, 0.5/D)``),
   output vectors zero.
 
-Notable differences: the references update after every pair (Hogwild threads); formers updates once per chunk of
-sentences (the Trainer's step), all pairs of the chunk computed from the same weights and their gradients summed,
-so the step is plain SGD with learning rate ``alpha`` on the summed loss. The sigmoid is exact, not a 1000-entry table.
+Notable differences: the references update after every word, their threads racing (Hogwild). formers draws a whole
+chunk of examples at once on the device and applies them as consecutive closed-form updates of about a thousand
+centre words each (:meth:`Word2Vec.sgd_step_`, driven by :mod:`formers.tasks.word2vec`): within one update the
+examples read the same weights and their changes add up, as concurrent Hogwild threads' do. Applying a whole chunk
+as one update does not work: a frequent word collects thousands of stale steps and diverges. The sigmoid is exact,
+not a 1000-entry table.
 
 Where gensim's defaults live: ``embed_dim`` (gensim's ``vector_size``) 100, ``window`` 5, ``negative`` 5,
 ``sample`` 1e-3, ``ns_exponent`` 0.75 here in :class:`Word2VecConfig` (they define how the vectors were trained and
 are saved with them); ``min_count`` 5 and ``max_vocab_size`` in the data (``formers.data.word2vec``); ``alpha``
-0.025 decaying linearly to ``min_alpha`` 0.0001 and ``epochs`` 5 in the optimiser and trainer settings of the
-recipes. CBOW uses gensim's ``alpha`` 0.025, not the C tool's 0.05, so that both architectures compare with gensim
-at its defaults.
+0.025 decaying linearly to ``min_alpha`` 0.0001 in the task (:class:`formers.tasks.word2vec.Word2VecTask`) and
+``epochs`` 5 in the recipes. CBOW uses gensim's ``alpha`` 0.025, not the C tool's 0.05, so that both architectures
+compare with gensim at its defaults.
 """
 
 from __future__ import annotations
