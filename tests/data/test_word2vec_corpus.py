@@ -53,6 +53,7 @@ def test_loader_is_deterministic_resumable_and_reports_progress(corpus):
     loader.set_epoch(1)
     batches = list(loader)
     assert [b["progress"] for b in batches] == [0.5, 0.5 + 8 / 14 / 2]
+    assert [b["progress_end"] for b in batches] == [0.5 + 8 / 14 / 2, 1.0]
     assert batches[0]["seed"] == chunk_seed(3, 1, 0) != chunk_seed(3, 0, 0)
     assert [b["sentence_lengths"].tolist() for b in batches] == [[6, 2], [6]]
     assert len(list(loader)) == 2  # a finished epoch iterates again

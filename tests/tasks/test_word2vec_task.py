@@ -37,11 +37,13 @@ def test_a_step_applies_the_sequential_updates_of_its_chunk(corpus, architecture
     # the reference: draw the chunk's examples, then update centre group by centre group
     ex = task.examples(batch, torch.device("cpu"))
     tables = {n: p.detach().clone() for n, p in model.named_parameters()}
-    alpha, total = task.learning_rate(batch["progress"]), 0.0
+    total, last_centre = 0.0, int(ex["centres"][-1]) + 1
     groups = ex["centres"] // task.words_per_update
     for g in groups.unique().tolist():
         rows = groups == g
         part = {k: v[rows] for k, v in ex.items() if k != "centres"}
+        share = g * task.words_per_update / last_centre  # of the chunk, for the learning rate's decay
+        alpha = task.learning_rate(batch["progress"] + share * (batch["progress_end"] - batch["progress"]))
         total += model.sgd_step_(tables, alpha, **part).sum().item()
     out = task.training_step(model, batch)
     assert out.loss.item() == pytest.approx(total / len(ex["targets"]), rel=1e-5)

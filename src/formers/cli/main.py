@@ -18,6 +18,7 @@ from formers.cli import (
     prepare,
     train,
     translate,
+    word_vectors,
 )
 
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_parser(sub)
     classify.add_parser(sub)
     embed.add_parsers(sub)
+    word_vectors.add_parsers(sub)
     return parser
 
 

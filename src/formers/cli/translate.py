@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from formers.cli import word_vectors
 from formers.data.corpora import load_corpus_split
 from formers.data.tokenizers.load import load_tokenizer
 from formers.devices import resolve_device
@@ -17,8 +18,8 @@ from formers.inference.translate import Translator
 from formers.tasks.metrics import corpus_bleu
 
 
-def _add_decoding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint or run directory")
+def _add_decoding_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
+    p.add_argument("--checkpoint", required=checkpoint_required, type=Path, help="checkpoint or run directory")
     p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy; default 4 as in the paper)")
     p.add_argument("--alpha", type=float, default=0.6, help="length penalty exponent (default 0.6)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -33,8 +34,9 @@ def add_translate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="sacreBLEU of a checkpoint on a corpus split or on your own files")
-    _add_decoding_args(p)
+    p = sub.add_parser("evaluate", help="sacreBLEU of a checkpoint on a corpus split or on your own files; with "
+                                        "--vectors, analogy accuracy and word-pair correlation of word vectors")
+    _add_decoding_args(p, checkpoint_required=False)
     p.add_argument("--src", type=Path, help="source file, one sentence per line (with --ref)")
     p.add_argument("--ref", type=Path, help="reference file aligned with --src")
     p.add_argument("--corpus", help="built-in corpus: multi30k or bible-en-es (with --split)")
@@ -44,6 +46,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="local folder holding the corpus files")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N sentences only")
     p.add_argument("--output", type=Path, help="write the hypotheses here")
+    word_vectors.add_evaluation_args(p)
     p.set_defaults(func=run_evaluate)
 
 
@@ -80,7 +83,10 @@ def run_translate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-
+    if args.vectors is not None:
+        return word_vectors.run_evaluate_vectors(args)
+    if args.checkpoint is None:
+        raise ValueError("evaluate needs --checkpoint (a translation model) or --vectors (word vectors)")
     if (args.src is None) != (args.ref is None):
         raise ValueError("--src and --ref go together")
     if args.src is None and args.corpus is None:

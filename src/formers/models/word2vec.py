@@ -104,28 +104,23 @@ class Word2VecOutput:
     loss: Tensor
 
 
-def _negative_labels(targets: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Output rows, labels and which terms count for negative sampling.
+def _output_rows(
+    targets: Tensor, negatives: Tensor | None, points: Tensor | None, codes: Tensor | None, path_mask: Tensor | None
+) -> list[tuple[str, Tensor, Tensor, Tensor]]:
+    """The output rows each example scores, per output table: ``(table name, ids, labels, valid)``, each ``(P, J)``.
 
-    Returns:
-        ``(ids (P, 1 + K), labels (P, 1 + K) float: 1 for the target, 0 for negatives, keep (P, 1 + K) bool)``;
-        a negative equal to its target is dropped, as in both references.
+    Negative sampling: the target (label 1) then the negatives (label 0), a negative equal to its target invalid,
+    as both references skip it. Hierarchical softmax: the inner nodes of the target's path, label ``1 - code``.
     """
-    ids = torch.cat([targets[:, None], negatives], dim=1)  # (P, 1 + K)
-    labels = torch.zeros(ids.shape, device=ids.device)
-    labels[:, 0] = 1.0
-    keep = torch.cat([torch.ones_like(targets[:, None], dtype=torch.bool), negatives != targets[:, None]], dim=1)
-    return ids, labels, keep
-
-
-def _path_entries(points: Tensor, codes: Tensor, path_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The valid ``(example, node)`` entries of Huffman paths, flattened.
-
-    Returns:
-        ``(rows (M,) example index, nodes (M,) inner-node row, labels (M,) float = 1 - code)``.
-    """
-    rows, cols = path_mask.nonzero(as_tuple=True)  # (M,) each
-    return rows, points[rows, cols], 1.0 - codes[rows, cols].float()
+    rows = []
+    if negatives is not None:
+        ids = torch.cat([targets[:, None], negatives], dim=1)  # (P, 1 + K)
+        labels = (torch.arange(ids.shape[1], device=ids.device) == 0).float().expand(ids.shape)  # (P, 1 + K)
+        valid = torch.cat([torch.ones_like(targets[:, None], dtype=torch.bool), negatives != targets[:, None]], dim=1)
+        rows.append(("output_vectors", ids, labels, valid))
+    if points is not None:
+        rows.append(("node_vectors", points, 1.0 - codes.float(), path_mask))  # (P, L) each
+    return rows
 
 
 @register_family
@@ -219,17 +214,11 @@ class Word2Vec(nn.Module):
         self._check(inputs, targets, input_mask, negatives, (points, codes, path_mask))
         hidden = self.hidden(inputs, input_mask)
         loss = hidden.new_zeros(targets.shape[0])
-        if self.config.negative > 0:
-            ids, labels, keep = _negative_labels(targets, negatives)
-            out = F.embedding(ids, self.output_vectors)  # (P, 1 + K, D)
-            logits = (out * hidden[:, None, :]).sum(dim=-1)  # (P, 1 + K)
-            keep = keep & (logits.detach().abs() < MAX_EXP)
-            loss = loss + (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * keep).sum(dim=1)
-        if self.config.hierarchical_softmax:
-            rows, nodes, labels = _path_entries(points, codes, path_mask)
-            logits = (F.embedding(nodes, self.node_vectors) * hidden[rows]).sum(dim=-1)  # (M,)
-            terms = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-            loss = loss.index_add(0, rows, terms * (logits.detach().abs() < MAX_EXP))
+        for name, ids, labels, valid in _output_rows(targets, negatives, points, codes, path_mask):
+            out = F.embedding(ids, getattr(self, name))  # (P, J, D)
+            logits = (out * hidden[:, None, :]).sum(dim=-1)  # (P, J)
+            valid = valid & (logits.detach().abs() < MAX_EXP)
+            loss = loss + (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * valid).sum(dim=1)
         return Word2VecOutput(loss=loss)
 
     @torch.no_grad()
@@ -266,33 +255,23 @@ class Word2Vec(nn.Module):
         hidden = self.hidden(inputs, input_mask, table=words)  # (P, D)
         error = torch.zeros_like(hidden)  # (P, D) word2vec's neu1e
         loss = hidden.new_zeros(targets.shape[0])
-        if cfg.negative > 0:
-            table = tables["output_vectors"]
-            ids, labels, keep = _negative_labels(targets, negatives)
-            out = table[ids]  # (P, 1 + K, D)
-            logits = (out * hidden[:, None, :]).sum(dim=-1)  # (P, 1 + K)
-            keep = keep & (logits.abs() < MAX_EXP)
-            g = alpha * (labels - torch.sigmoid(logits)) * keep  # (P, 1 + K)
+        for name, ids, labels, valid in _output_rows(targets, negatives, points, codes, path_mask):
+            table = tables[name]
+            out = table[ids]  # (P, J, D)
+            logits = (out * hidden[:, None, :]).sum(dim=-1)  # (P, J)
+            valid = valid & (logits.abs() < MAX_EXP)
+            g = alpha * (labels - torch.sigmoid(logits)) * valid  # (P, J) word2vec's g
             error += (g[:, :, None] * out).sum(dim=1)
-            table.index_add_(0, ids.flatten(), (g[:, :, None] * hidden[:, None, :]).flatten(0, 1))  # (P * (1 + K), D)
-            loss += (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * keep).sum(dim=1)
-        if cfg.hierarchical_softmax:
-            table = tables["node_vectors"]
-            rows, nodes, labels = _path_entries(points, codes, path_mask)
-            node_rows, row_hidden = table[nodes], hidden[rows]  # (M, D) each
-            logits = (node_rows * row_hidden).sum(dim=-1)  # (M,)
-            keep = logits.abs() < MAX_EXP
-            g = alpha * (labels - torch.sigmoid(logits)) * keep  # (M,)
-            error.index_add_(0, rows, g[:, None] * node_rows)
-            table.index_add_(0, nodes, g[:, None] * row_hidden)
-            loss.index_add_(0, rows, F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * keep)
+            table.index_add_(0, ids.flatten(), (g[:, :, None] * hidden[:, None, :]).flatten(0, 1))  # (P * J, D)
+            loss += (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * valid).sum(dim=1)
         if cfg.architecture == "skipgram":
             words.index_add_(0, inputs, error)
-        else:
-            if not cfg.cbow_mean:
-                error /= input_mask.sum(dim=1, keepdim=True).clamp(min=1)
-            per_context = error[:, None, :].expand(*inputs.shape, -1)  # (P, C, D)
-            words.index_add_(0, inputs[input_mask], per_context[input_mask])
+            return loss
+        if not cfg.cbow_mean:
+            error /= input_mask.sum(dim=1, keepdim=True).clamp(min=1)
+        # every context word gets the error; padding adds zeros (no boolean indexing: no device sync)
+        per_context = error[:, None, :] * input_mask[:, :, None]  # (P, C, D)
+        words.index_add_(0, inputs.flatten(), per_context.flatten(0, 1))  # (P * C, D)
         return loss
 
 

@@ -20,6 +20,7 @@ from formers.recipes import (
     masked_lm,
     text_classification,
     translation,
+    word2vec,
 )
 from formers.recipes.recipe import OptimConfig, Recipe, RunSetup, dump_recipe
 from formers.training.optim import build_optimizer
@@ -33,6 +34,7 @@ TASKS: dict[str, Callable[[Recipe, Path, bool], RunSetup]] = {
     "masked_lm": masked_lm.setup,
     "text_classification": text_classification.setup,
     "token_classification": text_classification.setup,
+    "word2vec": word2vec.setup,
 }
 
 

@@ -160,18 +160,20 @@ class Word2VecTask:
         params = dict(model.named_parameters())
         device = next(iter(params.values())).device
         ex = self.examples(batch, device)
-        alpha = self.learning_rate(float(batch["progress"]))
         tables = {name: p.detach().clone() for name, p in params.items()}
         num = ex["targets"].shape[0]
         last_centre = int(ex["centres"][-1]) + 1 if num else 0
         marks = torch.arange(self.words_per_update, max(last_centre, self.words_per_update), self.words_per_update,
                              device=device)
         cuts = [0, *torch.searchsorted(ex["centres"], marks).tolist(), num]  # example ranges of each update
-        total = torch.zeros((), device=device)
+        first, last = float(batch["progress"]), float(batch.get("progress_end", batch["progress"]))
+        total, alpha = torch.zeros((), device=device), self.learning_rate(first)
         names = ("inputs", "targets", "input_mask", "negatives", "points", "codes", "path_mask")
-        for start, end in zip(cuts[:-1], cuts[1:]):
+        for k, (start, end) in enumerate(zip(cuts[:-1], cuts[1:])):
             if end > start:
-                part = {k: ex[k][start:end] for k in names if k in ex}
+                # the rate decays within the chunk too, by the share of its centre words done (gensim: every 10k words)
+                alpha = self.learning_rate(first + (last - first) * k * self.words_per_update / max(last_centre, 1))
+                part = {key: ex[key][start:end] for key in names if key in ex}
                 total += model.sgd_step_(tables, alpha, **part).sum()
         mean = total / max(num, 1)
         loss = _UpdateAsGradient.apply(mean, len(params), *params.values(), *(tables[n] for n in params))

@@ -2,6 +2,10 @@
 
 from formers.data.word2vec.corpus import (
     MAX_SENTENCE_LEN,
+    META_FILE,
+    SENTENCES_FILE,
+    TOKENS_FILE,
+    VOCAB_FILE,
     CorpusMeta,
     EncodedCorpus,
     Word2VecLoader,
@@ -26,6 +30,10 @@ from formers.data.word2vec.vocabulary import (
 
 __all__ = [
     "MAX_SENTENCE_LEN",
+    "META_FILE",
+    "SENTENCES_FILE",
+    "TOKENS_FILE",
+    "VOCAB_FILE",
     "WORD_SPLITTERS",
     "CorpusMeta",
     "EncodedCorpus",

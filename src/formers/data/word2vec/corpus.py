@@ -187,9 +187,9 @@ class Word2VecLoader:
         epochs: passes the run makes, for ``progress``.
 
     Yields:
-        ``{"words": (n,) int64, "sentence_lengths": (s,) int64, "seed": int, "progress": float}``; ``progress``
-        is the fraction of the run's words (``epochs`` passes) trained before this chunk, which sets the learning
-        rate (gensim decays it by the same measure).
+        ``{"words": (n,) int64, "sentence_lengths": (s,) int64, "seed": int, "progress": float, "progress_end":
+        float}``: the fractions of the run's words (``epochs`` passes) trained before and after this chunk, which set
+        the learning rate (gensim decays it by the same measure).
     """
 
     def __init__(self, corpus: EncodedCorpus, words_per_batch: int = 100_000, seed: int = 0, epochs: int = 1) -> None:
@@ -226,9 +226,9 @@ class Word2VecLoader:
             c = self.position
             words, lengths = self.corpus.chunk(int(self.bounds[c]), int(self.bounds[c + 1]))
             self.position += 1
-            progress = (self.epoch + int(self.bounds[c]) / len(self.corpus)) / self.epochs
+            start, end = ((self.epoch + int(b) / len(self.corpus)) / self.epochs for b in self.bounds[c : c + 2])
             yield {"words": words, "sentence_lengths": lengths, "seed": chunk_seed(self.seed, self.epoch, c),
-                   "progress": progress}
+                   "progress": start, "progress_end": end}
         self.position = 0  # a finished epoch iterates again from its start
 
     def __repr__(self) -> str:
