@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from formers.data.word2vec import NegativeSampler, context_windows, sentence_ids, skipgram_pairs, subsample
-from formers.data.word2vec.sampling import CUMULATIVE_DOMAIN
+from formers.data.word2vec.sampling import alias_table
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -78,7 +78,16 @@ def test_negatives_follow_the_unigram_distribution_to_the_three_quarters():
     # a plain unigram draw would be rejected: the test can fail
     unigram = counts / counts.sum()
     assert stats.chisquare(observed, unigram * observed.sum()).pvalue < 1e-10
-    assert int(sampler.cumulative[-1]) == CUMULATIVE_DOMAIN
+
+
+
+def test_alias_tables_are_exact():
+    rng = np.random.default_rng(0)
+    for p in (rng.dirichlet(np.ones(50)), np.array([0.5, 0.5]), np.array([1.0]), rng.dirichlet(np.full(1000, 0.05))):
+        keep, alias = alias_table(p)
+        implied = (keep + np.bincount(alias, weights=1.0 - keep, minlength=len(p))) / len(p)
+        np.testing.assert_allclose(implied, p, rtol=1e-9, atol=1e-15)
+        assert ((0 <= keep) & (keep <= 1 + 1e-12)).all()
 
 
 def test_negative_sampler_rejects_bad_counts():

@@ -216,7 +216,7 @@ class Word2Vec(nn.Module):
         loss = hidden.new_zeros(targets.shape[0])
         for name, ids, labels, valid in _output_rows(targets, negatives, points, codes, path_mask):
             out = F.embedding(ids, getattr(self, name))  # (P, J, D)
-            logits = (out * hidden[:, None, :]).sum(dim=-1)  # (P, J)
+            logits = torch.linalg.vecdot(out, hidden[:, None, :])  # (P, J)
             valid = valid & (logits.detach().abs() < MAX_EXP)
             loss = loss + (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * valid).sum(dim=1)
         return Word2VecOutput(loss=loss)
@@ -257,11 +257,11 @@ class Word2Vec(nn.Module):
         loss = hidden.new_zeros(targets.shape[0])
         for name, ids, labels, valid in _output_rows(targets, negatives, points, codes, path_mask):
             table = tables[name]
-            out = table[ids]  # (P, J, D)
-            logits = (out * hidden[:, None, :]).sum(dim=-1)  # (P, J)
+            out = F.embedding(ids, table)  # (P, J, D); index_select, faster than table[ids] on CPU
+            logits = torch.linalg.vecdot(out, hidden[:, None, :])  # (P, J)
             valid = valid & (logits.abs() < MAX_EXP)
             g = alpha * (labels - torch.sigmoid(logits)) * valid  # (P, J) word2vec's g
-            error += (g[:, :, None] * out).sum(dim=1)
+            error += torch.bmm(g[:, None, :], out).squeeze(1)  # (P, 1, J) @ (P, J, D) -> (P, D)
             table.index_add_(0, ids.flatten(), (g[:, :, None] * hidden[:, None, :]).flatten(0, 1))  # (P * J, D)
             loss += (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * valid).sum(dim=1)
         if cfg.architecture == "skipgram":

@@ -8,8 +8,8 @@ Given a chunk of kept word ids and its sentence lengths (from :class:`~formers.d
    that weights near words more) and lays the ``2 * window`` neighbours of every position out as a
    ``(n, 2 * window)`` table with a mask: in the sentence, within ``b``. Skip-gram flattens it into pairs
    (:func:`skipgram_pairs`); CBOW averages each row.
-3. :class:`NegativeSampler` draws negatives from ``count ** 0.75`` by inverse transform sampling: a uniform integer
-   against an exact cumulative table (``torch.searchsorted``), not the C tool's 1e8-entry table.
+3. :class:`NegativeSampler` draws negatives from ``count ** 0.75`` with an alias table (two gathers per draw), not the
+   C tool's 1e8-entry table.
 
 All draws come from one ``torch.Generator`` per chunk, so a chunk's pairs are a pure function of its seed.
 """
@@ -19,10 +19,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
-
-CUMULATIVE_DOMAIN = 1 << 52
-"""Integer resolution of the negative-sampling table (the C tool's table has 1e8 slots, gensim's 2**31 - 1)."""
-
 
 def sentence_ids(lengths: Tensor, num_words: int) -> Tensor:
     """Sentence index of every word of a chunk.
@@ -106,8 +102,37 @@ def skipgram_pairs(words: Tensor, context: Tensor, mask: Tensor) -> tuple[Tensor
     return context[mask], words[centre[mask]]
 
 
+def alias_table(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table (Vose's construction) of a discrete distribution.
+
+    Draw ``i`` uniformly among the ``V`` columns, keep it with probability ``keep[i]``, else take ``alias[i]``: each
+    outcome then comes up with exactly its probability, in O(1) per draw.
+
+    Args:
+        probabilities: ``(V,)`` non-negative, summing to 1.
+
+    Returns:
+        ``(keep (V,) float64, alias (V,) int64)``.
+    """
+    num = probabilities.shape[0]
+    scaled = probabilities.astype(np.float64) * num
+    keep, alias = np.ones(num), np.arange(num, dtype=np.int64)
+    small = [i for i in range(num) if scaled[i] < 1.0]
+    large = [i for i in range(num) if scaled[i] >= 1.0]
+    while small and large:
+        lo, hi = small.pop(), large[-1]
+        keep[lo], alias[lo] = scaled[lo], hi  # column lo: lo itself, topped up by hi
+        scaled[hi] -= 1.0 - scaled[lo]
+        if scaled[hi] < 1.0:
+            small.append(large.pop())
+    return keep, alias  # columns left in either list are full (keep 1), up to rounding
+
+
 class NegativeSampler:
     """Draws words with probability proportional to ``count ** exponent`` (word2vec's unigram^0.75).
+
+    Uses an alias table (O(1) per draw: two gathers and a comparison) instead of the C tool's 1e8-slot table or
+    gensim's binary search of a cumulative table; the distribution is the same, exact up to float64 rounding.
 
     Args:
         counts: ``(V,)`` word counts.
@@ -118,22 +143,24 @@ class NegativeSampler:
         weights = np.asarray(counts, dtype=np.float64) ** exponent
         if weights.ndim != 1 or weights.shape[0] == 0 or not (weights > 0).all():
             raise ValueError(f"counts must be a non-empty 1-D array of positive counts, got shape {weights.shape}")
-        cumulative = np.rint(np.cumsum(weights) / weights.sum() * CUMULATIVE_DOMAIN).astype(np.int64)
-        cumulative[-1] = CUMULATIVE_DOMAIN
-        self.cumulative = torch.from_numpy(cumulative)  # (V,) ends of each word's interval
+        keep, alias = alias_table(weights / weights.sum())
+        self.keep, self.alias = torch.from_numpy(keep), torch.from_numpy(alias)  # (V,) each
         self.exponent = exponent
 
     def probabilities(self) -> Tensor:
-        """``(V,)`` float64 probability of each word under the table."""
-        return torch.diff(self.cumulative, prepend=self.cumulative.new_zeros(1)).double() / CUMULATIVE_DOMAIN
+        """``(V,)`` float64 probability of each word under the table (what :meth:`draw` samples)."""
+        num = self.keep.shape[0]
+        direct = self.keep.cpu().double()
+        return (direct + torch.zeros(num, dtype=torch.float64).index_add_(0, self.alias.cpu(), 1.0 - direct)) / num
 
     def to(self, device: torch.device | str) -> NegativeSampler:
         """Moves the table to ``device`` (in place) and returns ``self``."""
-        self.cumulative = self.cumulative.to(device)
+        self.keep, self.alias = self.keep.to(device), self.alias.to(device)
         return self
 
     def draw(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
         """Word ids of ``shape``, drawn independently on the table's device."""
-        device = self.cumulative.device
-        ticket = torch.randint(0, CUMULATIVE_DOMAIN, shape, generator=generator, device=device)
-        return torch.searchsorted(self.cumulative, ticket, right=True)
+        device = self.keep.device
+        column = torch.randint(0, self.keep.shape[0], shape, generator=generator, device=device)
+        coin = torch.rand(shape, generator=generator, device=device, dtype=self.keep.dtype)
+        return torch.where(coin < self.keep[column], column, self.alias[column])
