@@ -7,7 +7,7 @@ import torch
 from formers import create_model
 from formers.data.word2vec import huffman_tree
 from formers.hub import from_pretrained, save_pretrained
-from formers.models.word2vec import MAX_EXP, Word2Vec, Word2VecConfig
+from formers.models.word2vec import MAX_EXP, Word2Vec, Word2VecConfig, output_rows
 
 VOCAB, DIM, K = 30, 8, 3
 
@@ -35,6 +35,11 @@ def _examples(config: Word2VecConfig, num: int = 40, seed: int = 0) -> dict[str,
     return ex
 
 
+def _step(model: Word2Vec, tables: dict[str, torch.Tensor], alpha: float, ex: dict[str, torch.Tensor]) -> torch.Tensor:
+    rows = output_rows(ex["targets"], ex.get("negatives"), ex.get("points"), ex.get("codes"), ex.get("path_mask"))
+    return model.sgd_step_(tables, alpha, ex["inputs"], rows, ex.get("input_mask"))
+
+
 def _model(config: Word2VecConfig) -> Word2Vec:
     torch.manual_seed(0)
     model = Word2Vec(config)
@@ -60,7 +65,7 @@ def test_closed_form_step_is_minus_alpha_times_the_autograd_gradient(config):
     assert losses.shape == (40,) and torch.isfinite(losses).all()
     losses.sum().backward()
     tables = {n: p.detach().clone() for n, p in model.named_parameters()}
-    step_losses = model.sgd_step_(tables, 0.05, **ex)
+    step_losses = _step(model, tables, 0.05, ex)
     torch.testing.assert_close(step_losses, losses.detach(), rtol=1e-5, atol=1e-6)
     for name, p in model.named_parameters():
         torch.testing.assert_close(tables[name] - p.detach(), -0.05 * p.grad, rtol=1e-4, atol=1e-6)
@@ -72,7 +77,7 @@ def test_updates_match_the_c_tool_formulas_for_one_skipgram_pair():
     ex = {"inputs": torch.tensor([4]), "targets": torch.tensor([7]), "negatives": torch.tensor([[9, 7]])}
     w, u = model.input_vectors.detach().clone(), model.output_vectors.detach().clone()
     tables = {"input_vectors": w.clone(), "output_vectors": u.clone()}
-    model.sgd_step_(tables, 0.1, **ex)
+    _step(model, tables, 0.1, ex)
     # word2vec.c: for each of target (label 1) and negative 9 (label 0); negative 7 == target is skipped
     neu1e = torch.zeros(DIM)
     expected_u = u.clone()
@@ -91,7 +96,7 @@ def test_cbow_mean_gives_every_context_word_the_whole_error():
     ex = {"inputs": torch.tensor([[1, 2, 3]]), "input_mask": torch.tensor([[True, True, False]]),
           "targets": torch.tensor([5]), "negatives": torch.tensor([[6]])}
     tables = {n: p.detach().clone() for n, p in model.named_parameters()}
-    model.sgd_step_(tables, 0.1, **ex)
+    _step(model, tables, 0.1, ex)
     moved = tables["input_vectors"] - model.input_vectors.detach()
     torch.testing.assert_close(moved[1], moved[2])
     assert moved[1].abs().sum() > 0 and moved[3].abs().sum() == 0  # the masked-out word is untouched
@@ -106,7 +111,8 @@ def test_saturated_terms_make_no_update():
         model.output_vectors.zero_()
         model.output_vectors[1, 0] = 1.0  # dot = 10 >= MAX_EXP
     tables = {n: p.detach().clone() for n, p in model.named_parameters()}
-    loss = model.sgd_step_(tables, 0.5, torch.tensor([0]), torch.tensor([1]), negatives=torch.tensor([[2]]))
+    loss = _step(model, tables, 0.5, {"inputs": torch.tensor([0]), "targets": torch.tensor([1]),
+                                      "negatives": torch.tensor([[2]])})
     assert torch.equal(tables["output_vectors"][1], model.output_vectors[1].detach())
     assert tables["output_vectors"][2, 0] == pytest.approx(-2.5)  # the negative (dot 0) moves: (0 - 0.5) * 0.5 * 10
     assert loss.item() == pytest.approx(np.log(2), rel=1e-6)  # only the negative's term counts
@@ -136,6 +142,9 @@ def test_config_and_input_errors_name_the_argument():
         model(torch.tensor([1, 2]), torch.tensor([3, 4]), negatives=torch.zeros(2, 2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"skipgram inputs must have shape \(2,\)"):
         model(torch.zeros(2, 3, dtype=torch.long), torch.tensor([3, 4]), negatives=torch.zeros(2, 3, dtype=torch.long))
+    tables = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=r"rows must cover the output tables \['output_vectors'\]"):
+        model.sgd_step_(tables, 0.1, torch.tensor([1]), [])
     cbow = Word2Vec(Word2VecConfig(VOCAB, DIM, "cbow", negative=K))
     with pytest.raises(ValueError, match="CBOW needs input_mask"):
         cbow(torch.zeros(2, 3, dtype=torch.long), torch.tensor([3, 4]), negatives=torch.zeros(2, 3, dtype=torch.long))

@@ -8,7 +8,7 @@ import torch
 
 from formers.data.word2vec import EncodedCorpus, Word2VecLoader, prepare_corpus
 from formers.inference.word_vectors import WordVectors
-from formers.models.word2vec import Word2Vec, Word2VecConfig
+from formers.models.word2vec import Word2Vec, Word2VecConfig, output_rows
 from formers.tasks.word2vec import Word2VecEvaluation, Word2VecTask
 from formers.training.trainer import Trainer, TrainerConfig
 
@@ -41,10 +41,12 @@ def test_a_step_applies_the_sequential_updates_of_its_chunk(corpus, architecture
     groups = ex["centres"] // task.words_per_update
     for g in groups.unique().tolist():
         rows = groups == g
-        part = {k: v[rows] for k, v in ex.items() if k != "centres"}
+        part = {k: v[rows] for k, v in task.model_inputs(ex).items()}
         share = g * task.words_per_update / last_centre  # of the chunk, for the learning rate's decay
         alpha = task.learning_rate(batch["progress"] + share * (batch["progress_end"] - batch["progress"]))
-        total += model.sgd_step_(tables, alpha, **part).sum().item()
+        targets = output_rows(part["targets"], part.get("negatives"), part.get("points"), part.get("codes"),
+                              part.get("path_mask"))
+        total += model.sgd_step_(tables, alpha, part["inputs"], targets, part.get("input_mask")).sum().item()
     out = task.training_step(model, batch)
     assert out.loss.item() == pytest.approx(total / len(ex["targets"]), rel=1e-5)
     assert out.num_tokens == batch["words"].shape[0] and out.metrics["alpha"] == alpha

@@ -35,6 +35,7 @@ compare with gensim at its defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -104,22 +105,45 @@ class Word2VecOutput:
     loss: Tensor
 
 
-def _output_rows(
-    targets: Tensor, negatives: Tensor | None, points: Tensor | None, codes: Tensor | None, path_mask: Tensor | None
-) -> list[tuple[str, Tensor, Tensor, Tensor]]:
-    """The output rows each example scores, per output table: ``(table name, ids, labels, valid)``, each ``(P, J)``.
+class OutputRows(NamedTuple):
+    """The rows of one output table that a batch of examples scores.
 
-    Negative sampling: the target (label 1) then the negatives (label 0), a negative equal to its target invalid,
-    as both references skip it. Hierarchical softmax: the inner nodes of the target's path, label ``1 - code``.
+    Attributes:
+        table: the parameter's name (``"output_vectors"`` or ``"node_vectors"``).
+        ids: ``(P, J)`` rows of that table; labels: ``(P, J)`` float targets of the logistic units; valid: ``(P, J)``
+            bool, which terms count.
+    """
+
+    table: str
+    ids: Tensor
+    labels: Tensor
+    valid: Tensor
+
+    def slice(self, start: int, end: int) -> OutputRows:
+        """The rows of examples ``start:end``."""
+        return OutputRows(self.table, self.ids[start:end], self.labels[start:end], self.valid[start:end])
+
+
+def output_rows(
+    targets: Tensor, negatives: Tensor | None = None, points: Tensor | None = None, codes: Tensor | None = None,
+    path_mask: Tensor | None = None,
+) -> list[OutputRows]:
+    """The output rows each example scores, per enabled output layer.
+
+    Negative sampling: the target (label 1) then the negatives (label 0), a negative equal to its target invalid, as
+    both references skip it. Hierarchical softmax: the inner nodes of the target's path, label ``1 - code``.
+
+    Args:
+        targets: ``(P,)``; negatives: ``(P, K)`` or None; points, codes, path_mask: ``(P, L)`` or None.
     """
     rows = []
     if negatives is not None:
         ids = torch.cat([targets[:, None], negatives], dim=1)  # (P, 1 + K)
         labels = (torch.arange(ids.shape[1], device=ids.device) == 0).float().expand(ids.shape)  # (P, 1 + K)
         valid = torch.cat([torch.ones_like(targets[:, None], dtype=torch.bool), negatives != targets[:, None]], dim=1)
-        rows.append(("output_vectors", ids, labels, valid))
+        rows.append(OutputRows("output_vectors", ids, labels, valid))
     if points is not None:
-        rows.append(("node_vectors", points, 1.0 - codes.float(), path_mask))  # (P, L) each
+        rows.append(OutputRows("node_vectors", points, 1.0 - codes.float(), path_mask))  # (P, L) each
     return rows
 
 
@@ -214,7 +238,7 @@ class Word2Vec(nn.Module):
         self._check(inputs, targets, input_mask, negatives, (points, codes, path_mask))
         hidden = self.hidden(inputs, input_mask)
         loss = hidden.new_zeros(targets.shape[0])
-        for name, ids, labels, valid in _output_rows(targets, negatives, points, codes, path_mask):
+        for name, ids, labels, valid in output_rows(targets, negatives, points, codes, path_mask):
             out = F.embedding(ids, getattr(self, name))  # (P, J, D)
             logits = torch.linalg.vecdot(out, hidden[:, None, :])  # (P, J)
             valid = valid & (logits.detach().abs() < MAX_EXP)
@@ -223,16 +247,8 @@ class Word2Vec(nn.Module):
 
     @torch.no_grad()
     def sgd_step_(
-        self,
-        tables: dict[str, Tensor],
-        alpha: float | Tensor,
-        inputs: Tensor,
-        targets: Tensor,
+        self, tables: dict[str, Tensor], alpha: float | Tensor, inputs: Tensor, rows: list[OutputRows],
         input_mask: Tensor | None = None,
-        negatives: Tensor | None = None,
-        points: Tensor | None = None,
-        codes: Tensor | None = None,
-        path_mask: Tensor | None = None,
     ) -> Tensor:
         """Applies word2vec's SGD update of every example, in place, to ``tables``; returns their losses.
 
@@ -240,22 +256,26 @@ class Word2Vec(nn.Module):
         moves by ``g * h`` and the input row(s) by the sum of ``g * u`` (the whole sum to every CBOW context word
         with ``cbow_mean``, divided by the window's size without). All examples are computed from ``tables`` as
         they are on entry and their updates summed: the same as ``-alpha`` times the gradient of
-        ``forward(...).loss.sum()``.
+        ``forward(...).loss.sum()``. No step reads a value back from the device.
 
         Args:
             tables: ``{parameter name: tensor}`` to read and update (e.g. working copies of the parameters).
             alpha: the learning rate (a float or 0-d tensor).
-            inputs, targets, input_mask, negatives, points, codes, path_mask: as in :meth:`forward`.
+            inputs: skip-gram ``(P,)`` context word ids, CBOW ``(P, C)`` context windows.
+            rows: :func:`output_rows` of the examples' targets, negatives and paths.
+            input_mask: CBOW ``(P, C)`` bool.
 
         Returns:
             ``(P,)`` per-example losses before the update.
         """
-        self._check(inputs, targets, input_mask, negatives, (points, codes, path_mask))
         cfg, words = self.config, tables["input_vectors"]
+        expected = {n for n in ("output_vectors", "node_vectors") if getattr(self, n) is not None}
+        if {r.table for r in rows} != expected or any(r.ids.shape[0] != inputs.shape[0] for r in rows):
+            raise ValueError(f"rows must cover the output tables {sorted(expected)} for all {inputs.shape[0]} examples, "
+                             f"got {[(r.table, tuple(r.ids.shape)) for r in rows]}")
         hidden = self.hidden(inputs, input_mask, table=words)  # (P, D)
-        error = torch.zeros_like(hidden)  # (P, D) word2vec's neu1e
-        loss = hidden.new_zeros(targets.shape[0])
-        for name, ids, labels, valid in _output_rows(targets, negatives, points, codes, path_mask):
+        error, loss = torch.zeros_like(hidden), hidden.new_zeros(inputs.shape[0])  # error: word2vec's neu1e
+        for name, ids, labels, valid in rows:
             table = tables[name]
             out = F.embedding(ids, table)  # (P, J, D); index_select, faster than table[ids] on CPU
             logits = torch.linalg.vecdot(out, hidden[:, None, :])  # (P, J)

@@ -1,10 +1,12 @@
-"""word2vec training: a chunk of sentences -> pairs and negatives drawn on the device -> summed loss.
+"""word2vec training: a chunk of sentences -> examples drawn on the device -> sequential word2vec updates.
 
 Batches come from :class:`formers.data.word2vec.Word2VecLoader`: ``{"words": (n,), "sentence_lengths": (s,),
-"seed": int}``. One step draws, with a generator seeded by the chunk's seed, on the model's device:
-subsampling -> shrinking windows -> skip-gram pairs (or CBOW windows) -> negatives / Huffman paths, then
-calls the model. The returned loss has the per-example mean as its value (what the logs show) and the sum's
-gradient, so the Trainer's SGD step with learning rate ``alpha`` is word2vec's update of every pair in the chunk.
+"seed": int, "progress": float, "progress_end": float}``. One step draws, with a generator seeded by the chunk's
+seed, on the model's device and vectorised over the whole chunk: subsampling -> shrinking windows -> skip-gram pairs
+(or CBOW windows) -> negatives / Huffman paths. It then applies the examples as consecutive closed-form updates
+(:meth:`~formers.models.word2vec.Word2Vec.sgd_step_`) of ``words_per_update`` centre words each, on copies of the
+parameters, at the learning rate of the run's progress, and hands the total change to the Trainer as the gradient:
+one SGD step with learning rate 1 applies it. The loss's value is the mean loss of the chunk's examples.
 
 Evaluation builds :class:`~formers.inference.word_vectors.WordVectors` from the input vectors and scores analogies
 (Google ``questions-words.txt`` format) and word-pair similarity (WordSim-353 format), as gensim does.
@@ -29,6 +31,7 @@ from formers.data.word2vec import (
     subsample,
 )
 from formers.inference.word_vectors import WordVectors
+from formers.models.word2vec import output_rows
 from formers.training.task import StepOutput
 
 
@@ -153,6 +156,12 @@ class Word2VecTask:
             out["path_mask"] = torch.arange(points.shape[1], device=device)[None, :] < lengths[out["targets"]][:, None]
         return out
 
+    @staticmethod
+    def model_inputs(ex: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The keyword arguments of the model's ``forward`` among :meth:`examples`' entries."""
+        names = ("inputs", "targets", "input_mask", "negatives", "points", "codes", "path_mask")
+        return {k: ex[k] for k in names if k in ex}
+
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
         """Trains the chunk as sequential updates on copies of the parameters; returns their mean loss as the value
         and the total change as the gradient."""
@@ -168,13 +177,15 @@ class Word2VecTask:
         cuts = [0, *torch.searchsorted(ex["centres"], marks).tolist(), num]  # example ranges of each update
         first, last = float(batch["progress"]), float(batch.get("progress_end", batch["progress"]))
         total, alpha = torch.zeros((), device=device), self.learning_rate(first)
-        names = ("inputs", "targets", "input_mask", "negatives", "points", "codes", "path_mask")
+        rows = output_rows(ex["targets"], ex.get("negatives"), ex.get("points"), ex.get("codes"), ex.get("path_mask"))
+        mask = ex.get("input_mask")
         for k, (start, end) in enumerate(zip(cuts[:-1], cuts[1:])):
             if end > start:
                 # the rate decays within the chunk too, by the share of its centre words done (gensim: every 10k words)
                 alpha = self.learning_rate(first + (last - first) * k * self.words_per_update / max(last_centre, 1))
-                part = {key: ex[key][start:end] for key in names if key in ex}
-                total += model.sgd_step_(tables, alpha, **part).sum()
+                part_rows = [r.slice(start, end) for r in rows]
+                part_mask = None if mask is None else mask[start:end]
+                total += model.sgd_step_(tables, alpha, ex["inputs"][start:end], part_rows, part_mask).sum()
         mean = total / max(num, 1)
         loss = _UpdateAsGradient.apply(mean, len(params), *params.values(), *(tables[n] for n in params))
         metrics = {"examples": float(num), "alpha": alpha}
