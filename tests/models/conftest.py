@@ -33,7 +33,8 @@ class Tiny:
         kind: what the family takes and returns, naming its input adapter in ``test_contract.py``:
             ``"causal_lm"`` (left-padded token ids, KV-cache decoding), ``"seq2seq"`` (right-padded source and
             target ids, incremental decoding), ``"encoder"`` (right-padded token ids and segment ids),
-            ``"image"`` (a batch of images).
+            ``"image"`` (a batch of images), ``"word2vec"`` (word ids, windows padded by a mask, negatives and
+            Huffman paths).
         overrides: config overrides that make every variant tiny, or a function of the variant's config that
             returns them (to keep the variant's structure, e.g. its number of stages).
         outputs: every tensor field of the family's output and its documented shape, one entry per dim: ``"B"``
@@ -147,6 +148,10 @@ TINY: dict[str, Tiny] = {
         no_grad={"decoder.0.self_attn.v_proj.weight": "the object queries' states start at zero, so the first "
                  "decoder self-attention's values are its bias alone (as in every DETR)"},
         image_size=(64, 96),
+    ),
+    "word2vec": Tiny(
+        "word2vec", dict(vocab_size=20, embed_dim=8), outputs={"loss": ("B",)},
+        options={"summed_window": {"cbow_mean": False, "hierarchical_softmax": True}},
     ),
 }
 

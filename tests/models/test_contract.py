@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
 
 import formers
+from formers.data.word2vec import huffman_tree
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -135,7 +137,39 @@ class Image:
         return [Batch((images,), {}, lambda i: (images[i : i + 1],))]
 
 
-KINDS = {"causal_lm": CausalLM(), "seq2seq": Seq2Seq(), "encoder": Encoder(), "image": Image()}
+class WordExamples:
+    """word2vec: ``model(inputs, targets, input_mask, negatives, points, codes, path_mask)`` -> per-example loss (B,);
+    CBOW windows are right padded (``input_mask``), each example is scored alone."""
+
+    def batches(self, model: nn.Module, tiny: Any) -> list[Batch]:
+        c = model.config
+        targets = torch.tensor([3, 0, 11])
+        if c.architecture == "skipgram":
+            inputs, mask = torch.tensor([5, 5, 19]), None
+        else:
+            inputs = torch.randint(0, c.vocab_size, (3, 4))
+            mask = torch.tensor([[True] * 4, [True, True, False, False], [True, True, True, False]])
+            inputs = inputs.masked_fill(~mask, 0)
+        negatives = torch.randint(0, c.vocab_size, (3, c.negative)) if c.negative else None
+        points = codes = path_mask = None
+        if c.hierarchical_softmax:
+            tree = huffman_tree(np.arange(2 * c.vocab_size, c.vocab_size, -1))
+            points, codes = torch.from_numpy(tree.points)[targets], torch.from_numpy(tree.codes)[targets]
+            path_mask = torch.arange(tree.max_length)[None, :] < torch.from_numpy(tree.lengths)[targets][:, None]
+        args = (inputs, targets, mask, negatives, points, codes, path_mask)
+
+        def alone(i: int) -> tuple[Any, ...]:
+            row = [a[i : i + 1] if a is not None else None for a in args]
+            if mask is not None:
+                row[0], row[2] = inputs[i : i + 1, mask[i]], mask[i : i + 1, mask[i]]
+            return tuple(row)
+
+        return [Batch(args, {}, alone)]
+
+
+KINDS = {
+    "causal_lm": CausalLM(), "seq2seq": Seq2Seq(), "encoder": Encoder(), "image": Image(), "word2vec": WordExamples()
+}
 
 
 def kind(case: Any) -> Any:

@@ -66,8 +66,10 @@ def test_build_optimizer_kinds_and_errors(make_model) -> None:
     assert isinstance(opt, torch.optim.Adam) and not isinstance(opt, torch.optim.AdamW)
     assert opt.param_groups[0]["betas"] == (0.9, 0.98) and opt.param_groups[0]["eps"] == 1e-9
     assert isinstance(build_optimizer(model), torch.optim.AdamW)
+    sgd = build_optimizer(model, "sgd", lr=1.0, weight_decay=0.0)
+    assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["momentum"] == 0 and sgd.param_groups[0]["lr"] == 1.0
     with pytest.raises(ValueError, match="name must be one of"):
-        build_optimizer(model, "sgd")
+        build_optimizer(model, "lamb")
     with pytest.raises(ValueError, match="lr must be > 0"):
         build_optimizer(model, lr=0.0)
     with pytest.raises(ValueError, match="no trainable parameters"):

@@ -25,6 +25,7 @@ from formers.cli import (
     prepare,
     train,
     translate,
+    word_vectors,
 )
 
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify_text.add_parser(sub)
     detect.add_parser(sub)
     embed.add_parsers(sub)
+    word_vectors.add_parsers(sub)
     return parser
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from formers.cli import detect
+from formers.cli import detect, word_vectors
 from formers.cli.text_input import (
     blank_lines,
     check_arguments,
@@ -31,8 +31,8 @@ from formers.layers import check_int, check_number
 from formers.tasks.metrics import corpus_bleu
 
 
-def _add_decoding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint or run directory")
+def _add_decoding_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
+    p.add_argument("--checkpoint", required=checkpoint_required, type=Path, help="checkpoint or run directory")
     p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy; default 4 as in the paper)")
     p.add_argument("--alpha", type=float, default=0.6, help="length penalty exponent (default 0.6)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -48,8 +48,9 @@ def add_translate_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="sacreBLEU of a translation checkpoint on a corpus split or your own files; "
-                                        "COCO AP of a detection checkpoint with --coco")
-    _add_decoding_args(p)
+                                        "COCO AP of a detection checkpoint with --coco; with --vectors, analogy "
+                                        "accuracy and word-pair correlation of word vectors")
+    _add_decoding_args(p, checkpoint_required=False)
     p.add_argument("--src", type=Path, help="source file, one sentence per line (with --ref)")
     p.add_argument("--ref", type=Path, help="reference file aligned with --src")
     p.add_argument("--corpus", help="built-in corpus: multi30k or bible-en-es (with --split)")
@@ -63,6 +64,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
                    help="detection: COCO-format annotations to score the checkpoint on (COCO AP)")
     p.add_argument("--images", type=Path, help="detection: folder of the --coco images (default: the JSON's folder)")
     p.add_argument("--batch-size", type=int, default=8, help="detection: images per forward pass (default 8)")
+    word_vectors.add_evaluation_args(p)
     p.set_defaults(func=run_evaluate)
 
 
@@ -125,6 +127,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return detect.run_evaluate(args)
     if args.images is not None:
         raise ValueError("--images goes with --coco (detection evaluation)")
+    if args.vectors is not None:
+        return word_vectors.run_evaluate_vectors(args)
+    if args.checkpoint is None:
+        raise ValueError("evaluate needs --checkpoint (a translation model) or --vectors (word vectors)")
     if (args.src is None) != (args.ref is None):
         raise ValueError("--src and --ref go together")
     if args.src is None and args.corpus is None:

@@ -10,4 +10,5 @@ from formers.models import (  # noqa: F401
     tnt,
     transformer,
     vit,
+    word2vec,
 )

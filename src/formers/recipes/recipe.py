@@ -66,6 +66,7 @@ class Recipe:
 
 DATA_SOURCES: dict[str, tuple[str, ...]] = {
     "causal_lm": ("corpus", "text", "prepared"),
+    "word2vec": ("corpus", "text", "prepared"),
     "text_classification": ("dataset", "train_file"),
     "token_classification": ("dataset", "train_file"),
 }

@@ -34,6 +34,7 @@ from formers.recipes import (
     masked_lm,
     text_classification,
     translation,
+    word2vec,
 )
 from formers.recipes.recipe import OptimConfig, Recipe, dump_recipe
 from formers.training.checkpoint import LATEST_NAME, checkpoints_dir, latest_checkpoint
@@ -49,6 +50,7 @@ TASKS = {
     "masked_lm": masked_lm,
     "text_classification": text_classification,
     "token_classification": text_classification,
+    "word2vec": word2vec,
 }
 RECIPE_FILE = "recipe.yaml"
 RESUMABLE_KEYS = frozenset({

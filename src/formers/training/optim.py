@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-OPTIMIZERS = ("adamw", "adam")
+OPTIMIZERS = ("adamw", "adam", "sgd")
 
 
 def _no_decay_ids(model: nn.Module, decay_embeddings: bool = False) -> set[int]:
@@ -90,11 +90,12 @@ def build_optimizer(
     fused: bool | None = None,
     lr_scales: dict[str, float] | None = None,
 ) -> torch.optim.Optimizer:
-    """Builds Adam or AdamW over the parameter groups of :func:`param_groups`.
+    """Builds Adam, AdamW or plain SGD over the parameter groups of :func:`param_groups`.
 
     Args:
         model: the model to optimize.
-        name: ``"adamw"`` (decoupled decay) or ``"adam"`` (L2 decay added to the gradient).
+        name: ``"adamw"`` (decoupled decay), ``"adam"`` (L2 decay added to the gradient) or ``"sgd"`` (no momentum;
+            word2vec's task hands it its whole update as the gradient, with ``lr`` 1).
         lr: learning rate (the peak rate when a schedule multiplies it; 1.0 for the paper's inverse-sqrt formula).
         betas: Adam betas; the paper uses ``(0.9, 0.98)``.
         eps: Adam epsilon; the paper uses ``1e-9``.
@@ -119,6 +120,8 @@ def build_optimizer(
         group["lr"] = lr * group.pop("lr_scale", 1.0)
     if not groups:
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
     if fused is None:
         fused = all(p.is_cuda for g in groups for p in g["params"])
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam

@@ -1,0 +1,208 @@
+"""word2vec training: a chunk of sentences -> examples drawn on the device -> sequential word2vec updates.
+
+Batches come from :class:`formers.data.word2vec.Word2VecLoader`: ``{"words": (n,), "sentence_lengths": (s,),
+"seed": int, "progress": float, "progress_end": float}``. One step draws, with a generator seeded by the chunk's
+seed, on the model's device and vectorised over the whole chunk: subsampling -> shrinking windows -> skip-gram pairs
+(or CBOW windows) -> negatives / Huffman paths. It then applies the examples as consecutive closed-form updates
+(:meth:`~formers.models.word2vec.Word2Vec.sgd_step_`) of ``words_per_update`` centre words each, on copies of the
+parameters, at the learning rate of the run's progress, and hands the total change to the Trainer as the gradient:
+one SGD step with learning rate 1 applies it. The loss's value is the mean loss of the chunk's examples.
+
+Evaluation builds :class:`~formers.inference.word_vectors.WordVectors` from the input vectors and scores analogies
+(Google ``questions-words.txt`` format) and word-pair similarity (WordSim-353 format), as gensim does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from formers.data.word2vec import (
+    NegativeSampler,
+    Vocabulary,
+    context_windows,
+    huffman_tree,
+    sentence_ids,
+    skipgram_pairs,
+    subsample,
+)
+from formers.inference.word_vectors import WordVectors
+from formers.models.word2vec import output_rows
+from formers.training.task import StepOutput
+
+
+@dataclass
+class Word2VecEvaluation:
+    """What :meth:`Word2VecTask.evaluate` scores (the Trainer's ``eval_loader`` for word2vec).
+
+    Attributes:
+        analogies: a ``questions-words.txt`` style file, or ``None``.
+        pairs: a WordSim-353 style ``word<TAB>word<TAB>score`` file, or ``None``.
+        restrict_vocab: only questions whose words are all among this many most frequent words count
+            (gensim's ``restrict_vocab``; 300,000 by default there, 30,000 in the shared corpus's baseline).
+    """
+
+    analogies: str | os.PathLike[str] | None = None
+    pairs: str | os.PathLike[str] | None = None
+    restrict_vocab: int = 300_000
+
+
+class _UpdateAsGradient(torch.autograd.Function):
+    """Value: ``value``. Gradient w.r.t. each parameter: ``parameter - updated``, so one SGD step with learning rate
+    1 moves every parameter onto its updated copy (and the Trainer's non-finite guard can still refuse it)."""
+
+    @staticmethod
+    def forward(ctx, value: Tensor, num_params: int, *tensors: Tensor) -> Tensor:
+        params, updated = tensors[:num_params], tensors[num_params:]
+        ctx.deltas = [p.detach() - u for p, u in zip(params, updated)]
+        return value.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        deltas, ctx.deltas = ctx.deltas, None
+        return (None, None, *(d * grad for d in deltas), *([None] * len(deltas)))
+
+
+class Word2VecTask:
+    """Trains word2vec from chunks of the encoded corpus; evaluates analogies and word-pair similarity.
+
+    A chunk's examples are drawn at once (vectorised, on the device), then trained as consecutive updates of
+    ``words_per_update`` centre words each: every update sees the vectors the previous ones left, as word2vec's
+    sequential (Hogwild) SGD does word by word. One big simultaneous update of a whole chunk would not train the
+    same vectors: frequent words take thousands of summed steps from stale values and diverge.
+
+    The step hands the chunk's total change to the Trainer as the gradient (parameter minus updated copy): the
+    recipe's optimizer must be SGD with learning rate 1 and no clipping; the learning rate ``alpha`` is applied
+    here, decaying linearly with the run's progress from ``alpha`` to ``min_alpha`` as in gensim.
+
+    Args:
+        vocab: the corpus vocabulary (counts give subsampling, the negative table and the Huffman tree).
+        config: the model's :class:`~formers.models.word2vec.Word2VecConfig` (window, sample, negatives...).
+        alpha: initial learning rate (gensim 0.025).
+        min_alpha: final learning rate (gensim 0.0001).
+        words_per_update: centre words per sequential update (after subsampling).
+    """
+
+    def __init__(
+        self, vocab: Vocabulary, config: Any, alpha: float = 0.025, min_alpha: float = 0.0001,
+        words_per_update: int = 1000,
+    ) -> None:
+        if len(vocab) != config.vocab_size:
+            raise ValueError(f"vocab has {len(vocab)} words but config.vocab_size is {config.vocab_size}")
+        if not 0 <= min_alpha <= alpha:
+            raise ValueError(f"need 0 <= min_alpha <= alpha, got min_alpha={min_alpha}, alpha={alpha}")
+        if words_per_update < 1:
+            raise ValueError(f"words_per_update must be >= 1, got {words_per_update}")
+        self.vocab, self.config = vocab, config
+        self.alpha, self.min_alpha, self.words_per_update = alpha, min_alpha, words_per_update
+        self.keep_probability = torch.from_numpy(vocab.keep_probabilities(config.sample))  # (V,) float64
+        self.sampler = NegativeSampler(vocab.counts, config.ns_exponent) if config.negative > 0 else None
+        self.tree = None
+        if config.hierarchical_softmax:
+            tree = huffman_tree(vocab.counts)
+            self.tree = (torch.from_numpy(tree.points), torch.from_numpy(tree.codes), torch.from_numpy(tree.lengths))
+        self._device: torch.device | None = None
+
+    def _to(self, device: torch.device) -> None:
+        """Moves the vocabulary tables to ``device`` once."""
+        if self._device == device:
+            return
+        self.keep_probability = self.keep_probability.to(device)
+        if self.sampler is not None:
+            self.sampler.to(device)
+        if self.tree is not None:
+            self.tree = tuple(t.to(device) for t in self.tree)
+        self._device = device
+
+    def learning_rate(self, progress: float) -> float:
+        """``alpha`` decayed linearly to ``min_alpha`` over the run (``progress`` in [0, 1])."""
+        return max(self.min_alpha, self.alpha - (self.alpha - self.min_alpha) * progress)
+
+    def examples(self, batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
+        """The model inputs of one chunk, drawn on ``device`` from the chunk's seed.
+
+        Returns:
+            ``{"inputs", "targets", "centres", "negatives"?, "input_mask"? (CBOW), "points"/"codes"/"path_mask"?
+            (HS)}``: skip-gram ``inputs`` ``(P,)``, CBOW ``(P, 2W)``; ``targets`` and ``centres`` ``(P,)``, the
+            latter the position of each example's centre word among the subsampled words (non-decreasing).
+        """
+        self._to(device)
+        cfg = self.config
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(batch["seed"]))
+        words = batch["words"].to(device, non_blocking=True)
+        sentences = sentence_ids(batch["sentence_lengths"].to(device, non_blocking=True), words.shape[0])
+        if cfg.sample > 0:
+            words, sentences = subsample(words, sentences, self.keep_probability, generator)
+        context, mask = context_windows(words, sentences, cfg.window, generator, cfg.shrink_windows)
+        out: dict[str, Tensor] = {}
+        if cfg.architecture == "skipgram":
+            out["inputs"], out["targets"] = skipgram_pairs(words, context, mask)
+            out["centres"] = torch.arange(words.shape[0], device=device).repeat_interleave(mask.sum(dim=1))
+        else:
+            has_context = mask.any(dim=1)  # a centre with no context word makes no update (as in gensim)
+            out["inputs"], out["input_mask"], out["targets"] = context[has_context], mask[has_context], words[has_context]
+            out["centres"] = has_context.nonzero().squeeze(1)
+        num = out["targets"].shape[0]
+        if self.sampler is not None:
+            out["negatives"] = self.sampler.draw((num, cfg.negative), generator)
+        if self.tree is not None:
+            points, codes, lengths = self.tree
+            out["points"], out["codes"] = points[out["targets"]], codes[out["targets"]]
+            out["path_mask"] = torch.arange(points.shape[1], device=device)[None, :] < lengths[out["targets"]][:, None]
+        return out
+
+    @staticmethod
+    def model_inputs(ex: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The keyword arguments of the model's ``forward`` among :meth:`examples`' entries."""
+        names = ("inputs", "targets", "input_mask", "negatives", "points", "codes", "path_mask")
+        return {k: ex[k] for k in names if k in ex}
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
+        """Trains the chunk as sequential updates on copies of the parameters; returns their mean loss as the value
+        and the total change as the gradient."""
+        model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the updates run eagerly anyway
+        params = dict(model.named_parameters())
+        device = next(iter(params.values())).device
+        ex = self.examples(batch, device)
+        tables = {name: p.detach().clone() for name, p in params.items()}
+        num = ex["targets"].shape[0]
+        last_centre = int(ex["centres"][-1]) + 1 if num else 0
+        marks = torch.arange(self.words_per_update, max(last_centre, self.words_per_update), self.words_per_update,
+                             device=device)
+        cuts = [0, *torch.searchsorted(ex["centres"], marks).tolist(), num]  # example ranges of each update
+        first, last = float(batch["progress"]), float(batch.get("progress_end", batch["progress"]))
+        total, alpha = torch.zeros((), device=device), self.learning_rate(first)
+        rows = output_rows(ex["targets"], ex.get("negatives"), ex.get("points"), ex.get("codes"), ex.get("path_mask"))
+        mask = ex.get("input_mask")
+        for k, (start, end) in enumerate(zip(cuts[:-1], cuts[1:])):
+            if end > start:
+                # the rate decays within the chunk too, by the share of its centre words done (gensim: every 10k words)
+                alpha = self.learning_rate(first + (last - first) * k * self.words_per_update / max(last_centre, 1))
+                part_rows = [r.slice(start, end) for r in rows]
+                part_mask = None if mask is None else mask[start:end]
+                total += model.sgd_step_(tables, alpha, ex["inputs"][start:end], part_rows, part_mask).sum()
+        mean = total / max(num, 1)
+        loss = _UpdateAsGradient.apply(mean, len(params), *params.values(), *(tables[n] for n in params))
+        metrics = {"examples": float(num), "alpha": alpha}
+        return StepOutput(loss=loss, metrics=metrics, num_tokens=int(batch["words"].shape[0]))
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, evaluation: Word2VecEvaluation) -> dict[str, float]:
+        """Analogy accuracy and word-pair Spearman correlation of the model's input vectors."""
+        vectors = WordVectors(self.vocab.words, model.input_vectors.detach().float().cpu(), self.vocab.counts)
+        metrics: dict[str, float] = {}
+        if evaluation.analogies is not None:
+            result = vectors.evaluate_analogies(evaluation.analogies, restrict_vocab=evaluation.restrict_vocab)
+            metrics["analogy_accuracy"] = result.accuracy
+            metrics["analogy_semantic"] = result.semantic_accuracy
+            metrics["analogy_syntactic"] = result.syntactic_accuracy
+        if evaluation.pairs is not None:
+            pairs = vectors.evaluate_pairs(evaluation.pairs, restrict_vocab=evaluation.restrict_vocab)
+            metrics["pairs_spearman"] = pairs.spearman
+            metrics["pairs_pearson"] = pairs.pearson
+        return metrics
