@@ -20,6 +20,7 @@ IMPORT_NAMES = {
     "pytest": "pytest", "pytest-timeout": "pytest_timeout", "transformers": "transformers",
     "sentencepiece": "sentencepiece", "timm": "timm", "torchvision": "torchvision", "pillow": "PIL",
     "scikit-learn": "sklearn", "import-linter": "importlinter", "hypothesis": "hypothesis", "scipy": "scipy",
+    "pycocotools": "pycocotools", "gensim": "gensim",
 }
 """The module each optional dependency installs."""
 
