@@ -188,6 +188,9 @@ NEXT_COMMANDS: dict[str, list[str]] = {
     "image_classification": ["formers classify --checkpoint {run} IMAGE.png"],
     "text_classification": ['formers classify-text --checkpoint {run} "a text to label"'],
     "masked_lm": ['formers embed --model {run} "A sentence."'],
+    "detection": ["formers detect --checkpoint {run} IMAGE.png --threshold 0.5 --draw boxes.png",
+                  "formers evaluate --checkpoint {run} --coco ANNOTATIONS.json --images IMAGES/"],
+    "word2vec": ["formers similar --vectors {run} king"],
 }
 """Commands that use a finished run of each task (``{run}``: the run directory)."""
 
