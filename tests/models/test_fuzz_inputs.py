@@ -29,6 +29,7 @@ ARGUMENTS = {
     "seq2seq": ("src_ids", "tgt_ids", "src_padding_mask", "tgt_padding_mask"),
     "encoder": ("input_ids", "token_type_ids", "padding_mask"),
     "image": ("images",),
+    "word2vec": ("inputs", "targets", "input_mask", "negatives", "points", "codes", "path_mask"),
 }
 
 ID_DTYPES = [torch.int32, torch.int16, torch.uint8, torch.int8, torch.bool, torch.float32]
@@ -144,7 +145,46 @@ def model_call(draw: st.DrawFn, kind: str, config: Any, image_size: tuple[int, i
         src = draw(token_ids(3, 6, config.src_vocab_size))
         tgt = draw(token_ids(3, 4, config.tgt_vocab_size))
         return src, tgt, draw(padding_masks(src, left=False)), draw(padding_masks(tgt, left=False))
+    if kind == "word2vec":
+        return draw(word2vec_call(config))
     raise AssertionError(f"no fuzzed inputs for models of kind {kind!r}: add them to tests/models/test_fuzz_inputs.py")
+
+
+@st.composite
+def word2vec_call(draw: st.DrawFn, config: Any) -> tuple[Any, ...]:
+    """A valid word2vec call (inputs, targets, input_mask, negatives, points, codes, path_mask) for 3 examples, or
+    with one argument wrong: missing, of the wrong rank, size or dtype, out of range, or not a tensor."""
+    g, vocab, num, window, depth = _generator(draw), config.vocab_size, 3, 4, 5
+    cbow = config.architecture == "cbow"
+    args = {
+        "inputs": torch.randint(0, vocab, (num, window) if cbow else (num,), generator=g),
+        "targets": torch.randint(0, vocab, (num,), generator=g),
+        "input_mask": torch.rand(num, window, generator=g) < 0.7 if cbow else None,
+        "negatives": torch.randint(0, vocab, (num, config.negative), generator=g) if config.negative else None,
+        "points": torch.randint(0, vocab - 1, (num, depth), generator=g) if config.hierarchical_softmax else None,
+        "codes": torch.randint(0, 2, (num, depth), generator=g, dtype=torch.uint8) if config.hierarchical_softmax else None,
+        "path_mask": torch.rand(num, depth, generator=g) < 0.8 if config.hierarchical_softmax else None,
+    }
+    name = draw(st.sampled_from([n for n, t in args.items() if t is not None]))
+    what = fault(draw, "missing", "rank", "rows", "empty", "negative", "beyond", "dtype", "container")
+    t = args[name]
+    if what == "missing":
+        t = None
+    elif what == "rank":
+        t = t[..., None] if draw(st.booleans()) else t.reshape(-1)
+    elif what == "rows":
+        t = torch.cat([t, t[:1]])
+    elif what == "empty":
+        t = t[:0]
+    elif what in ("negative", "beyond") and not t.dtype == torch.bool:
+        t = t.clone()
+        t.view(-1)[0] = -1 if what == "negative" else vocab + 1
+    elif what == "dtype":
+        t = t.to(draw(st.sampled_from([*ID_DTYPES, torch.int64, torch.float64])))
+    if what == "container":
+        t = _container(draw, t)
+    args[name] = t
+    return tuple(args.values())
 
 
 def _tensors(out: Any) -> list[Tensor]:

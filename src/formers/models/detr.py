@@ -221,12 +221,11 @@ class DETR(nn.Module):
             if name.split(".")[0] in frozen:
                 param.requires_grad_(False)
 
-    def _check(self, images: Tensor, padding_mask: Tensor | None) -> None:
-        check_images(images, "images", self.config.in_channels)
-        if should_check_values(images) and not bool(torch.isfinite(images).all()):
-            raise ValueError("images holds infinite pixel values; expected finite normalised pixels")
+    def _check(self, images: Tensor, padding_mask: Tensor | None) -> Tensor:
+        """Checks the inputs and returns ``images`` in the model's dtype."""
+        images = check_images(images, "images", self.config.in_channels, self.input_proj.weight.dtype)
         if padding_mask is None:
-            return
+            return images
         if not isinstance(padding_mask, Tensor) or padding_mask.dtype != torch.bool:
             got = padding_mask.dtype if isinstance(padding_mask, Tensor) else type(padding_mask).__name__
             raise TypeError(f"padding_mask must be a boolean tensor (True = real pixel), got {got}")
@@ -242,6 +241,7 @@ class DETR(nn.Module):
                 f"padding_mask marks the top-left pixel of image {bad} as padding; each image's real pixels must "
                 "start at the top-left corner (pad at the bottom and right)"
             )
+        return images
 
     def feature_mask(self, padding_mask: Tensor, size: tuple[int, int]) -> Tensor:
         """Pixel mask (B, H, W) -> feature-cell mask (B, h, w), by nearest-neighbour sampling as DETR does."""
@@ -259,7 +259,7 @@ class DETR(nn.Module):
             (cx, cy, w, h) relative to each image's real size, and ``aux_outputs``, the same for every decoder layer
             but the last.
         """
-        self._check(images, padding_mask)
+        images = self._check(images, padding_mask)
         c = self.config
         features = self.input_proj(self.backbone(images))  # (B, D, h, w)
         b, d, h, w = features.shape

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.config import Between, Count, VocabSize, Width, check_fields
+from formers.layers.validation import check_token_ids, should_check_values
 from formers.registry import register_family, register_model
 
 MAX_EXP = 6.0
@@ -172,18 +173,51 @@ class Word2Vec(nn.Module):
 
     def _check(self, inputs: Tensor, targets: Tensor, input_mask: Tensor | None, negatives: Tensor | None,
                paths: tuple[Tensor | None, ...]) -> None:
-        cfg, num = self.config, targets.shape[0]
-        expected = (num,) if cfg.architecture == "skipgram" else (num, inputs.shape[-1])
-        if inputs.shape != expected or inputs.ndim != len(expected):
+        cfg = self.config
+        check_token_ids(targets, cfg.vocab_size, "targets")
+        if targets.dim() != 1 or targets.shape[0] == 0:
+            raise ValueError(f"targets must have shape (P,) with P >= 1, got {tuple(targets.shape)}")
+        check_token_ids(inputs, cfg.vocab_size, "inputs")
+        num = targets.shape[0]
+        expected = (num,) if cfg.architecture == "skipgram" else (num, inputs.shape[-1] if inputs.dim() else 0)
+        if tuple(inputs.shape) != expected or 0 in expected:
             raise ValueError(f"{cfg.architecture} inputs must have shape {expected}, got {tuple(inputs.shape)}")
-        if cfg.architecture == "cbow" and (input_mask is None or input_mask.shape != inputs.shape):
-            raise ValueError(f"CBOW needs input_mask of the inputs' shape {tuple(inputs.shape)}, got "
-                             f"{None if input_mask is None else tuple(input_mask.shape)}")
-        if cfg.negative > 0 and (negatives is None or negatives.shape != (num, cfg.negative)):
-            raise ValueError(f"negatives must have shape ({num}, {cfg.negative}), got "
-                             f"{None if negatives is None else tuple(negatives.shape)}")
-        if cfg.hierarchical_softmax and any(p is None for p in paths):
+        if cfg.architecture == "cbow":
+            if input_mask is None:
+                raise ValueError(f"CBOW needs input_mask of the inputs' shape {tuple(inputs.shape)}, got None")
+            if not isinstance(input_mask, Tensor) or input_mask.dtype != torch.bool:
+                got = input_mask.dtype if isinstance(input_mask, Tensor) else type(input_mask).__name__
+                raise TypeError(f"CBOW needs input_mask, a boolean tensor (True = context word), got {got}")
+            if input_mask.shape != inputs.shape:
+                raise ValueError(f"input_mask must have the inputs' shape {tuple(inputs.shape)}, "
+                                 f"got {tuple(input_mask.shape)}")
+        if cfg.negative > 0:
+            if negatives is None:
+                raise ValueError(f"negatives must have shape ({num}, {cfg.negative}) when negative > 0, got None")
+            check_token_ids(negatives, cfg.vocab_size, "negatives")
+            if tuple(negatives.shape) != (num, cfg.negative):
+                raise ValueError(f"negatives must have shape ({num}, {cfg.negative}), got {tuple(negatives.shape)}")
+        if cfg.hierarchical_softmax:
+            self._check_paths(num, *paths)
+
+    def _check_paths(self, num: int, points: Tensor | None, codes: Tensor | None, path_mask: Tensor | None) -> None:
+        """Raises unless the Huffman paths are ``(P, L)`` node ids, 0/1 codes and a boolean mask."""
+        if points is None or codes is None or path_mask is None:
             raise ValueError("hierarchical_softmax needs points, codes and path_mask, got None")
+        check_token_ids(points, self.config.vocab_size - 1, "points")
+        if points.dim() != 2 or points.shape[0] != num:
+            raise ValueError(f"points must have shape ({num}, path_length), got {tuple(points.shape)}")
+        if not isinstance(codes, Tensor) or codes.is_floating_point() or codes.is_complex():
+            got = codes.dtype if isinstance(codes, Tensor) else type(codes).__name__
+            raise TypeError(f"codes must be an integer or boolean tensor of 0/1 branch codes, got {got}")
+        if not isinstance(path_mask, Tensor) or path_mask.dtype != torch.bool:
+            got = path_mask.dtype if isinstance(path_mask, Tensor) else type(path_mask).__name__
+            raise TypeError(f"path_mask must be a boolean tensor (True = a node on the path), got {got}")
+        for name, t in (("codes", codes), ("path_mask", path_mask)):
+            if t.shape != points.shape:
+                raise ValueError(f"{name} must have the shape of points {tuple(points.shape)}, got {tuple(t.shape)}")
+        if should_check_values(codes) and codes.numel() and not bool(((codes == 0) | (codes == 1)).all()):
+            raise ValueError("codes holds values other than 0 and 1")
 
     def hidden(self, inputs: Tensor, input_mask: Tensor | None = None, table: Tensor | None = None) -> Tensor:
         """The vector that predicts each target.
