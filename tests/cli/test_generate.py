@@ -75,10 +75,8 @@ def test_bpe_tokenizer_json_and_eos(tmp_path, capsys):
     assert out == "whether" + tok.decode(ids) + "\n" and "<|endoftext|>" not in out
 
 
-def test_gpt2_vocabulary_files(tmp_path, shared_data):
-    files = shared_data / "gpt2-bpe"
-    if not (files / "encoder.json").is_file():
-        pytest.skip("GPT-2 BPE files are absent")
+def test_gpt2_vocabulary_files(tmp_path, gpt2_bpe_dir):
+    files = gpt2_bpe_dir
     shutil.copyfile(files / "encoder.json", tmp_path / "vocab.json")
     shutil.copyfile(files / "vocab.bpe", tmp_path / "merges.txt")
     tok = load_tokenizer(tmp_path)
@@ -107,8 +105,9 @@ def test_errors(char_checkpoint, tmp_path, capsys):
     path, _, _ = char_checkpoint
     code, _, err = run_cli(capsys, "generate", "--checkpoint", str(path), "--prompt", "", "--greedy")
     assert code == 2 and "--prompt is empty" in err
-    code, _, err = run_cli(capsys, "generate", "--checkpoint", str(path), "--prompt", "to", "--max-new-tokens", "70")
-    assert code == 2 and "exceeds max_seq_len=64" in err
+    code, _, err = run_cli(capsys, "generate", "--checkpoint", str(path), "--prompt", "to", "--max-new-tokens", "70",
+                           "--no-truncate")
+    assert code == 2 and "exceeds the model's max_seq_len=64" in err
     code, _, err = run_cli(capsys, "generate", "--checkpoint", str(path), "--prompt", "to", "--temperature", "0")
     assert code == 2 and "temperature must be > 0" in err
     code, _, err = run_cli(capsys, "generate", "--checkpoint", str(path), "--prompt", "#", "--greedy")
@@ -116,3 +115,30 @@ def test_errors(char_checkpoint, tmp_path, capsys):
     (path / "tokenizer.json").unlink()
     code, _, err = run_cli(capsys, "generate", "--checkpoint", str(path), "--prompt", "to")
     assert code == 2 and "holds no tokenizer" in err
+
+
+def test_generation_longer_than_the_block_slides_like_nanogpt(tmp_path, capsys):
+    tok = CharTokenizer.from_corpus(TEXT)
+    model = formers.create_model("gpt_mini", vocab_size=tok.vocab_size, eos_id=None, embed_dim=16, num_heads=2,
+                                 num_layers=2, max_seq_len=16)
+    formers.save_pretrained(model, tmp_path / "small")
+    tok.save(tmp_path / "small" / "tokenizer.json")
+    code, out, err = run_cli(capsys, "generate", "--checkpoint", str(tmp_path / "small"), "--prompt", "To be, or not",
+                             "--greedy", "--max-new-tokens", "50")  # 13 + 50 tokens through a block of 16
+    assert code == 0, err
+    ids = torch.tensor([tok.encode("To be, or not")])
+    with torch.no_grad():
+        for _ in range(50):  # nanoGPT's sample.py: idx_cond = idx[:, -block_size:]
+            ids = torch.cat([ids, model(ids[:, -16:]).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert out == "To be, or not" + tok.decode(ids[0, 13:].tolist()) + "\n"
+    code, out, err = run_cli(capsys, "generate", "--checkpoint", str(tmp_path / "small"), "--prompt", "To be",
+                             "--max-new-tokens", "50", "--no-truncate")
+    assert code == 2 and out == "" and "max_seq_len=16" in err and "--no-truncate" in err
+
+
+@pytest.mark.parametrize("bad", [["--top-p", "2"], ["--temperature", "0"], ["--top-k", "0"], ["--max-new-tokens", "0"],
+                                 ["--seed", "1", "--temperature", "-1"]])
+def test_errors_leave_no_prompt_on_stdout(char_checkpoint, capsys, bad):
+    path, _, _ = char_checkpoint
+    code, out, err = run_cli(capsys, "generate", "--checkpoint", str(path), "--prompt", "To be", *bad)
+    assert code == 2 and out == "" and err.startswith("formers generate: error: ") and err.count("\n") == 1, (out, err)

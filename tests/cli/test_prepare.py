@@ -5,19 +5,19 @@ import json
 from formers.cli.main import main
 
 
-def test_prepare_char_tinyshakespeare(tmp_path, capsys, shared_data):
+def test_prepare_char_tinyshakespeare(tmp_path, capsys, tinyshakespeare_txt):
     out = tmp_path / "char"
-    code = main(["prepare", str(shared_data / "tinyshakespeare" / "input.txt"), "--out", str(out)])
+    code = main(["prepare", str(tinyshakespeare_txt), "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0 and "train: 1,003,854 tokens" in printed and "val:   111,540 tokens" in printed
     assert json.loads((out / "meta.json").read_text())["vocab_size"] == 65
 
 
-def test_prepare_gpt2_dir(tmp_path, capsys, shared_data):
+def test_prepare_gpt2_dir(tmp_path, capsys, gpt2_bpe_dir):
     text = tmp_path / "t.txt"
     text.write_text("Hello world<|endoftext|>" * 50)
     code = main(["prepare", str(text), "--out", str(tmp_path / "g"), "--tokenizer", "gpt2",
-                 "--gpt2-dir", str(shared_data / "gpt2-bpe"), "--val-fraction", "0.2"])
+                 "--gpt2-dir", str(gpt2_bpe_dir), "--val-fraction", "0.2"])
     printed = capsys.readouterr().out
     meta = json.loads((tmp_path / "g" / "meta.json").read_text())
     assert code == 0 and meta["tokenizer"] == "gpt2" and meta["train_tokens"] + meta["val_tokens"] == 150

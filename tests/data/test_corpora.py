@@ -10,6 +10,7 @@ from formers.data.corpora import (
     BIBLE_EN_ES_PATH,
     BIBLE_SIZES,
     MULTI30K_SHA256,
+    MULTI30K_URL,
     load_bible_en_es,
     load_multi30k,
     read_bible_en_es,
@@ -17,7 +18,11 @@ from formers.data.corpora import (
 from formers.data.downloads import sha256_of
 
 MULTI30K = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
-needs_multi30k = pytest.mark.skipif(not MULTI30K.is_dir(), reason=f"offline Multi30k copy not found at {MULTI30K}")
+needs_multi30k = pytest.mark.skipif(
+    not MULTI30K.is_dir(),
+    reason=f"no Multi30k copy at {MULTI30K} (research-use licence: not shipped); put train/val.{{en,de}}.gz from "
+    f"{MULTI30K_URL.format(split='train', lang='en').rsplit('/', 1)[0]}/ there",
+)
 
 
 @pytest.fixture(scope="module")

@@ -48,9 +48,9 @@ def test_prepare_char_memmap_round_trip(tmp_path, text_file):
     assert meta2["val_chars"] == len(TEXT) - int(len(TEXT) * 0.5) and meta2["tokenizer"] == "char"
 
 
-def test_prepare_tinyshakespeare_gpt2(tmp_path, shared_data):
-    meta = prepare_corpus(shared_data / "tinyshakespeare" / "input.txt", tmp_path / "ts", tokenizer="gpt2",
-                          gpt2_files_dir=shared_data / "gpt2-bpe")
+def test_prepare_tinyshakespeare_gpt2(tmp_path, tinyshakespeare_txt, gpt2_bpe_dir):
+    meta = prepare_corpus(tinyshakespeare_txt, tmp_path / "ts", tokenizer="gpt2",
+                          gpt2_files_dir=gpt2_bpe_dir)
     assert (meta["train_tokens"], meta["val_tokens"]) == (301_966, 36_059)
     assert meta["vocab_size"] == 50257 and meta["dtype"] == "uint16" and meta["eot_id"] == 50256
     assert meta["sha256"] == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from formers.data.word2vec import EncodedCorpus, Word2VecLoader, chunk_seed, prepare_corpus
+from formers.data.word2vec import (
+    EncodedCorpus,
+    Word2VecLoader,
+    chunk_seed,
+    prepare_corpus,
+)
 
 TEXT = "the cat sat on the mat\nthe dog sat\nzebra\n\nthe cat ran on the mat the end\n"
 

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from formers.data.word2vec import NegativeSampler, context_windows, sentence_ids, skipgram_pairs, subsample
+from formers.data.word2vec import (
+    NegativeSampler,
+    context_windows,
+    sentence_ids,
+    skipgram_pairs,
+    subsample,
+)
 from formers.data.word2vec.sampling import alias_table
 
 stats = pytest.importorskip("scipy.stats")

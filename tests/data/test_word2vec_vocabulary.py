@@ -6,7 +6,13 @@ import heapq
 import numpy as np
 import pytest
 
-from formers.data.word2vec import Vocabulary, build_vocabulary, count_words, huffman_tree, read_sentences
+from formers.data.word2vec import (
+    Vocabulary,
+    build_vocabulary,
+    count_words,
+    huffman_tree,
+    read_sentences,
+)
 
 
 def test_read_sentences_streams_plain_and_gzip_files_with_both_tokenizers(tmp_path):

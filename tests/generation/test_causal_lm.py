@@ -101,15 +101,32 @@ def test_stop_and_streamer():
     assert [len(r) for r in lists] == [2, 2, 2]
 
 
-def test_truncate_keeps_the_latest_prompt_tokens():
+def nanogpt_greedy(model, ids, max_new_tokens):
+    """nanoGPT's sample loop: every token from a full forward pass over the last ``max_seq_len`` tokens, no cache."""
+    for _ in range(max_new_tokens):
+        logits = model(ids[:, -model.config.max_seq_len :]).logits[:, -1]
+        ids = torch.cat([ids, logits.argmax(dim=-1, keepdim=True)], dim=1)
+    return ids[:, -max_new_tokens:]
+
+
+@pytest.mark.parametrize("prompt_len, max_new_tokens", [(20, 8), (6, 60), (40, 30), (1, 24)])
+def test_truncate_slides_a_window_of_the_last_max_seq_len_tokens(prompt_len, max_new_tokens):
     model = make()
-    ids = torch.randint(4, 40, (2, 20))
-    with pytest.raises(ValueError, match="prompt length 20 \\+ max_new_tokens 8 exceeds max_seq_len=24.*truncate=True"):
-        generate(model, ids, 8)
-    out = generate(model, ids, 8, truncate=True)
-    assert out.tolist() == generate(model, ids[:, -16:], 8).tolist()
-    with pytest.raises(ValueError, match="no room for a prompt"):
-        generate(model, ids, 24, truncate=True)
+    ids = torch.randint(4, 40, (2, prompt_len))
+    with pytest.raises(ValueError, match=f"prompt length {prompt_len} \\+ max_new_tokens {max_new_tokens} exceeds "
+                                         "max_seq_len=24.*truncate=True.*sliding window"):
+        generate(model, ids, max_new_tokens)
+    out = generate(model, ids, max_new_tokens, truncate=True)
+    assert out.tolist() == nanogpt_greedy(model, ids, max_new_tokens).tolist()
+
+
+def test_truncate_slides_padded_rows_as_each_row_alone():
+    model = make()
+    ids, mask = prompts()
+    batched = generate(model, ids, 40, padding_mask=mask, truncate=True, do_sample=True, seed=[1, 2, 3], top_k=5)
+    for i in range(3):
+        alone_out = generate(model, alone(ids, mask, i), 40, truncate=True, do_sample=True, seed=[i + 1], top_k=5)
+        assert batched[i].tolist() == alone_out[0].tolist(), i
 
 
 def test_generate_restores_training_mode():
@@ -118,25 +135,56 @@ def test_generate_restores_training_mode():
     assert model.training
 
 
+NAN, INF = float("nan"), float("inf")
+
+
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, error, match",
     [
-        (dict(max_new_tokens=0), "max_new_tokens must be an int >= 1, got 0"),
-        (dict(do_sample=True, temperature=0.0), "temperature must be > 0 when sampling, got 0.0"),
-        (dict(top_p=0.0), "top_p must be in \\(0, 1\\]"),
-        (dict(top_p=1.5), "top_p must be in \\(0, 1\\]"),
-        (dict(top_k=0), "top_k must be an int >= 1"),
-        (dict(input_ids=torch.tensor([[5, 40]])), "input_ids holds token id 40"),
-        (dict(input_ids=torch.tensor([5, 6])), "input_ids must be a non-empty \\(batch, seq_len\\)"),
-        (dict(eos_id=99), "eos_id=99 is outside the vocabulary"),
-        (dict(do_sample=True, seed=[1]), "seed must be an int or a list of 2 ints"),
-        (dict(padding_mask=torch.ones(2, 3)), "padding_mask must be a boolean tensor"),
+        (dict(max_new_tokens=0), ValueError, "max_new_tokens must be an int >= 1, got 0"),
+        (dict(max_new_tokens=1.5), TypeError, r"max_new_tokens must be an int >= 1, got 1.5 \(float\)"),
+        (dict(max_new_tokens=True), TypeError, r"max_new_tokens must be an int >= 1, got True \(bool\)"),
+        (dict(do_sample=True, temperature=0.0), ValueError, r"temperature must be > 0 \(a finite number\), got 0.0"),
+        (dict(do_sample=True, temperature=INF), ValueError, "temperature must be > 0 .*, got inf"),
+        (dict(temperature=NAN), ValueError, "temperature must be > 0 .*, got nan"),
+        (dict(temperature="hot"), TypeError, "temperature must be > 0 .*, got 'hot' \\(str\\)"),
+        (dict(do_sample=1), TypeError, r"do_sample must be True or False, got 1 \(int\)"),
+        (dict(top_p=0.0), ValueError, r"top_p must be in \(0, 1\] or None, got 0.0"),
+        (dict(top_p=1.5), ValueError, r"top_p must be in \(0, 1\]"),
+        (dict(top_p=NAN), ValueError, r"top_p must be in \(0, 1\] or None, got nan"),
+        (dict(top_p=True), TypeError, r"top_p must be in \(0, 1\] or None, got True \(bool\)"),
+        (dict(top_k=0), ValueError, "top_k must be an int >= 1 or None, got 0"),
+        (dict(top_k=2.0), TypeError, r"top_k must be an int >= 1 or None, got 2.0 \(float\)"),
+        (dict(top_k=True), TypeError, "top_k must be an int >= 1 or None, got True"),
+        (dict(input_ids=torch.tensor([[5, 40]])), ValueError, "input_ids holds token id 40"),
+        (dict(input_ids=torch.tensor([5, 6])), ValueError, "input_ids must be a non-empty \\(batch, seq_len\\)"),
+        (dict(input_ids=[[5, 6]]), TypeError, "input_ids must be a \\(batch, seq_len\\) torch.Tensor"),
+        (dict(input_ids=torch.tensor([[5, 6]], dtype=torch.uint8)), TypeError,
+         "input_ids must hold integer token ids of dtype torch.int64 or torch.int32, got dtype torch.uint8"),
+        (dict(eos_id=99), ValueError, r"eos_id must be an int in \[0, 39\], got 99"),
+        (dict(eos_id=True), TypeError, "eos_id must be an int"),
+        (dict(do_sample=True, seed=[1]), ValueError, "seed must be an int or a list of 2 ints"),
+        (dict(do_sample=True, seed=1.5), TypeError, "seed must be an int or a list of 2 ints"),
+        (dict(do_sample=True, seed=2**70), ValueError, "seed must be an int in"),
+        (dict(do_sample=True, seed=[1, True]), TypeError, r"seed\[1\] must be an int"),
+        (dict(padding_mask=torch.ones(2, 3)), TypeError, "padding_mask must be a boolean tensor"),
+        (dict(stop="eos"), TypeError, "stop must be a callable or None, got str"),
+        (dict(truncate="yes"), TypeError, "truncate must be True or False"),
     ],
 )
-def test_bad_arguments_raise_before_running(kwargs, match, monkeypatch):
+def test_bad_arguments_raise_before_running(kwargs, error, match, monkeypatch):
     model = make()
     monkeypatch.setattr(model, "forward", lambda *a, **k: pytest.fail("the model ran before validation"))
     args = dict(input_ids=torch.tensor([[5, 6], [7, 8]]), max_new_tokens=4)
     args.update(kwargs)
-    with pytest.raises(ValueError if "boolean" not in match else TypeError, match=match):
+    with pytest.raises(error, match=match):
         generate(model, **args)
+
+
+def test_a_tiny_or_huge_temperature_samples_without_nan():
+    model = make()
+    ids = torch.tensor([[5, 6], [7, 8]])
+    greedy = generate(model, ids, 6, do_sample=False)
+    assert generate(model, ids, 6, do_sample=True, temperature=1e-300, seed=0).tolist() == greedy.tolist()
+    flat = filter_logits(torch.tensor([[1e4, 0.0, -1e4]]), temperature=1e300)
+    torch.testing.assert_close(flat, torch.full((1, 3), 1 / 3))

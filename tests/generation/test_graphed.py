@@ -106,6 +106,20 @@ def test_decoder_rejects_bad_calls():
         decoder.generate(torch.zeros(1, 3, dtype=torch.long), 8)
     with pytest.raises(ValueError, match="vocabulary"):
         decoder.generate(torch.full((1, 3), 99), 4)
+    with pytest.raises(TypeError, match=r"max_new_tokens must be an int >= 1, got 1.5 \(float\)"):
+        decoder.generate(torch.zeros(1, 3, dtype=torch.long), 1.5)
+    with pytest.raises(TypeError, match="input_ids must be a \\(batch, seq_len\\) torch.Tensor"):
+        decoder.generate([[1, 2]], 2)
+    with pytest.raises(TypeError, match="dtype torch.int64 or torch.int32, got dtype torch.uint8"):
+        decoder.generate(torch.zeros(1, 3, dtype=torch.uint8), 2)
+    with pytest.raises(TypeError, match="eos_id must be an int"):
+        decoder.generate(torch.zeros(1, 3, dtype=torch.long), 2, eos_id=2.0)
+    with pytest.raises(ValueError, match="check_every must be an int >= 1, got 0"):
+        GraphedGreedyDecoder(model, batch_size=1, max_len=10, check_every=0)
+    with pytest.raises(TypeError, match="batch_size must be an int >= 1, got True"):
+        GraphedGreedyDecoder(model, batch_size=True)
+    with pytest.raises(ValueError, match="exceeds max_seq_len"):
+        fast_greedy_generate(model, torch.zeros(1, 3, dtype=torch.long), 10**6)
 
 
 @pytest.mark.gpu

@@ -92,7 +92,35 @@ def test_length_penalty_formula_and_errors(model):
     assert length_penalty(1, 0.6) == pytest.approx(1.0)
     assert length_penalty(7, 0.6) == pytest.approx(2.0**0.6)
     src, mask = sources()
-    with pytest.raises(ValueError, match="beam_size must be >= 1"):
+    with pytest.raises(ValueError, match=r"beam_size must be an int in \[1, 30\], got 0"):
         beam_search(model, src, beam_size=0)
-    with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 1 or None, got 0"):
         greedy_search(model, src, max_new_tokens=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(alpha=float("nan")), ValueError, r"alpha \(length penalty\) must be >= 0 \(a finite number\), got nan"),
+        (dict(alpha=float("inf")), ValueError, r"alpha \(length penalty\) must be >= 0 .*, got inf"),
+        (dict(alpha=-0.1), ValueError, r"alpha \(length penalty\) must be >= 0 .*, got -0.1"),
+        (dict(alpha=True), TypeError, r"alpha \(length penalty\) must be >= 0 .*, got True \(bool\)"),
+        (dict(beam_size=2.0), TypeError, r"beam_size must be an int in \[1, 30\], got 2.0 \(float\)"),
+        (dict(beam_size=True), TypeError, "beam_size must be an int in .*, got True"),
+        (dict(beam_size=31), ValueError, r"beam_size must be an int in \[1, 30\], got 31"),
+        (dict(max_new_tokens=1.5), TypeError, r"max_new_tokens must be an int >= 1 or None, got 1.5 \(float\)"),
+    ],
+)
+def test_bad_search_options_raise_before_the_model_runs(model, kwargs, error, match, monkeypatch):
+    monkeypatch.setattr(model, "encode", lambda *a, **k: pytest.fail("the model ran before validation"))
+    src, mask = sources()
+    with pytest.raises(error, match=match):
+        beam_search(model, src, mask, **kwargs)
+    if "max_new_tokens" in kwargs:
+        with pytest.raises(error, match=match):
+            greedy_search(model, src, mask, **kwargs)
+
+
+def test_a_huge_max_new_tokens_is_capped_by_max_seq_len(model):
+    src, mask = sources()
+    assert greedy_search(model, src, mask, max_new_tokens=10**30) == greedy_search(model, src, mask, max_new_tokens=64)

@@ -73,5 +73,33 @@ def test_embedding_scaling_tying_and_range_check():
         emb(torch.tensor([[-1]]))
     with pytest.raises(TypeError, match="integer token ids"):
         emb(torch.tensor([[1.0]]))
+    for narrow in (torch.uint8, torch.int8, torch.int16, torch.bool):  # F.embedding takes int64 and int32 only
+        with pytest.raises(TypeError, match=rf"dtype torch.int64 or torch.int32, got dtype {narrow}; convert with"):
+            emb(torch.tensor([[1]], dtype=narrow))
+    torch.testing.assert_close(emb(torch.tensor([[1, 2]], dtype=torch.int32)), emb(ids))
     with pytest.raises(ValueError, match="cannot tie"):
         OutputProjection(4, 11, tied_to=emb)
+
+
+def test_positions_reach_queries_and_keys_but_not_values():
+    import pytest
+
+    from formers.layers import DecoderBlock, EncoderBlock, FusedPreNormEncoderBlock
+
+    torch.manual_seed(0)
+    x, pos, memory, memory_pos = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.randn(2, 7, 8), torch.randn(2, 7, 8)
+    enc = EncoderBlock(8, 2, 16, dropout=0.0).eval()
+    attn = enc.self_attn
+    expected = enc.ffn_norm(
+        (h := enc.self_attn_norm(x + attn(x + pos, x + pos, x))) + enc.ffn(h)
+    )
+    torch.testing.assert_close(enc(x, pos=pos), expected)
+    assert not torch.allclose(enc(x, pos=pos), enc(x))
+    dec = DecoderBlock(8, 2, 16, dropout=0.0).eval()
+    h = dec.self_attn_norm(x + dec.self_attn(x + pos, x + pos, x))  # not causal
+    h = dec.cross_attn_norm(h + dec.cross_attn(h + pos, memory + memory_pos, memory))
+    expected = dec.ffn_norm(h + dec.ffn(h))
+    out = dec(x, memory, query_pos=pos, memory_pos=memory_pos, is_causal=False)
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match="fuses them"):
+        FusedPreNormEncoderBlock(8, 2, 16)(x, pos=pos)

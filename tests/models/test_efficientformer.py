@@ -187,7 +187,8 @@ def fashion_mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     prefix = "train" if split == "train" else "t10k"
     images, labels = FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz", FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz"
     if not images.exists() or not labels.exists():
-        pytest.skip(f"Fashion-MNIST is absent from {FASHION_MNIST} (set FORMERS_FASHION_MNIST)")
+        pytest.skip(f"Fashion-MNIST is absent from {FASHION_MNIST}: apt-get install dataset-fashion-mnist, or set "
+                    "FORMERS_FASHION_MNIST to a folder with the files of https://github.com/zalandoresearch/fashion-mnist")
     x = torch.from_numpy(_read_idx(images).copy()).float().div_(255).sub_(0.2860).div_(0.3530)[:, None]
     return x, torch.from_numpy(_read_idx(labels).astype(np.int64))
 

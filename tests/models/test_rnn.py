@@ -231,7 +231,7 @@ def test_bad_input_raises_naming_the_argument():
         (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
         (dict(tgt_vocab_size=20), "share_embeddings=True needs src_vocab_size == tgt_vocab_size, got 30 and 20"),
         (dict(eos_id=30), r"eos_id=30 is outside the target vocabulary \[0, 30\)"),
-        (dict(num_decoder_layers=0), "num_decoder_layers must be >= 1, got 0"),
+        (dict(num_decoder_layers=0), r"num_decoder_layers must be in \[1, 1024\], got 0"),
     ],
 )
 def test_bad_config_raises(overrides, message):

@@ -108,3 +108,11 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_plots(monkeypatch) -> None:
+    """Skips drawing curves.png (a second per evaluation on a busy CPU; tests/training/test_trainer.py checks it)."""
+    from formers.training.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "_plot", lambda self: None)

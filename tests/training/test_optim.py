@@ -95,3 +95,23 @@ def test_fused_update_defaults_to_cuda_parameters_and_matches_foreach(make_model
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_parameters_get_the_fused_update(make_model) -> None:
     assert build_optimizer(make_model().cuda()).defaults["fused"]
+
+
+def test_lr_scales_give_named_parameters_their_own_rate() -> None:
+    from formers.training.schedules import build_scheduler
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    opt = build_optimizer(model, "adamw", lr=1e-3, weight_decay=0.1, lr_scales={"0.": 0.1, "0.bias": 0.5})
+    by_param = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    assert by_param[id(model[0].weight)] == (pytest.approx(1e-4), 0.1)
+    assert by_param[id(model[0].bias)] == (pytest.approx(5e-4), 0.0)  # the longest prefix wins
+    assert by_param[id(model[2].weight)] == (1e-3, 0.1) and by_param[id(model[1].weight)] == (1e-3, 0.0)
+    assert sum(len(g["params"]) for g in opt.param_groups) == 6 and "lr_scale" not in opt.param_groups[0]
+    scheduler = build_scheduler(opt, "cosine", warmup_steps=2, total_steps=10)
+    opt.step(), scheduler.step()
+    lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lrs[id(model[0].weight)] == pytest.approx(0.1 * lrs[id(model[2].weight)])  # the schedule scales both
+    with pytest.raises(ValueError, match="matches no parameter"):
+        build_optimizer(model, lr_scales={"backbone.": 0.1})
+    with pytest.raises(ValueError, match="must be > 0"):
+        build_optimizer(model, lr_scales={"0.": 0.0})

@@ -3,12 +3,14 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 import formers
+from formers.training.best import best_checkpoint
 from formers.training.checkpoint import latest_checkpoint, read_trainer_state
 from formers.training.optim import build_optimizer
 from formers.training.schedules import build_scheduler
@@ -223,9 +225,10 @@ def test_best_and_keep_last_follow_the_metric(tmp_path: Path, make_model, make_l
     assert sorted(p.name for p in root.iterdir()) == ["best", "latest", "step_00000004", "step_00000005"]
     assert latest_checkpoint(tmp_path).name == "step_00000005"
     assert (state.best_metric, state.best_step) == (5.0, 4)
-    best = read_trainer_state(root / "best")
+    assert os.readlink(root / "best") == "step_00000004"  # a link, kept out of pruning
+    best = read_trainer_state(best_checkpoint(tmp_path))
     assert best.step == 4 and best.best_metric == 5.0
-    assert (root / "best" / "model.safetensors").read_bytes() == (root / "step_00000004" / "model.safetensors").read_bytes()
+    assert formers.from_pretrained(root / "best").state_dict().keys() == trainer.model.state_dict().keys()
 
 
 def test_best_min_mode_without_step_checkpoint(tmp_path: Path, make_model, make_loader, task_cls) -> None:
@@ -233,8 +236,9 @@ def test_best_min_mode_without_step_checkpoint(tmp_path: Path, make_model, make_
     eval_loader = make_loader(n=8, batch_size=4, shuffle=False, data_seed=1)
     trainer = _trainer(tmp_path, make_model(), task_cls(), make_loader(), cfg, eval_loader=eval_loader)
     state = trainer.fit()
-    best = read_trainer_state(tmp_path / "checkpoints" / "best")
+    best = read_trainer_state(best_checkpoint(tmp_path))
     assert best.step == state.best_step and best.best_metric == state.best_metric
+    assert best_checkpoint(tmp_path).name == f"step_{state.best_step:08d}"  # a new best is saved as its step
     # the final checkpoint is written even with save_every=0, and is what from_pretrained(run_dir) loads
     assert latest_checkpoint(tmp_path).name == "step_00000004"
     assert isinstance(formers.from_pretrained(tmp_path), torch.nn.Module)
@@ -264,7 +268,7 @@ def test_csv_curves_and_tensorboard(tmp_path: Path, make_model, make_loader, tas
     assert matplotlib.image.imread(run / "curves.png").shape[2] in (3, 4)
     assert any((run / "tensorboard").iterdir())
     assert (latest_checkpoint(run) / "tokenizer.json").exists()
-    assert json.loads((run / "checkpoints" / "best" / "trainer_state.json").read_text())["best_step"] in (3, 6)
+    assert json.loads((best_checkpoint(run) / "trainer_state.json").read_text())["best_step"] in (3, 6)
 
 
 def test_bf16_autocast_on_cpu_trains(tmp_path: Path, make_model, make_loader, task_cls) -> None:

@@ -10,7 +10,9 @@ for casing) — e.g. sentence-transformers' all-MiniLM-L6-v2. Embeddings are as 
 them: the mean of the real tokens' final states (or the ``[CLS]`` state when ``1_Pooling/config.json`` says so),
 L2-normalised unless ``--no-normalize``. The vocabulary is checked against the checkpoint and every sentence
 against the length limit (the model's ``max_seq_len``, and sentence-transformers' ``max_seq_length`` when the
-directory sets one) before the model runs; ``--truncate`` cuts long sentences instead of refusing them.
+directory sets one) before the model runs; ``--truncate`` cuts long sentences instead of refusing them. Files and
+stdin are read as UTF-8 (an undecodable byte is refused, naming its line); a blank sentence, as an argument or a
+line, is refused by number, as ``formers translate`` refuses an empty argument: it has no meaningful embedding.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from formers.cli.text_input import check_arguments, read_file_lines, read_stdin_lines
 from formers.inference.embedding import (
     OUTPUT_SUFFIXES,
     directory_max_length,
@@ -31,22 +34,19 @@ from formers.inference.embedding import (
     load_embedder,
     write_embeddings,
 )
+from formers.layers import check_int
 
 
 def read_sentences(sentences: Sequence[str], file: Path | None) -> list[str]:
     """Sentences from the arguments, then the lines of ``file`` (``-`` = stdin); stdin when neither is given."""
+    check_arguments(sentences)
     out = list(sentences)
     if file is not None:
-        if str(file) == "-":
-            out += sys.stdin.read().splitlines()
-        else:
-            if not file.is_file():
-                raise FileNotFoundError(f"--file {str(file)!r} does not exist")
-            out += file.read_text(encoding="utf-8").splitlines()
+        out += read_stdin_lines() if str(file) == "-" else read_file_lines(file, "--file")
     elif not out:
         if sys.stdin.isatty():
             raise ValueError("no sentences: give them as arguments, with --file, or on stdin")
-        out = sys.stdin.read().splitlines()
+        out = read_stdin_lines()
     if not out:
         raise ValueError("no sentences to embed (the input is empty)")
     return out
@@ -83,9 +83,13 @@ def _embed_from_args(args: argparse.Namespace, normalize: bool, least: int = 1) 
     output = getattr(args, "output", None)
     if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:  # fail before loading the model
         raise ValueError(f"--output must end in one of {OUTPUT_SUFFIXES}, got {str(output)!r}")
+    check_int(args.batch_size, "--batch-size", minimum=1)
     texts = read_sentences(args.sentences, args.file)
     if len(texts) < least:
         raise ValueError(f"{args.command} needs at least {least} sentences, got {len(texts)}")
+    for i, text in enumerate(texts):  # before the model loads; numbered as embed_texts numbers them
+        if not text.strip():
+            raise ValueError(f"sentence {i + 1} is empty; give at least one word to embed")
     encoder, tokenizer, directory = load_embedder(args.model, args.vocab, args.device)
     pooling = directory_pooling(directory) if args.pooling == "auto" else args.pooling
     limit, source = directory_max_length(directory, encoder, tokenizer)

@@ -3,7 +3,12 @@
 The checkpoint directory (formers or Hugging Face GPT-2) must hold its tokenizer: ``tokenizer.json`` (a
 character tokenizer or a byte-level BPE, told apart by content), GPT-2's ``encoder.json`` + ``vocab.bpe``, or
 Hugging Face's ``vocab.json`` + ``merges.txt``. Text is printed only once it is final: a byte-level token that
-ends inside a UTF-8 character, or text that may be the start of a ``--stop`` string, waits for the next tokens.
+ends inside a UTF-8 character, or text that may be the start of a ``--stop`` string, waits for the next tokens; the
+prompt itself is printed with the first generated text, so an error leaves nothing on stdout.
+
+A model reads at most ``max_seq_len`` tokens (its block size). Longer generations slide the window, as nanoGPT's
+``sample.py`` does: each new token is conditioned on the last ``max_seq_len`` tokens of prompt + text so far (a
+longer prompt keeps its end). ``--no-truncate`` refuses instead.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ class TextStream:
         tokenizer: decodes the ids.
         stops: strings ending generation; they and what follows them are not printed.
         out: a text stream (stdout).
+        prefix: written before the first text (the prompt), so that nothing is printed before generation runs.
     """
 
-    def __init__(self, tokenizer: Tokenizer, stops: list[str], out) -> None:
+    def __init__(self, tokenizer: Tokenizer, stops: list[str], out, prefix: str = "") -> None:
         self.tokenizer, self.stops, self.out = tokenizer, [s for s in stops if s], out
+        self.prefix = prefix
         self.ids: list[int] = []
         self.printed = 0  # characters of the decoded text written so far
         self.stopped = False
@@ -60,13 +67,15 @@ class TextStream:
         """Writes the held-back tail (the generation ended) and a final newline."""
         if not self.stopped:
             self._write(self.tokenizer.decode(self.ids), None)
-        self.out.write("\n")
+        self.out.write(self.prefix + "\n")
+        self.prefix = ""
         self.out.flush()
 
     def _write(self, text: str, end: int | None) -> None:
         end = len(text) if end is None else end
         if end > self.printed:
-            self.out.write(text[self.printed : end])
+            self.out.write(self.prefix + text[self.printed : end])
+            self.prefix = ""
             self.out.flush()
             self.printed = end
 
@@ -75,7 +84,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="continue a prompt with a language model checkpoint, streaming the text")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint, run or Hugging Face GPT-2 directory")
     p.add_argument("--prompt", required=True, help="text to continue")
-    p.add_argument("--max-new-tokens", type=int, default=200, help="most tokens to generate (default 200)")
+    p.add_argument("--max-new-tokens", type=int, default=200,
+                   help="most tokens to generate (default 200); past the model's block size the context slides")
+    p.add_argument("--truncate", action=argparse.BooleanOptionalAction, default=True,
+                   help="condition each token on the last block-size tokens when prompt + new tokens exceed the "
+                        "model's max_seq_len, as nanoGPT (default); --no-truncate refuses instead")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8, as nanoGPT)")
     p.add_argument("--top-k", type=int, default=200, help="sample among the k most likely tokens (default 200)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling probability mass, in (0, 1]")
@@ -100,9 +113,12 @@ def run(args: argparse.Namespace) -> int:
         if c.eos_id is None:
             raise ValueError("--prompt is empty and the model has no end-of-text token to start from")
         ids = [c.eos_id]  # GPT-2 starts documents after <|endoftext|>
-    stream = TextStream(tokenizer, args.stop, sys.stdout)
-    sys.stdout.write(args.prompt)
-    sys.stdout.flush()
+    if not args.truncate and len(ids) + args.max_new_tokens > c.max_seq_len:
+        raise ValueError(
+            f"--prompt ({len(ids)} tokens) + --max-new-tokens {args.max_new_tokens} exceeds the model's max_seq_len="
+            f"{c.max_seq_len}; lower --max-new-tokens, or drop --no-truncate to slide the context window"
+        )
+    stream = TextStream(tokenizer, args.stop, sys.stdout, prefix=args.prompt)
 
     def on_step(new: list[int]) -> None:
         if new[0] != c.eos_id:
@@ -119,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             stop=lambda _row: stream.stopped,
             streamer=on_step,
+            truncate=args.truncate,
         )
     stream.close()
     return 0

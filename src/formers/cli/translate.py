@@ -1,4 +1,10 @@
-"""``formers translate`` (arguments, a file, or stdin) and ``formers evaluate`` (sacreBLEU on a corpus)."""
+"""``formers translate`` (arguments, a file, or stdin) and ``formers evaluate`` (sacreBLEU on a corpus; with
+``--coco``, COCO AP of a detection checkpoint, see :mod:`formers.cli.detect`).
+
+Files and stdin are read as UTF-8 (an undecodable byte is refused, naming its line). A blank line of a file or of
+stdin translates to a blank line, so the output stays aligned with the input; stderr says which lines were blank.
+An empty sentence given as an argument is refused, as ``formers embed`` refuses one.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,19 @@ from pathlib import Path
 
 import torch
 
-from formers.cli import word_vectors
+from formers.cli import detect, word_vectors
+from formers.cli.text_input import (
+    blank_lines,
+    check_arguments,
+    read_file_lines,
+    read_stdin_lines,
+)
 from formers.data.corpora import load_corpus_split
 from formers.data.tokenizers.load import load_tokenizer
 from formers.devices import resolve_device
-from formers.hub import from_pretrained, resolve_checkpoint_dir
+from formers.hub import checkpoint_family, from_pretrained, resolve_checkpoint_dir
 from formers.inference.translate import Translator
+from formers.layers import check_int, check_number
 from formers.tasks.metrics import corpus_bleu
 
 
@@ -34,8 +47,9 @@ def add_translate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="sacreBLEU of a checkpoint on a corpus split or on your own files; with "
-                                        "--vectors, analogy accuracy and word-pair correlation of word vectors")
+    p = sub.add_parser("evaluate", help="sacreBLEU of a translation checkpoint on a corpus split or your own files; "
+                                        "COCO AP of a detection checkpoint with --coco; with --vectors, analogy "
+                                        "accuracy and word-pair correlation of word vectors")
     _add_decoding_args(p, checkpoint_required=False)
     p.add_argument("--src", type=Path, help="source file, one sentence per line (with --ref)")
     p.add_argument("--ref", type=Path, help="reference file aligned with --src")
@@ -46,6 +60,10 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="local folder holding the corpus files")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N sentences only")
     p.add_argument("--output", type=Path, help="write the hypotheses here")
+    p.add_argument("--coco", type=Path, metavar="ANNOTATIONS.json",
+                   help="detection: COCO-format annotations to score the checkpoint on (COCO AP)")
+    p.add_argument("--images", type=Path, help="detection: folder of the --coco images (default: the JSON's folder)")
+    p.add_argument("--batch-size", type=int, default=8, help="detection: images per forward pass (default 8)")
     word_vectors.add_evaluation_args(p)
     p.set_defaults(func=run_evaluate)
 
@@ -53,6 +71,10 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 def load_translator(args: argparse.Namespace) -> Translator:
     """Model + tokenizer from ``--checkpoint`` on ``--device``."""
     directory = resolve_checkpoint_dir(args.checkpoint)
+    if (family := checkpoint_family(directory)) not in ("transformer", "rnn", None):  # before its tokenizer or weights
+        command = getattr(args, "command", "translation")
+        raise ValueError(f"{directory} holds a {family} model; {command} needs an encoder-decoder "
+                         "('transformer' or 'rnn')")
     tokenizer = load_tokenizer(directory)
     model = from_pretrained(directory, device=resolve_device(args.device))
     if not all(callable(getattr(model, name, None)) for name in ("encode", "init_state", "decode")):
@@ -63,26 +85,48 @@ def load_translator(args: argparse.Namespace) -> Translator:
         raise ValueError(
             f"tokenizer.json has {tokenizer.vocab_size} tokens but the model's vocabulary is {model.config.src_vocab_size}"
         )
+    _check_decoding_args(args, model.config.tgt_vocab_size)
     return Translator(model, tokenizer, beam_size=args.beam, alpha=args.alpha)
 
 
+def _check_decoding_args(args: argparse.Namespace, vocab_size: int | None = None) -> None:
+    """--beam and --alpha: before the model loads, then the beam against the model's vocabulary once it has."""
+    check_int(args.beam, "--beam", 1, vocab_size)
+    check_number(args.alpha, "--alpha", minimum=0)
+
+
 def run_translate(args: argparse.Namespace) -> int:
+    _check_decoding_args(args)
+    source = None
     if args.text:
+        check_arguments(args.text)
+        for i, text in enumerate(args.text):
+            if not text.strip():
+                raise ValueError(f"source sentence {i} is empty; give at least one word to translate")
         texts = args.text
     elif args.file:
-        texts = args.file.read_text(encoding="utf-8").splitlines()
+        texts, source = read_file_lines(args.file, "--file"), f"--file {str(args.file)!r}"
     else:
-        texts = [line.rstrip("\n") for line in sys.stdin]
+        texts, source = read_stdin_lines(), "stdin"
     if not texts:
         raise ValueError("nothing to translate: give sentences as arguments, --file, or on stdin")
     translator = load_translator(args)
     with torch.inference_mode():
         for line in translator.translate(texts):
             print(line, flush=True)
+    blank = blank_lines(texts) if source else []
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        print(f"formers translate: {len(blank)} blank line(s) of {source} translated to blank lines (line {shown})",
+              file=sys.stderr)
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.coco is not None:
+        return detect.run_evaluate(args)
+    if args.images is not None:
+        raise ValueError("--images goes with --coco (detection evaluation)")
     if args.vectors is not None:
         return word_vectors.run_evaluate_vectors(args)
     if args.checkpoint is None:
@@ -91,13 +135,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--src and --ref go together")
     if args.src is None and args.corpus is None:
         raise ValueError("give either --src/--ref files or --corpus with --split")
-    translator = load_translator(args)
+    _check_decoding_args(args)
+    if args.limit is not None:
+        check_int(args.limit, "--limit", minimum=1)
+    sources = refs = None
     if args.src is not None:
-        sources = args.src.read_text(encoding="utf-8").splitlines()
-        refs = args.ref.read_text(encoding="utf-8").splitlines()
+        sources, refs = read_file_lines(args.src, "--src"), read_file_lines(args.ref, "--ref")
         if len(sources) != len(refs):
             raise ValueError(f"--src has {len(sources)} lines but --ref has {len(refs)}")
-    else:
+    translator = load_translator(args)
+    if sources is None:
         meta = translator.model.config.tokenizer
         src_lang = args.src_lang or meta.get("src_lang")
         tgt_lang = args.tgt_lang or meta.get("tgt_lang")

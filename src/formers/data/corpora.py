@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from formers.data.assets import unpack_asset
 from formers.data.downloads import default_cache_dir, download, resolve_data_dir
 from formers.data.parallel import ParallelText, open_text, read_parallel
 
@@ -155,15 +156,20 @@ TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca5
 
 
 def tinyshakespeare_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Path of tinyshakespeare's ``input.txt`` (1,115,394 characters): local copy if any, else downloaded.
+    """Path of tinyshakespeare's ``input.txt`` (1,115,394 characters): a local copy if any, else the package's own.
 
     Searched in ``data_dir``, ``$FORMERS_DATA_DIR/tinyshakespeare`` and a sibling ``shared/data/tinyshakespeare``;
-    the download is checked against its sha256.
+    else the copy shipped in the package is unpacked into the cache (:func:`formers.data.assets.unpack_asset`), and
+    only an installation without it downloads the file (checked against its sha256).
     """
     folder = resolve_data_dir("tinyshakespeare", ["input.txt"], data_dir)
-    if folder is None:
-        folder = default_cache_dir() / "tinyshakespeare"
-        download(TINYSHAKESPEARE_URL, folder / "input.txt", TINYSHAKESPEARE_SHA256)
+    if folder is not None:
+        return folder / "input.txt"
+    shipped = unpack_asset("tinyshakespeare/input.txt")
+    if shipped is not None:
+        return shipped
+    folder = default_cache_dir() / "tinyshakespeare"
+    download(TINYSHAKESPEARE_URL, folder / "input.txt", TINYSHAKESPEARE_SHA256)
     return folder / "input.txt"
 
 

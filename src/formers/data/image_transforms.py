@@ -20,10 +20,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 PREPROCESSING_FILE = "preprocessing.json"
+
+
+def _torchvision():
+    """torchvision's ``v2`` transforms and their functional ops, imported on first use: only image work needs them,
+    so a text-only install (``pip install formers``) starts without torchvision."""
+    try:
+        from torchvision.transforms import v2
+        from torchvision.transforms.v2 import functional
+    except ImportError as e:
+        raise ModuleNotFoundError(f"image transforms need torchvision: pip install 'formers[vision]' ({e})") from e
+    return v2, functional
 
 
 @dataclass
@@ -83,12 +92,13 @@ class Preprocessing:
     def __call__(self, images: Tensor) -> Tensor:
         """(B, C, H, W) uint8 -> (B, C, *image_size) float32, resized when needed and normalised."""
         if images.shape[-2:] != self.image_size:
-            images = TF.resize(images, list(self.image_size), antialias=True)
+            images = _torchvision()[1].resize(images, list(self.image_size), antialias=True)
         return normalize_images(images, self.mean, self.std)
 
 
 def normalize_images(images: Tensor, mean: list[float], std: list[float]) -> Tensor:
     """(B, C, H, W) uint8 pixels -> float32 ``(pixels / 255 - mean) / std`` per channel."""
+    TF = _torchvision()[1]
     return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), mean, std)
 
 
@@ -122,7 +132,7 @@ def random_crop_flip(images: Tensor, padding: int = 0, flip: bool = False) -> Te
     b, c, h, w = images.shape
     device = images.device
     if padding:
-        padded = TF.pad(images, [padding, padding, padding, padding])  # (B, C, H + 2p, W + 2p)
+        padded = _torchvision()[1].pad(images, [padding, padding, padding, padding])  # (B, C, H + 2p, W + 2p)
         top = torch.randint(0, 2 * padding + 1, (b, 1), device=device)
         left = torch.randint(0, 2 * padding + 1, (b, 1), device=device)
         rows = (top + torch.arange(h, device=device))[:, None, :, None]  # (B, 1, H, 1)
@@ -132,7 +142,7 @@ def random_crop_flip(images: Tensor, padding: int = 0, flip: bool = False) -> Te
         images = padded[batch, channel, rows, cols]  # (B, C, H, W): one gather for every image's own crop
     if flip:
         mirror = torch.rand(b, device=device) < 0.5
-        images = torch.where(mirror[:, None, None, None], TF.horizontal_flip(images), images)
+        images = torch.where(mirror[:, None, None, None], _torchvision()[1].horizontal_flip(images), images)
     return images
 
 
@@ -161,6 +171,7 @@ class MixUpCutMix:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.num_classes, self.prob, self.switch_prob = num_classes, prob, switch_prob
+        v2 = _torchvision()[0] if mixup_alpha > 0 or cutmix_alpha > 0 else None
         self.mixup = v2.MixUp(alpha=mixup_alpha, num_classes=num_classes) if mixup_alpha > 0 else None
         self.cutmix = v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes) if cutmix_alpha > 0 else None
 

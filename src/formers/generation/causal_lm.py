@@ -20,23 +20,30 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from formers.layers import check_padding_mask, check_token_ids
+from formers.layers import check_int, check_number, check_padding_mask, check_token_ids
 
 Streamer = Callable[[list[int]], None]
 """Called after every step with the B new token ids (rows that had already ended get the fill id)."""
 
 
-def _check_options(
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
+
+
+def check_flag(value: object, name: str) -> None:
+    """Raises a TypeError unless ``value`` is True or False."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def check_sampling_options(
     max_new_tokens: int, do_sample: bool, temperature: float, top_k: int | None, top_p: float | None
 ) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-    if do_sample and not temperature > 0:
-        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
+    """Raises a TypeError/ValueError naming the first bad option; every option is checked, sampling or not."""
+    check_int(max_new_tokens, "max_new_tokens", minimum=1)
+    check_flag(do_sample, "do_sample")
+    check_number(temperature, "temperature", greater_than=0)
+    check_int(top_k, "top_k", minimum=1, allow_none=True)
+    check_number(top_p, "top_p", greater_than=0, maximum=1, allow_none=True)
 
 
 def _generators(seed: int | Sequence[int] | None, batch: int) -> list[torch.Generator] | None:
@@ -44,10 +51,16 @@ def _generators(seed: int | Sequence[int] | None, batch: int) -> list[torch.Gene
     if seed is None:
         return None
     if isinstance(seed, int) and not isinstance(seed, bool):
+        check_int(seed, "seed", *SEED_RANGE)
         return [torch.Generator().manual_seed(seed)]
+    expected = f"seed must be an int or a list of {batch} ints (one per row), got {seed!r}"
+    if not isinstance(seed, Sequence) or isinstance(seed, str):
+        raise TypeError(f"{expected} ({type(seed).__name__})")
     seeds = list(seed)
-    if len(seeds) != batch or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seed must be an int or a list of {batch} ints (one per row), got {seed!r}")
+    if len(seeds) != batch:
+        raise ValueError(expected)
+    for i, s in enumerate(seeds):
+        check_int(s, f"seed[{i}]", *SEED_RANGE)
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
@@ -56,7 +69,11 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = 
 
     Top-p keeps the smallest set of most likely tokens whose probability reaches ``top_p`` (at least one).
     """
-    logits = logits.float() / temperature
+    logits = logits.float()
+    # Shifted so that the largest is 0 and divided by at least float32's smallest normal number: a tiny temperature
+    # sends the others to -inf (greedy), never to inf - inf or 0 / 0 = NaN.
+    temperature = max(temperature, torch.finfo(torch.float32).tiny)
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # (B, V)
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -82,6 +99,12 @@ def _sample(probs: Tensor, generators: list[torch.Generator] | None) -> Tensor:
     cdf = probs.double().cumsum(dim=-1)  # (B, V)
     target = (u.to(probs.device) * cdf[:, -1])[:, None]  # (B, 1), strictly below the total mass
     return torch.searchsorted(cdf, target, right=True)[:, 0].clamp(max=probs.shape[-1] - 1)
+
+
+def check_eos_id(eos_id: int | None, vocab_size: int) -> None:
+    """Raises unless ``eos_id`` is None or an id of the vocabulary."""
+    if eos_id is not None:
+        check_int(eos_id, "eos_id", 0, vocab_size - 1)
 
 
 @torch.inference_mode()
@@ -117,8 +140,9 @@ def generate(
             None uses the global RNG.
         stop: called with a row's generated ids after each step (after ``streamer``); True ends that row.
         streamer: called after each step with the B new ids (see :data:`Streamer`).
-        truncate: when prompt + ``max_new_tokens`` exceeds ``max_seq_len``, drop the oldest prompt tokens
-            instead of raising.
+        truncate: when prompt + ``max_new_tokens`` exceeds ``max_seq_len``, condition every token on the last
+            ``max_seq_len`` tokens (a sliding window, as nanoGPT's ``idx[:, -block_size:]``) instead of raising: the
+            prompt keeps its latest ``max_seq_len`` tokens, and once the cache is full each step re-reads the window.
         as_lists: return B lists of ids without the fill and without the final ``eos_id``.
 
     Returns:
@@ -126,36 +150,46 @@ def generate(
         ended earlier are filled with ``pad_id`` (else ``eos_id``, else 0). Or lists with ``as_lists``.
     """
     c = model.config
-    _check_options(max_new_tokens, do_sample, temperature, top_k, top_p)
-    if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or 0 in input_ids.shape:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids).__name__
-        raise ValueError(f"input_ids must be a non-empty (batch, seq_len) tensor of token ids, got {shape}")
+    check_sampling_options(max_new_tokens, do_sample, temperature, top_k, top_p)
+    for flag, name in ((truncate, "truncate"), (as_lists, "as_lists")):
+        check_flag(flag, name)
+    for fn, name in ((stop, "stop"), (streamer, "streamer")):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a callable or None, got {type(fn).__name__}")
+    if not isinstance(input_ids, Tensor):
+        got = type(input_ids).__name__
+        raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {got}")
+    if input_ids.dim() != 2 or 0 in input_ids.shape:
+        raise ValueError(
+            f"input_ids must be a non-empty (batch, seq_len) tensor of token ids, got {tuple(input_ids.shape)}"
+        )
     check_token_ids(input_ids, c.vocab_size, "input_ids")
     check_padding_mask(padding_mask, input_ids, "padding_mask")
     eos_id = c.eos_id if eos_id is None else eos_id
-    if eos_id is not None and not 0 <= eos_id < c.vocab_size:
-        raise ValueError(f"eos_id={eos_id} is outside the vocabulary [0, {c.vocab_size})")
+    check_eos_id(eos_id, c.vocab_size)
     batch, prompt_len = input_ids.shape
-    room = c.max_seq_len - max_new_tokens
-    if prompt_len > room:
-        if not truncate or room < 1:
-            raise ValueError(
-                f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} exceeds max_seq_len={c.max_seq_len}; "
-                "shorten the prompt, lower max_new_tokens, or pass truncate=True to drop the oldest prompt tokens"
-                + ("" if room >= 1 else " (max_new_tokens alone leaves no room for a prompt)")
-            )
-        input_ids = input_ids[:, -room:]
-        padding_mask = padding_mask[:, -room:] if padding_mask is not None else None
+    sliding = prompt_len + max_new_tokens > c.max_seq_len
+    if sliding and not truncate:
+        raise ValueError(
+            f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} exceeds max_seq_len={c.max_seq_len}; "
+            "shorten the prompt, lower max_new_tokens, or pass truncate=True to generate on a sliding window of the "
+            f"last {c.max_seq_len} tokens"
+        )
+    if prompt_len > c.max_seq_len:
+        input_ids = input_ids[:, -c.max_seq_len :]
+        padding_mask = padding_mask[:, -c.max_seq_len :] if padding_mask is not None else None
         check_padding_mask(padding_mask, input_ids, "padding_mask (after truncation)")
-        prompt_len = room
+        prompt_len = c.max_seq_len
     generators = _generators(seed, batch) if do_sample else None
     fill = next((t for t in (c.pad_id, eos_id) if t is not None), 0)
 
     was_training = model.training
     model.eval()
     try:
-        state = model.init_cache(batch, prompt_len + max_new_tokens)
+        capacity = min(prompt_len + max_new_tokens, c.max_seq_len)
+        state = model.init_cache(batch, capacity)
         logits = model(input_ids, padding_mask, cache=state).logits[:, -1]  # (B, V)
+        cached = prompt_len
         ended = [False] * batch
         kept = [0] * batch  # tokens each row returns as a list
         rows: list[list[int]] = [[] for _ in range(batch)]
@@ -183,7 +217,17 @@ def generate(
                     ended[b] = True
             if all(ended) or step == max_new_tokens - 1:
                 break
-            logits = model(tokens[:, None], cache=state).logits[:, -1]  # (B, V)
+            if sliding:  # the window: the last max_seq_len tokens (B, <= max_seq_len)
+                input_ids = torch.cat([input_ids, tokens[:, None]], dim=1)[:, -c.max_seq_len :]
+                if padding_mask is not None:
+                    real = torch.ones_like(padding_mask[:, :1])  # (B, 1)
+                    padding_mask = torch.cat([padding_mask, real], dim=1)[:, -c.max_seq_len :]
+            if cached < capacity:
+                logits = model(tokens[:, None], cache=state).logits[:, -1]  # (B, V)
+                cached += 1
+            else:  # the cache is full: positions shift, so the whole window is read again
+                state = model.init_cache(batch, capacity)
+                logits = model(input_ids, padding_mask, cache=state).logits[:, -1]  # (B, V)
     finally:
         model.train(was_training)
     if as_lists:

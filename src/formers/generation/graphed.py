@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from formers.layers import check_padding_mask, check_token_ids, value_checks
+from formers.generation.causal_lm import check_eos_id
+from formers.layers import check_int, check_padding_mask, check_token_ids, value_checks
 
 
 class GraphedGreedyDecoder:
@@ -49,12 +50,15 @@ class GraphedGreedyDecoder:
         check_every: int = 32,
     ) -> None:
         c = model.config
+        check_int(batch_size, "batch_size", minimum=1)
+        check_int(max_len, "max_len", 1, c.max_seq_len, allow_none=True)
+        check_int(check_every, "check_every", minimum=1)
         self.model = model
         self.max_len = c.max_seq_len if max_len is None else max_len
         self.state = model.init_cache(batch_size, self.max_len, static=True)
         device = self.state.key_mask.device
         self.use_graph = use_graph and device.type == "cuda"
-        self.check_every = max(1, check_every)
+        self.check_every = check_every
         self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=device)  # (B, 1) fed to the next step
         self.out = torch.zeros(batch_size, self.max_len, dtype=torch.long, device=device)  # (B, T_max) emitted ids
         self.count = torch.zeros((), dtype=torch.long, device=device)  # ids emitted so far
@@ -105,11 +109,12 @@ class GraphedGreedyDecoder:
             rows that ended are filled with ``pad_id`` (else ``eos_id``) and decoding stops once all have ended.
         """
         c = self.model.config
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-        if not isinstance(input_ids, Tensor) or input_ids.dim() != 2:
-            got = tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids).__name__
-            raise ValueError(f"input_ids must be a (batch, seq_len) tensor of token ids, got {got}")
+        check_int(max_new_tokens, "max_new_tokens", minimum=1)
+        if not isinstance(input_ids, Tensor):
+            got = type(input_ids).__name__
+            raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {got}")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be a (batch, seq_len) tensor of token ids, got {tuple(input_ids.shape)}")
         batch, prompt_len = input_ids.shape
         if batch != self.token.shape[0]:
             raise ValueError(f"input_ids has batch size {batch} but this decoder was built for {self.token.shape[0]}")
@@ -121,8 +126,7 @@ class GraphedGreedyDecoder:
         check_token_ids(input_ids, c.vocab_size, "input_ids")
         check_padding_mask(padding_mask, input_ids, "padding_mask")
         eos_id = c.eos_id if eos_id is None else eos_id
-        if eos_id is not None and not 0 <= eos_id < c.vocab_size:
-            raise ValueError(f"eos_id={eos_id} is outside the vocabulary [0, {c.vocab_size})")
+        check_eos_id(eos_id, c.vocab_size)
         fill = next((t for t in (c.pad_id, eos_id) if t is not None), 0)
         if self.model.training:
             raise ValueError("put the model in eval mode (model.eval()) before fast decoding")
@@ -171,6 +175,17 @@ def fast_greedy_generate(
 
     Returns the (B, T_new) ids of ``generate(model, input_ids, max_new_tokens, padding_mask, eos_id=eos_id)``.
     """
+    if not isinstance(input_ids, Tensor):
+        got = type(input_ids).__name__
+        raise TypeError(f"input_ids must be a (batch, seq_len) torch.Tensor of token ids, got {got}")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be a (batch, seq_len) tensor of token ids, got {tuple(input_ids.shape)}")
+    check_int(max_new_tokens, "max_new_tokens", minimum=1)
+    if input_ids.shape[1] + max_new_tokens > model.config.max_seq_len:
+        raise ValueError(
+            f"prompt length {input_ids.shape[1]} + max_new_tokens {max_new_tokens} exceeds "
+            f"max_seq_len={model.config.max_seq_len}; shorten the prompt or lower max_new_tokens"
+        )
     decoder = GraphedGreedyDecoder(
         model, input_ids.shape[0], input_ids.shape[1] + max_new_tokens, use_graph=use_graph
     )

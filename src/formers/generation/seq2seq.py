@@ -12,8 +12,12 @@ lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
+
+from formers.layers import check_int, check_number
 
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 
@@ -21,9 +25,8 @@ EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 def _limits(model: nn.Module, src_padding_mask: Tensor, max_new_tokens: int | None) -> Tensor:
     """Per-sentence limit on new tokens (B,), capped by the decoder's max_seq_len."""
     if max_new_tokens is not None:
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        limits = torch.full((src_padding_mask.shape[0],), max_new_tokens, dtype=torch.long)
+        limit = min(max_new_tokens, model.config.max_seq_len)
+        limits = torch.full((src_padding_mask.shape[0],), limit, dtype=torch.long)
     else:
         limits = src_padding_mask.sum(dim=1).cpu() + EXTRA_LENGTH
     return limits.clamp(max=model.config.max_seq_len)
@@ -49,6 +52,7 @@ def greedy_search(
     Returns:
         B lists of token ids, without the start token and the final ``eos_id``.
     """
+    check_int(max_new_tokens, "max_new_tokens", minimum=1, allow_none=True)
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens)
     steps = int(limits.max())
@@ -76,9 +80,18 @@ def greedy_search(
     return results
 
 
+def check_beam_options(beam_size: int, alpha: float, vocab_size: int | None = None) -> None:
+    """Raises unless ``beam_size`` is an int in [1, vocab_size] (>= 1 if None) and ``alpha`` a finite number >= 0."""
+    check_int(beam_size, "beam_size", 1, vocab_size)
+    check_number(alpha, "alpha (length penalty)", minimum=0)
+
+
 def length_penalty(length: int, alpha: float) -> float:
-    """GNMT length penalty ((5 + length) / 6) ** alpha; alpha = 0 disables normalisation."""
-    return ((5.0 + length) / 6.0) ** alpha
+    """GNMT length penalty ((5 + length) / 6) ** alpha; alpha = 0 disables normalisation (inf past float range)."""
+    try:
+        return ((5.0 + length) / 6.0) ** alpha
+    except OverflowError:  # a huge alpha: every hypothesis scores -0.0, none is preferred
+        return math.inf
 
 
 @torch.inference_mode()
@@ -96,17 +109,15 @@ def beam_search(
         model: an encoder-decoder model.
         src_ids: (B, S) source token ids.
         src_padding_mask: (B, S) bool, True = real token.
-        beam_size: K hypotheses kept per sentence.
-        alpha: length-penalty exponent (0.6 in the paper).
+        beam_size: K hypotheses kept per sentence, at most the target vocabulary size.
+        alpha: length-penalty exponent (0.6 in the paper), finite and >= 0.
         max_new_tokens: limit on generated tokens (default: source length + 50).
 
     Returns:
         For each source, the best hypothesis' token ids without the start token and ``eos_id``.
     """
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    if alpha < 0:
-        raise ValueError(f"alpha (length penalty) must be >= 0, got {alpha}")
+    check_beam_options(beam_size, alpha, getattr(model.config, "tgt_vocab_size", None))
+    check_int(max_new_tokens, "max_new_tokens", minimum=1, allow_none=True)
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens).tolist()
     c = model.config

@@ -10,6 +10,7 @@ from formers.data.image_transforms import Preprocessing
 from formers.data.images import read_image
 from formers.devices import resolve_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
+from formers.layers import check_int
 
 
 def classify_images(
@@ -27,8 +28,9 @@ def classify_images(
         FileNotFoundError: a missing image, checkpoint or ``preprocessing.json``.
         ValueError: an unreadable image file (named), a model that is not an image classifier, ``top_k < 1``.
     """
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    check_int(top_k, "top_k", minimum=1)
+    if isinstance(paths, (str, Path)):
+        raise TypeError(f"paths must be a list of image files, got one {type(paths).__name__}; pass [path]")
     if not paths:
         raise ValueError("no image files given")
     directory = resolve_checkpoint_dir(directory)

@@ -5,6 +5,8 @@ for casing), e.g. sentence-transformers' all-MiniLM-L6-v2. Embeddings are the me
 (or the ``[CLS]`` state when ``1_Pooling/config.json`` says so), L2-normalised unless asked otherwise. The
 vocabulary is checked against the checkpoint and every sentence against the length limit (the model's
 ``max_seq_len``, and sentence-transformers' ``max_seq_length`` when the directory sets one) before the model runs.
+A blank sentence (empty or only whitespace) is refused, naming it: its embedding would be that of ``[CLS] [SEP]``
+alone, which means nothing and would sit among the real ones unnoticed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from formers.data.tokenizers.wordpiece import WordPieceTokenizer, check_vocab_ma
 from formers.devices import resolve_device
 from formers.files import atomic_file
 from formers.hub import from_pretrained, resolve_checkpoint_dir
+from formers.layers import check_int, check_text
 from formers.models.bert import BertEncoder, mean_pool
 
 POOLING_CONFIG = Path("1_Pooling") / "config.json"
@@ -95,7 +98,7 @@ def embed_texts(
     Args:
         encoder: a BERT encoder (in eval mode).
         tokenizer: its WordPiece tokenizer (checked with :func:`check_vocab_matches` by the caller).
-        texts: N sentences.
+        texts: N sentences, none blank.
         max_length: longest input in tokens, ``[CLS]`` and ``[SEP]`` included.
         batch_size: sentences per forward pass.
         pooling: ``"mean"`` over real tokens, or ``"cls"`` (the first token's state).
@@ -107,15 +110,20 @@ def embed_texts(
         (N, D) float32 embeddings on the CPU, in the order of ``texts``.
 
     Raises:
-        ValueError: a sentence is longer than ``max_length`` and ``truncate`` is False (checked for all
-            sentences before the model runs), or bad ``batch_size``/``pooling``.
+        ValueError: a sentence is blank, not UTF-8 text, or longer than ``max_length`` while ``truncate`` is False
+            (checked for all sentences before the model runs), or bad ``batch_size``/``pooling``.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int(batch_size, "batch_size", minimum=1)
     if pooling not in ("mean", "cls"):
         raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of sentences, got one str; pass [text]")
     if not texts:
         raise ValueError("no sentences to embed")
+    for i, t in enumerate(texts):
+        check_text(t, f"sentence {i + 1}")
+        if not t.strip():
+            raise ValueError(f"sentence {i + 1} is empty; give at least one word to embed")
     rows = [tokenizer.encode(t, max_length=max_length, truncation=True) for t in texts]
     if not truncate:
         for i, t in enumerate(texts):

@@ -1,4 +1,8 @@
-"""Translating text end to end: tokenize, batch by length, decode (greedy or beam), detokenize."""
+"""Translating text end to end: tokenize, batch by length, decode (greedy or beam), detokenize.
+
+A blank sentence (empty or only whitespace) translates to an empty one without reaching the model, so that the
+translations stay aligned with the sources line for line.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import torch
 from torch import nn
 
 from formers.data.tokenizers.base import Tokenizer
-from formers.generation.seq2seq import beam_search, greedy_search
+from formers.generation.seq2seq import beam_search, check_beam_options, greedy_search
+from formers.layers import check_int, check_text
 
 
 class Translator:
@@ -18,16 +23,19 @@ class Translator:
         model: a trained encoder-decoder (:class:`~formers.models.transformer.Transformer`,
             :class:`~formers.models.rnn.RNNSeq2Seq`; put in eval mode here).
         tokenizer: the joint subword tokenizer saved with the model.
-        beam_size: 1 for greedy decoding, else beam search.
-        alpha: length-penalty exponent for beam search.
+        beam_size: 1 for greedy decoding, else beam search (at most the target vocabulary size).
+        alpha: length-penalty exponent for beam search (finite, >= 0).
         max_tokens: source tokens per batch (sentences are sorted by length, results returned in input order).
+
+    Raises:
+        TypeError, ValueError: a bad ``beam_size``, ``alpha`` or ``max_tokens`` (named, with the value given).
     """
 
     def __init__(
         self, model: nn.Module, tokenizer: Tokenizer, beam_size: int = 4, alpha: float = 0.6, max_tokens: int = 4096
     ) -> None:
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        check_beam_options(beam_size, alpha, model.config.tgt_vocab_size)
+        check_int(max_tokens, "max_tokens", minimum=1)
         if tokenizer.pad_id is None:
             raise ValueError(f"tokenizer must have a pad_id to batch sources, got a {type(tokenizer).__name__} without")
         self.model = model.eval()
@@ -41,12 +49,15 @@ class Translator:
         return next(self.model.parameters()).device
 
     def encode_sources(self, texts: list[str]) -> list[list[int]]:
-        """Tokenizes sources, raising on empty sentences and ones longer than the model accepts."""
+        """Tokenizes sources: no ids for a blank sentence; raises on a sentence that is no UTF-8 text, encodes to no
+        tokens, or is longer than the model accepts (naming its index)."""
         limit = self.model.config.max_seq_len
         encoded = []
         for i, text in enumerate(texts):
+            check_text(text, f"source sentence {i}")
             if not text.strip():
-                raise ValueError(f"source sentence {i} is empty; give at least one word to translate")
+                encoded.append([])
+                continue
             ids = self.tokenizer.encode(text)
             if not ids:
                 raise ValueError(f"source sentence {i} ({text!r}) encodes to no tokens")
@@ -58,10 +69,12 @@ class Translator:
         return encoded
 
     def translate(self, texts: Iterable[str]) -> list[str]:
-        """Translates each sentence; returns detokenized translations in input order."""
+        """Translates each sentence; returns detokenized translations in input order ("" for a blank sentence)."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of sentences, got one str; pass [text]")
         texts = list(texts)
         encoded = self.encode_sources(texts)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        order = sorted((i for i in range(len(encoded)) if encoded[i]), key=lambda i: len(encoded[i]))
         results: list[str] = [""] * len(texts)
         start = 0
         while start < len(order):

@@ -8,4 +8,4 @@ Each converter module registers itself for the formats it reads (``@register_con
 
 from __future__ import annotations
 
-from formers.interop import bert, efficientformer, gpt2, marian, swin, tnt, vit  # noqa: F401  (registration)
+from formers.interop import bert, detr, efficientformer, gpt2, marian, swin, tnt, vit  # noqa: F401  (registration)

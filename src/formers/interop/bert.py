@@ -39,7 +39,7 @@ from formers.models.bert import (
     BertForPreTraining,
     BertModel,
 )
-from formers.registry import register_converter
+from formers.registry import build_model, register_converter
 
 PREFIX = "bert."
 WORD = "embeddings.word_embeddings.weight"
@@ -237,9 +237,9 @@ def bert_from_hf(
     state = convert_bert_state_dict(hf_state, masked_lm, next_sentence=pretraining)
     model: BertModel | BertForMaskedLM | BertForPreTraining
     if pretraining:
-        model = BertForPreTraining(config)
+        model = build_model(BertForPreTraining, config)
     else:
-        model = BertForMaskedLM(config) if masked_lm else BertModel(config)
+        model = build_model(BertForMaskedLM if masked_lm else BertModel, config)
     if not masked_lm and "pooler.weight" not in state:
         warnings.warn(f"{source} holds no pooler weights: the pooler keeps its random init", stacklevel=2)
         state.update({k: v for k, v in model.state_dict().items() if k.startswith("pooler.")})

@@ -34,7 +34,7 @@ from formers.files import load_state_into
 from formers.interop.keymap import KeyMap, Transform
 from formers.layers.attention_bias import grid_offset_index
 from formers.models.efficientformer import EfficientFormer, EfficientFormerConfig
-from formers.registry import register_converter
+from formers.registry import build_model, register_converter
 
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 _WB = ("weight", "bias")
@@ -243,6 +243,6 @@ def load_timm_efficientformer(
             grid's range).
     """
     config = config_from_timm_state(model_name, state_dict, overrides)
-    model = EfficientFormer(config)
+    model = build_model(EfficientFormer, config)
     load_state_into(model, convert_timm_state_dict(state_dict, config), source=f"timm {model_name} state dict")
     return model.eval()

@@ -28,7 +28,7 @@ from formers.files import GENERATION_CONFIG_NAME
 from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import TRANSPOSE, KeyMap, KeyRule
 from formers.models.gpt import GPT, GPTConfig
-from formers.registry import register_converter
+from formers.registry import build_model, register_converter
 
 PREFIX = "transformer."
 WTE = "transformer.wte.weight"
@@ -222,7 +222,7 @@ def to_gpt2_state_dict(state: dict[str, Tensor], config: GPTConfig) -> dict[str,
 def gpt2_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path) -> tuple[GPT, dict[str, Tensor]]:
     """A formers ``GPT`` for a Hugging Face GPT-2 ``config.json`` and its weights renamed to formers' keys."""
     config = config_from_gpt2(meta)
-    return GPT(config), convert_gpt2_state_dict(hf_state, config)
+    return build_model(GPT, config), convert_gpt2_state_dict(hf_state, config)
 
 
 def save_gpt2_directory(model: GPT, directory: str | Path) -> Path:

@@ -32,7 +32,7 @@ from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import ROW_VECTOR, KeyMap, KeyRule
 from formers.layers import sinusoidal_table
 from formers.models.transformer import Transformer, TransformerConfig
-from formers.registry import register_converter
+from formers.registry import build_model, register_converter
 
 SHARED = "model.shared.weight"
 ENCODER_EMBED = "model.encoder.embed_tokens.weight"
@@ -309,7 +309,7 @@ def marian_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Pa
         ValueError: tensors that are one tensor in the configured model hold different values in the file.
     """
     state = convert_marian_state_dict(hf_state)
-    model = Transformer(config_from_marian(meta, state))
+    model = build_model(Transformer, config_from_marian(meta, state))
     for names in tied_groups(model).values():
         first = names[0]
         for other in names[1:]:

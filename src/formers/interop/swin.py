@@ -33,7 +33,7 @@ from formers.files import load_state_into
 from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import KeyMap
 from formers.models.swin import SwinConfig, SwinTransformer
-from formers.registry import register_converter
+from formers.registry import build_model, register_converter
 
 # Block sub-modules: (formers, timm); formers names are relative to ``stages.{i}.blocks.{j}``.
 _TIMM_BLOCK = [
@@ -214,7 +214,7 @@ def to_timm_state_dict(model: SwinTransformer) -> dict[str, Tensor]:
 def load_timm_swin(model_name: str, state_dict: dict[str, Tensor], overrides: dict[str, Any]) -> SwinTransformer:
     """Builds the formers Swin equivalent to timm model ``model_name`` and loads ``state_dict`` (eval mode)."""
     config = timm_config(model_name, state_dict, overrides)
-    model = SwinTransformer(config)
+    model = build_model(SwinTransformer, config)
     load_state_into(model, convert_timm_state_dict(state_dict), Path(f"<timm {model_name}>"))
     return model.eval()
 
@@ -343,7 +343,7 @@ def swin_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path
     tables = [state[f"stages.{i}.blocks.0.rel_pos.table"] for i in range(len(config.depths))]
     windows = [(math.isqrt(t.shape[0]) + 1) // 2 for t in tables]
     _check_windows(config, windows, str(source))
-    return SwinTransformer(config), state
+    return build_model(SwinTransformer, config), state
 
 
 def save_swin_directory(model: SwinTransformer, directory: str | Path) -> Path:

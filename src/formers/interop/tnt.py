@@ -39,7 +39,7 @@ from formers.config import apply_overrides
 from formers.files import load_state_into
 from formers.interop.keymap import KeyMap
 from formers.models.tnt import TNT, TNTConfig, TNTLegacy
-from formers.registry import register_converter
+from formers.registry import build_model, register_converter
 
 # (formers module, timm module) pairs; each maps its ``weight`` and ``bias``.
 _TOP = [
@@ -231,6 +231,6 @@ def load_timm_tnt(model_name: str, state_dict: dict[str, Tensor], overrides: dic
         The formers model in eval mode: a ``TNTLegacy`` for the first release's layout, else a ``TNT``.
     """
     config = config_from_timm_tnt(model_name, state_dict, overrides or {})
-    model = TNTLegacy(config) if is_legacy(state_dict) else TNT(config)
+    model = build_model(TNTLegacy if is_legacy(state_dict) else TNT, config)
     load_state_into(model, convert_timm_tnt_state_dict(state_dict), f"timm {model_name} state dict")
     return model.eval()

@@ -35,7 +35,7 @@ from formers.files import load_state_into
 from formers.interop.hf_directory import write_hf_directory
 from formers.interop.keymap import KeyMap, check_keys
 from formers.models.vit import ViT, ViTConfig
-from formers.registry import register_converter
+from formers.registry import build_model, register_converter
 
 # ---------------------------------------------------------------------------------------------------- timm
 
@@ -199,7 +199,7 @@ def load_timm_vit(model_name: str, state_dict: dict[str, Tensor], overrides: dic
         The model in eval mode.
     """
     config = timm_vit_config(model_name, state_dict, overrides)
-    model = ViT(config)
+    model = build_model(ViT, config)
     load_state_into(model, convert_timm_vit_state_dict(state_dict), Path(f"<timm {model_name} state dict>"))
     return model.eval()
 
@@ -389,7 +389,7 @@ def vit_from_hf(meta: dict[str, Any], hf_state: dict[str, Tensor], source: Path)
         raise ValueError(f"{source} holds a mask token (ViTForMaskedImageModeling), which formers does not implement")
     head = hf_state.get("classifier.weight")
     config = config_from_hf_vit(meta, num_classes=0 if head is None else head.shape[0])
-    return ViT(config), convert_hf_vit_state_dict(hf_state)
+    return build_model(ViT, config), convert_hf_vit_state_dict(hf_state)
 
 
 def save_vit_directory(model: ViT, directory: str | Path) -> Path:

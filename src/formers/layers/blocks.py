@@ -2,6 +2,10 @@
 
 The post-norm classes follow Vaswani et al. 2017 sec. 3.1; the pre-norm subclasses (x = x + Sublayer(LN(x)))
 train more stably when deep and are what GPT-2 and ViT use. Both share parameters and names.
+
+Positional encodings can be given to every attention layer instead of once at the input, as DETR does (Carion et
+al. 2020, fig. 10): ``pos`` / ``query_pos`` / ``memory_pos`` are added to the queries and keys of the attention
+inputs, never to the values. That needs separate q/k/v projections (:class:`MultiHeadAttention`).
 """
 
 from __future__ import annotations
@@ -55,9 +59,25 @@ class EncoderBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def _attend(
-        self, x: Tensor, attn_mask: Tensor | None, attn_bias: Tensor | None, is_causal: bool, cache: KVCache | None
+        self,
+        x: Tensor,
+        attn_mask: Tensor | None,
+        attn_bias: Tensor | None,
+        is_causal: bool,
+        cache: KVCache | None,
+        pos: Tensor | None = None,
     ) -> Tensor:
-        out = self.self_attn(x, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=is_causal, cache=cache)
+        if pos is None:
+            out = self.self_attn(x, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=is_causal, cache=cache)
+        elif isinstance(self.self_attn, MultiHeadAttention):
+            query_key = x + pos  # positions reach the queries and keys, not the values
+            out = self.self_attn(
+                query_key, query_key, x, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=is_causal, cache=cache
+            )
+        else:
+            raise ValueError(
+                f"pos needs separate query/key/value projections; {type(self).__name__} fuses them (SelfAttention)"
+            )
         return self.drop_path(self.dropout(out))
 
     def _feed_forward(self, x: Tensor) -> Tensor:
@@ -70,6 +90,7 @@ class EncoderBlock(nn.Module):
         attn_bias: Tensor | None = None,
         is_causal: bool = False,
         cache: KVCache | None = None,
+        pos: Tensor | None = None,
     ) -> Tensor:
         """(B, T, D) -> (B, T, D).
 
@@ -78,8 +99,9 @@ class EncoderBlock(nn.Module):
             attn_bias: additive bias broadcastable to (B, H, T, T_total).
             is_causal: causal self-attention (decoder-only models).
             cache: KV cache holding earlier positions (incremental decoding); T_total counts them too.
+            pos: positional encodings (B or 1, T, D) added to the attention's queries and keys (not its values).
         """
-        x = self.self_attn_norm(x + self._attend(x, attn_mask, attn_bias, is_causal, cache))
+        x = self.self_attn_norm(x + self._attend(x, attn_mask, attn_bias, is_causal, cache, pos))
         return self.ffn_norm(x + self._feed_forward(x))
 
 
@@ -93,9 +115,10 @@ class PreNormEncoderBlock(EncoderBlock):
         attn_bias: Tensor | None = None,
         is_causal: bool = False,
         cache: KVCache | None = None,
+        pos: Tensor | None = None,
     ) -> Tensor:
         """Same contract as :meth:`EncoderBlock.forward`."""
-        x = x + self._attend(self.self_attn_norm(x), attn_mask, attn_bias, is_causal, cache)
+        x = x + self._attend(self.self_attn_norm(x), attn_mask, attn_bias, is_causal, cache, pos)
         return x + self._feed_forward(self.ffn_norm(x))
 
 
@@ -137,11 +160,34 @@ class DecoderBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
-    def _self_attn(self, x: Tensor, self_mask: Tensor | None, cache: KVCache | None) -> Tensor:
-        return self.dropout(self.self_attn(x, attn_mask=self_mask, is_causal=True, cache=cache))
+    def _self_attn(
+        self,
+        x: Tensor,
+        self_mask: Tensor | None,
+        cache: KVCache | None,
+        query_pos: Tensor | None = None,
+        is_causal: bool = True,
+    ) -> Tensor:
+        query_key = x if query_pos is None else x + query_pos  # positions reach the queries and keys only
+        out = self.self_attn(query_key, query_key, x, attn_mask=self_mask, is_causal=is_causal, cache=cache)
+        return self.dropout(out)
 
-    def _cross_attn(self, x: Tensor, memory: Tensor | None, memory_mask: Tensor | None, memory_kv) -> Tensor:
-        out = self.cross_attn(x, memory, attn_mask=memory_mask, kv=memory_kv)
+    def _cross_attn(
+        self,
+        x: Tensor,
+        memory: Tensor | None,
+        memory_mask: Tensor | None,
+        memory_kv,
+        query_pos: Tensor | None = None,
+        memory_pos: Tensor | None = None,
+    ) -> Tensor:
+        query = x if query_pos is None else x + query_pos
+        if memory_pos is None:
+            out = self.cross_attn(query, memory, attn_mask=memory_mask, kv=memory_kv)
+        elif memory_kv is not None or memory is None:
+            raise ValueError("memory_pos needs memory itself: precomputed memory_kv already hold their keys")
+        else:
+            out = self.cross_attn(query, memory + memory_pos, memory, attn_mask=memory_mask)
         return self.dropout(out)
 
     def forward(
@@ -152,18 +198,26 @@ class DecoderBlock(nn.Module):
         memory_mask: Tensor | None = None,
         cache: KVCache | None = None,
         memory_kv: tuple[Tensor, Tensor] | None = None,
+        *,
+        query_pos: Tensor | None = None,
+        memory_pos: Tensor | None = None,
+        is_causal: bool = True,
     ) -> Tensor:
         """Decodes x (B, T, D) against memory (B, S, Dm).
 
         Args:
-            self_mask: extra boolean mask on self-attention (B or 1, 1, T, T_total) (target padding);
-                causality is always applied.
+            self_mask: extra boolean mask on self-attention (B or 1, 1, T, T_total) (target padding).
             memory_mask: boolean (B, 1, 1, S), True = real source token.
             cache: self-attention KV cache for incremental decoding.
             memory_kv: cross-attention keys/values precomputed from memory (then ``memory`` may be None).
+            query_pos: positional encodings (B or 1, T, D) added to the self-attention's queries and keys and to
+                the cross-attention's queries (DETR's object queries).
+            memory_pos: positional encodings (B or 1, S, Dm) added to the cross-attention's keys.
+            is_causal: causal self-attention (sequence decoding); False lets every position see every other
+                (DETR decodes its set of queries in parallel).
         """
-        x = self.self_attn_norm(x + self._self_attn(x, self_mask, cache))
-        x = self.cross_attn_norm(x + self._cross_attn(x, memory, memory_mask, memory_kv))
+        x = self.self_attn_norm(x + self._self_attn(x, self_mask, cache, query_pos, is_causal))
+        x = self.cross_attn_norm(x + self._cross_attn(x, memory, memory_mask, memory_kv, query_pos, memory_pos))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
@@ -178,8 +232,12 @@ class PreNormDecoderBlock(DecoderBlock):
         memory_mask: Tensor | None = None,
         cache: KVCache | None = None,
         memory_kv: tuple[Tensor, Tensor] | None = None,
+        *,
+        query_pos: Tensor | None = None,
+        memory_pos: Tensor | None = None,
+        is_causal: bool = True,
     ) -> Tensor:
         """Same contract as :meth:`DecoderBlock.forward`."""
-        x = x + self._self_attn(self.self_attn_norm(x), self_mask, cache)
-        x = x + self._cross_attn(self.cross_attn_norm(x), memory, memory_mask, memory_kv)
+        x = x + self._self_attn(self.self_attn_norm(x), self_mask, cache, query_pos, is_causal)
+        x = x + self._cross_attn(self.cross_attn_norm(x), memory, memory_mask, memory_kv, query_pos, memory_pos)
         return x + self.dropout(self.ffn(self.ffn_norm(x)))

@@ -1,4 +1,4 @@
-"""Positional encodings: the paper's fixed sinusoids and learned position embeddings."""
+"""Positional encodings: the paper's fixed sinusoids, learned position embeddings and DETR's 2-D sines."""
 
 from __future__ import annotations
 
@@ -104,3 +104,47 @@ def resample_grid_positions(
     grid = table.float().reshape(-1, gh, gw, d).permute(0, 3, 1, 2)  # (..., Gh*Gw, D) -> (N, D, Gh, Gw)
     grid = F.interpolate(grid, size=(nh, nw), mode="bicubic", align_corners=False, antialias=antialias)
     return grid.permute(0, 2, 3, 1).reshape(*lead, nh * nw, d).to(table.dtype)  # (N, D, Nh, Nw) -> (..., Nh*Nw, D)
+
+
+def sine_position_grid(
+    padding_mask: Tensor,
+    embed_dim: int,
+    temperature: float = 10000.0,
+    scale: float = 2 * math.pi,
+    eps: float = 1e-6,
+) -> Tensor:
+    """2-D sinusoidal positions of a feature map, normalised to each image's real extent (DETR's
+    ``PositionEmbeddingSine(normalize=True)``, Carion et al. 2020, sec. A.4).
+
+    Row and column indices count real cells only (a cumulative sum of the mask), are divided by the real height
+    and width of their column/row and scaled to [0, ``scale``]: an image padded into a larger batch gets the
+    positions it gets alone. Each coordinate is encoded by ``embed_dim / 2`` interleaved sines and cosines as in
+    :func:`sinusoidal_table`; the y encoding comes first, then the x encoding.
+
+    Args:
+        padding_mask: (B, H, W) bool, True = real cell (padding at the bottom/right).
+        embed_dim: D, a multiple of 4.
+        temperature: base of the geometric frequency progression.
+        scale: the largest (normalised) coordinate.
+        eps: keeps all-padding rows/columns finite.
+
+    Returns:
+        (B, H, W, D) float32.
+    """
+    if embed_dim % 4 != 0:
+        raise ValueError(f"2-D sine positions need embed_dim divisible by 4, got {embed_dim}")
+    if padding_mask.dim() != 3:
+        raise ValueError(f"padding_mask must have shape (batch, height, width), got {tuple(padding_mask.shape)}")
+    half = embed_dim // 2
+    real = padding_mask.float()
+    y = real.cumsum(1)  # (B, H, W): 1-based row index among the real cells
+    x = real.cumsum(2)  # (B, H, W)
+    y = y / (y[:, -1:, :] + eps) * scale
+    x = x / (x[:, :, -1:] + eps) * scale
+    index = torch.arange(half, device=padding_mask.device).float()
+    freq = temperature ** (2 * torch.div(index, 2, rounding_mode="floor") / half)  # (D/2,)
+    pos_x = x[..., None] / freq  # (B, H, W, D/2)
+    pos_y = y[..., None] / freq  # (B, H, W, D/2)
+    pos_x = torch.stack([pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()], dim=-1).flatten(3)  # (B, H, W, D/4, 2) -> (B, H, W, D/2)
+    pos_y = torch.stack([pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()], dim=-1).flatten(3)  # (B, H, W, D/4, 2) -> (B, H, W, D/2)
+    return torch.cat([pos_y, pos_x], dim=-1)  # (B, H, W, D)

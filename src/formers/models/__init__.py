@@ -1,3 +1,14 @@
 """Model families; importing this package registers every variant."""
 
-from formers.models import bert, efficientformer, gpt, rnn, swin, tnt, transformer, vit, word2vec  # noqa: F401
+from formers.models import (  # noqa: F401
+    bert,
+    detr,
+    efficientformer,
+    gpt,
+    rnn,
+    swin,
+    tnt,
+    transformer,
+    vit,
+    word2vec,
+)

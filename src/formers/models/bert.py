@@ -29,6 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.config import (
+    Count,
+    Epsilon,
+    NumClasses,
+    Probability,
+    SeqLen,
+    TokenId,
+    VocabSize,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     EncoderBlock,
     LearnedPositionalEmbedding,
@@ -51,21 +62,22 @@ from formers.registry import register_family, register_model
 class BertConfig:
     """Hyper-parameters of a BERT encoder and its heads (defaults: BERT-base, uncased vocabulary)."""
 
-    vocab_size: int = 30522
-    embed_dim: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    ffn_dim: int = 3072
-    max_seq_len: int = 512
-    type_vocab_size: int = 2
-    dropout: float = 0.1  # on embeddings, each sublayer output and before classifiers
-    attn_dropout: float = 0.1
-    layer_norm_eps: float = 1e-12
-    pad_id: int = 0
+    vocab_size: VocabSize = 30522
+    embed_dim: Width = 768
+    num_layers: Count = 12
+    num_heads: Count = 12
+    ffn_dim: Width = 3072
+    max_seq_len: SeqLen = 512
+    type_vocab_size: VocabSize = 2
+    dropout: Probability = 0.1  # on embeddings, each sublayer output and before classifiers
+    attn_dropout: Probability = 0.1
+    layer_norm_eps: Epsilon = 1e-12
+    pad_id: TokenId = 0
     tokenizer: dict = field(default_factory=dict)  # tokenizer metadata saved with checkpoints
-    num_labels: int = 2  # classification heads only
+    num_labels: NumClasses = 2  # classification heads only
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.embed_dim % self.num_heads != 0:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         if not 0 <= self.pad_id < self.vocab_size:

@@ -37,6 +37,17 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.config import (
+    MAX_LAYERS,
+    Count,
+    Epsilon,
+    NumClasses,
+    Pixels,
+    Probability,
+    Ratio,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     DropPath,
     FeedForward,
@@ -59,34 +70,35 @@ STEM_STRIDE = 4
 class EfficientFormerConfig:
     """Hyper-parameters of an EfficientFormer (defaults: EfficientFormer-L1 at 224x224, ImageNet-1k)."""
 
-    image_size: int = 224  # fixes the attention-bias grid: ceil(image_size / total stride) per side
-    in_channels: int = 3
-    num_classes: int = 1000  # 0: the heads return the pooled features
-    depths: tuple[int, ...] = (3, 2, 6, 4)  # MetaBlocks per stage
-    embed_dims: tuple[int, ...] = (48, 96, 224, 448)  # channels per stage
+    image_size: Pixels = 224  # fixes the attention-bias grid: ceil(image_size / total stride) per side
+    in_channels: Width = 3
+    num_classes: NumClasses = 1000  # 0: the heads return the pooled features
+    depths: tuple[Count, ...] = (3, 2, 6, 4)  # MetaBlocks per stage
+    embed_dims: tuple[Width, ...] = (48, 96, 224, 448)  # channels per stage
     downsamples: tuple[bool, ...] = (False, True, True, True)  # stride-2 conv at the start of each stage
-    num_attn_blocks: int = 1  # the last stage's final blocks that are 3-D attention blocks (timm's num_vit)
-    num_heads: int = 8
-    key_dim: int = 32  # query/key width per head
-    attn_ratio: float = 4.0  # value width per head = attn_ratio * key_dim
-    mlp_ratio: float = 4.0
-    pool_size: int = 3
+    num_attn_blocks: Count = 1  # the last stage's final blocks that are 3-D attention blocks (timm's num_vit)
+    num_heads: Count = 8
+    key_dim: Width = 32  # query/key width per head
+    attn_ratio: Ratio = 4.0  # value width per head = attn_ratio * key_dim
+    mlp_ratio: Ratio = 4.0
+    pool_size: Pixels = 3
     layer_scale_init: float = 1e-5
-    dropout: float = 0.0  # inside the FFNs (timm's proj_drop_rate)
-    attn_dropout: float = 0.0
-    head_dropout: float = 0.0  # on the pooled features before the classifiers (timm's drop_rate)
-    drop_path_rate: float = 0.0
-    layer_norm_eps: float = 1e-5
+    dropout: Probability = 0.0  # inside the FFNs (timm's proj_drop_rate)
+    attn_dropout: Probability = 0.0
+    head_dropout: Probability = 0.0  # on the pooled features before the classifiers (timm's drop_rate)
+    drop_path_rate: Probability = 0.0
+    layer_norm_eps: Epsilon = 1e-5
 
     def __post_init__(self) -> None:
+        check_fields(self)
         n = len(self.depths)
         if n == 0 or len(self.embed_dims) != n or len(self.downsamples) != n:
             raise ValueError(
                 f"depths, embed_dims and downsamples need one entry per stage, got {len(self.depths)}, "
                 f"{len(self.embed_dims)} and {len(self.downsamples)}"
             )
-        if any(d < 1 for d in self.depths) or any(d < 1 for d in self.embed_dims):
-            raise ValueError(f"depths and embed_dims must be positive, got {self.depths} and {self.embed_dims}")
+        if sum(self.depths) > MAX_LAYERS:
+            raise ValueError(f"depths must add up to at most {MAX_LAYERS} blocks, got {sum(self.depths)}")
         for i in range(1, n):
             if not self.downsamples[i] and self.embed_dims[i] != self.embed_dims[i - 1]:
                 raise ValueError(
@@ -299,7 +311,7 @@ class EfficientFormer(nn.Module):
         Returns:
             (B, N, D) with N = grid_size ** 2 tokens (row-major) and D = embed_dims[-1].
         """
-        check_images(images, "images", self.config.in_channels)
+        images = check_images(images, "images", self.config.in_channels, self.norm.weight.dtype)
         self._check_size(images.shape[2], images.shape[3])
         x = self.stem(images)  # (B, D0, H/4, W/4)
         for stage in self.stages:

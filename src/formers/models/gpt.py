@@ -29,8 +29,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from formers.config import (
+    Count,
+    Epsilon,
+    Probability,
+    SeqLen,
+    TokenId,
+    VocabSize,
+    Width,
+    check_fields,
+)
 from formers.generation.causal_lm import Streamer, generate
 from formers.layers import (
+    ACTIVATIONS,
     FusedPreNormEncoderBlock,
     KVCache,
     LearnedPositionalEmbedding,
@@ -48,26 +59,27 @@ from formers.registry import register_family, register_model
 class GPTConfig:
     """Hyper-parameters of a GPT-2 style language model (defaults: GPT-2 124M)."""
 
-    vocab_size: int = 50257
-    max_seq_len: int = 1024
-    embed_dim: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    ffn_dim: int | None = None  # None: 4 * embed_dim
-    dropout: float = 0.1  # on embeddings and on each sublayer output
-    attn_dropout: float = 0.1
+    vocab_size: VocabSize = 50257
+    max_seq_len: SeqLen = 1024
+    embed_dim: Width = 768
+    num_layers: Count = 12
+    num_heads: Count = 12
+    ffn_dim: Width | None = None  # None: 4 * embed_dim
+    dropout: Probability = 0.1  # on embeddings and on each sublayer output
+    attn_dropout: Probability = 0.1
     bias: bool = True  # biases of the linear layers
-    layer_norm_eps: float = 1e-5
+    layer_norm_eps: Epsilon = 1e-5
     activation: str = "gelu_tanh"
     tie_embeddings: bool = True  # output projection uses the token embedding matrix
-    vocab_multiple: int = 1  # embedding rows rounded up to a multiple (64: 50257 -> 50304, aligned GEMMs)
-    eos_id: int | None = 50256
-    pad_id: int | None = None  # None: generation fills ended rows with eos_id
+    vocab_multiple: Count = 1  # embedding rows rounded up to a multiple (64: 50257 -> 50304, aligned GEMMs)
+    eos_id: TokenId | None = 50256
+    pad_id: TokenId | None = None  # None: generation fills ended rows with eos_id
     tokenizer: dict = field(default_factory=dict)  # tokenizer metadata saved with checkpoints
 
     def __post_init__(self) -> None:
-        if self.vocab_multiple < 1:
-            raise ValueError(f"vocab_multiple must be >= 1, got {self.vocab_multiple}")
+        check_fields(self)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if self.embed_dim % self.num_heads != 0:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         for name in ("eos_id", "pad_id"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -88,3 +88,19 @@ class ImageClassificationOutput:
     """
 
     logits: Tensor
+
+
+@dataclass
+class DetectionOutput:
+    """Set-prediction detection output (DETR).
+
+    Attributes:
+        logits: class scores per query (B, Q, num_classes + 1); the last class is "no object".
+        boxes: (B, Q, 4) normalised (cx, cy, w, h) in [0, 1], relative to each image's real (unpadded) size.
+        aux_outputs: the same predictions from every decoder layer but the last, first layer first (for the
+            auxiliary losses); empty for a single decoder layer.
+    """
+
+    logits: Tensor
+    boxes: Tensor
+    aux_outputs: list[DetectionOutput] = field(default_factory=list)

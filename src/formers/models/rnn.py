@@ -39,6 +39,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from formers.config import (
+    Count,
+    Probability,
+    SeqLen,
+    TokenId,
+    VocabSize,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     LuongAttention,
     OutputProjection,
@@ -56,33 +65,28 @@ from formers.registry import register_family, register_model
 class RNNConfig:
     """Hyper-parameters of the LSTM encoder-decoder (defaults: 2+2 layers, 512-wide embeddings, 1024-wide states)."""
 
-    src_vocab_size: int = 32000
-    tgt_vocab_size: int = 32000
-    embed_dim: int = 512  # D: embeddings and the attentional vector h̃_t
-    hidden_dim: int = 1024  # H: decoder LSTM width and encoder output width (two directions of H / 2)
-    num_encoder_layers: int = 2
-    num_decoder_layers: int = 2
-    dropout: float = 0.3
-    max_seq_len: int = 256
+    src_vocab_size: VocabSize = 32000
+    tgt_vocab_size: VocabSize = 32000
+    embed_dim: Width = 512  # D: embeddings and the attentional vector h̃_t
+    hidden_dim: Width = 1024  # H: decoder LSTM width and encoder output width (two directions of H / 2)
+    num_encoder_layers: Count = 2
+    num_decoder_layers: Count = 2
+    dropout: Probability = 0.3
+    max_seq_len: SeqLen = 256
     share_embeddings: bool = True  # one matrix for source and target tokens (joint vocabulary)
     tie_output: bool = True  # output projection uses the target embedding matrix
-    pad_id: int = 0
-    bos_id: int = 1  # first decoder input ("decoder start")
-    eos_id: int = 2
+    pad_id: TokenId = 0
+    bos_id: TokenId = 1  # first decoder input ("decoder start")
+    eos_id: TokenId = 2
     tokenizer: dict = field(default_factory=dict)  # tokenizer metadata saved with checkpoints
 
     def __post_init__(self) -> None:
-        for name in ("src_vocab_size", "tgt_vocab_size", "embed_dim", "num_encoder_layers", "num_decoder_layers",
-                     "max_seq_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_fields(self)  # types, finiteness and ranges of every field, from the annotations
         if self.hidden_dim < 2 or self.hidden_dim % 2:
             raise ValueError(
                 f"hidden_dim must be even and >= 2 (the bidirectional encoder gives each direction hidden_dim / 2), "
                 f"got {self.hidden_dim}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 f"share_embeddings=True needs src_vocab_size == tgt_vocab_size, got {self.src_vocab_size} "

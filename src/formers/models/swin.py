@@ -34,6 +34,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.config import (
+    MAX_LAYERS,
+    MAX_WIDTH,
+    Count,
+    Epsilon,
+    NumClasses,
+    Pixels,
+    Probability,
+    Ratio,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     DropPath,
     FeedForward,
@@ -60,39 +72,39 @@ from formers.registry import register_family, register_model
 class SwinConfig:
     """Hyper-parameters of a Swin Transformer classifier (defaults: Swin-T, ImageNet-1k, 224x224)."""
 
-    image_size: int = 224  # the size the windows are fitted to (see the module docstring); others are padded
-    patch_size: int = 4
-    in_channels: int = 3
-    num_classes: int = 1000  # 0 = no head: logits are the pooled features
-    embed_dim: int = 96  # width of stage 1; doubles at every stage
-    depths: tuple[int, ...] = (2, 2, 6, 2)
-    num_heads: tuple[int, ...] = (3, 6, 12, 24)
-    window_size: int = 7
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0  # after the embedding, the attention output and inside/after the MLP
-    attn_dropout: float = 0.0
-    drop_path_rate: float = 0.2
-    layer_norm_eps: float = 1e-5  # blocks and final norm; patch embedding/merging norms use 1e-5 (as the references)
+    image_size: Pixels = 224  # the size the windows are fitted to (see the module docstring); others are padded
+    patch_size: Pixels = 4
+    in_channels: Width = 3
+    num_classes: NumClasses = 1000  # 0 = no head: logits are the pooled features
+    embed_dim: Width = 96  # width of stage 1; doubles at every stage
+    depths: tuple[Count, ...] = (2, 2, 6, 2)
+    num_heads: tuple[Count, ...] = (3, 6, 12, 24)
+    window_size: Pixels = 7
+    mlp_ratio: Ratio = 4.0
+    dropout: Probability = 0.0  # after the embedding, the attention output and inside/after the MLP
+    attn_dropout: Probability = 0.0
+    drop_path_rate: Probability = 0.2
+    layer_norm_eps: Epsilon = 1e-5  # blocks and final norm; patch embedding/merging norms use 1e-5 (as the references)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         self.depths, self.num_heads = tuple(self.depths), tuple(self.num_heads)
-        for name in ("image_size", "patch_size", "in_channels", "embed_dim", "window_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
-        if not self.depths or len(self.depths) != len(self.num_heads) or min(self.depths) < 1:
+        if not self.depths or len(self.depths) != len(self.num_heads):
             raise ValueError(
                 f"depths and num_heads need one positive entry per stage, got depths={self.depths}, "
                 f"num_heads={self.num_heads}"
             )
+        if sum(self.depths) > MAX_LAYERS:
+            raise ValueError(f"depths must add up to at most {MAX_LAYERS} blocks, got {sum(self.depths)}")
+        if self.embed_dim * 2 ** (len(self.depths) - 1) > MAX_WIDTH:
+            raise ValueError(
+                f"the last stage's width embed_dim * 2**{len(self.depths) - 1} must be at most {MAX_WIDTH}, got "
+                f"embed_dim={self.embed_dim} with {len(self.depths)} stages"
+            )
         for i, heads in enumerate(self.num_heads):
             width = self.embed_dim * 2**i
-            if heads < 1 or width % heads:
+            if width % heads:
                 raise ValueError(f"stage {i} width {width} (embed_dim * 2**{i}) must divide by num_heads[{i}]={heads}")
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
 
     def stage_resolutions(self) -> list[int]:
         """Side of each stage's map at ``image_size`` (patch grid, then halved, rounding up)."""
@@ -292,7 +304,7 @@ class SwinTransformer(nn.Module):
             (B, H', W', D) with H' = ceil(H / P) halved (rounding up) at every stage after the first,
             D = embed_dim * 2 ** (stages - 1).
         """
-        check_images(images, "images", self.config.in_channels)
+        images = check_images(images, "images", self.config.in_channels, self.norm.weight.dtype)
         p = self.config.patch_size
         h, w = images.shape[-2:]
         if h % p or w % p:

@@ -43,6 +43,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from formers.config import (
+    Count,
+    Epsilon,
+    NumClasses,
+    Pixels,
+    Probability,
+    Ratio,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     DropPath,
     FeedForward,
@@ -63,32 +73,26 @@ from formers.registry import register_family, register_model
 class TNTConfig:
     """Hyper-parameters of a TNT image classifier (defaults: TNT-S, ImageNet-1k at 224x224)."""
 
-    image_size: int = 224
-    patch_size: int = 16
-    in_channels: int = 3
-    num_classes: int = 1000
-    embed_dim: int = 384  # patch (outer) token width D
-    inner_dim: int = 24  # pixel (inner) token width c
-    num_layers: int = 12
-    num_heads: int = 6  # outer attention heads
-    inner_num_heads: int = 4
-    mlp_ratio: float = 4.0  # outer FFN width / D
-    inner_mlp_ratio: float = 4.0  # inner FFN width / c
-    pixel_stride: int = 4  # stride of the 7x7 pixel convolution: ceil(P / stride)^2 pixel tokens per patch
+    image_size: Pixels = 224
+    patch_size: Pixels = 16
+    in_channels: Width = 3
+    num_classes: NumClasses = 1000
+    embed_dim: Width = 384  # patch (outer) token width D
+    inner_dim: Width = 24  # pixel (inner) token width c
+    num_layers: Count = 12
+    num_heads: Count = 6  # outer attention heads
+    inner_num_heads: Count = 4
+    mlp_ratio: Ratio = 4.0  # outer FFN width / D
+    inner_mlp_ratio: Ratio = 4.0  # inner FFN width / c
+    pixel_stride: Pixels = 4  # stride of the 7x7 pixel convolution: ceil(P / stride)^2 pixel tokens per patch
     qkv_bias: bool = False
-    dropout: float = 0.0
-    attn_dropout: float = 0.0
-    drop_path_rate: float = 0.0
-    layer_norm_eps: float = 1e-5
+    dropout: Probability = 0.0
+    attn_dropout: Probability = 0.0
+    drop_path_rate: Probability = 0.0
+    layer_norm_eps: Epsilon = 1e-5
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "patch_size", "in_channels", "embed_dim", "inner_dim", "num_layers", "num_heads",
-                     "inner_num_heads", "pixel_stride"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 0 (0 = no head), got {self.num_classes!r}")
+        check_fields(self)
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})"
@@ -99,12 +103,6 @@ class TNTConfig:
             raise ValueError(
                 f"inner_dim ({self.inner_dim}) must be divisible by inner_num_heads ({self.inner_num_heads})"
             )
-        for name in ("mlp_ratio", "inner_mlp_ratio"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("dropout", "attn_dropout", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
     @property
     def num_patches(self) -> int:
@@ -227,9 +225,10 @@ class TNT(nn.Module):
         """Names of the parameters kept out of weight decay (the class token and position embeddings)."""
         return {"cls_token", "patch_pos", "pixel_pos"}
 
-    def _check(self, images: Tensor) -> None:
+    def _check(self, images: Tensor) -> Tensor:
+        """Checks ``images`` and returns them in the model's dtype."""
         c = self.config
-        check_images(images, "images", c.in_channels)
+        images = check_images(images, "images", c.in_channels, self.cls_token.dtype)
         h, w = images.shape[-2:]
         if h != c.image_size or w != c.image_size:
             raise ValueError(
@@ -238,10 +237,11 @@ class TNT(nn.Module):
                 f"x{c.image_size // c.patch_size} grid of {c.patch_size}x{c.patch_size} patches); resize the "
                 "images or build the model with another image_size"
             )
+        return images
 
     def forward_features(self, images: Tensor) -> Tensor:
         """Images (B, C, H, W) -> final normalised tokens (B, 1 + N, D), class token first."""
-        self._check(images)
+        images = self._check(images)
         b = images.shape[0]
         pixels = self.pixel_embed(images)  # (B*N, n*n, c)
         patches = self.patch_embed(pixels, self.config.num_patches)  # (B, N, D)

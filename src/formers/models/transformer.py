@@ -16,7 +16,18 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from formers.config import (
+    Count,
+    Epsilon,
+    Probability,
+    SeqLen,
+    TokenId,
+    VocabSize,
+    Width,
+    check_fields,
+)
 from formers.layers import (
+    ACTIVATIONS,
     DecoderBlock,
     EncoderBlock,
     KVCache,
@@ -39,20 +50,20 @@ from formers.registry import register_family, register_model
 class TransformerConfig:
     """Hyper-parameters of the encoder-decoder Transformer (defaults: the paper's base model)."""
 
-    src_vocab_size: int = 32000
-    tgt_vocab_size: int = 32000
-    embed_dim: int = 512
-    num_encoder_layers: int = 6
-    num_decoder_layers: int = 6
-    num_heads: int = 8
-    ffn_dim: int = 2048
-    decoder_num_heads: int | None = None  # None: same as num_heads
-    decoder_ffn_dim: int | None = None  # None: same as ffn_dim
-    dropout: float = 0.1
-    attn_dropout: float = 0.0
-    activation_dropout: float = 0.0
+    src_vocab_size: VocabSize = 32000
+    tgt_vocab_size: VocabSize = 32000
+    embed_dim: Width = 512
+    num_encoder_layers: Count = 6
+    num_decoder_layers: Count = 6
+    num_heads: Count = 8
+    ffn_dim: Width = 2048
+    decoder_num_heads: Count | None = None  # None: same as num_heads
+    decoder_ffn_dim: Width | None = None  # None: same as ffn_dim
+    dropout: Probability = 0.1
+    attn_dropout: Probability = 0.0
+    activation_dropout: Probability = 0.0
     activation: str = "relu"
-    max_seq_len: int = 256
+    max_seq_len: SeqLen = 256
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
     sinusoidal_layout: Literal["interleaved", "concatenated"] = "interleaved"
     scale_embedding: bool = True
@@ -61,13 +72,19 @@ class TransformerConfig:
     output_bias: bool = False
     norm_first: bool = False  # pre-norm blocks instead of the paper's post-norm
     final_norm: bool = False  # LayerNorm after the last encoder and decoder block (use with pre-norm)
-    layer_norm_eps: float = 1e-5
-    pad_id: int = 0
-    bos_id: int = 1  # first decoder input ("decoder start")
-    eos_id: int = 2
+    layer_norm_eps: Epsilon = 1e-5
+    pad_id: TokenId = 0
+    bos_id: TokenId = 1  # first decoder input ("decoder start")
+    eos_id: TokenId = 2
     tokenizer: dict = field(default_factory=dict)  # tokenizer metadata saved with checkpoints
 
     def __post_init__(self) -> None:
+        check_fields(self)
+        for heads_name, heads in (("num_heads", self.num_heads), ("decoder_num_heads", self.decoder_num_heads)):
+            if heads is not None and self.embed_dim % heads:
+                raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by {heads_name} ({heads})")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 f"share_embeddings=True needs src_vocab_size == tgt_vocab_size, got {self.src_vocab_size} "

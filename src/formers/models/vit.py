@@ -32,6 +32,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from formers.config import (
+    Count,
+    Epsilon,
+    NumClasses,
+    Pixels,
+    Probability,
+    Ratio,
+    Width,
+    check_fields,
+)
 from formers.layers import (
     FusedPreNormEncoderBlock,
     PatchEmbedding,
@@ -51,27 +61,23 @@ GlobalPool = Literal["token", "avg"]
 class ViTConfig:
     """Hyper-parameters of a Vision Transformer (defaults: ViT-B/16 at 224x224, 1000 classes)."""
 
-    image_size: int = 224  # square training resolution; the position embeddings cover its patch grid
-    patch_size: int = 16
-    in_channels: int = 3
-    num_classes: int = 1000  # 0 = no head (the model returns pooled features)
-    embed_dim: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0  # MLP hidden width = int(embed_dim * mlp_ratio), as timm
-    dropout: float = 0.0
-    attn_dropout: float = 0.0
-    drop_path_rate: float = 0.0
-    layer_norm_eps: float = 1e-6
+    image_size: Pixels = 224  # square training resolution; the position embeddings cover its patch grid
+    patch_size: Pixels = 16
+    in_channels: Width = 3
+    num_classes: NumClasses = 1000  # 0 = no head (the model returns pooled features)
+    embed_dim: Width = 768
+    num_layers: Count = 12
+    num_heads: Count = 12
+    mlp_ratio: Ratio = 4.0  # MLP hidden width = int(embed_dim * mlp_ratio), as timm
+    dropout: Probability = 0.0
+    attn_dropout: Probability = 0.0
+    drop_path_rate: Probability = 0.0
+    layer_norm_eps: Epsilon = 1e-6
     global_pool: GlobalPool = "token"
     pos_embed_antialias: bool = True  # timm's antialiased bicubic resampling (False: Hugging Face's plain bicubic)
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "patch_size", "in_channels", "embed_dim", "num_layers", "num_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 = no head), got {self.num_classes}")
+        check_fields(self)
         if self.embed_dim % self.num_heads != 0:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         if self.image_size % self.patch_size != 0:
@@ -144,11 +150,13 @@ class ViT(nn.Module):
         """Parameters kept out of weight decay (timm's convention): the class token and position embeddings."""
         return {"cls_token", "pos_embed"}
 
-    def _check(self, images: Tensor) -> None:
+    def _check(self, images: Tensor) -> Tensor:
+        """Checks ``images`` and returns them in the model's dtype."""
         c = self.config
-        check_images(images, "images", c.in_channels)
+        images = check_images(images, "images", c.in_channels, self.cls_token.dtype)
         what = f"ViT {c.patch_size}x{c.patch_size} patch grid"
         check_image_size(images.shape[-2], images.shape[-1], "images", c.patch_size, what)
+        return images
 
     def position_embeddings(self, grid: tuple[int, int]) -> Tensor:
         """Position embeddings (1, 1 + Gh * Gw, D) of the class token and a (Gh, Gw) patch grid."""
@@ -168,7 +176,7 @@ class ViT(nn.Module):
         Returns:
             (B, 1 + (H / P) * (W / P), D): the class token first, then the patches in row-major order.
         """
-        self._check(images)
+        images = self._check(images)
         x = self.patch_embed(images)  # (B, Gh, Gw, D)
         b, gh, gw, d = x.shape
         pos = self.position_embeddings((gh, gw))  # (1, 1 + Gh*Gw, D)

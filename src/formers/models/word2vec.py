@@ -35,12 +35,13 @@ compare with gensim at its defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.config import Between, Count, VocabSize, Width, check_fields
 from formers.registry import register_family, register_model
 
 MAX_EXP = 6.0
@@ -67,21 +68,19 @@ class Word2VecConfig:
         cbow_mean: CBOW averages the context vectors (``False``: sums them).
     """
 
-    vocab_size: int = 10_000
-    embed_dim: int = 100
+    vocab_size: VocabSize = 10_000
+    embed_dim: Width = 100
     architecture: str = "skipgram"
-    window: int = 5
+    window: Count = 5
     shrink_windows: bool = True
-    negative: int = 5
-    ns_exponent: float = 0.75
+    negative: Annotated[int, Between(0, 1024)] = 5
+    ns_exponent: Annotated[float, Between(-16.0, 16.0)] = 0.75
     hierarchical_softmax: bool = False
-    sample: float = 1e-3
+    sample: Annotated[float, Between(0.0, 1.0)] = 1e-3
     cbow_mean: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embed_dim", "window"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_fields(self)  # types, finiteness and ranges of every field, from the annotations
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.negative < 0:

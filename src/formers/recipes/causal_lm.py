@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from formers.config import from_dict
+from formers.config import from_dict, to_dict
 from formers.data.corpora import tinyshakespeare_path
 from formers.data.lm import (
     META_FILE,
@@ -23,8 +23,15 @@ from formers.data.lm import (
 from formers.data.tokenizers.joint_bpe import TOKENIZER_FILE
 from formers.data.tokenizers.load import load_tokenizer
 from formers.hub import from_pretrained
-from formers.recipes.recipe import Recipe, RunSetup, model_from_section
+from formers.recipes.recipe import (
+    DATA_SOURCES,
+    Recipe,
+    RunSetup,
+    model_from_section,
+    model_section,
+)
 from formers.tasks.causal_lm import CausalLMTask
+from formers.training.best import best_checkpoint
 
 
 @dataclass
@@ -56,18 +63,36 @@ class LMOptions:
     sample_top_k: int | None = 200
 
 
-def _prepared_dir(data: LMData, run_dir: Path) -> Path:
+RESUMABLE = ("task_options.sample_prompt", "task_options.sample_tokens", "task_options.sample_temperature",
+             "task_options.sample_top_k")
+"""Keys of this task's sections that may change when a run resumes (they only shape the final report)."""
 
-    given = [k for k in ("corpus", "text", "prepared") if getattr(data, k)]
+
+def _check_source(data: LMData) -> None:
+    given = [k for k in DATA_SOURCES["causal_lm"] if getattr(data, k)]
     if len(given) != 1:
-        raise ValueError(f"data needs exactly one of corpus, text or prepared; got {given or 'none'}")
+        raise ValueError(f"data needs exactly one of corpus, text or prepared; got {given or 'none'} "
+                         "(--set data.text=F on the command line replaces the recipe's corpus)")
+    if data.corpus is not None and data.corpus != "tinyshakespeare":
+        raise ValueError(f"data.corpus must be 'tinyshakespeare' (or use data.text), got {data.corpus!r}")
+
+
+def sections(recipe: Recipe) -> dict[str, dict]:
+    """The recipe's ``data``, ``task_options`` and ``model`` sections checked (nothing read or built) and with their
+    defaults filled in."""
+    data = from_dict(LMData, recipe.data, prefix="data.")
+    _check_source(data)
+    options = from_dict(LMOptions, recipe.task_options, prefix="task_options.")
+    return {"data": to_dict(data), "task_options": to_dict(options), "model": model_section(recipe.model)}
+
+
+def _prepared_dir(data: LMData, run_dir: Path) -> Path:
+    _check_source(data)
     if data.prepared:
         folder = Path(data.prepared)
         if not (folder / META_FILE).is_file():
             raise FileNotFoundError(f"data.prepared={str(folder)!r} holds no {META_FILE}; run `formers prepare` first")
         return folder
-    if data.corpus is not None and data.corpus != "tinyshakespeare":
-        raise ValueError(f"data.corpus must be 'tinyshakespeare' (or use data.text), got {data.corpus!r}")
     text = tinyshakespeare_path(data.data_dir) if data.corpus else Path(data.text)
     folder = run_dir / "data"
     if not (folder / META_FILE).is_file():
@@ -104,8 +129,9 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
 def final_report(trainer, tokenizer, eval_set, options: LMOptions, run_dir: Path) -> dict:
     """Validation loss of the final and best weights, and a sample from the best."""
     candidates = {"final": trainer.model}
-    if (run_dir / "checkpoints" / "best").is_dir():
-        candidates["best"] = from_pretrained(run_dir / "checkpoints" / "best", device=trainer.device)
+    best = best_checkpoint(run_dir)
+    if best is not None:
+        candidates["best"] = from_pretrained(best, device=trainer.device)
     task, results = CausalLMTask(), {}
     for name, model in candidates.items():
         start = time.perf_counter()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from formers.config import from_dict
+from formers.config import from_dict, to_dict
 from formers.data.image_transforms import (
     PREPROCESSING_FILE,
     MixUpCutMix,
@@ -26,8 +26,9 @@ from formers.data.images import (
 )
 from formers.devices import resolve_device
 from formers.hub import from_pretrained
-from formers.recipes.recipe import Recipe, RunSetup, model_from_section
+from formers.recipes.recipe import Recipe, RunSetup, model_from_section, model_section
 from formers.tasks.image_classification import ImageClassificationTask
+from formers.training.best import best_checkpoint
 
 
 @dataclass
@@ -64,22 +65,40 @@ class ImageOptions:
     std: list[float] | None = None
 
 
-def load_splits(data: ImageData) -> tuple[ImageSplit, ImageSplit]:
-    """The (train, test) splits a recipe's ``data`` section names, resized to ``data.image_size`` if set."""
-    if data.dataset == "fashion_mnist":
-        train, test = load_fashion_mnist("train", data.data_dir), load_fashion_mnist("test", data.data_dir)
-    elif data.dataset == "digits":
-        train, test = load_digits("train"), load_digits("test")
-    elif data.dataset == "image_folder":
+RESUMABLE = ()
+"""Keys of this task's sections that may change when a run resumes."""
+
+
+def _check_dataset(data: ImageData) -> None:
+    if data.dataset not in ("fashion_mnist", "digits", "image_folder"):
+        raise ValueError(f"data.dataset must be 'fashion_mnist', 'digits' or 'image_folder', got {data.dataset!r}")
+    if data.dataset == "image_folder":
         if not data.train_dir or not data.test_dir:
             raise ValueError("dataset 'image_folder' needs data.train_dir and data.test_dir")
         if data.image_size is None:
             raise ValueError("dataset 'image_folder' needs data.image_size (every image is resized to it)")
+
+
+def sections(recipe: Recipe) -> dict[str, dict]:
+    """The recipe's ``data``, ``task_options`` and ``model`` sections checked (nothing read or built) and with their
+    defaults filled in."""
+    data = from_dict(ImageData, recipe.data, prefix="data.")
+    _check_dataset(data)
+    options = from_dict(ImageOptions, recipe.task_options, prefix="task_options.")
+    return {"data": to_dict(data), "task_options": to_dict(options), "model": model_section(recipe.model)}
+
+
+def load_splits(data: ImageData) -> tuple[ImageSplit, ImageSplit]:
+    """The (train, test) splits a recipe's ``data`` section names, resized to ``data.image_size`` if set."""
+    _check_dataset(data)
+    if data.dataset == "fashion_mnist":
+        train, test = load_fashion_mnist("train", data.data_dir), load_fashion_mnist("test", data.data_dir)
+    elif data.dataset == "digits":
+        train, test = load_digits("train"), load_digits("test")
+    else:
         train_folder = ImageFolder(data.train_dir, data.in_channels, data.image_size)
         train = train_folder.load_all()
         test = ImageFolder(data.test_dir, data.in_channels, data.image_size, train_folder.class_names).load_all()
-    else:
-        raise ValueError(f"data.dataset must be 'fashion_mnist', 'digits' or 'image_folder', got {data.dataset!r}")
     if data.image_size is not None:
         train = ImageSplit(resize_images(train.images, data.image_size), train.labels, train.class_names)
         test = ImageSplit(resize_images(test.images, data.image_size), test.labels, test.class_names)
@@ -101,6 +120,7 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     start = time.perf_counter()
     data = from_dict(ImageData, recipe.data, prefix="data.")
     options = from_dict(ImageOptions, recipe.task_options, prefix="task_options.")
+    print(f"data: loading {data.dataset} ...", flush=True)
     train, test = load_splits(data)
     train, val = holdout(train, data.val_size, recipe.train.seed)
     mean, std = (options.mean, options.std) if options.mean and options.std else channel_mean_std(train.images)
@@ -139,8 +159,9 @@ def final_report(trainer, task: ImageClassificationTask, test_batches, run_dir: 
     precision = trainer.config.precision
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     candidates = {"final": trainer.model}
-    if (run_dir / "checkpoints" / "best").is_dir():
-        candidates["best"] = from_pretrained(run_dir / "checkpoints" / "best", device=device)
+    best = best_checkpoint(run_dir)
+    if best is not None:
+        candidates["best"] = from_pretrained(best, device=device)
     results: dict = {"train_minutes": round(minutes, 2), "hardware": hardware}
     for name, model in candidates.items():
         model.eval()

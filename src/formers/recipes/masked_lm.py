@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from formers.config import from_dict
+from formers.config import from_dict, to_dict
 from formers.data.mlm import (
     MLMCollator,
     MLMLoader,
@@ -23,9 +23,10 @@ from formers.data.tokenizers.wordpiece import WordPieceTokenizer, check_vocab_ma
 from formers.hub import from_pretrained
 from formers.inference.fill_mask import fill_mask
 from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
-from formers.recipes.recipe import Recipe, RunSetup
+from formers.recipes.recipe import Recipe, RunSetup, model_section
 from formers.registry import create_config
 from formers.tasks.masked_lm import MaskedLMTask
+from formers.training.best import best_checkpoint
 
 
 @dataclass
@@ -64,14 +65,32 @@ class MaskedLMOptions:
     )
 
 
-def _documents(data: MaskedLMData) -> list[tuple[str, list[str]]]:
+RESUMABLE = ("task_options.fill_mask_examples",)
+"""Keys of this task's sections that may change when a run resumes (they only shape the final report)."""
+
+
+def _check_source(data: MaskedLMData) -> None:
     if (data.corpus is None) == (data.text is None):
         raise ValueError(f"data needs exactly one of corpus or text, got corpus={data.corpus!r} text={data.text!r}")
-    if data.text is not None:
-        return text_documents(data.text)
-    if data.corpus != "bible-en":
+    if data.corpus is not None and data.corpus != "bible-en":
         raise ValueError(f"data.corpus must be 'bible-en' (or use data.text), got {data.corpus!r}")
-    return bible_documents()
+
+
+def sections(recipe: Recipe) -> dict[str, dict]:
+    """The recipe's ``data``, ``task_options`` and ``model`` sections checked (nothing read or built) and with their
+    defaults filled in."""
+    data = from_dict(MaskedLMData, recipe.data, prefix="data.")
+    _check_source(data)
+    options = from_dict(MaskedLMOptions, recipe.task_options, prefix="task_options.")
+    model = model_section(recipe.model)
+    if not isinstance(create_config(recipe.model["name"]), BertConfig):
+        raise ValueError(f"the masked_lm task trains BERT variants, got model {recipe.model['name']!r}")
+    return {"data": to_dict(data), "task_options": to_dict(options), "model": model}
+
+
+def _documents(data: MaskedLMData) -> list[tuple[str, list[str]]]:
+    _check_source(data)
+    return text_documents(data.text) if data.text is not None else bible_documents()
 
 
 def tokenize_documents(tokenizer, documents: list[list[str]]) -> list[list[list[int]]]:
@@ -147,8 +166,9 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
 def final_report(trainer, tokenizer, eval_set, options: MaskedLMOptions, run_dir: Path) -> dict:
     """Held-out MLM accuracy / perplexity of the final and best weights, and a few fill-mask predictions."""
     candidates = {"final": trainer.model}
-    if (run_dir / "checkpoints" / "best").is_dir():
-        candidates["best"] = from_pretrained(run_dir / "checkpoints" / "best", device=trainer.device)
+    best = best_checkpoint(run_dir)
+    if best is not None:
+        candidates["best"] = from_pretrained(best, device=trainer.device)
     task, results = MaskedLMTask(options.next_sentence_weight), {}
     for name, model in candidates.items():
         metrics = task.evaluate(model.eval(), eval_set)

@@ -7,6 +7,7 @@ keys raise there too). Built-in recipes live next to this file; any YAML/JSON pa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,8 @@ import yaml
 from torch import nn
 
 from formers.config import apply_overrides, from_dict, load_file, to_dict
-from formers.registry import create_model
+from formers.files import atomic_file
+from formers.registry import create_config, create_model, get_entry
 from formers.training.trainer import Trainer, TrainerConfig
 
 
@@ -33,6 +35,7 @@ class OptimConfig:
     schedule: str = "inverse_sqrt"
     warmup_steps: int = 4000
     min_lr_ratio: float = 0.0
+    lr_scales: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> lr multiplier
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Expected:
     value: str = ""
     hardware: str = ""
     time: str = ""
+    notes: str = ""  # how it was measured, baselines, shorter runs: what `formers recipes NAME` adds to the table
 
 
 @dataclass
@@ -58,6 +62,15 @@ class Recipe:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainerConfig = field(default_factory=TrainerConfig)
     expected: Expected = field(default_factory=Expected)
+
+
+DATA_SOURCES: dict[str, tuple[str, ...]] = {
+    "causal_lm": ("corpus", "text", "prepared"),
+    "word2vec": ("corpus", "text", "prepared"),
+    "text_classification": ("dataset", "train_file"),
+    "token_classification": ("dataset", "train_file"),
+}
+"""Per task, the ``data`` keys of which a recipe gives exactly one: where its data comes from."""
 
 
 def _builtin_dir() -> Path:
@@ -92,12 +105,21 @@ def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
             raise ValueError(f"unknown recipe {name_or_path!r}; built-in recipes: {', '.join(names)} (or give a .yaml path)")
         data = load_file(builtin)
     recipe = from_dict(Recipe, data)
-    return apply_overrides(recipe, overrides or {}) if overrides else recipe
+    if not overrides:
+        return recipe
+    # `--set data.text=my.txt` on a recipe that reads a built-in corpus means "this text instead": the override of
+    # one data source replaces the recipe's other (a recipe file giving two still fails, in the task's setup).
+    sources = DATA_SOURCES.get(str(overrides.get("task", recipe.task)), ())
+    chosen = {k.removeprefix("data.") for k, v in overrides.items() if k.startswith("data.") and v is not None}
+    if chosen & set(sources):
+        recipe.data = {k: v for k, v in recipe.data.items() if k not in sources or k in chosen}
+    return apply_overrides(recipe, overrides)
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:
-    """Writes the fully resolved recipe as YAML (the run's record of what was trained)."""
-    path.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False), encoding="utf-8")
+    """Atomically writes the fully resolved recipe as YAML (the run's record of what was trained)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False), encoding="utf-8")
 
 
 @dataclass
@@ -119,6 +141,30 @@ class RunSetup:
     eval_loader: Any
     extra_files: Any
     finalize: Callable[[Trainer], dict[str, Any]]
+
+
+def model_section(section: dict[str, Any]) -> dict[str, Any]:
+    """Checks a registry ``model`` section (``name`` + config overrides) against the variant's config without
+    building anything, and returns it with every config field filled in.
+
+    Values the setup derives from the data later (vocabulary sizes, image size) keep the variant's defaults here.
+
+    Raises:
+        ValueError: no or an unknown ``name``, or a value the config refuses.
+        TypeError: an unknown key (named ``model.<key>``) or a value of the wrong type.
+    """
+    if not isinstance(section, dict) or "name" not in section:
+        raise ValueError("recipe section 'model' needs a 'name' (see `formers list-models`)")
+    overrides = {k: v for k, v in section.items() if k != "name"}
+    base = get_entry(section["name"]).make_config()
+    names = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(
+            f"unknown config key(s) {', '.join('model.' + k for k in unknown)} for model {section['name']!r} "
+            f"({type(base).__name__}); valid keys: {', '.join(sorted(names))}"
+        )
+    return {"name": section["name"], **to_dict(create_config(section["name"], **overrides))}
 
 
 def model_from_section(section: dict[str, Any], **derived: Any) -> nn.Module:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from formers.config import from_dict
+from formers.config import apply_overrides, from_dict, to_dict
 from formers.data.labelled import (
     ClassificationLoader,
     EncodedExample,
@@ -34,6 +34,7 @@ from formers.tasks.text_classification import (
     SequenceClassificationTask,
     TokenClassificationTask,
 )
+from formers.training.best import best_checkpoint
 
 
 def classifier_from_pretrained(
@@ -105,19 +106,50 @@ class ClassificationData:
     max_eval_examples: int | None = None
 
 
-def _files(data: ClassificationData, run_dir: Path) -> dict[str, Path | None]:
+RESUMABLE = ()
+"""Keys of this task's sections that may change when a run resumes."""
+
+
+def _check_files(data: ClassificationData) -> None:
     if data.dataset is not None:
         if data.train_file is not None:
             raise ValueError("give data.dataset or data.train_file, not both")
         if data.dataset != "spam-assassin":
             raise ValueError(f"data.dataset must be 'spam-assassin' (or use data.train_file), got {data.dataset!r}")
+    elif data.train_file is None or data.valid_file is None:
+        raise ValueError("data needs dataset, or train_file and valid_file")
 
+
+def sections(recipe: Recipe) -> dict[str, dict]:
+    """The recipe's ``data``, ``task_options`` and ``model`` sections checked (nothing read or built) and with their
+    defaults filled in (the model's config comes from ``model.pretrained`` later; its overrides must be BERT
+    config fields)."""
+    data = from_dict(ClassificationData, recipe.data, prefix="data.")
+    _check_files(data)
+    if recipe.task_options:
+        raise ValueError(f"the {recipe.task} task takes no task_options, got {sorted(recipe.task_options)}")
+    section = dict(recipe.model)
+    if "pretrained" not in section:
+        raise ValueError("recipe section 'model' needs 'pretrained': a BERT directory (a bert-pretrain run, a formers "
+                         "checkpoint or a Hugging Face BERT directory)")
+    pretrained = section.pop("pretrained")
+    names = {f.name for f in dataclasses.fields(BertConfig)}
+    unknown = sorted(set(section) - names)
+    if unknown:
+        raise TypeError(f"unknown config key(s) {', '.join('model.' + k for k in unknown)} for BertConfig; valid "
+                        f"keys: pretrained, {', '.join(sorted(names))}")
+    overrides = to_dict(apply_overrides(BertConfig(), section))
+    return {"data": to_dict(data), "task_options": {},
+            "model": {"pretrained": str(pretrained), **{k: overrides[k] for k in section}}}
+
+
+def _files(data: ClassificationData, run_dir: Path) -> dict[str, Path | None]:
+    _check_files(data)
+    if data.dataset is not None:
         folder = run_dir / "data"
         if not all((folder / f"{s}.csv").is_file() for s in ("train", "valid", "test")):
             write_spam_assassin_csv(folder, data.data_dir)
         return {"train": folder / "train.csv", "valid": folder / "valid.csv", "test": folder / "test.csv"}
-    if data.train_file is None or data.valid_file is None:
-        raise ValueError("data needs dataset, or train_file and valid_file")
     return {
         "train": Path(data.train_file),
         "valid": Path(data.valid_file),
@@ -193,8 +225,9 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
 def final_report(trainer, task, eval_sets: dict[str, list], run_dir: Path) -> dict:
     """Metrics of the final and best weights on the validation and (if any) test data."""
     candidates = {"final": trainer.model}
-    if (run_dir / "checkpoints" / "best").is_dir():
-        candidates["best"] = from_pretrained(run_dir / "checkpoints" / "best", device=trainer.device)
+    best = best_checkpoint(run_dir)
+    if best is not None:
+        candidates["best"] = from_pretrained(best, device=trainer.device)
     results = {}
     for name, model in candidates.items():
         for split, batches in eval_sets.items():

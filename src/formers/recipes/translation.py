@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from formers.config import from_dict
+from formers.config import from_dict, to_dict
 from formers.data.corpora import load_corpus_split
 from formers.data.parallel import (
     ParallelDataset,
@@ -17,9 +17,10 @@ from formers.data.parallel import (
 from formers.data.tokenizers.joint_bpe import SubwordTokenizer
 from formers.hub import from_pretrained
 from formers.inference.translate import Translator
-from formers.recipes.recipe import Recipe, RunSetup, model_from_section
+from formers.recipes.recipe import Recipe, RunSetup, model_from_section, model_section
 from formers.tasks.metrics import corpus_bleu
 from formers.tasks.translation import TranslationEvalSet, TranslationTask
+from formers.training.best import best_checkpoint
 from formers.training.checkpoint import average_run_checkpoints
 
 
@@ -59,6 +60,28 @@ class TranslationOptions:
     alpha: float = 0.6
     max_bleu_sentences: int | None = None  # cap on sentences decoded during training-time evaluation
     average_last: int = 0  # average the last N step checkpoints at the end (0 = off)
+
+
+RESUMABLE = ("task_options.final_beam_size", "task_options.average_last")
+"""Keys of this task's sections that may change when a run resumes (they only shape the final report)."""
+
+
+def _check_files(data: TranslationData) -> None:
+    if data.corpus != "files":
+        return
+    for split in ("train", "valid"):
+        src, tgt, tsv = (getattr(data, f"{split}_{k}") for k in ("src", "tgt", "tsv"))
+        if not tsv and not (src and tgt):
+            raise ValueError(f"corpus 'files' needs data.{split}_src and data.{split}_tgt, or data.{split}_tsv")
+
+
+def sections(recipe: Recipe) -> dict[str, dict]:
+    """The recipe's ``data``, ``task_options`` and ``model`` sections checked (nothing read or built) and with their
+    defaults filled in."""
+    data = from_dict(TranslationData, recipe.data, prefix="data.")
+    _check_files(data)
+    options = from_dict(TranslationOptions, recipe.task_options, prefix="task_options.")
+    return {"data": to_dict(data), "task_options": to_dict(options), "model": model_section(recipe.model)}
 
 
 def _read_split(data: TranslationData, split: str) -> tuple[list[str], list[str]]:
@@ -130,8 +153,9 @@ def final_report(trainer, tokenizer, eval_set: TranslationEvalSet, options: Tran
 
 
     candidates = {"final": trainer.model}
-    if (run_dir / "checkpoints" / "best").is_dir():
-        candidates["best"] = from_pretrained(run_dir / "checkpoints" / "best", device=trainer.device)
+    best = best_checkpoint(run_dir)
+    if best is not None:
+        candidates["best"] = from_pretrained(best, device=trainer.device)
     if options.average_last > 0:
         paths = average_run_checkpoints(run_dir, options.average_last, run_dir / "averaged")
         candidates[f"averaged_last_{len(paths)}"] = from_pretrained(run_dir / "averaged", device=trainer.device)

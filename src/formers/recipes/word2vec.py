@@ -17,11 +17,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from formers.config import from_dict
+from formers.config import from_dict, to_dict
 from formers.data.downloads import resolve_data_dir
-from formers.data.word2vec import META_FILE, VOCAB_FILE, CorpusMeta, EncodedCorpus, Word2VecLoader, prepare_corpus
+from formers.data.word2vec import (
+    META_FILE,
+    VOCAB_FILE,
+    CorpusMeta,
+    EncodedCorpus,
+    Word2VecLoader,
+    prepare_corpus,
+)
 from formers.inference.word_vectors import UnknownWordError, WordVectors
-from formers.recipes.recipe import Recipe, RunSetup, model_from_section
+from formers.recipes.recipe import Recipe, RunSetup, model_from_section, model_section
 from formers.tasks.word2vec import Word2VecEvaluation, Word2VecTask
 
 SHARED_CORPUS = "word2vec"
@@ -57,6 +64,22 @@ class Word2VecOptions:
     restrict_vocab: int = 30_000  # analogies and pairs use the most frequent words only (gensim's restrict_vocab)
     report_words: tuple[str, ...] = ("king", "woman", "france", "good", "day")
     report_topn: int = 8
+
+
+RESUMABLE = ("task_options.report_words", "task_options.report_topn")
+"""Keys of this task's sections that may change when a run resumes (they only shape the final report)."""
+
+
+def sections(recipe: Recipe) -> dict[str, dict]:
+    """The recipe's ``data``, ``task_options`` and ``model`` sections checked (nothing read or built) and with their
+    defaults filled in; also the optimisation settings the task needs."""
+    data = from_dict(Word2VecData, recipe.data, prefix="data.")
+    given = [k for k in ("corpus", "text", "prepared") if getattr(data, k)]
+    if len(given) != 1:
+        raise ValueError(f"data needs exactly one of corpus, text or prepared; got {given or 'none'}")
+    options = from_dict(Word2VecOptions, recipe.task_options, prefix="task_options.")
+    _check_optimization(recipe)
+    return {"data": to_dict(data), "task_options": to_dict(options), "model": model_section(recipe.model)}
 
 
 def _check_optimization(recipe: Recipe) -> None:

@@ -14,13 +14,16 @@ Layout of ``run_dir/checkpoints/``::
         loader.json           the train loader's state_dict, when it has one
         trainer_state.json    step, epoch, batch position, best metric, non-finite counters
         <extra files>         e.g. tokenizer.json, written by the task
-    best/                     a copy of the best checkpoint by the eval metric
     latest                    text file naming the newest step directory
+    best                      link to the step directory with the best eval metric (never pruned; a copy where
+                              links are unavailable and in older runs): see formers.training.best
 
 Every directory is written under a temporary name, fsynced and renamed (:func:`atomic_directory`), and only then
-is ``latest`` replaced (temporary file, fsync, ``os.replace``): a crash at any point leaves the previous checkpoint
-and pointer intact. Nothing is ever pickled: non-tensor state goes to JSON (tuples, int keys and dtypes tagged so
-they round-trip exactly) and tensors to safetensors. A corrupt or truncated file raises a ``ValueError`` naming it.
+is a pointer replaced (temporary file, fsync, ``os.replace``): a crash at any point leaves the previous checkpoint
+and pointers intact. Pruning renames a directory out of the step names before deleting it, so no half-deleted
+step directory is ever left under a step name. Nothing is ever pickled: non-tensor state goes to JSON (tuples,
+int keys and dtypes tagged so they round-trip exactly) and tensors to safetensors. A corrupt or truncated file
+raises a ``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from formers.files import (
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_NAME = "latest"
 BEST_NAME = "best"
+MAX_POINTER_BYTES = 255  # a directory name; longer pointer files are corrupt
 TRAINER_STATE_NAME = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -208,36 +212,83 @@ def step_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint ``run_dir/checkpoints/latest`` points to, or ``None`` when the run has none yet."""
-    pointer = checkpoints_dir(run_dir) / LATEST_NAME
+def read_pointer(pointer: Path) -> Path | None:
+    """The checkpoint directory a pointer file (``latest``) names, or ``None`` when there is no such file.
+
+    Raises:
+        ValueError: the pointer does not hold a plain directory name (corrupt or hostile file).
+        FileNotFoundError: the directory it names holds no complete checkpoint.
+    """
     if not pointer.is_file():
         return None
-    target = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+    raw = pointer.read_bytes()[:MAX_POINTER_BYTES + 1]
+    name = raw.decode("utf-8", errors="replace").strip()
+    if len(raw) > MAX_POINTER_BYTES or not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"{pointer} must hold the name of a checkpoint directory, got {name[:60]!r}")
+    target = pointer.parent / name
     if not (target / TRAINER_STATE_NAME).exists():
         raise FileNotFoundError(f"{pointer} points to {target}, which holds no {TRAINER_STATE_NAME}")
     return target
 
 
-def write_latest(run_dir: str | Path, checkpoint: Path) -> None:
-    """Atomically points ``run_dir/checkpoints/latest`` at ``checkpoint`` (temp file, fsync, ``os.replace``)."""
-    with atomic_file(checkpoints_dir(run_dir) / LATEST_NAME) as tmp:
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint ``run_dir/checkpoints/latest`` points to, or ``None`` when the run has none yet."""
+    return read_pointer(checkpoints_dir(run_dir) / LATEST_NAME)
+
+
+def write_pointer(run_dir: str | Path, name: str, checkpoint: Path) -> None:
+    """Atomically points ``run_dir/checkpoints/<name>`` at ``checkpoint`` (temp file, fsync, ``os.replace``)."""
+    with atomic_file(checkpoints_dir(run_dir) / name) as tmp:
         tmp.write_text(checkpoint.name + "\n", encoding="utf-8")
 
 
+def write_latest(run_dir: str | Path, checkpoint: Path) -> None:
+    """Atomically points ``run_dir/checkpoints/latest`` at ``checkpoint``."""
+    write_pointer(run_dir, LATEST_NAME, checkpoint)
+
+
+def remove_directory(path: Path) -> None:
+    """Deletes ``path`` after renaming it to a hidden leftover name, so a crash mid-delete never leaves a partial
+    directory under its real name (:func:`prune_checkpoints` removes such leftovers)."""
+    doomed = path.with_name(f".{path.name}.tmp-removed-{os.getpid()}")
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _pointed(root: Path, name: str) -> Path | None:
+    """The directory pointer file or link ``root/name`` names (unchecked), or ``None``."""
+    pointer = root / name
+    if pointer.is_symlink():
+        return root / os.readlink(pointer)
+    if not pointer.is_file():
+        return None
+    return root / pointer.read_bytes()[:MAX_POINTER_BYTES].decode("utf-8", errors="replace").strip()
+
+
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
-    """Deletes all but the newest ``keep_last`` step checkpoints (never the one ``latest`` names) and leftovers of
-    interrupted saves. Returns the deleted directories."""
+    """Deletes all but the newest ``keep_last`` step checkpoints (never the ones ``latest`` and ``best`` name) and
+    leftovers of interrupted saves. Returns the deleted directories."""
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
     root = checkpoints_dir(run_dir)
-    latest = latest_checkpoint(run_dir)
-    removed = [p for p in step_checkpoints(run_dir)[:-keep_last] if p != latest]
-    if root.is_dir():
-        removed += [p for p in root.iterdir() if p.name.startswith(".") and ".tmp-" in p.name and p.is_dir()]
+    if not root.is_dir():
+        return []
+    keep = {_pointed(root, LATEST_NAME), _pointed(root, BEST_NAME)}
+    removed = [p for p in step_checkpoints(run_dir)[:-keep_last] if p not in keep]
     for p in removed:
-        shutil.rmtree(p, ignore_errors=True)
-    return removed
+        remove_directory(p)
+    # leftovers of interrupted saves and deletions (.step_*.tmp-*, .step_*.old-*); .best.* ones are the business of
+    # formers.training.best.repair_best, which may still recover a best checkpoint from them
+    leftovers = [
+        p for p in root.iterdir()
+        if p.name.startswith((".step_", f".{LATEST_NAME}.")) and (".tmp-" in p.name or ".old-" in p.name)
+    ]
+    for p in leftovers:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return removed + leftovers
 
 
 def _write_extra_files(directory: Path, extra_files: ExtraFiles | None) -> None:
@@ -340,6 +391,13 @@ def save_checkpoint(
     if keep_last is not None:
         prune_checkpoints(run_dir, keep_last)
     return directory
+
+
+def write_trainer_state(directory: str | Path, state: TrainerState) -> None:
+    """Atomically replaces ``trainer_state.json`` of an existing checkpoint (used when an evaluation after the step's
+    save makes it the best: the rest of the checkpoint is that step's state already)."""
+    with atomic_file(Path(directory) / TRAINER_STATE_NAME) as tmp:
+        tmp.write_text(json.dumps(dataclasses.asdict(state), indent=2), encoding="utf-8")
 
 
 def read_trainer_state(directory: str | Path) -> TrainerState:

@@ -2,16 +2,19 @@
 
 The Trainer knows nothing of the model family: a :class:`~formers.training.task.Task` turns batches into losses
 and models into eval metrics. One optimizer step reads back a single pair of numbers from the device (loss and
-gradient norm, needed to skip non-finite steps); task metrics are read only at logging time.
+gradient norm, needed to skip non-finite steps); task metrics are read only at logging time. A skipped step
+leaves the model as it was: parameters, optimizer state and every buffer (BatchNorm statistics), which are
+copied on the device at each step boundary and put back.
 
 Resuming restores weights, optimizer, scheduler, GradScaler, RNG states and the position in the epoch (through
 the loader's ``state_dict`` when it has one, else by ``set_epoch(epoch)`` and skipping consumed batches), so a
-resumed run takes exactly the steps the uninterrupted one would have.
+resumed run takes exactly the steps the uninterrupted one would have. Ctrl-C saves the last complete step
+(:mod:`formers.training.interrupt`); ``checkpoints/best`` names the step checkpoint of the best evaluation
+(:mod:`formers.training.best`).
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
 import math
 import os
@@ -21,36 +24,41 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from formers.devices import move_to_device, resolve_device
+from formers.training.best import repair_best, write_best
+from formers.training.buffers import BufferSnapshot
 from formers.training.checkpoint import (
-    BEST_NAME,
     ExtraFiles,
     TrainerState,
     checkpoints_dir,
-    copy_checkpoint,
     latest_checkpoint,
     load_checkpoint,
     load_state,
     save_checkpoint,
-    write_checkpoint,
+    step_dir_name,
+    write_trainer_state,
 )
+from formers.training.interrupt import (
+    DeferredInterrupt,
+    StepBoundary,
+    TrainingInterrupted,
+)
+from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow
 from formers.training.optim import build_optimizer
+from formers.training.progress import Progress, stop_message
 from formers.training.task import StepOutput
 from formers.viz.curves import plot_curves
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-METRICS_CSV = "metrics.csv"
 CURVES_PNG = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
-BASE_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "nonfinite_skips")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,16 +78,18 @@ class TrainerConfig:
         max_grad_norm: clip the global L2 gradient norm to this; 0 turns clipping off (the norm is still logged).
         precision: ``"fp32"``, ``"bf16"`` (autocast on CUDA or CPU) or ``"fp16"`` (CUDA autocast + GradScaler).
         eval_every: evaluate every this many steps (0: only at the end); needs an ``eval_loader``.
-        save_every: write a step checkpoint every this many steps (0: only at the end).
-        keep_last: step checkpoints kept (older ones are deleted; ``best/`` is separate).
-        best_metric: key of the task's eval dict that selects ``checkpoints/best`` (``None``: no best copy).
+        save_every: write a step checkpoint every this many steps (0: only at the end); a step whose evaluation is
+            a new best is saved too (``checkpoints/best`` names it).
+        keep_last: step checkpoints kept (older ones are deleted, except the one ``checkpoints/best`` names).
+        best_metric: key of the task's eval dict that selects ``checkpoints/best`` (``None``: no best).
         best_mode: ``"max"`` or ``"min"``: which direction of ``best_metric`` is better.
         log_every: write a metrics row every this many steps.
         seed: seeds python, numpy and torch at the start of a fresh run (resumed runs restore the RNG states).
         deterministic: ``torch.use_deterministic_algorithms(True)`` and deterministic cuDNN.
         max_consecutive_nonfinite: raise :class:`NonFiniteLossError` after this many skipped steps in a row.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        progress_bar: show a tqdm bar with loss, lr and tokens/s.
+        progress_bar: show a live tqdm bar with loss, lr and tokens/s when stderr is a terminal; otherwise (or when
+            off) a line is printed every ``log_every`` steps (:mod:`formers.training.progress`).
         tensorboard: also log to ``run_dir/tensorboard`` (skipped when tensorboard is not installed).
         compile: run the training steps through ``torch.compile(model, dynamic=False)``: one graph per batch shape,
             the first steps pay the compilation. Suits fixed shapes (image batches, LM windows); length-bucketed
@@ -156,80 +166,6 @@ def set_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-class MetricsCSV:
-    """``metrics.csv`` with columns added as metrics appear (the file is rewritten when its header grows).
-
-    Args:
-        path: the CSV file.
-        keep_until_step: when resuming, rows up to this step are kept and later ones (logged after the checkpoint
-            by an interrupted run) dropped; ``None`` starts a new file.
-    """
-
-    def __init__(self, path: Path, keep_until_step: int | None = None) -> None:
-        self.path = path
-        self.columns: list[str] = list(BASE_COLUMNS)
-        self.rows: list[dict[str, Any]] = []
-        if keep_until_step is not None and path.exists():
-            with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                self.columns += [c for c in reader.fieldnames or [] if c not in self.columns]
-                self.rows = [r for r in reader if r.get("step", "").isdigit() and int(r["step"]) <= keep_until_step]
-        self._rewrite()
-
-    def _rewrite(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns, restval="")
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, self.path)
-
-    def write(self, row: dict[str, Any]) -> None:
-        """Appends ``row`` (floats written with full precision)."""
-        row = {k: (repr(float(v)) if isinstance(v, float) else v) for k, v in row.items()}
-        self.rows.append(row)
-        new = [k for k in row if k not in self.columns]
-        if new:
-            self.columns += new
-            self._rewrite()
-            return
-        with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            csv.DictWriter(fh, fieldnames=self.columns, restval="").writerow(row)
-
-
-class _Window:
-    """Sums over the steps since the last log row; tensors stay on the device until :meth:`read`."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.losses: list[float] = []
-        self.norms: list[float] = []
-        self.tokens: int | Tensor = 0
-        self.metric_sums: dict[str, Tensor | float] = {}
-        self.micro_batches = 0
-
-    def add_micro(self, out: StepOutput) -> None:
-        self.micro_batches += 1
-        tokens = out.num_tokens.detach() if isinstance(out.num_tokens, Tensor) else out.num_tokens
-        self.tokens = self.tokens + tokens
-        for k, v in out.metrics.items():
-            v = v.detach().float() if isinstance(v, Tensor) else float(v)
-            self.metric_sums[k] = self.metric_sums[k] + v if k in self.metric_sums else v
-
-    def read(self) -> dict[str, float]:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        finite_losses = [x for x in self.losses if math.isfinite(x)]
-        finite_norms = [x for x in self.norms if math.isfinite(x)]
-        row = {
-            "loss": sum(finite_losses) / len(finite_losses) if finite_losses else float("nan"),
-            "grad_norm": sum(finite_norms) / len(finite_norms) if finite_norms else float("nan"),
-            "tokens_per_s": float(self.tokens) / elapsed,
-        }
-        for k, v in self.metric_sums.items():  # the one sync per log row
-            row[f"train_{k}"] = float(v) / max(self.micro_batches, 1)
-        return row
-
-
 class Trainer:
     """Trains ``model`` on ``task`` with ``train_loader`` into ``run_dir``.
 
@@ -294,20 +230,32 @@ class Trainer:
         self._csv: MetricsCSV | None = None
         self._deadline: float | None = None
         self._tb: Any = None
+        self._buffers = BufferSnapshot(self.model)
+        self._boundary: StepBoundary | None = None
+        self._phase = "step"  # "step": before the optimizer update; "update": during it; "after": step complete
+        self._start_step = self._last_save = self._last_eval = 0
+        self._latest: Path | None = None
 
     # ------------------------------------------------------------------ public
 
-    def fit(self, resume: bool = False) -> TrainerState:
+    def fit(self, resume: bool = False, on_start: Callable[[TrainerState], None] | None = None) -> TrainerState:
         """Trains until ``max_steps`` / ``max_epochs``, evaluating, logging and checkpointing on the way.
 
+        Ctrl-C stops after the current step and saves it (the usual step checkpoint, atomically); a second Ctrl-C
+        stops at once, keeping the last complete checkpoint. Either way :class:`TrainingInterrupted` is raised.
+
         Args:
-            resume: continue from ``run_dir/checkpoints/latest`` when it exists (a fresh start otherwise).
+            resume: continue from ``run_dir/checkpoints/latest`` when it exists (a fresh start otherwise); a
+                ``checkpoints/best`` left inconsistent by a crash is repaired (with a warning).
+            on_start: called with the state once it is restored (or fresh), before the first step: e.g. to record
+                the run's configuration only once a resume has succeeded.
 
         Returns:
             The final :class:`TrainerState`.
 
         Raises:
             NonFiniteLossError: ``max_consecutive_nonfinite`` steps in a row had a non-finite loss or gradient.
+            TrainingInterrupted: the run was interrupted (it names what was saved).
         """
         cfg = self.config
         self._deadline = time.monotonic() + 60.0 * cfg.max_minutes if cfg.max_minutes is not None else None
@@ -318,80 +266,104 @@ class Trainer:
         loader_state = None
         if checkpoint is not None:
             self.state = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler, self.scaler)
+            self.state, repaired = repair_best(self.run_dir, self.state)
+            if repaired is not None:
+                warnings.warn(repaired, stacklevel=2)
             if hasattr(self.train_loader, "load_state_dict") and (checkpoint / "loader.json").exists():
                 loader_state = load_state(checkpoint, "loader")
         else:
             seed_everything(cfg.seed)
             self.state = TrainerState()
+        if on_start is not None:
+            on_start(self.state)
         self._open_logs(resumed=checkpoint is not None)
-        start_step = self.state.step
-        last_eval = last_save = start_step
-        bar = tqdm(total=cfg.max_steps, initial=start_step, disable=not cfg.progress_bar, dynamic_ncols=True)
-        window = _Window()
-        step_loss: Tensor | None = None
-        micro = 0
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._start_step = self._last_save = self._last_eval = self.state.step
+        self._latest, self._boundary, self._phase = checkpoint, None, "step"
+        bar = Progress(cfg.max_steps, self.state.step, cfg.progress_bar, self._deadline)
+        interrupt = DeferredInterrupt()
         try:
-            while not self._done():
-                state = self.state
-                if hasattr(self.train_loader, "set_epoch"):
-                    self.train_loader.set_epoch(state.epoch)
-                skip = state.batch_in_epoch
-                if loader_state is not None:  # the loader resumes its own position
-                    self.train_loader.load_state_dict(loader_state)
-                    loader_state, skip = None, 0
-                iterator = iter(self.train_loader)
-                if skip:
-                    iterator = itertools.islice(iterator, skip, None)
-                consumed = 0
-                for batch in iterator:
-                    consumed += 1
-                    state.batch_in_epoch += 1
-                    loss = self._forward_backward(batch, window)
-                    step_loss = loss if step_loss is None else step_loss + loss
-                    micro += 1
-                    if micro < cfg.grad_accum_steps:
-                        continue
-                    self._optimizer_step(step_loss / cfg.grad_accum_steps, window)
-                    step_loss, micro = None, 0
-                    state.step += 1
-                    bar.update(1)
-                    if state.step % cfg.log_every == 0 or self._done():
-                        self._log_train(window, bar)
-                        window = _Window()
-                    improved = False
-                    if self.eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
-                        improved = self._evaluate()
-                        last_eval = state.step
-                    saved = None
-                    if cfg.save_every and state.step % cfg.save_every == 0:
-                        saved, last_save = self.save(), state.step
-                    if improved:
-                        self._save_best(saved)
-                    if self._done():
-                        break
-                else:
-                    if consumed == 0 and state.batch_in_epoch == 0:
-                        raise ValueError(f"train_loader yielded no batches in epoch {state.epoch}")
-                    state.epoch += 1
-                    state.batch_in_epoch = 0
-            self.optimizer.zero_grad(set_to_none=True)  # drop a partial accumulation left by max_epochs
-            if self.state.step > start_step:
-                if window.losses:
-                    self._log_train(window, bar)
-                improved = False
-                if self.eval_loader is not None and last_eval != self.state.step:
-                    improved = self._evaluate()
-                saved = self.save() if last_save != self.state.step else None
-                if improved:
-                    self._save_best(saved)
-                self._plot()
+            with interrupt:
+                self._run(bar, interrupt, loader_state)
+        except KeyboardInterrupt as e:
+            if isinstance(e, TrainingInterrupted):
+                raise
+            raise self._interrupted(forced=interrupt.requested) from None
         finally:
             bar.close()
             if self._tb is not None:
                 self._tb.close()
         return self.state
+
+    def _run(self, bar: Progress, interrupt: DeferredInterrupt, loader_state: Any) -> None:
+        """The epochs and steps of :meth:`fit`, then the final log, evaluation and checkpoint."""
+        cfg, state = self.config, self.state
+        window = StepWindow()
+        step_loss: Tensor | None = None
+        micro = 0
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._buffers.take()
+        while not self._done():
+            if hasattr(self.train_loader, "set_epoch"):
+                self.train_loader.set_epoch(state.epoch)
+            skip = state.batch_in_epoch
+            if loader_state is not None:  # the loader resumes its own position
+                self.train_loader.load_state_dict(loader_state)
+                loader_state, skip = None, 0
+            iterator = iter(self.train_loader)
+            if skip:
+                iterator = itertools.islice(iterator, skip, None)
+            consumed = 0
+            for batch in iterator:
+                consumed += 1
+                state.batch_in_epoch += 1
+                loss = self._forward_backward(batch, window)
+                step_loss = loss if step_loss is None else step_loss + loss
+                micro += 1
+                if micro < cfg.grad_accum_steps:
+                    continue
+                self._phase = "update"  # an interruption from here until the step is counted cannot be rewound
+                self._optimizer_step(step_loss / cfg.grad_accum_steps, window)
+                step_loss, micro = None, 0
+                state.step += 1
+                self._phase = "after"
+                bar.update(1)
+                if state.step % cfg.log_every == 0 or self._done():
+                    self._log_train(window, bar)
+                    window = StepWindow()
+                improved = False
+                if self.eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
+                    improved = self._evaluate()
+                    self._last_eval = state.step
+                self._checkpoint_step(bool(cfg.save_every) and state.step % cfg.save_every == 0, improved)
+                if interrupt.requested:
+                    raise self._interrupted(forced=False)
+                self._mark_boundary()
+                if self._done():
+                    break
+            else:
+                if consumed == 0 and state.batch_in_epoch == 0:
+                    raise ValueError(f"train_loader yielded no batches in epoch {state.epoch}")
+                state.epoch += 1
+                state.batch_in_epoch = 0
+        self.optimizer.zero_grad(set_to_none=True)  # drop a partial accumulation left by max_epochs
+        self._phase = "after"
+        if state.step > self._start_step:
+            if window.losses:
+                self._log_train(window, bar)
+            improved = False
+            if self.eval_loader is not None and self._last_eval != state.step:
+                improved = self._evaluate()
+            self._checkpoint_step(True, improved)
+            self._plot()
+        if interrupt.requested:
+            raise self._interrupted(forced=False)
+        spent = self._deadline is not None and time.monotonic() >= self._deadline
+        latest = latest_checkpoint(self.run_dir)
+        bar.close()
+        print(stop_message(state.step, self.config.max_steps, self.config.max_minutes, state.epoch,
+                           self.config.max_epochs, spent)
+              + (f"; latest checkpoint {latest}" if latest else "; no checkpoint written"), flush=True)
 
     def evaluate(self) -> dict[str, float]:
         """Runs ``task.evaluate`` in eval mode under ``torch.no_grad()`` (and autocast) and returns its metrics."""
@@ -410,10 +382,62 @@ class Trainer:
 
     def save(self) -> Path:
         """Writes the step checkpoint of the current state, moves ``latest`` to it and prunes old ones."""
-        return save_checkpoint(
+        path = save_checkpoint(
             self.run_dir, self.model, self.state, self.optimizer, self.scheduler, self.scaler,
             self.train_loader, self.extra_files, keep_last=self.config.keep_last,
         )
+        self._last_save, self._latest = self.state.step, path
+        return path
+
+    # ------------------------------------------------------------------ checkpoints and interruptions
+
+    def _checkpoint_step(self, scheduled: bool, improved: bool) -> None:
+        """Saves the step when it is due or a new best; a new best also moves ``best`` to it."""
+        step = self.state.step
+        if (scheduled or improved) and self._last_save != step:
+            saved = self.save()
+        elif improved:  # saved before this evaluation: record the new best in that checkpoint
+            saved = checkpoints_dir(self.run_dir) / step_dir_name(step)
+            write_trainer_state(saved, self.state)
+        else:
+            return
+        if improved:
+            write_best(self.run_dir, saved)
+
+    def _mark_boundary(self) -> None:
+        """Remembers the end of a complete step: what a skipped or interrupted next step must put back."""
+        self._buffers.take()
+        self._boundary = StepBoundary.capture(self.state.epoch, self.state.batch_in_epoch, self.train_loader)
+        self._phase = "step"
+
+    def _interrupted(self, forced: bool) -> TrainingInterrupted:
+        """Saves what an interruption may keep and returns the exception to raise.
+
+        A step interrupted before its optimizer update is rewound (buffers, RNG, batch position, loader) and the
+        last complete step is saved; one interrupted during its update, or a second Ctrl-C, saves nothing.
+        """
+        state = self.state
+        if state.step == self._last_save:
+            return TrainingInterrupted(state.step, self._latest, self._latest)
+        if forced or self._phase == "update":
+            return TrainingInterrupted(state.step, None, self._latest)
+        if self._phase == "step":
+            assert self._boundary is not None  # a step completed since the start: it marked a boundary
+            self._buffers.restore()
+            self._boundary.restore(self.train_loader)
+            state.epoch, state.batch_in_epoch = self._boundary.epoch, self._boundary.batch_in_epoch
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            saved = self.save()
+            if state.best_step == state.step:
+                write_best(self.run_dir, saved)
+        except KeyboardInterrupt:  # a second Ctrl-C during the save: the atomic write left the last checkpoint
+            try:
+                latest = latest_checkpoint(self.run_dir)
+            except (OSError, ValueError):
+                latest = self._latest
+            return TrainingInterrupted(state.step, None, latest)
+        return TrainingInterrupted(state.step, saved, saved)
 
     # ------------------------------------------------------------------ steps
 
@@ -430,7 +454,7 @@ class Trainer:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype, enabled=precision != "fp32")
 
-    def _forward_backward(self, batch: Any, window: _Window) -> Tensor:
+    def _forward_backward(self, batch: Any, window: StepWindow) -> Tensor:
         """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss."""
         batch = move_to_device(batch, self.device)
         if self._graphed:
@@ -449,7 +473,7 @@ class Trainer:
         window.add_micro(out)
         return out.loss.detach().float()
 
-    def _optimizer_step(self, loss: Tensor, window: _Window) -> None:
+    def _optimizer_step(self, loss: Tensor, window: StepWindow) -> None:
         """Unscale, measure and clip the gradient, then step unless loss or norm is non-finite."""
         cfg, state = self.config, self.state
         if self.scaler.is_enabled():
@@ -470,6 +494,7 @@ class Trainer:
                 self.scheduler.step()
             state.consecutive_nonfinite = 0
         else:
+            self._buffers.restore()  # the forward pass may have updated them (BatchNorm statistics)
             state.total_nonfinite += 1
             # With fp16, an overflow of the scaled gradient (finite loss) is the GradScaler's business: it lowers
             # the scale. Only a non-finite loss counts towards divergence there.
@@ -479,8 +504,8 @@ class Trainer:
                 raise NonFiniteLossError(
                     f"{state.consecutive_nonfinite} optimizer steps in a row (ending at step {state.step + 1}) had a "
                     f"non-finite loss ({loss_value}) or gradient norm ({norm_value}); max_consecutive_nonfinite="
-                    f"{cfg.max_consecutive_nonfinite}. Lower the learning rate, enable clipping (max_grad_norm) or "
-                    "use bf16 instead of fp16; resume from the last checkpoint with fit(resume=True)."
+                    f"{cfg.max_consecutive_nonfinite}. Start again with a lower learning rate, or resume from the "
+                    "last checkpoint (fit(resume=True)) with clipping (max_grad_norm) or bf16 instead of fp16."
                 )
         if self.scaler.is_enabled():
             self.scaler.update()
@@ -510,16 +535,6 @@ class Trainer:
             return True
         return False
 
-    def _save_best(self, saved: Path | None) -> None:
-        best = checkpoints_dir(self.run_dir) / BEST_NAME
-        if saved is not None:
-            copy_checkpoint(saved, best)
-        else:
-            write_checkpoint(
-                best, self.model, self.state, self.optimizer, self.scheduler, self.scaler,
-                self.train_loader, self.extra_files,
-            )
-
     def _open_logs(self, resumed: bool) -> None:
         self._csv = MetricsCSV(self.run_dir / METRICS_CSV, keep_until_step=self.state.step if resumed else None)
         self._tb = None
@@ -538,7 +553,7 @@ class Trainer:
         assert self._csv is not None
         self._csv.write(row)
 
-    def _log_train(self, window: _Window, bar: tqdm) -> None:
+    def _log_train(self, window: StepWindow, bar: Progress) -> None:
         state = self.state
         lr = float(self.optimizer.param_groups[0]["lr"])
         values = window.read()
@@ -548,9 +563,7 @@ class Trainer:
             for k, v in row.items():
                 if k not in ("step", "epoch") and math.isfinite(v):
                     self._tb.add_scalar(f"train/{k.removeprefix('train_')}", v, state.step)
-        bar.set_postfix(
-            loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{values['tokens_per_s']:.0f}", refresh=False
-        )
+        bar.log(state.step, values["loss"], lr, values["tokens_per_s"])
 
     def _plot(self) -> None:
         try:
@@ -564,6 +577,7 @@ __all__ = [
     "NonFiniteLossError",
     "Trainer",
     "TrainerConfig",
+    "TrainingInterrupted",
     "move_to_device",
     "resolve_device",
     "seed_everything",

@@ -15,8 +15,8 @@ def test_from_corpus_sorted_round_trip():
     assert tok.encode("") == [] and tok.decode([]) == ""
 
 
-def test_tinyshakespeare_has_65_characters(shared_data):
-    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+def test_tinyshakespeare_has_65_characters(tinyshakespeare_txt):
+    text = tinyshakespeare_txt.read_text(encoding="utf-8")
     tok = CharTokenizer.from_corpus(text)
     assert tok.vocab_size == 65
     assert tok.decode(tok.encode(text[:5000])) == text[:5000]

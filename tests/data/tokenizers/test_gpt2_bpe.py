@@ -114,8 +114,8 @@ def openai_reference(folder: Path) -> OpenAIEncoder:
 
 
 @pytest.fixture
-def gpt2_dir(shared_data: Path) -> Path:
-    return shared_data / "gpt2-bpe"
+def gpt2_dir(gpt2_bpe_dir: Path) -> Path:
+    return gpt2_bpe_dir
 
 
 def test_known_ids_and_special_token(gpt2_dir):
@@ -152,8 +152,8 @@ def test_decode_partial_utf8_replaces_like_python(gpt2_dir):
         tok.decode([0, 50257])
 
 
-def test_tinyshakespeare_parity_and_counts(shared_data, gpt2_dir):
-    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+def test_tinyshakespeare_parity_and_counts(tinyshakespeare_txt, gpt2_dir):
+    text = tinyshakespeare_txt.read_text(encoding="utf-8")
     tok = ours(gpt2_dir)
     ids = tok.encode(text)
     assert len(ids) == 338_025
@@ -187,6 +187,7 @@ def test_find_files(tmp_path, monkeypatch, gpt2_dir):
 def test_find_files_offline_error(tmp_path, monkeypatch):
     monkeypatch.setenv("FORMERS_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(gpt2_bpe, "resolve_data_dir", lambda *a, **k: None)
+    monkeypatch.setattr(gpt2_bpe, "unpack_asset", lambda *a, **k: None)  # an installation without the shipped copy
 
     def offline(url, dest, sha256):
         raise ConnectionError("offline")
@@ -198,8 +199,8 @@ def test_find_files_offline_error(tmp_path, monkeypatch):
         find_gpt2_files(allow_download=False)
 
 
-def test_train_byte_level_bpe(tmp_path, shared_data):
-    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:100_000]
+def test_train_byte_level_bpe(tmp_path, tinyshakespeare_txt):
+    text = tinyshakespeare_txt.read_text(encoding="utf-8")[:100_000]
     tok = train_byte_level_bpe(text.split("\n\n"), vocab_size=600)
     assert tok.eot_id == 0 and 257 < tok.vocab_size <= 600
     sample = "First Citizen: naïve 日本 😀 <|endoftext|> end"
@@ -217,11 +218,11 @@ def test_from_files_missing(tmp_path):
         GPT2BPETokenizer.from_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
 
 
-def test_encode_long_equals_encode(shared_data, gpt2_dir):
+def test_encode_long_equals_encode(tinyshakespeare_txt, gpt2_dir):
     tok = ours(gpt2_dir)
     tricky = "\n".join(STRINGS) + "\nA\n\nB\n C\n\tD \nE\r\nF\n<|endoftext|>\nG\n"
     for chunk in (1, 3, 17):
         assert tok.encode_long(tricky, chunk_chars=chunk, chunks_per_batch=4).tolist() == tok.encode(tricky)
-    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    text = tinyshakespeare_txt.read_text(encoding="utf-8")
     ids = tok.encode_long(text, chunk_chars=5000)
     assert ids.dtype == np.int64 and ids.tolist() == tok.encode(text)  # == transformers (test above)

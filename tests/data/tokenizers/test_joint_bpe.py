@@ -40,7 +40,11 @@ def test_decode_skips_special_ids(bible_tokenizer: tuple[SubwordTokenizer, list[
         tok.decode([tok.vocab_size])
 
 
-@pytest.mark.skipif(not MULTI30K.is_dir(), reason=f"offline Multi30k copy not found at {MULTI30K}")
+@pytest.mark.skipif(
+    not MULTI30K.is_dir(),
+    reason=f"no Multi30k copy at {MULTI30K} (research-use licence: not shipped); put train/val.{{en,de}}.gz from "
+    "https://github.com/multi30k/dataset/raw/master/data/task1/raw/ there",
+)
 def test_multi30k_round_trip() -> None:
     def lines(name: str) -> list[str]:
         with gzip.open(MULTI30K / name, "rt", encoding="utf-8") as f:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from formers.layers.validation import check_decode_ids
+
 KIND = "char"
 """Value of the ``"kind"`` key in a saved character tokenizer's JSON."""
 
@@ -98,16 +100,10 @@ class CharTokenizer:
         """Returns the text of ``ids``.
 
         Raises:
+            TypeError: an id is no int (``1.5``, ``True``).
             ValueError: an id is outside ``[0, vocab_size)``.
         """
-        itos, n = self._itos, len(self._itos)
-        out = []
-        for pos, i in enumerate(ids):
-            i = int(i)
-            if not 0 <= i < n:
-                raise ValueError(f"ids[{pos}] must be in [0, {n}), got {i}")
-            out.append(itos[i])
-        return "".join(out)
+        return "".join(self._itos[i] for i in check_decode_ids(ids, len(self._itos)))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Writes the vocabulary as JSON ``{"kind": "char", "chars": [...]}`` and returns the path."""

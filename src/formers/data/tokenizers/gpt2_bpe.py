@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from formers.data.assets import unpack_asset
 from formers.data.downloads import default_cache_dir, download, resolve_data_dir
+from formers.layers.validation import check_decode_ids
 
 EOT = "<|endoftext|>"
 """GPT-2's end-of-text / document separator token."""
@@ -144,14 +146,10 @@ class GPT2BPETokenizer:
         """Text of ``ids`` (special tokens included); incomplete UTF-8 byte sequences become U+FFFD.
 
         Raises:
+            TypeError: an id is no int (``1.5``, ``True``).
             ValueError: an id is outside ``[0, vocab_size)``.
         """
-        ids = [int(i) for i in ids]
-        n = self.vocab_size
-        for pos, i in enumerate(ids):
-            if not 0 <= i < n:
-                raise ValueError(f"ids[{pos}] must be in [0, {n}), got {i}")
-        return self._tok.decode(ids, skip_special_tokens=False)
+        return self._tok.decode(check_decode_ids(ids, self.vocab_size), skip_special_tokens=False)
 
     def token_to_id(self, token: str) -> int | None:
         """Id of a vocabulary entry (in byte-level form, e.g. ``"Ġthe"``), or None."""
@@ -257,8 +255,9 @@ def find_gpt2_files(gpt2_dir: str | os.PathLike[str] | None = None, allow_downlo
     """Locates GPT-2's ``encoder.json`` and ``vocab.bpe``.
 
     Looks at ``gpt2_dir`` (which then must hold both), else ``$FORMERS_DATA_DIR/gpt2-bpe``, else a sibling
-    ``shared/data/gpt2-bpe`` (see :func:`formers.data.downloads.resolve_data_dir`), else downloads the official
-    files into the cache (``$FORMERS_DATA_DIR`` or ``~/.cache/formers``) with their SHA-256 checked.
+    ``shared/data/gpt2-bpe`` (see :func:`formers.data.downloads.resolve_data_dir`), else unpacks the copies shipped
+    in the package (:mod:`formers.data.assets`), else downloads the official files; both go into the cache
+    (``$FORMERS_DATA_DIR`` or ``~/.cache/formers``) with their SHA-256 checked.
 
     Returns:
         Paths ``(encoder_json, vocab_bpe)``.
@@ -269,6 +268,8 @@ def find_gpt2_files(gpt2_dir: str | os.PathLike[str] | None = None, allow_downlo
     """
     required = list(GPT2_FILES)
     folder = resolve_data_dir(GPT2_DATA_NAME, required, gpt2_dir)
+    if folder is None and all(unpack_asset(f"{GPT2_DATA_NAME}/{name}") for name in required):  # shipped with formers
+        folder = default_cache_dir() / GPT2_DATA_NAME
     if folder is None:
         dest = default_cache_dir() / GPT2_DATA_NAME
         hint = (

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from formers.layers.validation import check_decode_ids
+
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)
 """Special tokens in id order: pad=0, bos=1, eos=2, unk=3."""
@@ -148,12 +150,7 @@ class SubwordTokenizer:
         Returns:
             The detokenized sentence.
         """
-        ids = [int(i) for i in ids]
-        size = self.vocab_size
-        bad = [i for i in ids if not 0 <= i < size]
-        if bad:
-            raise ValueError(f"ids holds token id {bad[0]}, outside the vocabulary range [0, {size})")
-        return self._tok.decode(ids, skip_special_tokens=True)
+        return self._tok.decode(check_decode_ids(ids, self.vocab_size), skip_special_tokens=True)
 
     def decode_batch(self, rows: Iterable[Iterable[int]]) -> list[str]:
         """Decodes each row of ids with :meth:`decode`."""

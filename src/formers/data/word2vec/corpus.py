@@ -23,7 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from formers.data.word2vec.vocabulary import Vocabulary, build_vocabulary, read_sentences
+from formers.data.word2vec.vocabulary import (
+    Vocabulary,
+    build_vocabulary,
+    read_sentences,
+)
 from formers.files import atomic_file
 
 TOKENS_FILE, SENTENCES_FILE, VOCAB_FILE, META_FILE = "tokens.bin", "sentences.bin", "vocab.txt", "meta.json"

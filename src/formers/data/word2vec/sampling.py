@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+
 def sentence_ids(lengths: Tensor, num_words: int) -> Tensor:
     """Sentence index of every word of a chunk.
 

@@ -1,0 +1,91 @@
+"""Training logs: ``metrics.csv`` (columns added as metrics appear) and the per-window sums behind each row."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from formers.training.task import StepOutput
+
+METRICS_CSV = "metrics.csv"
+BASE_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "nonfinite_skips")
+
+
+class MetricsCSV:
+    """``metrics.csv`` with columns added as metrics appear (the file is rewritten when its header grows).
+
+    Args:
+        path: the CSV file.
+        keep_until_step: when resuming, rows up to this step are kept and later ones (logged after the checkpoint
+            by an interrupted run) dropped; ``None`` starts a new file.
+    """
+
+    def __init__(self, path: Path, keep_until_step: int | None = None) -> None:
+        self.path = path
+        self.columns: list[str] = list(BASE_COLUMNS)
+        self.rows: list[dict[str, Any]] = []
+        if keep_until_step is not None and path.exists():
+            with open(path, newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh)
+                self.columns += [c for c in reader.fieldnames or [] if c not in self.columns]
+                self.rows = [r for r in reader if r.get("step", "").isdigit() and int(r["step"]) <= keep_until_step]
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns, restval="")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Appends ``row`` (floats written with full precision)."""
+        row = {k: (repr(float(v)) if isinstance(v, float) else v) for k, v in row.items()}
+        self.rows.append(row)
+        new = [k for k in row if k not in self.columns]
+        if new:
+            self.columns += new
+            self._rewrite()
+            return
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
+            csv.DictWriter(fh, fieldnames=self.columns, restval="").writerow(row)
+
+
+class StepWindow:
+    """Sums over the steps since the last log row; tensors stay on the device until :meth:`read`."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.losses: list[float] = []
+        self.norms: list[float] = []
+        self.tokens: int | Tensor = 0
+        self.metric_sums: dict[str, Tensor | float] = {}
+        self.micro_batches = 0
+
+    def add_micro(self, out: StepOutput) -> None:
+        self.micro_batches += 1
+        tokens = out.num_tokens.detach() if isinstance(out.num_tokens, Tensor) else out.num_tokens
+        self.tokens = self.tokens + tokens
+        for k, v in out.metrics.items():
+            v = v.detach().float() if isinstance(v, Tensor) else float(v)
+            self.metric_sums[k] = self.metric_sums[k] + v if k in self.metric_sums else v
+
+    def read(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        finite_losses = [x for x in self.losses if math.isfinite(x)]
+        finite_norms = [x for x in self.norms if math.isfinite(x)]
+        row = {
+            "loss": sum(finite_losses) / len(finite_losses) if finite_losses else float("nan"),
+            "grad_norm": sum(finite_norms) / len(finite_norms) if finite_norms else float("nan"),
+            "tokens_per_s": float(self.tokens) / elapsed,
+        }
+        for k, v in self.metric_sums.items():  # the one sync per log row
+            row[f"train_{k}"] = float(v) / max(self.micro_batches, 1)
+        return row

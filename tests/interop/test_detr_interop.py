@@ -1,0 +1,166 @@
+"""Parity of formers' DETR with Hugging Face ``DetrForObjectDetection`` through ``formers.interop.detr``.
+
+Tiny random reference models (Hugging Face ResNet backbones with basic and bottleneck blocks, and a timm ResNet-18
+backbone, the layout of the published ``facebook/detr-resnet-50``) are saved with ``save_pretrained``, loaded with
+``formers.from_pretrained`` and compared in float32 (eval mode, 1e-5) with and without padded images; formers'
+export loads back into ``transformers`` with the same outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("torchvision")
+from transformers import DetrConfig as HFDetrConfig  # noqa: E402
+from transformers import DetrForObjectDetection, ResNetConfig  # noqa: E402
+
+import formers  # noqa: E402
+from formers.interop.detr import (  # noqa: E402
+    config_from_hf_detr,
+    convert_hf_detr_state_dict,
+    save_detr_directory,
+    to_hf_detr_state_dict,
+)
+from formers.models.detr import DETR, DETRConfig  # noqa: E402
+
+ATOL = RTOL = 1e-5
+TRANSFORMER = dict(d_model=32, encoder_layers=2, decoder_layers=3, encoder_ffn_dim=48, decoder_ffn_dim=48,
+                   encoder_attention_heads=4, decoder_attention_heads=4, num_queries=9, num_labels=4)
+CASES = {
+    "hf-basic": dict(use_timm_backbone=False, backbone_config=ResNetConfig(
+        layer_type="basic", depths=[1, 2, 1, 1], embedding_size=8, hidden_sizes=[8, 16, 32, 64],
+        out_features=["stage4"])),
+    "hf-bottleneck": dict(use_timm_backbone=False, backbone_config=ResNetConfig(
+        layer_type="bottleneck", depths=[2, 1, 1, 1], embedding_size=8, hidden_sizes=[32, 64, 128, 256],
+        out_features=["stage4"])),
+    "timm-resnet18": dict(use_timm_backbone=True, backbone="resnet18"),
+}
+
+
+def _noisy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights and BatchNorm statistics, so that every tensor takes part in the comparison."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            noise = torch.randn(t.shape, generator=g)
+            if name.endswith("running_var"):
+                t.copy_(0.5 + noise.abs())
+            elif "norm" in name and name.endswith("weight") or name.endswith(("bn1.weight", "bn2.weight", "bn3.weight")):
+                t.copy_(1.0 + 0.2 * noise)
+            else:
+                t.copy_(0.2 * noise)
+    return model.eval()
+
+
+def _reference(case: str, tmp_path) -> tuple[DetrForObjectDetection, object]:
+    if case.startswith("timm"):
+        pytest.importorskip("timm")
+    config = HFDetrConfig(**TRANSFORMER, **CASES[case])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = _noisy(DetrForObjectDetection(config))
+    ref.save_pretrained(tmp_path / "hf")
+    return ref, tmp_path / "hf"
+
+
+def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.randn(2, 3, 96, 80)
+    mask = torch.ones(2, 96, 80, dtype=torch.bool)
+    mask[1, 70:], mask[1, :, 45:] = False, False  # the second image is 70x45, padded
+    images[1, :, 70:], images[1, :, :, 45:] = 0.0, 0.0
+    return images, mask
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_logits_and_boxes_match_hugging_face(case, tmp_path):
+    ref, directory = _reference(case, tmp_path)
+    ours = formers.from_pretrained(directory)
+    assert isinstance(ours, DETR) and not ours.training and ours.config.num_classes == 4
+    images, mask = _inputs()
+    with torch.no_grad():
+        for pixel_mask in (None, mask):
+            theirs = ref(pixel_values=images, pixel_mask=None if pixel_mask is None else pixel_mask.long())
+            out = ours(images, pixel_mask)
+            torch.testing.assert_close(out.logits, theirs.logits, atol=ATOL, rtol=RTOL)
+            torch.testing.assert_close(out.boxes, theirs.pred_boxes, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("case", ["hf-basic", "hf-bottleneck"])
+def test_export_loads_back_into_transformers(case, tmp_path):
+    ref, directory = _reference(case, tmp_path)
+    ours = formers.from_pretrained(directory)
+    save_detr_directory(ours, tmp_path / "back")
+    # The written tensors are exactly the original file's, under the same names.
+    original, written = load_file(str(directory / "model.safetensors")), load_file(str(tmp_path / "back" / "model.safetensors"))
+    assert set(written) == set(original)
+    for key in original:
+        torch.testing.assert_close(written[key], original[key], rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        back = DetrForObjectDetection.from_pretrained(tmp_path / "back").eval()
+    images, mask = _inputs()
+    with torch.no_grad():
+        theirs = back(pixel_values=images, pixel_mask=mask.long())
+        torch.testing.assert_close(ours(images, mask).boxes, theirs.pred_boxes, atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(ours(images, mask).logits, theirs.logits, atol=ATOL, rtol=RTOL)
+
+
+def test_trainable_batchnorm_model_exports_its_running_statistics(tmp_path):
+    config = DETRConfig(num_classes=3, backbone_block="basic", backbone_depths=[1, 1, 1, 1], backbone_width=8,
+                        backbone_norm="batch", embed_dim=16, num_encoder_layers=1, num_decoder_layers=2, num_heads=2,
+                        ffn_dim=32, num_queries=5)
+    model = _noisy(DETR(config))
+    save_detr_directory(model, tmp_path / "out")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = DetrForObjectDetection.from_pretrained(tmp_path / "out").eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images).boxes, theirs(pixel_values=images).pred_boxes, atol=ATOL, rtol=RTOL)
+    reloaded = formers.from_pretrained(tmp_path / "out")  # back in formers: frozen BatchNorm, same outputs
+    assert reloaded.config.backbone_norm == "frozen_batch"
+    torch.testing.assert_close(reloaded(images).logits, model(images).logits, atol=ATOL, rtol=RTOL)
+
+
+def test_live_state_dict_names_convert_too():
+    config = HFDetrConfig(**TRANSFORMER, **CASES["hf-basic"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = DetrForObjectDetection(config)
+    state = convert_hf_detr_state_dict(ref.state_dict(), timm_backbone=False)
+    model = DETR(config_from_hf_detr(config.to_dict(), num_classes=4))
+    assert set(state) == set(model.state_dict())
+    assert set(to_hf_detr_state_dict(model)) == {
+        k.replace("backbone.model.", "backbone.conv_encoder.model.").replace(".o_proj.", ".out_proj.")
+        .replace("mlp.fc", "fc") for k in ref.state_dict()
+    }
+
+
+def test_unsupported_options_raise_clear_errors(tmp_path):
+    base = json.loads(HFDetrConfig(**TRANSFORMER, **CASES["hf-basic"]).to_json_string())
+    with pytest.raises(ValueError, match="position_embedding_type='learned'"):
+        config_from_hf_detr({**base, "position_embedding_type": "learned"})
+    with pytest.raises(ValueError, match="dilation"):
+        config_from_hf_detr({**base, "dilation": True})
+    with pytest.raises(ValueError, match="encoder_attention_heads=4 differs from decoder_attention_heads=2"):
+        config_from_hf_detr({**base, "decoder_attention_heads": 2})
+    with pytest.raises(ValueError, match="hidden_sizes=.*doubling"):
+        config_from_hf_detr({**base, "backbone_config": {**base["backbone_config"], "hidden_sizes": [8, 16, 32, 48]}})
+    with pytest.raises(ValueError, match="downsample_in_first_stage"):
+        config_from_hf_detr({**base, "backbone_config": {**base["backbone_config"], "downsample_in_first_stage": True}})
+    with pytest.raises(ValueError, match="timm backbone 'efficientnet_b0'"):
+        config_from_hf_detr({**base, "backbone_config": None, "use_timm_backbone": True, "backbone": "efficientnet_b0"})
+    three = DETR(DETRConfig(num_classes=2, backbone_block="basic", backbone_depths=[1, 1, 1], backbone_width=8,
+                            embed_dim=16, num_encoder_layers=1, num_decoder_layers=1, num_heads=2, ffn_dim=16))
+    with pytest.raises(ValueError, match="backbone has 3 stages"):
+        save_detr_directory(three, tmp_path / "three")
+    with pytest.raises(TypeError, match="takes a formers DETR"):
+        save_detr_directory(torch.nn.Linear(2, 2), tmp_path / "x")

@@ -1,0 +1,165 @@
+"""DETR's Hungarian matcher and set criterion (against brute force and Hugging Face's loss) and the detection task."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+pytest.importorskip("scipy")
+ops = pytest.importorskip("torchvision.ops")
+
+from formers.models.detr import DETR, DETRConfig  # noqa: E402
+from formers.models.outputs import DetectionOutput  # noqa: E402
+from formers.tasks.detection import DetectionTask, HungarianMatcher, SetCriterion  # noqa: E402
+
+
+def _predictions(layers: int, batch: int, queries: int, classes: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(layers, batch, queries, classes + 1, generator=g) * 2
+    boxes = torch.rand(layers, batch, queries, 4, generator=g) * 0.6 + 0.1  # (cx, cy, w, h) in (0.1, 0.7)
+    return logits, boxes
+
+
+def _targets(sizes: list[int], classes: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    total = sum(sizes)
+    labels = torch.randint(0, classes, (total,), generator=g)
+    centre = torch.rand(total, 2, generator=g) * 0.6 + 0.2
+    size = torch.rand(total, 2, generator=g) * 0.3 + 0.05
+    return labels, torch.cat([centre, size], dim=1)  # (T,), (T, 4)
+
+
+def _cost(logits, boxes, labels, target_boxes):
+    """The matching cost, written out with torchvision's ops: (Q, K + 1), (Q, 4), (n,), (n, 4) -> (Q, n)."""
+    prob = logits.softmax(-1)[:, labels]
+    l1 = (boxes[:, None] - target_boxes[None]).abs().sum(-1)
+    to_xyxy = lambda b: ops.box_convert(b, "cxcywh", "xyxy")  # noqa: E731
+    giou = ops.generalized_box_iou(to_xyxy(boxes), to_xyxy(target_boxes))
+    return -prob + 5 * l1 - 2 * giou
+
+
+@pytest.mark.parametrize("sizes", [[2, 0, 4], [1, 3, 4], [4, 4, 1]])
+def test_matcher_equals_brute_force_over_all_assignments(sizes):
+    logits, boxes = _predictions(2, 3, 4, classes=3)
+    labels, target_boxes = _targets(sizes, classes=3)
+    match = HungarianMatcher()(logits, boxes, labels, target_boxes, sizes)
+    offsets = [0, *itertools.accumulate(sizes)]
+    for layer in range(2):
+        for b, n in enumerate(sizes):
+            cost = _cost(logits[layer, b], boxes[layer, b], labels[offsets[b]:offsets[b + 1]],
+                         target_boxes[offsets[b]:offsets[b + 1]])  # (Q, n)
+            best = min(itertools.permutations(range(4), n), key=lambda qs: sum(cost[q, j] for j, q in enumerate(qs)))
+            picked = (match.layer == layer) & (match.image == b)
+            ours = {int(t) - offsets[b]: int(q) for q, t in zip(match.query[picked], match.target[picked])}
+            assert ours == {j: q for j, q in enumerate(best)}, (layer, b)
+
+
+def test_matcher_equals_hugging_faces():
+    loss_utils = pytest.importorskip("transformers.loss.loss_for_object_detection")
+    sizes = [3, 0, 5, 1]
+    logits, boxes = _predictions(1, 4, 6, classes=4, seed=3)
+    labels, target_boxes = _targets(sizes, classes=4, seed=4)
+    targets = [{"class_labels": lab, "boxes": box} for lab, box in zip(labels.split(sizes), target_boxes.split(sizes))]
+    theirs = loss_utils.HungarianMatcher(1, 5, 2)({"logits": logits[0], "pred_boxes": boxes[0]}, targets)
+    match = HungarianMatcher()(logits[0], boxes[0], labels, target_boxes, sizes)  # one layer, unstacked
+    offsets = [0, *itertools.accumulate(sizes)]
+    for b, (queries, indices) in enumerate(theirs):
+        picked = match.image == b
+        assert sorted(zip(match.query[picked].tolist(), (match.target[picked] - offsets[b]).tolist())) == sorted(
+            zip(queries.tolist(), indices.tolist()))
+
+
+def test_matching_costs_are_float32_under_autocast():
+    logits, boxes = _predictions(1, 2, 5, classes=3)
+    labels, target_boxes = _targets([2, 3], classes=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cost = HungarianMatcher().cost_matrix(logits.bfloat16(), boxes.bfloat16(), labels, target_boxes)
+    assert cost.dtype == torch.float32 and cost.shape == (1, 2, 5, 5)
+
+
+@pytest.mark.parametrize("aux", [True, False])
+def test_set_criterion_equals_hugging_faces_loss(aux):
+    loss_utils = pytest.importorskip("transformers.loss.loss_for_object_detection")
+    from transformers import DetrConfig
+
+    sizes, classes, layers = [3, 0, 5, 2], 4, 3
+    logits, boxes = _predictions(layers, 4, 8, classes=classes, seed=5)
+    labels, target_boxes = _targets(sizes, classes=classes, seed=6)
+    output = DetectionOutput(logits=logits[-1], boxes=boxes[-1],
+                             aux_outputs=[DetectionOutput(logits[i], boxes[i]) for i in range(layers - 1)])
+    loss, parts = SetCriterion(classes, aux_loss=aux)(output, labels, target_boxes, sizes)
+
+    config = DetrConfig(num_labels=classes, auxiliary_loss=aux, decoder_layers=layers)
+    targets = [{"class_labels": lab, "boxes": box} for lab, box in zip(labels.split(sizes), target_boxes.split(sizes))]
+    their_loss, their_parts, _ = loss_utils.ForObjectDetectionLoss(
+        logits[-1], targets, "cpu", boxes[-1], config, logits if aux else None, boxes if aux else None)
+    torch.testing.assert_close(loss, their_loss, rtol=1e-6, atol=1e-6)
+    for key in ("loss_ce", "loss_bbox", "loss_giou", "cardinality_error"):
+        torch.testing.assert_close(parts[key], their_parts[key], rtol=1e-6, atol=1e-6)
+    if aux:
+        aux_total = sum(their_parts[f"{k}_{i}"] * w for i in range(layers - 1)
+                        for k, w in [("loss_ce", 1), ("loss_bbox", 5), ("loss_giou", 2)])
+        torch.testing.assert_close(parts["loss_aux"], aux_total, rtol=1e-6, atol=1e-6)
+
+
+def test_images_without_boxes_train_towards_no_object():
+    logits, boxes = _predictions(2, 2, 5, classes=3)
+    logits.requires_grad_(True)
+    output = DetectionOutput(logits[-1], boxes[-1], [DetectionOutput(logits[0], boxes[0])])
+    empty = torch.zeros(0, dtype=torch.long), torch.zeros(0, 4)
+    loss, parts = SetCriterion(3)(output, *empty, [0, 0])
+    expected = sum(torch.nn.functional.cross_entropy(logits[i].detach().flatten(0, 1), torch.full((10,), 3))
+                   for i in range(2))
+    torch.testing.assert_close(loss, expected)
+    assert parts["loss_bbox"] == 0 and parts["loss_giou"] == 0
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_bad_matcher_arguments():
+    with pytest.raises(ValueError, match="not all 0"):
+        HungarianMatcher(0, 0, 0)
+    logits, boxes = _predictions(1, 2, 5, classes=3)
+    labels, target_boxes = _targets([2, 3], classes=3)
+    with pytest.raises(ValueError, match="sizes"):
+        HungarianMatcher()(logits, boxes, labels, target_boxes, [2, 2])
+    with pytest.raises(ValueError, match="num_classes \\+ 1 = 6"):
+        SetCriterion(5)(DetectionOutput(logits[0], boxes[0]), labels, target_boxes, [2, 3])
+
+
+def _fixed_batch():
+    """Two 64x64 images with one bright square object each (class 0 or 1), as a collated batch."""
+    images = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+    images[0, :, 8:24, 8:40] = 255  # 32x16 box at (8, 8)
+    images[1, 1, 30:60, 20:50] = 200  # 30x30 box at (20, 30), green
+    boxes = torch.tensor([[24 / 64, 16 / 64, 32 / 64, 16 / 64], [35 / 64, 45 / 64, 30 / 64, 30 / 64]])
+    return {"images": images, "padding_mask": torch.ones(2, 64, 64, dtype=torch.bool),
+            "labels": torch.tensor([0, 1]), "boxes": boxes, "sizes": [1, 1]}
+
+
+def test_a_tiny_detr_overfits_a_fixed_batch():
+    torch.manual_seed(0)
+    model = DETR(DETRConfig(num_classes=2, backbone_block="basic", backbone_depths=[1, 1, 1, 1], backbone_width=8,
+                            backbone_norm="batch", embed_dim=32, num_encoder_layers=1, num_decoder_layers=2,
+                            num_heads=4, ffn_dim=64, num_queries=5, dropout=0.0, activation_dropout=0.0))
+    task = DetectionTask(2, mean=[0.5] * 3, std=[0.5] * 3)
+    batch = _fixed_batch()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    first = None
+    for _ in range(150):
+        out = task.training_step(model, batch)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        first = first if first is not None else out.loss.item()
+    assert out.loss.item() < 0.25 * first, (first, out.loss.item())
+    model.eval()
+    with torch.no_grad():
+        output = model(task.prepare(batch["images"], batch["padding_mask"]), batch["padding_mask"])
+    best = output.logits.softmax(-1)[..., :2].amax(-1).argmax(-1)  # the most confident query per image
+    predicted = output.boxes[torch.arange(2), best]
+    assert (ops.box_iou(ops.box_convert(predicted, "cxcywh", "xyxy"),
+                        ops.box_convert(batch["boxes"], "cxcywh", "xyxy")).diagonal() > 0.5).all()
+    assert output.logits[torch.arange(2), best, :2].argmax(-1).tolist() == [0, 1]
