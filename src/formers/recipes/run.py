@@ -188,6 +188,7 @@ NEXT_COMMANDS: dict[str, list[str]] = {
     "image_classification": ["formers classify --checkpoint {run} IMAGE.png"],
     "text_classification": ['formers classify-text --checkpoint {run} "a text to label"'],
     "masked_lm": ['formers embed --model {run} "A sentence."'],
+    "word2vec": ["formers similar --vectors {run} king woman", "formers analogy --vectors {run} man king woman"],
 }
 """Commands that use a finished run of each task (``{run}``: the run directory)."""
 
