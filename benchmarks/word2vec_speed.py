@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="gensim threads (default: every core)")
     parser.add_argument("--words-per-batch", type=int, default=None, help="default: 1M on CUDA, 100k on CPU")
-    parser.add_argument("--words-per-update", type=int, default=1000)
+    parser.add_argument("--words-per-update", type=int, default=None, help="default: 1000 on CUDA, 250 on CPU")
     parser.add_argument("--max-words", type=int, default=None, help="train on the first N words only")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-gensim", action="store_true", help="time formers only")
@@ -60,6 +60,7 @@ def main() -> None:
     if folder is None:
         raise SystemExit("the shared word2vec corpus is missing: set --data-dir or $FORMERS_DATA_DIR/word2vec")
     words_per_batch = args.words_per_batch or (1_000_000 if args.device.startswith("cuda") else 100_000)
+    args.words_per_update = args.words_per_update or (1000 if args.device.startswith("cuda") else 250)
     sentences = read_corpus(str(folder / "corpus.txt.gz"), "lowercase_letters", args.max_words)
     report = {
         "benchmark": "word2vec training speed: formers vs gensim, same corpus, tokenization and settings",

@@ -190,7 +190,7 @@ NEXT_COMMANDS: dict[str, list[str]] = {
     "masked_lm": ['formers embed --model {run} "A sentence."'],
     "detection": ["formers detect --checkpoint {run} IMAGE.png --threshold 0.5 --draw boxes.png",
                   "formers evaluate --checkpoint {run} --coco ANNOTATIONS.json --images IMAGES/"],
-    "word2vec": ["formers similar --vectors {run} king"],
+    "word2vec": ["formers similar --vectors {run} king woman", "formers analogy --vectors {run} man king woman"],
 }
 """Commands that use a finished run of each task (``{run}``: the run directory)."""
 

@@ -58,7 +58,7 @@ class Word2VecOptions:
     """The ``task_options`` section: learning rate, update granularity, evaluation and report."""
     alpha: float = 0.025
     min_alpha: float = 0.0001
-    words_per_update: int = 1000
+    words_per_update: int = 250  # centre words per sequential update (see Word2VecTask); GPU recipes: 1000
     analogies: str | None = None  # questions-words.txt style file (default: the shared one with corpus: word2vec)
     pairs: str | None = None  # WordSim-353 style file (default: the shared one with corpus: word2vec)
     restrict_vocab: int = 30_000  # analogies and pairs use the most frequent words only (gensim's restrict_vocab)
