@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from vision_bench import timed  # benchmarks/ is on the path when a script here runs
 
 import formers
 from formers.layers import value_checks
@@ -94,25 +95,6 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     batch = {"images": images, "padding_mask": mask, "labels": torch.randint(0, 91, (total,), generator=g),
              "boxes": torch.cat([centre, wh], 1), "sizes": sizes}
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def timed(step: Callable[[], None], warmup: int, steps: int, device: torch.device) -> float:
-    """Seconds per step (CUDA events on GPU, wall clock on CPU)."""
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(steps):
-            step()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1000 / steps
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps
 
 
 def main() -> None:
