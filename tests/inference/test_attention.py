@@ -11,7 +11,7 @@ import torch
 
 import formers
 from formers.inference.attention import attention_maps, record_attention
-from formers.layers import attention_record  # noqa: F401  (LISTENERS)
+from formers.layers import attention_record
 
 GPT = dict(embed_dim=16, num_heads=2, num_layers=2, vocab_size=40, max_seq_len=24, eos_id=3, dropout=0.0,
            attn_dropout=0.0)
