@@ -75,10 +75,11 @@ def token_labels(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
     """One short label per token id: its text, or its vocabulary entry for special tokens (``[CLS]``, ``</s>``)."""
     labels = []
     for i in ids:
-        text = tokenizer.decode([i]).strip()
+        raw = tokenizer.decode([i])
+        text = raw.strip() or ("\\n" if "\n" in raw else "\u2423" if raw else "")  # whitespace made visible
         if not text and hasattr(tokenizer, "id_to_token"):
             text = tokenizer.id_to_token(i) or ""
-        labels.append(text.replace("\n", "\\n")[:12] or f"<{i}>")
+        labels.append(text[:12] or f"<{i}>")
     return labels
 
 
@@ -124,7 +125,8 @@ def _alignment(model: nn.Module, directory: Path, text: str, layer: int | None, 
     weights = _heads(record.weights, head)[0]  # (T, S)
     targets = token_labels(tokenizer, [*translation, c.eos_id])
     title = f"cross-attention, layer {index}" + (f", head {head}" if head is not None else ", heads averaged")
-    title += f"\n{tokenizer.decode(translation)!r}"
+    words = tokenizer.decode(translation)
+    title += f"\n{words[:60]!r}" + ("..." if len(words) > 60 else "")
     return plot_alignment(weights, token_labels(tokenizer, ids), targets,
                           out / f"{model.family}-cross-{_suffix(index, head)}.png", title)
 

@@ -170,8 +170,9 @@ def _image_array(image: Tensor) -> np.ndarray:
 
 
 def _upsample(heatmap: Tensor, size: tuple[int, int]) -> np.ndarray:
-    """A (h, w) map stretched over (H, W) pixels (bilinear), scaled to [0, 1]."""
-    up = F.interpolate(heatmap.float()[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    """A (h, w) map stretched over (H, W) pixels, each token a block (nearest: no attention is smeared onto
+    tokens that did not get it), scaled to [0, 1]."""
+    up = F.interpolate(heatmap.float()[None, None], size=size, mode="nearest")[0, 0]
     up = up - up.min()
     return (up / up.max().clamp_min(1e-12)).numpy()
 
@@ -188,7 +189,7 @@ def plot_image_attention(image: Tensor, heatmap: Tensor, path: str | Path, title
 
     Args:
         image: (C, H, W) uint8 (1 or 3 channels).
-        heatmap: (gh, gw) non-negative map laid over the whole image (stretched, bilinear, scaled to [0, 1]).
+        heatmap: (gh, gw) non-negative map laid over the whole image (stretched, scaled to [0, 1]).
         path: the PNG to write.
         title: figure title.
 
@@ -296,7 +297,7 @@ def plot_object_attention(
     cols = min(k, 4)
     rows = math.ceil(k / cols)
     aspect = array.shape[0] / array.shape[1]
-    fig = _figure(3.6 * cols, 3.6 * aspect * rows + 0.6)
+    fig = _figure(3.6 * cols, (3.6 * aspect + 0.5) * rows + 0.5)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for i, ax in enumerate(axes):
         if i >= k:
