@@ -31,3 +31,10 @@ def test_listeners_get_each_call_with_its_output_and_nothing_after_the_block() -
     assert len(calls) == 1 and calls[0].is_causal and calls[0].output is out
     w = attention_record.attention_weights(calls[0].q, calls[0].k, is_causal=True, scale=calls[0].scale)
     torch.testing.assert_close(w @ v, out, atol=1e-5, rtol=1e-5)
+
+
+def test_the_listener_check_compiles_into_one_graph() -> None:
+    """The check costs no graph break: a compiled model keeps one graph while nobody records."""
+    q = k = v = torch.randn(1, 2, 3, 4)
+    compiled = torch.compile(scaled_dot_product_attention, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(q, k, v, is_causal=True), scaled_dot_product_attention(q, k, v, is_causal=True))
