@@ -68,3 +68,19 @@ def test_other_models_and_other_threads_are_not_recorded() -> None:
         assert records == []
         recorded(ids)
     assert len(records) == 2
+
+
+@pytest.mark.gpu
+def test_bf16_cuda_attention_is_recorded_in_float32_from_the_fused_kernels() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    model = _gpt().to("cuda", torch.bfloat16)
+    ids = torch.randint(0, 40, (2, 8), device="cuda")
+    with torch.no_grad():
+        plain = model(ids).logits
+        with record_attention(model, keep_values=True) as records:
+            recorded = model(ids).logits
+    assert torch.equal(recorded, plain) and len(records) == 2
+    for r in records:
+        assert r.weights.dtype == torch.float32 and r.weights.device.type == "cpu"
+        torch.testing.assert_close(r.weights @ r.extra["values"], r.extra["output"], atol=2e-2, rtol=2e-2)
