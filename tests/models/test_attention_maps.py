@@ -50,9 +50,8 @@ def _logits(output: Any) -> Tensor:
 
 
 @pytest.mark.contract_one_per_family
+@pytest.mark.contract_kinds("causal_lm", "encoder", "seq2seq", "image")  # every kind with attention (word2vec has none)
 def test_recorded_weights_reproduce_the_fused_attention(case) -> None:
-    if case.tiny.kind == "word2vec":
-        pytest.skip("word2vec has no attention")
     model = case.build().eval()
     args, key_padding = _inputs(model, case.tiny)
     with torch.no_grad():
