@@ -106,6 +106,8 @@ def run_one(key: str, args: argparse.Namespace, work: Path) -> dict:
     overrides: dict = {"train.progress_bar": False, "train.tensorboard": False}
     if args.data_dir:
         overrides["data.data_dir"] = args.data_dir
+    if args.minutes is not None:
+        overrides["train.max_minutes"] = args.minutes
     if args.smoke:
         overrides.update(SMOKE_DATA)
         overrides.update(SMOKE_MODEL[key])
@@ -164,6 +166,8 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=None, help="where the runs go (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default: benchmarks/results/rnn_vs_transformer_<gpu>.json; --smoke needs it)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training budget of every recipe (default: the recipes' own, 6 minutes)")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run on the Bible corpus: checks the script")
     args = parser.parse_args()
     keys = [k.strip() for k in args.recipes.split(",") if k.strip()]
@@ -180,7 +184,7 @@ def main() -> None:
     report.update({
         "hardware": hardware(),
         "command": "PYTHONPATH=src python benchmarks/rnn_vs_transformer.py --recipes " + ",".join(keys)
-                   + (" --smoke" if args.smoke else ""),
+                   + (f" --minutes {args.minutes:g}" if args.minutes is not None else "") + (" --smoke" if args.smoke else ""),
         "protocol": "each recipe trained alone on the device, as `formers train`; BLEU from its final report (beam 4, "
                     "alpha 0.6, whole val set); training speed: median logged target tokens/s; decoding: final "
                     "weights in float32, whole val set, Translator batching (4096 source tokens)",
