@@ -77,7 +77,15 @@ def build_pair(smoke: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     with tempfile.TemporaryDirectory() as tmp:
         ref.save_pretrained(tmp)
         ours = formers.from_pretrained(tmp)
-    ours.freeze_backbone(1)  # what Hugging Face's DetrConvEncoder does to a ResNet
+    # DETR trains the backbone but its stem and first stage. Hugging Face's DetrConvEncoder means to do the same, but
+    # its name test ("stage.1" against the parameters' "stages.1") freezes the whole Hugging Face ResNet: unfreeze its
+    # stages 2-4 so that both models train the same parameters (counted in the report).
+    for name, param in ref.model.backbone.named_parameters():
+        param.requires_grad_(any(f"stages.{i}." in name for i in (1, 2, 3)))
+    ours.freeze_backbone(1)
+    trainable = [sum(p.numel() for p in m.parameters() if p.requires_grad) for m in (ref, ours)]
+    if trainable[0] != trainable[1]:
+        raise AssertionError(f"the models train different parameters: Hugging Face {trainable[0]}, formers {trainable[1]}")
     return ref.train(), ours.train()
 
 
@@ -177,6 +185,7 @@ def main() -> None:
         "batch_size": args.batch_size, "image_size": args.image_size, "dtype": "bf16 autocast",
         "channels_last": args.channels_last, "boxes_per_image": batch["sizes"],
         "max_abs_logit_diff_fp32": diff,
+        "trainable_parameters": sum(p.numel() for p in ours.parameters() if p.requires_grad),
         "images_per_second": best,
         "speedup_vs_hf": best["formers"] / best["hf"],
         "matching_ms": matching_ms,
