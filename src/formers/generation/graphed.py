@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from formers.generation.causal_lm import check_eos_id
+from formers.generation.sampling import check_eos_id
 from formers.layers import check_int, check_padding_mask, check_token_ids, value_checks
 
 
