@@ -124,3 +124,39 @@ def test_bad_search_options_raise_before_the_model_runs(model, kwargs, error, ma
 def test_a_huge_max_new_tokens_is_capped_by_max_seq_len(model):
     src, mask = sources()
     assert greedy_search(model, src, mask, max_new_tokens=10**30) == greedy_search(model, src, mask, max_new_tokens=64)
+
+
+def test_static_state_paths_equal_eager_and_reuse_one_step_per_shape(model):
+    src, mask = sources()
+    for fast_kwargs in (dict(fast=True), dict(fast=True, check_every=1)):
+        assert greedy_search(model, src, mask, **fast_kwargs) == greedy_search(model, src, mask, fast=False)
+    for k in (1, 3):
+        assert beam_search(model, src, mask, beam_size=k, fast=True) == beam_search(model, src, mask, beam_size=k, fast=False)
+    cache = model.__dict__["_static_decoders"]
+    n = len(cache.decoders)
+    other = torch.randint(4, 30, (4, 6))  # same shapes: the cached steps are reloaded with the new memory
+    assert greedy_search(model, other, fast=True) == greedy_search(model, other, fast=False)
+    assert beam_search(model, other, beam_size=3, fast=True) == beam_search(model, other, beam_size=3, fast=False)
+    assert len(cache.decoders) == n
+    with pytest.raises(TypeError, match="fast must be True, False or None, got 'yes'"):
+        greedy_search(model, src, mask, fast="yes")
+
+
+def test_rnn_has_no_static_state_and_decodes_eagerly():
+    rnn = formers.create_model("lstm_seq2seq_tiny", src_vocab_size=30, tgt_vocab_size=30).eval()
+    src, mask = sources()
+    assert greedy_search(rnn, src, mask) == greedy_search(rnn, src, mask, fast=False)
+    with pytest.raises(ValueError, match="fast=True needs a model whose init_state takes static=True"):
+        greedy_search(rnn, src, mask, fast=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_steps_equal_eager_on_cuda(model):
+    model = model.cuda()
+    src, mask = (t.cuda() for t in sources())
+    for _ in range(2):  # the second call replays the graphs captured by the first
+        assert greedy_search(model, src, mask) == greedy_search(model, src, mask, fast=False)
+        assert beam_search(model, src, mask, beam_size=3) == beam_search(model, src, mask, beam_size=3, fast=False)
+    steps = list(model.__dict__["_static_decoders"].decoders.values())
+    assert len(steps) == 2 and all(s.graph is not None for s in steps)

@@ -6,18 +6,27 @@ Family-agnostic: a model qualifies by its interface (``encode``, ``decode`` with
 
 Both decode from ``bos_id`` until ``eos_id`` or a per-sentence limit of ``len(source) + 50`` new tokens (the
 paper's sec. 6.1 setting; ``max_new_tokens`` overrides it). Padding and the start token are never emitted.
+On CUDA both run the decoder step on a static-shape state (``init_state(..., static=True)``: fixed shapes, write
+position on the device, beams reordered in place) captured once as a CUDA graph per (rows, source length, capacity
+bucket) and kept on the model; greedy search then runs ``check_every`` steps between host checks, beam search
+replays the graph and keeps its per-step bookkeeping on the host. ``fast=False`` runs the eager loop; models whose
+``init_state`` has no ``static`` option (:class:`~formers.models.rnn.RNNSeq2Seq`) always do. Same tokens either way.
+
 Beam search ranks finished hypotheses by log-probability / lp(Y) with the GNMT length penalty
 lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from formers.layers import check_int, check_number
+from formers.generation.static_lm import capacity_bucket, model_cache
+from formers.layers import check_int, check_number, value_checks
 
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 
@@ -37,9 +46,106 @@ def _banned(model: nn.Module) -> list[int]:
     return sorted({c.pad_id, c.bos_id} - {c.eos_id})
 
 
+def _supports_static(model: nn.Module) -> bool:
+    return "static" in inspect.signature(model.init_state).parameters
+
+
+def _use_fast(model: nn.Module, src_ids: Tensor, fast: bool | None) -> bool:
+    if fast is not None and not isinstance(fast, bool):
+        raise TypeError(f"fast must be True, False or None, got {fast!r} ({type(fast).__name__})")
+    if fast is None:
+        return src_ids.device.type == "cuda" and _supports_static(model)
+    if fast and not _supports_static(model):
+        raise ValueError(f"fast=True needs a model whose init_state takes static=True; {type(model).__name__} has none")
+    return fast
+
+
+class _StaticStep:
+    """A decoder step on a static state, captured as a CUDA graph (on CUDA) and reused across calls.
+
+    ``greedy``: the step also takes the argmax, fills finished rows with ``pad_id``, records the token in ``out`` and
+    feeds it back, so that many steps run without the host. Otherwise it leaves log-probabilities in ``logp``.
+    """
+
+    def __init__(self, model: nn.Module, state, banned: list[int], greedy: bool, use_graph: bool) -> None:
+        c = model.config
+        self.model, self.state, self.greedy = model, state, greedy
+        rows, device = state.memory_mask.shape[0], state.memory_mask.device
+        self.bos, self.pad, self.eos = c.bos_id, c.pad_id, c.eos_id
+        self.banned = torch.tensor(banned, dtype=torch.long, device=device)
+        self.token = torch.full((rows, 1), c.bos_id, dtype=torch.long, device=device)  # (N, 1) fed to the next step
+        self.out = torch.zeros(rows, state.caches[0].max_len, dtype=torch.long, device=device)  # (N, T_max) greedy
+        self.finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.count = torch.zeros((), dtype=torch.long, device=device)
+        self.logp: Tensor | None = None  # (N, V) float32 after a beam step
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.use_graph = use_graph and device.type == "cuda"
+
+    def _step(self) -> None:
+        logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (N, V)
+        logits = logits.index_fill(1, self.banned, float("-inf"))
+        if not self.greedy:
+            self.logp = torch.log_softmax(logits.float(), dim=-1)
+            return
+        token = logits.argmax(dim=-1, keepdim=True).masked_fill(self.finished[:, None], self.pad)  # (N, 1)
+        self.out.index_copy_(1, self.count[None], token)
+        self.finished |= token[:, 0] == self.eos
+        self.count += 1
+        self.token.copy_(token)
+
+    def start(self, fresh) -> None:
+        """Takes the memory of ``fresh`` (a static state of the same shapes) and resets; captures on first use."""
+        if fresh is not self.state:
+            self.state.copy_from(fresh)
+        if self.use_graph and self.graph is None:
+            self._reset()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    self._step()
+            torch.cuda.current_stream().wait_stream(stream)
+            self._reset()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._step()
+            self.graph = graph
+        self._reset()
+
+    def _reset(self) -> None:
+        self.state.reset()
+        self.token.fill_(self.bos)
+        self.finished.zero_()
+        self.count.zero_()
+
+    def run(self, steps: int = 1) -> None:
+        for _ in range(steps):
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._step()
+
+
+def _static_step(
+    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, greedy: bool, fast: bool
+) -> _StaticStep:
+    """The model's cached static step for these shapes, loaded with this batch's memory."""
+    capacity = capacity_bucket(steps, model.config.max_seq_len)
+    fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True)
+    key = ("seq2seq", greedy, tuple(memory.shape[:2]), capacity)
+    step = model_cache(model).get(model, key, lambda: _StaticStep(model, fresh, _banned(model), greedy, fast))
+    step.start(fresh)
+    return step
+
+
 @torch.inference_mode()
 def greedy_search(
-    model: nn.Module, src_ids: Tensor, src_padding_mask: Tensor | None = None, max_new_tokens: int | None = None
+    model: nn.Module,
+    src_ids: Tensor,
+    src_padding_mask: Tensor | None = None,
+    max_new_tokens: int | None = None,
+    fast: bool | None = None,
+    check_every: int = 8,
 ) -> list[list[int]]:
     """Decodes each source by taking the most likely next token until ``eos_id``.
 
@@ -48,20 +154,47 @@ def greedy_search(
         src_ids: (B, S) source token ids.
         src_padding_mask: (B, S) bool, True = real token (default: ``src_ids != pad_id``).
         max_new_tokens: limit on generated tokens (default: source length + 50).
+        fast: the static-state (CUDA-graph) path; None: on CUDA when the model supports it (see the module doc).
+        check_every: on the fast path, steps between host checks of whether every sentence has ended.
 
     Returns:
         B lists of token ids, without the start token and the final ``eos_id``.
     """
     check_int(max_new_tokens, "max_new_tokens", minimum=1, allow_none=True)
+    check_int(check_every, "check_every", minimum=1)
+    fast = _use_fast(model, src_ids, fast)
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens)
     steps = int(limits.max())
     c = model.config
-    batch = src_ids.shape[0]
+    if fast:
+        with value_checks(False):  # the sources were checked by encode; a check would read the device
+            step = _static_step(model, memory, src_padding_mask, steps, greedy=True, fast=True)
+            done = 0
+            while done < steps:
+                n = min(check_every, steps - done)
+                step.run(n)
+                done += n
+                if bool(step.finished.all()):
+                    break
+        generated = step.out[:, :done].tolist()  # (B, T)
+    else:
+        generated = _greedy_eager(model, memory, src_padding_mask, steps)
+    results = []
+    for row, limit in zip(generated, limits.tolist()):
+        row = row[:limit]
+        results.append(row[: row.index(c.eos_id)] if c.eos_id in row else row)
+    return results
+
+
+def _greedy_eager(model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int) -> list[list[int]]:
+    """The readable loop: one decoder step at a time on a growing cache, a host check after each."""
+    c = model.config
+    batch, device = memory.shape[0], memory.device
     state = model.init_state(memory, src_padding_mask, max_len=steps)
     banned = _banned(model)
-    tokens = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=src_ids.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=src_ids.device)
+    tokens = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
     out = []
     for _ in range(steps):
         logits = model.decode(tokens, None, None, state=state)[:, -1]  # (B, V)
@@ -72,12 +205,7 @@ def greedy_search(
         finished |= tokens[:, 0] == c.eos_id
         if bool(finished.all()):
             break
-    generated = torch.cat(out, dim=1).tolist()  # (B, T)
-    results = []
-    for row, limit in zip(generated, limits.tolist()):
-        row = row[:limit]
-        results.append(row[: row.index(c.eos_id)] if c.eos_id in row else row)
-    return results
+    return torch.cat(out, dim=1).tolist()  # (B, T)
 
 
 def check_beam_options(beam_size: int, alpha: float, vocab_size: int | None = None) -> None:
@@ -102,6 +230,7 @@ def beam_search(
     beam_size: int = 4,
     alpha: float = 0.6,
     max_new_tokens: int | None = None,
+    fast: bool | None = None,
 ) -> list[list[int]]:
     """Batched beam search with the GNMT length penalty.
 
@@ -112,19 +241,25 @@ def beam_search(
         beam_size: K hypotheses kept per sentence, at most the target vocabulary size.
         alpha: length-penalty exponent (0.6 in the paper), finite and >= 0.
         max_new_tokens: limit on generated tokens (default: source length + 50).
+        fast: the static-state (CUDA-graph) decoder step; None: on CUDA when the model supports it.
 
     Returns:
         For each source, the best hypothesis' token ids without the start token and ``eos_id``.
     """
     check_beam_options(beam_size, alpha, getattr(model.config, "tgt_vocab_size", None))
     check_int(max_new_tokens, "max_new_tokens", minimum=1, allow_none=True)
+    fast = _use_fast(model, src_ids, fast)
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens).tolist()
     c = model.config
     batch, k, device = src_ids.shape[0], beam_size, src_ids.device
     expand = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,) row of each beam's source
-    state = model.init_state(memory.index_select(0, expand), src_padding_mask.index_select(0, expand), max(limits))
-    banned = _banned(model)
+    memory, src_padding_mask = memory.index_select(0, expand), src_padding_mask.index_select(0, expand)
+    if fast:
+        with value_checks(False):
+            step_fn, reorder = _static_beam_step(model, memory, src_padding_mask, max(limits))
+    else:
+        step_fn, reorder = _eager_beam_step(model, memory, src_padding_mask, max(limits))
 
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep one alive so the first step does not repeat it
@@ -132,15 +267,14 @@ def beam_search(
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     for step in range(max(limits)):
-        logits = model.decode(history[:, -1:], None, None, state=state)[:, -1]  # (B*K, V)
-        logits[:, banned] = float("-inf")
-        vocab = logits.shape[-1]
-        logp = torch.log_softmax(logits.float(), dim=-1).view(batch, k, vocab)
+        logp = step_fn(history[:, -1:])  # (B*K, V) float32, banned ids at -inf
+        vocab = logp.shape[-1]
+        logp = logp.view(batch, k, vocab)
         candidates = (scores[:, :, None] + logp).view(batch, k * vocab)  # (B, K*V)
         top_scores, top_idx = candidates.topk(2 * k, dim=1)  # (B, 2K)
         top_beam, top_tok = top_idx // vocab, top_idx % vocab
         top_scores_l, top_beam_l, top_tok_l = top_scores.tolist(), top_beam.tolist(), top_tok.tolist()
-        new_scores = torch.full((batch, k), float("-inf"), device=device)
+        new_scores = torch.full((batch, k), float("-inf"))  # on the host: filled element by element below
         new_beam = torch.zeros(batch, k, dtype=torch.long)
         new_tok = torch.full((batch, k), c.pad_id, dtype=torch.long)
         prev = history[:, 1:].tolist()
@@ -170,7 +304,37 @@ def beam_search(
         if all(done):
             break
         rows = (torch.arange(batch)[:, None] * k + new_beam).view(-1).to(device)  # (B*K,) surviving beams
-        state.reorder(rows)
+        reorder(rows)
         history = torch.cat([history.index_select(0, rows), new_tok.view(-1, 1).to(device)], dim=1)
-        scores = new_scores
+        scores = new_scores.to(device)
     return [max(hyps, key=lambda h: h[0])[1] if hyps else [] for hyps in finished]
+
+
+def _eager_beam_step(
+    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int
+) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], None]]:
+    """(last tokens (N, 1) -> log-probabilities (N, V), reorder(rows)) on a growing cache."""
+    state = model.init_state(memory, src_padding_mask, steps)
+    banned = _banned(model)
+
+    def step(tokens: Tensor) -> Tensor:
+        logits = model.decode(tokens, None, None, state=state)[:, -1]  # (N, V)
+        logits[:, banned] = float("-inf")
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    return step, state.reorder
+
+
+def _static_beam_step(
+    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int
+) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], None]]:
+    """The same on a static state: a replayed graph on CUDA, beams reordered in place."""
+    static = _static_step(model, memory, src_padding_mask, steps, greedy=False, fast=True)
+
+    def step(tokens: Tensor) -> Tensor:
+        static.token.copy_(tokens)
+        with value_checks(False):
+            static.run()
+        return static.logp
+
+    return step, static.state.reorder

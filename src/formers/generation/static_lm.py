@@ -24,7 +24,8 @@ CPU tests check.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +39,7 @@ CAPACITY_BUCKETS = tuple(sorted({base << k for base in (64, 96) for k in range(1
 ``max_seq_len``. Every step attends over all slots, so fewer buckets would mean more wasted attention."""
 
 MAX_CACHED_DECODERS = 4  # per model; each holds a whole KV cache
+MAX_GRAPHS = 4  # sampling configurations captured per decoder
 
 
 class Sampling(NamedTuple):
@@ -118,7 +120,7 @@ class StaticLMDecoder:
         with torch.cuda.graph(graph):
             self._run_step(sampling)
         self.graphs[sampling] = graph
-        while len(self.graphs) > MAX_CACHED_DECODERS:
+        while len(self.graphs) > MAX_GRAPHS:
             self.graphs.popitem(last=False)
         return graph
 
@@ -200,13 +202,13 @@ def run_static(
 
 
 class DecoderCache:
-    """A model's decoders, most recently used last; dropped whenever the model's tensors change address.
+    """Decoders of one model (most recently used last), dropped whenever the model's tensors change address.
 
     Copies and pickles of a model get an empty cache (graphs and caches are tied to this model's memory).
     """
 
     def __init__(self) -> None:
-        self.decoders: OrderedDict[tuple, StaticLMDecoder] = OrderedDict()
+        self.decoders: OrderedDict[tuple, object] = OrderedDict()
         self.fingerprint: tuple = ()
 
     def __deepcopy__(self, memo: dict) -> DecoderCache:
@@ -215,30 +217,38 @@ class DecoderCache:
     def __reduce__(self) -> tuple:
         return (DecoderCache, ())
 
-    def get(self, model: nn.Module, batch_size: int, max_len: int, use_graph: bool) -> StaticLMDecoder:
+    def get(self, model: nn.Module, key: tuple, build: Callable[[], Any]) -> Any:
+        """The decoder stored under ``key`` (with the model's dtype and device), made by ``build`` if missing."""
         fingerprint = tuple((t.data_ptr(), t.dtype, t.device) for t in (*model.parameters(), *model.buffers()))
         if fingerprint != self.fingerprint:
             self.decoders.clear()
             self.fingerprint = fingerprint
         first = next(model.parameters())
-        key = (batch_size, max_len, first.dtype, first.device, use_graph)
+        key = (*key, first.dtype, first.device)
         if key not in self.decoders:
-            self.decoders[key] = StaticLMDecoder(model, batch_size, max_len, use_graph=use_graph)
-            while len(self.decoders) > MAX_CACHED_DECODERS:
-                self.decoders.popitem(last=False)
+            while len(self.decoders) >= MAX_CACHED_DECODERS:
+                self.decoders.popitem(last=False)  # freed before the next one is allocated
+            self.decoders[key] = build()
         self.decoders.move_to_end(key)
         return self.decoders[key]
 
 
-def cached_decoder(model: nn.Module, batch_size: int, slots: int, use_graph: bool) -> StaticLMDecoder:
-    """The model's decoder for ``batch_size`` rows and at least ``slots`` slots (a capacity bucket), made once."""
+def model_cache(model: nn.Module) -> DecoderCache:
+    """The :class:`DecoderCache` kept on ``model`` (made on first use)."""
     cache = model.__dict__.get("_static_decoders")
     if cache is None:
         cache = DecoderCache()
         model.__dict__["_static_decoders"] = cache
-    return cache.get(model, batch_size, capacity_bucket(slots, model.config.max_seq_len), use_graph)
+    return cache
+
+
+def cached_decoder(model: nn.Module, batch_size: int, slots: int, use_graph: bool) -> StaticLMDecoder:
+    """The model's decoder for ``batch_size`` rows and at least ``slots`` slots (a capacity bucket), made once."""
+    max_len = capacity_bucket(slots, model.config.max_seq_len)
+    build = lambda: StaticLMDecoder(model, batch_size, max_len, use_graph=use_graph)  # noqa: E731
+    return model_cache(model).get(model, ("causal_lm", batch_size, max_len, use_graph), build)
 
 
 def clear_decoders(model: nn.Module) -> None:
-    """Frees the static caches and CUDA graphs that fast generation keeps on ``model``."""
+    """Frees the static caches and CUDA graphs that fast decoding keeps on ``model``."""
     model.__dict__.pop("_static_decoders", None)
