@@ -60,6 +60,7 @@ def generate(
     as_lists: bool = False,
     fast: bool | None = None,
     check_every: int = 16,
+    compile: bool = False,
 ) -> Tensor | list[list[int]]:
     """Continues prompts with a causal language model (run in eval mode; the mode is restored after).
 
@@ -87,6 +88,8 @@ def generate(
             (``truncate`` past ``max_seq_len``), which runs eagerly. False: always the eager loop. True: the static
             path, also on CPU; a sliding window raises. Both paths return the same tokens.
         check_every: on the fast path, steps between host checks of eos/``stop`` (and streamer bursts).
+        compile: on the fast path, also pass the step through ``torch.compile`` before capturing it (fuses its
+            small kernels: faster steps, but the first call per batch size and capacity bucket compiles for a while).
 
     Returns:
         New ids (B, T_new), T_new <= ``max_new_tokens`` (stops early once every row has ended); rows that
@@ -98,6 +101,7 @@ def generate(
         check_flag(flag, name)
     if fast is not None:
         check_flag(fast, "fast")
+    check_flag(compile, "compile")
     check_int(check_every, "check_every", minimum=1)
     for fn, name in ((stop, "stop"), (streamer, "streamer")):
         if fn is not None and not callable(fn):
@@ -143,7 +147,7 @@ def generate(
     model.eval()
     try:
         if fast:
-            decoder = cached_decoder(model, batch, prompt_len + max_new_tokens, use_graph=True)
+            decoder = cached_decoder(model, batch, prompt_len + max_new_tokens, use_graph=True, compile=compile)
             run_static(decoder, input_ids, padding_mask, max_new_tokens, sampling, uniforms, rows, check_every)
         else:
             _run_eager(model, input_ids, padding_mask, max_new_tokens, sampling, uniforms, rows, sliding)

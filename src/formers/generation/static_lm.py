@@ -242,11 +242,13 @@ def model_cache(model: nn.Module) -> DecoderCache:
     return cache
 
 
-def cached_decoder(model: nn.Module, batch_size: int, slots: int, use_graph: bool) -> StaticLMDecoder:
+def cached_decoder(
+    model: nn.Module, batch_size: int, slots: int, use_graph: bool = True, compile: bool = False
+) -> StaticLMDecoder:
     """The model's decoder for ``batch_size`` rows and at least ``slots`` slots (a capacity bucket), made once."""
     max_len = capacity_bucket(slots, model.config.max_seq_len)
-    build = lambda: StaticLMDecoder(model, batch_size, max_len, use_graph=use_graph)  # noqa: E731
-    return model_cache(model).get(model, ("causal_lm", batch_size, max_len, use_graph), build)
+    build = lambda: StaticLMDecoder(model, batch_size, max_len, use_graph=use_graph, compile=compile)  # noqa: E731
+    return model_cache(model).get(model, ("causal_lm", batch_size, max_len, use_graph, compile), build)
 
 
 def clear_decoders(model: nn.Module) -> None:

@@ -349,6 +349,7 @@ class GPT(nn.Module):
         as_lists: bool = False,
         fast: bool | None = None,
         check_every: int = 16,
+        compile: bool = False,
     ) -> Tensor | list[list[int]]:
         """Continues ``input_ids`` (B, T); see :func:`formers.generation.causal_lm.generate` (same arguments).
 
@@ -359,6 +360,7 @@ class GPT(nn.Module):
             self, input_ids, max_new_tokens, padding_mask=padding_mask, do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, eos_id=eos_id, seed=seed, stop=stop,
             streamer=streamer, truncate=truncate, as_lists=as_lists, fast=fast, check_every=check_every,
+            compile=compile,
         )
 
 
