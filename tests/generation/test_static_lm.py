@@ -151,3 +151,24 @@ def test_cuda_graph_path_in_bfloat16_is_deterministic_and_in_range():
     assert fast.shape == (3, 16) and int(fast.min()) >= 0 and int(fast.max()) < 40
     again = model.generate(ids, 16, padding_mask=mask, do_sample=True, seed=3, top_k=10, top_p=0.9)
     assert again.tolist() == fast.tolist()
+
+
+def test_autocast_gets_its_own_decoder():
+    model = make()
+    ids, mask = prompts()
+    generate(model, ids, 8, padding_mask=mask, fast=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 steps: repeatable, not equal to float32 ones
+        fast = generate(model, ids, 8, padding_mask=mask, fast=True, do_sample=True, seed=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert generate(model, ids, 8, padding_mask=mask, fast=True, do_sample=True, seed=1).tolist() == fast.tolist()
+    keys = list(model.__dict__["_static_decoders"].decoders)
+    assert [k[-1] for k in keys] == [(False, None), (True, torch.bfloat16)]
+
+
+@pytest.mark.slow
+def test_compiled_sampling_step_equals_eager_on_cpu():
+    model = make()
+    ids, mask = prompts()
+    options = dict(do_sample=True, seed=3, top_k=8, top_p=0.9)
+    eager = generate(model, ids, 12, padding_mask=mask, fast=False, **options)
+    assert generate(model, ids, 12, padding_mask=mask, fast=True, compile=True, **options).tolist() == eager.tolist()

@@ -18,15 +18,17 @@ lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import threading
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from formers.generation.static_lm import capacity_bucket, model_cache
-from formers.layers import check_int, check_number, value_checks
+from formers.generation.static_lm import capacity_bucket, model_cache, static_context
+from formers.layers import check_int, check_number
 
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 
@@ -80,6 +82,8 @@ class _StaticStep:
         self.logp: Tensor | None = None  # (N, V) float32 after a beam step
         self.graph: torch.cuda.CUDAGraph | None = None
         self.use_graph = use_graph and device.type == "cuda"
+        self.device = device
+        self.lock = threading.Lock()  # one search at a time: calls share the state
 
     def _step(self) -> None:
         logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (N, V)
@@ -118,6 +122,12 @@ class _StaticStep:
         self.finished.zero_()
         self.count.zero_()
 
+    def beam_step(self, tokens: Tensor) -> Tensor:
+        """Feeds the beams' last tokens (N, 1); returns the log-probabilities (N, V) (valid until the next step)."""
+        self.token.copy_(tokens)
+        self.run()
+        return self.logp
+
     def run(self, steps: int = 1) -> None:
         for _ in range(steps):
             if self.graph is not None:
@@ -127,15 +137,14 @@ class _StaticStep:
 
 
 def _static_step(
-    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, greedy: bool, fast: bool
-) -> _StaticStep:
-    """The model's cached static step for these shapes, loaded with this batch's memory."""
+    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, greedy: bool
+) -> tuple[_StaticStep, object]:
+    """The model's cached static step for these shapes and a fresh static state holding this batch's memory."""
     capacity = capacity_bucket(steps, model.config.max_seq_len)
     fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True)
     key = ("seq2seq", greedy, tuple(memory.shape[:2]), capacity)
-    step = model_cache(model).get(model, key, lambda: _StaticStep(model, fresh, _banned(model), greedy, fast))
-    step.start(fresh)
-    return step
+    build = lambda: _StaticStep(model, fresh, _banned(model), greedy, use_graph=True)  # noqa: E731
+    return model_cache(model).get(model, key, build, limit=2), fresh  # shapes rarely repeat: keep little memory
 
 
 @torch.inference_mode()
@@ -168,8 +177,9 @@ def greedy_search(
     steps = int(limits.max())
     c = model.config
     if fast:
-        with value_checks(False):  # the sources were checked by encode; a check would read the device
-            step = _static_step(model, memory, src_padding_mask, steps, greedy=True, fast=True)
+        step, fresh = _static_step(model, memory, src_padding_mask, steps, greedy=True)
+        with step.lock, static_context(step.device):
+            step.start(fresh)
             done = 0
             while done < steps:
                 n = min(check_every, steps - done)
@@ -251,16 +261,33 @@ def beam_search(
     fast = _use_fast(model, src_ids, fast)
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens).tolist()
-    c = model.config
     batch, k, device = src_ids.shape[0], beam_size, src_ids.device
     expand = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,) row of each beam's source
     memory, src_padding_mask = memory.index_select(0, expand), src_padding_mask.index_select(0, expand)
-    if fast:
-        with value_checks(False):
-            step_fn, reorder = _static_beam_step(model, memory, src_padding_mask, max(limits))
-    else:
-        step_fn, reorder = _eager_beam_step(model, memory, src_padding_mask, max(limits))
+    with contextlib.ExitStack() as stack:
+        if fast:
+            static, fresh = _static_step(model, memory, src_padding_mask, max(limits), greedy=False)
+            stack.enter_context(static.lock)
+            stack.enter_context(static_context(static.device))
+            static.start(fresh)
+            step_fn, reorder = static.beam_step, static.state.reorder
+        else:
+            step_fn, reorder = _eager_beam_step(model, memory, src_padding_mask, max(limits))
+        return _beam_loop(model, step_fn, reorder, limits, batch, k, alpha, device)
 
+
+def _beam_loop(
+    model: nn.Module,
+    step_fn: Callable[[Tensor], Tensor],
+    reorder: Callable[[Tensor], None],
+    limits: list[int],
+    batch: int,
+    k: int,
+    alpha: float,
+    device: torch.device,
+) -> list[list[int]]:
+    """The search itself, given a decoder step (last tokens (B*K, 1) -> log-probabilities (B*K, V)) and reorder."""
+    c = model.config
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep one alive so the first step does not repeat it
     history = torch.full((batch * k, 1), c.bos_id, dtype=torch.long, device=device)
@@ -323,18 +350,3 @@ def _eager_beam_step(
         return torch.log_softmax(logits.float(), dim=-1)
 
     return step, state.reorder
-
-
-def _static_beam_step(
-    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int
-) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], None]]:
-    """The same on a static state: a replayed graph on CUDA, beams reordered in place."""
-    static = _static_step(model, memory, src_padding_mask, steps, greedy=False, fast=True)
-
-    def step(tokens: Tensor) -> Tensor:
-        static.token.copy_(tokens)
-        with value_checks(False):
-            static.run()
-        return static.logp
-
-    return step, static.state.reorder

@@ -23,8 +23,10 @@ CPU tests check.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -84,6 +86,7 @@ class StaticLMDecoder:
         self.noise = torch.zeros(batch_size, max_len, dtype=torch.float64, device=device)  # (B, T_max) uniforms
         self.count = torch.zeros((), dtype=torch.long, device=device)  # ids emitted so far
         self.graphs: OrderedDict[Sampling, torch.cuda.CUDAGraph] = OrderedDict()
+        self.lock = threading.Lock()  # one generation at a time: calls share the state
         self._run_step = torch.compile(self._step, fullgraph=True) if compile else self._step
 
     @property
@@ -182,7 +185,7 @@ def run_static(
 
     The device runs burst k + 1 while the host reads burst k, so the host never waits for a step it does not need.
     """
-    with value_checks(False):  # the caller checked the ids; a check would read the device during capture
+    with decoder.lock, static_context(decoder.device):
         decoder.start(input_ids, padding_mask, sampling, uniforms)
         produced = 1
         pending = decoder.fetch(0, 1)
@@ -217,20 +220,43 @@ class DecoderCache:
     def __reduce__(self) -> tuple:
         return (DecoderCache, ())
 
-    def get(self, model: nn.Module, key: tuple, build: Callable[[], Any]) -> Any:
-        """The decoder stored under ``key`` (with the model's dtype and device), made by ``build`` if missing."""
+    def get(self, model: nn.Module, key: tuple, build: Callable[[], Any], limit: int = MAX_CACHED_DECODERS) -> Any:
+        """The decoder stored under ``key`` (with the model's dtype and device and the autocast state), made by
+        ``build`` if missing, after dropping the least recently used ones beyond ``limit - 1``."""
         fingerprint = tuple((t.data_ptr(), t.dtype, t.device) for t in (*model.parameters(), *model.buffers()))
         if fingerprint != self.fingerprint:
             self.decoders.clear()
             self.fingerprint = fingerprint
         first = next(model.parameters())
-        key = (*key, first.dtype, first.device)
+        key = (*key, first.dtype, first.device, autocast_state(first.device.type))
         if key not in self.decoders:
-            while len(self.decoders) >= MAX_CACHED_DECODERS:
+            while self.decoders and len(self.decoders) >= limit:
                 self.decoders.popitem(last=False)  # freed before the next one is allocated
             self.decoders[key] = build()
         self.decoders.move_to_end(key)
         return self.decoders[key]
+
+
+def autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:
+    """Whether autocast is on for ``device_type`` and to which dtype: a graph captured under it computes that way."""
+    if not torch.is_autocast_enabled(device_type):
+        return (False, None)
+    return (True, torch.get_autocast_dtype(device_type))
+
+
+@contextlib.contextmanager
+def static_context(device: torch.device) -> Iterator[None]:
+    """Where static decoding runs: on ``device``, with autocast's weight-cast cache off (a graph must not read casts
+    that autocast frees when its context exits; the casts are captured instead), and no value checks (the caller
+    checked its inputs; a check would read the device while a graph is captured)."""
+    enabled, dtype = autocast_state(device.type)
+    with contextlib.ExitStack() as stack:
+        if device.type == "cuda":
+            stack.enter_context(torch.cuda.device(device))
+        if enabled:
+            stack.enter_context(torch.autocast(device.type, dtype=dtype, cache_enabled=False))
+        stack.enter_context(value_checks(False))
+        yield
 
 
 def model_cache(model: nn.Module) -> DecoderCache:
