@@ -290,50 +290,52 @@ def _beam_loop(
     c = model.config
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep one alive so the first step does not repeat it
-    history = torch.full((batch * k, 1), c.bos_id, dtype=torch.long, device=device)
+    last = torch.full((batch * k, 1), c.bos_id, dtype=torch.long, device=device)  # (B*K, 1) each beam's last token
+    prev: list[list[int]] = [[] for _ in range(batch * k)]  # each beam's tokens so far, on the host
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     for step in range(max(limits)):
-        logp = step_fn(history[:, -1:])  # (B*K, V) float32, banned ids at -inf
+        logp = step_fn(last)  # (B*K, V) float32, banned ids at -inf
         vocab = logp.shape[-1]
         logp = logp.view(batch, k, vocab)
         candidates = (scores[:, :, None] + logp).view(batch, k * vocab)  # (B, K*V)
         top_scores, top_idx = candidates.topk(2 * k, dim=1)  # (B, 2K)
-        top_beam, top_tok = top_idx // vocab, top_idx % vocab
-        top_scores_l, top_beam_l, top_tok_l = top_scores.tolist(), top_beam.tolist(), top_tok.tolist()
-        new_scores = torch.full((batch, k), float("-inf"))  # on the host: filled element by element below
-        new_beam = torch.zeros(batch, k, dtype=torch.long)
-        new_tok = torch.full((batch, k), c.pad_id, dtype=torch.long)
-        prev = history[:, 1:].tolist()
+        top_scores_l, top_idx_l = top_scores.tolist(), top_idx.tolist()
+        # Built as lists on the host (element-wise tensor writes would cost a dispatch each).
+        new_scores = [[float("-inf")] * k for _ in range(batch)]
+        new_beam = [[0] * k for _ in range(batch)]
+        new_tok = [[c.pad_id] * k for _ in range(batch)]
         for b in range(batch):
             if done[b]:
                 continue
             live = 0
             for rank in range(2 * k):
-                score, beam, tok = top_scores_l[b][rank], top_beam_l[b][rank], top_tok_l[b][rank]
+                score, beam, tok = top_scores_l[b][rank], *divmod(top_idx_l[b][rank], vocab)
                 if score == float("-inf"):
                     break
                 if tok == c.eos_id:
                     if rank < k:  # an eos outside the top K would not have survived as a beam
                         finished[b].append((score / length_penalty(step + 1, alpha), prev[b * k + beam]))
                     continue
-                new_scores[b, live], new_beam[b, live], new_tok[b, live] = score, beam, tok
+                new_scores[b][live], new_beam[b][live], new_tok[b][live] = score, beam, tok
                 live += 1
                 if live == k:
                     break
             at_limit = step + 1 >= limits[b]
             if at_limit:
                 for j in range(live):
-                    hyp = prev[b * k + int(new_beam[b, j])] + [int(new_tok[b, j])]
-                    finished[b].append((float(new_scores[b, j]) / length_penalty(step + 1, alpha), hyp))
+                    hyp = prev[b * k + new_beam[b][j]] + [new_tok[b][j]]
+                    finished[b].append((new_scores[b][j] / length_penalty(step + 1, alpha), hyp))
             # As fairseq: a sentence is done once K hypotheses have ended.
             done[b] = at_limit or live == 0 or len(finished[b]) >= k
         if all(done):
             break
-        rows = (torch.arange(batch)[:, None] * k + new_beam).view(-1).to(device)  # (B*K,) surviving beams
-        reorder(rows)
-        history = torch.cat([history.index_select(0, rows), new_tok.view(-1, 1).to(device)], dim=1)
-        scores = new_scores.to(device)
+        rows = [b * k + beam for b in range(batch) for beam in new_beam[b]]  # (B*K,) surviving beams
+        reorder(torch.tensor(rows, device=device))
+        tokens = [tok for row in new_tok for tok in row]
+        prev = [prev[r] + [tok] for r, tok in zip(rows, tokens)]
+        last = torch.tensor(tokens, device=device)[:, None]  # (B*K, 1)
+        scores = torch.tensor(new_scores, device=device)  # (B, K) float32, the values above
     return [max(hyps, key=lambda h: h[0])[1] if hyps else [] for hyps in finished]
 
 
