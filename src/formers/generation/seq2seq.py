@@ -19,6 +19,7 @@ lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 import threading
@@ -270,7 +271,8 @@ def beam_search(
             stack.enter_context(static.lock)
             stack.enter_context(static_context(static.device))
             static.start(fresh)
-            step_fn, reorder = static.beam_step, static.state.reorder
+            # Beams only move among the rows of their own sentence, whose memory rows are equal: not copied.
+            step_fn, reorder = static.beam_step, functools.partial(static.state.reorder, memory=False)
         else:
             step_fn, reorder = _eager_beam_step(model, memory, src_padding_mask, max(limits))
         return _beam_loop(model, step_fn, reorder, limits, batch, k, alpha, device)

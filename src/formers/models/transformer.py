@@ -170,12 +170,18 @@ class DecoderState:
         self.memory_mask.copy_(other.memory_mask)
         self.reset()
 
-    def reorder(self, index: Tensor) -> None:
-        """Keeps batch rows ``index`` (N,) in every cache (beam search); in place for a static state."""
+    def reorder(self, index: Tensor, memory: bool = True) -> None:
+        """Keeps batch rows ``index`` (N,) in every cache (beam search); in place for a static state.
+
+        ``memory=False`` leaves the source rows as they are: right when ``index`` maps every row to a row of the
+        same source (beams of one sentence), and it saves copying the cross-attention keys/values every step.
+        """
         if self.static:
             for cache in self.caches:
                 cache.k.copy_(cache.k.index_select(0, index))
                 cache.v.copy_(cache.v.index_select(0, index))
+            if not memory:
+                return
             for k, v in self.memory_kv:
                 k.copy_(k.index_select(0, index))
                 v.copy_(v.index_select(0, index))
@@ -183,6 +189,8 @@ class DecoderState:
             return
         for cache in self.caches:
             cache.reorder(index)
+        if not memory:
+            return
         self.memory_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.memory_kv]
         self.memory_mask = self.memory_mask.index_select(0, index)
 
