@@ -110,7 +110,7 @@ def bench_gpt2(args, device: torch.device, dtype: torch.dtype, out: dict) -> Non
                 tokens = ids.shape[0] * ids.shape[1]
                 w["runs"][run] = {"s_median": med, "tokens": tokens, "tokens_per_s": tokens / med, "times_s": ts}
                 print(f"gpt2 {name:10s} {run:22s} {tokens / med:10.0f} tokens/s", flush=True)
-            except Exception as e:  # noqa: BLE001 - recorded, the other runs go on
+            except Exception as e:
                 w["runs"][run] = {"error": f"{type(e).__name__}: {e}"[:800]}
                 traceback.print_exc()
         for run in ("formers_generate", "formers_fast_compiled"):
@@ -191,7 +191,7 @@ def bench_translation(args, device: torch.device, dtype: torch.dtype, out: dict)
             med = statistics.median(ts)
             t["runs"][run] = {"s_median": med, "sentences_per_s": args.sentences / med, "times_s": ts}
             print(f"translation beam-4 {run:26s} {args.sentences / med:10.1f} sentences/s", flush=True)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             t["runs"][run] = {"error": f"{type(e).__name__}: {e}"[:800]}
             traceback.print_exc()
     runs = t["runs"]
@@ -210,14 +210,14 @@ def table(out: dict) -> str:
                  f"{'HF':>10s} {'default/HF':>11s}  (tokens/s)")
     for name, w in out.get("gpt2", {}).get("workloads", {}).items():
         r = w["runs"]
-        cell = lambda k: f"{r[k]['tokens_per_s']:.0f}" if "tokens_per_s" in r.get(k, {}) else "-"  # noqa: E731
+        cell = lambda k: f"{r[k]['tokens_per_s']:.0f}" if "tokens_per_s" in r.get(k, {}) else "-"
         ratio = f"{w['formers_generate_vs_hf']:.2f}x" if "formers_generate_vs_hf" in w else "-"
         lines.append(f"{name:12s} {cell('formers_generate'):>16s} {cell('formers_eager'):>14s} "
                      f"{cell('formers_fast_compiled'):>13s} {cell('hf_generate'):>10s} {ratio:>11s}")
     t = out.get("translation")
     if t:
         r = t["runs"]
-        cell = lambda k: f"{r[k]['sentences_per_s']:.1f}" if "sentences_per_s" in r.get(k, {}) else "-"  # noqa: E731
+        cell = lambda k: f"{r[k]['sentences_per_s']:.1f}" if "sentences_per_s" in r.get(k, {}) else "-"
         ratio = f"{t['formers_vs_hf']:.2f}x" if "formers_vs_hf" in t else "-"
         lines += ["", f"translation beam-4, {t['sentences']} sentences (sentences/s): formers default "
                   f"{cell('formers_beam_search')}, formers eager {cell('formers_beam_search_eager')}, HF Marian "

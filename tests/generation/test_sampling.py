@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from formers.generation.sampling import filter_logits, next_tokens, row_keys, uniform_table
+from formers.generation.sampling import (
+    filter_logits,
+    next_tokens,
+    row_keys,
+    uniform_table,
+)
 
 
 def test_uniform_table_rows_are_seed_streams_independent_of_batch_and_length():

@@ -9,7 +9,11 @@ import torch
 
 import formers
 from formers.generation.causal_lm import generate
-from formers.generation.static_lm import CAPACITY_BUCKETS, capacity_bucket, clear_decoders
+from formers.generation.static_lm import (
+    CAPACITY_BUCKETS,
+    capacity_bucket,
+    clear_decoders,
+)
 
 
 def make(**extra):
@@ -73,7 +77,7 @@ def test_eos_stop_streamer_and_lists_equal_eager(check_every):
     results = {}
     for fast in (False, True):
         seen = []
-        stop = lambda row: len(row) >= 9  # noqa: E731 - a row-dependent stop callable
+        stop = lambda row: len(row) >= 9
         kwargs = dict(padding_mask=mask, eos_id=eos, stop=stop, streamer=seen.append, fast=fast, check_every=check_every)
         out = generate(model, ids, 30, do_sample=True, seed=2, top_k=5, **kwargs)
         lists = generate(model, ids, 30, do_sample=True, seed=2, top_k=5, as_lists=True, **kwargs)

@@ -144,7 +144,7 @@ def _static_step(
     capacity = capacity_bucket(steps, model.config.max_seq_len)
     fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True)
     key = ("seq2seq", greedy, tuple(memory.shape[:2]), capacity)
-    build = lambda: _StaticStep(model, fresh, _banned(model), greedy, use_graph=True)  # noqa: E731
+    build = lambda: _StaticStep(model, fresh, _banned(model), greedy, use_graph=True)
     return model_cache(model).get(model, key, build, limit=2), fresh  # shapes rarely repeat: keep little memory
 
 

@@ -273,7 +273,7 @@ def cached_decoder(
 ) -> StaticLMDecoder:
     """The model's decoder for ``batch_size`` rows and at least ``slots`` slots (a capacity bucket), made once."""
     max_len = capacity_bucket(slots, model.config.max_seq_len)
-    build = lambda: StaticLMDecoder(model, batch_size, max_len, use_graph=use_graph, compile=compile)  # noqa: E731
+    build = lambda: StaticLMDecoder(model, batch_size, max_len, use_graph=use_graph, compile=compile)
     return model_cache(model).get(model, ("causal_lm", batch_size, max_len, use_graph, compile), build)
 
 
