@@ -61,8 +61,8 @@ def capacity_bucket(slots: int, max_seq_len: int) -> int:
 class StaticLMDecoder:
     """Decoding of ``batch_size`` rows with a static cache of ``max_len`` slots and a captured step.
 
-    The state, buffers and graphs are built once and reused by every call (a call resets the state in place).
-    Not thread-safe.
+    The state, buffers and graphs are built once and reused by every call (a call resets the state in place);
+    :func:`run_static` holds ``lock`` for a whole call, so concurrent calls wait for each other.
 
     Args:
         model: a decoder-only model in eval mode (e.g. ``GPT``), with the dtype to decode in.
