@@ -117,6 +117,9 @@ def bench_gpt2(args, device: torch.device, dtype: torch.dtype, out: dict) -> Non
             if "tokens_per_s" in w["runs"].get(run, {}) and "tokens_per_s" in w["runs"]["hf_generate"]:
                 w[f"{run}_vs_hf"] = w["runs"][run]["tokens_per_s"] / w["runs"]["hf_generate"]["tokens_per_s"]
 
+    if device.type == "cuda":
+        g["kernels_per_token_greedy_b1"] = kernel_profile(ours, device, new)
+
     # Exactness in float32: the default path against the eager loop, greedy and seeded sampling, padded batch.
     ours32 = ours.float()
     prompt = torch.randint(0, ours.config.vocab_size, (4, 16), generator=torch.Generator().manual_seed(3)).to(device)
@@ -129,6 +132,33 @@ def bench_gpt2(args, device: torch.device, dtype: torch.dtype, out: dict) -> Non
         checks[label] = default.tolist() == eager.tolist()
     g["default_equals_eager_fp32"] = checks
     print(f"gpt2 default == eager (fp32): {checks}", flush=True)
+
+
+def kernel_profile(model, device: torch.device, new: int, top: int = 15) -> dict:
+    """The GPU kernels one default greedy batch-1 call launches, per generated token: where a token's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(5)).to(device)
+    try:
+        model.generate(prompt, new)  # captured before profiling
+        sync(device)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            model.generate(prompt, new)
+            sync(device)
+        events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]  # kernels and copies
+        rows = sorted(
+            ({"kernel": e.key[:120], "launches_per_token": e.count / new, "us_per_token": e.device_time_total / new}
+             for e in events),
+            key=lambda r: -r["us_per_token"],
+        )
+        return {
+            "kernels_per_token": sum(r["launches_per_token"] for r in rows),
+            "device_us_per_token": sum(r["us_per_token"] for r in rows),
+            "top": rows[:top],
+        }
+    except Exception as e:  # a profile is extra information
+        traceback.print_exc()
+        return {"error": f"{type(e).__name__}: {e}"[:800]}
 
 
 def translation_pair(device: torch.device, tiny: bool, dtype: torch.dtype):
