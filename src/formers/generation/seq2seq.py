@@ -6,11 +6,13 @@ Family-agnostic: a model qualifies by its interface (``encode``, ``decode`` with
 
 Both decode from ``bos_id`` until ``eos_id`` or a per-sentence limit of ``len(source) + 50`` new tokens (the
 paper's sec. 6.1 setting; ``max_new_tokens`` overrides it). Padding and the start token are never emitted.
-On CUDA both run the decoder step on a static-shape state (``init_state(..., static=True)``: fixed shapes, write
-position on the device, beams reordered in place) captured once as a CUDA graph per (rows, source length, capacity
-bucket) and kept on the model; greedy search then runs ``check_every`` steps between host checks, beam search
-replays the graph and keeps its per-step bookkeeping on the host. ``fast=False`` runs the eager loop; models whose
-``init_state`` has no ``static`` option (:class:`~formers.models.rnn.RNNSeq2Seq`) always do. Same tokens either way.
+On CUDA both run on a static-shape state (``init_state(..., static=True)``: fixed shapes, write position on the
+device, beams reordered in place) with each step captured once as a CUDA graph per (rows, source length, capacity
+bucket) and kept on the model: greedy search records its tokens on the device, beam search keeps its candidates,
+scores, beam histories and each sentence's best finished hypothesis on the device (:class:`_DeviceBeam`), and the host
+only checks every ``check_every`` steps whether every sentence is done. ``fast=False`` runs the eager loops; models
+whose ``init_state`` has no ``static`` option (:class:`~formers.models.rnn.RNNSeq2Seq`) always do. Same tokens
+either way.
 
 Beam search ranks finished hypotheses by log-probability / lp(Y) with the GNMT length penalty
 lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
@@ -18,8 +20,6 @@ lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import inspect
 import math
 import threading
@@ -123,12 +123,6 @@ class _StaticStep:
         self.finished.zero_()
         self.count.zero_()
 
-    def beam_step(self, tokens: Tensor) -> Tensor:
-        """Feeds the beams' last tokens (N, 1); returns the log-probabilities (N, V) (valid until the next step)."""
-        self.token.copy_(tokens)
-        self.run()
-        return self.logp
-
     def run(self, steps: int = 1) -> None:
         for _ in range(steps):
             if self.graph is not None:
@@ -137,14 +131,118 @@ class _StaticStep:
                 self._step()
 
 
+class _DeviceBeam(_StaticStep):
+    """One whole beam-search step on the device (decoder, candidates, finished hypotheses, reordering), so that it
+    is captured as one CUDA graph and the host only checks every few steps whether every sentence is done.
+
+    It keeps only each sentence's best finished hypothesis, and decides exactly as :func:`_beam_loop` does: the same
+    candidates (same ops), finished scores divided by the same length penalties in float64, and ties going to the
+    hypothesis that ended first (eos candidates by rank, then beams cut at the limit by rank, then later steps).
+    """
+
+    def __init__(self, model: nn.Module, state, banned: list[int], k: int, use_graph: bool) -> None:
+        super().__init__(model, state, banned, greedy=False, use_graph=use_graph)
+        rows, capacity, device = self.token.shape[0], state.caches[0].max_len, self.device
+        self.k, self.batch = k, rows // k
+        b = self.batch
+        self.scores = torch.zeros(b, k, device=device)  # (B, K) float32 running log-probabilities
+        self.history = torch.zeros(rows, capacity + 1, dtype=torch.long, device=device)  # (B*K, T) each beam's ids
+        self.limits = torch.zeros(b, dtype=torch.long, device=device)  # (B,) most new tokens per sentence
+        self.penalty = torch.ones(capacity + 2, dtype=torch.float64, device=device)  # lp(step) for every step
+        self.best_score = torch.zeros(b, dtype=torch.float64, device=device)  # (B,) best finished score so far
+        self.best_hyp = torch.zeros(b, capacity + 1, dtype=torch.long, device=device)  # (B, T) its ids
+        self.best_len = torch.zeros(b, dtype=torch.long, device=device)  # (B,) its length; -1: none yet
+        self.num_finished = torch.zeros(b, dtype=torch.long, device=device)
+        self.done = torch.zeros(b, dtype=torch.bool, device=device)
+        self.base = torch.arange(b, device=device)[:, None] * k  # (B, 1) first row of each sentence
+        self.rank = torch.arange(2 * k, device=device)[None, :]  # (1, 2K)
+
+    def configure(self, limits: list[int], alpha: float) -> None:
+        """Sets this search's per-sentence limits and length penalties (buffers: the captured step reads them)."""
+        self.limits.copy_(torch.tensor(limits))
+        penalties = [length_penalty(n, alpha) for n in range(self.penalty.shape[0])]
+        self.penalty.copy_(torch.tensor(penalties, dtype=torch.float64))
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.scores.fill_(float("-inf"))
+        self.scores[:, 0] = 0.0  # all beams start identical: keep one alive so the first step does not repeat it
+        self.best_score.fill_(float("-inf"))
+        self.best_len.fill_(-1)
+        self.num_finished.zero_()
+        self.done.zero_()
+
+    def _step(self) -> None:
+        b, k, eos, inf = self.batch, self.k, self.eos, float("-inf")
+        logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (B*K, V)
+        logits = logits.index_fill(1, self.banned, inf)
+        vocab = logits.shape[-1]
+        logp = torch.log_softmax(logits.float(), dim=-1).view(b, k, vocab)
+        candidates = (self.scores[:, :, None] + logp).view(b, k * vocab)  # (B, K*V)
+        top_scores, top_idx = candidates.topk(2 * k, dim=1)  # (B, 2K)
+        beam, tok = top_idx // vocab, top_idx % vocab
+        active = ~self.done[:, None]  # (B, 1)
+        valid = (top_scores > inf) & active
+        is_eos = tok == eos
+        ended = valid & is_eos & (self.rank < k)  # an eos outside the top K would not have survived as a beam
+        live_candidate = valid & ~is_eos
+        position = live_candidate.long().cumsum(dim=1) - 1  # (B, 2K) index among the live candidates
+        kept = live_candidate & (position < k)
+        live = kept.sum(dim=1)  # (B,)
+        slot = torch.where(kept, position, k)  # (B, 2K); column K collects the rest and is dropped
+        new_scores = torch.full((b, k + 1), inf, device=logits.device).scatter(1, slot, top_scores)[:, :k]
+        new_beam = torch.zeros(b, k + 1, dtype=torch.long, device=logits.device).scatter(1, slot, beam)[:, :k]
+        new_tok = torch.full((b, k + 1), self.pad, dtype=torch.long, device=logits.device).scatter(1, slot, tok)[:, :k]
+
+        # Hypotheses ending here, in the order the host loop appends them: eos ones by rank, then the beams cut at
+        # the limit by rank. The first of the best replaces the running best only if strictly better.
+        step = self.count
+        at_limit = (step + 1 >= self.limits) & active[:, 0]  # (B,)
+        penalty = self.penalty.index_select(0, (step + 1)[None])  # (1,) float64
+        scaled = top_scores.double() / penalty  # (B, 2K)
+        ended_scores = torch.cat(
+            [scaled.masked_fill(~ended, inf), scaled.masked_fill(~(kept & at_limit[:, None]), inf)], dim=1
+        )  # (B, 4K)
+        best, which = ended_scores.max(dim=1)  # first maximum
+        improve = best > self.best_score  # (B,)
+        from_eos = which < 2 * k
+        source = self.base[:, 0] + beam.gather(1, (which % (2 * k))[:, None])[:, 0]  # (B,) row of its prefix
+        hyp = self.history.index_select(0, source)  # (B, T): the prefix's ids in columns [0, step)
+        last_tok = tok.gather(1, (which % (2 * k))[:, None])  # (B, 1)
+        hyp = hyp.index_copy(1, step[None], last_tok)  # an eos hypothesis stops before this column
+        self.best_hyp.copy_(torch.where(improve[:, None], hyp, self.best_hyp))
+        self.best_len.copy_(torch.where(improve, step + (~from_eos).long(), self.best_len))
+        self.best_score.copy_(torch.where(improve, best, self.best_score))
+        self.num_finished += ended.sum(dim=1) + torch.where(at_limit, live, 0)
+        # As fairseq: a sentence is done once K hypotheses have ended.
+        self.done |= at_limit | (active[:, 0] & (live == 0)) | (self.num_finished >= k)
+
+        rows = (self.base + new_beam).view(-1)  # (B*K,) surviving beams
+        self.state.reorder(rows, memory=False)  # beams stay within their sentence, whose memory rows are equal
+        self.history.copy_(self.history.index_select(0, rows))
+        self.history.index_copy_(1, step[None], new_tok.reshape(-1, 1))
+        self.token.copy_(new_tok.reshape(-1, 1))
+        self.scores.copy_(new_scores)
+        self.count += 1
+
+    def results(self) -> list[list[int]]:
+        """Each sentence's best finished hypothesis (its ids without eos), [] when none ended."""
+        lengths = self.best_len.tolist()
+        return [ids[:n] if n >= 0 else [] for ids, n in zip(self.best_hyp.tolist(), lengths)]
+
+
 def _static_step(
-    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, greedy: bool
+    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, beam: int | None
 ) -> tuple[_StaticStep, object]:
-    """The model's cached static step for these shapes and a fresh static state holding this batch's memory."""
+    """The model's cached static step for these shapes (greedy, or a beam of ``beam``) and a fresh static state
+    holding this batch's memory."""
     capacity = capacity_bucket(steps, model.config.max_seq_len)
     fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True)
-    key = ("seq2seq", greedy, tuple(memory.shape[:2]), capacity)
-    build = lambda: _StaticStep(model, fresh, _banned(model), greedy, use_graph=True)
+    key = ("seq2seq", beam, tuple(memory.shape[:2]), capacity)
+    if beam is None:
+        build = lambda: _StaticStep(model, fresh, _banned(model), greedy=True, use_graph=True)  # noqa: E731
+    else:
+        build = lambda: _DeviceBeam(model, fresh, _banned(model), beam, use_graph=True)  # noqa: E731
     return model_cache(model).get(model, key, build, limit=2), fresh  # shapes rarely repeat: keep little memory
 
 
@@ -178,7 +276,7 @@ def greedy_search(
     steps = int(limits.max())
     c = model.config
     if fast:
-        step, fresh = _static_step(model, memory, src_padding_mask, steps, greedy=True)
+        step, fresh = _static_step(model, memory, src_padding_mask, steps, beam=None)
         with step.lock, static_context(step.device):
             step.start(fresh)
             done = 0
@@ -242,6 +340,7 @@ def beam_search(
     alpha: float = 0.6,
     max_new_tokens: int | None = None,
     fast: bool | None = None,
+    check_every: int = 4,
 ) -> list[list[int]]:
     """Batched beam search with the GNMT length penalty.
 
@@ -252,30 +351,37 @@ def beam_search(
         beam_size: K hypotheses kept per sentence, at most the target vocabulary size.
         alpha: length-penalty exponent (0.6 in the paper), finite and >= 0.
         max_new_tokens: limit on generated tokens (default: source length + 50).
-        fast: the static-state (CUDA-graph) decoder step; None: on CUDA when the model supports it.
+        fast: the whole step on the device, on a static state, replayed as a CUDA graph; None: on CUDA when the
+            model supports it (see the module doc). Same hypotheses as the eager loop.
+        check_every: on the fast path, steps between host checks of whether every sentence is done.
 
     Returns:
         For each source, the best hypothesis' token ids without the start token and ``eos_id``.
     """
     check_beam_options(beam_size, alpha, getattr(model.config, "tgt_vocab_size", None))
     check_int(max_new_tokens, "max_new_tokens", minimum=1, allow_none=True)
+    check_int(check_every, "check_every", minimum=1)
     fast = _use_fast(model, src_ids, fast)
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens).tolist()
     batch, k, device = src_ids.shape[0], beam_size, src_ids.device
     expand = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,) row of each beam's source
     memory, src_padding_mask = memory.index_select(0, expand), src_padding_mask.index_select(0, expand)
-    with contextlib.ExitStack() as stack:
-        if fast:
-            static, fresh = _static_step(model, memory, src_padding_mask, max(limits), greedy=False)
-            stack.enter_context(static.lock)
-            stack.enter_context(static_context(static.device))
-            static.start(fresh)
-            # Beams only move among the rows of their own sentence, whose memory rows are equal: not copied.
-            step_fn, reorder = static.beam_step, functools.partial(static.state.reorder, memory=False)
-        else:
-            step_fn, reorder = _eager_beam_step(model, memory, src_padding_mask, max(limits))
+    if not fast:
+        step_fn, reorder = _eager_beam_step(model, memory, src_padding_mask, max(limits))
         return _beam_loop(model, step_fn, reorder, limits, batch, k, alpha, device)
+    search, fresh = _static_step(model, memory, src_padding_mask, max(limits), beam=k)
+    with search.lock, static_context(search.device):
+        search.configure(limits, alpha)
+        search.start(fresh)
+        done, steps = 0, max(limits)
+        while done < steps:
+            n = min(check_every, steps - done)
+            search.run(n)
+            done += n
+            if bool(search.done.all()):
+                break
+        return search.results()
 
 
 def _beam_loop(
