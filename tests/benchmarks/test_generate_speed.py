@@ -21,8 +21,8 @@ def test_tiny_cpu_run_writes_every_comparison(tmp_path, capsys):
         for run in ("formers_generate", "formers_eager", "formers_fast", "hf_generate"):
             assert runs[run]["tokens_per_s"] > 0, (name, run, runs[run])
         assert out["gpt2"]["workloads"][name]["formers_generate_vs_hf"] > 0
-    assert out["gpt2"]["default_equals_eager_fp32"] == {"greedy": True, "sampling": True}
+    assert out["gpt2"]["fast_equals_eager_fp32"] == {"greedy": True, "sampling": True}
     runs = out["translation"]["runs"]
-    assert all(runs[r]["sentences_per_s"] > 0 for r in ("formers_beam_search", "formers_beam_search_eager", "hf_marian_generate"))
-    assert out["translation"]["default_equals_eager_fp32"] is True
+    assert all(runs[r]["sentences_per_s"] > 0 for r in ("formers_beam_search", "formers_beam_search_eager", "formers_beam_search_fast", "hf_marian_generate"))
+    assert out["translation"]["fast_equals_eager_fp32"] is True
     assert "default/HF" in capsys.readouterr().out
