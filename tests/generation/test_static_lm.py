@@ -176,3 +176,14 @@ def test_compiled_sampling_step_equals_eager_on_cpu():
     options = dict(do_sample=True, seed=3, top_k=8, top_p=0.9)
     eager = generate(model, ids, 12, padding_mask=mask, fast=False, **options)
     assert generate(model, ids, 12, padding_mask=mask, fast=True, compile=True, **options).tolist() == eager.tolist()
+
+
+def test_a_model_without_a_static_cache_decodes_eagerly_and_refuses_fast_true(monkeypatch):
+    model = make()
+    ids = torch.randint(4, 40, (2, 5))
+    expected = generate(model, ids, 6)
+    dynamic_only = model.init_cache
+    monkeypatch.setattr(model, "init_cache", lambda batch_size, max_len=None: dynamic_only(batch_size, max_len))
+    assert generate(model, ids, 6).tolist() == expected.tolist()
+    with pytest.raises(ValueError, match="fast=True needs a model whose init_cache takes static=True"):
+        generate(model, ids, 6, fast=True)

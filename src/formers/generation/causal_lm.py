@@ -21,6 +21,7 @@ Works with any model that has ``config.vocab_size``/``max_seq_len``/``eos_id``/`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch
@@ -85,8 +86,9 @@ def generate(
         as_lists: return B lists of ids without the fill and without the final ``eos_id``.
         fast: the static-cache path (:mod:`formers.generation.static_lm`; a CUDA graph on CUDA, the same steps
             eagerly elsewhere). None (default): on CUDA whenever it applies, i.e. unless the window slides
-            (``truncate`` past ``max_seq_len``), which runs eagerly. False: always the eager loop. True: the static
-            path, also on CPU; a sliding window raises. Both paths return the same tokens.
+            (``truncate`` past ``max_seq_len``) or the model's ``init_cache`` has no ``static`` option, which run
+            eagerly. False: always the eager loop. True: the static path, also on CPU; a sliding window raises. Both
+            paths return the same tokens.
         check_every: on the fast path, steps between host checks of eos/``stop`` (and streamer bursts).
         compile: on the fast path, also pass the step through ``torch.compile`` before capturing it (fuses its
             small kernels: faster steps, but the first call per batch size and capacity bucket compiles for a while).
@@ -130,9 +132,12 @@ def generate(
             f"fast=True cannot slide the window: prompt length {prompt_len} + max_new_tokens {max_new_tokens} "
             f"exceeds max_seq_len={c.max_seq_len}; pass fast=None (eager for this call) or lower max_new_tokens"
         )
+    static_ok = "static" in inspect.signature(model.init_cache).parameters
+    if fast and not static_ok:
+        raise ValueError(f"fast=True needs a model whose init_cache takes static=True; {type(model).__name__} has none")
     keys = row_keys(seed, batch) if do_sample else None
     if fast is None:
-        fast = input_ids.device.type == "cuda" and not sliding
+        fast = input_ids.device.type == "cuda" and not sliding and static_ok
     if prompt_len > c.max_seq_len:
         input_ids = input_ids[:, -c.max_seq_len :]
         padding_mask = padding_mask[:, -c.max_seq_len :] if padding_mask is not None else None
