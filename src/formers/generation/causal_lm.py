@@ -146,7 +146,8 @@ def generate(
     uniforms = uniform_table(keys, max_new_tokens, input_ids.device) if keys is not None else None  # (B, N)
     fill = next((t for t in (c.pad_id, eos_id) if t is not None), 0)
     rows = Rows(batch, eos_id, fill, stop, streamer)
-    sampling = Sampling(do_sample, float(temperature), top_k, top_p)
+    # Greedy ignores the sampling options: one captured graph serves every greedy call.
+    sampling = Sampling(True, float(temperature), top_k, top_p) if do_sample else Sampling(False, 1.0, None, None)
 
     was_training = model.training
     model.eval()
