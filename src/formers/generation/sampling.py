@@ -147,7 +147,8 @@ def next_tokens(
     else:
         values, order = logits, None
     temperature = max(temperature, torch.finfo(torch.float32).tiny)  # see filter_logits
-    values = (values - values.amax(dim=-1, keepdim=True)) / temperature  # (B, N)
+    largest = values[:, :1] if order is not None else values.amax(dim=-1, keepdim=True)  # (B, 1), sorted: the first
+    values = (values - largest) / temperature  # (B, N)
     probs = torch.softmax(values, dim=-1)
     if top_p is not None and top_p < 1.0:
         mass_before = probs.cumsum(dim=-1) - probs  # candidates are in descending order here
