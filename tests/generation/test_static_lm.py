@@ -187,3 +187,20 @@ def test_a_model_without_a_static_cache_decodes_eagerly_and_refuses_fast_true(mo
     assert generate(model, ids, 6).tolist() == expected.tolist()
     with pytest.raises(ValueError, match="fast=True needs a model whose init_cache takes static=True"):
         generate(model, ids, 6, fast=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_stop_streamer_lists_and_compiled_steps_equal_eager(compile):
+    model = make(pad_id=1).cuda()
+    ids, mask = prompts("cuda")
+    options = dict(do_sample=True, seed=[4, 5, 6], top_k=10, top_p=0.9)
+    eos = int(generate(model, ids, 12, padding_mask=mask, fast=False, **options)[0, 3])
+    results = []
+    for fast in (False, True):
+        seen = []
+        kwargs = dict(padding_mask=mask, eos_id=eos, stop=lambda row: len(row) >= 10, streamer=seen.append, **options)
+        lists = generate(model, ids, 30, fast=fast, compile=compile and fast, as_lists=True, check_every=4, **kwargs)
+        results.append((lists, seen))
+    assert results[0] == results[1]
