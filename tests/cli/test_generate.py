@@ -62,6 +62,19 @@ def test_seeded_sampling_is_reproducible_and_stop_strings_cut(char_checkpoint, c
     assert cut == "the" + continuation[: continuation.index(stop)] + "\n"
 
 
+def test_fast_and_eager_paths_print_the_same_text(char_checkpoint, capsys):
+    path, _, _ = char_checkpoint
+    args = ["generate", "--checkpoint", str(path), "--prompt", "the", "--max-new-tokens", "40", "--seed", "5",
+            "--top-k", "20"]
+    _, eager, _ = run_cli(capsys, *args, "--no-fast")
+    _, fast, _ = run_cli(capsys, *args, "--fast")  # the static path, run eagerly on CPU
+    assert fast == eager and len(eager) == len("the") + 40 + 1
+    stop = eager[len("the") + 12 : len("the") + 14]
+    _, eager_cut, _ = run_cli(capsys, *args, "--no-fast", "--stop", stop)
+    _, fast_cut, _ = run_cli(capsys, *args, "--fast", "--stop", stop)
+    assert fast_cut == eager_cut and len(fast_cut) < len(eager)
+
+
 def test_bpe_tokenizer_json_and_eos(tmp_path, capsys):
     tok = train_byte_level_bpe([TEXT], vocab_size=300)
     model = _model(tok.vocab_size, tok.eot_id)

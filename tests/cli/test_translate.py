@@ -122,3 +122,13 @@ def test_evaluate_keeps_blank_sources_aligned_and_checks_its_files(checkpoint, t
     assert code == 2 and "--ref" in one_line(err) and "line 2 is not valid UTF-8" in err
     code, _, err = run_cli(capsys, *argv, str(tmp_path / "ref.txt"), "--limit", "0")
     assert code == 2 and "--limit must be an int >= 1, got 0" in one_line(err)
+
+
+def test_fast_and_eager_decoding_print_the_same_translations(checkpoint, capsys):
+    texts = ["the cat sat", "a dog ran in the park", "el gato"]
+    for beam in ("1", "3"):
+        _, fast, _ = run_cli(capsys, "translate", "--checkpoint", str(checkpoint), "--beam", beam, "--fast", *texts)
+        code, eager, err = run_cli(capsys, "translate", "--checkpoint", str(checkpoint), "--beam", beam, "--no-fast",
+                                   *texts)
+        assert code == 0, err
+        assert fast == eager and len(eager.split("\n")) == 4

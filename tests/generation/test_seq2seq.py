@@ -124,3 +124,61 @@ def test_bad_search_options_raise_before_the_model_runs(model, kwargs, error, ma
 def test_a_huge_max_new_tokens_is_capped_by_max_seq_len(model):
     src, mask = sources()
     assert greedy_search(model, src, mask, max_new_tokens=10**30) == greedy_search(model, src, mask, max_new_tokens=64)
+
+
+def test_static_state_paths_equal_eager_and_reuse_one_step_per_shape(model):
+    src, mask = sources()
+    for fast_kwargs in (dict(fast=True), dict(fast=True, check_every=1)):
+        assert greedy_search(model, src, mask, **fast_kwargs) == greedy_search(model, src, mask, fast=False)
+    for k, alpha, limit, check_every in ((1, 0.6, None, 4), (3, 0.6, None, 1), (3, 0.0, 5, 2), (4, 2.0, 9, 3)):
+        options = dict(beam_size=k, alpha=alpha, max_new_tokens=limit)
+        eager = beam_search(model, src, mask, fast=False, **options)
+        assert beam_search(model, src, mask, fast=True, check_every=check_every, **options) == eager
+    cache = model.__dict__["_static_decoders"]
+    n = len(cache.decoders)
+    other = torch.randint(4, 30, (4, 6))  # same shapes: the cached steps are reloaded with the new memory
+    assert greedy_search(model, other, fast=True) == greedy_search(model, other, fast=False)
+    assert beam_search(model, other, beam_size=3, fast=True) == beam_search(model, other, beam_size=3, fast=False)
+    assert len(cache.decoders) == n
+    with pytest.raises(TypeError, match="fast must be True, False or None, got 'yes'"):
+        greedy_search(model, src, mask, fast="yes")
+    with pytest.raises(ValueError, match="check_every must be an int >= 1, got 0"):
+        beam_search(model, src, mask, check_every=0)
+
+
+def test_device_beam_search_equals_the_host_loop_on_many_random_models():
+    ended = 0
+    for seed in range(12):
+        torch.manual_seed(seed)
+        vocab = (12, 30)[seed % 2]
+        m = formers.create_model("transformer_tiny", **{**TINY, "src_vocab_size": vocab, "tgt_vocab_size": vocab})
+        with torch.no_grad():
+            m.decoder.output.bias = None
+            for p in m.parameters():
+                p.mul_(1 + 2 * (seed % 3 == 0))  # sharper distributions: hypotheses end at different steps
+        src = torch.randint(4, vocab, (1 + seed % 4, 7))
+        for k, alpha, limit in ((2, 0.6, None), (4, 0.0, 6), (4, 1e6, 12)):
+            eager = beam_search(m.eval(), src, beam_size=k, alpha=alpha, max_new_tokens=limit, fast=False)
+            assert beam_search(m, src, beam_size=k, alpha=alpha, max_new_tokens=limit, fast=True) == eager
+            ended += sum(len(h) < (limit or 57) - 1 for h in eager)
+    assert ended > 10  # the comparison covered hypotheses ending before the limit
+
+
+def test_rnn_has_no_static_state_and_decodes_eagerly():
+    rnn = formers.create_model("lstm_seq2seq_tiny", src_vocab_size=30, tgt_vocab_size=30).eval()
+    src, mask = sources()
+    assert greedy_search(rnn, src, mask) == greedy_search(rnn, src, mask, fast=False)
+    with pytest.raises(ValueError, match="fast=True needs a model whose init_state takes static=True"):
+        greedy_search(rnn, src, mask, fast=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_steps_equal_eager_on_cuda(model):
+    model = model.cuda()
+    src, mask = (t.cuda() for t in sources())
+    for _ in range(2):  # the second call replays the graphs captured by the first
+        assert greedy_search(model, src, mask) == greedy_search(model, src, mask, fast=False)
+        assert beam_search(model, src, mask, beam_size=3) == beam_search(model, src, mask, beam_size=3, fast=False)
+    steps = list(model.__dict__["_static_decoders"].decoders.values())
+    assert len(steps) == 2 and all(s.graph is not None for s in steps)

@@ -18,3 +18,16 @@ def test_translator_takes_any_tokenizer_with_a_pad_id():
     assert len(out) == 1 and isinstance(out[0], str)
     with pytest.raises(ValueError, match="tokenizer must have a pad_id to batch sources, got a CharTokenizer"):
         Translator(model, CharTokenizer.from_corpus("abc"))
+
+
+def test_fast_and_eager_translations_agree_and_the_fast_state_is_freed():
+    joint = SubwordTokenizer.train(["the cat sat on the mat", "el gato se sentó"] * 3, vocab_size=60, min_frequency=1)
+    vocab = dict(src_vocab_size=joint.vocab_size, tgt_vocab_size=joint.vocab_size)
+    model = formers.create_model("transformer_tiny", **TINY, **vocab)
+    texts = ["the cat", "", "the mat sat on the cat", "el gato"]
+    for beam in (1, 3):
+        fast = Translator(model, joint, beam_size=beam, max_tokens=8, fast=True).translate(texts)
+        assert fast == Translator(model, joint, beam_size=beam, max_tokens=8, fast=False).translate(texts)
+        assert fast[1] == "" and "_static_decoders" not in model.__dict__
+    with pytest.raises(TypeError, match="fast must be True, False or None, got 1"):
+        Translator(model, joint, fast=1)

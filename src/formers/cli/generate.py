@@ -9,6 +9,9 @@ prompt itself is printed with the first generated text, so an error leaves nothi
 A model reads at most ``max_seq_len`` tokens (its block size). Longer generations slide the window, as nanoGPT's
 ``sample.py`` does: each new token is conditioned on the last ``max_seq_len`` tokens of prompt + text so far (a
 longer prompt keeps its end). ``--no-truncate`` refuses instead.
+
+On CUDA the static-cache, CUDA-graph path runs (``model.generate``'s default; ``--no-fast`` turns it off): text
+arrives in bursts of a few tokens and a ``--stop`` string ends generation at the same token as the eager loop.
 """
 
 from __future__ import annotations
@@ -96,6 +99,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples")
     p.add_argument("--stop", nargs="+", default=[], metavar="STR", help="stop when the text contains one of these")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="static KV cache + CUDA graph (default: on CUDA unless the context must slide); text then "
+                        "streams in bursts of a few tokens. --no-fast runs the eager loop; same tokens either way")
     p.set_defaults(func=run)
 
 
@@ -136,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             stop=lambda _row: stream.stopped,
             streamer=on_step,
             truncate=args.truncate,
+            fast=args.fast,
         )
     stream.close()
     return 0

@@ -36,6 +36,9 @@ def _add_decoding_args(p: argparse.ArgumentParser, checkpoint_required: bool = T
     p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy; default 4 as in the paper)")
     p.add_argument("--alpha", type=float, default=0.6, help="length penalty exponent (default 0.6)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="decoder step on a static state replayed as a CUDA graph (default: on CUDA); --no-fast runs "
+                        "the eager loop; same translations either way")
 
 
 def add_translate_parser(sub: argparse._SubParsersAction) -> None:
@@ -86,7 +89,7 @@ def load_translator(args: argparse.Namespace) -> Translator:
             f"tokenizer.json has {tokenizer.vocab_size} tokens but the model's vocabulary is {model.config.src_vocab_size}"
         )
     _check_decoding_args(args, model.config.tgt_vocab_size)
-    return Translator(model, tokenizer, beam_size=args.beam, alpha=args.alpha)
+    return Translator(model, tokenizer, beam_size=args.beam, alpha=args.alpha, fast=getattr(args, "fast", None))
 
 
 def _check_decoding_args(args: argparse.Namespace, vocab_size: int | None = None) -> None:

@@ -5,9 +5,15 @@ lengths are LEFT padded (``padding_mask``, True = real token); every row then co
 alone. A row ends at ``eos_id`` (the token is kept in the tensor output) or when ``stop`` says so; ended rows are
 filled with ``pad_id`` (else ``eos_id``) while the others continue, and generation stops when all have ended.
 
-Sampling draws one uniform number per row and step from a ``torch.Generator`` and inverts the row's cumulative
-distribution, so ``seed`` makes runs reproducible on any device. With one seed per row (a list), each row's
-samples equal those of the row generated alone with its seed.
+Sampling draws one uniform number per row and step and inverts the row's cumulative distribution
+(:mod:`formers.generation.sampling`); the numbers are a hash of the seed, row and step computed on the device, so
+``seed`` makes runs reproducible, with one seed per row (a list) each row's samples equal those of the row
+generated alone with its seed, and both paths below draw the same numbers.
+
+Two paths, same tokens: on CUDA the static-cache path (:mod:`formers.generation.static_lm`: fixed shapes, one
+step replayed as a CUDA graph, eos/``stop``/streamer handled on the host every ``check_every`` steps) runs by
+default; the eager loop here (a growing cache, host work every step) runs on other devices, with ``fast=False``,
+and when the window must slide past ``max_seq_len`` (``truncate``), which the static cache cannot do.
 
 Works with any model that has ``config.vocab_size``/``max_seq_len``/``eos_id``/``pad_id``, ``init_cache`` and
 ``forward(input_ids, padding_mask, cache=...)`` returning ``.logits`` (:class:`formers.models.gpt.GPT`).
@@ -15,96 +21,26 @@ Works with any model that has ``config.vocab_size``/``max_seq_len``/``eos_id``/`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from formers.layers import check_int, check_number, check_padding_mask, check_token_ids
+from formers.generation.sampling import (
+    check_eos_id,
+    check_flag,
+    check_sampling_options,
+    filter_logits,
+    next_tokens,
+    row_keys,
+    uniform_table,
+)
+from formers.generation.static_lm import Sampling, cached_decoder, run_static
+from formers.generation.stopping import Rows, Streamer
+from formers.layers import check_int, check_padding_mask, check_token_ids
 
-Streamer = Callable[[list[int]], None]
-"""Called after every step with the B new token ids (rows that had already ended get the fill id)."""
-
-
-SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
-
-
-def check_flag(value: object, name: str) -> None:
-    """Raises a TypeError unless ``value`` is True or False."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-
-
-def check_sampling_options(
-    max_new_tokens: int, do_sample: bool, temperature: float, top_k: int | None, top_p: float | None
-) -> None:
-    """Raises a TypeError/ValueError naming the first bad option; every option is checked, sampling or not."""
-    check_int(max_new_tokens, "max_new_tokens", minimum=1)
-    check_flag(do_sample, "do_sample")
-    check_number(temperature, "temperature", greater_than=0)
-    check_int(top_k, "top_k", minimum=1, allow_none=True)
-    check_number(top_p, "top_p", greater_than=0, maximum=1, allow_none=True)
-
-
-def _generators(seed: int | Sequence[int] | None, batch: int) -> list[torch.Generator] | None:
-    """None (global RNG), one generator for the batch (an int seed), or one per row (a sequence of seeds)."""
-    if seed is None:
-        return None
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        check_int(seed, "seed", *SEED_RANGE)
-        return [torch.Generator().manual_seed(seed)]
-    expected = f"seed must be an int or a list of {batch} ints (one per row), got {seed!r}"
-    if not isinstance(seed, Sequence) or isinstance(seed, str):
-        raise TypeError(f"{expected} ({type(seed).__name__})")
-    seeds = list(seed)
-    if len(seeds) != batch:
-        raise ValueError(expected)
-    for i, s in enumerate(seeds):
-        check_int(s, f"seed[{i}]", *SEED_RANGE)
-    return [torch.Generator().manual_seed(s) for s in seeds]
-
-
-def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> Tensor:
-    """Sampling distribution (B, V) float32 from logits (B, V): temperature, then top-k, then nucleus (top-p).
-
-    Top-p keeps the smallest set of most likely tokens whose probability reaches ``top_p`` (at least one).
-    """
-    logits = logits.float()
-    # Shifted so that the largest is 0 and divided by at least float32's smallest normal number: a tiny temperature
-    # sends the others to -inf (greedy), never to inf - inf or 0 / 0 = NaN.
-    temperature = max(temperature, torch.finfo(torch.float32).tiny)
-    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # (B, V)
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        mass_before = probs.cumsum(dim=-1) - probs  # probability of the more likely tokens
-        drop_sorted = mass_before >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # back to vocabulary order
-        logits = logits.masked_fill(drop, float("-inf"))
-    return torch.softmax(logits, dim=-1)
-
-
-def _sample(probs: Tensor, generators: list[torch.Generator] | None) -> Tensor:
-    """One token per row (B,) from ``probs`` (B, V) by inverting the cumulative distribution."""
-    batch = probs.shape[0]
-    if generators is None:
-        u = torch.rand(batch, dtype=torch.float64)
-    elif len(generators) == 1:
-        u = torch.rand(batch, generator=generators[0], dtype=torch.float64)
-    else:
-        u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])  # (B,)
-    cdf = probs.double().cumsum(dim=-1)  # (B, V)
-    target = (u.to(probs.device) * cdf[:, -1])[:, None]  # (B, 1), strictly below the total mass
-    return torch.searchsorted(cdf, target, right=True)[:, 0].clamp(max=probs.shape[-1] - 1)
-
-
-def check_eos_id(eos_id: int | None, vocab_size: int) -> None:
-    """Raises unless ``eos_id`` is None or an id of the vocabulary."""
-    if eos_id is not None:
-        check_int(eos_id, "eos_id", 0, vocab_size - 1)
+__all__ = ["Streamer", "filter_logits", "generate"]
 
 
 @torch.inference_mode()
@@ -123,6 +59,9 @@ def generate(
     streamer: Streamer | None = None,
     truncate: bool = False,
     as_lists: bool = False,
+    fast: bool | None = None,
+    check_every: int = 16,
+    compile: bool = False,
 ) -> Tensor | list[list[int]]:
     """Continues prompts with a causal language model (run in eval mode; the mode is restored after).
 
@@ -136,14 +75,23 @@ def generate(
         top_k: sample among the k most likely tokens only.
         top_p: nucleus sampling: among the most likely tokens holding probability ``top_p`` (in (0, 1]).
         eos_id: end-of-sequence id ending a row; None uses ``model.config.eos_id`` (None there: never).
-        seed: an int (one generator for the batch) or one int per row (each row as if generated alone);
-            None uses the global RNG.
+        seed: an int (the rows are streams 0..B-1 of it) or one int per row (each row as if generated alone);
+            None draws a seed from torch's global generator. Draws are made on the device and equal on both paths.
         stop: called with a row's generated ids after each step (after ``streamer``); True ends that row.
-        streamer: called after each step with the B new ids (see :data:`Streamer`).
+        streamer: called with the B new ids of each step (see :data:`Streamer`); on the fast path in bursts of
+            ``check_every`` steps.
         truncate: when prompt + ``max_new_tokens`` exceeds ``max_seq_len``, condition every token on the last
             ``max_seq_len`` tokens (a sliding window, as nanoGPT's ``idx[:, -block_size:]``) instead of raising: the
             prompt keeps its latest ``max_seq_len`` tokens, and once the cache is full each step re-reads the window.
         as_lists: return B lists of ids without the fill and without the final ``eos_id``.
+        fast: the static-cache path (:mod:`formers.generation.static_lm`; a CUDA graph on CUDA, the same steps
+            eagerly elsewhere). None (default): on CUDA whenever it applies, i.e. unless the window slides
+            (``truncate`` past ``max_seq_len``) or the model's ``init_cache`` has no ``static`` option, which run
+            eagerly. False: always the eager loop. True: the static path, also on CPU; a sliding window raises. Both
+            paths return the same tokens.
+        check_every: on the fast path, steps between host checks of eos/``stop`` (and streamer bursts).
+        compile: on the fast path, also pass the step through ``torch.compile`` before capturing it (fuses its
+            small kernels: faster steps, but the first call per batch size and capacity bucket compiles for a while).
 
     Returns:
         New ids (B, T_new), T_new <= ``max_new_tokens`` (stops early once every row has ended); rows that
@@ -153,6 +101,10 @@ def generate(
     check_sampling_options(max_new_tokens, do_sample, temperature, top_k, top_p)
     for flag, name in ((truncate, "truncate"), (as_lists, "as_lists")):
         check_flag(flag, name)
+    if fast is not None:
+        check_flag(fast, "fast")
+    check_flag(compile, "compile")
+    check_int(check_every, "check_every", minimum=1)
     for fn, name in ((stop, "stop"), (streamer, "streamer")):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be a callable or None, got {type(fn).__name__}")
@@ -175,61 +127,73 @@ def generate(
             "shorten the prompt, lower max_new_tokens, or pass truncate=True to generate on a sliding window of the "
             f"last {c.max_seq_len} tokens"
         )
+    if sliding and fast:
+        raise ValueError(
+            f"fast=True cannot slide the window: prompt length {prompt_len} + max_new_tokens {max_new_tokens} "
+            f"exceeds max_seq_len={c.max_seq_len}; pass fast=None (eager for this call) or lower max_new_tokens"
+        )
+    static_ok = "static" in inspect.signature(model.init_cache).parameters
+    if fast and not static_ok:
+        raise ValueError(f"fast=True needs a model whose init_cache takes static=True; {type(model).__name__} has none")
+    keys = row_keys(seed, batch) if do_sample else None
+    if fast is None:
+        fast = input_ids.device.type == "cuda" and not sliding and static_ok
     if prompt_len > c.max_seq_len:
         input_ids = input_ids[:, -c.max_seq_len :]
         padding_mask = padding_mask[:, -c.max_seq_len :] if padding_mask is not None else None
         check_padding_mask(padding_mask, input_ids, "padding_mask (after truncation)")
         prompt_len = c.max_seq_len
-    generators = _generators(seed, batch) if do_sample else None
+    uniforms = uniform_table(keys, max_new_tokens, input_ids.device) if keys is not None else None  # (B, N)
     fill = next((t for t in (c.pad_id, eos_id) if t is not None), 0)
+    rows = Rows(batch, eos_id, fill, stop, streamer)
+    # Greedy ignores the sampling options: one captured graph serves every greedy call.
+    sampling = Sampling(True, float(temperature), top_k, top_p) if do_sample else Sampling(False, 1.0, None, None)
 
     was_training = model.training
     model.eval()
     try:
-        capacity = min(prompt_len + max_new_tokens, c.max_seq_len)
-        state = model.init_cache(batch, capacity)
-        logits = model(input_ids, padding_mask, cache=state).logits[:, -1]  # (B, V)
-        cached = prompt_len
-        ended = [False] * batch
-        kept = [0] * batch  # tokens each row returns as a list
-        rows: list[list[int]] = [[] for _ in range(batch)]
-        columns: list[Tensor] = []
-        for step in range(max_new_tokens):
-            if do_sample:
-                tokens = _sample(filter_logits(logits, temperature, top_k, top_p), generators)
-            else:
-                tokens = logits.argmax(dim=-1)  # (B,)
-            ended_mask = torch.tensor(ended, device=tokens.device)
-            tokens = tokens.masked_fill(ended_mask, fill)
-            columns.append(tokens)
-            new = tokens.tolist()
-            if streamer is not None:
-                streamer(new)
-            for b, tok in enumerate(new):
-                if ended[b]:
-                    continue
-                rows[b].append(tok)
-                if eos_id is not None and tok == eos_id:
-                    ended[b] = True
-                    continue
-                kept[b] += 1
-                if stop is not None and stop(rows[b]):
-                    ended[b] = True
-            if all(ended) or step == max_new_tokens - 1:
-                break
-            if sliding:  # the window: the last max_seq_len tokens (B, <= max_seq_len)
-                input_ids = torch.cat([input_ids, tokens[:, None]], dim=1)[:, -c.max_seq_len :]
-                if padding_mask is not None:
-                    real = torch.ones_like(padding_mask[:, :1])  # (B, 1)
-                    padding_mask = torch.cat([padding_mask, real], dim=1)[:, -c.max_seq_len :]
-            if cached < capacity:
-                logits = model(tokens[:, None], cache=state).logits[:, -1]  # (B, V)
-                cached += 1
-            else:  # the cache is full: positions shift, so the whole window is read again
-                state = model.init_cache(batch, capacity)
-                logits = model(input_ids, padding_mask, cache=state).logits[:, -1]  # (B, V)
+        if fast:
+            decoder = cached_decoder(model, batch, prompt_len + max_new_tokens, use_graph=True, compile=compile)
+            run_static(decoder, input_ids, padding_mask, max_new_tokens, sampling, uniforms, rows, check_every)
+        else:
+            _run_eager(model, input_ids, padding_mask, max_new_tokens, sampling, uniforms, rows, sliding)
     finally:
         model.train(was_training)
-    if as_lists:
-        return [row[:n] for row, n in zip(rows, kept)]
-    return torch.stack(columns, dim=1)  # (B, T_new)
+    return rows.result(as_lists, input_ids.device)
+
+
+def _run_eager(
+    model: nn.Module,
+    input_ids: Tensor,
+    padding_mask: Tensor | None,
+    max_new_tokens: int,
+    sampling: Sampling,
+    uniforms: Tensor | None,
+    rows: Rows,
+    sliding: bool,
+) -> None:
+    """The readable loop: one forward per step on the model's growing KV cache, ids handed to ``rows`` each step."""
+    c = model.config
+    batch, prompt_len = input_ids.shape
+    capacity = min(prompt_len + max_new_tokens, c.max_seq_len)
+    state = model.init_cache(batch, capacity)
+    logits = model(input_ids, padding_mask, cache=state).logits[:, -1]  # (B, V)
+    cached = prompt_len
+    for step in range(max_new_tokens):
+        uniform = uniforms[:, step] if uniforms is not None else None  # (B,)
+        tokens = next_tokens(logits, uniform, sampling.temperature, sampling.top_k, sampling.top_p)  # (B,)
+        ended = torch.tensor(rows.ended, device=tokens.device)
+        tokens = tokens.masked_fill(ended, rows.fill)
+        if rows.push(tokens.tolist()) or step == max_new_tokens - 1:
+            break
+        if sliding:  # the window: the last max_seq_len tokens (B, <= max_seq_len)
+            input_ids = torch.cat([input_ids, tokens[:, None]], dim=1)[:, -c.max_seq_len :]
+            if padding_mask is not None:
+                real = torch.ones_like(padding_mask[:, :1])  # (B, 1)
+                padding_mask = torch.cat([padding_mask, real], dim=1)[:, -c.max_seq_len :]
+        if cached < capacity:
+            logits = model(tokens[:, None], cache=state).logits[:, -1]  # (B, V)
+            cached += 1
+        else:  # the cache is full: positions shift, so the whole window is read again
+            state = model.init_cache(batch, capacity)
+            logits = model(input_ids, padding_mask, cache=state).logits[:, -1]  # (B, V)

@@ -1,17 +1,12 @@
-"""Fast greedy decoding: a static-shape KV cache and one decoding step replayed as a CUDA graph.
+"""Fast greedy decoding with an explicit decoder object: :class:`GraphedGreedyDecoder`.
 
-Small-batch decoding of a small model is bound by kernel launches, not by the GPU: GPT-2 124M runs ~200 small
-kernels per token. :class:`GraphedGreedyDecoder` runs the prompt eagerly into a static state
-(``model.init_cache(..., static=True)``: fixed shapes, write position on the device), captures one step (forward,
-argmax, feed the token back, record it) as a ``torch.cuda.CUDAGraph`` once, and then replays it once per token
-with no host work or synchronisation in between. Tokens equal :func:`formers.generation.causal_lm.generate`'s
-greedy ones (same rows, same ``eos_id`` handling and fill), since the static state computes the same function.
+A thin front of :class:`formers.generation.static_lm.StaticLMDecoder` (a static-shape KV cache and one decoding step
+replayed as a CUDA graph) for callers that want to hold the decoder themselves, e.g. benchmarks; ``model.generate``
+takes the same path by default on CUDA and keeps its decoders on the model. Tokens equal
+:func:`formers.generation.causal_lm.generate`'s greedy ones (same rows, same ``eos_id`` handling and fill).
 
 On CPU (or with ``use_graph=False``) the same static step runs eagerly: slower, but identical, which is what the
 CPU tests check.
-
-Works with models that :func:`~formers.generation.causal_lm.generate` accepts and whose ``init_cache`` takes
-``static=True`` (:class:`formers.models.gpt.GPT`).
 """
 
 from __future__ import annotations
@@ -19,15 +14,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from formers.generation.causal_lm import check_eos_id
-from formers.layers import check_int, check_padding_mask, check_token_ids, value_checks
+from formers.generation.sampling import check_eos_id
+from formers.generation.static_lm import Sampling, StaticLMDecoder, run_static
+from formers.generation.stopping import Rows
+from formers.layers import check_int, check_padding_mask, check_token_ids
+
+GREEDY = Sampling(False, 1.0, None, None)
 
 
 class GraphedGreedyDecoder:
     """Greedy decoding of ``batch_size`` rows with a static cache of ``max_len`` slots and a captured step.
 
     The state and graph are built once and reused by every call (a call resets the state in place); build one
-    decoder per batch size and capacity. Not thread-safe.
+    decoder per batch size and capacity. One call at a time.
 
     Args:
         model: a decoder-only model in eval mode (e.g. ``GPT``), with the dtype to decode in.
@@ -37,7 +36,7 @@ class GraphedGreedyDecoder:
         use_graph: capture the step in a CUDA graph (CUDA only); False runs it eagerly.
         compile: also pass the step through ``torch.compile`` (fuses its small kernels) before capturing it;
             the static state has no host-side counters, so it compiles once.
-        check_every: with an ``eos_id``, how many steps run between host checks of whether every row ended.
+        check_every: steps between host checks of whether every row ended.
     """
 
     def __init__(
@@ -55,42 +54,13 @@ class GraphedGreedyDecoder:
         check_int(check_every, "check_every", minimum=1)
         self.model = model
         self.max_len = c.max_seq_len if max_len is None else max_len
-        self.state = model.init_cache(batch_size, self.max_len, static=True)
-        device = self.state.key_mask.device
-        self.use_graph = use_graph and device.type == "cuda"
         self.check_every = check_every
-        self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=device)  # (B, 1) fed to the next step
-        self.out = torch.zeros(batch_size, self.max_len, dtype=torch.long, device=device)  # (B, T_max) emitted ids
-        self.count = torch.zeros((), dtype=torch.long, device=device)  # ids emitted so far
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self._run_step = torch.compile(self._step, fullgraph=True) if compile else self._step
+        self.decoder = StaticLMDecoder(model, batch_size, self.max_len, use_graph=use_graph, compile=compile)
 
-    def _emit(self, logits: Tensor) -> None:
-        """Takes the argmax of ``logits`` (B, V), feeds it back and records it, all on the device."""
-        token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-        self.token.copy_(token)
-        self.out.index_copy_(1, self.count[None], token)
-        self.count += 1
-
-    def _step(self) -> None:
-        self._emit(self.model(self.token, cache=self.state).logits[:, -1])
-
-    def _capture(self) -> None:
-        """Warms the step up on a side stream, then captures it; the state is reset before real use."""
-        self.state.reset()
-        self.count.zero_()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                self._run_step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.state.reset()
-        self.count.zero_()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._run_step()
-        self.graph = graph
+    @property
+    def graph(self) -> torch.cuda.CUDAGraph | None:
+        """The captured step (None before the first call, or when not on CUDA)."""
+        return self.decoder.graphs.get(GREEDY)
 
     @torch.inference_mode()
     def generate(
@@ -116,8 +86,8 @@ class GraphedGreedyDecoder:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be a (batch, seq_len) tensor of token ids, got {tuple(input_ids.shape)}")
         batch, prompt_len = input_ids.shape
-        if batch != self.token.shape[0]:
-            raise ValueError(f"input_ids has batch size {batch} but this decoder was built for {self.token.shape[0]}")
+        if batch != self.decoder.batch_size:
+            raise ValueError(f"input_ids has batch size {batch} but this decoder was built for {self.decoder.batch_size}")
         if prompt_len < 1 or prompt_len + max_new_tokens > self.max_len:
             raise ValueError(
                 f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} must fit the decoder's "
@@ -130,37 +100,9 @@ class GraphedGreedyDecoder:
         fill = next((t for t in (c.pad_id, eos_id) if t is not None), 0)
         if self.model.training:
             raise ValueError("put the model in eval mode (model.eval()) before fast decoding")
-
-        with value_checks(False):  # ids were checked above; a check would read back to the host every step
-            if self.use_graph and self.graph is None:
-                self._capture()
-            self.state.reset()
-            self.count.zero_()
-            self._emit(self.model(input_ids, padding_mask, cache=self.state).logits[:, -1])  # prefill
-            done = 1
-            while done < max_new_tokens:
-                chunk = min(self.check_every, max_new_tokens - done)
-                for _ in range(chunk):
-                    if self.graph is not None:
-                        self.graph.replay()
-                    else:
-                        self._run_step()
-                done += chunk
-                if eos_id is not None and bool((self.out[:, :done] == eos_id).any(dim=1).all()):
-                    break
-        return _finish(self.out[:, :done].clone(), eos_id, fill)
-
-
-def _finish(ids: Tensor, eos_id: int | None, fill: int) -> Tensor:
-    """Fills each row of ``ids`` (B, N) after its first ``eos_id`` and cuts where every row has ended."""
-    if eos_id is None:
-        return ids
-    n = ids.shape[1]
-    is_eos = ids == eos_id  # (B, N)
-    first = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), n)  # (B,) index of each row's first eos
-    after = torch.arange(n, device=ids.device)[None, :] > first[:, None]  # (B, N) positions past the eos
-    ids = ids.masked_fill(after, fill)
-    return ids[:, : min(n, int(first.max()) + 1)]
+        rows = Rows(batch, eos_id, fill, None, None)
+        run_static(self.decoder, input_ids, padding_mask, max_new_tokens, GREEDY, None, rows, self.check_every)
+        return rows.result(False, input_ids.device)
 
 
 def fast_greedy_generate(

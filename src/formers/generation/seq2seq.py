@@ -6,17 +6,29 @@ Family-agnostic: a model qualifies by its interface (``encode``, ``decode`` with
 
 Both decode from ``bos_id`` until ``eos_id`` or a per-sentence limit of ``len(source) + 50`` new tokens (the
 paper's sec. 6.1 setting; ``max_new_tokens`` overrides it). Padding and the start token are never emitted.
+On CUDA both run on a static-shape state (``init_state(..., static=True)``: fixed shapes, write position on the
+device, beams reordered in place) with each step captured once as a CUDA graph per (rows, source length, capacity
+bucket) and kept on the model: greedy search records its tokens on the device, beam search keeps its candidates,
+scores, beam histories and each sentence's best finished hypothesis on the device (:class:`_DeviceBeam`), and the host
+only checks every ``check_every`` steps whether every sentence is done. ``fast=False`` runs the eager loops; models
+whose ``init_state`` has no ``static`` option (:class:`~formers.models.rnn.RNNSeq2Seq`) always do. Same tokens
+either way.
+
 Beam search ranks finished hypotheses by log-probability / lp(Y) with the GNMT length penalty
 lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import threading
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from formers.generation.static_lm import capacity_bucket, model_cache, static_context
 from formers.layers import check_int, check_number
 
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
@@ -37,9 +49,211 @@ def _banned(model: nn.Module) -> list[int]:
     return sorted({c.pad_id, c.bos_id} - {c.eos_id})
 
 
+def _supports_static(model: nn.Module) -> bool:
+    return "static" in inspect.signature(model.init_state).parameters
+
+
+def _use_fast(model: nn.Module, src_ids: Tensor, fast: bool | None) -> bool:
+    if fast is not None and not isinstance(fast, bool):
+        raise TypeError(f"fast must be True, False or None, got {fast!r} ({type(fast).__name__})")
+    if fast is None:
+        return src_ids.device.type == "cuda" and _supports_static(model)
+    if fast and not _supports_static(model):
+        raise ValueError(f"fast=True needs a model whose init_state takes static=True; {type(model).__name__} has none")
+    return fast
+
+
+class _StaticStep:
+    """A decoder step on a static state, captured as a CUDA graph (on CUDA) and reused across calls.
+
+    ``greedy``: the step also takes the argmax, fills finished rows with ``pad_id``, records the token in ``out`` and
+    feeds it back, so that many steps run without the host. Otherwise it leaves log-probabilities in ``logp``.
+    """
+
+    def __init__(self, model: nn.Module, state, banned: list[int], greedy: bool, use_graph: bool) -> None:
+        c = model.config
+        self.model, self.state, self.greedy = model, state, greedy
+        rows, device = state.memory_mask.shape[0], state.memory_mask.device
+        self.bos, self.pad, self.eos = c.bos_id, c.pad_id, c.eos_id
+        self.banned = torch.tensor(banned, dtype=torch.long, device=device)
+        self.token = torch.full((rows, 1), c.bos_id, dtype=torch.long, device=device)  # (N, 1) fed to the next step
+        self.out = torch.zeros(rows, state.caches[0].max_len, dtype=torch.long, device=device)  # (N, T_max) greedy
+        self.finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.count = torch.zeros((), dtype=torch.long, device=device)
+        self.logp: Tensor | None = None  # (N, V) float32 after a beam step
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.use_graph = use_graph and device.type == "cuda"
+        self.device = device
+        self.lock = threading.Lock()  # one search at a time: calls share the state
+
+    def _step(self) -> None:
+        logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (N, V)
+        logits = logits.index_fill(1, self.banned, float("-inf"))
+        if not self.greedy:
+            self.logp = torch.log_softmax(logits.float(), dim=-1)
+            return
+        token = logits.argmax(dim=-1, keepdim=True).masked_fill(self.finished[:, None], self.pad)  # (N, 1)
+        self.out.index_copy_(1, self.count[None], token)
+        self.finished |= token[:, 0] == self.eos
+        self.count += 1
+        self.token.copy_(token)
+
+    def start(self, fresh) -> None:
+        """Takes the memory of ``fresh`` (a static state of the same shapes) and resets; captures on first use."""
+        if fresh is not self.state:
+            self.state.copy_from(fresh)
+        if self.use_graph and self.graph is None:
+            self._reset()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    self._step()
+            torch.cuda.current_stream().wait_stream(stream)
+            self._reset()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._step()
+            self.graph = graph
+        self._reset()
+
+    def _reset(self) -> None:
+        self.state.reset()
+        self.token.fill_(self.bos)
+        self.finished.zero_()
+        self.count.zero_()
+
+    def run(self, steps: int = 1) -> None:
+        for _ in range(steps):
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._step()
+
+
+class _DeviceBeam(_StaticStep):
+    """One whole beam-search step on the device (decoder, candidates, finished hypotheses, reordering), so that it
+    is captured as one CUDA graph and the host only checks every few steps whether every sentence is done.
+
+    It keeps only each sentence's best finished hypothesis, and decides exactly as :func:`_beam_loop` does: the same
+    candidates (same ops), finished scores divided by the same length penalties in float64, and ties going to the
+    hypothesis that ended first (eos candidates by rank, then beams cut at the limit by rank, then later steps).
+    """
+
+    def __init__(self, model: nn.Module, state, banned: list[int], k: int, use_graph: bool) -> None:
+        super().__init__(model, state, banned, greedy=False, use_graph=use_graph)
+        rows, capacity, device = self.token.shape[0], state.caches[0].max_len, self.device
+        self.k, self.batch = k, rows // k
+        b = self.batch
+        self.scores = torch.zeros(b, k, device=device)  # (B, K) float32 running log-probabilities
+        self.history = torch.zeros(rows, capacity + 1, dtype=torch.long, device=device)  # (B*K, T) each beam's ids
+        self.limits = torch.zeros(b, dtype=torch.long, device=device)  # (B,) most new tokens per sentence
+        self.penalty = torch.ones(capacity + 2, dtype=torch.float64, device=device)  # lp(step) for every step
+        self.best_score = torch.zeros(b, dtype=torch.float64, device=device)  # (B,) best finished score so far
+        self.best_hyp = torch.zeros(b, capacity + 1, dtype=torch.long, device=device)  # (B, T) its ids
+        self.best_len = torch.zeros(b, dtype=torch.long, device=device)  # (B,) its length; -1: none yet
+        self.num_finished = torch.zeros(b, dtype=torch.long, device=device)
+        self.done = torch.zeros(b, dtype=torch.bool, device=device)
+        self.base = torch.arange(b, device=device)[:, None] * k  # (B, 1) first row of each sentence
+        self.rank = torch.arange(2 * k, device=device)[None, :]  # (1, 2K)
+
+    def configure(self, limits: list[int], alpha: float) -> None:
+        """Sets this search's per-sentence limits and length penalties (buffers: the captured step reads them)."""
+        self.limits.copy_(torch.tensor(limits))
+        penalties = [length_penalty(n, alpha) for n in range(self.penalty.shape[0])]
+        self.penalty.copy_(torch.tensor(penalties, dtype=torch.float64))
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.scores.fill_(float("-inf"))
+        self.scores[:, 0] = 0.0  # all beams start identical: keep one alive so the first step does not repeat it
+        self.best_score.fill_(float("-inf"))
+        self.best_len.fill_(-1)
+        self.num_finished.zero_()
+        self.done.zero_()
+
+    def _step(self) -> None:
+        b, k, eos, inf = self.batch, self.k, self.eos, float("-inf")
+        logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (B*K, V)
+        logits = logits.index_fill(1, self.banned, inf)
+        vocab = logits.shape[-1]
+        logp = torch.log_softmax(logits.float(), dim=-1).view(b, k, vocab)
+        candidates = (self.scores[:, :, None] + logp).view(b, k * vocab)  # (B, K*V)
+        top_scores, top_idx = candidates.topk(2 * k, dim=1)  # (B, 2K)
+        beam, tok = top_idx // vocab, top_idx % vocab
+        active = ~self.done[:, None]  # (B, 1)
+        valid = (top_scores > inf) & active
+        is_eos = tok == eos
+        ended = valid & is_eos & (self.rank < k)  # an eos outside the top K would not have survived as a beam
+        live_candidate = valid & ~is_eos
+        position = live_candidate.long().cumsum(dim=1) - 1  # (B, 2K) index among the live candidates
+        kept = live_candidate & (position < k)
+        live = kept.sum(dim=1)  # (B,)
+        slot = torch.where(kept, position, k)  # (B, 2K); column K collects the rest and is dropped
+        new_scores = torch.full((b, k + 1), inf, device=logits.device).scatter(1, slot, top_scores)[:, :k]
+        new_beam = torch.zeros(b, k + 1, dtype=torch.long, device=logits.device).scatter(1, slot, beam)[:, :k]
+        new_tok = torch.full((b, k + 1), self.pad, dtype=torch.long, device=logits.device).scatter(1, slot, tok)[:, :k]
+
+        # Hypotheses ending here, in the order the host loop appends them: eos ones by rank, then the beams cut at
+        # the limit by rank. The first of the best replaces the running best only if strictly better.
+        step = self.count
+        at_limit = (step + 1 >= self.limits) & active[:, 0]  # (B,)
+        penalty = self.penalty.index_select(0, (step + 1)[None])  # (1,) float64
+        scaled = top_scores.double() / penalty  # (B, 2K)
+        ended_scores = torch.cat(
+            [scaled.masked_fill(~ended, inf), scaled.masked_fill(~(kept & at_limit[:, None]), inf)], dim=1
+        )  # (B, 4K)
+        best, which = ended_scores.max(dim=1)  # first maximum
+        improve = best > self.best_score  # (B,)
+        from_eos = which < 2 * k
+        source = self.base[:, 0] + beam.gather(1, (which % (2 * k))[:, None])[:, 0]  # (B,) row of its prefix
+        hyp = self.history.index_select(0, source)  # (B, T): the prefix's ids in columns [0, step)
+        last_tok = tok.gather(1, (which % (2 * k))[:, None])  # (B, 1)
+        hyp = hyp.index_copy(1, step[None], last_tok)  # an eos hypothesis stops before this column
+        self.best_hyp.copy_(torch.where(improve[:, None], hyp, self.best_hyp))
+        self.best_len.copy_(torch.where(improve, step + (~from_eos).long(), self.best_len))
+        self.best_score.copy_(torch.where(improve, best, self.best_score))
+        self.num_finished += ended.sum(dim=1) + torch.where(at_limit, live, 0)
+        # As fairseq: a sentence is done once K hypotheses have ended.
+        self.done |= at_limit | (active[:, 0] & (live == 0)) | (self.num_finished >= k)
+
+        rows = (self.base + new_beam).view(-1)  # (B*K,) surviving beams
+        self.state.reorder(rows, memory=False)  # beams stay within their sentence, whose memory rows are equal
+        self.history.copy_(self.history.index_select(0, rows))
+        self.history.index_copy_(1, step[None], new_tok.reshape(-1, 1))
+        self.token.copy_(new_tok.reshape(-1, 1))
+        self.scores.copy_(new_scores)
+        self.count += 1
+
+    def results(self) -> list[list[int]]:
+        """Each sentence's best finished hypothesis (its ids without eos), [] when none ended."""
+        lengths = self.best_len.tolist()
+        return [ids[:n] if n >= 0 else [] for ids, n in zip(self.best_hyp.tolist(), lengths)]
+
+
+def _static_step(
+    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, beam: int | None
+) -> tuple[_StaticStep, object]:
+    """The model's cached static step for these shapes (greedy, or a beam of ``beam``) and a fresh static state
+    holding this batch's memory."""
+    capacity = capacity_bucket(steps, model.config.max_seq_len)
+    fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True)
+    key = ("seq2seq", beam, tuple(memory.shape[:2]), capacity)
+    if beam is None:
+        build = lambda: _StaticStep(model, fresh, _banned(model), greedy=True, use_graph=True)  # noqa: E731
+    else:
+        build = lambda: _DeviceBeam(model, fresh, _banned(model), beam, use_graph=True)  # noqa: E731
+    return model_cache(model).get(model, key, build, limit=2), fresh  # shapes rarely repeat: keep little memory
+
+
 @torch.inference_mode()
 def greedy_search(
-    model: nn.Module, src_ids: Tensor, src_padding_mask: Tensor | None = None, max_new_tokens: int | None = None
+    model: nn.Module,
+    src_ids: Tensor,
+    src_padding_mask: Tensor | None = None,
+    max_new_tokens: int | None = None,
+    fast: bool | None = None,
+    check_every: int = 8,
 ) -> list[list[int]]:
     """Decodes each source by taking the most likely next token until ``eos_id``.
 
@@ -48,20 +262,48 @@ def greedy_search(
         src_ids: (B, S) source token ids.
         src_padding_mask: (B, S) bool, True = real token (default: ``src_ids != pad_id``).
         max_new_tokens: limit on generated tokens (default: source length + 50).
+        fast: the static-state (CUDA-graph) path; None: on CUDA when the model supports it (see the module doc).
+        check_every: on the fast path, steps between host checks of whether every sentence has ended.
 
     Returns:
         B lists of token ids, without the start token and the final ``eos_id``.
     """
     check_int(max_new_tokens, "max_new_tokens", minimum=1, allow_none=True)
+    check_int(check_every, "check_every", minimum=1)
+    fast = _use_fast(model, src_ids, fast)
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens)
     steps = int(limits.max())
     c = model.config
-    batch = src_ids.shape[0]
+    if fast:
+        step, fresh = _static_step(model, memory, src_padding_mask, steps, beam=None)
+        with step.lock, static_context(step.device):
+            step.start(fresh)
+            done = 0
+            while done < steps:
+                n = min(check_every, steps - done)
+                step.run(n)
+                done += n
+                if bool(step.finished.all()):
+                    break
+        generated = step.out[:, :done].tolist()  # (B, T)
+    else:
+        generated = _greedy_eager(model, memory, src_padding_mask, steps)
+    results = []
+    for row, limit in zip(generated, limits.tolist()):
+        row = row[:limit]
+        results.append(row[: row.index(c.eos_id)] if c.eos_id in row else row)
+    return results
+
+
+def _greedy_eager(model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int) -> list[list[int]]:
+    """The readable loop: one decoder step at a time on a growing cache, a host check after each."""
+    c = model.config
+    batch, device = memory.shape[0], memory.device
     state = model.init_state(memory, src_padding_mask, max_len=steps)
     banned = _banned(model)
-    tokens = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=src_ids.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=src_ids.device)
+    tokens = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
     out = []
     for _ in range(steps):
         logits = model.decode(tokens, None, None, state=state)[:, -1]  # (B, V)
@@ -72,12 +314,7 @@ def greedy_search(
         finished |= tokens[:, 0] == c.eos_id
         if bool(finished.all()):
             break
-    generated = torch.cat(out, dim=1).tolist()  # (B, T)
-    results = []
-    for row, limit in zip(generated, limits.tolist()):
-        row = row[:limit]
-        results.append(row[: row.index(c.eos_id)] if c.eos_id in row else row)
-    return results
+    return torch.cat(out, dim=1).tolist()  # (B, T)
 
 
 def check_beam_options(beam_size: int, alpha: float, vocab_size: int | None = None) -> None:
@@ -102,6 +339,8 @@ def beam_search(
     beam_size: int = 4,
     alpha: float = 0.6,
     max_new_tokens: int | None = None,
+    fast: bool | None = None,
+    check_every: int = 4,
 ) -> list[list[int]]:
     """Batched beam search with the GNMT length penalty.
 
@@ -112,65 +351,112 @@ def beam_search(
         beam_size: K hypotheses kept per sentence, at most the target vocabulary size.
         alpha: length-penalty exponent (0.6 in the paper), finite and >= 0.
         max_new_tokens: limit on generated tokens (default: source length + 50).
+        fast: the whole step on the device, on a static state, replayed as a CUDA graph; None: on CUDA when the
+            model supports it (see the module doc). Same hypotheses as the eager loop.
+        check_every: on the fast path, steps between host checks of whether every sentence is done.
 
     Returns:
         For each source, the best hypothesis' token ids without the start token and ``eos_id``.
     """
     check_beam_options(beam_size, alpha, getattr(model.config, "tgt_vocab_size", None))
     check_int(max_new_tokens, "max_new_tokens", minimum=1, allow_none=True)
+    check_int(check_every, "check_every", minimum=1)
+    fast = _use_fast(model, src_ids, fast)
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens).tolist()
-    c = model.config
     batch, k, device = src_ids.shape[0], beam_size, src_ids.device
     expand = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,) row of each beam's source
-    state = model.init_state(memory.index_select(0, expand), src_padding_mask.index_select(0, expand), max(limits))
-    banned = _banned(model)
+    memory, src_padding_mask = memory.index_select(0, expand), src_padding_mask.index_select(0, expand)
+    if not fast:
+        step_fn, reorder = _eager_beam_step(model, memory, src_padding_mask, max(limits))
+        return _beam_loop(model, step_fn, reorder, limits, batch, k, alpha, device)
+    search, fresh = _static_step(model, memory, src_padding_mask, max(limits), beam=k)
+    with search.lock, static_context(search.device):
+        search.configure(limits, alpha)
+        search.start(fresh)
+        done, steps = 0, max(limits)
+        while done < steps:
+            n = min(check_every, steps - done)
+            search.run(n)
+            done += n
+            if bool(search.done.all()):
+                break
+        return search.results()
 
+
+def _beam_loop(
+    model: nn.Module,
+    step_fn: Callable[[Tensor], Tensor],
+    reorder: Callable[[Tensor], None],
+    limits: list[int],
+    batch: int,
+    k: int,
+    alpha: float,
+    device: torch.device,
+) -> list[list[int]]:
+    """The search itself, given a decoder step (last tokens (B*K, 1) -> log-probabilities (B*K, V)) and reorder."""
+    c = model.config
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep one alive so the first step does not repeat it
-    history = torch.full((batch * k, 1), c.bos_id, dtype=torch.long, device=device)
+    last = torch.full((batch * k, 1), c.bos_id, dtype=torch.long, device=device)  # (B*K, 1) each beam's last token
+    prev: list[list[int]] = [[] for _ in range(batch * k)]  # each beam's tokens so far, on the host
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     for step in range(max(limits)):
-        logits = model.decode(history[:, -1:], None, None, state=state)[:, -1]  # (B*K, V)
-        logits[:, banned] = float("-inf")
-        vocab = logits.shape[-1]
-        logp = torch.log_softmax(logits.float(), dim=-1).view(batch, k, vocab)
+        logp = step_fn(last)  # (B*K, V) float32, banned ids at -inf
+        vocab = logp.shape[-1]
+        logp = logp.view(batch, k, vocab)
         candidates = (scores[:, :, None] + logp).view(batch, k * vocab)  # (B, K*V)
         top_scores, top_idx = candidates.topk(2 * k, dim=1)  # (B, 2K)
-        top_beam, top_tok = top_idx // vocab, top_idx % vocab
-        top_scores_l, top_beam_l, top_tok_l = top_scores.tolist(), top_beam.tolist(), top_tok.tolist()
-        new_scores = torch.full((batch, k), float("-inf"), device=device)
-        new_beam = torch.zeros(batch, k, dtype=torch.long)
-        new_tok = torch.full((batch, k), c.pad_id, dtype=torch.long)
-        prev = history[:, 1:].tolist()
+        top_scores_l, top_idx_l = top_scores.tolist(), top_idx.tolist()
+        # Built as lists on the host (element-wise tensor writes would cost a dispatch each).
+        new_scores = [[float("-inf")] * k for _ in range(batch)]
+        new_beam = [[0] * k for _ in range(batch)]
+        new_tok = [[c.pad_id] * k for _ in range(batch)]
         for b in range(batch):
             if done[b]:
                 continue
             live = 0
             for rank in range(2 * k):
-                score, beam, tok = top_scores_l[b][rank], top_beam_l[b][rank], top_tok_l[b][rank]
+                score, beam, tok = top_scores_l[b][rank], *divmod(top_idx_l[b][rank], vocab)
                 if score == float("-inf"):
                     break
                 if tok == c.eos_id:
                     if rank < k:  # an eos outside the top K would not have survived as a beam
                         finished[b].append((score / length_penalty(step + 1, alpha), prev[b * k + beam]))
                     continue
-                new_scores[b, live], new_beam[b, live], new_tok[b, live] = score, beam, tok
+                new_scores[b][live], new_beam[b][live], new_tok[b][live] = score, beam, tok
                 live += 1
                 if live == k:
                     break
             at_limit = step + 1 >= limits[b]
             if at_limit:
                 for j in range(live):
-                    hyp = prev[b * k + int(new_beam[b, j])] + [int(new_tok[b, j])]
-                    finished[b].append((float(new_scores[b, j]) / length_penalty(step + 1, alpha), hyp))
+                    hyp = prev[b * k + new_beam[b][j]] + [new_tok[b][j]]
+                    finished[b].append((new_scores[b][j] / length_penalty(step + 1, alpha), hyp))
             # As fairseq: a sentence is done once K hypotheses have ended.
             done[b] = at_limit or live == 0 or len(finished[b]) >= k
         if all(done):
             break
-        rows = (torch.arange(batch)[:, None] * k + new_beam).view(-1).to(device)  # (B*K,) surviving beams
-        state.reorder(rows)
-        history = torch.cat([history.index_select(0, rows), new_tok.view(-1, 1).to(device)], dim=1)
-        scores = new_scores
+        rows = [b * k + beam for b in range(batch) for beam in new_beam[b]]  # (B*K,) surviving beams
+        reorder(torch.tensor(rows, device=device))
+        tokens = [tok for row in new_tok for tok in row]
+        prev = [prev[r] + [tok] for r, tok in zip(rows, tokens)]
+        last = torch.tensor(tokens, device=device)[:, None]  # (B*K, 1)
+        scores = torch.tensor(new_scores, device=device)  # (B, K) float32, the values above
     return [max(hyps, key=lambda h: h[0])[1] if hyps else [] for hyps in finished]
+
+
+def _eager_beam_step(
+    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int
+) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], None]]:
+    """(last tokens (N, 1) -> log-probabilities (N, V), reorder(rows)) on a growing cache."""
+    state = model.init_state(memory, src_padding_mask, steps)
+    banned = _banned(model)
+
+    def step(tokens: Tensor) -> Tensor:
+        logits = model.decode(tokens, None, None, state=state)[:, -1]  # (N, V)
+        logits[:, banned] = float("-inf")
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    return step, state.reorder

@@ -13,6 +13,7 @@ from torch import nn
 
 from formers.data.tokenizers.base import Tokenizer
 from formers.generation.seq2seq import beam_search, check_beam_options, greedy_search
+from formers.generation.static_lm import clear_decoders
 from formers.layers import check_int, check_text
 
 
@@ -26,16 +27,27 @@ class Translator:
         beam_size: 1 for greedy decoding, else beam search (at most the target vocabulary size).
         alpha: length-penalty exponent for beam search (finite, >= 0).
         max_tokens: source tokens per batch (sentences are sorted by length, results returned in input order).
+        fast: decode on a static state with the decoder step captured as a CUDA graph (None: on CUDA when the model
+            supports it; False: the eager loop; same translations). The graphs and static caches of a
+            :meth:`translate` call are freed when it returns (its batches' shapes rarely repeat in the next call).
 
     Raises:
         TypeError, ValueError: a bad ``beam_size``, ``alpha`` or ``max_tokens`` (named, with the value given).
     """
 
     def __init__(
-        self, model: nn.Module, tokenizer: Tokenizer, beam_size: int = 4, alpha: float = 0.6, max_tokens: int = 4096
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        beam_size: int = 4,
+        alpha: float = 0.6,
+        max_tokens: int = 4096,
+        fast: bool | None = None,
     ) -> None:
         check_beam_options(beam_size, alpha, model.config.tgt_vocab_size)
         check_int(max_tokens, "max_tokens", minimum=1)
+        if fast is not None and not isinstance(fast, bool):
+            raise TypeError(f"fast must be True, False or None, got {fast!r} ({type(fast).__name__})")
         if tokenizer.pad_id is None:
             raise ValueError(f"tokenizer must have a pad_id to batch sources, got a {type(tokenizer).__name__} without")
         self.model = model.eval()
@@ -43,6 +55,7 @@ class Translator:
         self.beam_size = beam_size
         self.alpha = alpha
         self.max_tokens = max_tokens
+        self.fast = fast
 
     @property
     def device(self) -> torch.device:
@@ -76,6 +89,13 @@ class Translator:
         encoded = self.encode_sources(texts)
         order = sorted((i for i in range(len(encoded)) if encoded[i]), key=lambda i: len(encoded[i]))
         results: list[str] = [""] * len(texts)
+        try:
+            self._translate_batches(encoded, order, results)
+        finally:
+            clear_decoders(self.model)
+        return results
+
+    def _translate_batches(self, encoded: list[list[int]], order: list[int], results: list[str]) -> None:
         start = 0
         while start < len(order):
             end = start + 1
@@ -90,10 +110,9 @@ class Translator:
                 mask[r, : len(encoded[i])] = True
             src, mask = src.to(self.device), mask.to(self.device)
             if self.beam_size == 1:
-                outputs = greedy_search(self.model, src, mask)
+                outputs = greedy_search(self.model, src, mask, fast=self.fast)
             else:
-                outputs = beam_search(self.model, src, mask, beam_size=self.beam_size, alpha=self.alpha)
+                outputs = beam_search(self.model, src, mask, beam_size=self.beam_size, alpha=self.alpha, fast=self.fast)
             for i, ids in zip(rows, outputs):
                 results[i] = self.tokenizer.decode(ids)
             start = end
-        return results

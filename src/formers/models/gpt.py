@@ -347,12 +347,20 @@ class GPT(nn.Module):
         streamer: Streamer | None = None,
         truncate: bool = False,
         as_lists: bool = False,
+        fast: bool | None = None,
+        check_every: int = 16,
+        compile: bool = False,
     ) -> Tensor | list[list[int]]:
-        """Continues ``input_ids`` (B, T); see :func:`formers.generation.causal_lm.generate` (same arguments)."""
+        """Continues ``input_ids`` (B, T); see :func:`formers.generation.causal_lm.generate` (same arguments).
+
+        On CUDA this takes the static-cache, CUDA-graph path by default (``fast=False`` turns it off); the static
+        cache and graphs are kept on the model per batch size and capacity bucket, so repeated calls are fast.
+        """
         return generate(
             self, input_ids, max_new_tokens, padding_mask=padding_mask, do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, eos_id=eos_id, seed=seed, stop=stop,
-            streamer=streamer, truncate=truncate, as_lists=as_lists,
+            streamer=streamer, truncate=truncate, as_lists=as_lists, fast=fast, check_every=check_every,
+            compile=compile,
         )
 
 

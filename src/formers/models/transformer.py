@@ -135,7 +135,13 @@ class TransformerEncoder(nn.Module):
 
 @dataclass
 class DecoderState:
-    """Incremental-decoding state: self-attention caches, cross-attention keys/values, source mask."""
+    """Incremental-decoding state: self-attention caches, cross-attention keys/values, source mask.
+
+    A static state (``init_state(..., static=True)``) keeps its write position on the device and every step attends
+    over all ``max_len`` self-attention slots with a mask of the filled ones; ``reorder`` then copies rows in place.
+    Fixed shapes, fixed addresses and no host reads: a decoding step can be captured in a CUDA graph
+    (:mod:`formers.generation.seq2seq`).
+    """
 
     caches: list[KVCache]
     memory_kv: list[tuple[Tensor, Tensor]]
@@ -143,13 +149,48 @@ class DecoderState:
 
     @property
     def length(self) -> int:
-        """Number of target positions decoded so far."""
+        """Number of target positions decoded so far (0 for a static state, which counts on the device)."""
         return self.caches[0].length
 
-    def reorder(self, index: Tensor) -> None:
-        """Keeps batch rows ``index`` (N,) in every cache (beam search)."""
+    @property
+    def static(self) -> bool:
+        """Whether the caches are in fixed-shape mode."""
+        return self.caches[0].static
+
+    def reset(self) -> None:
+        """Empties the self-attention caches in place (the memory stays)."""
+        for cache in self.caches:
+            cache.reset()
+
+    def copy_from(self, other: DecoderState) -> None:
+        """Takes ``other``'s memory (same shapes) in place and empties the caches: reuses this state's addresses."""
+        for (k, v), (k2, v2) in zip(self.memory_kv, other.memory_kv):
+            k.copy_(k2)
+            v.copy_(v2)
+        self.memory_mask.copy_(other.memory_mask)
+        self.reset()
+
+    def reorder(self, index: Tensor, memory: bool = True) -> None:
+        """Keeps batch rows ``index`` (N,) in every cache (beam search); in place for a static state.
+
+        ``memory=False`` leaves the source rows as they are: right when ``index`` maps every row to a row of the
+        same source (beams of one sentence), and it saves copying the cross-attention keys/values every step.
+        """
+        if self.static:
+            for cache in self.caches:
+                cache.k.copy_(cache.k.index_select(0, index))
+                cache.v.copy_(cache.v.index_select(0, index))
+            if not memory:
+                return
+            for k, v in self.memory_kv:
+                k.copy_(k.index_select(0, index))
+                v.copy_(v.index_select(0, index))
+            self.memory_mask.copy_(self.memory_mask.index_select(0, index))
+            return
         for cache in self.caches:
             cache.reorder(index)
+        if not memory:
+            return
         self.memory_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.memory_kv]
         self.memory_mask = self.memory_mask.index_select(0, index)
 
@@ -184,10 +225,17 @@ class TransformerDecoder(nn.Module):
         state: DecoderState | None = None,
     ) -> Tensor:
         """(B, T) target ids -> logits (B, T, V); with ``state``, T new positions after the cached ones."""
-        start = state.length if state is not None else 0
-        positions = torch.arange(start, start + tgt_ids.shape[1], device=tgt_ids.device)
-        x = self.dropout(self.embed(tgt_ids, "tgt_ids") + self.positions(positions))
+        t = tgt_ids.shape[1]
         self_mask = padding_to_attn_mask(tgt_padding_mask) if tgt_padding_mask is not None else None
+        if state is not None and state.static:
+            # Write position read on the device: same shapes every step; the mask covers all max_len slots.
+            positions = state.caches[0].filled + torch.arange(t, device=tgt_ids.device)  # (T,)
+            slots = torch.arange(state.caches[0].max_len, device=tgt_ids.device)  # (T_max,)
+            self_mask = (slots[None, :] <= positions[:, None])[None, None]  # (1, 1, T, T_max)
+        else:
+            start = state.length if state is not None else 0
+            positions = torch.arange(start, start + t, device=tgt_ids.device)
+        x = self.dropout(self.embed(tgt_ids, "tgt_ids") + self.positions(positions))
         for i, layer in enumerate(self.layers):
             x = layer(
                 x,
@@ -273,13 +321,20 @@ class Transformer(nn.Module):
         memory_mask = state.memory_mask if state is not None else padding_to_attn_mask(src_padding_mask)
         return self.decoder(tgt_ids, memory, memory_mask, tgt_padding_mask, state)
 
-    def init_state(self, memory: Tensor, src_padding_mask: Tensor, max_len: int | None = None) -> DecoderState:
-        """Prepares incremental decoding of up to ``max_len`` target positions for ``memory`` (B, S, D)."""
+    def init_state(
+        self, memory: Tensor, src_padding_mask: Tensor, max_len: int | None = None, static: bool = False
+    ) -> DecoderState:
+        """Prepares incremental decoding of up to ``max_len`` target positions for ``memory`` (B, S, D).
+
+        ``static``: a fixed-shape state (see :class:`DecoderState`); same outputs, but the caller keeps the positions
+        decoded within ``max_len`` (not checked: that would read the device).
+        """
         max_len = self.config.max_seq_len if max_len is None else min(max_len, self.config.max_seq_len)
         dec = self.decoder
         head_dim = self.config.embed_dim // dec.num_heads
         caches = [
-            KVCache(memory.shape[0], dec.num_heads, max_len, head_dim, memory.dtype, memory.device) for _ in dec.layers
+            KVCache(memory.shape[0], dec.num_heads, max_len, head_dim, memory.dtype, memory.device, static)
+            for _ in dec.layers
         ]
         memory_kv = [layer.cross_attn.project_kv(memory) for layer in dec.layers]
         return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask))

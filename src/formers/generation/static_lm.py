@@ -1,0 +1,282 @@
+"""The fast causal decoding path: a static-shape KV cache and one decoding step replayed as a CUDA graph.
+
+Small-batch decoding of a small model is bound by kernel launches and host work, not by the GPU: GPT-2 124M runs
+~200 small kernels per token. :class:`StaticLMDecoder` runs the prompt eagerly into a static state
+(``model.init_cache(..., static=True)``: fixed shapes, write position on the device), captures one step (forward,
+pick the token with :func:`~formers.generation.sampling.next_tokens`, feed it back, record it) as a
+``torch.cuda.CUDAGraph`` once per sampling configuration, and replays it with no host work in between. Sampled
+steps read their uniform number from a table made before the loop (:func:`~formers.generation.sampling.uniform_table`),
+so the draws happen on the device and equal the eager path's.
+
+:func:`run_static` drives it in bursts of ``check_every`` steps: while the device runs one burst, the host hands
+the previous burst's ids to :class:`~formers.generation.stopping.Rows` (eos, ``stop``, streamer), which stops the
+loop once every row has ended. Tokens therefore equal :func:`formers.generation.causal_lm.generate`'s eager ones;
+at most two bursts are computed past the end and thrown away.
+
+Decoders are cached on the model (:func:`cached_decoder`) per (batch size, capacity bucket, dtype, device), so
+repeated calls neither reallocate the cache nor recapture the graph; the cache is emptied when the model's
+parameters move (``.to()``, a new parameter), since a graph reads them at fixed addresses.
+
+On CPU (or with ``use_graph=False``) the same static step runs eagerly: slower, but identical, which is what the
+CPU tests check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from formers.generation.sampling import next_tokens
+from formers.generation.stopping import Rows
+from formers.layers import value_checks
+
+CAPACITY_BUCKETS = tuple(sorted({base << k for base in (64, 96) for k in range(12)}))
+"""Slots a decoder is built with: prompt + new tokens rounded up to one of these (at most 1.5x), then capped at
+``max_seq_len``. Every step attends over all slots, so fewer buckets would mean more wasted attention."""
+
+MAX_CACHED_DECODERS = 4  # per model; each holds a whole KV cache
+MAX_GRAPHS = 4  # sampling configurations captured per decoder
+
+
+class Sampling(NamedTuple):
+    """The options that shape a decoding step (one captured graph each)."""
+
+    do_sample: bool
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+
+
+def capacity_bucket(slots: int, max_seq_len: int) -> int:
+    """The smallest bucket holding ``slots`` positions, capped at ``max_seq_len``."""
+    return min(next((b for b in CAPACITY_BUCKETS if b >= slots), slots), max_seq_len)
+
+
+class StaticLMDecoder:
+    """Decoding of ``batch_size`` rows with a static cache of ``max_len`` slots and a captured step.
+
+    The state, buffers and graphs are built once and reused by every call (a call resets the state in place);
+    :func:`run_static` holds ``lock`` for a whole call, so concurrent calls wait for each other.
+
+    Args:
+        model: a decoder-only model in eval mode (e.g. ``GPT``), with the dtype to decode in.
+        batch_size: rows B of every call.
+        max_len: slots (prompt with padding + new tokens); every step attends over all of them.
+        use_graph: capture the step in a CUDA graph (CUDA only); False runs it eagerly.
+        compile: also pass the step through ``torch.compile`` before capturing it.
+    """
+
+    def __init__(
+        self, model: nn.Module, batch_size: int, max_len: int, use_graph: bool = True, compile: bool = False
+    ) -> None:
+        self.model = model
+        self.max_len = max_len
+        self.state = model.init_cache(batch_size, max_len, static=True)
+        device = self.state.key_mask.device
+        self.device = device
+        self.use_graph = use_graph and device.type == "cuda"
+        self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=device)  # (B, 1) fed to the next step
+        self.out = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)  # (B, T_max) emitted ids
+        self.noise = torch.zeros(batch_size, max_len, dtype=torch.float64, device=device)  # (B, T_max) uniforms
+        self.count = torch.zeros((), dtype=torch.long, device=device)  # ids emitted so far
+        self.graphs: OrderedDict[Sampling, torch.cuda.CUDAGraph] = OrderedDict()
+        self.lock = threading.Lock()  # one generation at a time: calls share the state
+        self._run_step = torch.compile(self._step, fullgraph=True) if compile else self._step
+
+    @property
+    def batch_size(self) -> int:
+        return self.token.shape[0]
+
+    def _emit(self, logits: Tensor, sampling: Sampling) -> None:
+        """Picks each row's token from ``logits`` (B, V), feeds it back and records it, all on the device."""
+        uniform = self.noise.index_select(1, self.count[None])[:, 0] if sampling.do_sample else None  # (B,)
+        token = next_tokens(logits, uniform, sampling.temperature, sampling.top_k, sampling.top_p)[:, None]  # (B, 1)
+        self.token.copy_(token)
+        self.out.index_copy_(1, self.count[None], token)
+        self.count += 1
+
+    def _step(self, sampling: Sampling) -> None:
+        self._emit(self.model(self.token, cache=self.state).logits[:, -1], sampling)
+
+    def _graph(self, sampling: Sampling) -> torch.cuda.CUDAGraph:
+        """The captured step for ``sampling``: warmed up on a side stream, then captured (state reset after)."""
+        if sampling in self.graphs:
+            self.graphs.move_to_end(sampling)
+            return self.graphs[sampling]
+        self.state.reset()
+        self.count.zero_()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self._run_step(sampling)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.state.reset()
+        self.count.zero_()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._run_step(sampling)
+        self.graphs[sampling] = graph
+        while len(self.graphs) > MAX_GRAPHS:
+            self.graphs.popitem(last=False)
+        return graph
+
+    def start(self, input_ids: Tensor, padding_mask: Tensor | None, sampling: Sampling, uniforms: Tensor | None) -> None:
+        """Resets the state, runs the prompt (B, T) and emits the first token (captures the step first if new).
+
+        ``uniforms`` (B, N) are the draws of steps 0..N-1 (sampling only); the caller keeps T + N <= ``max_len``.
+        """
+        graph = self._graph(sampling) if self.use_graph else None
+        del graph  # captured now so that capture's warm-up steps run before the real state is filled
+        self.state.reset()
+        self.count.zero_()
+        if uniforms is not None:
+            self.noise[:, : uniforms.shape[1]].copy_(uniforms)
+        self._emit(self.model(input_ids, padding_mask, cache=self.state).logits[:, -1], sampling)  # prefill
+
+    def advance(self, steps: int, sampling: Sampling) -> None:
+        """Runs ``steps`` more decoding steps (replays of the captured graph on CUDA)."""
+        graph = self.graphs.get(sampling) if self.use_graph else None
+        for _ in range(steps):
+            if graph is not None:
+                graph.replay()
+            else:
+                self._run_step(sampling)
+
+    def fetch(self, start: int, end: int) -> _Pending:
+        """Starts copying the ids of steps [start, end) to the host without waiting for them."""
+        ids = self.out[:, start:end]  # (B, n)
+        if self.device.type != "cuda":
+            return _Pending(ids.clone(), None)
+        host = ids.to("cpu", non_blocking=True)  # pinned, so the copy is queued behind the steps
+        event = torch.cuda.Event()
+        event.record()
+        return _Pending(host, event)
+
+
+class _Pending(NamedTuple):
+    ids: Tensor  # (B, n) on the host once ``event`` has passed
+    event: torch.cuda.Event | None
+
+    def columns(self) -> list[list[int]]:
+        """The n steps' ids, each a list of B ids (waits for the copy)."""
+        if self.event is not None:
+            self.event.synchronize()
+        return self.ids.T.tolist()
+
+
+def run_static(
+    decoder: StaticLMDecoder,
+    input_ids: Tensor,
+    padding_mask: Tensor | None,
+    max_new_tokens: int,
+    sampling: Sampling,
+    uniforms: Tensor | None,
+    rows: Rows,
+    check_every: int = 16,
+) -> None:
+    """Generates up to ``max_new_tokens`` ids per row into ``rows``, checking for the end every ``check_every`` steps.
+
+    The device runs burst k + 1 while the host reads burst k, so the host never waits for a step it does not need.
+    """
+    with decoder.lock, static_context(decoder.device):
+        decoder.start(input_ids, padding_mask, sampling, uniforms)
+        produced = 1
+        pending = decoder.fetch(0, 1)
+        while True:
+            following = None
+            if produced < max_new_tokens:
+                n = min(check_every, max_new_tokens - produced)
+                decoder.advance(n, sampling)
+                following = decoder.fetch(produced, produced + n)
+                produced += n
+            for column in pending.columns():
+                if rows.push(column):
+                    return
+            if following is None:
+                return
+            pending = following
+
+
+class DecoderCache:
+    """Decoders of one model (most recently used last), dropped whenever the model's tensors change address.
+
+    Copies and pickles of a model get an empty cache (graphs and caches are tied to this model's memory).
+    """
+
+    def __init__(self) -> None:
+        self.decoders: OrderedDict[tuple, object] = OrderedDict()
+        self.fingerprint: tuple = ()
+
+    def __deepcopy__(self, memo: dict) -> DecoderCache:
+        return DecoderCache()
+
+    def __reduce__(self) -> tuple:
+        return (DecoderCache, ())
+
+    def get(self, model: nn.Module, key: tuple, build: Callable[[], Any], limit: int = MAX_CACHED_DECODERS) -> Any:
+        """The decoder stored under ``key`` (with the model's dtype and device and the autocast state), made by
+        ``build`` if missing, after dropping the least recently used ones beyond ``limit - 1``."""
+        fingerprint = tuple((t.data_ptr(), t.dtype, t.device) for t in (*model.parameters(), *model.buffers()))
+        if fingerprint != self.fingerprint:
+            self.decoders.clear()
+            self.fingerprint = fingerprint
+        first = next(model.parameters())
+        key = (*key, first.dtype, first.device, autocast_state(first.device.type))
+        if key not in self.decoders:
+            while self.decoders and len(self.decoders) >= limit:
+                self.decoders.popitem(last=False)  # freed before the next one is allocated
+            self.decoders[key] = build()
+        self.decoders.move_to_end(key)
+        return self.decoders[key]
+
+
+def autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:
+    """Whether autocast is on for ``device_type`` and to which dtype: a graph captured under it computes that way."""
+    if not torch.is_autocast_enabled(device_type):
+        return (False, None)
+    return (True, torch.get_autocast_dtype(device_type))
+
+
+@contextlib.contextmanager
+def static_context(device: torch.device) -> Iterator[None]:
+    """Where static decoding runs: on ``device``, with autocast's weight-cast cache off (a graph must not read casts
+    that autocast frees when its context exits; the casts are captured instead), and no value checks (the caller
+    checked its inputs; a check would read the device while a graph is captured)."""
+    enabled, dtype = autocast_state(device.type)
+    with contextlib.ExitStack() as stack:
+        if device.type == "cuda":
+            stack.enter_context(torch.cuda.device(device))
+        if enabled:
+            stack.enter_context(torch.autocast(device.type, dtype=dtype, cache_enabled=False))
+        stack.enter_context(value_checks(False))
+        yield
+
+
+def model_cache(model: nn.Module) -> DecoderCache:
+    """The :class:`DecoderCache` kept on ``model`` (made on first use)."""
+    cache = model.__dict__.get("_static_decoders")
+    if cache is None:
+        cache = DecoderCache()
+        model.__dict__["_static_decoders"] = cache
+    return cache
+
+
+def cached_decoder(
+    model: nn.Module, batch_size: int, slots: int, use_graph: bool = True, compile: bool = False
+) -> StaticLMDecoder:
+    """The model's decoder for ``batch_size`` rows and at least ``slots`` slots (a capacity bucket), made once."""
+    max_len = capacity_bucket(slots, model.config.max_seq_len)
+    build = lambda: StaticLMDecoder(model, batch_size, max_len, use_graph=use_graph, compile=compile)
+    return model_cache(model).get(model, ("causal_lm", batch_size, max_len, use_graph, compile), build)
+
+
+def clear_decoders(model: nn.Module) -> None:
+    """Frees the static caches and CUDA graphs that fast decoding keeps on ``model``."""
+    model.__dict__.pop("_static_decoders", None)

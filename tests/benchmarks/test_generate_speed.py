@@ -1,0 +1,28 @@
+"""benchmarks/generate_speed.py runs end to end on CPU with tiny models and writes its JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "generate_speed.py"
+
+
+def test_tiny_cpu_run_writes_every_comparison(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("generate_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = tmp_path / "speed.json"
+    module.main(["--device", "cpu", "--tiny", "--new-tokens", "8", "--sentences", "4", "--out", str(path)])
+    out = json.loads(path.read_text())
+    for name in ("greedy_b1", "greedy_b32", "sample_b1"):
+        runs = out["gpt2"]["workloads"][name]["runs"]
+        for run in ("formers_generate", "formers_eager", "formers_fast", "hf_generate"):
+            assert runs[run]["tokens_per_s"] > 0, (name, run, runs[run])
+        assert out["gpt2"]["workloads"][name]["formers_generate_vs_hf"] > 0
+    assert out["gpt2"]["fast_equals_eager_fp32"] == {"greedy": True, "sampling": True}
+    runs = out["translation"]["runs"]
+    assert all(runs[r]["sentences_per_s"] > 0 for r in ("formers_beam_search", "formers_beam_search_eager", "formers_beam_search_fast", "hf_marian_generate"))
+    assert out["translation"]["fast_equals_eager_fp32"] is True
+    assert "default/HF" in capsys.readouterr().out

@@ -1,0 +1,206 @@
+"""The static-cache (CUDA-graph) path of generate returns the eager path's tokens: greedy, sampled, padded, stopped."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import formers
+from formers.generation.causal_lm import generate
+from formers.generation.static_lm import (
+    CAPACITY_BUCKETS,
+    capacity_bucket,
+    clear_decoders,
+)
+
+
+def make(**extra):
+    config = dict(embed_dim=16, num_heads=2, num_layers=2, vocab_size=40, max_seq_len=48, eos_id=None)
+    model = formers.create_model("gpt_mini", **{**config, **extra})
+    with torch.no_grad():  # larger weights than GPT-2's init so that continuations vary
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+def prompts(device="cpu"):
+    ids = torch.randint(4, 40, (3, 6))
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[1, :2] = False
+    mask[2, :4] = False
+    ids[~mask] = 0
+    return ids.to(device), mask.to(device)
+
+
+SAMPLINGS = [
+    dict(),
+    dict(do_sample=True, seed=7),
+    dict(do_sample=True, seed=[3, 4, 5], temperature=0.7, top_k=8),
+    dict(do_sample=True, seed=11, top_p=0.8),
+    dict(do_sample=True, seed=12, top_k=10, top_p=0.9, temperature=1.3),
+]
+
+
+@pytest.mark.parametrize("options", SAMPLINGS)
+def test_fast_path_equals_eager_on_a_padded_batch(options):
+    model = make()
+    ids, mask = prompts()
+    eager = generate(model, ids, 20, padding_mask=mask, fast=False, **options)
+    fast = generate(model, ids, 20, padding_mask=mask, fast=True, check_every=3, **options)
+    assert fast.tolist() == eager.tolist()
+    assert model.generate(ids, 20, padding_mask=mask, fast=True, **options).tolist() == eager.tolist()
+
+
+def test_sampled_rows_equal_rows_alone_and_seeds_matter():
+    model = make()
+    ids, mask = prompts()
+    opts = dict(do_sample=True, top_k=12)
+    rows = generate(model, ids, 15, padding_mask=mask, seed=[1, 2, 3], fast=True, **opts)
+    for i in range(3):
+        n = int(mask[i].sum())
+        alone = generate(model, ids[i : i + 1, -n:], 15, seed=[i + 1], fast=True, **opts)
+        assert alone.tolist() == rows[i : i + 1].tolist()
+    assert rows.tolist() != generate(model, ids, 15, padding_mask=mask, seed=[1, 2, 4], fast=True, **opts).tolist()
+    torch.manual_seed(5)  # no seed: one drawn from the global generator, so manual_seed repeats a run
+    a = generate(model, ids, 15, padding_mask=mask, fast=True, **opts)
+    torch.manual_seed(5)
+    assert generate(model, ids, 15, padding_mask=mask, fast=False, **opts).tolist() == a.tolist()
+
+
+@pytest.mark.parametrize("check_every", [1, 4, 50])
+def test_eos_stop_streamer_and_lists_equal_eager(check_every):
+    model = make(pad_id=1)
+    ids, mask = prompts()
+    eos = int(generate(model, ids, 12, padding_mask=mask)[0, 3])  # the first row emits it at step 4
+    results = {}
+    for fast in (False, True):
+        seen = []
+        stop = lambda row: len(row) >= 9
+        kwargs = dict(padding_mask=mask, eos_id=eos, stop=stop, streamer=seen.append, fast=fast, check_every=check_every)
+        out = generate(model, ids, 30, do_sample=True, seed=2, top_k=5, **kwargs)
+        lists = generate(model, ids, 30, do_sample=True, seed=2, top_k=5, as_lists=True, **kwargs)
+        results[fast] = (out.tolist(), lists, seen)
+    assert results[True] == results[False]
+    out, lists, seen = results[True]
+    assert len(out[0]) <= 9 and seen[: len(out[0])] == [list(c) for c in zip(*out)]
+
+
+def test_decoders_are_cached_per_bucket_and_dropped_when_parameters_move():
+    model = make()
+    ids, mask = prompts()
+    generate(model, ids, 10, padding_mask=mask, fast=True)
+    cache = model.__dict__["_static_decoders"]
+    (decoder,) = cache.decoders.values()
+    assert decoder.max_len == capacity_bucket(16, 48) == 48  # 64 capped at max_seq_len
+    generate(model, ids[:, 2:], 12, padding_mask=mask[:, 2:], fast=True, do_sample=True, seed=1)
+    assert list(cache.decoders.values()) == [decoder]  # same batch and bucket: reused
+    generate(model, ids[:1], 10, fast=True)
+    assert len(cache.decoders) == 2
+    assert copy.deepcopy(model).__dict__["_static_decoders"].decoders == {}
+    model.double()  # new parameter tensors: every decoder is dropped, the next call builds a float64 one
+    out = generate(model, ids, 10, padding_mask=mask, fast=True)
+    assert out.tolist() == generate(model, ids, 10, padding_mask=mask, fast=False).tolist()
+    assert [d.state.caches[0].k.dtype for d in cache.decoders.values()] == [torch.float64]
+    clear_decoders(model)
+    assert "_static_decoders" not in model.__dict__
+
+
+def test_capacity_buckets():
+    assert capacity_bucket(1, 1024) == 64 and capacity_bucket(65, 1024) == 96 and capacity_bucket(272, 1024) == 384
+    assert capacity_bucket(1000, 1024) == 1024 and capacity_bucket(5000, 8192) == 6144
+    assert all(b / a <= 1.5 for a, b in zip(CAPACITY_BUCKETS[1:], CAPACITY_BUCKETS[2:]))
+
+
+def test_auto_is_eager_on_cpu_and_fast_true_refuses_a_sliding_window():
+    model = make()
+    ids = torch.randint(4, 40, (1, 40))
+    generate(model, ids, 4)
+    assert "_static_decoders" not in model.__dict__  # CPU: the eager loop
+    with pytest.raises(ValueError, match="fast=True cannot slide the window: prompt length 40 \\+ max_new_tokens 20"):
+        generate(model, ids, 20, truncate=True, fast=True)
+    with pytest.raises(TypeError, match="fast must be True or False, got 1"):
+        generate(model, ids, 2, fast=1)
+    with pytest.raises(ValueError, match="check_every must be an int >= 1, got 0"):
+        generate(model, ids, 2, check_every=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("options", SAMPLINGS)
+def test_cuda_graph_path_equals_eager_on_cuda(options):
+    model = make(pad_id=1).cuda()
+    ids, mask = prompts("cuda")
+    eager = generate(model, ids, 24, padding_mask=mask, fast=False, **options)
+    for _ in range(2):  # the second call replays the graph captured by the first
+        seen = []
+        fast = model.generate(ids, 24, padding_mask=mask, streamer=seen.append, check_every=5, **options)
+        assert fast.tolist() == eager.tolist()
+        assert seen == fast.T.tolist()
+    (decoder,) = model.__dict__["_static_decoders"].decoders.values()
+    assert decoder.use_graph and len(decoder.graphs) == 1
+    eos = int(eager[0, 5])
+    assert model.generate(ids, 24, padding_mask=mask, eos_id=eos, **options).tolist() == generate(
+        model, ids, 24, padding_mask=mask, eos_id=eos, fast=False, **options
+    ).tolist()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_path_in_bfloat16_is_deterministic_and_in_range():
+    model = make().cuda().bfloat16()
+    ids, mask = prompts("cuda")
+    fast = model.generate(ids, 16, padding_mask=mask, do_sample=True, seed=3, top_k=10, top_p=0.9)
+    assert fast.shape == (3, 16) and int(fast.min()) >= 0 and int(fast.max()) < 40
+    again = model.generate(ids, 16, padding_mask=mask, do_sample=True, seed=3, top_k=10, top_p=0.9)
+    assert again.tolist() == fast.tolist()
+
+
+def test_autocast_gets_its_own_decoder():
+    model = make()
+    ids, mask = prompts()
+    generate(model, ids, 8, padding_mask=mask, fast=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 steps: repeatable, not equal to float32 ones
+        fast = generate(model, ids, 8, padding_mask=mask, fast=True, do_sample=True, seed=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert generate(model, ids, 8, padding_mask=mask, fast=True, do_sample=True, seed=1).tolist() == fast.tolist()
+    keys = list(model.__dict__["_static_decoders"].decoders)
+    assert [k[-1] for k in keys] == [(False, None), (True, torch.bfloat16)]
+
+
+@pytest.mark.slow
+def test_compiled_sampling_step_equals_eager_on_cpu():
+    model = make()
+    ids, mask = prompts()
+    options = dict(do_sample=True, seed=3, top_k=8, top_p=0.9)
+    eager = generate(model, ids, 12, padding_mask=mask, fast=False, **options)
+    assert generate(model, ids, 12, padding_mask=mask, fast=True, compile=True, **options).tolist() == eager.tolist()
+
+
+def test_a_model_without_a_static_cache_decodes_eagerly_and_refuses_fast_true(monkeypatch):
+    model = make()
+    ids = torch.randint(4, 40, (2, 5))
+    expected = generate(model, ids, 6)
+    dynamic_only = model.init_cache
+    monkeypatch.setattr(model, "init_cache", lambda batch_size, max_len=None: dynamic_only(batch_size, max_len))
+    assert generate(model, ids, 6).tolist() == expected.tolist()
+    with pytest.raises(ValueError, match="fast=True needs a model whose init_cache takes static=True"):
+        generate(model, ids, 6, fast=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_stop_streamer_lists_and_compiled_steps_equal_eager(compile):
+    model = make(pad_id=1).cuda()
+    ids, mask = prompts("cuda")
+    options = dict(do_sample=True, seed=[4, 5, 6], top_k=10, top_p=0.9)
+    eos = int(generate(model, ids, 12, padding_mask=mask, fast=False, **options)[0, 3])
+    results = []
+    for fast in (False, True):
+        seen = []
+        kwargs = dict(padding_mask=mask, eos_id=eos, stop=lambda row: len(row) >= 10, streamer=seen.append, **options)
+        lists = generate(model, ids, 30, fast=fast, compile=compile and fast, as_lists=True, check_every=4, **kwargs)
+        results.append((lists, seen))
+    assert results[0] == results[1]
