@@ -26,6 +26,7 @@ with ``set_model_state_dict`` / ``set_optimizer_state_dict``. Only rank 0 writes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -228,6 +229,20 @@ def step_module(model: nn.Module, parallel: str, ctx: DistContext) -> nn.Module:
 # ---------------------------------------------------------------- data
 
 
+@contextlib.contextmanager
+def rank_rng(ctx: DistContext, seed: int, epoch: int, batch: int) -> Iterator[None]:
+    """On several ranks, runs the block with torch generators seeded by ``(seed, epoch, batch, rank)`` and puts them
+    back afterwards: each rank draws its own dropout masks for its slice (the same seed everywhere would repeat them
+    on every rank), reproducibly on resume. Nothing changes on one process."""
+    if not ctx.active:
+        yield
+        return
+    devices = [ctx.device] if ctx.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed((((seed * 1_000_003 + epoch) * 1_000_003 + batch) * 4099 + ctx.rank) % 2**63)
+        yield
+
+
 def _first_size(batch: Any) -> int | None:
     if isinstance(batch, Tensor):
         return batch.shape[0] if batch.ndim else None
@@ -342,7 +357,7 @@ class ShardedModelLoader:
 
 def _names(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[list[str]]:
     """Per parameter group, the parameters' names (``Optimizer.state_dict`` numbers them in this order)."""
-    names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+    names = {id(p): n for n, p in model.named_parameters()}  # a tied parameter: its first name, as DCP
     return [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
 
 

@@ -39,6 +39,7 @@ from formers.training.distributed import (
     is_sharded,
     prepare_model,
     rank_positions,
+    rank_rng,
     step_module,
 )
 from formers.training.best import repair_best, write_best
@@ -429,7 +430,8 @@ class Trainer:
         batch = move_to_device(batch, self.device)
         if self._graphed:
             torch.compiler.cudagraph_mark_step_begin()
-        with self._autocast():
+        state = self.state
+        with rank_rng(self.dist, self.config.seed, state.epoch, state.batch_in_epoch), self._autocast():
             out = self.task.training_step(self.step_model, batch)
         if not isinstance(getattr(out, "loss", None), Tensor):
             raise TypeError(f"task.training_step must return a StepOutput with a tensor loss, got {type(out).__name__}")
