@@ -328,6 +328,10 @@ class FullModelState:
     model's, ``state_dict()`` the full state gathered to rank 0."""
 
     def __init__(self, model: nn.Module, state: dict[str, Tensor]) -> None:
+        first: dict[int, str] = {}
+        for name, p in model.named_parameters(remove_duplicate=False):  # a tied parameter is saved once, by its
+            if first.setdefault(id(p), name) != name:  # first name, as from one process
+                state.pop(name, None)
         self._state = state
         for name in ("family", "config"):
             if hasattr(model, name):
