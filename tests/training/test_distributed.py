@@ -225,7 +225,7 @@ def test_two_ranks_give_the_losses_and_weights_of_one_process(runs, parallel):
     assert type(model).__name__ == "GPT" and model.config.embed_dim == 32
 
 
-@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+@pytest.mark.parametrize("parallel", [pytest.param("ddp", marks=pytest.mark.slow), "fsdp"])
 def test_a_checkpoint_of_two_ranks_resumes_on_two_and_on_one(runs, parallel, tmp_path):
     resumed = _rewind(runs[parallel], tmp_path / "two", 3)
     done = _torchrun(runs["recipe"], resumed, "--resume", "--set", f"train.parallel={parallel}")
