@@ -26,7 +26,12 @@ import yaml
 import formers
 from formers.cli.main import main
 from formers.files import load_safetensors
-from formers.training.checkpoint import LATEST_NAME, checkpoints_dir, load_state, step_dir_name
+from formers.training.checkpoint import (
+    LATEST_NAME,
+    checkpoints_dir,
+    load_state,
+    step_dir_name,
+)
 from formers.training.distributed import (
     DistContext,
     RankSlices,
@@ -161,12 +166,14 @@ def _recipe(tmp: Path) -> Path:
     return path
 
 
-def _torchrun(recipe: Path, run_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+def _torchrun(recipe: Path, run_dir: Path, *args: str, extra_path: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    path = os.pathsep.join([str(extra_path), str(SRC)] if extra_path else [str(SRC)])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **(env or {})}
     env.pop("FORMERS_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "formers.cli.main", "train", str(recipe), "--run-dir", str(run_dir),
-         "--nproc-per-node", "2", *args], env=env, capture_output=True, text=True, timeout=300,
+         "--nproc-per-node", "2", *args], check=False, env=env, capture_output=True, text=True, timeout=300,
     )
 
 
@@ -193,6 +200,7 @@ def _rewind(run_dir: Path, to: Path, step: int) -> Path:
             shutil.rmtree(d)
     best = checkpoints_dir(to) / "best"  # a link, or a copy where links are unavailable
     shutil.rmtree(best) if best.is_dir() and not best.is_symlink() else best.unlink(missing_ok=True)
+    best.symlink_to(step_dir_name(step))  # the recipe evaluates at step 3, its best so far
     (checkpoints_dir(to) / LATEST_NAME).write_text(step_dir_name(step) + "\n")
     return to
 
@@ -249,3 +257,40 @@ def test_a_failing_rank_ends_the_job_with_one_clear_line(runs, tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("formers train: error: rank ") and "of the distributed run failed (exit code 2)" in last
     assert "a batch of 1 examples cannot be split over 2 ranks" in done.stderr
+
+
+SITECUSTOMIZE = """
+import os, signal
+if os.environ.get("RANK") == os.environ.get("FORMERS_TEST_KILL_RANK"):
+    from formers.training.trainer import Trainer
+    kill_after = int(os.environ["FORMERS_TEST_KILL_AFTER"])
+    boundary = Trainer._mark_boundary
+    def mark(self):
+        if self.state.step == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        boundary(self)
+    Trainer._mark_boundary = mark
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_rank_ends_the_job_and_resume_continues_from_the_last_checkpoint(runs, tmp_path):
+    """kill -9 of rank 1 after step 5 (the last checkpoint is step 3's): one line names it, and `--resume` on 2
+    ranks ends with the weights and losses of the uninterrupted DDP run."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    run_dir = tmp_path / "killed"
+    env = {"FORMERS_TEST_KILL_RANK": "1", "FORMERS_TEST_KILL_AFTER": "5"}
+    done = _torchrun(runs["recipe"], run_dir, "--set", "train.parallel=ddp", extra_path=hook, env=env)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert "formers train: error: rank 1 of the distributed run failed (exit code -9)" in lines[-2], lines[-3:]
+    assert lines[-1].startswith("resume with: formers train ") and lines[-1].endswith("--resume --nproc-per-node 2")
+    assert (checkpoints_dir(run_dir) / LATEST_NAME).read_text().strip() == step_dir_name(3)
+    done = _torchrun(runs["recipe"], run_dir, "--resume", "--set", "train.parallel=ddp")
+    assert done.returncode == 0, done.stderr[-3000:]
+    uninterrupted = _weights(runs["ddp"])
+    for name, tensor in _weights(run_dir).items():
+        torch.testing.assert_close(tensor, uninterrupted[name], rtol=0, atol=1e-6, msg=name)
+    assert _losses(run_dir) == _losses(runs["ddp"])

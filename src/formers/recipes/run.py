@@ -38,7 +38,12 @@ from formers.recipes import (
 )
 from formers.recipes.recipe import OptimConfig, Recipe, dump_recipe
 from formers.training.checkpoint import LATEST_NAME, checkpoints_dir, latest_checkpoint
-from formers.training.distributed import init_distributed, is_sharded, prepare_model, shutdown_distributed
+from formers.training.distributed import (
+    init_distributed,
+    is_sharded,
+    prepare_model,
+    shutdown_distributed,
+)
 from formers.training.optim import build_optimizer
 from formers.training.schedules import build_scheduler
 from formers.training.trainer import Trainer, seed_everything

@@ -144,9 +144,8 @@ def find_blocks(model: nn.Module) -> list[nn.Module]:
     """The model's repeated blocks: the elements of its ``nn.ModuleList``s (innermost ones, e.g. Swin's blocks
     rather than its stages) that have submodules of their own (DETR's lists of plain ``Linear`` layers are not
     blocks). In ``model.modules()`` order."""
-    candidates = {
-        id(m) for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst if any(True for _ in m.children())
-    }
+    lists = [lst for lst in model.modules() if isinstance(lst, nn.ModuleList)]
+    candidates = {id(m) for lst in lists for m in lst if next(m.children(), None) is not None}
     blocks = []
     for m in model.modules():
         if id(m) in candidates and not any(id(d) in candidates for d in m.modules() if d is not m):
@@ -354,7 +353,10 @@ class ShardedModelLoader:
         return getattr(self.__dict__["_model"], name)
 
     def load_state_dict(self, state: Mapping[str, Tensor], strict: bool = False) -> None:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+        )
 
         set_model_state_dict(self._model, dict(state), options=StateDictOptions(full_state_dict=True, strict=strict))
 
@@ -380,7 +382,10 @@ class FullOptimizerState:
         return {"state": {index[n]: s for n, s in self._state["state"].items()}, "param_groups": groups}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
 
         flat = [n for group in _names(self.model, self.optimizer) for n in group]
         groups = [{**g, "params": [flat[i] for i in g["params"]]} for g in state["param_groups"]]

@@ -30,18 +30,6 @@ import torch
 from torch import Tensor, nn
 
 from formers.devices import move_to_device, resolve_device
-from formers.training.distributed import (
-    FullOptimizerState,
-    RankSlices,
-    ShardedModelLoader,
-    gather_full_state,
-    init_distributed,
-    is_sharded,
-    prepare_model,
-    rank_positions,
-    rank_rng,
-    step_module,
-)
 from formers.training.best import repair_best, write_best
 from formers.training.buffers import BufferSnapshot
 from formers.training.checkpoint import (
@@ -54,6 +42,18 @@ from formers.training.checkpoint import (
     save_checkpoint,
     step_dir_name,
     write_trainer_state,
+)
+from formers.training.distributed import (
+    FullOptimizerState,
+    RankSlices,
+    ShardedModelLoader,
+    gather_full_state,
+    init_distributed,
+    is_sharded,
+    prepare_model,
+    rank_positions,
+    rank_rng,
+    step_module,
 )
 from formers.training.interrupt import (
     DeferredInterrupt,
@@ -306,7 +306,7 @@ class Trainer:
         latest = latest_checkpoint(self.run_dir)
         bar.close()
         if self.dist.is_main:
-                print(stop_message(state.step, self.config.max_steps, self.config.max_minutes, state.epoch,
+            print(stop_message(state.step, self.config.max_steps, self.config.max_minutes, state.epoch,
                                self.config.max_epochs, spent)
                   + (f"; latest checkpoint {latest}" if latest else "; no checkpoint written"), flush=True)
 
