@@ -294,3 +294,17 @@ def test_a_killed_rank_ends_the_job_and_resume_continues_from_the_last_checkpoin
     for name, tensor in _weights(run_dir).items():
         torch.testing.assert_close(tensor, uninterrupted[name], rtol=0, atol=1e-6, msg=name)
     assert _losses(run_dir) == _losses(runs["ddp"])
+
+
+@pytest.mark.slow
+def test_gradient_accumulation_under_ddp_gives_the_losses_of_one_process(runs, tmp_path):
+    """2 micro-batches per step: DDP all-reduces only the last one's (no_sync before), and still matches."""
+    accumulate = ("--set", "train.grad_accum_steps=2")
+    torch.set_num_threads(1)
+    assert main(["train", str(runs["recipe"]), "--run-dir", str(tmp_path / "one"), *accumulate]) == 0
+    done = _torchrun(runs["recipe"], tmp_path / "ddp", "--set", "train.parallel=ddp", *accumulate)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "ddp")
+    assert len(two) == STEPS and one != _losses(runs["one"])  # other batches than without accumulation
+    torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=1e-5, atol=0)
+    torch.testing.assert_close(_logits(tmp_path / "ddp"), _logits(tmp_path / "one"), rtol=0, atol=1e-4)

@@ -15,6 +15,7 @@ resumed run takes exactly the steps the uninterrupted one would have. Ctrl-C sav
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -146,6 +147,7 @@ class Trainer:
                                    config.precision, self.dist)
         # What training steps call: DDP and the compiled wrapper share the model's parameters and modes.
         wrapped = step_module(self.model, config.parallel, self.dist)
+        self._ddp = wrapped if isinstance(wrapped, nn.parallel.DistributedDataParallel) else None
         self.step_model: nn.Module = (
             torch.compile(wrapped, dynamic=False, mode=config.compile_mode) if config.compile else wrapped
         )
@@ -261,7 +263,7 @@ class Trainer:
             for batch in iterator:
                 consumed += 1
                 state.batch_in_epoch += 1
-                loss = self._forward_backward(batch, window)
+                loss = self._forward_backward(batch, window, last=micro + 1 == cfg.grad_accum_steps)
                 step_loss = loss if step_loss is None else step_loss + loss
                 micro += 1
                 if micro < cfg.grad_accum_steps:
@@ -425,19 +427,26 @@ class Trainer:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype, enabled=precision != "fp32")
 
-    def _forward_backward(self, batch: Any, window: StepWindow) -> Tensor:
-        """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss."""
+    def _forward_backward(self, batch: Any, window: StepWindow, last: bool = True) -> Tensor:
+        """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss.
+
+        Under DDP only the ``last`` micro-batch of a step all-reduces the gradients (the others accumulate locally).
+        """
         batch = move_to_device(batch, self.device)
         if self._graphed:
             torch.compiler.cudagraph_mark_step_begin()
         state = self.state
-        with rank_rng(self.dist, self.config.seed, state.epoch, state.batch_in_epoch), self._autocast():
-            out = self.task.training_step(self.step_model, batch)
-        if not isinstance(getattr(out, "loss", None), Tensor):
-            raise TypeError(f"task.training_step must return a StepOutput with a tensor loss, got {type(out).__name__}")
-        if out.loss.ndim != 0:
-            raise ValueError(f"StepOutput.loss must be a scalar (already averaged), got shape {tuple(out.loss.shape)}")
-        self.scaler.scale(out.loss.float() / self.config.grad_accum_steps).backward()
+        ddp = self._ddp if not last else None
+        with ddp.no_sync() if ddp is not None else contextlib.nullcontext():
+            with rank_rng(self.dist, self.config.seed, state.epoch, state.batch_in_epoch), self._autocast():
+                out = self.task.training_step(self.step_model, batch)
+            if not isinstance(getattr(out, "loss", None), Tensor):
+                raise TypeError(
+                    f"task.training_step must return a StepOutput with a tensor loss, got {type(out).__name__}")
+            if out.loss.ndim != 0:
+                raise ValueError(
+                    f"StepOutput.loss must be a scalar (already averaged), got shape {tuple(out.loss.shape)}")
+            self.scaler.scale(out.loss.float() / self.config.grad_accum_steps).backward()
         if self._graphed:
             metrics = {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in out.metrics.items()}
             tokens = out.num_tokens.detach().clone() if isinstance(out.num_tokens, Tensor) else out.num_tokens
