@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -308,3 +309,50 @@ def test_gradient_accumulation_under_ddp_gives_the_losses_of_one_process(runs, t
     assert len(two) == STEPS and one != _losses(runs["one"])  # other batches than without accumulation
     torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=1e-5, atol=0)
     torch.testing.assert_close(_logits(tmp_path / "ddp"), _logits(tmp_path / "one"), rtol=0, atol=1e-4)
+
+
+NONFINITE_SCRIPT = """
+import json, math, os, sys
+import torch
+from formers.training.task import StepOutput
+from formers.training.trainer import Trainer, TrainerConfig
+
+class Task:
+    calls = 0
+    def training_step(self, model, batch):
+        self.calls += 1
+        loss = model(batch["x"]).pow(2).mean()
+        if os.environ["RANK"] == "1" and self.calls == 2:  # rank 1 alone sees a non-finite loss at step 2
+            loss = loss * math.inf
+        return StepOutput(loss=loss, num_tokens=batch["x"].shape[0])
+    def evaluate(self, model, loader):
+        return {}
+
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 3)
+data = [{"x": torch.randn(8, 4, generator=torch.Generator().manual_seed(i))} for i in range(4)]
+config = TrainerConfig(max_steps=4, parallel=sys.argv[2], device="cpu", progress_bar=False, tensorboard=False,
+                       log_every=1, max_grad_norm=0.0)
+state = Trainer(model, Task(), data, config, sys.argv[1]).fit()
+weights = model.weight.full_tensor() if hasattr(model.weight, "full_tensor") else model.weight
+out = {"skipped": state.total_nonfinite, "weight": weights.detach().tolist()}
+with open(os.path.join(sys.argv[1], "rank%s.json" % os.environ["RANK"]), "w") as f:
+    json.dump(out, f)
+"""
+
+
+@pytest.mark.parametrize("parallel", [pytest.param("ddp", marks=pytest.mark.slow), "fsdp"])
+def test_a_non_finite_loss_on_one_rank_is_skipped_by_every_rank(tmp_path, parallel):
+    script = tmp_path / "nonfinite.py"
+    script.write_text(NONFINITE_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+         str(tmp_path / "run"), parallel], check=False, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["skipped"] == ranks[1]["skipped"] == 1
+    assert ranks[0]["weight"] == ranks[1]["weight"]  # the ranks still hold the same model
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [r["nonfinite_skips"] for r in rows] == ["0", "1", "1", "1"]  # one metrics file, by rank 0

@@ -331,6 +331,9 @@ class FullModelState:
         for name, p in model.named_parameters(remove_duplicate=False):  # a tied parameter is saved once, by its
             if first.setdefault(id(p), name) != name:  # first name, as from one process
                 state.pop(name, None)
+        for name, t in state.items():  # safetensors saves tensors that own their storage (gathered ones may not)
+            if t.untyped_storage().nbytes() != t.numel() * t.element_size():
+                state[name] = t.clone()
         self._state = state
         for name in ("family", "config"):
             if hasattr(model, name):
