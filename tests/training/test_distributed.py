@@ -206,16 +206,23 @@ def _rewind(run_dir: Path, to: Path, step: int) -> Path:
     return to
 
 
+def _parallel(parallel: str) -> list[str]:
+    """The FSDP runs also checkpoint their activations: the two wrap the same blocks."""
+    checkpointing = ["--set", "train.activation_checkpointing=true"] if parallel == "fsdp" else []
+    return ["--set", f"train.parallel={parallel}", *checkpointing]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """One process, DDP and FSDP on 2 ranks: the same recipe and global batch (8 windows of 16 characters)."""
+    """One process, DDP and FSDP (with activation checkpointing) on 2 ranks: the same recipe and global batch (8 windows
+    of 16 characters)."""
     tmp = tmp_path_factory.mktemp("dist")
     recipe = _recipe(tmp)
     torch.set_num_threads(1)
     assert main(["train", str(recipe), "--run-dir", str(tmp / "one")]) == 0
     out = {"recipe": recipe, "one": tmp / "one"}
     for parallel in ("ddp", "fsdp"):
-        done = _torchrun(recipe, tmp / parallel, "--set", f"train.parallel={parallel}")
+        done = _torchrun(recipe, tmp / parallel, *_parallel(parallel))
         assert done.returncode == 0, done.stderr[-3000:]
         out[parallel] = tmp / parallel
     return out
@@ -237,7 +244,7 @@ def test_two_ranks_give_the_losses_and_weights_of_one_process(runs, parallel):
 @pytest.mark.parametrize("parallel", [pytest.param("ddp", marks=pytest.mark.slow), "fsdp"])
 def test_a_checkpoint_of_two_ranks_resumes_on_two_and_on_one(runs, parallel, tmp_path):
     resumed = _rewind(runs[parallel], tmp_path / "two", 3)
-    done = _torchrun(runs["recipe"], resumed, "--resume", "--set", f"train.parallel={parallel}")
+    done = _torchrun(runs["recipe"], resumed, "--resume", *_parallel(parallel))
     assert done.returncode == 0, done.stderr[-3000:]
     uninterrupted = _weights(runs[parallel])
     for name, tensor in _weights(resumed).items():
