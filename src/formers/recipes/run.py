@@ -16,7 +16,9 @@ LR schedule keeps the length it was built with (it is restored from the checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import shlex
 import warnings
@@ -190,7 +192,8 @@ def _run_recipe(recipe: Recipe, run_dir: Path, resume: bool) -> dict[str, Any]:
     seed_everything(recipe.train.seed)  # the same on every rank: the same initial weights
     if not ctx.is_main:
         ctx.barrier()  # rank 0 prepares the data first
-    setup = TASKS[recipe.task].setup(recipe, run_dir, resume)
+    with contextlib.redirect_stdout(io.StringIO()) if not ctx.is_main else contextlib.nullcontext():
+        setup = TASKS[recipe.task].setup(recipe, run_dir, resume)  # its report ("data: ...") printed once
     if ctx.is_main:
         ctx.barrier()
     setup.model.to(ctx.device)  # before the optimizer: CUDA parameters get the fused update
