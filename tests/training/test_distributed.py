@@ -363,3 +363,12 @@ def test_a_non_finite_loss_on_one_rank_is_skipped_by_every_rank(tmp_path, parall
     assert ranks[0]["weight"] == ranks[1]["weight"]  # the ranks still hold the same model
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [r["nonfinite_skips"] for r in rows] == ["0", "1", "1", "1"]  # one metrics file, by rank 0
+
+
+@pytest.mark.slow
+def test_a_one_process_checkpoint_resumes_on_two_fsdp_ranks(runs, tmp_path):
+    resumed = _rewind(runs["one"], tmp_path / "run", 3)
+    done = _torchrun(runs["recipe"], resumed, "--resume", *_parallel("fsdp"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    torch.testing.assert_close(torch.tensor(_losses(resumed)), torch.tensor(_losses(runs["one"])), rtol=1e-5, atol=0)
+    torch.testing.assert_close(_logits(resumed), _logits(runs["one"]), rtol=0, atol=1e-4)
