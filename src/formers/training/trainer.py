@@ -148,6 +148,7 @@ class Trainer:
         # What training steps call: DDP and the compiled wrapper share the model's parameters and modes.
         wrapped = step_module(self.model, config.parallel, self.dist)
         self._ddp = wrapped if isinstance(wrapped, nn.parallel.DistributedDataParallel) else None
+        self._sync_grads = True
         self.step_model: nn.Module = (
             torch.compile(wrapped, dynamic=False, mode=config.compile_mode) if config.compile else wrapped
         )
@@ -263,7 +264,8 @@ class Trainer:
             for batch in iterator:
                 consumed += 1
                 state.batch_in_epoch += 1
-                loss = self._forward_backward(batch, window, last=micro + 1 == cfg.grad_accum_steps)
+                self._sync_grads = micro + 1 == cfg.grad_accum_steps  # DDP: all-reduce in this backward
+                loss = self._forward_backward(batch, window)
                 step_loss = loss if step_loss is None else step_loss + loss
                 micro += 1
                 if micro < cfg.grad_accum_steps:
@@ -427,16 +429,17 @@ class Trainer:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype, enabled=precision != "fp32")
 
-    def _forward_backward(self, batch: Any, window: StepWindow, last: bool = True) -> Tensor:
+    def _forward_backward(self, batch: Any, window: StepWindow) -> Tensor:
         """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss.
 
-        Under DDP only the ``last`` micro-batch of a step all-reduces the gradients (the others accumulate locally).
+        Under DDP only the last micro-batch of a step (``_sync_grads``) all-reduces the gradients; the others
+        accumulate them locally.
         """
         batch = move_to_device(batch, self.device)
         if self._graphed:
             torch.compiler.cudagraph_mark_step_begin()
         state = self.state
-        ddp = self._ddp if not last else None
+        ddp = self._ddp if not self._sync_grads else None
         with ddp.no_sync() if ddp is not None else contextlib.nullcontext():
             with rank_rng(self.dist, self.config.seed, state.epoch, state.batch_in_epoch), self._autocast():
                 out = self.task.training_step(self.step_model, batch)
