@@ -16,7 +16,9 @@ LR schedule keeps the length it was built with (it is restored from the checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import shlex
 import warnings
@@ -26,7 +28,7 @@ from typing import Any
 from torch import nn
 
 from formers.config import from_dict, load_file, to_dict
-from formers.devices import resolve_device
+from formers.hub import from_pretrained
 from formers.recipes import (
     causal_lm,
     detection,
@@ -38,6 +40,12 @@ from formers.recipes import (
 )
 from formers.recipes.recipe import OptimConfig, Recipe, dump_recipe
 from formers.training.checkpoint import LATEST_NAME, checkpoints_dir, latest_checkpoint
+from formers.training.distributed import (
+    init_distributed,
+    is_sharded,
+    prepare_model,
+    shutdown_distributed,
+)
 from formers.training.optim import build_optimizer
 from formers.training.schedules import build_scheduler
 from formers.training.trainer import Trainer, seed_everything
@@ -58,7 +66,7 @@ RESUMABLE_KEYS = frozenset({
     "train.max_steps", "train.max_epochs", "train.max_minutes", "train.eval_every", "train.save_every",
     "train.keep_last", "train.log_every", "train.max_consecutive_nonfinite", "train.max_grad_norm",
     "train.precision", "train.deterministic", "train.device", "train.progress_bar", "train.tensorboard",
-    "train.compile", "train.compile_mode",
+    "train.compile", "train.compile_mode", "train.parallel", "train.activation_checkpointing",
 })
 """Recipe keys that may change when a run resumes (besides ``expected.*`` and each task's ``RESUMABLE``)."""
 
@@ -156,25 +164,53 @@ def run_recipe(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> dic
     written; everything random (model init, data order, tokenizer training) is seeded with ``train.seed`` first;
     ``recipe.yaml`` is written once the run has started (a failed resume leaves it as it was).
 
+    Under ``torchrun`` (several ranks, :mod:`formers.training.distributed`) every rank runs this: rank 0 runs the
+    task's setup first (it downloads and prepares data into the run directory), the others then find it ready;
+    ``train.parallel`` is applied before the optimizer is built; rank 0 alone writes ``recipe.yaml``, runs the final
+    report and writes ``results.json`` (the other ranks return ``{}``).
+
     Raises:
         formers.training.interrupt.TrainingInterrupted: Ctrl-C (the last complete step is saved).
     """
+    try:
+        return _run_recipe(recipe, Path(run_dir), resume)
+    finally:
+        shutdown_distributed()
+
+
+def _run_recipe(recipe: Recipe, run_dir: Path, resume: bool) -> dict[str, Any]:
     resolved = resolve_recipe(recipe)
-    run_dir = Path(run_dir)
     changed = check_run_dir(resolved, run_dir, resume)
-    if "train.max_steps" in changed and recipe.optim.schedule in ("cosine", "linear"):
+    ctx = init_distributed(recipe.train.device)
+    if ctx.active and recipe.task == "word2vec":
+        raise ValueError("task word2vec cannot train on several ranks (its batches are sentence chunks, not examples "
+                         "to split); run it as one process")
+    if "train.max_steps" in changed and recipe.optim.schedule in ("cosine", "linear") and ctx.is_main:
         print(f"note: train.max_steps {changed['train.max_steps'][0]} -> {recipe.train.max_steps}: the "
               f"{recipe.optim.schedule} LR schedule keeps its saved length and stays at its final rate after it")
     run_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(recipe.train.seed)
-    setup = TASKS[recipe.task].setup(recipe, run_dir, resume)
-    setup.model.to(resolve_device(recipe.train.device))  # before the optimizer: CUDA parameters get the fused update
+    seed_everything(recipe.train.seed)  # the same on every rank: the same initial weights
+    if not ctx.is_main:
+        ctx.barrier()  # rank 0 prepares the data first
+    with contextlib.redirect_stdout(io.StringIO()) if not ctx.is_main else contextlib.nullcontext():
+        setup = TASKS[recipe.task].setup(recipe, run_dir, resume)  # its report ("data: ...") printed once
+    if ctx.is_main:
+        ctx.barrier()
+    setup.model.to(ctx.device)  # before the optimizer: CUDA parameters get the fused update
+    train = recipe.train  # FSDP replaces the parameters: the optimizer is built after it
+    prepare_model(setup.model, train.parallel, train.activation_checkpointing, train.precision, ctx)
     optimizer, scheduler = build_optimization(setup.model, recipe.optim, recipe.train.max_steps)
     trainer = Trainer(
         setup.model, setup.task, setup.train_loader, recipe.train, run_dir,
         optimizer=optimizer, scheduler=scheduler, eval_loader=setup.eval_loader, extra_files=setup.extra_files,
     )
-    state = trainer.fit(resume=resume, on_start=lambda _: dump_recipe(recipe, run_dir / RECIPE_FILE))
+    state = trainer.fit(resume=resume,
+                        on_start=lambda _: dump_recipe(recipe, run_dir / RECIPE_FILE) if ctx.is_main else None)
+    if not ctx.is_main:
+        return {}
+    latest = latest_checkpoint(run_dir)
+    if is_sharded(trainer.model) and latest is not None:  # the final report runs on rank 0 alone: the plain model
+        trainer.model = from_pretrained(latest, device=trainer.device)
     results = {"recipe": recipe.name, "steps": state.step, **setup.finalize(trainer)}
     (run_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(next_steps(recipe, run_dir), flush=True)

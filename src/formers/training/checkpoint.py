@@ -335,6 +335,7 @@ def write_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
     loader: Any | None = None,
     extra_files: ExtraFiles | None = None,
+    extra_state: Mapping[str, Any] | None = None,
 ) -> Path:
     """Atomically writes a full training checkpoint into ``directory`` (replacing it if present).
 
@@ -345,6 +346,7 @@ def write_checkpoint(
         optimizer, scheduler, scaler: saved through their ``state_dict()`` when given (the scaler only if enabled).
         loader: the train loader; its ``state_dict()`` is saved when it has one.
         extra_files: ``{file name: source path}`` copied in, or a callback writing files into the directory.
+        extra_state: ``{name: state}`` saved as ``<name>.json`` (+ safetensors), e.g. the ranks' data positions.
 
     Returns:
         ``directory``.
@@ -368,6 +370,8 @@ def write_checkpoint(
             save_state(tmp, "loader", loader.state_dict())
         save_state(tmp, "rng", rng_state())
         _write_extra_files(tmp, extra_files)
+        for name, value in (extra_state or {}).items():
+            save_state(tmp, name, value)
         (tmp / TRAINER_STATE_NAME).write_text(json.dumps(dataclasses.asdict(state), indent=2), encoding="utf-8")
     return directory
 
@@ -382,11 +386,12 @@ def save_checkpoint(
     loader: Any | None = None,
     extra_files: ExtraFiles | None = None,
     keep_last: int | None = None,
+    extra_state: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes ``run_dir/checkpoints/step_<state.step>/`` (see :func:`write_checkpoint`), then moves ``latest`` to it
     and prunes to the newest ``keep_last`` step checkpoints. Returns the checkpoint directory."""
     directory = checkpoints_dir(run_dir) / step_dir_name(state.step)
-    write_checkpoint(directory, model, state, optimizer, scheduler, scaler, loader, extra_files)
+    write_checkpoint(directory, model, state, optimizer, scheduler, scaler, loader, extra_files, extra_state)
     write_latest(run_dir, directory)
     if keep_last is not None:
         prune_checkpoints(run_dir, keep_last)

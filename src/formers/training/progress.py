@@ -78,6 +78,19 @@ class Progress:
             self.bar = None
 
 
+class NullProgress:
+    """A :class:`Progress` that shows nothing (the ranks other than 0 of a distributed run)."""
+
+    def update(self, steps: int = 1) -> None:
+        pass
+
+    def log(self, step: int, loss: float, lr: float, tokens_per_s: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def stop_message(step: int, max_steps: int | None, max_minutes: float | None, epoch: int,
                  max_epochs: int | None, budget_spent: bool) -> str:
     """Why a run ended, in one line: ``train: stopped by the time budget (max_minutes=4) at step 3,012 of 100,000``."""

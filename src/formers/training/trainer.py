@@ -15,6 +15,7 @@ resumed run takes exactly the steps the uninterrupted one would have. Ctrl-C sav
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -22,9 +23,8 @@ import random
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -44,6 +44,18 @@ from formers.training.checkpoint import (
     step_dir_name,
     write_trainer_state,
 )
+from formers.training.distributed import (
+    FullOptimizerState,
+    RankSlices,
+    ShardedModelLoader,
+    gather_full_state,
+    init_distributed,
+    is_sharded,
+    prepare_model,
+    rank_positions,
+    rank_rng,
+    step_module,
+)
 from formers.training.interrupt import (
     DeferredInterrupt,
     StepBoundary,
@@ -51,104 +63,17 @@ from formers.training.interrupt import (
 )
 from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow
 from formers.training.optim import build_optimizer
-from formers.training.progress import Progress, stop_message
+from formers.training.progress import NullProgress, Progress, stop_message
 from formers.training.task import StepOutput
+from formers.training.trainer_config import TrainerConfig
 from formers.viz.curves import plot_curves
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CURVES_PNG = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised after ``max_consecutive_nonfinite`` optimizer steps in a row had a non-finite loss or gradient."""
-
-
-@dataclass
-class TrainerConfig:
-    """How to train (what to train is the task's business).
-
-    Attributes:
-        max_steps: optimizer steps to take (skipped non-finite steps count: they consumed their batches).
-        max_epochs: stop after this many epochs as well (whichever comes first); ``None``: steps only.
-        max_minutes: also stop (evaluating and checkpointing as at any end) after this much wall-clock time in
-            one ``fit`` call; a time budget for quick runs. ``None``: no time limit.
-        grad_accum_steps: micro-batches per optimizer step; the step's loss is their mean.
-        max_grad_norm: clip the global L2 gradient norm to this; 0 turns clipping off (the norm is still logged).
-        precision: ``"fp32"``, ``"bf16"`` (autocast on CUDA or CPU) or ``"fp16"`` (CUDA autocast + GradScaler).
-        eval_every: evaluate every this many steps (0: only at the end); needs an ``eval_loader``.
-        save_every: write a step checkpoint every this many steps (0: only at the end); a step whose evaluation is
-            a new best is saved too (``checkpoints/best`` names it).
-        keep_last: step checkpoints kept (older ones are deleted, except the one ``checkpoints/best`` names).
-        best_metric: key of the task's eval dict that selects ``checkpoints/best`` (``None``: no best).
-        best_mode: ``"max"`` or ``"min"``: which direction of ``best_metric`` is better.
-        log_every: write a metrics row every this many steps.
-        seed: seeds python, numpy and torch at the start of a fresh run (resumed runs restore the RNG states).
-        deterministic: ``torch.use_deterministic_algorithms(True)`` and deterministic cuDNN.
-        max_consecutive_nonfinite: raise :class:`NonFiniteLossError` after this many skipped steps in a row.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        progress_bar: show a live tqdm bar with loss, lr and tokens/s when stderr is a terminal; otherwise (or when
-            off) a line is printed every ``log_every`` steps (:mod:`formers.training.progress`).
-        tensorboard: also log to ``run_dir/tensorboard`` (skipped when tensorboard is not installed).
-        compile: run the training steps through ``torch.compile(model, dynamic=False)``: one graph per batch shape,
-            the first steps pay the compilation. Suits fixed shapes (image batches, LM windows); length-bucketed
-            text batches recompile per shape until PyTorch's recompile limit, then run eager. Evaluation and
-            checkpoints use the plain model.
-        compile_mode: ``torch.compile``'s mode: ``"default"``, ``"reduce-overhead"`` (the compiled forward and backward
-            replay as CUDA graphs: one launch instead of hundreds, for small models whose steps are bound by
-            kernel launches; needs ``grad_accum_steps`` 1), ``"max-autotune"`` or ``"max-autotune-no-cudagraphs"``.
-    """
-
-    max_steps: int | None = 1000
-    max_epochs: int | None = None
-    max_minutes: float | None = None
-    grad_accum_steps: int = 1
-    max_grad_norm: float = 1.0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    eval_every: int = 0
-    save_every: int = 0
-    keep_last: int = 3
-    best_metric: str | None = None
-    best_mode: Literal["max", "min"] = "max"
-    log_every: int = 10
-    seed: int = 0
-    deterministic: bool = False
-    max_consecutive_nonfinite: int = 5
-    device: str = "auto"
-    progress_bar: bool = True
-    tensorboard: bool = True
-    compile: bool = False
-    compile_mode: str = "default"
-
-    def __post_init__(self) -> None:
-        if self.max_steps is None and self.max_epochs is None:
-            raise ValueError("TrainerConfig needs max_steps or max_epochs, got neither")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
-        for name in ("max_steps", "max_epochs"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {value}")
-        for name in ("grad_accum_steps", "keep_last", "log_every", "max_consecutive_nonfinite"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_every", "save_every", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.best_mode not in ("max", "min"):
-            raise ValueError(f"best_mode must be 'max' or 'min', got {self.best_mode!r}")
-        if self.compile_mode not in COMPILE_MODES:
-            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
-        if self.compile_mode != "default" and not self.compile:
-            raise ValueError(f"compile_mode={self.compile_mode!r} needs compile=True, got compile=False")
-        if self.compile_mode == "reduce-overhead" and self.grad_accum_steps != 1:
-            raise ValueError(
-                f"compile_mode='reduce-overhead' needs grad_accum_steps=1 (a CUDA graph's gradient buffers are reused "
-                f"by its next replay), got grad_accum_steps={self.grad_accum_steps}"
-            )
 
 
 def seed_everything(seed: int) -> None:
@@ -182,6 +107,11 @@ class Trainer:
         eval_loader: passed to ``task.evaluate``; without it no evaluation happens.
         extra_files: ``{file name: path}`` copied into every checkpoint, or a callback ``fn(checkpoint_dir)``
             writing files there (e.g. ``tokenizer.json``).
+
+    Under ``torchrun`` (:mod:`formers.training.distributed`) every rank builds the same Trainer: ``config.parallel``
+    wraps the model, each rank trains on its slice of every batch of ``train_loader``, the loss, the stop decisions
+    and the logged metrics are agreed over the ranks, and only rank 0 writes logs and checkpoints. With
+    ``parallel='fsdp'`` a given ``optimizer`` must be built after :func:`~formers.training.distributed.prepare_model`.
     """
 
     def __init__(
@@ -206,19 +136,28 @@ class Trainer:
         if config.best_metric is not None and eval_loader is None:
             raise ValueError(f"best_metric={config.best_metric!r} needs an eval_loader, got None")
         self.config = config
-        self.device = resolve_device(config.device)
+        self.dist = init_distributed(config.device)
+        self.device = self.dist.device
         if config.precision == "fp16" and self.device.type != "cuda":
             raise ValueError(f"precision='fp16' needs a CUDA device, got device {str(self.device)!r} (use 'bf16')")
-        self.model = model.to(self.device)
-        # What training steps and evaluation call: the compiled wrapper shares the model's parameters and modes.
+        if self.dist.active and config.parallel == "fsdp" and optimizer is not None and not is_sharded(model):
+            raise ValueError("parallel='fsdp' shards the parameters: build the optimizer after "
+                             "formers.training.distributed.prepare_model(model, ...), or pass optimizer=None")
+        self.model = prepare_model(model.to(self.device), config.parallel, config.activation_checkpointing,
+                                   config.precision, self.dist)
+        # What training steps call: DDP and the compiled wrapper share the model's parameters and modes.
+        wrapped = step_module(self.model, config.parallel, self.dist)
+        self._ddp = wrapped if isinstance(wrapped, nn.parallel.DistributedDataParallel) else None
+        self._sync_grads = True
         self.step_model: nn.Module = (
-            torch.compile(self.model, dynamic=False, mode=config.compile_mode) if config.compile else self.model
+            torch.compile(wrapped, dynamic=False, mode=config.compile_mode) if config.compile else wrapped
         )
         # CUDA graphs (reduce-overhead) reuse their output buffers at the next replay: each step marks its start,
         # and what outlives the step (loss, logged metrics) is copied out.
         self._graphed = config.compile and config.compile_mode == "reduce-overhead" and self.device.type == "cuda"
         self.task = task
-        self.train_loader = train_loader
+        self.train_loader = RankSlices(train_loader, self.dist.rank, self.dist.world_size) if self.dist.active else (
+            train_loader)
         self.eval_loader = eval_loader
         self.run_dir = Path(run_dir)
         self.optimizer = optimizer if optimizer is not None else build_optimizer(self.model)
@@ -235,6 +174,8 @@ class Trainer:
         self._phase = "step"  # "step": before the optimizer update; "update": during it; "after": step complete
         self._start_step = self._last_save = self._last_eval = 0
         self._latest: Path | None = None
+        self._agreed = (False, False)  # time budget spent, interruption requested: as all ranks agreed at the last step
+        self._interrupt: DeferredInterrupt | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -265,10 +206,15 @@ class Trainer:
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         loader_state = None
         if checkpoint is not None:
-            self.state = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler, self.scaler)
-            self.state, repaired = repair_best(self.run_dir, self.state)
-            if repaired is not None:
-                warnings.warn(repaired, stacklevel=2)
+            model, optimizer = self.model, self.optimizer
+            if is_sharded(self.model):  # every rank reads the full state and keeps its shards
+                model, optimizer = ShardedModelLoader(self.model), FullOptimizerState(self.model, self.optimizer)
+            self.state = load_checkpoint(checkpoint, model, optimizer, self.scheduler, self.scaler)
+            if self.dist.is_main:
+                self.state, repaired = repair_best(self.run_dir, self.state)
+                if repaired is not None:
+                    warnings.warn(repaired, stacklevel=2)
+            self.dist.barrier()
             if hasattr(self.train_loader, "load_state_dict") and (checkpoint / "loader.json").exists():
                 loader_state = load_state(checkpoint, "loader")
         else:
@@ -279,8 +225,9 @@ class Trainer:
         self._open_logs(resumed=checkpoint is not None)
         self._start_step = self._last_save = self._last_eval = self.state.step
         self._latest, self._boundary, self._phase = checkpoint, None, "step"
-        bar = Progress(cfg.max_steps, self.state.step, cfg.progress_bar, self._deadline)
-        interrupt = DeferredInterrupt()
+        bar = Progress(cfg.max_steps, self.state.step, cfg.progress_bar, self._deadline) if self.dist.is_main else (
+            NullProgress())
+        interrupt = self._interrupt = DeferredInterrupt()
         try:
             with interrupt:
                 self._run(bar, interrupt, loader_state)
@@ -317,6 +264,7 @@ class Trainer:
             for batch in iterator:
                 consumed += 1
                 state.batch_in_epoch += 1
+                self._sync_grads = micro + 1 == cfg.grad_accum_steps  # DDP: all-reduce in this backward
                 loss = self._forward_backward(batch, window)
                 step_loss = loss if step_loss is None else step_loss + loss
                 micro += 1
@@ -336,7 +284,7 @@ class Trainer:
                     improved = self._evaluate()
                     self._last_eval = state.step
                 self._checkpoint_step(bool(cfg.save_every) and state.step % cfg.save_every == 0, improved)
-                if interrupt.requested:
+                if self._stop_requested(interrupt):
                     raise self._interrupted(forced=False)
                 self._mark_boundary()
                 if self._done():
@@ -356,14 +304,15 @@ class Trainer:
                 improved = self._evaluate()
             self._checkpoint_step(True, improved)
             self._plot()
-        if interrupt.requested:
+        if self._stop_requested(interrupt):
             raise self._interrupted(forced=False)
-        spent = self._deadline is not None and time.monotonic() >= self._deadline
+        spent = self._time_up()
         latest = latest_checkpoint(self.run_dir)
         bar.close()
-        print(stop_message(state.step, self.config.max_steps, self.config.max_minutes, state.epoch,
-                           self.config.max_epochs, spent)
-              + (f"; latest checkpoint {latest}" if latest else "; no checkpoint written"), flush=True)
+        if self.dist.is_main:
+            print(stop_message(state.step, self.config.max_steps, self.config.max_minutes, state.epoch,
+                               self.config.max_epochs, spent)
+                  + (f"; latest checkpoint {latest}" if latest else "; no checkpoint written"), flush=True)
 
     def evaluate(self) -> dict[str, float]:
         """Runs ``task.evaluate`` in eval mode under ``torch.no_grad()`` (and autocast) and returns its metrics."""
@@ -381,11 +330,23 @@ class Trainer:
         return {k: float(v) for k, v in metrics.items()}
 
     def save(self) -> Path:
-        """Writes the step checkpoint of the current state, moves ``latest`` to it and prunes old ones."""
-        path = save_checkpoint(
-            self.run_dir, self.model, self.state, self.optimizer, self.scheduler, self.scaler,
-            self.train_loader, self.extra_files, keep_last=self.config.keep_last,
-        )
+        """Writes the step checkpoint of the current state, moves ``latest`` to it and prunes old ones.
+
+        On several ranks every rank calls it (FSDP gathers the full state to rank 0 collectively); rank 0 writes,
+        with every rank's data position (``ranks.json``, checked equal), and the others wait for it.
+        """
+        model, optimizer = self.model, self.optimizer
+        if is_sharded(self.model):
+            model, optimizer = gather_full_state(self.model, self.optimizer)  # type: ignore[assignment]
+        ranks = rank_positions(self.state.epoch, self.state.batch_in_epoch, self.dist)
+        path = checkpoints_dir(self.run_dir) / step_dir_name(self.state.step)
+        if self.dist.is_main:
+            path = save_checkpoint(
+                self.run_dir, model, self.state, optimizer, self.scheduler, self.scaler,
+                self.train_loader, self.extra_files, keep_last=self.config.keep_last,
+                extra_state={"ranks": ranks} if self.dist.active else None,
+            )
+        self.dist.barrier()
         self._last_save, self._latest = self.state.step, path
         return path
 
@@ -398,11 +359,13 @@ class Trainer:
             saved = self.save()
         elif improved:  # saved before this evaluation: record the new best in that checkpoint
             saved = checkpoints_dir(self.run_dir) / step_dir_name(step)
-            write_trainer_state(saved, self.state)
+            if self.dist.is_main:
+                write_trainer_state(saved, self.state)
         else:
             return
-        if improved:
+        if improved and self.dist.is_main:
             write_best(self.run_dir, saved)
+        self.dist.barrier()
 
     def _mark_boundary(self) -> None:
         """Remembers the end of a complete step: what a skipped or interrupted next step must put back."""
@@ -419,7 +382,9 @@ class Trainer:
         state = self.state
         if state.step == self._last_save:
             return TrainingInterrupted(state.step, self._latest, self._latest)
-        if forced or self._phase == "update":
+        if forced or self._phase == "update" or (self.dist.active and not self._agreed[1]):
+            # several ranks save only where all of them agreed to stop (at a step's end); else the last checkpoint
+            # stays the latest
             return TrainingInterrupted(state.step, None, self._latest)
         if self._phase == "step":
             assert self._boundary is not None  # a step completed since the start: it marked a boundary
@@ -429,7 +394,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         try:
             saved = self.save()
-            if state.best_step == state.step:
+            if state.best_step == state.step and self.dist.is_main:
                 write_best(self.run_dir, saved)
         except KeyboardInterrupt:  # a second Ctrl-C during the save: the atomic write left the last checkpoint
             try:
@@ -446,8 +411,18 @@ class Trainer:
         return (
             (cfg.max_steps is not None and state.step >= cfg.max_steps)
             or (cfg.max_epochs is not None and state.epoch >= cfg.max_epochs)
-            or (self._deadline is not None and time.monotonic() >= self._deadline)
+            or self._time_up()
         )
+
+    def _time_up(self) -> bool:
+        """The time budget is spent (on several ranks: as they agreed at the last step, so all stop together)."""
+        if self.dist.active:
+            return self._agreed[0]
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _stop_requested(self, interrupt: DeferredInterrupt) -> bool:
+        """Ctrl-C asked to stop after this step (on several ranks: any rank asked, as agreed at the last step)."""
+        return self._agreed[1] if self.dist.active else interrupt.requested
 
     def _autocast(self) -> torch.autocast:
         precision = self.config.precision
@@ -455,17 +430,26 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype, enabled=precision != "fp32")
 
     def _forward_backward(self, batch: Any, window: StepWindow) -> Tensor:
-        """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss."""
+        """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss.
+
+        Under DDP only the last micro-batch of a step (``_sync_grads``) all-reduces the gradients; the others
+        accumulate them locally.
+        """
         batch = move_to_device(batch, self.device)
         if self._graphed:
             torch.compiler.cudagraph_mark_step_begin()
-        with self._autocast():
-            out = self.task.training_step(self.step_model, batch)
-        if not isinstance(getattr(out, "loss", None), Tensor):
-            raise TypeError(f"task.training_step must return a StepOutput with a tensor loss, got {type(out).__name__}")
-        if out.loss.ndim != 0:
-            raise ValueError(f"StepOutput.loss must be a scalar (already averaged), got shape {tuple(out.loss.shape)}")
-        self.scaler.scale(out.loss.float() / self.config.grad_accum_steps).backward()
+        state = self.state
+        ddp = self._ddp if not self._sync_grads else None
+        with ddp.no_sync() if ddp is not None else contextlib.nullcontext():
+            with rank_rng(self.dist, self.config.seed, state.epoch, state.batch_in_epoch), self._autocast():
+                out = self.task.training_step(self.step_model, batch)
+            if not isinstance(getattr(out, "loss", None), Tensor):
+                raise TypeError(
+                    f"task.training_step must return a StepOutput with a tensor loss, got {type(out).__name__}")
+            if out.loss.ndim != 0:
+                raise ValueError(
+                    f"StepOutput.loss must be a scalar (already averaged), got shape {tuple(out.loss.shape)}")
+            self.scaler.scale(out.loss.float() / self.config.grad_accum_steps).backward()
         if self._graphed:
             metrics = {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in out.metrics.items()}
             tokens = out.num_tokens.detach().clone() if isinstance(out.num_tokens, Tensor) else out.num_tokens
@@ -480,9 +464,17 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.params if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        if hasattr(norm, "full_tensor"):  # FSDP: the norm of sharded gradients is a partial DTensor
+            norm = norm.full_tensor()
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(self.params, cfg.max_grad_norm, norm)
-        loss_value, norm_value = torch.stack([loss, norm.float().to(loss.device)]).tolist()  # the step's host sync
+        values = torch.stack([loss, norm.float().to(loss.device)])
+        if self.dist.active:  # one collective: the ranks' mean loss, and whether any of them must stop
+            wants = [self._deadline is not None and time.monotonic() >= self._deadline,
+                     self._interrupt is not None and self._interrupt.requested]
+            values = self.dist.mean(torch.cat([values, torch.tensor(wants, dtype=values.dtype, device=values.device)]))
+        loss_value, norm_value, *stops = values.tolist()  # the step's host sync
+        self._agreed = (stops[0] > 0, stops[1] > 0) if stops else self._agreed
         window.losses.append(loss_value)
         window.norms.append(norm_value)
         if math.isfinite(loss_value) and math.isfinite(norm_value):
@@ -536,6 +528,9 @@ class Trainer:
         return False
 
     def _open_logs(self, resumed: bool) -> None:
+        self._csv, self._tb = None, None
+        if not self.dist.is_main:
+            return
         self._csv = MetricsCSV(self.run_dir / METRICS_CSV, keep_until_step=self.state.step if resumed else None)
         self._tb = None
         if self.config.tensorboard:
@@ -550,13 +545,18 @@ class Trainer:
                 )
 
     def _write_row(self, row: dict[str, Any]) -> None:
-        assert self._csv is not None
-        self._csv.write(row)
+        if self._csv is not None:  # rank 0 only
+            self._csv.write(row)
 
     def _log_train(self, window: StepWindow, bar: Progress) -> None:
         state = self.state
         lr = float(self.optimizer.param_groups[0]["lr"])
         values = window.read()
+        if self.dist.active:  # every rank saw its slice: metrics are averaged, throughput summed
+            keys = sorted(values)
+            means = self.dist.mean(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device))
+            values = dict(zip(keys, means.tolist()))
+            values["tokens_per_s"] *= self.dist.world_size
         row = {"step": state.step, "epoch": state.epoch, **values, "lr": lr, "nonfinite_skips": state.total_nonfinite}
         self._write_row(row)
         if self._tb is not None:
@@ -566,6 +566,8 @@ class Trainer:
         bar.log(state.step, values["loss"], lr, values["tokens_per_s"])
 
     def _plot(self) -> None:
+        if not self.dist.is_main:
+            return
         try:
             plot_curves(self.run_dir / METRICS_CSV, self.run_dir / CURVES_PNG)
         except Exception as e:  # a plotting failure must never end a training run
