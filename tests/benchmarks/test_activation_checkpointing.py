@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "activation_checkpointing.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "activation_checkpointing.py"
 
 
 def test_the_benchmark_measures_both_modes_on_a_tiny_cpu_model(tmp_path, capsys):
