@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata
 import json
+import math
 import os
 import re
 import shlex
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import tomllib
+
+from formers.files import read_pointer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,10 +57,21 @@ def test_quickstart_command_trains_prints_bleu_and_saves_a_usable_checkpoint(tmp
     match = re.search(r"final: final\s+sacreBLEU\s+([\d.]+)", done.stdout)
     assert match, done.stdout
     bleu = float(match.group(1))
-    # It learns: an untrained model scores ~0. The 4-minute budget stops a busy machine early, and the score follows
-    # the steps taken (2.7 after 4 minutes with three other jobs on the 2 cores); all 3,000 steps score about 10-13.
+    # It learns. The 4-minute budget stops a busy machine early and the score follows the steps taken (all 3,000
+    # score about 10-13; 0.06 after 139 steps with five jobs on the 2 cores), so the bar follows the steps: the
+    # training loss falls whatever the machine, and BLEU (an untrained model scores ~0) once there were steps enough.
     stopped = re.search(r"stopped by the time budget .* at step ([\d,]+)", done.stdout)
-    assert bleu > (1.0 if stopped else 8.0), (bleu, stopped and stopped.group(0))
+    steps = int(stopped.group(1).replace(",", "")) if stopped else 3000
+    run = tmp_path / "runs" / "quickstart"
+    with open(run / "metrics.csv", newline="", encoding="utf-8") as fh:
+        losses = [float(r["loss"]) for r in csv.DictReader(fh) if r.get("loss")]
+    checkpoint = read_pointer(run / "checkpoints" / "latest")
+    vocab = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))["config"]["tgt_vocab_size"]
+    assert losses and losses[-1] < 0.9 * math.log(vocab), (losses, vocab)  # a uniform guess scores ln(vocab)
+    if steps >= 3000:
+        assert bleu > 8.0, bleu
+    elif steps >= 1000:
+        assert bleu > 1.0, (bleu, steps)
     assert (tmp_path / "runs" / "quickstart" / "checkpoints" / "latest").is_file()
     example = re.search(r"\(`\.venv/bin/formers (translate [^`]+)`\)", (REPO / "README.md").read_text()).group(1)
     out = subprocess.run([str(formers_bin), *shlex.split(example)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
