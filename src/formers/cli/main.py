@@ -23,6 +23,7 @@ from formers.cli import (
     generate,
     listing,
     prepare,
+    serve,
     train,
     translate,
     word_vectors,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_parser(sub)
     embed.add_parsers(sub)
     word_vectors.add_parsers(sub)
+    serve.add_parser(sub)
     return parser
 
 

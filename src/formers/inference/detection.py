@@ -147,27 +147,32 @@ class Detector:
     @torch.no_grad()
     def __call__(self, images: Sequence[Tensor], threshold: float = 0.5) -> list[Detections]:
         """Detections (scores above ``threshold``) of each (3, H, W) uint8 image, in its own pixels."""
+        out: list[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            pixels, mask, sizes = self.inputs(images[start : start + self.batch_size])
+            with value_checks(False):
+                output = self.model(pixels, mask)
+            out += postprocess(output.logits, output.boxes, sizes, threshold)
+        return out
+
+    def inputs(self, images: Sequence[Tensor]) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
+        """The model's inputs for (3, H, W) uint8 images: resized, padded and normalised pixels (B, 3, H', W') and
+        their padding mask (B, H', W') on the model's device, and each image's (height, width)."""
         from torchvision import tv_tensors
 
         device = next(self.model.parameters()).device
-        out: list[Detections] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            samples = []
-            for image in chunk:
-                if image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
-                    raise ValueError(f"images must be (3, H, W) uint8 RGB tensors, got {image.dtype} "
-                                     f"{tuple(image.shape)}")
-                resized = self._transform(tv_tensors.Image(image)).as_subclass(Tensor)
-                samples.append({"image": resized, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
-                                "image_id": 0, "orig_size": tuple(image.shape[1:])})
-            batch = collate_detection(samples)
-            mask = batch["padding_mask"].to(device)
-            pixels = normalize_padded(batch["images"].to(device), mask, self.preprocessing.mean, self.preprocessing.std)
-            with value_checks(False):
-                output = self.model(pixels, mask)
-            out += postprocess(output.logits, output.boxes, batch["orig_sizes"], threshold)
-        return out
+        samples = []
+        for image in images:
+            if image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
+                raise ValueError(f"images must be (3, H, W) uint8 RGB tensors, got {image.dtype} "
+                                 f"{tuple(image.shape)}")
+            resized = self._transform(tv_tensors.Image(image)).as_subclass(Tensor)
+            samples.append({"image": resized, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+                            "image_id": 0, "orig_size": tuple(image.shape[1:])})
+        batch = collate_detection(samples)
+        mask = batch["padding_mask"].to(device)
+        pixels = normalize_padded(batch["images"].to(device), mask, self.preprocessing.mean, self.preprocessing.std)
+        return pixels, mask, batch["orig_sizes"]
 
 
 __all__ = ["Detections", "Detector", "postprocess"]

@@ -1,0 +1,163 @@
+"""The playground's FastAPI app: a JSON API over the loaded models (OpenAPI docs at ``/docs``) and one static page.
+
+    GET  /                 the page (index.html, app.js, style.css, read once at startup)
+    GET  /api/models       the models, their tasks and the server's limits
+    POST /api/translate    {"model", "text", "beam"}                         -> translation + attention
+    POST /api/generate     {"model", "prompt", "max_new_tokens", ...}        -> NDJSON stream of text, then the end
+    POST /api/classify     multipart: model, image, top_k                    -> class probabilities + attention
+    POST /api/detect       multipart: model, image, threshold                -> boxes + attention
+    POST /api/embed        {"model", "sentences", "attention_of"}            -> cosine similarities + attention
+
+A bad request gets a 4xx with a ``detail`` message: 422 for a field that fails validation (pydantic), 400 for input
+the model refuses (our ``ValueError``/``TypeError``), 404 for an unknown model id, 409 for a model that does
+another task, 413 for an upload over the limit. Models are named by id; no request names a path.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from formers.serve import tasks
+from formers.serve.models import MODEL_ID, Limits, ServedModel, load_models
+
+ModelId = Annotated[str, Field(pattern=MODEL_ID, description="a model id from GET /api/models")]
+STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+
+
+class TranslateRequest(BaseModel):
+    model: ModelId
+    text: str = Field(min_length=1, description="the sentence to translate")
+    beam: int = Field(1, ge=1, le=16, description="beam size (1 = greedy)")
+
+
+class GenerateRequest(BaseModel):
+    model: ModelId
+    prompt: str = Field("", description="text to continue (empty: start after the end-of-text token)")
+    max_new_tokens: int = Field(40, ge=1, description="tokens to generate (at most the server's limit)")
+    greedy: bool = Field(False, description="take the most likely token instead of sampling")
+    temperature: float = Field(0.8, gt=0, le=100)
+    top_k: int | None = Field(200, ge=1)
+    seed: int | None = Field(None, ge=0, lt=2**63, description="makes sampling reproducible")
+    stop: list[str] = Field(default_factory=list, max_length=8, description="stop when the text contains one")
+
+
+class EmbedRequest(BaseModel):
+    model: ModelId
+    sentences: list[str] = Field(min_length=2, description="sentences to compare")
+    attention_of: int = Field(0, ge=0, description="the sentence whose attention is shown")
+
+
+def create_app(checkpoints: list[str | Path], limits: Limits | None = None, device: str = "cpu") -> FastAPI:
+    """The playground app serving ``checkpoints``, each loaded once, here.
+
+    Args:
+        checkpoints: checkpoint, run or Hugging Face directories (ids are their names; see
+            :func:`formers.serve.models.model_ids`).
+        limits: what one request may ask (default :class:`Limits`).
+        device: where the models run.
+    """
+    limits = limits or Limits()
+    served = load_models(list(checkpoints), device)
+    static = {name: (resources.files("formers.serve").joinpath("static").joinpath(name).read_bytes(), kind)
+              for name, kind in STATIC.items()}
+    app = FastAPI(title="formers playground", version="1",
+                  description="The models loaded by `formers serve`: translate, generate, classify, detect, embed; "
+                              "each result with its attention weights.")
+    app.state.models, app.state.limits = served, limits
+
+    @app.exception_handler(ValueError)
+    @app.exception_handler(TypeError)
+    async def bad_input(_request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": " ".join(str(error).split())}, status_code=400)
+
+    @app.middleware("http")
+    async def upload_limit(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes + 64 * 1024:
+            return JSONResponse({"detail": f"the request has {length} bytes, more than this server's limit of "
+                                           f"{limits.max_upload_bytes} (upload)"}, status_code=413)
+        return await call_next(request)
+
+    def model_for(model_id: str, task: str) -> ServedModel:
+        if model_id not in served:
+            raise HTTPException(404, f"no model {model_id!r}; this server has {sorted(served)}")
+        if served[model_id].task != task:
+            raise HTTPException(409, f"model {model_id!r} does {served[model_id].task}, not {task}")
+        return served[model_id]
+
+    async def read_upload(image: UploadFile) -> bytes:
+        data = await image.read(limits.max_upload_bytes + 1)
+        if len(data) > limits.max_upload_bytes:
+            raise HTTPException(413, f"the image is larger than this server's limit of {limits.max_upload_bytes} bytes")
+        return data
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        return Response(static["index.html"][0], media_type=static["index.html"][1])
+
+    for name in ("app.js", "style.css"):
+        app.add_api_route(f"/static/{name}", _static_route(*static[name]), include_in_schema=False)
+
+    @app.get("/api/models")
+    def list_models() -> dict[str, Any]:
+        """The loaded models (id, task, family and task details) and the server's limits."""
+        return {"models": [m.describe() for m in served.values()], "limits": vars(limits)}
+
+    @app.post("/api/translate")
+    def translate(request: TranslateRequest) -> dict[str, Any]:
+        """Translates one sentence (greedy or beam search); returns the attention of the decoder on the result."""
+        return tasks.translate(model_for(request.model, "translate"), request.text, request.beam, limits)
+
+    @app.post("/api/generate", response_class=StreamingResponse,
+              responses={200: {"content": {"application/x-ndjson": {}},
+                               "description": 'JSON lines: {"text": piece}..., then {"done": true, "text", "tokens", '
+                                              '"attention"} or {"error": message}'}})
+    def generate(request: GenerateRequest) -> StreamingResponse:
+        """Continues a prompt, streaming the text as the tokens are made (one JSON object per line)."""
+        lines = tasks.stream_generate(
+            model_for(request.model, "generate"), request.prompt, request.max_new_tokens, limits, request.greedy,
+            request.temperature, request.top_k, request.seed, request.stop)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
+
+    @app.post("/api/classify")
+    async def classify(model: Annotated[str, Form(pattern=MODEL_ID)], image: Annotated[UploadFile, File()],
+                       top_k: Annotated[int, Form(ge=1, le=1000)] = 5) -> dict[str, Any]:
+        """The most likely classes of an uploaded image, with the model's attention."""
+        served_model = model_for(model, "classify")
+        data = await read_upload(image)
+        return await _in_thread(tasks.classify, served_model, data, top_k, limits)
+
+    @app.post("/api/detect")
+    async def detect(model: Annotated[str, Form(pattern=MODEL_ID)], image: Annotated[UploadFile, File()],
+                     threshold: Annotated[float, Form(ge=0, lt=1)] = 0.5) -> dict[str, Any]:
+        """The objects in an uploaded image (boxes in its pixels), with the model's attention."""
+        served_model = model_for(model, "detect")
+        data = await read_upload(image)
+        return await _in_thread(tasks.detect, served_model, data, threshold, limits)
+
+    @app.post("/api/embed")
+    def embed(request: EmbedRequest) -> dict[str, Any]:
+        """Embeds sentences and returns their cosine similarities, with the attention of one of them."""
+        return tasks.embed(model_for(request.model, "embed"), request.sentences, request.attention_of, limits)
+
+    return app
+
+
+def _static_route(content: bytes, media_type: str):
+    def route() -> Response:
+        return Response(content, media_type=media_type)
+
+    return route
+
+
+async def _in_thread(fn, *args):
+    """Runs a blocking model call off the event loop (as FastAPI runs plain ``def`` routes)."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)
