@@ -46,9 +46,9 @@ def translate(served: ServedModel, text: str, beam: int, limits: Limits) -> dict
         ids = translator.translate_ids([text])[0]
         c = model.config
         device = translator.device
-        src_t = torch.tensor([src], device=device)  # (1, S)
-        tgt_t = torch.tensor([[c.bos_id, *ids]], device=device)  # (1, T): the decoder's inputs
-        source, target = token_labels(tok, src), [*token_labels(tok, ids), "</s>"]  # row t predicts target[t]
+        inputs = [c.bos_id, *ids][: c.max_seq_len]  # the decoder's inputs: row t predicts target[t]
+        src_t, tgt_t = torch.tensor([src], device=device), torch.tensor([inputs], device=device)  # (1, S), (1, T)
+        source, target = token_labels(tok, src), [*token_labels(tok, ids), "</s>"][: len(inputs)]
 
         def labels(record: Any, tq: int, tk: int) -> tuple[list[str] | None, list[str] | None]:
             where = f"{record.name} {getattr(record, 'kind', '')}".lower()
