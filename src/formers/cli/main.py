@@ -15,6 +15,7 @@ import sys
 from typing import NoReturn
 
 from formers.cli import (
+    attention,
     checkpoints,
     classify,
     classify_text,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_parser(sub)
     embed.add_parsers(sub)
     word_vectors.add_parsers(sub)
+    attention.add_parser(sub)
     serve.add_parser(sub)
     return parser
 

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from formers.layers import attention_record
+
 Backend = Literal["sdpa", "math"]
 
 # Kernel priority of the "sdpa" path for CUDA half-precision inputs without a mask or bias. cuDNN's fused attention
@@ -60,6 +62,26 @@ def scaled_dot_product_attention(
         (B, H, Tq, Dv).
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    out = _attend(q, k, v, attn_mask, attn_bias, is_causal, dropout_p, scale, backend)
+    if attention_record.LISTENERS:  # someone records attention maps (formers.inference.attention); else no cost
+        attention_record.report(attention_record.AttentionCall(
+            q, k, v, attn_mask, attn_bias, is_causal, scale, dropout_p, out
+        ))
+    return out
+
+
+def _attend(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None,
+    attn_bias: Tensor | None,
+    is_causal: bool,
+    dropout_p: float,
+    scale: float,
+    backend: Backend,
+) -> Tensor:
+    """The two paths of :func:`scaled_dot_product_attention` (same arguments, ``scale`` given)."""
     tq, tk = q.shape[-2], k.shape[-2]
     if is_causal and (tq != tk or attn_mask is not None or attn_bias is not None or backend == "math"):
         # Fold causality into the boolean mask; aligned to the end so cached decoding works (Tq < Tk).
