@@ -111,7 +111,7 @@ def test_classify_gives_the_models_probabilities(client, checkpoints, make_png):
     top = probs.topk(2)
     assert [c["name"] for c in body["classes"]] == [prep.class_names[i] for i in top.indices.tolist()]
     assert [c["probability"] for c in body["classes"]] == pytest.approx(top.values.tolist(), abs=1e-5)
-    assert (body["width"], body["height"], body["grid"]) == (40, 30, [4, 4])
+    assert (body["width"], body["height"]) == (40, 30)
 
 
 def test_detect_gives_the_detectors_boxes(client, checkpoints, make_png):
@@ -248,3 +248,61 @@ def test_concurrent_requests_all_succeed_with_the_sequential_results_one_at_a_ti
             delattr(served.model, originals[served.id])  # the class's method again
     assert concurrent == sequential
     assert most["en-es"] == most["gpt-char"] == most["vit"] == most["bert"] == 1
+
+
+def _layers(view: dict) -> dict[str, tuple[str, int, list[str], list[str]]]:
+    assert "error" not in view, view
+    for layer in view["layers"]:
+        weights = torch.tensor(layer["weights"])  # (H, Tq, Tk), rows sum to 1
+        assert weights.shape == (layer["heads"], len(layer["queries"]), len(layer["keys"]))
+        assert weights.sum(-1) == pytest.approx(torch.ones(weights.shape[:2]), abs=1e-3)
+    return {l["name"]: (l["kind"], l["heads"], l["queries"], l["keys"]) for l in view["layers"]}
+
+
+def test_every_result_carries_its_attention_view_with_labels(client, checkpoints, make_png):
+    from formers.inference.attention import attention_maps
+
+    body = client.post("/api/translate", json={"model": "en-es", "text": "the cat sat"}).json()
+    layers = _layers(body["attention"])
+    source, target = body["source_tokens"], body["target_tokens"]
+    assert layers == {"encoder.layers.0.self_attn": ("self", 2, source, source),
+                      "decoder.layers.0.self_attn": ("self", 2, target, target),
+                      "decoder.layers.0.cross_attn": ("cross", 2, target, source)}
+
+    done = stream_events(client.post("/api/generate", json={"model": "gpt-char", "prompt": "To be", "greedy": True,
+                                                            "max_new_tokens": 6}))[-1]
+    tokens = list("To be") + done["tokens"]
+    assert _layers(done["attention"]) == {f"layers.{i}.self_attn": ("self", 2, tokens, tokens) for i in range(2)}
+    model, tok = formers.from_pretrained(checkpoints["generate"]), load_tokenizer(checkpoints["generate"])
+    _, records = attention_maps(model, torch.tensor([tok.encode("To be" + done["text"])]))
+    for layer, record in zip(done["attention"]["layers"], records, strict=True):
+        assert torch.tensor(layer["weights"]) == pytest.approx(record.weights[0], abs=1e-4)
+
+    view = client.post("/api/classify", data={"model": "vit"},
+                       files={"image": ("x.png", make_png(), "image/png")}).json()["attention"]
+    patches = ["[CLS]"] + [f"{r},{c}" for r in range(4) for c in range(4)]
+    assert _layers(view) == {f"blocks.{i}.self_attn": ("self", 2, patches, patches) for i in range(2)}
+    assert {(l["grid"][0], l["grid"][1], l["prefix_tokens"]) for l in view["layers"]} == {(4, 4, 1)}
+
+    view = client.post("/api/detect", data={"model": "detr"},
+                       files={"image": ("x.png", make_png(64, 32), "image/png")}).json()["attention"]
+    layers = _layers(view)
+    queries = ["q0", "q1", "q2", "q3"]
+    kind, heads, rows, keys = layers["decoder.0.cross_attn"]
+    assert (kind, rows) == ("cross", queries) and keys == layers["encoder.0.self_attn"][2] and keys[1] == "0,1"
+    assert layers["decoder.0.self_attn"] == ("self", 2, queries, queries)
+
+    body = client.post("/api/embed", json={"model": "bert", "sentences": ["the weather", "he drove"],
+                                           "attention_of": 1}).json()
+    tokens = ["[CLS]", "he", "drove", "[SEP]"]
+    assert _layers(body["attention"]) == {"layers.0.self_attn": ("self", 2, tokens, tokens)}
+
+
+def test_long_inputs_keep_the_attention_of_their_last_tokens(checkpoints):
+    app = create_app([checkpoints["generate"]], Limits(max_attention_values=2 * 2 * 10 * 10))
+    with TestClient(app) as c:
+        done = stream_events(c.post("/api/generate", json={"model": "gpt-char", "prompt": "To be, or not",
+                                                           "max_new_tokens": 7, "greedy": True}))[-1]
+    view = done["attention"]
+    assert view["trimmed"] == 10 and [len(l["queries"]) for l in view["layers"]] == [10, 10]
+    assert view["layers"][0]["keys"] == list(("To be, or not" + done["text"])[-10:])

@@ -21,6 +21,8 @@ from typing import Any
 
 from torch import nn
 
+from formers.inference.attention import attention_maps
+
 Labeller = Callable[[Any, int, int], tuple[Sequence[str] | None, Sequence[str] | None]]
 """(record, Tq, Tk) -> (query labels, key labels), either None where the caller has none for that record."""
 
@@ -52,14 +54,25 @@ def attention_view(
         cannot be recorded for this model (the result itself is still served).
     """
     try:
-        from formers.inference.attention import attention_maps
-    except ImportError:  # the attention-map API is not in this build
-        return {"layers": [], "error": "attention maps are not available in this build of formers"}
-    try:
         _, records = attention_maps(model, *args, **(kwargs or {}))
     except (NotImplementedError, ValueError, TypeError, RuntimeError) as e:
         return {"layers": [], "error": f"attention maps unavailable for this model: {e}"}
     return records_to_view(records, labeller, max_values)
+
+
+def image_labels(record: Any, tq: int, tk: int) -> tuple[list[str] | None, list[str] | None]:
+    """Labels of image tokens from a record's geometry: ``[CLS]`` prefix tokens then ``r,c`` grid positions (ViT,
+    DETR's encoder and the keys of its cross-attention), or the positions inside Swin's first window."""
+    extra = getattr(record, "extra", {}) or {}
+    if "window_size" in extra:
+        inside = grid_labels(*extra["window_size"])
+        return inside, inside
+    if "grid" not in extra:
+        return None, None
+    gh, gw = extra["grid"]
+    prefix = int(extra.get("prefix_tokens", 0))
+    labels = grid_labels(gh, gw, ["[CLS]", "[DIST]"][:prefix] + [f"[{i}]" for i in range(2, prefix)])
+    return (labels if tq == len(labels) else None), (labels if tk == len(labels) else None)
 
 
 def records_to_view(records: Sequence[Any], labeller: Labeller, max_values: int) -> dict[str, Any]:
@@ -79,12 +92,17 @@ def records_to_view(records: Sequence[Any], labeller: Labeller, max_values: int)
         if keep_q < tq or keep_k < tk:
             trimmed = max(trimmed, tq - keep_q, tk - keep_k)
             weights, queries, keys = weights[:, -keep_q:, -keep_k:], queries[-keep_q:], keys[-keep_k:]
-        layers.append({
+        layer = {
             "name": str(record.name),
             "kind": str(getattr(record, "kind", "")),
             "heads": heads,
             "queries": queries,
             "keys": keys,
-            "weights": weights.mul(1e4).round().div(1e4).tolist(),
-        })
+            "weights": weights.double().mul(1e4).round().div(1e4).tolist(),
+        }
+        extra = getattr(record, "extra", {}) or {}
+        if "grid" in extra and "window_size" not in extra and len(keys) == tk:  # keys lie over the image
+            layer["grid"] = [int(v) for v in extra["grid"]]
+            layer["prefix_tokens"] = int(extra.get("prefix_tokens", 0))
+        layers.append(layer)
     return {"layers": layers, "trimmed": trimmed}

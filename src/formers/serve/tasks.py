@@ -22,7 +22,7 @@ from formers.inference.embedding import embed_texts
 from formers.inference.text_stream import TextStream
 from formers.inference.translate import Translator
 from formers.layers import check_text
-from formers.serve.attention_view import attention_view, grid_labels, token_labels
+from formers.serve.attention_view import attention_view, image_labels, token_labels
 from formers.serve.models import Limits, ServedModel
 
 
@@ -155,24 +155,8 @@ def _image(served: ServedModel, data: bytes, channels: int, limits: Limits) -> t
     return decode_image(data, channels, "the uploaded image", limits.max_image_pixels)
 
 
-def _vision_labeller(tokens: int, grid: tuple[int, int] | None):
-    """Labels for image tokens: ``[CLS]``-like prefix tokens then ``r,c`` patches when the count fits ``grid``."""
-
-    def labels(_record: Any, tq: int, tk: int) -> tuple[list[str] | None, list[str] | None]:
-        out = []
-        for n in (tq, tk):
-            if grid is not None and 0 <= n - grid[0] * grid[1] <= 2:
-                prefix = ["[CLS]", "[DIST]"][: n - grid[0] * grid[1]]
-                out.append(grid_labels(grid[0], grid[1], prefix))
-            else:
-                out.append(None)
-        return out[0], out[1]
-
-    return labels
-
-
 def classify(served: ServedModel, data: bytes, top_k: int, limits: Limits) -> dict[str, Any]:
-    """``{"classes": [{"name", "probability"}...], "width", "height", "grid", "attention"}`` of one image."""
+    """``{"classes": [{"name", "probability"}...], "width", "height", "attention"}`` of one image."""
     prep = served.preprocessing
     image = _image(served, data, prep.in_channels, limits)
     model = served.model
@@ -181,13 +165,10 @@ def classify(served: ServedModel, data: bytes, top_k: int, limits: Limits) -> di
         batch = prep(image[None]).to(device)  # (1, C, H, W)
         probs = model(batch).logits.float().softmax(dim=-1)[0]  # (K,)
         values, indices = probs.topk(min(top_k, probs.shape[-1]))
-        patch = getattr(model.config, "patch_size", None)
-        grid = (prep.image_size[0] // patch, prep.image_size[1] // patch) if isinstance(patch, int) else None
-        view = attention_view(model, (batch,), _vision_labeller(0, grid), limits.max_attention_values)
+        view = attention_view(model, (batch,), image_labels, limits.max_attention_values)
     classes = [{"name": prep.class_names[i], "probability": round(float(v), 6)}
                for v, i in zip(values.tolist(), indices.tolist(), strict=True)]
-    return {"classes": classes, "width": int(image.shape[2]), "height": int(image.shape[1]),
-            "grid": list(grid) if grid else None, "attention": view}
+    return {"classes": classes, "width": int(image.shape[2]), "height": int(image.shape[1]), "attention": view}
 
 
 def detect(served: ServedModel, data: bytes, threshold: float, limits: Limits) -> dict[str, Any]:
@@ -202,7 +183,9 @@ def detect(served: ServedModel, data: bytes, threshold: float, limits: Limits) -
         queries = [f"q{i}" for i in range(served.model.config.num_queries)]
 
         def labels(record: Any, tq: int, tk: int) -> tuple[list[str] | None, list[str] | None]:
-            return (queries if tq == len(queries) else None), (queries if tk == len(queries) else None)
+            on_image = image_labels(record, tq, tk)  # the encoder's positions, the keys of the cross-attention
+            return (on_image[0] or (queries if tq == len(queries) else None),
+                    on_image[1] or (queries if tk == len(queries) else None))
 
         view = attention_view(served.model, (pixels, mask), labels, limits.max_attention_values)
     return {"detections": found.to_records(served.preprocessing.class_names), "width": int(image.shape[2]),
@@ -231,5 +214,5 @@ def embed(served: ServedModel, sentences: list[str], attention_of: int, limits: 
             view = attention_view(encoder, (ids_t, torch.zeros_like(ids_t), torch.ones_like(ids_t, dtype=torch.bool)),
                                   lambda _r, _q, _k: (labels, labels), limits.max_attention_values)
     sims = (emb @ emb.T).clamp(-1.0, 1.0)  # (N, N) cosines of unit vectors
-    return {"similarity": sims.mul(1e6).round().div(1e6).tolist(), "dim": int(emb.shape[1]), "tokens": labels,
+    return {"similarity": sims.double().mul(1e6).round().div(1e6).tolist(), "dim": int(emb.shape[1]), "tokens": labels,
             "attention": view}
