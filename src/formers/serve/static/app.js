@@ -32,7 +32,7 @@ function describe(detail) {
 
 // ---- the attention view ----------------------------------------------------------------------------------------
 
-function attentionView(view) {
+function attentionView(view, image) {
   const box = el("div", {class: "attention"});
   box.append(el("h3", {}, "Attention"));
   if (!view || !view.layers || view.layers.length === 0) {
@@ -42,24 +42,58 @@ function attentionView(view) {
   const layer = el("select", {class: "layer", "aria-label": "layer"});
   view.layers.forEach((l, i) => layer.append(el("option", {value: i}, `${l.name}${l.kind ? " (" + l.kind + ")" : ""}`)));
   const head = el("select", {class: "head", "aria-label": "head"});
+  const query = el("select", {class: "query", "aria-label": "query"});
+  const queryLabel = el("label", {}, "query ", query);
   const canvas = el("canvas", {class: "heatmap"});
+  const overlay = el("canvas", {class: "overlay"});
   const note = el("p", {class: "note"});
   const fillHeads = () => {
-    const n = view.layers[layer.value].heads;
+    const l = view.layers[layer.value];
     head.replaceChildren(el("option", {value: "mean"}, "mean of heads"));
-    for (let h = 0; h < n; h++) head.append(el("option", {value: h}, `head ${h}`));
-    head.value = n > 1 ? "0" : "mean";
+    for (let h = 0; h < l.heads; h++) head.append(el("option", {value: h}, `head ${h}`));
+    head.value = l.heads > 1 ? "0" : "mean";
+    query.replaceChildren(...l.queries.map((q, i) => el("option", {value: i}, q)));
   };
-  const draw = () => drawHeatmap(canvas, view.layers[layer.value], head.value, note);
+  const draw = () => {
+    const l = view.layers[layer.value];
+    drawHeatmap(canvas, l, head.value, note);
+    const onImage = Boolean(image && l.grid);
+    queryLabel.hidden = overlay.hidden = !onImage;
+    if (onImage) drawOverlay(overlay, image, l, headWeights(l, head.value)[Number(query.value)]);
+  };
   layer.addEventListener("change", () => { fillHeads(); draw(); });
   head.addEventListener("change", draw);
-  box.append(el("div", {class: "controls"}, el("label", {}, "layer ", layer), el("label", {}, "head ", head)));
-  box.append(canvas, note);
+  query.addEventListener("change", draw);
+  box.append(el("div", {class: "controls"}, el("label", {}, "layer ", layer), el("label", {}, "head ", head),
+                queryLabel));
+  box.append(el("div", {class: "maps"}, canvas, overlay), note);
   if (view.trimmed) box.append(el("p", {class: "note"}, `showing the last tokens only (${view.trimmed} left out)`));
   box.dataset.layers = view.layers.length;
   fillHeads();
   draw();
   return box;
+}
+
+// One query's attention over the image: its weights on the grid tokens (after any [CLS]-like prefix), stretched
+// over the picture, redder where it attends more.
+function drawOverlay(canvas, image, layer, row) {
+  const [gh, gw] = layer.grid, prefix = layer.prefix_tokens || 0;
+  const cells = row.slice(prefix, prefix + gh * gw);
+  const scale = Math.min(320 / image.width, 320 / image.height);
+  canvas.width = Math.round(image.width * scale);
+  canvas.height = Math.round(image.height * scale);
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+  ctx.fillStyle = "rgba(0, 0, 0, 0.45)";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  const max = Math.max(...cells, 1e-12);
+  const cw = canvas.width / gw, ch = canvas.height / gh;
+  cells.forEach((v, i) => {
+    ctx.fillStyle = `rgba(255, 60, 0, ${(0.8 * v / max).toFixed(3)})`;
+    ctx.fillRect((i % gw) * cw, Math.floor(i / gw) * ch, cw, ch);
+  });
+  canvas.dataset.cells = cells.length;
 }
 
 function headWeights(layer, head) {
@@ -122,7 +156,7 @@ function panel(model) {
                                  "data-task": model.task, "data-state": "idle"});
   const state = s => { section.dataset.state = s; };
   const fail = error => { result.replaceChildren(el("p", {class: "error"}, String(error.message || error))); state("error"); };
-  const show = view => attention.replaceChildren(attentionView(view));
+  const show = (view, image) => attention.replaceChildren(attentionView(view, image));
   const form = TASKS[model.task](model, result, show, state, fail);
   section.append(el("h2", {}, model.id, el("span", {class: "task"}, `${model.task} · ${model.family}`)),
                  el("div", {class: "body"}, el("div", {class: "side"}, form, result), attention));
@@ -222,8 +256,7 @@ const TASKS = {
         }
         const canvas = el("canvas", {class: "image"});
         result.replaceChildren(canvas, bars);
-        await drawImage(canvas, file.files[0], []);
-        show(r.attention);
+        show(r.attention, await drawImage(canvas, file.files[0], []));
         state("done");
       } catch (e) { fail(e); }
     });
@@ -245,9 +278,9 @@ const TASKS = {
         const list = el("ul", {class: "detections"});
         for (const d of r.detections) list.append(el("li", {}, `${d.name} ${(100 * d.score).toFixed(1)}% [${d.box.map(v => v.toFixed(0)).join(", ")}]`));
         result.replaceChildren(canvas, el("p", {}, `${r.detections.length} objects`), list);
-        await drawImage(canvas, file.files[0], r.detections);
+        const image = await drawImage(canvas, file.files[0], r.detections);
         canvas.dataset.boxes = r.detections.length;
-        show(r.attention);
+        show(r.attention, image);
         state("done");
       } catch (e) { fail(e); }
     });
@@ -295,6 +328,7 @@ async function drawImage(canvas, file, detections) {
     ctx.fillStyle = color;
     ctx.fillText(`${d.name} ${(100 * d.score).toFixed(0)}%`, x0 + 2, Math.max(12, y0 - 3));
   });
+  return bitmap;
 }
 
 async function main() {
