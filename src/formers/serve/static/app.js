@@ -69,6 +69,7 @@ function attentionView(view, image) {
   box.append(el("div", {class: "maps"}, canvas, overlay), note);
   if (view.trimmed) box.append(el("p", {class: "note"}, `showing the last tokens only (${view.trimmed} left out)`));
   box.dataset.layers = view.layers.length;
+  layer.value = String(view.layers.length - 1);  // the last layer: closest to the result
   fillHeads();
   draw();
   return box;
@@ -116,9 +117,8 @@ function drawHeatmap(canvas, layer, head, note) {
   ctx.font = "11px sans-serif";
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
-  let max = 0;
-  for (const row of w) for (const v of row) max = Math.max(max, v);
   for (let q = 0; q < tq; q++) {
+    const max = Math.max(...w[q]);  // each row scaled to its own maximum: where this query looks most
     for (let k = 0; k < tk; k++) {
       const t = max > 0 ? w[q][k] / max : 0;
       ctx.fillStyle = `rgb(${Math.round(255 - 215 * t)}, ${Math.round(255 - 165 * t)}, ${Math.round(255 - 75 * t)})`;
@@ -144,7 +144,7 @@ function drawHeatmap(canvas, layer, head, note) {
       note.textContent = `${layer.queries[q]} → ${layer.keys[k]}: ${w[q][k].toFixed(4)}`;
     }
   };
-  note.textContent = `${tq} queries × ${tk} keys; darker = more attention (hover for values)`;
+  note.textContent = `${tq} queries (rows) × ${tk} keys; each row scaled to its largest weight (hover for values)`;
 }
 
 // ---- one panel per task ------------------------------------------------------------------------------------------
