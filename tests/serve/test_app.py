@@ -306,3 +306,23 @@ def test_long_inputs_keep_the_attention_of_their_last_tokens(checkpoints):
     view = done["attention"]
     assert view["trimmed"] == 10 and [len(l["queries"]) for l in view["layers"]] == [10, 10]
     assert view["layers"][0]["keys"] == list(("To be, or not" + done["text"])[-10:])
+
+
+
+def multipart(model_id: str, image: bytes, boundary: str = "b0undary") -> bytes:
+    """A multipart form holding ``model`` and ``image``, as a browser sends it."""
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n{model_id}\r\n--{boundary}\r\n'
+            f'Content-Disposition: form-data; name="image"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n')
+    return head.encode() + image + f"\r\n--{boundary}--\r\n".encode()
+
+
+def test_a_chunked_upload_is_refused_once_it_passes_the_limit(client, make_png):
+    def chunks(data: bytes):  # no Content-Length: the server counts as it reads
+        for i in range(0, len(data), 4096):
+            yield data[i : i + 4096]
+
+    headers = {"content-type": "multipart/form-data; boundary=b0undary"}
+    r = client.post("/api/classify", content=chunks(multipart("vit", b"\0" * 200_000)), headers=headers)
+    assert r.status_code == 413 and r.json()["detail"].startswith("the request has")  # stopped while reading
+    r = client.post("/api/classify", content=chunks(multipart("vit", make_png())), headers=headers)
+    assert r.status_code == 200, r.text

@@ -70,19 +70,12 @@ def create_app(checkpoints: list[str | Path], limits: Limits | None = None, devi
                   description="The models loaded by `formers serve`: translate, generate, classify, detect, embed; "
                               "each result with its attention weights.")
     app.state.models, app.state.limits = served, limits
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes + 64 * 1024)  # an image and the form's fields
 
     @app.exception_handler(ValueError)
     @app.exception_handler(TypeError)
     async def bad_input(_request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": " ".join(str(error).split())}, status_code=400)
-
-    @app.middleware("http")
-    async def upload_limit(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes + 64 * 1024:
-            return JSONResponse({"detail": f"the request has {length} bytes, more than this server's limit of "
-                                           f"{limits.max_upload_bytes} (upload)"}, status_code=413)
-        return await call_next(request)
 
     def model_for(model_id: str, task: str) -> ServedModel:
         if model_id not in served:
@@ -147,6 +140,35 @@ def create_app(checkpoints: list[str | Path], limits: Limits | None = None, devi
         return tasks.embed(model_for(request.model, "embed"), request.sentences, request.attention_of, limits)
 
     return app
+
+
+class BodyLimit:
+    """Refuses (413) a request whose body is longer than ``max_bytes``: by its Content-Length before reading it, or
+    as soon as a chunked body goes past it, so that no upload is spooled to disk past the limit."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    def _message(self, size: int) -> str:
+        return f"the request has {size} bytes or more, more than this server's limit of {self.max_bytes} (an upload)"
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            return await JSONResponse({"detail": self._message(int(length))}, status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:  # FastAPI passes an HTTPException raised while it reads the body through
+                raise HTTPException(413, self._message(seen))
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _static_route(content: bytes, media_type: str):

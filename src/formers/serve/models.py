@@ -143,7 +143,7 @@ def load_model(path: str | Path, model_id: str, device: str | torch.device = "cp
             raise ValueError(f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the model's "
                              f"vocabulary is {c.src_vocab_size}")
         Translator(model, tokenizer)  # checks the tokenizer can batch sources
-        info = {"max_tokens": c.max_seq_len, **{k: v for k, v in (c.tokenizer or {}).items()
+        info = {"max_tokens": c.max_seq_len, **{k: v for k, v in (getattr(c, "tokenizer", None) or {}).items()
                                                    if k in ("src_lang", "tgt_lang")}}
         return ServedModel(model_id, task, family, model, tokenizer, info=info)
     if task == "generate":
