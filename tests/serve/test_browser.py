@@ -63,11 +63,12 @@ def page(browser, server):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else errors.append(r.url))
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]", timeout=15_000)
     yield page
     page.close()
-    assert not errors, errors
+    assert not errors, errors  # no script error, and nothing fetched from outside the server
 
 
 def api(server, path: str, body: dict) -> dict:
@@ -107,6 +108,13 @@ def test_the_page_lists_a_panel_per_model(page):
     tasks = page.locator("section.panel").evaluate_all("s => s.map(x => [x.dataset.model, x.dataset.task])")
     assert tasks == [["en-es", "translate"], ["gpt-char", "generate"], ["vit", "classify"], ["detr", "detect"],
                      ["bert", "embed"]]
+
+
+def test_the_api_docs_render_offline(page, server):
+    pytest.importorskip("swagger_ui_bundle", reason="pip install swagger-ui-bundle-v2 (in the serve extra)")
+    page.goto(server[0] + "/docs")
+    for path in ("/api/models", "/api/translate", "/api/generate", "/api/classify", "/api/detect", "/api/embed"):
+        page.get_by_text(path, exact=True).first.wait_for(timeout=15_000)
 
 
 def test_translate_shows_the_translation_and_the_cross_attention(page, server, tmp_path):

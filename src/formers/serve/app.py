@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -28,6 +29,7 @@ from formers.serve.models import MODEL_ID, Limits, ServedModel, load_models
 
 ModelId = Annotated[str, Field(pattern=MODEL_ID, description="a model id from GET /api/models")]
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+STATIC_TYPES = {"js": "text/javascript", "css": "text/css"}
 
 
 class TranslateRequest(BaseModel):
@@ -66,9 +68,20 @@ def create_app(checkpoints: list[str | Path], limits: Limits | None = None, devi
     served = load_models(list(checkpoints), device)
     static = {name: (resources.files("formers.serve").joinpath("static").joinpath(name).read_bytes(), kind)
               for name, kind in STATIC.items()}
-    app = FastAPI(title="formers playground", version="1",
+    swagger = _swagger_assets()
+    app = FastAPI(title="formers playground", version="1", docs_url=None if swagger else "/docs", redoc_url=None,
                   description="The models loaded by `formers serve`: translate, generate, classify, detect, embed; "
                               "each result with its attention weights.")
+    if swagger:  # the docs page from local files: nothing is fetched from a CDN
+        for name, content in swagger.items():
+            app.add_api_route(f"/docs-assets/{name}", _static_route(content, STATIC_TYPES[name.rsplit(".")[-1]]),
+                              include_in_schema=False)
+
+        @app.get("/docs", include_in_schema=False)
+        def docs() -> Response:
+            return get_swagger_ui_html(openapi_url=app.openapi_url, title="formers playground API",
+                                       swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                       swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="")
     app.state.models, app.state.limits = served, limits
     app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes + 64 * 1024)  # an image and the form's fields
 
@@ -169,6 +182,18 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+def _swagger_assets() -> dict[str, bytes]:
+    """Swagger UI's script and stylesheet from the ``swagger-ui-bundle-v2`` package (in the serve extra), so that
+    ``/docs`` works offline; {} without it (FastAPI's docs page then loads them from a CDN)."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return {}
+    names = ("swagger-ui-bundle.js", "swagger-ui.css")
+    paths = [Path(swagger_ui_path) / name for name in names]
+    return {name: path.read_bytes() for name, path in zip(names, paths)} if all(p.is_file() for p in paths) else {}
 
 
 def _static_route(content: bytes, media_type: str):
