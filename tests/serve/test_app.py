@@ -326,3 +326,27 @@ def test_a_chunked_upload_is_refused_once_it_passes_the_limit(client, make_png):
     assert r.status_code == 413 and r.json()["detail"].startswith("the request has")  # stopped while reading
     r = client.post("/api/classify", content=chunks(multipart("vit", make_png())), headers=headers)
     assert r.status_code == 200, r.text
+
+
+def test_a_failure_during_generation_ends_the_stream_with_its_message_and_frees_the_model(app, client):
+    served = app.state.models["gpt-char"]
+    forward, calls = served.model.forward, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("out of memory on the device (simulated)")
+        return forward(*args, **kwargs)
+
+    served.model.forward = failing
+    try:
+        events = stream_events(client.post("/api/generate", json={"model": "gpt-char", "prompt": "To",
+                                                                   "max_new_tokens": 10, "greedy": True}))
+    finally:
+        del served.model.forward
+    assert [set(e) for e in events] == [{"text"}] * 3 + [{"error"}]
+    assert events[-1]["error"] == "out of memory on the device (simulated)"
+    assert not served.lock.locked()
+    done = stream_events(client.post("/api/generate", json={"model": "gpt-char", "prompt": "To", "greedy": True,
+                                                            "max_new_tokens": 3}))[-1]
+    assert done["done"] and len(done["text"]) == 3

@@ -229,3 +229,30 @@ def test_generated_tokens_reach_the_client_while_the_model_is_still_running(serv
         del served.model.forward
     assert arrivals[-1][1]["done"] and len(arrivals) == 21
     assert arrivals[-1][0] - arrivals[0][0] > 0.5  # the first piece came about 19 forward passes before the end
+
+
+def test_a_client_that_goes_away_stops_its_generation(server):
+    import httpx
+
+    url, app = server
+    served = app.state.models["gpt-char"]
+    forward, calls = served.model.forward, []
+
+    def slow(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.02)
+        return forward(*args, **kwargs)
+
+    served.model.forward = slow
+    try:
+        with httpx.stream("POST", url + "/api/generate", json={"model": "gpt-char", "prompt": "To", "greedy": True,
+                                                               "max_new_tokens": 60}, timeout=30) as r:
+            lines = r.iter_lines()
+            assert "text" in json.loads(next(lines))
+        deadline = time.monotonic() + 10
+        while served.lock.locked() and time.monotonic() < deadline:  # the model is freed soon after
+            time.sleep(0.01)
+        assert not served.lock.locked()
+    finally:
+        del served.model.forward
+    assert len(calls) < 40  # of the 60 steps (+ the attention pass) it would have run

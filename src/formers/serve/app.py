@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -126,10 +127,18 @@ def create_app(checkpoints: list[str | Path], limits: Limits | None = None, devi
                                               '"attention"} or {"error": message}'}})
     def generate(request: GenerateRequest) -> StreamingResponse:
         """Continues a prompt, streaming the text as the tokens are made (one JSON object per line)."""
-        lines = tasks.stream_generate(
+        stream = tasks.stream_generate(
             model_for(request.model, "generate"), request.prompt, request.max_new_tokens, limits, request.greedy,
             request.temperature, request.top_k, request.seed, request.stop)
-        return StreamingResponse(lines, media_type="application/x-ndjson")
+
+        async def lines():
+            try:  # waiting for a line is abandoned at once when the client goes away; then generation stops
+                while (line := await anyio.to_thread.run_sync(stream.next_line, abandon_on_cancel=True)) is not None:
+                    yield line
+            finally:
+                stream.close()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @app.post("/api/classify")
     async def classify(model: Annotated[str, Form(pattern=MODEL_ID)], image: Annotated[UploadFile, File()],

@@ -86,11 +86,11 @@ def stream_generate(
     top_k: int | None = 200,
     seed: int | None = None,
     stop: list[str] | None = None,
-) -> Iterator[str]:
-    """Checks the request, then returns an iterator of JSON lines: ``{"text": piece}`` as each piece of text is
+) -> GenerationStream:
+    """Checks the request, then returns the stream of JSON lines: ``{"text": piece}`` as each piece of text is
     final, then ``{"done": true, "text", "tokens", "attention"}`` (or ``{"error": message}``).
 
-    The model runs in a thread of its own holding the model's lock; when the client goes away (the iterator is
+    The model runs in a thread of its own holding the model's lock; when the client goes away (the stream is
     closed) generation stops at the next token.
     """
     check_length(prompt, "prompt", limits)
@@ -138,15 +138,29 @@ def stream_generate(
             events.put(None)
 
     threading.Thread(target=work, name=f"generate-{served.id}", daemon=True).start()
+    return GenerationStream(events, cancelled)
 
-    def lines() -> Iterator[str]:
+
+class GenerationStream:
+    """The JSON lines of a running generation; :meth:`close` stops it at its next token (the client went away)."""
+
+    def __init__(self, events: queue.Queue, cancelled: threading.Event) -> None:
+        self.events, self.cancelled = events, cancelled
+
+    def next_line(self) -> str | None:
+        """The next JSON line (waiting for it), or None once the generation has ended."""
+        event = self.events.get()
+        return None if event is None else json.dumps(event, ensure_ascii=False) + "\n"
+
+    def close(self) -> None:
+        self.cancelled.set()
+
+    def __iter__(self) -> Iterator[str]:
         try:
-            while (event := events.get()) is not None:
-                yield json.dumps(event, ensure_ascii=False) + "\n"
+            while (line := self.next_line()) is not None:
+                yield line
         finally:
-            cancelled.set()
-
-    return lines()
+            self.close()
 
 
 def _image(served: ServedModel, data: bytes, channels: int, limits: Limits) -> torch.Tensor:
