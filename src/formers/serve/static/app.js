@@ -132,7 +132,7 @@ function drawHeatmap(canvas, layer, head, note) {
     layer.queries.forEach((s, q) => ctx.fillText(s, left - 3, top + q * cell + cell / 2, left - 4));
     ctx.save();
     ctx.rotate(-Math.PI / 2);
-    layer.keys.forEach((s, k) => ctx.fillText(s, -top + 3 - 6, left + k * cell + cell / 2, top - 4));
+    layer.keys.forEach((s, k) => ctx.fillText(s, -(top - 3), left + k * cell + cell / 2, top - 4));  // ends above the grid
     ctx.restore();
   }
   canvas.dataset.queries = tq;
