@@ -162,7 +162,7 @@ def test_classify_shows_probabilities_and_patch_attention(page, server, tmp_path
     assert sorted(names) == ["bird", "cat", "dog"]
     probs = [float(p.rstrip("%")) for p in section.locator(".bars .prob").all_inner_texts()]
     assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 100) < 0.5
-    assert section.locator("canvas.image").evaluate("c => [c.width, c.height]") == [144, 144]  # shown 3x
+    assert section.locator("canvas.image").evaluate("c => [c.width, c.height]") == [240, 240]  # shown 5x
     drawn = heatmap(section)
     assert drawn["queries"] == drawn["keys"] == 17 and drawn["colours"] > 10
     overlay = section.locator("canvas.overlay")  # the [CLS] token's attention over the 4x4 patches

@@ -311,7 +311,7 @@ const TASKS = {
 async function drawImage(canvas, file, detections) {
   const bitmap = await createImageBitmap(file);
   const scale = Math.min(1, 480 / bitmap.width) || 1;
-  const grow = bitmap.width < 160 ? Math.floor(160 / bitmap.width) : 1;  // small images shown bigger
+  const grow = Math.max(1, Math.floor(256 / bitmap.width));  // small images shown bigger, pixels kept sharp
   const s = scale * grow;
   canvas.width = Math.round(bitmap.width * s);
   canvas.height = Math.round(bitmap.height * s);
