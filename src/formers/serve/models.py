@@ -75,6 +75,8 @@ class ServedModel:
         tokenizer: text models' tokenizer (None for images).
         preprocessing: image models' preprocessing (None for text).
         info: what the page shows about it (class names, max_seq_len...).
+        runner: what the task runs besides the model: the :class:`~formers.inference.detection.Detector` of a
+            detection model; an embedding model's length limit and pooling.
         lock: held while a request runs on the model.
     """
 
