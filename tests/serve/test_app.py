@@ -350,3 +350,18 @@ def test_a_failure_during_generation_ends_the_stream_with_its_message_and_frees_
     done = stream_events(client.post("/api/generate", json={"model": "gpt-char", "prompt": "To", "greedy": True,
                                                             "max_new_tokens": 3}))[-1]
     assert done["done"] and len(done["text"]) == 3
+
+
+def test_the_page_ships_as_package_data():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import formers.serve
+
+    package = Path(formers.__file__).parent
+    patterns = tomllib.loads((package.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["formers"]
+    files = [p.relative_to(package).as_posix() for p in (Path(formers.serve.__file__).parent / "static").iterdir()]
+    assert sorted(files) == ["serve/static/app.js", "serve/static/index.html", "serve/static/style.css"] and all(
+        any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), (files, patterns)
