@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             elif task in ("classify", "detect"):
                 section.locator("input[type=file]").set_input_files(images[task])
                 if task == "detect":
-                    section.locator("input[name=threshold]").fill("0.3")
+                    section.locator("input[name=threshold]").fill("0.5")
             button = {"translate": "Translate", "generate": "Generate", "classify": "Classify", "detect": "Detect",
                       "embed": "Compare"}[task]
             section.get_by_role("button", name=button).click()

@@ -120,8 +120,14 @@ def test_detect_gives_the_detectors_boxes(client, checkpoints, make_png):
                     files={"image": ("x.png", data, "image/png")})
     assert r.status_code == 200, r.text
     detector = Detector(formers.from_pretrained(checkpoints["detect"]), DetectionPreprocessing.load(checkpoints["detect"]))
-    expected = detector([decode_image(data)], 0.0)[0].to_records(["apple", "pear"])
-    assert r.json()["detections"] == expected and len(expected) == 4
+    found = detector([decode_image(data)], 0.0)[0]
+    expected = found.to_records(["apple", "pear"])
+    assert [{k: v for k, v in d.items() if k != "query"} for d in r.json()["detections"]] == expected
+    assert len(expected) == 4 and sorted(d["query"] for d in r.json()["detections"]) == [0, 1, 2, 3]
+    with torch.inference_mode():  # each box is its query's: the model's own prediction at that query
+        output = detector.model(*detector.inputs([decode_image(data)])[:2])
+    for d in r.json()["detections"]:
+        assert output.logits[0, d["query"]].softmax(-1)[:-1].max().item() == pytest.approx(d["score"], abs=1e-4)
     assert (r.json()["width"], r.json()["height"]) == (50, 40)
 
 

@@ -79,6 +79,15 @@ def api(server, path: str, body: dict) -> dict:
     return r.json() if "ndjson" not in r.headers["content-type"] else json.loads(r.text.splitlines()[-1])
 
 
+def api_detect(server, image) -> dict:
+    import httpx
+
+    r = httpx.post(server[0] + "/api/detect", data={"model": "detr", "threshold": "0"},
+                   files={"image": ("x.png", image.read_bytes(), "image/png")}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def panel(page, model_id: str):
     return page.locator(f"section[data-model='{model_id}']")
 
@@ -180,6 +189,9 @@ def test_detect_draws_the_boxes_and_the_queries_attention(page, server, tmp_path
     run_and_wait(section, "Detect")
     canvas = section.locator("canvas.image")
     assert canvas.get_attribute("data-boxes") == "4" and section.locator(".detections li").count() == 4
+    best = api_detect(server, image)["detections"][0]["query"]  # the last layer's overlay starts at its query
+    assert section.locator("select.query option:checked").inner_text() == f"q{best}"
+    assert f"(query q{best})" in section.locator(".detections li").first.inner_text()
     assert "cross" in " ".join(layer_names(section))
     section.locator("select.layer").select_option(label="decoder.0.cross_attn (cross)")
     assert heatmap(section)["queries"] == 4

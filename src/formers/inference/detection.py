@@ -32,11 +32,13 @@ class Detections:
         scores: (N,) probabilities, highest first.
         labels: (N,) class indices in [0, num_classes).
         boxes: (N, 4) corners (x0, y0, x1, y1) in the image's pixels.
+        queries: (N,) the object query each detection came from (None when unknown), e.g. to show its attention.
     """
 
     scores: Tensor
     labels: Tensor
     boxes: Tensor
+    queries: Tensor | None = None
 
     def __len__(self) -> int:
         return self.scores.shape[0]
@@ -47,7 +49,8 @@ class Detections:
         from torchvision.ops import batched_nms
 
         keep = batched_nms(self.boxes.float(), self.scores.float(), self.labels, iou)  # sorted by score
-        return Detections(scores=self.scores[keep], labels=self.labels[keep], boxes=self.boxes[keep])
+        queries = self.queries[keep] if self.queries is not None else None
+        return Detections(scores=self.scores[keep], labels=self.labels[keep], boxes=self.boxes[keep], queries=queries)
 
     def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict]:
         """COCO result records (``image_id``, ``category_id``, ``bbox`` as [x, y, w, h], ``score``).
@@ -108,7 +111,7 @@ def postprocess(
     for s, c, b in zip(scores, labels, pixels):
         keep = (s > threshold).nonzero().squeeze(1) if threshold > 0 else torch.arange(s.shape[0])
         order = keep[s[keep].argsort(descending=True, stable=True)]
-        out.append(Detections(scores=s[order], labels=c[order], boxes=b[order]))
+        out.append(Detections(scores=s[order], labels=c[order], boxes=b[order], queries=order))
     return out
 
 

@@ -186,7 +186,8 @@ def classify(served: ServedModel, data: bytes, top_k: int, limits: Limits) -> di
 
 
 def detect(served: ServedModel, data: bytes, threshold: float, limits: Limits) -> dict[str, Any]:
-    """``{"detections": [{"label", "name", "score", "box"}...], "width", "height", "attention"}`` of one image."""
+    """``{"detections": [{"label", "name", "score", "box", "query"}...], "width", "height", "attention"}`` of one
+    image (``query``: the object query that found the box, a row of the decoder's attention)."""
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     image = _image(served, data, 3, limits)
@@ -202,7 +203,10 @@ def detect(served: ServedModel, data: bytes, threshold: float, limits: Limits) -
                     on_image[1] or (queries if tk == len(queries) else None))
 
         view = attention_view(served.model, (pixels, mask), labels, limits.max_attention_values)
-    return {"detections": found.to_records(served.preprocessing.class_names), "width": int(image.shape[2]),
+    records = found.to_records(served.preprocessing.class_names)
+    for record, query in zip(records, found.queries.tolist(), strict=True):
+        record["query"] = int(query)  # whose attention the page shows for this box
+    return {"detections": records, "width": int(image.shape[2]),
             "height": int(image.shape[1]), "attention": view}
 
 

@@ -32,7 +32,7 @@ function describe(detail) {
 
 // ---- the attention view ----------------------------------------------------------------------------------------
 
-function attentionView(view, image) {
+function attentionView(view, image, focus) {
   const box = el("div", {class: "attention"});
   box.append(el("h3", {}, "Attention"));
   if (!view || !view.layers || view.layers.length === 0) {
@@ -71,6 +71,8 @@ function attentionView(view, image) {
   box.dataset.layers = view.layers.length;
   layer.value = String(view.layers.length - 1);  // the last layer: closest to the result
   fillHeads();
+  const focused = view.layers[layer.value].queries.indexOf(focus);
+  if (focused >= 0) query.value = String(focused);  // e.g. the query that found the most confident box
   draw();
   return box;
 }
@@ -156,7 +158,7 @@ function panel(model) {
                                  "data-task": model.task, "data-state": "idle"});
   const state = s => { section.dataset.state = s; };
   const fail = error => { result.replaceChildren(el("p", {class: "error"}, String(error.message || error))); state("error"); };
-  const show = (view, image) => attention.replaceChildren(attentionView(view, image));
+  const show = (view, image, focus) => attention.replaceChildren(attentionView(view, image, focus));
   const form = TASKS[model.task](model, result, show, state, fail);
   section.append(el("h2", {}, model.id, el("span", {class: "task"}, `${model.task} · ${model.family}`)),
                  el("div", {class: "body"}, el("div", {class: "side"}, form, result), attention));
@@ -276,11 +278,11 @@ const TASKS = {
         const r = await readJSON(await fetch("/api/detect", {method: "POST", body}));
         const canvas = el("canvas", {class: "image"});
         const list = el("ul", {class: "detections"});
-        for (const d of r.detections) list.append(el("li", {}, `${d.name} ${(100 * d.score).toFixed(1)}% [${d.box.map(v => v.toFixed(0)).join(", ")}]`));
+        for (const d of r.detections) list.append(el("li", {}, `${d.name} ${(100 * d.score).toFixed(1)}% [${d.box.map(v => v.toFixed(0)).join(", ")}] (query q${d.query})`));
         result.replaceChildren(canvas, el("p", {}, `${r.detections.length} objects`), list);
         const image = await drawImage(canvas, file.files[0], r.detections);
         canvas.dataset.boxes = r.detections.length;
-        show(r.attention, image);
+        show(r.attention, image, r.detections.length ? `q${r.detections[0].query}` : undefined);
         state("done");
       } catch (e) { fail(e); }
     });
