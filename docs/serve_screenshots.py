@@ -115,7 +115,8 @@ def save_small(png: bytes, path: Path) -> None:
     from PIL import Image
 
     with Image.open(io.BytesIO(png)) as im:
-        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            path, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> int:

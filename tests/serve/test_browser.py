@@ -109,6 +109,21 @@ def heatmap(section) -> dict:
     }""")
 
 
+def labels_stay_in_their_margins(section) -> bool:
+    """No label pixel inside the heatmap's cells: every cell is one flat colour (give or take rounding)."""
+    return section.locator("canvas.heatmap").evaluate("""c => {
+        const q = Number(c.dataset.queries), k = Number(c.dataset.keys);
+        const cell = Math.max(3, Math.min(24, Math.floor(420 / Math.max(q, k))));
+        const left = c.width - 2 - k * cell, top = c.height - 2 - q * cell;
+        const d = c.getContext('2d').getImageData(left, top, k * cell, q * cell);
+        for (let y = 0; y < q * cell; y++) for (let x = 0; x < k * cell; x++) {
+            const i = 4 * (y * k * cell + x), j = 4 * ((y - y % cell) * k * cell + (x - x % cell));
+            if (Math.abs(d.data[i] - d.data[j]) + Math.abs(d.data[i + 1] - d.data[j + 1]) > 24) return false;
+        }
+        return true;
+    }""")
+
+
 def layer_names(section) -> list[str]:
     return section.locator("select.layer option").all_inner_texts()
 
@@ -138,6 +153,7 @@ def test_translate_shows_the_translation_and_the_cross_attention(page, server, t
     drawn = heatmap(section)
     assert (drawn["queries"], drawn["keys"]) == (len(expected["target_tokens"]), len(expected["source_tokens"]))
     assert drawn["colours"] > 10  # cells in many shades, and the labels
+    assert labels_stay_in_their_margins(section)
     section.locator("select.head").select_option("mean")
     assert heatmap(section)["queries"] == len(expected["target_tokens"])
     section.screenshot(path=tmp_path / "translate.png")

@@ -112,7 +112,7 @@ function drawHeatmap(canvas, layer, head, note) {
   const ctx = canvas.getContext("2d");
   ctx.font = "11px sans-serif";
   const showLabels = cell >= 8;
-  const width = labels => showLabels ? Math.min(110, Math.max(...labels.map(s => ctx.measureText(s).width)) + 6) : 0;
+  const width = labels => showLabels ? Math.ceil(Math.min(110, Math.max(...labels.map(s => ctx.measureText(s).width)) + 8)) : 0;
   const left = width(layer.queries), top = width(layer.keys);
   canvas.width = left + tk * cell + 2;
   canvas.height = top + tq * cell + 2;
@@ -133,8 +133,9 @@ function drawHeatmap(canvas, layer, head, note) {
     ctx.textAlign = "right";
     layer.queries.forEach((s, q) => ctx.fillText(s, left - 3, top + q * cell + cell / 2, left - 4));
     ctx.save();
-    ctx.rotate(-Math.PI / 2);
-    layer.keys.forEach((s, k) => ctx.fillText(s, -(top - 3), left + k * cell + cell / 2, top - 4));  // ends above the grid
+    ctx.rotate(-Math.PI / 2);  // column labels read upwards, starting just above the grid
+    ctx.textAlign = "left";
+    layer.keys.forEach((s, k) => ctx.fillText(s, -(top - 5), left + k * cell + cell / 2, top - 6));
     ctx.restore();
   }
   canvas.dataset.queries = tq;
