@@ -284,3 +284,24 @@ def test_a_client_that_goes_away_stops_its_generation(server):
     finally:
         del served.model.forward
     assert len(calls) < 40  # of the 60 steps (+ the attention pass) it would have run
+
+
+def test_the_readme_screenshot_script_writes_a_picture_per_task(tmp_path):
+    """``docs/serve_screenshots.py`` with no checkpoints (tiny random models), into a temporary folder (in a process
+    of its own: Playwright's sync API runs one browser session per thread)."""
+    import subprocess
+    import sys
+
+    if CHROMIUM is None:
+        pytest.skip("Chromium is absent: install Debian's package (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (in the serve extra)")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(repo / "docs" / "serve_screenshots.py"), "--out", str(tmp_path),
+                           "--chromium", CHROMIUM], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    for task in ("translate", "generate", "classify", "detect", "embed"):
+        with Image.open(tmp_path / f"serve_{task}.png") as im:
+            assert im.mode == "P" and im.width > 800 and im.height > 300  # a palette PNG of the whole panel
