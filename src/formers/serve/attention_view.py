@@ -21,9 +21,9 @@ from typing import Any
 
 from torch import nn
 
-from formers.inference.attention import attention_maps
+from formers.inference.attention import AttentionRecord, attention_maps
 
-Labeller = Callable[[Any, int, int], tuple[Sequence[str] | None, Sequence[str] | None]]
+Labeller = Callable[[AttentionRecord, int, int], tuple[Sequence[str] | None, Sequence[str] | None]]
 """(record, Tq, Tk) -> (query labels, key labels), either None where the caller has none for that record."""
 
 
@@ -60,10 +60,10 @@ def attention_view(
     return records_to_view(records, labeller, max_values)
 
 
-def image_labels(record: Any, tq: int, tk: int) -> tuple[list[str] | None, list[str] | None]:
+def image_labels(record: AttentionRecord, tq: int, tk: int) -> tuple[list[str] | None, list[str] | None]:
     """Labels of image tokens from a record's geometry: ``[CLS]`` prefix tokens then ``r,c`` grid positions (ViT,
     DETR's encoder and the keys of its cross-attention), or the positions inside Swin's first window."""
-    extra = getattr(record, "extra", {}) or {}
+    extra = record.extra
     if "window_size" in extra:
         inside = grid_labels(*extra["window_size"])
         return inside, inside
@@ -75,8 +75,8 @@ def image_labels(record: Any, tq: int, tk: int) -> tuple[list[str] | None, list[
     return (labels if tq == len(labels) else None), (labels if tk == len(labels) else None)
 
 
-def records_to_view(records: Sequence[Any], labeller: Labeller, max_values: int) -> dict[str, Any]:
-    """Turns attention records (``name``, ``kind``, ``weights`` (B, H, Tq, Tk)) into the view's JSON."""
+def records_to_view(records: Sequence[AttentionRecord], labeller: Labeller, max_values: int) -> dict[str, Any]:
+    """Turns attention records (``name``, ``kind``, ``weights`` (B, H, Tq, Tk), ``extra``) into the view's JSON."""
     if not records:
         return {"layers": [], "error": "the model recorded no attention"}
     cells = sum(r.weights.shape[1] * r.weights.shape[2] * r.weights.shape[3] for r in records)
@@ -94,13 +94,13 @@ def records_to_view(records: Sequence[Any], labeller: Labeller, max_values: int)
             weights, queries, keys = weights[:, -keep_q:, -keep_k:], queries[-keep_q:], keys[-keep_k:]
         layer = {
             "name": str(record.name),
-            "kind": str(getattr(record, "kind", "")),
+            "kind": record.kind,
             "heads": heads,
             "queries": queries,
             "keys": keys,
             "weights": weights.double().mul(1e4).round().div(1e4).tolist(),
         }
-        extra = getattr(record, "extra", {}) or {}
+        extra = record.extra
         if "grid" in extra and "window_size" not in extra and len(keys) == tk:  # keys lie over the image
             layer["grid"] = [int(v) for v in extra["grid"]]
             layer["prefix_tokens"] = int(extra.get("prefix_tokens", 0))

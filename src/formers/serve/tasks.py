@@ -50,13 +50,10 @@ def translate(served: ServedModel, text: str, beam: int, limits: Limits) -> dict
         src_t, tgt_t = torch.tensor([src], device=device), torch.tensor([inputs], device=device)  # (1, S), (1, T)
         source, target = token_labels(tok, src), [*token_labels(tok, ids), "</s>"][: len(inputs)]
 
-        def labels(record: Any, tq: int, tk: int) -> tuple[list[str] | None, list[str] | None]:
-            where = f"{record.name} {getattr(record, 'kind', '')}".lower()
-            if "cross" in where or ("decoder" in where and "self" not in where and tk == len(source) != tq):
+        def labels(record: Any, tq: int, tk: int) -> tuple[list[str], list[str]]:
+            if record.kind == "cross":  # the decoder's queries over the source (Luong attention too)
                 return target, source
-            if "decoder" in where or "tgt" in where:
-                return target, target
-            return source, source
+            return (target, target) if record.name.startswith("decoder") else (source, source)
 
         view = attention_view(model, (src_t, tgt_t), labels, limits.max_attention_values)
     return {"translation": tok.decode(ids), "source_tokens": source, "target_tokens": target, "attention": view}
