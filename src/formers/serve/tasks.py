@@ -48,7 +48,7 @@ def translate(served: ServedModel, text: str, beam: int, limits: Limits) -> dict
         device = translator.device
         inputs = [c.bos_id, *ids][: c.max_seq_len]  # the decoder's inputs: row t predicts target[t]
         src_t, tgt_t = torch.tensor([src], device=device), torch.tensor([inputs], device=device)  # (1, S), (1, T)
-        source, target = token_labels(tok, src), [*token_labels(tok, ids), "</s>"][: len(inputs)]
+        source, target = token_labels(tok, src), token_labels(tok, [*ids, c.eos_id])[: len(inputs)]
 
         def labels(record: Any, tq: int, tk: int) -> tuple[list[str], list[str]]:
             if record.kind == "cross":  # the decoder's queries over the source (Luong attention too)
