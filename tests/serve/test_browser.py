@@ -175,6 +175,13 @@ def test_generate_streams_text_into_the_page(page, server, tmp_path):
     drawn = heatmap(section)
     assert drawn["queries"] == drawn["keys"] == 25 and drawn["colours"] > 10
     section.screenshot(path=tmp_path / "generate.png")
+    section.locator("input[name=greedy]").uncheck()  # sampled, with the page's temperature and seed
+    section.locator("input[name=temperature]").fill("1.5")
+    section.locator("input[name=seed]").fill("3")
+    run_and_wait(section, "Generate")
+    sampled = api(server, "/api/generate", {"model": "gpt-char", "prompt": "To be", "max_new_tokens": 20,
+                                            "temperature": 1.5, "seed": 3})
+    assert out.inner_text() == "To be" + sampled["text"] and sampled["text"] != expected["text"]
 
 
 def test_classify_shows_probabilities_and_patch_attention(page, server, tmp_path, make_png):

@@ -202,7 +202,8 @@ const TASKS = {
     const tokens = number("max_new_tokens", 40, {min: 1});
     const greedy = el("input", {type: "checkbox", name: "greedy"});
     const seed = number("seed", 0, {min: 0});
-    return formOf([prompt, el("div", {class: "row"}, tokens, el("label", {}, greedy, " greedy"), seed)],
+    const temperature = number("temperature", 0.8, {min: 0.05, step: 0.05});
+    return formOf([prompt, el("div", {class: "row"}, tokens, el("label", {}, greedy, " greedy"), temperature, seed)],
                   "Generate", async () => {
       state("running");
       const out = el("div", {class: "result generated"}, el("b", {}, prompt.value));
@@ -211,6 +212,7 @@ const TASKS = {
         const response = await fetch("/api/generate", {method: "POST", headers: {"Content-Type": "application/json"},
           body: JSON.stringify({model: model.id, prompt: prompt.value, greedy: greedy.checked,
                                 max_new_tokens: Number(tokens.querySelector("input").value),
+                                temperature: Number(temperature.querySelector("input").value),
                                 seed: Number(seed.querySelector("input").value)})});
         if (!response.ok) return fail(new Error(describe((await response.json()).detail)));
         const reader = response.body.getReader(), decoder = new TextDecoder();
