@@ -9,6 +9,7 @@ import formers
 from formers.cli.main import main
 from formers.data.tokenizers.char import CharTokenizer
 
+pytest.importorskip("fastapi", reason="pip install 'formers[serve]'")
 uvicorn = pytest.importorskip("uvicorn", reason="pip install 'formers[serve]'")
 
 
@@ -60,3 +61,13 @@ def test_checkpoints_the_playground_cannot_serve_are_refused(tmp_path, served, c
     assert main(["serve", "--checkpoint", str(tmp_path / "w2v"), "--device", "cpu"]) == 2
     assert "got a 'word2vec' model" in capsys.readouterr().err
     assert not served
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install(gpt_dir, served, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if FastAPI were not installed
+    for name in [m for m in sys.modules if m.startswith("formers.serve")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert main(["serve", "--checkpoint", str(gpt_dir), "--device", "cpu"]) == 2
+    assert "pip install 'formers[serve]'" in capsys.readouterr().err and not served

@@ -14,9 +14,6 @@ from formers.data.tokenizers import SubwordTokenizer
 from formers.data.tokenizers.char import CharTokenizer
 from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 
-pytest.importorskip("fastapi", reason="pip install 'formers[serve]' (fastapi, uvicorn, python-multipart, httpx)")
-pytest.importorskip("torchvision")
-
 CORPUS = ["the cat sat on the mat", "a dog ran in the park", "el gato se sento", "un perro corrio en el parque"] * 4
 SHAKESPEARE = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer.\n" * 3
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -11,19 +11,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from fastapi.testclient import TestClient
 
-import formers
-from formers.data.detection_loader import DetectionPreprocessing
-from formers.data.image_transforms import Preprocessing
-from formers.data.images import decode_image
-from formers.data.tokenizers.load import load_tokenizer
-from formers.data.tokenizers.wordpiece import WordPieceTokenizer
-from formers.inference.detection import Detector
-from formers.inference.embedding import embed_texts
-from formers.inference.translate import Translator
-from formers.serve import Limits, create_app
-from formers.serve.models import model_ids
+pytest.importorskip("fastapi", reason="pip install 'formers[serve]' (fastapi, uvicorn, python-multipart, httpx)")
+pytest.importorskip("torchvision", reason="pip install 'formers[vision]'")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+import formers  # noqa: E402
+from formers.data.detection_loader import DetectionPreprocessing  # noqa: E402
+from formers.data.image_transforms import Preprocessing  # noqa: E402
+from formers.data.images import decode_image  # noqa: E402
+from formers.data.tokenizers.load import load_tokenizer  # noqa: E402
+from formers.data.tokenizers.wordpiece import WordPieceTokenizer  # noqa: E402
+from formers.inference.detection import Detector  # noqa: E402
+from formers.inference.embedding import embed_texts  # noqa: E402
+from formers.inference.translate import Translator  # noqa: E402
+from formers.serve import Limits, create_app  # noqa: E402
+from formers.serve.models import model_ids  # noqa: E402
 
 LIMITS = Limits(max_text_chars=80, max_new_tokens=30, max_upload_bytes=20_000, max_image_pixels=120 * 120,
                 max_sentences=4)

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from formers.serve import Limits, create_app
+pytest.importorskip("fastapi", reason="pip install 'formers[serve]' (fastapi, uvicorn, python-multipart, httpx)")
+pytest.importorskip("torchvision", reason="pip install 'formers[vision]'")
+
+from formers.serve import Limits, create_app  # noqa: E402
 
 CHROMIUM = next((p for p in (os.environ.get("FORMERS_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",
                              shutil.which("chromium-browser")) if p and Path(p).is_file()), None)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fastapi.testclient import TestClient
 
-import formers
-from formers.data.image_transforms import Preprocessing
-from formers.data.tokenizers import SubwordTokenizer
-from formers.serve import create_app
+pytest.importorskip("fastapi", reason="pip install 'formers[serve]' (fastapi, uvicorn, python-multipart, httpx)")
+pytest.importorskip("torchvision", reason="pip install 'formers[vision]'")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+import formers  # noqa: E402
+from formers.data.image_transforms import Preprocessing  # noqa: E402
+from formers.data.tokenizers import SubwordTokenizer  # noqa: E402
+from formers.serve import create_app  # noqa: E402
 
 VISION = {
     "swin_mini_28": dict(image_size=24, patch_size=2, embed_dim=8, depths=(2, 2), num_heads=(2, 2), window_size=3,
