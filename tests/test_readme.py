@@ -25,6 +25,9 @@ IMPORT_NAMES = {
     "sentencepiece": "sentencepiece", "timm": "timm", "torchvision": "torchvision", "pillow": "PIL",
     "scikit-learn": "sklearn", "import-linter": "importlinter", "hypothesis": "hypothesis", "scipy": "scipy",
     "pycocotools": "pycocotools", "gensim": "gensim",
+    "fastapi": "fastapi", "uvicorn": "uvicorn", "python-multipart": "python_multipart", "httpx": "httpx",
+    "swagger-ui-bundle-v2": "swagger_ui_bundle", "anyio": "anyio",
+    "playwright": "playwright",
 }
 """The module each optional dependency installs."""
 

@@ -24,6 +24,7 @@ from formers.cli import (
     generate,
     listing,
     prepare,
+    serve,
     train,
     translate,
     word_vectors,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_parsers(sub)
     word_vectors.add_parsers(sub)
     attention.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 

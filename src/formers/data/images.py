@@ -19,7 +19,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -282,20 +282,52 @@ def read_image(path: str | os.PathLike[str], in_channels: int = 3) -> Tensor:
         FileNotFoundError: no such file.
         ValueError: the file is not an image that Pillow can decode (named in the message), or a bad channel count.
     """
-    from PIL import Image, UnidentifiedImageError
-
     if in_channels not in _MODES:
         raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
+    return _decode(path, in_channels, f"image {str(path)!r}")
+
+
+def decode_image(data: bytes, in_channels: int = 3, source: str = "the image", max_pixels: int | None = None) -> Tensor:
+    """Decodes the bytes of an image file (an upload) into (C, H, W) uint8 pixels, grayscale (1) or RGB (3).
+
+    Args:
+        data: the file's bytes, any format Pillow reads.
+        in_channels: 1 or 3.
+        source: what the bytes are, named in errors.
+        max_pixels: refuse images with more pixels than this (read from the header, before decoding).
+
+    Raises:
+        ValueError: not an image Pillow can decode, too many pixels, or a bad channel count.
+    """
+    import io
+
+    if in_channels not in _MODES:
+        raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    return _decode(io.BytesIO(data), in_channels, source, max_pixels)
+
+
+def _decode(file: Any, in_channels: int, source: str, max_pixels: int | None = None) -> Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    size = None
     try:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert(_MODES[in_channels]))
+        with Image.open(file) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                size = (img.width, img.height)  # refused below, before any pixel is decoded
+            else:
+                array = np.asarray(img.convert(_MODES[in_channels]))
     except UnidentifiedImageError:
-        raise ValueError(f"cannot read image {str(path)!r}: not an image format Pillow can decode") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
-        raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
+        raise ValueError(f"cannot read {source}: not an image format Pillow can decode") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # truncated or corrupt data
+        raise ValueError(f"cannot read {source}: {e}") from None
+    if size is not None:
+        raise ValueError(f"{source} has {size[0]}x{size[1]} pixels, more than the limit of {max_pixels}; "
+                         "send a smaller image")
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(array.copy()).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)

@@ -32,11 +32,13 @@ class Detections:
         scores: (N,) probabilities, highest first.
         labels: (N,) class indices in [0, num_classes).
         boxes: (N, 4) corners (x0, y0, x1, y1) in the image's pixels.
+        queries: (N,) the object query each detection came from (None when unknown), e.g. to show its attention.
     """
 
     scores: Tensor
     labels: Tensor
     boxes: Tensor
+    queries: Tensor | None = None
 
     def __len__(self) -> int:
         return self.scores.shape[0]
@@ -47,7 +49,8 @@ class Detections:
         from torchvision.ops import batched_nms
 
         keep = batched_nms(self.boxes.float(), self.scores.float(), self.labels, iou)  # sorted by score
-        return Detections(scores=self.scores[keep], labels=self.labels[keep], boxes=self.boxes[keep])
+        queries = self.queries[keep] if self.queries is not None else None
+        return Detections(scores=self.scores[keep], labels=self.labels[keep], boxes=self.boxes[keep], queries=queries)
 
     def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict]:
         """COCO result records (``image_id``, ``category_id``, ``bbox`` as [x, y, w, h], ``score``).
@@ -108,7 +111,7 @@ def postprocess(
     for s, c, b in zip(scores, labels, pixels):
         keep = (s > threshold).nonzero().squeeze(1) if threshold > 0 else torch.arange(s.shape[0])
         order = keep[s[keep].argsort(descending=True, stable=True)]
-        out.append(Detections(scores=s[order], labels=c[order], boxes=b[order]))
+        out.append(Detections(scores=s[order], labels=c[order], boxes=b[order], queries=order))
     return out
 
 
@@ -147,27 +150,32 @@ class Detector:
     @torch.no_grad()
     def __call__(self, images: Sequence[Tensor], threshold: float = 0.5) -> list[Detections]:
         """Detections (scores above ``threshold``) of each (3, H, W) uint8 image, in its own pixels."""
+        out: list[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            pixels, mask, sizes = self.inputs(images[start : start + self.batch_size])
+            with value_checks(False):
+                output = self.model(pixels, mask)
+            out += postprocess(output.logits, output.boxes, sizes, threshold)
+        return out
+
+    def inputs(self, images: Sequence[Tensor]) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
+        """The model's inputs for (3, H, W) uint8 images: resized, padded and normalised pixels (B, 3, H', W') and
+        their padding mask (B, H', W') on the model's device, and each image's (height, width)."""
         from torchvision import tv_tensors
 
         device = next(self.model.parameters()).device
-        out: list[Detections] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            samples = []
-            for image in chunk:
-                if image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
-                    raise ValueError(f"images must be (3, H, W) uint8 RGB tensors, got {image.dtype} "
-                                     f"{tuple(image.shape)}")
-                resized = self._transform(tv_tensors.Image(image)).as_subclass(Tensor)
-                samples.append({"image": resized, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
-                                "image_id": 0, "orig_size": tuple(image.shape[1:])})
-            batch = collate_detection(samples)
-            mask = batch["padding_mask"].to(device)
-            pixels = normalize_padded(batch["images"].to(device), mask, self.preprocessing.mean, self.preprocessing.std)
-            with value_checks(False):
-                output = self.model(pixels, mask)
-            out += postprocess(output.logits, output.boxes, batch["orig_sizes"], threshold)
-        return out
+        samples = []
+        for image in images:
+            if image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
+                raise ValueError(f"images must be (3, H, W) uint8 RGB tensors, got {image.dtype} "
+                                 f"{tuple(image.shape)}")
+            resized = self._transform(tv_tensors.Image(image)).as_subclass(Tensor)
+            samples.append({"image": resized, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+                            "image_id": 0, "orig_size": tuple(image.shape[1:])})
+        batch = collate_detection(samples)
+        mask = batch["padding_mask"].to(device)
+        pixels = normalize_padded(batch["images"].to(device), mask, self.preprocessing.mean, self.preprocessing.std)
+        return pixels, mask, batch["orig_sizes"]
 
 
 __all__ = ["Detections", "Detector", "postprocess"]

@@ -83,19 +83,24 @@ class Translator:
 
     def translate(self, texts: Iterable[str]) -> list[str]:
         """Translates each sentence; returns detokenized translations in input order ("" for a blank sentence)."""
+        return [self.tokenizer.decode(ids) for ids in self.translate_ids(texts)]
+
+    def translate_ids(self, texts: Iterable[str]) -> list[list[int]]:
+        """The target ids of each sentence's translation (no start or end token; [] for a blank sentence), in input
+        order."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of sentences, got one str; pass [text]")
         texts = list(texts)
         encoded = self.encode_sources(texts)
         order = sorted((i for i in range(len(encoded)) if encoded[i]), key=lambda i: len(encoded[i]))
-        results: list[str] = [""] * len(texts)
+        results: list[list[int]] = [[] for _ in texts]
         try:
             self._translate_batches(encoded, order, results)
         finally:
             clear_decoders(self.model)
         return results
 
-    def _translate_batches(self, encoded: list[list[int]], order: list[int], results: list[str]) -> None:
+    def _translate_batches(self, encoded: list[list[int]], order: list[int], results: list[list[int]]) -> None:
         start = 0
         while start < len(order):
             end = start + 1
@@ -114,5 +119,5 @@ class Translator:
             else:
                 outputs = beam_search(self.model, src, mask, beam_size=self.beam_size, alpha=self.alpha, fast=self.fast)
             for i, ids in zip(rows, outputs):
-                results[i] = self.tokenizer.decode(ids)
+                results[i] = list(ids)
             start = end
