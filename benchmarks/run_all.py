@@ -40,10 +40,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -109,7 +110,7 @@ def _get(d: dict, *keys: str) -> Any:
 
 def generate_rows(r: dict) -> list[Row]:
     w = _get(r, "gpt2", "workloads") or {}
-    tps = lambda name, run: _get(w, name, "runs", run, "tokens_per_s")  # noqa: E731
+    tps = lambda name, run: _get(w, name, "runs", run, "tokens_per_s")
     greedy_b1 = tps("greedy_b1", "formers_generate")
     rows = [
         row("GPT-2 124M greedy, batch 1, 256 new tokens: `model.generate` vs HF `generate`", "tokens/s",
@@ -193,7 +194,7 @@ def gpu_recipes() -> list[str]:
 
 def benchmarks(multi30k_minutes: float) -> list[Benchmark]:
     """Every comparison, in the order they run."""
-    out = lambda d: ["--out", str(d / "result.json")]  # noqa: E731
+    out = lambda d: ["--out", str(d / "result.json")]
     items = [
         Benchmark("generate", "generate", "generate_speed.py", out,
                   lambda d: ["--device", "cpu", "--tiny", "--new-tokens", "8", "--sentences", "4", *out(d)],
@@ -378,7 +379,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "smoke": args.smoke,
         "versions": versions(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "python benchmarks/run_all.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
+        "command": "python benchmarks/run_all.py"
+                   + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
         "benchmarks": {},
     }
     for bench in chosen:

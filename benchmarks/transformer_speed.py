@@ -29,8 +29,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,16 +39,18 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vision_bench import timed  # noqa: E402
+from vision_bench import timed
 
-import formers  # noqa: E402
-from formers.files import atomic_file  # noqa: E402
-from formers.layers import value_checks  # noqa: E402
-from formers.layers.positional import sinusoidal_table  # noqa: E402
+import formers
+from formers.files import atomic_file
+from formers.layers import value_checks
+from formers.layers.positional import sinusoidal_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BASE = dict(vocab_size=32000, embed_dim=512, num_heads=8, ffn_dim=2048, num_layers=6, batch_size=128, seq_len=128)
-SMOKE = dict(vocab_size=512, embed_dim=32, num_heads=2, ffn_dim=64, num_layers=1, batch_size=4, seq_len=16)
+BASE = {"vocab_size": 32000, "embed_dim": 512, "num_heads": 8, "ffn_dim": 2048, "num_layers": 6, "batch_size": 128,
+        "seq_len": 128}
+SMOKE = {"vocab_size": 512, "embed_dim": 32, "num_heads": 2, "ffn_dim": 64, "num_layers": 1, "batch_size": 4,
+         "seq_len": 16}
 PAD_ID = 0
 
 
