@@ -1,0 +1,105 @@
+"""benchmarks/run_all.py: every comparison as a subprocess with a timeout, one JSON; checked on the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "run_all.py"
+
+
+@pytest.fixture()
+def run_all(monkeypatch):
+    spec = importlib.util.spec_from_file_location("run_all", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_subset_writes_one_json_with_machine_versions_and_each_benchmark(run_all, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "all.json"
+    run_all.main(["--smoke", "--only", "transformer_base", "vit", "--work-dir", str(tmp_path / "work"),
+                  "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["schema"] == 1 and report["smoke"] is True
+    assert set(report["versions"]) >= {"python", "torch", "cuda", "transformers", "timm", "gensim", "formers_commit"}
+    assert report["versions"]["torch"] and report["date"].endswith("UTC")
+    assert report["command"].startswith("python benchmarks/run_all.py --smoke --only transformer_base vit")
+    assert list(report["benchmarks"]) == ["transformer_base", "vit"]  # only those, in the run order
+    for name, bench in report["benchmarks"].items():
+        assert bench["status"] == "ok" and bench["returncode"] == 0, bench.get("output_tail")
+        assert bench["command"].startswith("PYTHONPATH=src python benchmarks/") and "--smoke" in bench["command"]
+        assert bench["rows"], name
+        for row in bench["rows"]:
+            assert row["formers"] > 0 and row["peer"] > 0
+            assert row["ratio"] == pytest.approx(row["formers"] / row["peer"])
+            assert row["met"] == (row["ratio"] >= row["target_ratio"])
+    tb = report["benchmarks"]["transformer_base"]
+    assert tb["result"]["target_tokens_per_s"]["formers"] == tb["rows"][0]["formers"]
+    assert [r["workload"].split(",")[0] for r in report["benchmarks"]["vit"]["rows"]] == [
+        "ViT-B/16 training", "ViT-B/16 inference"]
+
+
+def fake_benchmark(run_all, name: str, code: str):
+    """A benchmark whose script is ``code`` (it gets the JSON path as its argument)."""
+    return run_all.Benchmark(name, name, f"{name}.py", lambda d: [str(d / "result.json")],
+                             lambda d: [str(d / "result.json")], "result.json", 60,
+                             lambda r: [run_all.row("x", "items/s", r["ours"], "peer", r["peer"], target_ratio=2)])
+
+
+def test_a_failing_or_timed_out_benchmark_is_recorded_and_the_rest_still_run(run_all, tmp_path, monkeypatch):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "broken.py").write_text("import sys\nprint('going down')\nsys.exit(3)\n")
+    (scripts / "slow.py").write_text("import time\ntime.sleep(60)\n")
+    (scripts / "good.py").write_text(
+        "import json, sys\nopen(sys.argv[1], 'w').write(json.dumps({'ours': 30.0, 'peer': 10.0}))\n")
+    monkeypatch.setattr(run_all, "BENCH", scripts)
+    items = [fake_benchmark(run_all, n, "") for n in ("broken", "slow", "good")]
+    monkeypatch.setattr(run_all, "benchmarks", lambda minutes: items)
+    real_run_one = run_all.run_one
+    monkeypatch.setattr(run_all, "run_one", lambda b, w, s, t: real_run_one(b, w, s, 2.0 if b.name == "slow" else t))
+    out = tmp_path / "all.json"
+    run_all.main(["--work-dir", str(tmp_path / "work"), "--out", str(out)])
+    benches = json.loads(out.read_text())["benchmarks"]
+    assert benches["broken"]["status"] == "failed" and benches["broken"]["returncode"] == 3
+    assert "going down" in benches["broken"]["output_tail"] and "rows" not in benches["broken"]
+    assert benches["slow"]["status"] == "timeout" and benches["slow"]["returncode"] is None
+    assert benches["slow"]["seconds"] < 30
+    good = benches["good"]
+    assert good["status"] == "ok" and good["result"] == {"ours": 30.0, "peer": 10.0}
+    assert good["rows"][0]["ratio"] == 3.0 and good["rows"][0]["met"] is True
+
+
+def test_only_and_skip_take_names_and_groups_and_reject_unknown_ones(run_all):
+    items = run_all.benchmarks(2.0)
+    profiles = [b.name for b in run_all.select(items, ["step_profile"], [])]
+    assert "profile-multi30k-en-de" in profiles and "profile-vit-fashion-mnist" in profiles
+    assert "profile-quickstart" not in profiles and all(p.startswith("profile-") for p in profiles)
+    rest = [b.name for b in run_all.select(items, None, ["step_profile", "word2vec"])]
+    assert rest == ["generate", "multi30k_train", "transformer_base", "vit", "swin", "gpt2_train", "detr"]
+    with pytest.raises(ValueError, match=r"--only: unknown benchmark\(s\) \['vitt'\]"):
+        run_all.select(items, ["vitt"], [])
+    with pytest.raises(SystemExit, match="unknown"):
+        run_all.main(["--skip", "nope"])
+
+
+def test_rows_compare_formers_with_the_peer_and_check_issue_15_targets(run_all):
+    r = run_all.row("w", "tokens/s", 4000.0, "HF", 300.0, target_ratio=10, target_value=3000)
+    assert r["ratio"] == pytest.approx(13.33, abs=0.01) and r["met"] is True
+    assert run_all.row("w", "tokens/s", 2000.0, "HF", 100.0, target_ratio=10, target_value=3000)["met"] is False
+    assert run_all.row("w", "tokens/s", None, "HF", 100.0, target_ratio=10)["met"] is None  # a missing figure
+    assert run_all.row("w", "words/s", 5.0, "gensim", 10.0)["met"] is None  # no target
+    assert run_all.gpu_tag("NVIDIA H100 80GB HBM3") == "h100" and run_all.gpu_tag(None) == "cpu"
+    rows = run_all.generate_rows({"gpt2": {"workloads": {
+        "greedy_b1": {"runs": {"formers_generate": {"tokens_per_s": 1000.0}, "hf_generate": {"tokens_per_s": 100.0}}},
+        "sample_b1": {"runs": {"formers_generate": {"tokens_per_s": 950.0}, "hf_generate": {"error": "boom"}}},
+    }}, "translation": {"sentences": 1014, "runs": {}}})
+    assert [r["met"] for r in rows] == [False, None, True, None]  # b1 under 3,000; b32 missing; sampling >= 90%
+    assert rows[2]["target_value"] == 900.0 and rows[2]["ratio"] is None
