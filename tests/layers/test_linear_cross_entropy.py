@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from formers.layers import IGNORE_INDEX, linear_cross_entropy
+from formers.layers.linear_cross_entropy import _LinearCrossEntropy
+
+TOLERANCES = {torch.float32: {"rtol": 1e-5, "atol": 1e-5}, torch.float64: {"rtol": 1e-10, "atol": 1e-10}}
+
+
+def reference(hidden, weight, bias, targets, num_classes, smoothing, reduction="mean"):
+    """F.cross_entropy of the full logits cut to the real classes, and the gradients of hidden, weight and bias."""
+    leaves = [t.detach().clone().requires_grad_() for t in (hidden, weight)]
+    leaves.append(bias.detach().clone().requires_grad_() if bias is not None else None)
+    logits = F.linear(leaves[0], leaves[1], leaves[2])[:, :num_classes]
+    loss = F.cross_entropy(logits, targets, label_smoothing=smoothing, reduction=reduction)
+    inputs = [t for t in leaves if t is not None]
+    grads = torch.autograd.grad(loss, inputs)
+    return loss.detach(), list(grads)
+
+
+def check(n, d, rows, num_classes, chunk_size, smoothing, dtype, with_bias, ignored, reduction="mean", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n, d, generator=gen, dtype=dtype).requires_grad_()
+    weight = torch.randn(rows, d, generator=gen, dtype=dtype).requires_grad_()
+    bias = torch.randn(rows, generator=gen, dtype=dtype).requires_grad_() if with_bias else None
+    targets = torch.randint(0, num_classes, (n,), generator=gen)
+    targets[ignored] = IGNORE_INDEX
+    expected, expected_grads = reference(hidden, weight, bias, targets, num_classes, smoothing, reduction)
+    loss = linear_cross_entropy(hidden, weight, targets, bias=bias, num_classes=num_classes,
+                                label_smoothing=smoothing, reduction=reduction, chunk_size=chunk_size)
+    inputs = [t for t in (hidden, weight, bias) if t is not None]
+    grads = torch.autograd.grad(loss, inputs)
+    assert loss.dtype == dtype
+    torch.testing.assert_close(loss, expected, equal_nan=True, **TOLERANCES[dtype])
+    for grad, want in zip(grads, expected_grads):
+        assert grad.dtype == dtype
+        torch.testing.assert_close(grad, want, **TOLERANCES[dtype])
+    assert torch.count_nonzero(grads[1][num_classes:]) == 0  # padded rows learn nothing
+    return loss
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    d=st.integers(1, 12),
+    num_classes=st.integers(1, 30),
+    padding=st.integers(0, 5),
+    chunk_size=st.integers(1, 50),
+    smoothing=st.sampled_from([0.0, 0.1]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    with_bias=st.booleans(),
+    reduction=st.sampled_from(["mean", "sum"]),
+    data=st.data(),
+)
+def test_equals_f_cross_entropy_of_the_full_logits(n, d, num_classes, padding, chunk_size, smoothing, dtype,
+                                                   with_bias, reduction, data):
+    ignored = data.draw(st.lists(st.integers(0, n - 1), max_size=n), label="ignored rows")
+    if len(set(ignored)) == n and reduction == "mean":
+        ignored = ignored[1:]  # the all-ignored mean (NaN) has its own test
+    check(n, d, num_classes + padding, num_classes, chunk_size, smoothing, dtype, with_bias, ignored, reduction,
+          seed=n * 1000 + d)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_an_all_ignored_batch_is_nan_or_zero_with_zero_gradients_as_f_cross_entropy(smoothing, reduction):
+    loss = check(7, 4, 12, 10, 3, smoothing, torch.float32, True, list(range(7)), reduction)
+    assert torch.isnan(loss) if reduction == "mean" else loss == 0
+
+
+def test_a_chunk_size_not_dividing_n_and_one_larger_than_n_give_the_same_loss():
+    losses = [check(23, 6, 20, 17, chunk, 0.1, torch.float64, False, [2, 5]) for chunk in (5, 23, 64)]
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-12, atol=0)
+    torch.testing.assert_close(losses[0], losses[2], rtol=1e-12, atol=0)
+
+
+def test_gradcheck_in_float64():
+    torch.manual_seed(0)
+    hidden = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([0, 5, IGNORE_INDEX, 2, 5])
+    for smoothing, mean in ((0.0, True), (0.1, True), (0.1, False)):
+        assert torch.autograd.gradcheck(
+            lambda h, w, b: _LinearCrossEntropy.apply(h, w, b, targets, 6, IGNORE_INDEX, smoothing, mean, 2),
+            (hidden, weight, bias),
+        )
+
+
+def test_bf16_autocast_runs_the_gemms_in_bf16_and_matches_the_autocast_reference():
+    torch.manual_seed(0)
+    hidden = torch.randn(64, 16, requires_grad=True)
+    weight = torch.randn(40, 16, requires_grad=True)
+    targets = torch.randint(0, 37, (64,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = linear_cross_entropy(hidden, weight, targets, num_classes=37, label_smoothing=0.1, chunk_size=16)
+        logits = F.linear(hidden, weight)[:, :37].float()
+    expected = F.cross_entropy(logits, targets, label_smoothing=0.1)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)  # same bf16 logits, float32 softmax
+    grads = torch.autograd.grad(loss, (hidden, weight))
+    expected_grads = torch.autograd.grad(expected, (hidden, weight))
+    for grad, want in zip(grads, expected_grads):
+        assert grad.dtype == torch.float32
+        torch.testing.assert_close(grad, want, rtol=2e-2, atol=2e-3)  # bf16 rounding of the gradient GEMMs
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the element count of the largest tensor any op produces (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_no_tensor_is_larger_than_a_chunk_of_logits_or_the_inputs():
+    n, d, rows, chunk = 1024, 8, 256, 32  # N * V = 262144 against chunk * V = 8192, V * D = 2048, N * D = 8192
+    hidden = torch.randn(n, d, requires_grad=True)
+    weight = torch.randn(rows, d, requires_grad=True)
+    targets = torch.randint(0, 250, (n,))
+    with LargestTensor() as chunked:
+        linear_cross_entropy(hidden, weight, targets, num_classes=250, label_smoothing=0.1, chunk_size=chunk).backward()
+    assert chunked.largest <= max(chunk * rows, rows * d, n * d)
+    with LargestTensor() as full:
+        F.cross_entropy(F.linear(hidden, weight)[:, :250], targets, label_smoothing=0.1).backward()
+    assert full.largest >= n * 250  # the measure sees what the reference materialises
+
+
+def test_bad_arguments_name_the_argument():
+    hidden, weight, targets = torch.randn(4, 3), torch.randn(6, 3), torch.tensor([0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"weight must be \(R, 3\)"):
+        linear_cross_entropy(hidden, torch.randn(6, 2), targets)
+    with pytest.raises(ValueError, match=r"targets must be \(4,\)"):
+        linear_cross_entropy(hidden, weight, targets[:3])
+    with pytest.raises(ValueError, match=r"num_classes must be in \[1, 6\]"):
+        linear_cross_entropy(hidden, weight, targets, num_classes=7)
+    with pytest.raises(ValueError, match=r"targets holds class 5, outside \[0, 5\)"):
+        linear_cross_entropy(hidden, weight, torch.tensor([0, 5, 1, 1]), num_classes=5)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
+        linear_cross_entropy(hidden, weight, targets, label_smoothing=1.0)
+    with pytest.raises(ValueError, match=r"chunk_size must be a positive int, got 0"):
+        linear_cross_entropy(hidden, weight, targets, chunk_size=0)
+    with pytest.raises(ValueError, match=r"reduction must be 'mean' or 'sum', got 'none'"):
+        linear_cross_entropy(hidden, weight, targets, reduction="none")
+    with pytest.raises(TypeError, match=r"hidden and weight must have one dtype"):
+        linear_cross_entropy(hidden.double(), weight, targets)
