@@ -25,11 +25,12 @@ class CausalLMOutput:
     """Decoder-only language-model output.
 
     Attributes:
-        logits: next-token scores (B, T, V); position t scores the token at t + 1.
+        logits: next-token scores (B, T, V); position t scores the token at t + 1. None when the model was asked
+            for the loss only (``model(ids, targets=y)``: the chunked loss never makes the logits).
         loss: mean next-token cross-entropy (float32 scalar) when ``targets`` were given, else None.
     """
 
-    logits: Tensor
+    logits: Tensor | None
     loss: Tensor | None = None
 
 
