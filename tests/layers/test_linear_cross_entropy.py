@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from formers.layers import IGNORE_INDEX, linear_cross_entropy
+from formers.layers import IGNORE_INDEX, linear_cross_entropy, logits_cross_entropy
 from formers.layers.linear_cross_entropy import _LinearCrossEntropy
 
 TOLERANCES = {torch.float32: {"rtol": 1e-5, "atol": 1e-5}, torch.float64: {"rtol": 1e-10, "atol": 1e-10}}
@@ -42,6 +42,14 @@ def check(n, d, rows, num_classes, chunk_size, smoothing, dtype, with_bias, igno
         assert grad.dtype == dtype
         torch.testing.assert_close(grad, want, **TOLERANCES[dtype])
     assert torch.count_nonzero(grads[1][num_classes:]) == 0  # padded rows learn nothing
+    again, nll = linear_cross_entropy(hidden, weight, targets, bias=bias, num_classes=num_classes,
+                                      label_smoothing=smoothing, reduction=reduction, chunk_size=chunk_size,
+                                      return_nll=True)
+    logits = F.linear(hidden, weight, bias)[:, :num_classes].detach()
+    expected_nll = F.cross_entropy(logits, targets, reduction=reduction)
+    assert not nll.requires_grad
+    torch.testing.assert_close(again, loss, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(nll, expected_nll, equal_nan=True, **TOLERANCES[dtype])
     return loss
 
 
@@ -88,7 +96,7 @@ def test_gradcheck_in_float64():
     targets = torch.tensor([0, 5, IGNORE_INDEX, 2, 5])
     for smoothing, mean in ((0.0, True), (0.1, True), (0.1, False)):
         assert torch.autograd.gradcheck(
-            lambda h, w, b: _LinearCrossEntropy.apply(h, w, b, targets, 6, IGNORE_INDEX, smoothing, mean, 2),
+            lambda h, w, b: _LinearCrossEntropy.apply(h, w, b, targets, 6, IGNORE_INDEX, smoothing, mean, 2)[0],
             (hidden, weight, bias),
         )
 
@@ -157,3 +165,16 @@ def test_bad_arguments_name_the_argument():
         linear_cross_entropy(hidden, weight, targets, reduction="none")
     with pytest.raises(TypeError, match=r"hidden and weight must have one dtype"):
         linear_cross_entropy(hidden.double(), weight, targets)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_logits_cross_entropy_equals_the_chunked_loss_and_nll(smoothing):
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(2, 9, 5, dtype=torch.float64), torch.randn(11, 5, dtype=torch.float64)
+    targets = torch.randint(0, 11, (2, 9))
+    targets[1, 4:] = IGNORE_INDEX
+    loss, nll = logits_cross_entropy(hidden @ weight.t(), targets, label_smoothing=smoothing)
+    expected = linear_cross_entropy(hidden.flatten(0, 1), weight, targets.flatten(), label_smoothing=smoothing,
+                                    chunk_size=4, return_nll=True)
+    torch.testing.assert_close((loss, nll), expected, rtol=1e-12, atol=1e-12)
+    assert not nll.requires_grad

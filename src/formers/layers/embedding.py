@@ -119,13 +119,16 @@ class OutputProjection(nn.Module):
         label_smoothing: float = 0.0,
         reduction: str = "mean",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-    ) -> Tensor:
+        return_nll: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Cross-entropy of the logits of ``x`` (..., D) against ``targets`` (...), never holding all the logits.
 
         Equals ``F.cross_entropy(self(x).flatten(0, -2).float(), targets.flatten(), ...)`` (``label_smoothing`` over
-        the V real tokens, ``ignore_index`` rows left out of the mean); see :func:`linear_cross_entropy`.
+        the V real tokens, ``ignore_index`` rows left out of the mean); with ``return_nll``, also the unsmoothed
+        loss (no gradient). See :func:`linear_cross_entropy`.
         """
         return linear_cross_entropy(
             x.flatten(0, -2), self.weight, targets.flatten(), bias=self.bias, num_classes=self.vocab_size,
             ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction, chunk_size=chunk_size,
+            return_nll=return_nll,
         )

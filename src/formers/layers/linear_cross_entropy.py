@@ -17,6 +17,7 @@ Weight rows from C on (the alignment rows of a padded output projection) take no
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from formers.layers.cross_entropy import IGNORE_INDEX
@@ -46,6 +47,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         safe = torch.where(valid, targets, 0)  # (N,) a real column for ignored rows; their term is zeroed
         lse = torch.empty(n, dtype=wide, device=hidden.device)  # (N,)
         losses = torch.empty(n, dtype=wide, device=hidden.device)  # (N,)
+        nlls = torch.empty(n, dtype=wide, device=hidden.device)  # (N,) unsmoothed, a metric
         for start in range(0, n, chunk_size):
             rows = slice(start, start + chunk_size)
             scores = _chunk_scores(hidden[rows], weight, bias, num_classes, wide)  # (n, C)
@@ -55,15 +57,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if smoothing:
                 loss = loss - smoothing * scores.mean(dim=-1)
             lse[rows], losses[rows] = chunk_lse, loss
+            nlls[rows] = chunk_lse - picked
             del scores  # only one chunk's logits alive at a time
         count = valid.sum()
         total = torch.where(valid, losses, 0.0).sum()
+        total_nll = torch.where(valid, nlls, 0.0).sum()
         ctx.save_for_backward(hidden, weight, bias, lse, safe, valid, count)
         ctx.options = num_classes, smoothing, mean, chunk_size
-        return total / count if mean else total
+        if mean:
+            total, total_nll = total / count, total_nll / count
+        ctx.mark_non_differentiable(total_nll)
+        return total, total_nll
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor, grad_nll: Tensor):  # the NLL is a metric: no gradient flows from it
         hidden, weight, bias, lse, safe, valid, count = ctx.saved_tensors
         num_classes, smoothing, mean, chunk_size = ctx.options
         wide = lse.dtype
@@ -109,7 +116,8 @@ def linear_cross_entropy(
     label_smoothing: float = 0.0,
     reduction: str = "mean",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> Tensor:
+    return_nll: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """``F.cross_entropy(F.linear(hidden, weight, bias)[:, :num_classes], targets, ...)`` without the (N, V) logits.
 
     Args:
@@ -123,10 +131,12 @@ def linear_cross_entropy(
         label_smoothing: epsilon in [0, 1), uniform over the C real classes as in ``F.cross_entropy``.
         reduction: ``"mean"`` over the counted rows (NaN when there are none, as ``F.cross_entropy``) or ``"sum"``.
         chunk_size: rows whose logits are computed at a time (forward and backward).
+        return_nll: also return the unsmoothed cross-entropy (same reduction; no gradient), computed in the same pass.
 
     Returns:
-        The loss (a scalar) in float32 (float64 for float64 inputs). Under autocast the GEMMs run in the autocast
-        dtype (the inputs are cast before the call, as ``F.linear`` would), the softmax in float32.
+        The loss (a scalar) in float32 (float64 for float64 inputs), or ``(loss, nll)``. Under autocast the GEMMs
+        run in the autocast dtype (the inputs are cast before the call, as ``F.linear`` would), the softmax in
+        float32.
     """
     if hidden.dim() != 2:
         raise ValueError(f"hidden must be (N, D), got shape {tuple(hidden.shape)}")
@@ -162,10 +172,27 @@ def linear_cross_entropy(
     elif hidden.dtype != weight.dtype:
         raise TypeError(f"hidden and weight must have one dtype outside autocast, got {hidden.dtype} and {weight.dtype}")
     with torch.autocast(device_type, enabled=False):
-        return _LinearCrossEntropy.apply(
+        loss, nll = _LinearCrossEntropy.apply(
             hidden, weight, bias, targets.long(), num_classes, ignore_index, float(label_smoothing),
             reduction == "mean", chunk_size,
         )
+    return (loss, nll) if return_nll else loss
 
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "linear_cross_entropy"]
+def logits_cross_entropy(
+    logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """``(loss, nll)`` of :func:`linear_cross_entropy` with ``return_nll=True``, from logits (..., V) already made.
+
+    The mean (label-smoothed) cross-entropy of the float32 (float64 stays) logits over the rows whose target is not
+    ``ignore_index``, and the unsmoothed one (detached): what a model returns when its logits were asked for too.
+    """
+    scores = logits.flatten(0, -2).to(torch.promote_types(logits.dtype, torch.float32))  # (N, V), float64 stays
+    targets = targets.flatten()  # (N,)
+    loss = F.cross_entropy(scores, targets, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    if not label_smoothing:
+        return loss, loss.detach()
+    return loss, F.cross_entropy(scores.detach(), targets, ignore_index=ignore_index)
+
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "linear_cross_entropy", "logits_cross_entropy"]
