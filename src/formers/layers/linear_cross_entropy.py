@@ -179,6 +179,20 @@ def linear_cross_entropy(
     return (loss, nll) if return_nll else loss
 
 
+def check_loss_arguments(
+    targets: Tensor | None, ids: Tensor, label_smoothing: float, return_logits: bool | None
+) -> None:
+    """Checks a model's ``targets`` (same shape as its (B, T) ``ids``), ``label_smoothing`` and ``return_logits``."""
+    if targets is not None:
+        if not isinstance(targets, Tensor) or targets.shape != ids.shape:
+            got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+            raise ValueError(f"targets must have the shape of the input ids {tuple(ids.shape)}, got {got}")
+    elif return_logits is False:
+        raise ValueError("return_logits=False needs targets: without them there is nothing to return")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+
+
 def logits_cross_entropy(
     logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0
 ) -> tuple[Tensor, Tensor]:
@@ -195,4 +209,4 @@ def logits_cross_entropy(
     return loss, F.cross_entropy(scores.detach(), targets, ignore_index=ignore_index)
 
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "linear_cross_entropy", "logits_cross_entropy"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "check_loss_arguments", "linear_cross_entropy", "logits_cross_entropy"]
