@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from formers.layers import IGNORE_INDEX, linear_cross_entropy, logits_cross_entropy
@@ -119,32 +120,41 @@ def test_bf16_autocast_runs_the_gemms_in_bf16_and_matches_the_autocast_reference
         torch.testing.assert_close(grad, want, rtol=2e-2, atol=2e-3)  # bf16 rounding of the gradient GEMMs
 
 
-class LargestTensor(TorchDispatchMode):
-    """Records the element count of the largest tensor any op produces (forward and backward)."""
+class PeakBytes(TorchDispatchMode):
+    """Live-bytes accounting: the peak total of the storages that ops made and that are still alive after each op."""
 
     def __init__(self):
         super().__init__()
-        self.largest = 0
+        self.live, self.peak = {}, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
+                storage = t.untyped_storage()
+                self.live.setdefault(storage.data_ptr(), (StorageWeakRef(storage), storage.nbytes()))
+        self.live = {ptr: (ref, size) for ptr, (ref, size) in self.live.items() if not ref.expired()}
+        self.peak = max(self.peak, sum(size for _, size in self.live.values()))
         return out
 
 
-def test_no_tensor_is_larger_than_a_chunk_of_logits_or_the_inputs():
-    n, d, rows, chunk = 1024, 8, 256, 32  # N * V = 262144 against chunk * V = 8192, V * D = 2048, N * D = 8192
+def test_peak_memory_is_set_by_the_chunk_not_by_n_times_v():
+    n, d, rows = 2048, 4, 256
     hidden = torch.randn(n, d, requires_grad=True)
     weight = torch.randn(rows, d, requires_grad=True)
     targets = torch.randint(0, 250, (n,))
-    with LargestTensor() as chunked:
-        linear_cross_entropy(hidden, weight, targets, num_classes=250, label_smoothing=0.1, chunk_size=chunk).backward()
-    assert chunked.largest <= max(chunk * rows, rows * d, n * d)
-    with LargestTensor() as full:
+    peaks = {}
+    for chunk in (32, 128):
+        with PeakBytes() as peak:
+            linear_cross_entropy(hidden, weight, targets, num_classes=250, label_smoothing=0.1,
+                                 chunk_size=chunk).backward()
+        peaks[chunk] = peak.peak
+    with PeakBytes() as full:
         F.cross_entropy(F.linear(hidden, weight)[:, :250], targets, label_smoothing=0.1).backward()
-    assert full.largest >= n * 250  # the measure sees what the reference materialises
+    logits_bytes = n * rows * 4  # one float32 (N, V) tensor
+    assert full.peak >= 2 * logits_bytes  # the measure sees the logits and their log-softmax
+    assert peaks[32] < logits_bytes / 4  # less than a quarter of one (N, V) tensor, at any moment
+    assert peaks[128] - peaks[32] >= 96 * rows * 4  # what grows with the chunk is the chunk's logits
 
 
 def test_bad_arguments_name_the_argument():

@@ -80,14 +80,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = torch.zeros(weight.shape, dtype=wide, device=weight.device) if need_weight else None
         grad_bias = torch.zeros(weight.shape[0], dtype=wide, device=weight.device) if need_bias else None
-        columns = torch.arange(num_classes, device=hidden.device)  # (C,)
         for start in range(0, hidden.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
             scores = _chunk_scores(hidden[rows], weight, bias, num_classes, wide)  # (n, C), recomputed
             probs = torch.exp(scores - lse[rows, None])  # (n, C) softmax
             del scores
             # d loss / d z = softmax - (1 - eps) * onehot - eps / C
-            probs -= (1.0 - smoothing) * (columns[None, :] == safe[rows, None]).to(wide)
+            target = safe[rows, None]  # (n, 1)
+            probs.scatter_add_(1, target, torch.full(target.shape, smoothing - 1.0, dtype=wide, device=probs.device))
             if smoothing:
                 probs -= smoothing / num_classes
             probs *= scale[rows, None]
