@@ -96,10 +96,11 @@ def test_gradcheck_in_float64():
     bias = torch.randn(7, dtype=torch.float64, requires_grad=True)
     targets = torch.tensor([0, 5, IGNORE_INDEX, 2, 5])
     for smoothing, mean in ((0.0, True), (0.1, True), (0.1, False)):
-        assert torch.autograd.gradcheck(
-            lambda h, w, b: _LinearCrossEntropy.apply(h, w, b, targets, 6, IGNORE_INDEX, smoothing, mean, 2)[0],
-            (hidden, weight, bias),
-        )
+
+        def loss(h, w, b, smoothing=smoothing, mean=mean):
+            return _LinearCrossEntropy.apply(h, w, b, targets, 6, IGNORE_INDEX, smoothing, mean, 2)[0]
+
+        assert torch.autograd.gradcheck(loss, (hidden, weight, bias))
 
 
 def test_bf16_autocast_runs_the_gemms_in_bf16_and_matches_the_autocast_reference():

@@ -33,7 +33,7 @@ def test_training_step_loss_and_gradients_equal_those_of_the_logits(name, smooth
     from formers.data.parallel import collate_translation
 
     torch.manual_seed(0)
-    overrides = dict(embed_dim=32, hidden_dim=48) if name.startswith("lstm") else dict(embed_dim=32, ffn_dim=64)
+    overrides = {"embed_dim": 32, "hidden_dim" if name.startswith("lstm") else "ffn_dim": 64}
     model = formers.create_model(name, src_vocab_size=90, tgt_vocab_size=90, **overrides).train()  # dropout on
     pairs = [(torch.randint(3, 90, (n,)).tolist(), torch.randint(3, 90, (m,)).tolist()) for n, m in
              ((5, 7), (9, 3), (2, 6))]

@@ -56,7 +56,10 @@ from formers.layers import (
     check_padding_mask,
     padding_to_attn_mask,
 )
-from formers.layers.linear_cross_entropy import check_loss_arguments, logits_cross_entropy
+from formers.layers.linear_cross_entropy import (
+    check_loss_arguments,
+    logits_cross_entropy,
+)
 from formers.layers.validation import should_check_values
 from formers.models.outputs import Seq2SeqOutput
 from formers.registry import register_family, register_model
