@@ -189,3 +189,38 @@ def test_logits_cross_entropy_equals_the_chunked_loss_and_nll(smoothing):
                                     chunk_size=4, return_nll=True)
     torch.testing.assert_close((loss, nll), expected, rtol=1e-12, atol=1e-12)
     assert not nll.requires_grad
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cuda_bf16_matches_the_full_logits_and_peaks_at_a_fraction_of_their_memory(smoothing):
+    n, d, rows, classes = 8192, 256, 32768, 32700  # full float32 logits: 1 GiB
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    hidden = torch.randn(n, d, device="cuda", generator=gen, requires_grad=True)
+    weight = (0.05 * torch.randn(rows, d, device="cuda", generator=gen)).requires_grad_()
+    targets = torch.randint(0, classes, (n,), device="cuda", generator=gen)
+    targets[::7] = IGNORE_INDEX
+    results = {}
+    for name in ("full", "chunked"):
+        hidden.grad = weight.grad = None
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            if name == "full":
+                logits = F.linear(hidden, weight)[:, :classes].float()
+                loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
+                del logits
+            else:
+                loss = linear_cross_entropy(hidden, weight, targets, num_classes=classes, label_smoothing=smoothing,
+                                            chunk_size=1024)
+        loss.backward()
+        torch.cuda.synchronize()
+        results[name] = (loss.detach(), hidden.grad.clone(), weight.grad.clone(),
+                         torch.cuda.max_memory_allocated() - base)
+    (loss, gh, gw, peak), (ref, rgh, rgw, ref_peak) = results["chunked"], results["full"]
+    torch.testing.assert_close(loss, ref, rtol=1e-4, atol=1e-4)  # the same bf16 logits, float32 softmax
+    for grad, want in ((gh, rgh), (gw, rgw)):  # both cast the float32 softmax gradient to bf16 for the GEMMs
+        assert ((grad - want).norm() / want.norm()).item() < 1e-2
+    assert peak < ref_peak / 4, (peak, ref_peak)
