@@ -50,6 +50,17 @@ def test_training_step_loss_and_gradients_equal_those_of_the_full_logits():
         torch.testing.assert_close(grad, want, rtol=1e-6, atol=1e-6, msg=name)
 
 
+def test_evaluate_is_the_mean_cross_entropy_of_the_logits():
+    torch.manual_seed(0)
+    model = tiny_gpt(30).eval()
+    batches = [{"input_ids": torch.randint(0, 30, (2, 8)), "labels": torch.randint(0, 30, (2, 8))} for _ in range(3)]
+    batches[1]["labels"][0, :5] = -100  # positions without a loss are left out of the mean
+    logits = torch.cat([model(b["input_ids"]).logits.flatten(0, 1) for b in batches])
+    labels = torch.cat([b["labels"].flatten() for b in batches])
+    expected = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert CausalLMTask().evaluate(model, batches)["val_loss"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_tiny_gpt_learns_text_and_evaluates_held_out_loss(train_plainly):
     tok = CharTokenizer.from_corpus(TEXT)
     ids = torch.tensor(tok.encode(TEXT))
