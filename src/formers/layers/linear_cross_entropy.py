@@ -28,12 +28,12 @@ DEFAULT_CHUNK_SIZE = 4096
 16 x 1024 rows of a GPT-2 batch; large enough that each chunk's GEMMs keep a GPU busy."""
 
 
-def _chunk_scores(hidden: Tensor, weight: Tensor, bias: Tensor | None, num_classes: int, wide: torch.dtype) -> Tensor:
-    """(n, D) rows -> float32 (float64 for float64 inputs) scores (n, C) of the real classes."""
-    logits = hidden @ weight.t()  # (n, V') in the input dtype
+def _chunk_scores(hidden: Tensor, weight: Tensor, bias: Tensor | None, wide: torch.dtype) -> Tensor:
+    """(n, D) rows -> float32 (float64 for float64 inputs) scores (n, R) of every weight row, alignment rows too."""
+    logits = hidden @ weight.t()  # (n, R) in the input dtype: an aligned GEMM when R is
     if bias is not None:
         logits = logits + bias
-    return logits[:, :num_classes].to(wide)  # (n, C)
+    return logits.to(wide)  # (n, R)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -50,7 +50,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         nlls = torch.empty(n, dtype=wide, device=hidden.device)  # (N,) unsmoothed, a metric
         for start in range(0, n, chunk_size):
             rows = slice(start, start + chunk_size)
-            scores = _chunk_scores(hidden[rows], weight, bias, num_classes, wide)  # (n, C)
+            scores = _chunk_scores(hidden[rows], weight, bias, wide)[:, :num_classes]  # (n, C), a view
             chunk_lse = torch.logsumexp(scores, dim=-1)  # (n,)
             picked = scores.gather(1, safe[rows, None]).squeeze(1)  # (n,)
             loss = chunk_lse - (1.0 - smoothing) * picked
@@ -82,23 +82,24 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_bias = torch.zeros(weight.shape[0], dtype=wide, device=weight.device) if need_bias else None
         for start in range(0, hidden.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
-            scores = _chunk_scores(hidden[rows], weight, bias, num_classes, wide)  # (n, C), recomputed
-            probs = torch.exp(scores - lse[rows, None])  # (n, C) softmax
-            del scores
+            probs = _chunk_scores(hidden[rows], weight, bias, wide)  # (n, R), recomputed
+            probs -= lse[rows, None]
+            probs.exp_()  # (n, R) softmax over the C real columns
+            probs[:, num_classes:] = 0.0  # alignment columns: no gradient, but the GEMMs below stay R wide
             # d loss / d z = softmax - (1 - eps) * onehot - eps / C
             target = safe[rows, None]  # (n, 1)
             probs.scatter_add_(1, target, torch.full(target.shape, smoothing - 1.0, dtype=wide, device=probs.device))
             if smoothing:
-                probs -= smoothing / num_classes
+                probs[:, :num_classes] -= smoothing / num_classes
             probs *= scale[rows, None]
-            grad_logits = probs.to(hidden.dtype)  # (n, C) in the input dtype, as the GEMMs take it
+            grad_logits = probs.to(hidden.dtype)  # (n, R) in the input dtype, as the GEMMs take it
             del probs
             if need_hidden:
-                grad_hidden[rows] = grad_logits @ weight[:num_classes]  # (n, D)
+                grad_hidden[rows] = grad_logits @ weight  # (n, D)
             if need_weight:
-                grad_weight[:num_classes] += (grad_logits.t() @ hidden[rows]).to(wide)  # (C, D)
+                grad_weight += (grad_logits.t() @ hidden[rows]).to(wide)  # (R, D); alignment rows get zeros
             if need_bias:
-                grad_bias[:num_classes] += grad_logits.sum(dim=0).to(wide)  # (C,)
+                grad_bias += grad_logits.sum(dim=0).to(wide)  # (R,)
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         if grad_bias is not None:
