@@ -9,8 +9,11 @@ parameters without the position table; the tied head counted once) against 989 T
 
 The runs:
 
-- ``formers_compiled``: formers' own training loss, ``model(x, targets=y).loss`` (what ``formers train`` runs; when
-  compiled, the cross-entropy keeps no float32 copy of the logits, :func:`formers.layers.cross_entropy`).
+- ``formers_compiled``: formers' own training loss, ``model(x, targets=y).loss`` (what ``formers train`` runs: the
+  output projection and the loss in chunks of rows, :func:`formers.layers.linear_cross_entropy`; no logits).
+- ``formers_compiled_logits_loss``: ``model(x, targets=y, return_logits=True).loss``, the loss before the chunked
+  one: the full bf16 logits, and compiled, a cross-entropy that keeps no float32 copy of them
+  (:func:`formers.layers.cross_entropy`).
 - ``hf_compiled``: Hugging Face's logits, then ``F.cross_entropy(logits.float(), y)``.
 - ``formers_compiled_outside_loss``: formers' logits through that same outside loss (the loss's share of the gap).
 - ``hf_compiled_causal``: Hugging Face with the causal mask tensor skipped while compiling (:func:`hf_is_causal`), so
@@ -106,6 +109,12 @@ def formers_loss(model, x, y):
     """formers' own training loss (what ``formers train`` runs): ``model(x, targets=y).loss``."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16):
         return model(x, targets=y).loss
+
+
+def formers_logits_loss(model, x, y):
+    """formers' loss from the full logits (before the chunked loss): ``model(x, targets=y, return_logits=True)``."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        return model(x, targets=y, return_logits=True).loss
 
 
 HF_LOSS = outside_loss(lambda m, x: m(input_ids=x).logits)
@@ -255,6 +264,9 @@ def bench_training(args, device, out: dict) -> None:
         "formers_compiled_outside_loss": Trainer(
             "formers_compiled_outside_loss", ours, formers_outside, batches, device, compile_it
         ),
+        "formers_compiled_logits_loss": Trainer(
+            "formers_compiled_logits_loss", ours, formers_logits_loss, batches, device, compile_it
+        ),
     }
     if not args.hf_default_only:
         patched = (("hf_compiled_causal", hf_loss_causal), ("hf_compiled_causal_cudnn", hf_loss_causal_cudnn))
@@ -292,7 +304,8 @@ def bench_training(args, device, out: dict) -> None:
             "step_ms_mean": statistics.mean(ts) * 1e3,
             "step_ms_median_round1": statistics.median(ts[:half]) * 1e3 if name != "formers_eager" else None,
             "step_ms_median_round2": statistics.median(ts[half:]) * 1e3 if name != "formers_eager" else None,
-            "loss": "formers' model(x, targets=y).loss" if name in ("formers_compiled", "formers_eager")
+            "loss": "formers' model(x, targets=y).loss (chunked)" if name in ("formers_compiled", "formers_eager")
+            else "formers' model(x, targets=y, return_logits=True).loss" if name == "formers_compiled_logits_loss"
             else "F.cross_entropy(logits.float()) outside the model",
             "tokens_per_s": tokens / med,
             "mfu": tokens / med * fpt / PEAK_FLOPS,

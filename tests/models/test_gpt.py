@@ -118,15 +118,23 @@ def test_targets_give_the_training_loss_of_the_logits():
     model = formers.create_model("gpt_mini", **sizes, dropout=0.0, attn_dropout=0.0)
     ids, targets = torch.randint(0, 100, (3, 9)), torch.randint(0, 100, (3, 9))
     targets[1, :4] = -100  # positions without a loss
-    out = model(ids, targets=targets)
     expected = torch.nn.functional.cross_entropy(model(ids).logits.flatten(0, 1), targets.flatten())
-    torch.testing.assert_close(out.loss, expected)
-    assert out.logits.shape == (3, 9, 100)
-    (grad,) = torch.autograd.grad(out.loss, model.embed.weight)
-    (expected_grad,) = torch.autograd.grad(expected, model.embed.weight)
-    torch.testing.assert_close(grad, expected_grad)
-    assert torch.count_nonzero(grad[100:]) == 0  # the alignment rows stay zero
+    params = list(model.parameters())
+    expected_grads = torch.autograd.grad(expected, params, retain_graph=True)
+    for return_logits in (True, None):  # the loss of the logits, and the default chunked loss without logits
+        out = model(ids, targets=targets, return_logits=return_logits)
+        torch.testing.assert_close(out.loss, expected, rtol=1e-6, atol=1e-6)
+        if return_logits:
+            assert out.logits.shape == (3, 9, 100)
+        else:
+            assert out.logits is None  # never made
+        grads = torch.autograd.grad(out.loss, params)
+        for (name, _), grad, want in zip(model.named_parameters(), grads, expected_grads):
+            torch.testing.assert_close(grad, want, rtol=1e-6, atol=1e-6, msg=name)
+        assert torch.count_nonzero(grads[0][100:]) == 0  # the alignment rows of the tied embedding stay zero
     assert model(ids).loss is None
+    with pytest.raises(ValueError, match="return_logits=False needs targets"):
+        model(ids, return_logits=False)
     with pytest.raises(ValueError, match=r"targets must have the shape of input_ids \(3, 9\), got \(3, 8\)"):
         model(ids, targets=targets[:, :8])
     with pytest.raises(ValueError, match=r"targets holds class 100, outside \[0, 100\)"):

@@ -85,3 +85,28 @@ def test_create_model_rejects_unknown_overrides_and_names():
     with pytest.raises(ValueError, match="pad_id=55 is outside the source vocabulary"):
         TransformerConfig(src_vocab_size=50, tgt_vocab_size=60, share_embeddings=False, pad_id=55)
     assert formers.list_models("transformer_b*") == ["transformer_base", "transformer_big"]
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "lstm_seq2seq_tiny"])
+def test_targets_give_the_loss_with_or_without_logits(name):
+    torch.manual_seed(0)
+    model = formers.create_model(name, src_vocab_size=40, tgt_vocab_size=40, embed_dim=16).eval()
+    src, tgt = torch.randint(3, 40, (2, 5)), torch.randint(3, 40, (2, 4))
+    targets = torch.randint(3, 40, (2, 4))
+    targets[1, 2:] = -100
+    chunked = model(src, tgt, targets=targets, label_smoothing=0.1)
+    full = model(src, tgt, targets=targets, label_smoothing=0.1, return_logits=True)
+    assert chunked.logits is None and full.logits.shape == (2, 4, 40)
+    expected = torch.nn.functional.cross_entropy(full.logits.flatten(0, 1), targets.flatten(), label_smoothing=0.1)
+    torch.testing.assert_close(chunked.loss, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(full.loss, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(chunked.nll, full.nll, rtol=1e-6, atol=1e-6)
+    plain = model(src, tgt)
+    assert plain.loss is None and plain.nll is None
+    torch.testing.assert_close(plain.logits, full.logits)
+    with pytest.raises(ValueError, match=r"targets must have the shape of the input ids \(2, 4\), got \(2, 3\)"):
+        model(src, tgt, targets=targets[:, :3])
+    with pytest.raises(ValueError, match="return_logits=False needs targets"):
+        model(src, tgt, return_logits=False)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.5"):
+        model(src, tgt, targets=targets, label_smoothing=1.5)

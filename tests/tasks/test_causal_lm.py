@@ -32,6 +32,35 @@ def test_training_step_loss_is_next_token_cross_entropy():
     assert out.num_tokens == 16
 
 
+def test_training_step_loss_and_gradients_equal_those_of_the_full_logits():
+    torch.manual_seed(0)
+    model = tiny_gpt(50, vocab_multiple=16).train()  # 50 tokens in 64 rows: the alignment rows take no part
+    ids = torch.randint(0, 50, (3, 17))
+    batch = {"input_ids": ids[:, :-1], "labels": ids[:, 1:]}
+    params = list(model.parameters())
+    torch.manual_seed(1)  # the same attention dropout in both runs
+    loss = CausalLMTask().training_step(model, batch).loss  # the chunked loss, no logits
+    grads = torch.autograd.grad(loss, params)
+    torch.manual_seed(1)
+    logits = model(batch["input_ids"]).logits  # what the task computed before the chunked loss
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten())
+    expected_grads = torch.autograd.grad(expected, params)
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-6)
+    for (name, _), grad, want in zip(model.named_parameters(), grads, expected_grads):
+        torch.testing.assert_close(grad, want, rtol=1e-6, atol=1e-6, msg=name)
+
+
+def test_evaluate_is_the_mean_cross_entropy_of_the_logits():
+    torch.manual_seed(0)
+    model = tiny_gpt(30).eval()
+    batches = [{"input_ids": torch.randint(0, 30, (2, 8)), "labels": torch.randint(0, 30, (2, 8))} for _ in range(3)]
+    batches[1]["labels"][0, :5] = -100  # positions without a loss are left out of the mean
+    logits = torch.cat([model(b["input_ids"]).logits.flatten(0, 1) for b in batches])
+    labels = torch.cat([b["labels"].flatten() for b in batches])
+    expected = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert CausalLMTask().evaluate(model, batches)["val_loss"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_tiny_gpt_learns_text_and_evaluates_held_out_loss(train_plainly):
     tok = CharTokenizer.from_corpus(TEXT)
     ids = torch.tensor(tok.encode(TEXT))

@@ -27,6 +27,35 @@ def test_label_smoothed_loss_matches_the_formula():
     assert nll.item() == pytest.approx(ref_nll.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("name", ["transformer_tiny", "lstm_seq2seq_tiny"])
+def test_training_step_loss_and_gradients_equal_those_of_the_logits(name, smoothing):
+    from formers.data.parallel import collate_translation
+
+    torch.manual_seed(0)
+    overrides = {"embed_dim": 32, "hidden_dim" if name.startswith("lstm") else "ffn_dim": 64}
+    model = formers.create_model(name, src_vocab_size=90, tgt_vocab_size=90, **overrides).train()  # dropout on
+    pairs = [(torch.randint(3, 90, (n,)).tolist(), torch.randint(3, 90, (m,)).tolist()) for n, m in
+             ((5, 7), (9, 3), (2, 6))]
+    batch = collate_translation(pairs, pad_id=0, bos_id=1, eos_id=2)
+    task = TranslationTask(tokenizer=None, label_smoothing=smoothing)
+    params = list(model.parameters())
+    torch.manual_seed(1)  # the same dropout in both runs
+    out = task.training_step(model, batch)  # the chunked loss inside the model: no logits
+    grads = torch.autograd.grad(out.loss, params, allow_unused=True)
+    torch.manual_seed(1)
+    logits = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"]).logits
+    expected, expected_nll = label_smoothed_nll(logits, batch["tgt_out"], batch["tgt_padding_mask"], smoothing)
+    expected_grads = torch.autograd.grad(expected, params, allow_unused=True)
+    torch.testing.assert_close(out.loss, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.metrics["nll"], expected_nll, rtol=1e-6, atol=1e-6)
+    for (pname, _), grad, want in zip(model.named_parameters(), grads, expected_grads):
+        if want is None:
+            assert grad is None or torch.count_nonzero(grad) == 0, pname
+        else:
+            torch.testing.assert_close(grad, want, rtol=1e-6, atol=1e-6, msg=pname)
+
+
 def test_corpus_bleu():
     assert corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(100.0)
     assert corpus_bleu(["a b"], ["c d e f g"]) < 1.0

@@ -20,6 +20,10 @@ from formers.layers.drop_path import DropPath, drop_path, drop_path_rates
 from formers.layers.embedding import OutputProjection, TokenEmbedding
 from formers.layers.feedforward import ACTIVATIONS, FeedForward, get_activation
 from formers.layers.layer_scale import LayerScale, LayerScale2d
+from formers.layers.linear_cross_entropy import (
+    linear_cross_entropy,
+    logits_cross_entropy,
+)
 from formers.layers.luong_attention import LuongAttention
 from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
 from formers.layers.patch_embed import PatchEmbedding
@@ -64,6 +68,8 @@ __all__ = [
     "ACTIVATIONS",
     "IGNORE_INDEX",
     "cross_entropy",
+    "linear_cross_entropy",
+    "logits_cross_entropy",
     "AttentionBias",
     "ConvFeedForward",
     "DecoderBlock",

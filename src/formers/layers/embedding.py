@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.layers.cross_entropy import IGNORE_INDEX
+from formers.layers.linear_cross_entropy import DEFAULT_CHUNK_SIZE, linear_cross_entropy
 from formers.layers.validation import check_token_ids
 
 
@@ -108,3 +110,25 @@ class OutputProjection(nn.Module):
     def all_rows(self, x: Tensor) -> Tensor:
         """(B, T, D) -> scores of every weight row (B, T, rows), alignment rows included (for fused losses)."""
         return F.linear(x, self.weight, self.bias)
+
+    def cross_entropy(
+        self,
+        x: Tensor,
+        targets: Tensor,
+        ignore_index: int = IGNORE_INDEX,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        return_nll: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Cross-entropy of the logits of ``x`` (..., D) against ``targets`` (...), never holding all the logits.
+
+        Equals ``F.cross_entropy(self(x).flatten(0, -2).float(), targets.flatten(), ...)`` (``label_smoothing`` over
+        the V real tokens, ``ignore_index`` rows left out of the mean); with ``return_nll``, also the unsmoothed
+        loss (no gradient). See :func:`linear_cross_entropy`.
+        """
+        return linear_cross_entropy(
+            x.flatten(0, -2), self.weight, targets.flatten(), bias=self.bias, num_classes=self.vocab_size,
+            ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction, chunk_size=chunk_size,
+            return_nll=return_nll,
+        )

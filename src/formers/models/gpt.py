@@ -262,8 +262,9 @@ class GPT(nn.Module):
         padding_mask: Tensor | None = None,
         cache: GPTState | None = None,
         targets: Tensor | None = None,
+        return_logits: bool | None = None,
     ) -> CausalLMOutput:
-        """Next-token logits for every position, and the training loss when ``targets`` are given.
+        """Next-token logits for every position, and/or the training loss when ``targets`` are given.
 
         Args:
             input_ids: (B, T) token ids; with ``cache``, the T positions following the cached ones.
@@ -272,17 +273,22 @@ class GPT(nn.Module):
             cache: decoding state from :meth:`init_cache`; the new keys/values are appended to it.
             targets: (B, T) the token that follows each position (``input_ids`` shifted left by one; unlike
                 Hugging Face's ``labels``, no shift is made here), or ``IGNORE_INDEX`` (-100) where no loss is due.
+            return_logits: whether ``logits`` are computed. Default: only without ``targets``. With ``targets`` and
+                no logits, the loss comes from :func:`formers.layers.linear_cross_entropy` (the output projection
+                and the loss in chunks of rows: the (B * T, V) logits never exist); with logits, from
+                :func:`formers.layers.cross_entropy` on them. Both give the same loss and gradients.
 
         Returns:
-            ``CausalLMOutput`` with ``logits`` (B, T, V) and, given ``targets``, ``loss``: the mean cross-entropy in
-            float32, computed by :func:`formers.layers.cross_entropy` straight from the aligned GEMM's output
-            (under ``torch.compile`` no float32 copy of the logits is kept for backward).
+            ``CausalLMOutput`` with ``logits`` (B, T, V) (None when ``return_logits`` is False) and, given
+            ``targets``, ``loss``: the mean cross-entropy in float32.
         """
         self._check(input_ids, padding_mask, cache)
         if targets is not None and targets.shape != input_ids.shape:
             raise ValueError(
                 f"targets must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(targets.shape)}"
             )
+        if return_logits is False and targets is None:
+            raise ValueError("return_logits=False needs targets: without them there is nothing to return")
         b, t = input_ids.shape
         device = input_ids.device
         if padding_mask is None and cache is None:
@@ -294,7 +300,13 @@ class GPT(nn.Module):
         for i, layer in enumerate(self.layers):
             layer_cache = cache.caches[i] if cache is not None else None
             x = layer(x, attn_mask=attn_mask, is_causal=attn_mask is None, cache=layer_cache)
-        scores = self.output.all_rows(self.norm(x))  # (B, T, rows): rows >= V, aligned
+        x = self.norm(x)  # (B, T, D)
+        if return_logits is None:
+            return_logits = targets is None
+        if not return_logits:
+            loss = self.output.cross_entropy(x, targets) if targets is not None else None
+            return CausalLMOutput(logits=None, loss=loss)
+        scores = self.output.all_rows(x)  # (B, T, rows): rows >= V, aligned
         logits = scores[..., : self.config.vocab_size]  # (B, T, V), a view
         if targets is None:
             return CausalLMOutput(logits=logits)

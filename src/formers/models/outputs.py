@@ -12,12 +12,18 @@ class Seq2SeqOutput:
     """Encoder-decoder output.
 
     Attributes:
-        logits: next-token scores (B, T, V).
+        logits: next-token scores (B, T, V); None when the model was asked for the loss only
+            (``model(src, tgt, targets=y)``: the chunked loss never makes the logits).
         encoder_hidden_state: encoder output (B, S, D).
+        loss: mean (label-smoothed) cross-entropy over the counted target positions (float32 scalar) when
+            ``targets`` were given, else None.
+        nll: the same without label smoothing, detached (a metric), when ``targets`` were given, else None.
     """
 
-    logits: Tensor
+    logits: Tensor | None
     encoder_hidden_state: Tensor
+    loss: Tensor | None = None
+    nll: Tensor | None = None
 
 
 @dataclass
@@ -25,11 +31,12 @@ class CausalLMOutput:
     """Decoder-only language-model output.
 
     Attributes:
-        logits: next-token scores (B, T, V); position t scores the token at t + 1.
+        logits: next-token scores (B, T, V); position t scores the token at t + 1. None when the model was asked
+            for the loss only (``model(ids, targets=y)``: the chunked loss never makes the logits).
         loss: mean next-token cross-entropy (float32 scalar) when ``targets`` were given, else None.
     """
 
-    logits: Tensor
+    logits: Tensor | None
     loss: Tensor | None = None
 
 

@@ -56,6 +56,10 @@ from formers.layers import (
     check_padding_mask,
     padding_to_attn_mask,
 )
+from formers.layers.linear_cross_entropy import (
+    check_loss_arguments,
+    logits_cross_entropy,
+)
 from formers.layers.validation import should_check_values
 from formers.models.outputs import Seq2SeqOutput
 from formers.registry import register_family, register_model
@@ -208,10 +212,17 @@ class RNNDecoder(nn.Module):
         self, tgt_ids: Tensor, memory: Tensor, keys: Tensor, memory_mask: Tensor, hx: tuple[Tensor, Tensor]
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Target ids (B, T) from state ``hx`` -> (logits (B, T, V), the state after the last step)."""
+        features, state = self.features(tgt_ids, memory, keys, memory_mask, hx)
+        return self.output(features), state
+
+    def features(
+        self, tgt_ids: Tensor, memory: Tensor, keys: Tensor, memory_mask: Tensor, hx: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """:meth:`forward` up to the output projection: (the dropped-out h̃_t (B, T, D), the state)."""
         x = self.dropout(self.embed(tgt_ids, "tgt_ids"))  # (B, T, D)
         h, (hn, cn) = self.lstm(x, (hx[0].to(x.dtype), hx[1].to(x.dtype)))  # (B, T, H)
         attentional = self.attention(h, memory, keys, memory_mask)  # h̃_t (B, T, D)
-        return self.output(self.dropout(attentional)), (hn, cn)
+        return self.dropout(attentional), (hn, cn)
 
 
 @register_family
@@ -290,6 +301,12 @@ class RNNSeq2Seq(nn.Module):
             )
             state.length += tgt_ids.shape[1]
             return logits
+        return self.decoder.output(self._teacher_forced_states(tgt_ids, memory, src_padding_mask, tgt_padding_mask))
+
+    def _teacher_forced_states(
+        self, tgt_ids: Tensor, memory: Tensor | None, src_padding_mask: Tensor | None, tgt_padding_mask: Tensor | None
+    ) -> Tensor:
+        """:meth:`decode` without a state, up to the output projection: the decoder's h̃_t (B, T, D)."""
         if memory is None or src_padding_mask is None:
             raise ValueError("decode needs memory and src_padding_mask (from encode) when no decoding state is given")
         check_ids_shape(tgt_ids, "tgt_ids", self.config.max_seq_len)
@@ -300,8 +317,8 @@ class RNNSeq2Seq(nn.Module):
             raise ValueError(f"tgt_ids has batch size {tgt_ids.shape[0]}, memory has {memory.shape[0]}")
         keys = self.decoder.attention.project_keys(memory)
         hx = self.decoder.start_state(memory, src_padding_mask)
-        logits, _ = self.decoder(tgt_ids, memory, keys, padding_to_attn_mask(src_padding_mask), hx)
-        return logits
+        features, _ = self.decoder.features(tgt_ids, memory, keys, padding_to_attn_mask(src_padding_mask), hx)
+        return features
 
     def forward(
         self,
@@ -309,17 +326,26 @@ class RNNSeq2Seq(nn.Module):
         tgt_ids: Tensor,
         src_padding_mask: Tensor | None = None,
         tgt_padding_mask: Tensor | None = None,
+        targets: Tensor | None = None,
+        label_smoothing: float = 0.0,
+        return_logits: bool | None = None,
     ) -> Seq2SeqOutput:
-        """Teacher-forced forward pass.
+        """Teacher-forced forward pass, and the training loss when ``targets`` are given.
 
         Args:
             src_ids: source tokens (B, S).
             tgt_ids: decoder inputs (B, T), starting with ``bos_id``.
             src_padding_mask: (B, S) bool, True = real token, right padded.
             tgt_padding_mask: (B, T) bool, True = real token, right padded.
+            targets: (B, T) the token each position predicts, or ``IGNORE_INDEX`` (-100) where no loss is due.
+            label_smoothing: epsilon of the loss's label smoothing (uniform over the target vocabulary).
+            return_logits: whether ``logits`` are computed; default only without ``targets``. Without logits the
+                loss comes from :func:`formers.layers.linear_cross_entropy` (the (B * T, V) logits never exist).
 
         Returns:
-            ``Seq2SeqOutput`` with ``logits`` (B, T, V) and ``encoder_hidden_state`` (B, S, H).
+            ``Seq2SeqOutput`` with ``logits`` (B, T, V) (None when not asked for), ``encoder_hidden_state``
+            (B, S, H) and, given ``targets``, ``loss`` (mean label-smoothed cross-entropy) and ``nll`` (unsmoothed,
+            detached).
         """
         check_ids_shape(src_ids, "src_ids", self.config.max_seq_len)
         check_ids_shape(tgt_ids, "tgt_ids", self.config.max_seq_len)
@@ -327,9 +353,17 @@ class RNNSeq2Seq(nn.Module):
             raise ValueError(
                 f"src_ids and tgt_ids must have the same batch size, got {src_ids.shape[0]} and {tgt_ids.shape[0]}"
             )
+        check_loss_arguments(targets, tgt_ids, label_smoothing, return_logits)
         memory, src_padding_mask = self.encode(src_ids, src_padding_mask)
-        logits = self.decode(tgt_ids, memory, src_padding_mask, tgt_padding_mask)
-        return Seq2SeqOutput(logits=logits, encoder_hidden_state=memory)
+        features = self._teacher_forced_states(tgt_ids, memory, src_padding_mask, tgt_padding_mask)  # (B, T, D)
+        if return_logits is False or (return_logits is None and targets is not None):
+            loss, nll = self.decoder.output.cross_entropy(features, targets, label_smoothing=label_smoothing,
+                                                          return_nll=True)
+            return Seq2SeqOutput(logits=None, encoder_hidden_state=memory, loss=loss, nll=nll)
+        logits = self.decoder.output(features)  # (B, T, V)
+        loss, nll = logits_cross_entropy(logits, targets, label_smoothing=label_smoothing) if targets is not None else (
+            None, None)
+        return Seq2SeqOutput(logits=logits, encoder_hidden_state=memory, loss=loss, nll=nll)
 
 
 @register_model(RNNSeq2Seq)

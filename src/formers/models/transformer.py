@@ -41,6 +41,10 @@ from formers.layers import (
     check_padding_mask,
     padding_to_attn_mask,
 )
+from formers.layers.linear_cross_entropy import (
+    check_loss_arguments,
+    logits_cross_entropy,
+)
 from formers.layers.validation import should_check_values
 from formers.models.outputs import Seq2SeqOutput
 from formers.registry import register_family, register_model
@@ -225,6 +229,17 @@ class TransformerDecoder(nn.Module):
         state: DecoderState | None = None,
     ) -> Tensor:
         """(B, T) target ids -> logits (B, T, V); with ``state``, T new positions after the cached ones."""
+        return self.output(self.features(tgt_ids, memory, memory_mask, tgt_padding_mask, state))
+
+    def features(
+        self,
+        tgt_ids: Tensor,
+        memory: Tensor | None,
+        memory_mask: Tensor,
+        tgt_padding_mask: Tensor | None = None,
+        state: DecoderState | None = None,
+    ) -> Tensor:
+        """(B, T) target ids -> the final hidden states (B, T, D) that ``self.output`` projects to logits."""
         t = tgt_ids.shape[1]
         self_mask = padding_to_attn_mask(tgt_padding_mask) if tgt_padding_mask is not None else None
         if state is not None and state.static:
@@ -245,7 +260,7 @@ class TransformerDecoder(nn.Module):
                 cache=state.caches[i] if state is not None else None,
                 memory_kv=state.memory_kv[i] if state is not None else None,
             )
-        return self.output(self.norm(x))
+        return self.norm(x)
 
 
 @register_family
@@ -308,6 +323,17 @@ class Transformer(nn.Module):
 
         With ``state`` (from :meth:`init_state`), ``tgt_ids`` are the new positions only and the state advances.
         """
+        return self.decoder.output(self._decoder_states(tgt_ids, memory, src_padding_mask, tgt_padding_mask, state))
+
+    def _decoder_states(
+        self,
+        tgt_ids: Tensor,
+        memory: Tensor | None,
+        src_padding_mask: Tensor | None,
+        tgt_padding_mask: Tensor | None = None,
+        state: DecoderState | None = None,
+    ) -> Tensor:
+        """:meth:`decode` up to the output projection: the decoder's final hidden states (B, T, D)."""
         offset = state.length if state is not None else 0
         if state is not None and tgt_padding_mask is not None:
             raise ValueError(
@@ -319,7 +345,7 @@ class Transformer(nn.Module):
             check_ids_shape(tgt_ids, "tgt_ids", self.config.max_seq_len)
         check_padding_mask(tgt_padding_mask, tgt_ids, "tgt_padding_mask")
         memory_mask = state.memory_mask if state is not None else padding_to_attn_mask(src_padding_mask)
-        return self.decoder(tgt_ids, memory, memory_mask, tgt_padding_mask, state)
+        return self.decoder.features(tgt_ids, memory, memory_mask, tgt_padding_mask, state)
 
     def init_state(
         self, memory: Tensor, src_padding_mask: Tensor, max_len: int | None = None, static: bool = False
@@ -345,25 +371,44 @@ class Transformer(nn.Module):
         tgt_ids: Tensor,
         src_padding_mask: Tensor | None = None,
         tgt_padding_mask: Tensor | None = None,
+        targets: Tensor | None = None,
+        label_smoothing: float = 0.0,
+        return_logits: bool | None = None,
     ) -> Seq2SeqOutput:
-        """Teacher-forced forward pass.
+        """Teacher-forced forward pass, and the training loss when ``targets`` are given.
 
         Args:
             src_ids: source tokens (B, S).
             tgt_ids: decoder inputs (B, T), starting with ``bos_id``.
             src_padding_mask: (B, S) bool, True = real token.
             tgt_padding_mask: (B, T) bool, True = real token.
+            targets: (B, T) the token each position predicts (``tgt_ids`` shifted left by one, then ``eos_id``), or
+                ``IGNORE_INDEX`` (-100) where no loss is due (padding).
+            label_smoothing: epsilon of the loss's label smoothing (uniform over the target vocabulary).
+            return_logits: whether ``logits`` are computed; default only without ``targets``. Without logits the
+                loss comes from :func:`formers.layers.linear_cross_entropy` (output projection and loss in chunks:
+                the (B * T, V) logits never exist); both ways give the same loss and gradients.
 
         Returns:
-            ``Seq2SeqOutput`` with ``logits`` (B, T, V) and ``encoder_hidden_state`` (B, S, D).
+            ``Seq2SeqOutput`` with ``logits`` (B, T, V) (None when not asked for), ``encoder_hidden_state``
+            (B, S, D) and, given ``targets``, ``loss`` (mean label-smoothed cross-entropy over the counted
+            positions, float32) and ``nll`` (the same without smoothing, detached).
         """
         check_ids_shape(src_ids, "src_ids", self.config.max_seq_len)
         check_ids_shape(tgt_ids, "tgt_ids", self.config.max_seq_len)
         if tgt_ids.shape[0] != src_ids.shape[0]:
             raise ValueError(f"src_ids and tgt_ids must have the same batch size, got {src_ids.shape[0]} and {tgt_ids.shape[0]}")
+        check_loss_arguments(targets, tgt_ids, label_smoothing, return_logits)
         memory, src_padding_mask = self.encode(src_ids, src_padding_mask)
-        logits = self.decode(tgt_ids, memory, src_padding_mask, tgt_padding_mask)
-        return Seq2SeqOutput(logits=logits, encoder_hidden_state=memory)
+        hidden = self._decoder_states(tgt_ids, memory, src_padding_mask, tgt_padding_mask)  # (B, T, D)
+        if return_logits is False or (return_logits is None and targets is not None):
+            loss, nll = self.decoder.output.cross_entropy(hidden, targets, label_smoothing=label_smoothing,
+                                                          return_nll=True)
+            return Seq2SeqOutput(logits=None, encoder_hidden_state=memory, loss=loss, nll=nll)
+        logits = self.decoder.output(hidden)  # (B, T, V)
+        loss, nll = logits_cross_entropy(logits, targets, label_smoothing=label_smoothing) if targets is not None else (
+            None, None)
+        return Seq2SeqOutput(logits=logits, encoder_hidden_state=memory, loss=loss, nll=nll)
 
 
 @register_model(Transformer)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.devices import move_to_device
+from formers.layers import IGNORE_INDEX
 from formers.layers.validation import value_checks
 from formers.training.task import StepOutput
 
@@ -24,7 +24,7 @@ class CausalLMTask:
     def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
         """Mean next-token cross-entropy over the batch's B * T positions (windows are valid by construction)."""
         with value_checks(False):
-            # float32; compiled, the loss keeps no float32 copy of the logits for backward
+            # float32, computed with the output projection in chunks of rows: the (B * T, V) logits never exist
             loss = model(batch["input_ids"], targets=batch["labels"]).loss
         return StepOutput(loss=loss, num_tokens=batch["input_ids"].numel())
 
@@ -36,8 +36,10 @@ class CausalLMTask:
         for batch in eval_batches:
             batch = move_to_device(batch, device)
             with value_checks(False):
-                logits = model(batch["input_ids"]).logits
-            total += F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), reduction="sum").double()
-            count += batch["labels"].numel()
+                loss = model(batch["input_ids"], targets=batch["labels"]).loss  # chunked: no (B, T, V) logits
+            counted = int((batch["labels"] != IGNORE_INDEX).sum())
+            if counted:  # an all-ignored batch has a NaN mean and adds nothing
+                total += loss.double() * counted
+                count += counted
         val_loss = float(total) / max(count, 1)
         return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0))}

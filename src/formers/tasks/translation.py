@@ -1,5 +1,9 @@
 """Translation task: teacher-forced label-smoothed cross-entropy for training, BLEU for evaluation.
 
+The model computes the loss (``model(..., targets=, label_smoothing=)``: the encoder-decoder families take their
+output projection and the loss together, in chunks of positions, so the (B * T, V) float32 logits never exist); it
+equals :func:`formers.tasks.losses.label_smoothed_nll` of the logits.
+
 Batches come from ``formers.data.parallel.collate_translation``: ``src_ids``, ``src_padding_mask``, ``tgt_in``
 (= [bos] + target), ``tgt_out`` (= target + [eos]), ``tgt_padding_mask``.
 """
@@ -15,10 +19,15 @@ from torch import Tensor, nn
 from formers.data.tokenizers.base import Tokenizer
 from formers.devices import move_to_device
 from formers.inference.translate import Translator
+from formers.layers import IGNORE_INDEX
 from formers.layers.validation import value_checks
-from formers.tasks.losses import label_smoothed_nll
 from formers.tasks.metrics import corpus_bleu
 from formers.training.task import StepOutput
+
+
+def loss_targets(batch: dict[str, Tensor]) -> Tensor:
+    """The (B, T) targets of a batch: ``tgt_out``, with ``IGNORE_INDEX`` at the padded positions."""
+    return batch["tgt_out"].masked_fill(~batch["tgt_padding_mask"], IGNORE_INDEX)
 
 
 @dataclass
@@ -60,10 +69,10 @@ class TranslationTask:
     def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
         """Teacher-forced loss on one batch from ``collate_translation`` (valid by construction: no value checks)."""
         with value_checks(False):
-            out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"])
-        mask = batch["tgt_padding_mask"]
-        loss, nll = label_smoothed_nll(out.logits, batch["tgt_out"], mask, self.label_smoothing)
-        return StepOutput(loss=loss, metrics={"nll": nll}, num_tokens=batch["num_tgt_tokens"])
+            # the model computes the loss from its hidden states in chunks: the (B * T, V) logits never exist
+            out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"],
+                        targets=loss_targets(batch), label_smoothing=self.label_smoothing)
+        return StepOutput(loss=out.loss, metrics={"nll": out.nll}, num_tokens=batch["num_tgt_tokens"])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, eval_set: TranslationEvalSet) -> dict[str, float]:
@@ -72,11 +81,10 @@ class TranslationTask:
         total_nll, total_tokens = 0.0, 0
         for batch in eval_set.batches:
             batch = move_to_device(batch, device)
-            out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"])
-            mask = batch["tgt_padding_mask"]
-            _, nll = label_smoothed_nll(out.logits, batch["tgt_out"], mask, 0.0)
-            n = int(mask.sum())
-            total_nll += float(nll) * n
+            out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"],
+                        targets=loss_targets(batch))
+            n = int(batch["tgt_padding_mask"].sum())
+            total_nll += float(out.nll) * n
             total_tokens += n
         metrics: dict[str, float] = {}
         if total_tokens:
