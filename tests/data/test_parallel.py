@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from formers.data.buckets import bucket_length
 from formers.data.parallel import (
     ParallelDataset,
     TokenBucketBatchSampler,
     TranslationLoader,
-    bucket_length,
     collate_translation,
     read_parallel,
     read_tsv,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from formers.data.buckets import bucket_length, check_pad_multiple
 from formers.data.tokenizers import SubwordTokenizer
 
 # ----------------------------------------------------------------------------- reading
@@ -324,18 +325,6 @@ class TokenBucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 # ----------------------------------------------------------------------------- collation
 
 
-def bucket_length(n: int, multiple: int, cap: int | None = None) -> int:
-    """``n`` rounded up to a multiple of ``multiple``, but not above ``cap`` (nor below ``n``): the few padded
-    lengths that bucketed batches take, so compiled steps see few shapes."""
-    padded = -(-n // multiple) * multiple
-    return max(n, min(padded, cap)) if cap is not None else padded
-
-
-def _check_pad_multiple(pad_multiple: int) -> None:
-    if not isinstance(pad_multiple, int) or isinstance(pad_multiple, bool) or pad_multiple < 1:
-        raise ValueError(f"pad_multiple must be a positive int, got {pad_multiple!r}")
-
-
 def collate_translation(
     pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
     pad_id: int = 0,
@@ -373,7 +362,7 @@ def collate_translation(
                              f"({len(src)}, {len(tgt)})")
     src_lens = np.array([len(s) for s, _ in pairs])  # (B,)
     tgt_lens = np.array([len(t) + 1 for _, t in pairs])  # (B,) with bos/eos
-    _check_pad_multiple(pad_multiple)
+    check_pad_multiple(pad_multiple)
     batch_size = len(pairs)
     src_len = bucket_length(int(src_lens.max()), pad_multiple, max_len)
     tgt_len = bucket_length(int(tgt_lens.max()), pad_multiple, max_len)
@@ -431,7 +420,7 @@ class TranslationLoader:
         pad_multiple: int = 1,
         max_len: int | None = None,
     ) -> None:
-        _check_pad_multiple(pad_multiple)
+        check_pad_multiple(pad_multiple)
         self.dataset = dataset
         lengths = [tuple(bucket_length(n, pad_multiple, max_len) for n in pair) for pair in dataset.lengths]
         self.sampler = TokenBucketBatchSampler(lengths, max_tokens, shuffle=shuffle, seed=seed)
