@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.training.device_step import PendingSteps, is_fused_adam
+from formers.training.device_step import DeviceFeed, PendingSteps, is_fused_adam
 from formers.training.schedules import build_scheduler
 from formers.training.task import StepOutput
 from formers.training.trainer import NonFiniteLossError, Trainer, TrainerConfig
@@ -100,12 +100,13 @@ OPTIMIZERS = {
 POISON = {0: math.nan, 3: math.inf, 4: -math.inf, 9: math.nan}  # optimizer steps 1, 4, 5 (accum 1) and 10
 
 
-def _fit(cls: type[Trainer], run_dir: Path, optimizer: str, resume: bool = False, **overrides: Any) -> Trainer:
-    model = BatchNormNet()
+def _fit(cls: type[Trainer], run_dir: Path, optimizer: str, resume: bool = False, device: str = "cpu",
+         **overrides: Any) -> Trainer:
+    model = BatchNormNet().to(device)
     opt = OPTIMIZERS[optimizer](model.parameters())
     scheduler = build_scheduler(opt, "inverse_sqrt", warmup_steps=3)
     config = TrainerConfig(**{"max_steps": 12, "log_every": 1, "save_every": 4, "keep_last": 10, "progress_bar": False,
-                              "tensorboard": False, "device": "cpu", "max_grad_norm": 1.0,
+                              "tensorboard": False, "device": device, "max_grad_norm": 1.0,
                               "max_consecutive_nonfinite": 3, **overrides})
     trainer = cls(model, PoisonTask(), Loader(POISON), config, run_dir, optimizer=opt, scheduler=scheduler)
     trainer.fit(resume=resume)
@@ -183,3 +184,29 @@ def test_a_run_of_non_finite_steps_is_reported_at_the_step_that_reached_the_limi
         _fit(HostDecidedTrainer, tmp_path / "ref", "adamw", max_consecutive_nonfinite=2)
     with pytest.raises(NonFiniteLossError, match=r"ending at step 5, detected after step 8\)"):
         _fit(Trainer, tmp_path / "new", "adamw", max_consecutive_nonfinite=2, log_every=8, save_every=0)
+
+
+def test_on_cpu_the_feed_hands_the_batch_over_as_it_is() -> None:
+    batch = {"x": torch.ones(2, 3), "pairs": [torch.zeros(2), 5], "name": "b"}
+    moved = DeviceFeed(torch.device("cpu"))(batch)
+    assert moved["x"] is batch["x"] and moved["pairs"][0] is batch["pairs"][0] and moved["pairs"][1] == 5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_feed_copies_nested_batches_from_pinned_memory() -> None:
+    batch = {"x": torch.randn(4, 3), "pairs": (torch.arange(5), 7), "name": "b"}
+    moved = DeviceFeed(torch.device("cuda"))(batch)
+    assert moved["x"].is_cuda and moved["pairs"][0].is_cuda and moved["pairs"][1] == 7 and moved["name"] == "b"
+    assert torch.equal(moved["x"].cpu(), batch["x"]) and torch.equal(moved["pairs"][0].cpu(), batch["pairs"][0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("optimizer", ["adamw_fused", "sgd_momentum"])
+def test_on_cuda_the_device_decided_skip_matches_the_host_decided_run(tmp_path: Path, optimizer: str) -> None:
+    ref = _fit(HostDecidedTrainer, tmp_path / "ref", optimizer, device="cuda", log_every=5, deterministic=True)
+    new = _fit(Trainer, tmp_path / "new", optimizer, device="cuda", log_every=5, deterministic=True)
+    assert ref.state.total_nonfinite == 4
+    _assert_same_run(ref, new)
+    assert _losses(tmp_path / "ref") == _losses(tmp_path / "new")

@@ -160,26 +160,28 @@ class SchedulerLag:
     def __init__(self, scheduler: Any | None) -> None:
         self.scheduler = scheduler
         self._flag: Tensor | None = None
+        self._host: Tensor | None = None  # pinned, reused: the previous copy was waited for before the next one
         self._event: Any = None
 
     def defer(self, finite: Tensor) -> None:
         if self.scheduler is None:
             return
         if finite.is_cuda:
-            host = torch.empty((), dtype=torch.bool, pin_memory=True)
-            host.copy_(finite, non_blocking=True)
-            self._event = torch.cuda.Event()
+            if self._host is None:
+                self._host = torch.empty((), dtype=torch.bool, pin_memory=True)
+                self._event = torch.cuda.Event()
+            self._host.copy_(finite, non_blocking=True)
             self._event.record()
-            self._flag = host
+            self._flag = self._host
         else:
-            self._flag, self._event = finite, None
+            self._flag = finite
 
     def resolve(self) -> None:
         if self._flag is None:
             return
-        if self._event is not None:
+        if self._flag is self._host:
             self._event.synchronize()
-        applied, self._flag, self._event = bool(self._flag), None, None
+        applied, self._flag = bool(self._flag), None
         if applied:
             self.scheduler.step()
 
