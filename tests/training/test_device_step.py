@@ -15,12 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.training.device_step import DeviceFeed, PendingSteps, is_fused_adam
+from formers.training.device_step import DeviceFeed, DeviceSkipStep, PendingSteps, is_fused_adam
 from formers.training.schedules import build_scheduler
 from formers.training.task import StepOutput
 from formers.training.trainer import NonFiniteLossError, Trainer, TrainerConfig
 
-pytestmark = pytest.mark.usefixtures("no_plots")
+pytestmark = pytest.mark.usefixtures("no_plots", "decide_on_the_device")
+
+
+@pytest.fixture
+def decide_on_the_device(monkeypatch) -> None:
+    """The device-decided step on a CPU too (off by default there: it would only cost copies)."""
+    monkeypatch.setattr(DeviceSkipStep, "on_cpu", True)
 
 
 class HostDecidedTrainer(Trainer):
@@ -210,3 +216,13 @@ def test_on_cuda_the_device_decided_skip_matches_the_host_decided_run(tmp_path: 
     assert ref.state.total_nonfinite == 4
     _assert_same_run(ref, new)
     assert _losses(tmp_path / "ref") == _losses(tmp_path / "new")
+
+
+def test_on_a_cpu_the_host_decides_by_default(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(DeviceSkipStep, "on_cpu", False)
+    reads: list[int] = []
+    monkeypatch.setattr(PendingSteps, "add", lambda self, step, values: reads.append(step))
+    ref = _fit(HostDecidedTrainer, tmp_path / "ref", "adamw", log_every=5)
+    new = _fit(Trainer, tmp_path / "new", "adamw", log_every=5)
+    assert reads == []
+    _assert_same_run(ref, new)

@@ -45,10 +45,16 @@ class DeviceSkipStep:
         params: the parameters it updates.
         buffers: the snapshot of the model's buffers taken at the step boundary.
 
+    On a CPU the host decides (reading a CPU tensor waits for nothing, and the ``torch.where`` path's copies of the
+    parameters and state would cost about twice the optimizer step): :meth:`ready` is False there unless the class
+    attribute ``on_cpu`` is set (the tests set it, to check this path against the host-decided one bit for bit).
+
     A parameter becomes *settled* once an applied step (see :meth:`mark_applied`) gave it its optimizer state; a
     step where a parameter with a gradient is not settled yet (the optimizer would create its state lazily, which
     a ``torch.where`` cannot undo) is left to the host path, see :meth:`ready`.
     """
+
+    on_cpu = False
 
     def __init__(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], buffers: BufferSnapshot) -> None:
         self.optimizer = optimizer
@@ -58,11 +64,12 @@ class DeviceSkipStep:
         self._settled: set[int] = set()
 
     def ready(self) -> bool:
-        """Every parameter with a gradient has settled optimizer state made of tensors beside it."""
+        """Every parameter with a gradient has settled optimizer state made of tensors beside it (and the parameters
+        are not on a CPU, unless ``on_cpu``)."""
         for p in self.params:
             if p.grad is None:
                 continue
-            if id(p) not in self._settled:
+            if id(p) not in self._settled or (p.device.type == "cpu" and not self.on_cpu):
                 return False
             for value in self.optimizer.state.get(p, {}).values():
                 # a CPU step counter of a CUDA parameter (non-capturable Adam) would need a host read to be selected

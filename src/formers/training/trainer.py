@@ -4,7 +4,7 @@ The Trainer knows nothing of the model family: a :class:`~formers.training.task.
 and models into eval metrics. A step whose loss or gradient norm is not finite is skipped, decided on the device
 (:mod:`formers.training.device_step`): it leaves the model as it was (parameters, optimizer state, buffers such as
 BatchNorm statistics) and does not advance the schedule. The host reads losses, norms and skips only every
-``log_every`` steps and before evaluations, checkpoints and stops, so the step loop does not wait for the device.
+``log_every`` steps and before evaluations, checkpoints and stops, so the step loop does not wait for the GPU.
 
 Resuming restores weights, optimizer, scheduler, GradScaler, RNG states and the position in the epoch (through
 the loader's ``state_dict`` when it has one, else by ``set_epoch(epoch)`` and skipping consumed batches), so a
