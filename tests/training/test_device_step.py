@@ -15,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.training.device_step import DeviceFeed, DeviceSkipStep, PendingSteps, is_fused_adam
+from formers.training.device_step import (
+    DeviceFeed,
+    DeviceSkipStep,
+    PendingSteps,
+    is_fused_adam,
+)
 from formers.training.schedules import build_scheduler
 from formers.training.task import StepOutput
 from formers.training.trainer import NonFiniteLossError, Trainer, TrainerConfig
