@@ -34,10 +34,9 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch

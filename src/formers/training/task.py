@@ -7,9 +7,8 @@ these methods is a task: the protocols are structural, no base class is needed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
