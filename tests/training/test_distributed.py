@@ -373,7 +373,7 @@ def test_under_ddp_the_device_decided_skip_gives_the_weights_of_the_host_decided
                     for tmp in (tmp_path / "host", tmp_path / "device"))
     assert [r["skipped"] for r in device] == [1, 1]
     assert device[0]["weight"] == device[1]["weight"] == host[0]["weight"]
-    rows = list(csv.DictReader(open(tmp_path / "device" / "run" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "device" / "run" / "metrics.csv").read_text().splitlines()))
     assert [(r["step"], r["nonfinite_skips"]) for r in rows] == [("3", "1"), ("4", "1")]
 
 
