@@ -67,10 +67,19 @@ class DeviceSkipStep:
         self.buffers = buffers
         self.fused = is_fused_adam(optimizer)
         self._settled: set[int] = set()
+        self._checked: tuple[int, ...] | None = None  # the parameters with gradients the last full check passed
 
     def ready(self) -> bool:
         """Every parameter with a gradient has settled optimizer state made of tensors beside it (and the parameters
-        are not on a CPU, unless ``on_cpu``)."""
+        are not on a CPU, unless ``on_cpu``). The full check runs once per set of parameters with gradients."""
+        with_grad = tuple(id(p) for p in self.params if p.grad is not None)
+        if with_grad != self._checked:
+            if not self._check():
+                return False
+            self._checked = with_grad
+        return not self.buffers.replaced()
+
+    def _check(self) -> bool:
         for p in self.params:
             if p.grad is None:
                 continue
@@ -80,7 +89,7 @@ class DeviceSkipStep:
                 # a CPU step counter of a CUDA parameter (non-capturable Adam) would need a host read to be selected
                 if not isinstance(value, Tensor) or value.device != p.device:
                     return False
-        return not self.buffers.replaced()
+        return True
 
     def mark_applied(self) -> None:
         """Called after a host-decided step was applied: its parameters' state now exists."""
