@@ -40,6 +40,8 @@ class HostDecidedTrainer(Trainer):
 
     def _optimizer_step(self, loss: Tensor, window: Any) -> None:
         cfg, state = self.config, self.state
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.params if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads)
         if cfg.max_grad_norm > 0:
@@ -48,16 +50,22 @@ class HostDecidedTrainer(Trainer):
         window.losses.append(loss_value)
         window.norms.append(norm_value)
         if math.isfinite(loss_value) and math.isfinite(norm_value):
-            self.optimizer.step()
+            if self.scaler.is_enabled():
+                self.scaler.step(self.optimizer)
+            else:
+                self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
             state.consecutive_nonfinite = 0
         else:
             self._buffers.restore()
             state.total_nonfinite += 1
-            state.consecutive_nonfinite += 1
+            if not self.scaler.is_enabled() or not math.isfinite(loss_value):
+                state.consecutive_nonfinite += 1
             if state.consecutive_nonfinite >= cfg.max_consecutive_nonfinite:
                 raise NonFiniteLossError(f"ending at step {state.step + 1}")
+        if self.scaler.is_enabled():
+            self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
 
 
@@ -94,10 +102,14 @@ class PoisonTask:
     the forward pass updates are poisoned too."""
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
-        x = batch["x"]
-        if batch["poison"] is not None:
-            x = x * batch["poison"]
-        return StepOutput(loss=F.cross_entropy(model(x), batch["y"]), num_tokens=len(batch["y"]))
+        x, poison = batch["x"], batch["poison"]
+        if isinstance(poison, float):
+            x = x * poison
+        loss = F.cross_entropy(model(x), batch["y"])
+        if poison == "grad":  # the same loss, with a gradient of 2**40 on a bias (which loss scaling overflows)
+            bias = model.fc2.bias.sum()
+            loss = loss + 2.0**40 * (bias - bias.detach())
+        return StepOutput(loss=loss, num_tokens=len(batch["y"]))
 
     def evaluate(self, model: nn.Module, loader: Any) -> dict[str, float]:
         return {}
@@ -112,14 +124,16 @@ POISON = {0: math.nan, 3: math.inf, 4: -math.inf, 9: math.nan}  # optimizer step
 
 
 def _fit(cls: type[Trainer], run_dir: Path, optimizer: str, resume: bool = False, device: str = "cpu",
-         **overrides: Any) -> Trainer:
+         scaler: bool = False, poison: dict[int, Any] = POISON, **overrides: Any) -> Trainer:
     model = BatchNormNet().to(device)
     opt = OPTIMIZERS[optimizer](model.parameters())
     scheduler = build_scheduler(opt, "inverse_sqrt", warmup_steps=3)
     config = TrainerConfig(**{"max_steps": 12, "log_every": 1, "save_every": 4, "keep_last": 10, "progress_bar": False,
                               "tensorboard": False, "device": device, "max_grad_norm": 1.0,
                               "max_consecutive_nonfinite": 3, **overrides})
-    trainer = cls(model, PoisonTask(), Loader(POISON), config, run_dir, optimizer=opt, scheduler=scheduler)
+    trainer = cls(model, PoisonTask(), Loader(poison), config, run_dir, optimizer=opt, scheduler=scheduler)
+    if scaler:  # fp16's loss scaling (the Trainer allows fp16 on CUDA only; the scaler itself runs on a CPU)
+        trainer.scaler = torch.amp.GradScaler(device, init_scale=2.0**100, growth_interval=2)
     trainer.fit(resume=resume)
     return trainer
 
@@ -231,3 +245,17 @@ def test_on_a_cpu_the_host_decides_by_default(tmp_path: Path, monkeypatch) -> No
     new = _fit(Trainer, tmp_path / "new", "adamw", log_every=5)
     assert reads == []
     _assert_same_run(ref, new)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adamw_fused"])
+def test_with_loss_scaling_overflows_and_non_finite_losses_match_the_host_decided_run(tmp_path: Path,
+                                                                                    optimizer: str) -> None:
+    poison = {**POISON, 6: "grad", 7: "grad", 8: "grad", 10: "grad"}  # finite losses whose scaled gradients overflow
+    ref = _fit(HostDecidedTrainer, tmp_path / "ref", optimizer, scaler=True, poison=poison, log_every=5)
+    new = _fit(Trainer, tmp_path / "new", optimizer, scaler=True, poison=poison, log_every=5)
+    # 8 skips; the overflows (three in a row among them) do not count towards max_consecutive_nonfinite=3
+    assert ref.state.total_nonfinite == 8
+    _assert_same_run(ref, new)
+    assert ref.scaler.state_dict() == new.scaler.state_dict()
+    assert _losses(tmp_path / "ref") == _losses(tmp_path / "new")
+    assert _checkpoint_files(tmp_path / "ref") == _checkpoint_files(tmp_path / "new")

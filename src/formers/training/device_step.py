@@ -15,9 +15,13 @@ The per-step loss, norm and flag stay on the device in :class:`PendingSteps` unt
 detected at the next read, and the error names the exact step where the limit was reached.
 
 The host still decides, one read per step as before, on a CPU (where the read waits for nothing and the
-``torch.where`` copies would only cost time), with fp16 (the GradScaler's own skip), under FSDP, for an optimizer
+``torch.where`` copies would only cost time), under FSDP, for an optimizer
 whose state is not beside its parameters (a non-capturable, non-fused Adam on CUDA keeps its step counters on the
 CPU), while the optimizer still creates its state, and when the forward pass replaced a buffer tensor.
+
+With fp16 the GradScaler unscales the gradients before the norm is taken, so an overflow makes the norm
+non-finite and the step is skipped here (the scaler's ``step`` is not called: its own skip is the same decision);
+``GradScaler.update`` still lowers the scale from the overflow it recorded, on the device.
 
 The learning-rate schedule needs one bit per step on the host (was the last step applied?) before the next update:
 :class:`SchedulerLag` copies the flag into pinned memory behind an event and waits for it only just before the next

@@ -470,7 +470,7 @@ class Trainer:
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(self.params, cfg.max_grad_norm, norm)
         values = self.dist.mean(torch.stack([loss, norm.float().to(loss.device)]))  # every rank decides alike
-        if not self.scaler.is_enabled() and not is_sharded(self.model) and self._skip.ready():
+        if not is_sharded(self.model) and self._skip.ready():  # fp16: non-finite grads make the norm non-finite
             finite = torch.isfinite(values).all()
             self._skip.step(finite)
             self._lag.defer(finite)
