@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from formers.data.labelled import (
@@ -72,3 +73,29 @@ def test_label_vocab_is_sorted_and_round_trips(tmp_path):
         vocab.id("eggs")
     with pytest.raises(FileNotFoundError, match="labels.json"):
         LabelVocab.load(tmp_path / "nowhere")
+
+
+def test_bucketed_classification_batches_keep_every_token_and_label():
+    from formers.data.labelled import ClassificationLoader, EncodedExample
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(50):
+        n = int(rng.integers(3, 41))
+        ids = rng.integers(5, 99, n).tolist()
+        rows.append(EncodedExample(ids, [0] * n, i % 3) if i % 2 else EncodedExample(ids, [1] * n, [i % 3] * n))
+    for level, examples in (("sequence", rows[1::2]), ("token", rows[0::2])):
+        loader = ClassificationLoader(examples, 4, pad_id=0, seed=1, pad_multiple=16, max_len=40)
+        seen = []
+        for batch in loader:
+            t = batch["input_ids"].shape[1]
+            assert t in (16, 32, 40), (level, t)
+            for row in range(len(batch["input_ids"])):
+                n = int(batch["padding_mask"][row].sum())
+                assert batch["padding_mask"][row, :n].all() and (batch["input_ids"][row, n:] == 0).all()
+                label = batch["labels"][row].tolist()
+                seen.append((batch["input_ids"][row, :n].tolist(), batch["token_type_ids"][row, :n].tolist(),
+                             label[:n] if level == "token" else label))
+        assert sorted(map(str, seen)) == sorted(str((e.input_ids, e.token_type_ids, e.label)) for e in examples)
+    with pytest.raises(ValueError, match="pad_multiple must be a positive int, got 0"):
+        list(ClassificationLoader(rows[1::2], 4, pad_id=0, pad_multiple=0))

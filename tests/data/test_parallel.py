@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from formers.data.buckets import bucket_length
 from formers.data.parallel import (
     ParallelDataset,
     TokenBucketBatchSampler,
@@ -148,3 +149,36 @@ def test_loader_epochs() -> None:
     first = [batch["src_ids"].shape for batch in loader]
     loader.set_epoch(1)
     assert [batch["src_ids"].shape for batch in loader] != first
+
+
+def test_bucket_lengths_round_up_within_the_cap() -> None:
+    assert [bucket_length(n, 8) for n in (1, 8, 9, 16, 17)] == [8, 8, 16, 16, 24]
+    assert [bucket_length(n, 16, cap=40) for n in (1, 17, 33, 40)] == [16, 32, 40, 40]
+    assert bucket_length(45, 16, cap=40) == 45  # never below the longest sequence
+    with pytest.raises(ValueError, match="pad_multiple must be a positive int, got 0"):
+        collate_translation([([5], [6])], pad_multiple=0)
+
+
+def test_bucketed_batches_keep_every_token_and_take_few_shapes() -> None:
+    rng = random.Random(0)
+    src = [[rng.randint(4, 99) for _ in range(rng.randint(1, 30))] for _ in range(400)]
+    tgt = [[rng.randint(4, 99) for _ in range(rng.randint(1, 29))] for _ in range(400)]
+    dataset = ParallelDataset(src, tgt, max_len=30)
+    plain = TranslationLoader(dataset, max_tokens=512, seed=1)
+    loader = TranslationLoader(dataset, max_tokens=512, seed=1, pad_multiple=8, max_len=30)
+    pairs, shapes = [], set()
+    for batch in loader:
+        b, s = batch["src_ids"].shape
+        t = batch["tgt_in"].shape[1]
+        assert b * (s + t) <= 512 and s in (8, 16, 24, 30) and t in (8, 16, 24, 30)
+        shapes.add((s, t))
+        src_mask, tgt_mask = batch["src_padding_mask"], batch["tgt_padding_mask"]
+        assert batch["num_tgt_tokens"] == int(tgt_mask.sum())
+        for row in range(b):  # every real token is there, in its place, and only padding is masked out
+            n, m = int(src_mask[row].sum()), int(tgt_mask[row].sum())
+            assert src_mask[row, :n].all() and tgt_mask[row, :m].all()
+            assert (batch["src_ids"][row, n:] == 0).all() and (batch["tgt_out"][row, m:] == 0).all()
+            assert batch["tgt_out"][row, m - 1] == 2 and batch["tgt_in"][row, 0] == 1
+            pairs.append((tuple(batch["src_ids"][row, :n].tolist()), tuple(batch["tgt_out"][row, : m - 1].tolist())))
+    assert sorted(pairs) == sorted((tuple(a), tuple(b)) for a, b in zip(src, tgt))
+    assert len(shapes) <= 16 < len({(x["src_ids"].shape[1], x["tgt_in"].shape[1]) for x in plain})

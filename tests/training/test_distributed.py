@@ -322,7 +322,11 @@ NONFINITE_SCRIPT = """
 import json, math, os, sys
 import torch
 from formers.training.task import StepOutput
+from formers.training.device_step import DeviceSkipStep
 from formers.training.trainer import Trainer, TrainerConfig
+
+DeviceSkipStep.on_cpu = len(sys.argv) > 3 and sys.argv[3] == "device"  # the device-decided skip on CPU ranks too
+log_every = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 
 class Task:
     calls = 0
@@ -339,7 +343,7 @@ torch.manual_seed(0)
 model = torch.nn.Linear(4, 3)
 data = [{"x": torch.randn(8, 4, generator=torch.Generator().manual_seed(i))} for i in range(4)]
 config = TrainerConfig(max_steps=4, parallel=sys.argv[2], device="cpu", progress_bar=False, tensorboard=False,
-                       log_every=1, max_grad_norm=0.0)
+                       log_every=log_every, max_grad_norm=0.0)
 state = Trainer(model, Task(), data, config, sys.argv[1]).fit()
 weights = model.weight.full_tensor() if hasattr(model.weight, "full_tensor") else model.weight
 out = {"skipped": state.total_nonfinite, "weight": weights.detach().tolist()}
@@ -348,16 +352,34 @@ with open(os.path.join(sys.argv[1], "rank%s.json" % os.environ["RANK"]), "w") as
 """
 
 
-@pytest.mark.parametrize("parallel", [pytest.param("ddp", marks=pytest.mark.slow), "fsdp"])
-def test_a_non_finite_loss_on_one_rank_is_skipped_by_every_rank(tmp_path, parallel):
+def _nonfinite_run(tmp_path: Path, parallel: str, *args: str) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "nonfinite.py"
     script.write_text(NONFINITE_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
-         str(tmp_path / "run"), parallel], check=False, env=env, capture_output=True, text=True, timeout=300,
+         str(tmp_path / "run"), parallel, *args], check=False, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_under_ddp_the_device_decided_skip_gives_the_weights_of_the_host_decided_one(tmp_path):
+    """The loss averaged over the ranks decides on the device; the host reads (and the ranks agree) every 3 steps."""
+    _nonfinite_run(tmp_path / "host", "ddp")
+    _nonfinite_run(tmp_path / "device", "ddp", "device", "3")
+    host, device = ([json.loads((tmp / "run" / f"rank{r}.json").read_text()) for r in range(2)]
+                    for tmp in (tmp_path / "host", tmp_path / "device"))
+    assert [r["skipped"] for r in device] == [1, 1]
+    assert device[0]["weight"] == device[1]["weight"] == host[0]["weight"]
+    rows = list(csv.DictReader((tmp_path / "device" / "run" / "metrics.csv").read_text().splitlines()))
+    assert [(r["step"], r["nonfinite_skips"]) for r in rows] == [("3", "1"), ("4", "1")]
+
+
+@pytest.mark.parametrize("parallel", [pytest.param("ddp", marks=pytest.mark.slow), "fsdp"])
+def test_a_non_finite_loss_on_one_rank_is_skipped_by_every_rank(tmp_path, parallel):
+    _nonfinite_run(tmp_path, parallel)
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["skipped"] == ranks[1]["skipped"] == 1
     assert ranks[0]["weight"] == ranks[1]["weight"]  # the ranks still hold the same model

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from formers.data.buckets import bucket_length, check_pad_multiple
 from formers.data.mlm import IGNORE_INDEX
 
 FORMATS = ("csv", "tsv", "jsonl")
@@ -283,9 +284,16 @@ def encode_words(tokenizer, words: Sequence[str], tags: Sequence[int], max_len: 
     return EncodedExample(ids, [0] * len(ids), labels)
 
 
-def collate(examples: Sequence[EncodedExample], pad_id: int) -> dict[str, Tensor]:
-    """Right-padded ``input_ids``, ``token_type_ids``, ``padding_mask`` (B, T) and ``labels`` ((B,) or (B, T))."""
-    t = max(len(e.input_ids) for e in examples)
+def collate(
+    examples: Sequence[EncodedExample], pad_id: int, pad_multiple: int = 1, max_len: int | None = None
+) -> dict[str, Tensor]:
+    """Right-padded ``input_ids``, ``token_type_ids``, ``padding_mask`` (B, T) and ``labels`` ((B,) or (B, T)).
+
+    T is the longest row rounded up to a multiple of ``pad_multiple`` (bucketing: few shapes for compiled steps),
+    but not above ``max_len`` (nor below the longest row).
+    """
+    check_pad_multiple(pad_multiple)
+    t = bucket_length(max(len(e.input_ids) for e in examples), pad_multiple, max_len)
     ids = np.full((len(examples), t), pad_id, dtype=np.int64)
     types = np.zeros((len(examples), t), dtype=np.int64)
     token_level = isinstance(examples[0].label, list)
@@ -309,9 +317,11 @@ def collate(examples: Sequence[EncodedExample], pad_id: int) -> dict[str, Tensor
 
 
 class ClassificationLoader:
-    """Batches of encoded rows, shuffled per ``(seed, epoch)`` (or in order when ``shuffle`` is False)."""
+    """Batches of encoded rows, shuffled per ``(seed, epoch)`` (or in order when ``shuffle`` is False), padded as
+    :func:`collate` pads them (``pad_multiple``, ``max_len``)."""
     def __init__(
-        self, examples: Sequence[EncodedExample], batch_size: int, pad_id: int, seed: int = 0, shuffle: bool = True
+        self, examples: Sequence[EncodedExample], batch_size: int, pad_id: int, seed: int = 0, shuffle: bool = True,
+        pad_multiple: int = 1, max_len: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -319,6 +329,7 @@ class ClassificationLoader:
             raise ValueError("examples must hold at least one row, got none")
         self.examples, self.batch_size, self.pad_id = list(examples), batch_size, pad_id
         self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+        self.pad_multiple, self.max_len = pad_multiple, max_len
 
     def set_epoch(self, epoch: int) -> None:
         """Fixes the order of the next iteration to that of ``epoch``."""
@@ -332,4 +343,5 @@ class ClassificationLoader:
         if self.shuffle:
             order = np.random.default_rng([self.seed % 2**32, self.epoch]).permutation(len(self.examples))
         for start in range(0, len(order), self.batch_size):
-            yield collate([self.examples[i] for i in order[start : start + self.batch_size]], self.pad_id)
+            yield collate([self.examples[i] for i in order[start : start + self.batch_size]], self.pad_id,
+                          self.pad_multiple, self.max_len)

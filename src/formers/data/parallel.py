@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from formers.data.buckets import bucket_length, check_pad_multiple
 from formers.data.tokenizers import SubwordTokenizer
 
 # ----------------------------------------------------------------------------- reading
@@ -325,7 +326,12 @@ class TokenBucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 
 def collate_translation(
-    pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = 0, bos_id: int = 1, eos_id: int = 2
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    pad_id: int = 0,
+    bos_id: int = 1,
+    eos_id: int = 2,
+    pad_multiple: int = 1,
+    max_len: int | None = None,
 ) -> dict[str, Tensor]:
     """Pads a list of ``(src_ids, tgt_ids)`` pairs into teacher-forcing tensors.
 
@@ -334,13 +340,16 @@ def collate_translation(
         pad_id: padding id (model ``pad_id``).
         bos_id: id prepended to the decoder input.
         eos_id: id appended to the decoder target.
+        pad_multiple: pad S and T up to a multiple of this (1: to the longest sequence exactly).
+        max_len: the padded lengths never exceed this (nor fall below the longest sequence).
 
     Returns:
         ``src_ids`` (B, S) long; ``src_padding_mask`` (B, S) bool, True = real token;
         ``tgt_in`` (B, T) long, ``[bos] + tgt``; ``tgt_out`` (B, T) long, ``tgt + [eos]``
         (the next-token labels for ``tgt_in``); ``tgt_padding_mask`` (B, T) bool, True = real token;
         ``num_tgt_tokens``, an int: the real target tokens (for throughput, without a device sync).
-        S is the longest source, T the longest target + 1; padding positions hold ``pad_id``.
+        S is the longest source, T the longest target + 1, each rounded up by ``pad_multiple``; padding positions
+        hold ``pad_id``.
 
     Raises:
         ValueError: ``pairs`` is empty or a sequence is empty.
@@ -353,7 +362,10 @@ def collate_translation(
                              f"({len(src)}, {len(tgt)})")
     src_lens = np.array([len(s) for s, _ in pairs])  # (B,)
     tgt_lens = np.array([len(t) + 1 for _, t in pairs])  # (B,) with bos/eos
-    batch_size, src_len, tgt_len = len(pairs), int(src_lens.max()), int(tgt_lens.max())
+    check_pad_multiple(pad_multiple)
+    batch_size = len(pairs)
+    src_len = bucket_length(int(src_lens.max()), pad_multiple, max_len)
+    tgt_len = bucket_length(int(tgt_lens.max()), pad_multiple, max_len)
     # Filled in numpy (one slice assignment per row) and handed to torch once: collation stays off the profile.
     src_ids = np.full((batch_size, src_len), pad_id, dtype=np.int64)  # (B, S)
     tgt_in = np.full((batch_size, tgt_len), pad_id, dtype=np.int64)  # (B, T)
@@ -388,6 +400,9 @@ class TranslationLoader:
         pad_id: padding id.
         bos_id: begin-of-sentence id.
         eos_id: end-of-sentence id.
+        pad_multiple: pad batches to lengths that are multiples of this (bucketing: few shapes for compiled steps;
+            the token budget counts the padded lengths). 1: to the longest sequence exactly.
+        max_len: cap of the padded lengths (the dataset's ``max_len``).
 
     Yields:
         Dicts from :func:`collate_translation`.
@@ -402,10 +417,15 @@ class TranslationLoader:
         pad_id: int = 0,
         bos_id: int = 1,
         eos_id: int = 2,
+        pad_multiple: int = 1,
+        max_len: int | None = None,
     ) -> None:
+        check_pad_multiple(pad_multiple)
         self.dataset = dataset
-        self.sampler = TokenBucketBatchSampler(dataset.lengths, max_tokens, shuffle=shuffle, seed=seed)
+        lengths = [tuple(bucket_length(n, pad_multiple, max_len) for n in pair) for pair in dataset.lengths]
+        self.sampler = TokenBucketBatchSampler(lengths, max_tokens, shuffle=shuffle, seed=seed)
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        self.pad_multiple, self.max_len = pad_multiple, max_len
 
     def set_epoch(self, epoch: int) -> None:
         """Selects the epoch whose batch order the next iteration yields."""
@@ -416,4 +436,5 @@ class TranslationLoader:
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         for indices in self.sampler:
-            yield collate_translation([self.dataset[i] for i in indices], self.pad_id, self.bos_id, self.eos_id)
+            yield collate_translation([self.dataset[i] for i in indices], self.pad_id, self.bos_id, self.eos_id,
+                                      self.pad_multiple, self.max_len)

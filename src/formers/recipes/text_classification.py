@@ -23,6 +23,7 @@ from formers.data.labelled import (
 )
 from formers.data.spam_assassin import write_spam_assassin_csv
 from formers.data.tokenizers.wordpiece import WordPieceTokenizer, check_vocab_matches
+from formers.devices import resolve_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.models.bert import (
     BertConfig,
@@ -101,6 +102,7 @@ class ClassificationData:
     tokenizer: str | None = None  # a directory with vocab.txt; default: the pretrained directory
     max_len: int = 128
     batch_size: int = 32
+    pad_multiple: int | None = None  # training batches padded to multiples of this; None: 16 on CUDA, else exact
     eval_batch_size: int = 64
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
@@ -207,7 +209,10 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     print(f"data: {len(train)} train / {len(valid)} valid" + (f" / {len(test)} test" if test is not None else "")
           + f" records, {len(labels)} labels {labels.labels[:10]}, encoded in {time.perf_counter() - start:.1f}s; "
           f"model from {pretrained} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
-    loader = ClassificationLoader(train_rows, data.batch_size, tokenizer.pad_id, seed=recipe.train.seed)
+    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (
+        16 if resolve_device(recipe.train.device).type == "cuda" else 1)
+    loader = ClassificationLoader(train_rows, data.batch_size, tokenizer.pad_id, seed=recipe.train.seed,
+                                  pad_multiple=pad_multiple, max_len=max_len)
     eval_sets = {name: list(ClassificationLoader(rows, data.eval_batch_size, tokenizer.pad_id, shuffle=False))
                  for name, rows in encoded.items()}
     task = TokenClassificationTask(labels.labels) if token_level else SequenceClassificationTask(len(labels))

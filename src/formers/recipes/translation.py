@@ -15,6 +15,7 @@ from formers.data.parallel import (
     read_tsv,
 )
 from formers.data.tokenizers.joint_bpe import SubwordTokenizer
+from formers.devices import resolve_device
 from formers.hub import from_pretrained
 from formers.inference.translate import Translator
 from formers.recipes.recipe import Recipe, RunSetup, model_from_section, model_section
@@ -47,6 +48,7 @@ class TranslationData:
     min_frequency: int = 2
     max_len: int = 128  # longer training pairs are rejected (and counted), never truncated
     max_tokens: int = 4096
+    pad_multiple: int | None = None  # training batches padded to multiples of this; None: 16 on CUDA, else exact
     max_train_pairs: int | None = None
     max_valid_pairs: int | None = None
 
@@ -130,7 +132,10 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
         print(f"data: rejected {train_set.num_rejected} of {len(train_src)} training pairs longer than {max_len} tokens")
     valid_set = ParallelDataset.from_text(valid_src, valid_tgt, tokenizer, max_len=None)
     ids = dict(pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
-    train_loader = TranslationLoader(train_set, data.max_tokens, shuffle=True, seed=recipe.train.seed, **ids)
+    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (
+        16 if resolve_device(recipe.train.device).type == "cuda" else 1)
+    train_loader = TranslationLoader(train_set, data.max_tokens, shuffle=True, seed=recipe.train.seed,
+                                     pad_multiple=pad_multiple, max_len=max_len, **ids)
     eval_batches = list(TranslationLoader(valid_set, data.max_tokens, shuffle=False, **ids))
     eval_set = TranslationEvalSet(eval_batches, valid_src, valid_tgt)
     print(

@@ -52,3 +52,20 @@ class BufferSnapshot:
         if same_dst:
             with torch.no_grad():
                 torch._foreach_copy_(same_dst, same_src)
+
+    def replaced(self) -> bool:
+        """Whether a buffer tensor was replaced since the last :meth:`take` (its old value cannot be selected in place)."""
+        return any(m._buffers.get(name) is not then for (m, name), then in zip(self._slots, self._live))
+
+    def select(self, keep: Tensor) -> None:
+        """Keeps the current buffers where ``keep`` (a 0-dim bool device tensor) is True, else puts the copy back,
+        without reading ``keep`` on the host. A buffer the forward pass replaced by a tensor of the same shape is
+        selected into the new tensor; one of another shape cannot be, and raises (check :meth:`replaced` first)."""
+        if not self._slots:
+            return
+        with torch.no_grad():
+            for (owner, name), saved in zip(self._slots, self._saved):
+                live = owner._buffers[name]
+                if live.shape != saved.shape:
+                    raise ValueError(f"buffer {name!r} changed shape from {tuple(saved.shape)} to {tuple(live.shape)}")
+                live.copy_(torch.where(keep.to(live.device), live, saved))

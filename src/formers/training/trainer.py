@@ -1,10 +1,10 @@
 """The model-agnostic training loop: accumulation, mixed precision, clipping, non-finite guards, logging, resume.
 
 The Trainer knows nothing of the model family: a :class:`~formers.training.task.Task` turns batches into losses
-and models into eval metrics. One optimizer step reads back a single pair of numbers from the device (loss and
-gradient norm, needed to skip non-finite steps); task metrics are read only at logging time. A skipped step
-leaves the model as it was: parameters, optimizer state and every buffer (BatchNorm statistics), which are
-copied on the device at each step boundary and put back.
+and models into eval metrics. A step whose loss or gradient norm is not finite is skipped, decided on the device
+(:mod:`formers.training.device_step`): it leaves the model as it was (parameters, optimizer state, buffers such as
+BatchNorm statistics) and does not advance the schedule. The host reads losses, norms and skips only every
+``log_every`` steps and before evaluations, checkpoints and stops, so the step loop does not wait for the GPU.
 
 Resuming restores weights, optimizer, scheduler, GradScaler, RNG states and the position in the epoch (through
 the loader's ``state_dict`` when it has one, else by ``set_epoch(epoch)`` and skipping consumed batches), so a
@@ -18,15 +18,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
-import random
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -43,6 +40,15 @@ from formers.training.checkpoint import (
     save_checkpoint,
     step_dir_name,
     write_trainer_state,
+)
+from formers.training.determinism import seed_everything, set_deterministic
+from formers.training.device_step import (
+    DeviceFeed,
+    DeviceSkipStep,
+    NonFiniteLossError,
+    PendingSteps,
+    SchedulerLag,
+    count_step,
 )
 from formers.training.distributed import (
     FullOptimizerState,
@@ -70,25 +76,6 @@ from formers.viz.curves import plot_curves
 
 CURVES_PNG = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised after ``max_consecutive_nonfinite`` optimizer steps in a row had a non-finite loss or gradient."""
-
-
-def seed_everything(seed: int) -> None:
-    """Seeds python's, numpy's and torch's (CPU and CUDA) global generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def set_deterministic() -> None:
-    """Deterministic kernels (errors on ops without one) and cuDNN without autotuning."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
 
 
 class Trainer:
@@ -170,11 +157,16 @@ class Trainer:
         self._deadline: float | None = None
         self._tb: Any = None
         self._buffers = BufferSnapshot(self.model)
+        self._skip = DeviceSkipStep(self.optimizer, self.params, self._buffers)
+        self._pending = PendingSteps()  # steps the host has not read yet
+        self._lag = SchedulerLag(scheduler)
+        self._feed = DeviceFeed(self.device)
+        self._window = StepWindow()
         self._boundary: StepBoundary | None = None
         self._phase = "step"  # "step": before the optimizer update; "update": during it; "after": step complete
         self._start_step = self._last_save = self._last_eval = 0
         self._latest: Path | None = None
-        self._agreed = (False, False)  # time budget spent, interruption requested: as all ranks agreed at the last step
+        self._agreed = (False, False)  # time budget spent, interruption requested: as all ranks agreed at the last read
         self._interrupt: DeferredInterrupt | None = None
 
     # ------------------------------------------------------------------ public
@@ -244,7 +236,7 @@ class Trainer:
     def _run(self, bar: Progress, interrupt: DeferredInterrupt, loader_state: Any) -> None:
         """The epochs and steps of :meth:`fit`, then the final log, evaluation and checkpoint."""
         cfg, state = self.config, self.state
-        window = StepWindow()
+        window = self._window = StepWindow()
         step_loss: Tensor | None = None
         micro = 0
         self.model.train()
@@ -276,14 +268,19 @@ class Trainer:
                 state.step += 1
                 self._phase = "after"
                 bar.update(1)
-                if state.step % cfg.log_every == 0 or self._done():
+                log_due = state.step % cfg.log_every == 0 or self._done()
+                eval_due = self.eval_loader is not None and bool(cfg.eval_every) and state.step % cfg.eval_every == 0
+                save_due = bool(cfg.save_every) and state.step % cfg.save_every == 0
+                if log_due or eval_due or save_due:  # the same steps on every rank: they agree on stopping here
+                    self._read(agree=self.dist.active)
+                if log_due or self._done():
                     self._log_train(window, bar)
-                    window = StepWindow()
+                    window = self._window = StepWindow()
                 improved = False
-                if self.eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
+                if eval_due:
                     improved = self._evaluate()
                     self._last_eval = state.step
-                self._checkpoint_step(bool(cfg.save_every) and state.step % cfg.save_every == 0, improved)
+                self._checkpoint_step(save_due, improved)
                 if self._stop_requested(interrupt):
                     raise self._interrupted(forced=False)
                 self._mark_boundary()
@@ -296,6 +293,7 @@ class Trainer:
                 state.batch_in_epoch = 0
         self.optimizer.zero_grad(set_to_none=True)  # drop a partial accumulation left by max_epochs
         self._phase = "after"
+        self._read(agree=self.dist.active)
         if state.step > self._start_step:
             if window.losses:
                 self._log_train(window, bar)
@@ -391,6 +389,7 @@ class Trainer:
             self._buffers.restore()
             self._boundary.restore(self.train_loader)
             state.epoch, state.batch_in_epoch = self._boundary.epoch, self._boundary.batch_in_epoch
+        self._read()  # the counters and the schedule of the steps taken, as the checkpoint records them
         self.optimizer.zero_grad(set_to_none=True)
         try:
             saved = self.save()
@@ -435,7 +434,7 @@ class Trainer:
         Under DDP only the last micro-batch of a step (``_sync_grads``) all-reduces the gradients; the others
         accumulate them locally.
         """
-        batch = move_to_device(batch, self.device)
+        batch = self._feed(batch)
         if self._graphed:
             torch.compiler.cudagraph_mark_step_begin()
         state = self.state
@@ -458,8 +457,10 @@ class Trainer:
         return out.loss.detach().float()
 
     def _optimizer_step(self, loss: Tensor, window: StepWindow) -> None:
-        """Unscale, measure and clip the gradient, then step unless loss or norm is non-finite."""
+        """Unscale, measure and clip the gradient, then step unless loss or norm is non-finite (decided on the
+        device where :class:`~formers.training.device_step.DeviceSkipStep` can, else on the host)."""
         cfg, state = self.config, self.state
+        self._lag.resolve()  # the schedule as the previous step left it
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -468,40 +469,52 @@ class Trainer:
             norm = norm.full_tensor()
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(self.params, cfg.max_grad_norm, norm)
-        values = torch.stack([loss, norm.float().to(loss.device)])
-        if self.dist.active:  # one collective: the ranks' mean loss, and whether any of them must stop
-            wants = [self._deadline is not None and time.monotonic() >= self._deadline,
-                     self._interrupt is not None and self._interrupt.requested]
-            values = self.dist.mean(torch.cat([values, torch.tensor(wants, dtype=values.dtype, device=values.device)]))
-        loss_value, norm_value, *stops = values.tolist()  # the step's host sync
-        self._agreed = (stops[0] > 0, stops[1] > 0) if stops else self._agreed
-        window.losses.append(loss_value)
-        window.norms.append(norm_value)
-        if math.isfinite(loss_value) and math.isfinite(norm_value):
-            if self.scaler.is_enabled():
-                self.scaler.step(self.optimizer)
+        values = self.dist.mean(torch.stack([loss, norm.float().to(loss.device)]))  # every rank decides alike
+        if not is_sharded(self.model) and self._skip.ready():  # fp16: non-finite grads make the norm non-finite
+            finite = torch.isfinite(values).all()
+            self._skip.step(finite)
+            self._lag.defer(finite)
+            self._pending.add(state.step + 1, values)
+        else:  # the host decides: count the pending steps first, in order
+            self._read()
+            if self._count(state.step + 1, *values.tolist()):
+                if self.scaler.is_enabled():
+                    self.scaler.step(self.optimizer)
+                else:
+                    self.optimizer.step()
+                self._skip.mark_applied()
+                if self.scheduler is not None:
+                    self.scheduler.step()
             else:
-                self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
-            state.consecutive_nonfinite = 0
-        else:
-            self._buffers.restore()  # the forward pass may have updated them (BatchNorm statistics)
-            state.total_nonfinite += 1
-            # With fp16, an overflow of the scaled gradient (finite loss) is the GradScaler's business: it lowers
-            # the scale. Only a non-finite loss counts towards divergence there.
-            if not self.scaler.is_enabled() or not math.isfinite(loss_value):
-                state.consecutive_nonfinite += 1
-            if state.consecutive_nonfinite >= cfg.max_consecutive_nonfinite:
-                raise NonFiniteLossError(
-                    f"{state.consecutive_nonfinite} optimizer steps in a row (ending at step {state.step + 1}) had a "
-                    f"non-finite loss ({loss_value}) or gradient norm ({norm_value}); max_consecutive_nonfinite="
-                    f"{cfg.max_consecutive_nonfinite}. Start again with a lower learning rate, or resume from the "
-                    "last checkpoint (fit(resume=True)) with clipping (max_grad_norm) or bf16 instead of fp16."
-                )
+                self._buffers.restore()  # the forward pass may have updated them (BatchNorm statistics)
         if self.scaler.is_enabled():
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def _read(self, agree: bool = False) -> None:
+        """The host's read of the pending steps' losses, norms and skips (one device sync), counted in order; with
+        ``agree`` (on several ranks, at the same step on each) also the ranks' agreement to stop."""
+        wants = None
+        if agree:
+            local = [self._deadline is not None and time.monotonic() >= self._deadline,
+                     self._interrupt is not None and self._interrupt.requested]
+            wants = self.dist.mean(torch.tensor(local, dtype=torch.float32, device=self.device))
+        if not len(self._pending) and wants is None:
+            self._lag.resolve()
+            return
+        rows, stops = self._pending.read(wants)
+        if stops:
+            self._agreed = (stops[0] > 0, stops[1] > 0)
+        for step, loss_value, norm_value in rows:
+            self._count(step, loss_value, norm_value)
+        self._lag.resolve()
+
+    def _count(self, step: int, loss_value: float, norm_value: float) -> bool:
+        """Logs optimizer step ``step``'s loss and norm and counts it; returns whether it was finite (applied)."""
+        self._window.losses.append(loss_value)
+        self._window.norms.append(norm_value)
+        return count_step(self.state, step, loss_value, norm_value, self.config.max_consecutive_nonfinite,
+                          fp16=self.scaler.is_enabled())
 
     # ------------------------------------------------------------------ eval, best, logs
 

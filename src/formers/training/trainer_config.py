@@ -28,17 +28,21 @@ class TrainerConfig:
         keep_last: step checkpoints kept (older ones are deleted, except the one ``checkpoints/best`` names).
         best_metric: key of the task's eval dict that selects ``checkpoints/best`` (``None``: no best).
         best_mode: ``"max"`` or ``"min"``: which direction of ``best_metric`` is better.
-        log_every: write a metrics row every this many steps.
+        log_every: write a metrics row every this many steps. The host reads the steps' losses and non-finite skips
+            (decided on the device) only then and before evaluations, checkpoints and stops; on several ranks they
+            also agree then on stopping (time budget, Ctrl-C), so a stop lands on such a step.
         seed: seeds python, numpy and torch at the start of a fresh run (resumed runs restore the RNG states).
         deterministic: ``torch.use_deterministic_algorithms(True)`` and deterministic cuDNN.
-        max_consecutive_nonfinite: raise :class:`NonFiniteLossError` after this many skipped steps in a row.
+        max_consecutive_nonfinite: raise :class:`NonFiniteLossError` after this many skipped steps in a row
+            (detected at the next host read, see ``log_every``; the error names the step that reached the limit).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         progress_bar: show a live tqdm bar with loss, lr and tokens/s when stderr is a terminal; otherwise (or when
             off) a line is printed every ``log_every`` steps (:mod:`formers.training.progress`).
         tensorboard: also log to ``run_dir/tensorboard`` (skipped when tensorboard is not installed).
         compile: run the training steps through ``torch.compile(model, dynamic=False)``: one graph per batch shape,
-            the first steps pay the compilation. Suits fixed shapes (image batches, LM windows); length-bucketed
-            text batches recompile per shape until PyTorch's recompile limit, then run eager. Evaluation and
+            the first steps pay the compilation. Suits fixed shapes (image batches, LM windows); text batches
+            recompile per shape until PyTorch's recompile limit, then run eager (the text recipes' ``pad_multiple``
+            keeps their padded lengths to a few). Evaluation and
             checkpoints use the plain model.
         compile_mode: ``torch.compile``'s mode: ``"default"``, ``"reduce-overhead"`` (the compiled forward and backward
             replay as CUDA graphs: one launch instead of hundreds, for small models whose steps are bound by
