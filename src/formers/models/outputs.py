@@ -6,6 +6,13 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from formers.layers.embedding import OutputProjection
+from formers.layers.linear_cross_entropy import (
+    check_loss_arguments,
+    logits_cross_entropy,
+)
+from formers.layers.validation import check_ids_shape
+
 
 @dataclass
 class Seq2SeqOutput:
@@ -24,6 +31,37 @@ class Seq2SeqOutput:
     encoder_hidden_state: Tensor
     loss: Tensor | None = None
     nll: Tensor | None = None
+
+
+def check_seq2seq_inputs(
+    src_ids: Tensor, tgt_ids: Tensor, max_seq_len: int, targets: Tensor | None, label_smoothing: float,
+    return_logits: bool | None,
+) -> None:
+    """Checks an encoder-decoder's (B, S) source and (B, T) target ids and its loss arguments."""
+    check_ids_shape(src_ids, "src_ids", max_seq_len)
+    check_ids_shape(tgt_ids, "tgt_ids", max_seq_len)
+    if tgt_ids.shape[0] != src_ids.shape[0]:
+        raise ValueError(
+            f"src_ids and tgt_ids must have the same batch size, got {src_ids.shape[0]} and {tgt_ids.shape[0]}"
+        )
+    check_loss_arguments(targets, tgt_ids, label_smoothing, return_logits)
+
+
+def seq2seq_output(
+    output: OutputProjection, hidden: Tensor, memory: Tensor, targets: Tensor | None, label_smoothing: float,
+    return_logits: bool | None,
+) -> Seq2SeqOutput:
+    """The output of an encoder-decoder from its decoder states (B, T, D): the logits (B, T, V) unless only the
+    loss is wanted (``targets`` given, ``return_logits`` not True: the chunked loss, no logits made), and the
+    loss and nll given ``targets``."""
+    if return_logits is False or (return_logits is None and targets is not None):
+        loss, nll = output.cross_entropy(hidden, targets, label_smoothing=label_smoothing, return_nll=True)
+        return Seq2SeqOutput(logits=None, encoder_hidden_state=memory, loss=loss, nll=nll)
+    logits = output(hidden)  # (B, T, V)
+    if targets is None:
+        return Seq2SeqOutput(logits=logits, encoder_hidden_state=memory)
+    loss, nll = logits_cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    return Seq2SeqOutput(logits=logits, encoder_hidden_state=memory, loss=loss, nll=nll)
 
 
 @dataclass

@@ -41,12 +41,8 @@ from formers.layers import (
     check_padding_mask,
     padding_to_attn_mask,
 )
-from formers.layers.linear_cross_entropy import (
-    check_loss_arguments,
-    logits_cross_entropy,
-)
 from formers.layers.validation import should_check_values
-from formers.models.outputs import Seq2SeqOutput
+from formers.models.outputs import Seq2SeqOutput, check_seq2seq_inputs, seq2seq_output
 from formers.registry import register_family, register_model
 
 
@@ -394,21 +390,10 @@ class Transformer(nn.Module):
             (B, S, D) and, given ``targets``, ``loss`` (mean label-smoothed cross-entropy over the counted
             positions, float32) and ``nll`` (the same without smoothing, detached).
         """
-        check_ids_shape(src_ids, "src_ids", self.config.max_seq_len)
-        check_ids_shape(tgt_ids, "tgt_ids", self.config.max_seq_len)
-        if tgt_ids.shape[0] != src_ids.shape[0]:
-            raise ValueError(f"src_ids and tgt_ids must have the same batch size, got {src_ids.shape[0]} and {tgt_ids.shape[0]}")
-        check_loss_arguments(targets, tgt_ids, label_smoothing, return_logits)
+        check_seq2seq_inputs(src_ids, tgt_ids, self.config.max_seq_len, targets, label_smoothing, return_logits)
         memory, src_padding_mask = self.encode(src_ids, src_padding_mask)
         hidden = self._decoder_states(tgt_ids, memory, src_padding_mask, tgt_padding_mask)  # (B, T, D)
-        if return_logits is False or (return_logits is None and targets is not None):
-            loss, nll = self.decoder.output.cross_entropy(hidden, targets, label_smoothing=label_smoothing,
-                                                          return_nll=True)
-            return Seq2SeqOutput(logits=None, encoder_hidden_state=memory, loss=loss, nll=nll)
-        logits = self.decoder.output(hidden)  # (B, T, V)
-        loss, nll = logits_cross_entropy(logits, targets, label_smoothing=label_smoothing) if targets is not None else (
-            None, None)
-        return Seq2SeqOutput(logits=logits, encoder_hidden_state=memory, loss=loss, nll=nll)
+        return seq2seq_output(self.decoder.output, hidden, memory, targets, label_smoothing, return_logits)
 
 
 @register_model(Transformer)
