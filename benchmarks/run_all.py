@@ -21,6 +21,8 @@ The benchmarks (``--only`` / ``--skip`` take these names, or ``step_profile`` fo
 - ``profile-<recipe>``: the GPU-busy fraction of each GPU recipe's Trainer steps (``step_profile.py <recipe>``).
 - ``detr``: DETR-R50 training against Hugging Face's ``DetrForObjectDetection`` (``detr_speed.py --compile``).
 - ``word2vec``: word2vec CBOW and skip-gram words/s against gensim (``word2vec_speed.py``).
+- ``linear_ce``: the chunked linear + cross-entropy against ``F.cross_entropy(F.linear(...))`` at GPT-2 sizes, both
+  compiled: rows/s, with each one's peak memory (``linear_cross_entropy.py --compile``).
 
 Run on one GPU machine from the repository root (data in ``$FORMERS_DATA_DIR``):
 ``python benchmarks/run_all.py`` writes ``benchmarks/results/all_<gpu>.json``; then
@@ -182,6 +184,20 @@ def word2vec_rows(r: dict) -> list[Row]:
             for arch, run in (r.get("runs") or {}).items()]
 
 
+def linear_ce_rows(r: dict) -> list[Row]:
+    runs, rows = r.get("runs") or {}, (r.get("sizes") or {}).get("n")
+    ours, ref = ("chunked_compiled", "full_compiled") if "chunked_compiled" in runs else ("chunked", "full")
+
+    def speed(name: str) -> float | None:
+        run = runs.get(name) or {}
+        return rows * 1000 / run["ms"] if rows and run.get("ms") and not run.get("oom") else None
+
+    peaks = {n: (runs.get(n) or {}).get("peak_mb") for n in (ours, ref)}
+    note = f"peak {peaks[ours]} MB against {peaks[ref]} MB" if None not in peaks.values() else ""
+    return [row(f"linear + cross-entropy, {rows} rows, {r.get('precision')} ({ours})", "rows/s", speed(ours),
+                f"F.linear + F.cross_entropy ({ref})", speed(ref), note=note)]
+
+
 def gpu_recipes() -> list[str]:
     """Recipes whose YAML names an H100 / H200 as their hardware, sorted."""
     found = []
@@ -224,6 +240,8 @@ def benchmarks(multi30k_minutes: float) -> list[Benchmark]:
                   "result.json", 1500, detr_rows),
         Benchmark("word2vec", "word2vec", "word2vec_speed.py", out, lambda d: ["--smoke", *out(d)],
                   "result.json", 1800, word2vec_rows),
+        Benchmark("linear_ce", "linear_ce", "linear_cross_entropy.py", lambda d: ["--compile", *out(d)],
+                  lambda d: ["--device", "cpu", "--tiny", *out(d)], "result.json", 600, linear_ce_rows),
     ]
     return items
 
