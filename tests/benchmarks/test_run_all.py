@@ -83,7 +83,7 @@ def test_only_and_skip_take_names_and_groups_and_reject_unknown_ones(run_all):
     assert "profile-multi30k-en-de" in profiles and "profile-vit-fashion-mnist" in profiles
     assert "profile-quickstart" not in profiles and all(p.startswith("profile-") for p in profiles)
     rest = [b.name for b in run_all.select(items, None, ["step_profile", "word2vec"])]
-    assert rest == ["generate", "multi30k_train", "transformer_base", "vit", "swin", "gpt2_train", "detr"]
+    assert rest == ["generate", "multi30k_train", "transformer_base", "vit", "swin", "gpt2_train", "detr", "linear_ce"]
     with pytest.raises(ValueError, match=r"--only: unknown benchmark\(s\) \['vitt'\]"):
         run_all.select(items, ["vitt"], [])
     with pytest.raises(SystemExit, match="unknown"):
