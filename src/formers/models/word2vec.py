@@ -238,6 +238,8 @@ class Word2Vec(nn.Module):
         weights = input_mask.to(table.dtype)
         summed = F.embedding_bag(inputs, table, mode="sum", per_sample_weights=weights)  # (P, D)
         count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (P, 1)
+        if not torch.is_grad_enabled():  # the same values without the gradient's reshaping (sgd_step_)
+            return summed / count if self.config.cbow_mean else summed
         if self.config.cbow_mean:
             return summed.detach() / count + (summed - summed.detach())
         return summed.detach() + (summed - summed.detach()) / count
