@@ -238,6 +238,8 @@ class Word2Vec(nn.Module):
         weights = input_mask.to(table.dtype)
         summed = F.embedding_bag(inputs, table, mode="sum", per_sample_weights=weights)  # (P, D)
         count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (P, 1)
+        if not torch.is_grad_enabled():  # the same values without the gradient's reshaping (sgd_step_)
+            return summed / count if self.config.cbow_mean else summed
         if self.config.cbow_mean:
             return summed.detach() / count + (summed - summed.detach())
         return summed.detach() + (summed - summed.detach()) / count
@@ -307,16 +309,19 @@ class Word2Vec(nn.Module):
             raise ValueError(f"rows must cover the output tables {sorted(expected)} for all {inputs.shape[0]} examples, "
                              f"got {[(r.table, tuple(r.ids.shape)) for r in rows]}")
         hidden = self.hidden(inputs, input_mask, table=words)  # (P, D)
-        error, loss = torch.zeros_like(hidden), hidden.new_zeros(inputs.shape[0])  # error: word2vec's neu1e
+        error, loss = None, None  # error: word2vec's neu1e, (P, D)
         for name, ids, labels, valid in rows:
             table = tables[name]
             out = F.embedding(ids, table)  # (P, J, D); index_select, faster than table[ids] on CPU
-            logits = torch.linalg.vecdot(out, hidden[:, None, :])  # (P, J)
+            # (P, 1, D) @ (P, D, J): on the CPU twice as fast as vecdot's multiply-then-sum, and no (P, J, D) temporary
+            logits = torch.bmm(hidden[:, None, :], out.mT).squeeze(1)  # (P, J)
             valid = valid & (logits.abs() < MAX_EXP)
             g = alpha * (labels - torch.sigmoid(logits)) * valid  # (P, J) word2vec's g
-            error += torch.bmm(g[:, None, :], out).squeeze(1)  # (P, 1, J) @ (P, J, D) -> (P, D)
+            part = torch.bmm(g[:, None, :], out).squeeze(1)  # (P, 1, J) @ (P, J, D) -> (P, D)
+            error = part if error is None else error.add_(part)
             table.index_add_(0, ids.flatten(), (g[:, :, None] * hidden[:, None, :]).flatten(0, 1))  # (P * J, D)
-            loss += (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * valid).sum(dim=1)
+            part = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * valid).sum(dim=1)
+            loss = part if loss is None else loss.add_(part)
         if cfg.architecture == "skipgram":
             words.index_add_(0, inputs, error)
             return loss
