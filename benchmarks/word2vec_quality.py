@@ -26,12 +26,18 @@ from datetime import date
 from pathlib import Path
 
 import torch
-
-from formers.data.downloads import resolve_data_dir
-from word2vec_runs import Settings, evaluate, machine, read_corpus, scratch_dir, train_formers, train_gensim, write_corpus
+from word2vec_runs import (
+    Settings,
+    evaluate,
+    load_setup,
+    machine,
+    scratch_dir,
+    train_formers,
+    train_gensim,
+    write_corpus,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FILES = ["corpus.txt.gz", "eval/questions-words.txt", "eval/wordsim353.tsv"]
 METRICS = ("analogy", "semantic", "syntactic", "wordsim_spearman")
 
 
@@ -60,14 +66,7 @@ def main() -> None:
     if args.smoke:
         args.device, args.epochs, args.seeds = "cpu", 1, args.seeds[:1]
         args.max_words = args.max_words or 200_000
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    folder = resolve_data_dir("word2vec", FILES, args.data_dir)
-    if folder is None:
-        raise SystemExit("the shared word2vec corpus is missing: set --data-dir or $FORMERS_DATA_DIR/word2vec")
-    words_per_batch = args.words_per_batch or (1_000_000 if args.device.startswith("cuda") else 100_000)
-    args.words_per_update = args.words_per_update or (1000 if args.device.startswith("cuda") else 250)
-    sentences = read_corpus(str(folder / "corpus.txt.gz"), "lowercase_letters", args.max_words)
+    folder, sentences, words_per_batch = load_setup(args)
     tag = args.tag or ("smoke" if args.smoke else "cuda" if args.device.startswith("cuda") else "cpu")
     out = args.out or RESULTS / f"word2vec_quality_{tag}.json"
     report = {

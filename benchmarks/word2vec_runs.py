@@ -21,7 +21,13 @@ from typing import Any
 
 import torch
 
-from formers.data.word2vec import EncodedCorpus, Word2VecLoader, prepare_corpus, read_sentences
+from formers.data.downloads import resolve_data_dir
+from formers.data.word2vec import (
+    EncodedCorpus,
+    Word2VecLoader,
+    prepare_corpus,
+    read_sentences,
+)
 from formers.inference.word_vectors import WordVectors
 from formers.models.word2vec import Word2Vec, Word2VecConfig
 from formers.tasks.word2vec import Word2VecTask
@@ -41,6 +47,25 @@ class Settings:
     epochs: int = 5
     alpha: float = 0.025
     min_alpha: float = 0.0001
+
+
+FILES = ["corpus.txt.gz", "eval/questions-words.txt", "eval/wordsim353.tsv"]
+"""The shared word2vec folder's files (``../shared/data/word2vec``)."""
+
+
+def load_setup(args: Any) -> tuple[Path, list[list[str]], int]:
+    """Applies ``--threads``, finds the corpus folder and reads its sentences (``--max-words``); fills in
+    ``args.words_per_update`` and returns ``(folder, sentences, words_per_batch)`` with the device's defaults
+    (1M words per chunk and updates of 1,000 words on CUDA, 100k and 250 on a CPU)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = resolve_data_dir("word2vec", FILES, args.data_dir)
+    if folder is None:
+        raise SystemExit("the shared word2vec corpus is missing: set --data-dir or $FORMERS_DATA_DIR/word2vec")
+    cuda = args.device.startswith("cuda")
+    words_per_batch = args.words_per_batch or (1_000_000 if cuda else 100_000)
+    args.words_per_update = args.words_per_update or (1000 if cuda else 250)
+    return folder, read_corpus(str(folder / "corpus.txt.gz"), "lowercase_letters", args.max_words), words_per_batch
 
 
 def read_corpus(path: str, tokenizer: str, max_words: int | None = None) -> list[list[str]]:
