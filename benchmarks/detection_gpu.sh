@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # DETR on one GPU: training speed against Hugging Face, then fashion-detect against torchvision's Faster R-CNN on the
 # same data and the same time budget (one after the other, the whole GPU each). Logs and JSON under $OUT.
-# Usage on the GPU machine: FORMERS_DATA_DIR=<folder with fashion-mnist/> MINUTES=2.5 OUT=<dir> bash benchmarks/detection_gpu.sh
+# Usage on the GPU machine: FORMERS_DATA_DIR=<folder with fashion-mnist/> MINUTES=2 OUT=<dir> bash benchmarks/detection_gpu.sh
 set -u
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/src PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/out}; MINUTES=${MINUTES:-30}; RECIPE=${RECIPE:-fashion-detect}
+OUT=${OUT:-/tmp/out}; MINUTES=${MINUTES:-2}; RECIPE=${RECIPE:-fashion-detect}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python benchmarks/detr_speed.py --out $OUT/detr_speed.json > $OUT/detr_speed.log 2>&1
 tail -12 $OUT/detr_speed.log
-# Short budgets: compiling (once per multi-scale shape) would eat the run, so both train eagerly.
+# Short budgets: compiling would eat the run, so both train eagerly.
 python -m formers.cli.main train $RECIPE --run-dir /tmp/runs/detr --set train.max_minutes=$MINUTES \
   --set train.compile=false > $OUT/detr_$RECIPE.log 2>&1
 cp /tmp/runs/detr/results.json $OUT/detr_${RECIPE}_results.json; cp /tmp/runs/detr/metrics.csv $OUT/detr_${RECIPE}_metrics.csv

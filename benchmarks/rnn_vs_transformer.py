@@ -104,8 +104,9 @@ def decoding_speed(run_dir: Path, sources: list[str], references: list[str], dev
 def run_one(key: str, args: argparse.Namespace, work: Path) -> dict:
     """Trains recipe ``key`` into ``work/key`` and measures it."""
     overrides: dict = {"train.progress_bar": False, "train.tensorboard": False}
-    if args.data_dir:
-        overrides["data.data_dir"] = args.data_dir
+    if args.data_dir:  # the folder holding multi30k/, or multi30k/ itself
+        folder = Path(args.data_dir)
+        overrides["data.data_dir"] = str(folder / "multi30k" if (folder / "multi30k").is_dir() else folder)
     if args.minutes is not None:
         overrides["train.max_minutes"] = args.minutes
     if args.smoke:
@@ -196,8 +197,9 @@ def main() -> None:
         report["runs"][key] = run_one(key, args, work)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")  # after each run: partial results survive
-        if os.environ.get("OUT"):
-            shutil.copy(out, Path(os.environ["OUT"]) / out.name)
+        copy = Path(os.environ["OUT"]) / out.name if os.environ.get("OUT") else None
+        if copy is not None and copy.resolve() != out.resolve():
+            shutil.copy(out, copy)
     runs = report["runs"]
     if {"transformer", "lstm"} <= set(runs):
         t, r = runs["transformer"], runs["lstm"]
@@ -210,8 +212,9 @@ def main() -> None:
                                                      / r["decoding_val_fp32"]["greedy"]["sentences_per_s"], 2),
         }
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        if os.environ.get("OUT"):
-            shutil.copy(out, Path(os.environ["OUT"]) / out.name)
+        copy = Path(os.environ["OUT"]) / out.name if os.environ.get("OUT") else None
+        if copy is not None and copy.resolve() != out.resolve():
+            shutil.copy(out, copy)
     print_table(report)
     print(f"\nwrote {out}")
 

@@ -193,7 +193,7 @@ def linear_ce_rows(r: dict) -> list[Row]:
         return rows * 1000 / run["ms"] if rows and run.get("ms") and not run.get("oom") else None
 
     peaks = {n: (runs.get(n) or {}).get("peak_mb") for n in (ours, ref)}
-    note = f"peak {peaks[ours]} MB against {peaks[ref]} MB" if None not in peaks.values() else ""
+    note = f"peak {peaks[ours]:,.0f} MB against {peaks[ref]:,.0f} MB" if None not in peaks.values() else ""
     return [row(f"linear + cross-entropy, {rows} rows, {r.get('precision')} ({ours})", "rows/s", speed(ours),
                 f"F.linear + F.cross_entropy ({ref})", speed(ref), note=note)]
 

@@ -291,3 +291,37 @@ def test_a_full_disk_during_save_pretrained_names_the_directory_and_keeps_the_ol
 
 def test_resource_limits_are_available():
     assert resource.RLIMIT_FSIZE  # the test above relies on it (Linux, macOS)
+
+
+class _FlatViews(nn.Module):
+    """Weights that are views into one flat buffer, as cuDNN lays out ``nn.LSTM`` on a GPU, plus a tied weight."""
+
+    def __init__(self):
+        super().__init__()
+        flat = torch.arange(12, dtype=torch.float32)
+        self.a = nn.Parameter(flat[:6].view(2, 3))
+        self.b = nn.Parameter(flat[6:].view(3, 2))
+        self.emb = nn.Linear(3, 2, bias=False)
+        self.head = nn.Linear(3, 2, bias=False)
+        self.head.weight = self.emb.weight
+
+
+def test_state_for_saving_copies_partial_views_and_keeps_tied_weights_once(tmp_path):
+    model = _FlatViews()
+    assert model.a.untyped_storage().data_ptr() == model.b.untyped_storage().data_ptr()
+    state = files.state_for_saving(model)
+    assert sorted(state) == ["a", "b", "emb.weight"]  # the tie is kept under the name that sorts first
+    assert state["a"].untyped_storage().data_ptr() != state["b"].untyped_storage().data_ptr()
+    from safetensors.torch import save_model
+
+    with pytest.raises(RuntimeError):  # what safetensors says of the model as it is
+        save_model(model, str(tmp_path / "raw.safetensors"))
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    fresh = _FlatViews()
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+    fresh.load_state_dict(files.load_safetensors(path), strict=False)
+    for name, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name

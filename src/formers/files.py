@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from formers.config import to_dict
@@ -445,4 +445,32 @@ def model_metadata(model: nn.Module) -> dict[str, Any]:
 def write_model_files(model: nn.Module, directory: Path) -> None:
     """Writes ``config.json`` and ``model.safetensors`` of ``model`` into an existing ``directory``."""
     (directory / CONFIG_NAME).write_text(json.dumps(model_metadata(model), indent=2), encoding="utf-8")
-    save_model(model, str(directory / WEIGHTS_NAME))
+    save_file(state_for_saving(model), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+
+
+def state_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state dict as safetensors stores it: each tied weight once, every tensor owning its storage.
+
+    Tied weights (the same storage, offset, shape and stride under several names) are kept once, under the name that
+    sorts first, as ``safetensors.torch.save_model`` keeps them; loading fills the other names through the tie.
+    Tensors that are views into a storage shared with other tensors, such as the flat weight buffer cuDNN keeps for
+    ``nn.LSTM`` on a GPU, are copied out, since safetensors refuses partial views.
+    """
+    state = model.state_dict()
+    kept: dict[str, torch.Tensor] = {}
+    seen: set[tuple] = set()
+    for name in sorted(state):
+        t = state[name]
+        key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            kept[name] = t
+    users: dict[tuple, int] = {}
+    for t in kept.values():
+        users[(t.device, t.untyped_storage().data_ptr())] = users.get((t.device, t.untyped_storage().data_ptr()), 0) + 1
+    out = {}
+    for name, t in kept.items():
+        shared = users[(t.device, t.untyped_storage().data_ptr())] > 1
+        partial = t.numel() * t.element_size() != t.untyped_storage().nbytes()
+        out[name] = t.detach().clone() if shared or partial or not t.is_contiguous() else t.detach()
+    return out

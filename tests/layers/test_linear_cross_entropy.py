@@ -224,3 +224,27 @@ def test_cuda_bf16_matches_the_full_logits_and_peaks_at_a_fraction_of_their_memo
     for grad, want in ((gh, rgh), (gw, rgw)):  # both cast the float32 softmax gradient to bf16 for the GEMMs
         assert ((grad - want).norm() / want.norm()).item() < 1e-2
     assert peak < ref_peak / 4, (peak, ref_peak)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_compiled_path_gives_the_chunked_loss_nll_and_gradients(monkeypatch, smoothing, reduction):
+    """``OutputProjection.cross_entropy`` under torch.compile (plain scores + loss) equals its eager chunked path."""
+    from formers.layers.embedding import OutputProjection
+
+    torch.manual_seed(0)
+    head = OutputProjection(embed_dim=8, vocab_size=11, num_rows=16).double()
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    targets = torch.randint(0, 11, (3, 5))
+    targets[0, :2] = IGNORE_INDEX
+    results = []
+    for compiling in (False, True):
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda compiling=compiling: compiling)
+        head.zero_grad()
+        xi = x.clone().requires_grad_()
+        loss, nll = head.cross_entropy(xi, targets, label_smoothing=smoothing, reduction=reduction, chunk_size=4,
+                                       return_nll=True)
+        loss.backward()
+        results.append((loss.detach(), nll, xi.grad, head.weight.grad.clone()))
+    for eager, compiled in zip(*results):
+        torch.testing.assert_close(compiled, eager, rtol=1e-10, atol=1e-12)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from formers.layers.cross_entropy import IGNORE_INDEX
+from formers.layers.cross_entropy import IGNORE_INDEX, cross_entropy
 from formers.layers.validation import should_check_values
 
 DEFAULT_CHUNK_SIZE = 4096
@@ -180,6 +180,32 @@ def linear_cross_entropy(
     return (loss, nll) if return_nll else loss
 
 
+def scores_cross_entropy(
+    scores: Tensor,
+    targets: Tensor,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    return_nll: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`linear_cross_entropy`'s loss (and nll) from scores (N, R) already made, R >= ``num_classes``.
+
+    The path ``OutputProjection.cross_entropy`` takes under ``torch.compile``: without label smoothing formers'
+    :func:`~formers.layers.cross_entropy.cross_entropy` (it keeps only the scores and the row log-sum-exps for backward
+    while compiled), with it ``F.cross_entropy`` on the float32 scores of the real classes; inductor fuses both.
+    """
+    if not label_smoothing:
+        loss = cross_entropy(scores, targets, num_classes=num_classes, ignore_index=ignore_index, reduction=reduction)
+        return (loss, loss.detach()) if return_nll else loss
+    wide = scores[:, :num_classes].to(torch.promote_types(scores.dtype, torch.float32))  # (N, C)
+    loss = F.cross_entropy(wide, targets, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                           reduction=reduction)
+    if not return_nll:
+        return loss
+    return loss, F.cross_entropy(wide.detach(), targets, ignore_index=ignore_index, reduction=reduction)
+
+
 def check_loss_arguments(
     targets: Tensor | None, ids: Tensor, label_smoothing: float, return_logits: bool | None
 ) -> None:
@@ -210,4 +236,6 @@ def logits_cross_entropy(
     return loss, F.cross_entropy(scores.detach(), targets, ignore_index=ignore_index)
 
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "check_loss_arguments", "linear_cross_entropy", "logits_cross_entropy"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE", "check_loss_arguments", "linear_cross_entropy", "logits_cross_entropy", "scores_cross_entropy",
+]

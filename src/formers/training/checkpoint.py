@@ -51,6 +51,7 @@ from formers.files import (
     load_safetensors,
     load_state_into,
     read_json,
+    state_for_saving,
     write_model_files,
 )
 
@@ -357,9 +358,7 @@ def write_checkpoint(
         if hasattr(model, "family") and hasattr(model, "config"):
             write_model_files(model, tmp)
         else:
-            from safetensors.torch import save_model
-
-            save_model(model, str(tmp / WEIGHTS_NAME))
+            save_file(state_for_saving(model), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         if optimizer is not None:
             save_state(tmp, "optimizer", optimizer.state_dict())
         if scheduler is not None:
