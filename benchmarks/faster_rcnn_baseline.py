@@ -28,9 +28,18 @@ from typing import Any
 import torch
 
 from formers.config import from_dict
-from formers.data.detection_loader import DetectionLoader, eval_transform, train_transform
+from formers.data.detection_loader import (
+    DetectionLoader,
+    eval_transform,
+    train_transform,
+)
 from formers.devices import move_to_device
-from formers.recipes.detection import DetectionData, DetectionOptions, channel_mean_std, load_datasets
+from formers.recipes.detection import (
+    DetectionData,
+    DetectionOptions,
+    channel_mean_std,
+    load_datasets,
+)
 from formers.recipes.recipe import load_recipe
 from formers.tasks.metrics import coco_evaluate
 

@@ -55,8 +55,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import formers
-from formers.generation.graphed import GraphedGreedyDecoder
 from formers.generation.causal_lm import generate
+from formers.generation.graphed import GraphedGreedyDecoder
 from formers.interop.gpt2 import convert_gpt2_state_dict
 from formers.layers import value_checks
 

@@ -199,8 +199,9 @@ def test_limits_are_enforced(client, make_png):
     assert len(big) > LIMITS.max_upload_bytes
     r = client.post("/api/classify", data={"model": "vit"}, files={"image": ("x.png", big, "image/png")})
     assert r.status_code == 413 and "limit" in r.json()["detail"]
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buffer = io.BytesIO()
     Image.new("RGB", (200, 100)).save(buffer, format="PNG")  # small file, too many pixels
@@ -364,8 +365,9 @@ def test_a_failure_during_generation_ends_the_stream_with_its_message_and_frees_
 
 def test_the_page_ships_as_package_data():
     import fnmatch
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     import formers.serve
 

@@ -36,7 +36,11 @@ import torch
 from torch import Tensor, nn
 
 from formers.layers import LuongAttention, MultiHeadAttention, SelfAttention
-from formers.layers.attention_record import AttentionCall, attention_weights, listen_to_attention
+from formers.layers.attention_record import (
+    AttentionCall,
+    attention_weights,
+    listen_to_attention,
+)
 from formers.models.detr import DETR
 from formers.models.efficientformer import EfficientFormer
 from formers.models.swin import SwinBlock

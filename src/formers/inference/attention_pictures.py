@@ -22,7 +22,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from formers.data.detection_loader import DetectionPreprocessing, collate_detection, normalize_padded
+from formers.data.detection_loader import (
+    DetectionPreprocessing,
+    collate_detection,
+    normalize_padded,
+)
 from formers.data.image_transforms import Preprocessing
 from formers.data.images import read_image
 from formers.data.tokenizers.base import Tokenizer

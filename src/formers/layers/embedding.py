@@ -9,7 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.layers.cross_entropy import IGNORE_INDEX
-from formers.layers.linear_cross_entropy import DEFAULT_CHUNK_SIZE, linear_cross_entropy, scores_cross_entropy
+from formers.layers.linear_cross_entropy import (
+    DEFAULT_CHUNK_SIZE,
+    linear_cross_entropy,
+    scores_cross_entropy,
+)
 from formers.layers.validation import check_token_ids
 
 

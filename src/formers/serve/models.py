@@ -21,7 +21,11 @@ from formers.data.image_transforms import Preprocessing
 from formers.data.tokenizers.load import load_tokenizer
 from formers.hub import checkpoint_family, from_pretrained, resolve_checkpoint_dir
 from formers.inference.detection import Detector
-from formers.inference.embedding import directory_max_length, directory_pooling, load_embedder
+from formers.inference.embedding import (
+    directory_max_length,
+    directory_pooling,
+    load_embedder,
+)
 from formers.inference.translate import Translator
 
 TASKS = ("translate", "generate", "classify", "detect", "embed")
