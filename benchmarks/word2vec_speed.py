@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="gensim threads (default: every core)")
     parser.add_argument("--words-per-batch", type=int, default=None, help="default: 1M on CUDA, 100k on CPU")
     parser.add_argument("--words-per-update", type=int, default=None, help="default: 1000 on CUDA, 250 on CPU")
+    parser.add_argument("--compile-updates", choices=["auto", "on", "off"], default="auto",
+                        help="torch.compile each update (auto: on CUDA only, the library's default)")
     parser.add_argument("--max-words", type=int, default=None, help="train on the first N words only")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-gensim", action="store_true", help="time formers only")
@@ -67,7 +69,8 @@ def main() -> None:
         "machine": machine(args.device, torch.get_num_threads(), args.workers),
         "corpus": {"path": str(folder / "corpus.txt.gz"), "sentences": len(sentences),
                    "words": sum(map(len, sentences)), "tokenizer": "lowercase_letters"},
-        "formers_options": {"words_per_batch": words_per_batch, "words_per_update": args.words_per_update},
+        "formers_options": {"words_per_batch": words_per_batch, "words_per_update": args.words_per_update,
+                            "compile_updates": args.compile_updates},
         "runs": {},
     }
     eval_dir = folder / "eval"
@@ -77,7 +80,8 @@ def main() -> None:
             settings = Settings(architecture=arch, epochs=args.epochs)
             run: dict = {"settings": vars(settings)}
             vectors, run["formers"] = train_formers(text, settings, args.seed, args.device, words_per_batch,
-                                                    args.words_per_update, Path(tmp) / arch)
+                                                    args.words_per_update, Path(tmp) / arch,
+                                                    {"auto": None, "on": True, "off": False}[args.compile_updates])
             run["formers"].update(evaluate(vectors, eval_dir, 30_000))
             if not args.skip_gensim:
                 vectors, run["gensim"] = train_gensim(sentences, settings, args.seed, args.workers)

@@ -24,15 +24,19 @@ def corpus(tmp_path) -> EncodedCorpus:
     return EncodedCorpus(tmp_path / "prepared")
 
 
-def _setup(corpus: EncodedCorpus, architecture: str = "skipgram", words_per_update: int = 50, **config):
+def _setup(corpus: EncodedCorpus, architecture: str = "skipgram", words_per_update: int = 50,
+           compile_updates: bool | None = None, **config):
     cfg = Word2VecConfig(len(corpus.vocab), 16, architecture, window=3, **config)
     torch.manual_seed(0)
-    return Word2Vec(cfg), Word2VecTask(corpus.vocab, cfg, words_per_update=words_per_update)
+    return Word2Vec(cfg), Word2VecTask(corpus.vocab, cfg, words_per_update=words_per_update,
+                                       compile_updates=compile_updates)
 
 
+@pytest.mark.parametrize("compile_updates", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("architecture", ["skipgram", "cbow"])
-def test_a_step_applies_the_sequential_updates_of_its_chunk(corpus, architecture):
-    model, task = _setup(corpus, architecture, hierarchical_softmax=True)
+def test_a_step_applies_the_sequential_updates_of_its_chunk(corpus, architecture, compile_updates):
+    """Also through torch.compile (the CUDA default), whose one graph serves every update size."""
+    model, task = _setup(corpus, architecture, compile_updates=compile_updates, hierarchical_softmax=True)
     batch = next(iter(Word2VecLoader(corpus, words_per_batch=600, seed=1, epochs=2)))
     # the reference: draw the chunk's examples, then update centre group by centre group
     ex = task.examples(batch, torch.device("cpu"))
@@ -54,6 +58,22 @@ def test_a_step_applies_the_sequential_updates_of_its_chunk(corpus, architecture
     torch.optim.SGD(model.parameters(), lr=1.0).step()
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.detach(), tables[name], rtol=0, atol=1e-6)
+
+
+def test_a_failing_compiler_falls_back_to_the_eager_updates_with_a_warning(corpus, monkeypatch):
+    def broken(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("no C++ compiler")
+        return call
+
+    batch = next(iter(Word2VecLoader(corpus, words_per_batch=600, seed=1, epochs=2)))
+    model, task = _setup(corpus, compile_updates=False)
+    expected = task.training_step(model, batch).loss
+    monkeypatch.setattr(torch, "compile", broken)
+    model, task = _setup(corpus, compile_updates=True)
+    with pytest.warns(UserWarning, match="compiling the word2vec updates failed .*no C\\+\\+ compiler.*eagerly"):
+        loss = task.training_step(model, batch).loss
+    assert loss.item() == expected.item()
 
 
 def test_examples_are_a_function_of_the_chunk_seed(corpus):

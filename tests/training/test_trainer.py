@@ -307,6 +307,51 @@ def test_compile_trains_like_eager_and_checkpoints_plain_weights(
         assert torch.equal(x, y), name
 
 
+class _VariableShapes:
+    """Copy-task batches of five different (batch, length) shapes, as length-bucketed text batches are."""
+
+    SHAPES = [(4, 6), (3, 9), (5, 4), (2, 11), (6, 7)]
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.SHAPES)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.epoch)
+        for b, t in self.SHAPES:
+            src = torch.randint(3, 24, (b, t), generator=g)
+            yield {"src_ids": src, "tgt_in": torch.cat([torch.ones(b, 1, dtype=torch.long), src[:, :-1]], 1),
+                   "tgt_out": src.clone()}
+
+
+def test_compile_dynamic_trains_every_shape_with_one_graph_and_eager_losses(
+    tmp_path: Path, make_model, task_cls
+) -> None:
+    """train.compile_dynamic: five batch shapes share one compiled graph (plain compile would compile each) and the
+    losses are eager's."""
+    from torch._dynamo.utils import counters
+
+    cfg = dict(max_steps=5, max_grad_norm=0.0)
+    eager = _trainer(tmp_path / "eager", make_model(dropout=0.0), task_cls(), _VariableShapes(), _config(**cfg))
+    eager.fit()
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = _trainer(tmp_path / "dynamic", make_model(dropout=0.0), task_cls(), _VariableShapes(),
+                        _config(compile=True, compile_dynamic=True, **cfg))
+    compiled.fit()
+    graphs = counters["stats"]["unique_graphs"]
+    assert 1 <= graphs <= 2, f"{graphs} graphs compiled for 5 shapes"  # at most one specialisation on the way
+    rows = {name: [float(r["loss"]) for r in csv.DictReader(open(tmp_path / name / "metrics.csv")) if r["loss"]]
+            for name in ("eager", "dynamic")}
+    assert len(rows["dynamic"]) == 5
+    assert rows["dynamic"] == pytest.approx(rows["eager"], rel=1e-4, abs=1e-5)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_steps_train_like_plain_compiled_steps(tmp_path: Path, make_model, make_loader, task_cls) -> None:
@@ -339,6 +384,8 @@ def test_bad_configuration_errors(tmp_path: Path, make_model, make_loader, task_
         TrainerConfig(compile=True, compile_mode="fast")
     with pytest.raises(ValueError, match="'reduce-overhead' needs grad_accum_steps=1.*got grad_accum_steps=2"):
         TrainerConfig(compile=True, compile_mode="reduce-overhead", grad_accum_steps=2)
+    with pytest.raises(ValueError, match="compile_dynamic=True needs compile=True, got compile=False"):
+        TrainerConfig(compile_dynamic=True)
     with pytest.raises(ValueError, match="compile_mode='max-autotune' needs compile=True, got compile=False"):
         TrainerConfig(compile_mode="max-autotune")
     with pytest.raises(ValueError, match="grad_accum_steps must be >= 1, got 0"):

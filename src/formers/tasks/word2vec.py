@@ -15,6 +15,8 @@ Evaluation builds :class:`~formers.inference.word_vectors.WordVectors` from the 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +89,14 @@ class Word2VecTask:
         words_per_update: centre words per sequential update (after subsampling). Smaller is closer to the
             references (on the shared corpus, CBOW analogy accuracy 0.100 at 100 or 250, 0.098 at 1,000, 0.093 at
             4,000) and costs more kernel launches: the GPU recipes use 1,000.
+        compile_updates: run each update through ``torch.compile`` (symbolic shapes: one graph for every update
+            size), a few fused kernels instead of about 25 launched one by one from Python. ``None``: on CUDA
+            only. Should compiling fail, the updates run eagerly, with a warning.
     """
 
     def __init__(
         self, vocab: Vocabulary, config: Any, alpha: float = 0.025, min_alpha: float = 0.0001,
-        words_per_update: int = 250,
+        words_per_update: int = 250, compile_updates: bool | None = None,
     ) -> None:
         if len(vocab) != config.vocab_size:
             raise ValueError(f"vocab has {len(vocab)} words but config.vocab_size is {config.vocab_size}")
@@ -108,6 +113,27 @@ class Word2VecTask:
             tree = huffman_tree(vocab.counts)
             self.tree = (torch.from_numpy(tree.points), torch.from_numpy(tree.codes), torch.from_numpy(tree.lengths))
         self._device: torch.device | None = None
+        self.compile_updates = compile_updates
+        self._compiled: dict[int, Callable[..., Tensor]] = {}  # id(model) -> its compiled update
+
+    def _update_function(self, model: nn.Module, device: torch.device) -> Callable[..., Tensor]:
+        """``model.sgd_step_``, compiled where :attr:`compile_updates` says so (once per model)."""
+        if not (self.compile_updates if self.compile_updates is not None else device.type == "cuda"):
+            return model.sgd_step_
+        if id(model) not in self._compiled:
+            compiled = torch.compile(model.sgd_step_, dynamic=True)
+
+            def update(*args: Any) -> Tensor:
+                try:
+                    return compiled(*args)
+                except Exception as e:  # noqa: BLE001 - a compiler failure must not end a run the eager path can do
+                    warnings.warn(f"compiling the word2vec updates failed ({type(e).__name__}: {str(e)[:200]}); "
+                                  "running them eagerly", stacklevel=2)
+                    self._compiled[id(model)] = model.sgd_step_
+                    return model.sgd_step_(*args)
+
+            self._compiled[id(model)] = update
+        return self._compiled[id(model)]
 
     def _to(self, device: torch.device) -> None:
         """Moves the vocabulary tables to ``device`` once."""
@@ -181,13 +207,18 @@ class Word2VecTask:
         total, alpha = torch.zeros((), device=device), self.learning_rate(first)
         rows = output_rows(ex["targets"], ex.get("negatives"), ex.get("points"), ex.get("codes"), ex.get("path_mask"))
         mask = ex.get("input_mask")
+        # the rate decays within the chunk too, by the share of its centre words done (gensim: every 10k words);
+        # one copy to the device for the whole chunk, so a compiled update takes its rate as a tensor
+        rates = [self.learning_rate(first + (last - first) * k * self.words_per_update / max(last_centre, 1))
+                 for k in range(len(cuts) - 1)]
+        alphas = torch.tensor(rates, dtype=torch.float32).to(device, non_blocking=True)
+        update = self._update_function(model, device)
         for k, (start, end) in enumerate(zip(cuts[:-1], cuts[1:])):
             if end > start:
-                # the rate decays within the chunk too, by the share of its centre words done (gensim: every 10k words)
-                alpha = self.learning_rate(first + (last - first) * k * self.words_per_update / max(last_centre, 1))
+                alpha = rates[k]
                 part_rows = [r.slice(start, end) for r in rows]
                 part_mask = None if mask is None else mask[start:end]
-                total += model.sgd_step_(tables, alpha, ex["inputs"][start:end], part_rows, part_mask).sum()
+                total += update(tables, alphas[k], ex["inputs"][start:end], part_rows, part_mask).sum()
         mean = total / max(num, 1)
         loss = _UpdateAsGradient.apply(mean, len(params), *params.values(), *(tables[n] for n in params))
         metrics = {"examples": float(num), "alpha": alpha}

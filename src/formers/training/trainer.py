@@ -137,7 +137,8 @@ class Trainer:
         self._ddp = wrapped if isinstance(wrapped, nn.parallel.DistributedDataParallel) else None
         self._sync_grads = True
         self.step_model: nn.Module = (
-            torch.compile(wrapped, dynamic=False, mode=config.compile_mode) if config.compile else wrapped
+            torch.compile(wrapped, dynamic=config.compile_dynamic, mode=config.compile_mode) if config.compile
+            else wrapped
         )
         # CUDA graphs (reduce-overhead) reuse their output buffers at the next replay: each step marks its start,
         # and what outlives the step (loss, logged metrics) is copied out.

@@ -39,11 +39,14 @@ class TrainerConfig:
         progress_bar: show a live tqdm bar with loss, lr and tokens/s when stderr is a terminal; otherwise (or when
             off) a line is printed every ``log_every`` steps (:mod:`formers.training.progress`).
         tensorboard: also log to ``run_dir/tensorboard`` (skipped when tensorboard is not installed).
-        compile: run the training steps through ``torch.compile(model, dynamic=False)``: one graph per batch shape,
+        compile: run the training steps through ``torch.compile(model, dynamic=compile_dynamic)``: one graph per batch shape,
             the first steps pay the compilation. Suits fixed shapes (image batches, LM windows); text batches
             recompile per shape until PyTorch's recompile limit, then run eager (the text recipes' ``pad_multiple``
             keeps their padded lengths to a few). Evaluation and
             checkpoints use the plain model.
+        compile_dynamic: compile with symbolic shapes (``torch.compile(dynamic=True)``): one graph serves every batch
+            shape, for variable-length text batches that would otherwise recompile per shape (and fall back to eager
+            at PyTorch's recompile limit). Kernels for symbolic shapes can be a little slower than specialised ones.
         compile_mode: ``torch.compile``'s mode: ``"default"``, ``"reduce-overhead"`` (the compiled forward and backward
             replay as CUDA graphs: one launch instead of hundreds, for small models whose steps are bound by
             kernel launches; needs ``grad_accum_steps`` 1), ``"max-autotune"`` or ``"max-autotune-no-cudagraphs"``.
@@ -76,6 +79,7 @@ class TrainerConfig:
     tensorboard: bool = True
     compile: bool = False
     compile_mode: str = "default"
+    compile_dynamic: bool = False
     parallel: Literal["none", "ddp", "fsdp"] = "none"
     activation_checkpointing: bool = False
 
@@ -104,6 +108,8 @@ class TrainerConfig:
             raise ValueError("parallel='fsdp' needs precision 'bf16' or 'fp32' (no sharded GradScaler), got 'fp16'")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
+        if self.compile_dynamic and not self.compile:
+            raise ValueError("compile_dynamic=True needs compile=True, got compile=False")
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} needs compile=True, got compile=False")
         if self.compile_mode == "reduce-overhead" and self.grad_accum_steps != 1:
