@@ -2,6 +2,7 @@
 
 from formers.layers.attention import (
     KVCache,
+    LayerCaches,
     MultiHeadAttention,
     SelfAttention,
     scaled_dot_product_attention,
@@ -78,6 +79,7 @@ __all__ = [
     "FeedForward",
     "FusedPreNormEncoderBlock",
     "KVCache",
+    "LayerCaches",
     "LayerScale",
     "LayerScale2d",
     "LearnedPositionalEmbedding",

@@ -184,6 +184,32 @@ class KVCache:
         self.v = self.v.index_select(0, index)
 
 
+class LayerCaches:
+    """What every decoding state shares: one :class:`KVCache` per layer in ``self.caches``, read through the first."""
+
+    caches: list[KVCache]
+
+    @property
+    def length(self) -> int:
+        """Positions cached so far (padding included); 0 for a static state, which counts on the device."""
+        return self.caches[0].length
+
+    @property
+    def max_len(self) -> int:
+        """Capacity in slots."""
+        return self.caches[0].max_len
+
+    @property
+    def static(self) -> bool:
+        """Whether the caches are in fixed-shape mode."""
+        return self.caches[0].static
+
+    def reset(self) -> None:
+        """Empties every cache in place, keeping its buffers' addresses (for reuse by a captured graph)."""
+        for cache in self.caches:
+            cache.reset()
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with separate query and key/value inputs (self- or cross-attention).
 

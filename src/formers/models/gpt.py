@@ -44,6 +44,7 @@ from formers.layers import (
     ACTIVATIONS,
     FusedPreNormEncoderBlock,
     KVCache,
+    LayerCaches,
     LearnedPositionalEmbedding,
     OutputProjection,
     TokenEmbedding,
@@ -99,7 +100,7 @@ class GPTConfig:
 
 
 @dataclass
-class GPTState:
+class GPTState(LayerCaches):
     """Incremental-decoding state: per-layer KV caches plus per-row positions and the key padding mask.
 
     Attributes:
@@ -118,25 +119,9 @@ class GPTState:
     num_real: Tensor
     padded: bool = False
 
-    @property
-    def length(self) -> int:
-        """Slots filled so far (padding included); 0 for a static state, which counts on the device."""
-        return self.caches[0].length
-
-    @property
-    def max_len(self) -> int:
-        """Capacity in slots."""
-        return self.caches[0].max_len
-
-    @property
-    def static(self) -> bool:
-        """Whether the caches are in fixed-shape mode."""
-        return self.caches[0].static
-
     def reset(self) -> None:
         """Empties the state in place, keeping every buffer's address (for reuse by a captured graph)."""
-        for cache in self.caches:
-            cache.reset()
+        super().reset()
         self.key_mask.zero_()
         self.num_real.zero_()
         self.padded = False

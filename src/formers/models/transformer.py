@@ -31,6 +31,7 @@ from formers.layers import (
     DecoderBlock,
     EncoderBlock,
     KVCache,
+    LayerCaches,
     LearnedPositionalEmbedding,
     OutputProjection,
     PreNormDecoderBlock,
@@ -134,7 +135,7 @@ class TransformerEncoder(nn.Module):
 
 
 @dataclass
-class DecoderState:
+class DecoderState(LayerCaches):
     """Incremental-decoding state: self-attention caches, cross-attention keys/values, source mask.
 
     A static state (``init_state(..., static=True)``) keeps its write position on the device and every step attends
@@ -146,21 +147,6 @@ class DecoderState:
     caches: list[KVCache]
     memory_kv: list[tuple[Tensor, Tensor]]
     memory_mask: Tensor  # (B, 1, 1, S)
-
-    @property
-    def length(self) -> int:
-        """Number of target positions decoded so far (0 for a static state, which counts on the device)."""
-        return self.caches[0].length
-
-    @property
-    def static(self) -> bool:
-        """Whether the caches are in fixed-shape mode."""
-        return self.caches[0].static
-
-    def reset(self) -> None:
-        """Empties the self-attention caches in place (the memory stays)."""
-        for cache in self.caches:
-            cache.reset()
 
     def copy_from(self, other: DecoderState) -> None:
         """Takes ``other``'s memory (same shapes) in place and empties the caches: reuses this state's addresses."""
