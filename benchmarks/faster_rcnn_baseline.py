@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from formers.config import from_dict
+from formers.config import from_dict, parse_set_args
 from formers.data.detection_loader import (
     DetectionLoader,
     eval_transform,
@@ -96,8 +96,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="training time (default: the recipe's)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--smoke", action="store_true", help="a few steps on a CPU at a tiny size")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe overrides, as formers train takes them (only data and task_options matter here)")
     args = parser.parse_args()
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, parse_set_args(args.overrides))
     data = from_dict(DetectionData, recipe.data, prefix="data.")
     options = from_dict(DetectionOptions, recipe.task_options, prefix="task_options.")
     if args.smoke:
