@@ -136,10 +136,9 @@ class Trainer:
         wrapped = step_module(self.model, config.parallel, self.dist)
         self._ddp = wrapped if isinstance(wrapped, nn.parallel.DistributedDataParallel) else None
         self._sync_grads = True
-        self.step_model: nn.Module = (
-            torch.compile(wrapped, dynamic=config.compile_dynamic, mode=config.compile_mode) if config.compile
-            else wrapped
-        )
+        self.step_model: nn.Module = wrapped
+        if config.compile:
+            self.step_model = torch.compile(wrapped, dynamic=config.compile_dynamic, mode=config.compile_mode)
         # CUDA graphs (reduce-overhead) reuse their output buffers at the next replay: each step marks its start,
         # and what outlives the step (loss, logged metrics) is copied out.
         self._graphed = config.compile and config.compile_mode == "reduce-overhead" and self.device.type == "cuda"
