@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import formers
+from formers.generation import seq2seq
 from formers.generation.seq2seq import beam_search, greedy_search, length_penalty
 
 TINY = dict(embed_dim=16, num_heads=2, ffn_dim=32, num_encoder_layers=1, num_decoder_layers=2,
@@ -146,7 +147,11 @@ def test_static_state_paths_equal_eager_and_reuse_one_step_per_shape(model):
         beam_search(model, src, mask, check_every=0)
 
 
-def test_device_beam_search_equals_the_host_loop_on_many_random_models():
+@pytest.mark.parametrize("window", [None, 4], ids=["default-window", "window-4"])
+def test_device_beam_search_equals_the_host_loop_on_many_random_models(window, monkeypatch):
+    """Also with the cache reorder windowed every 4 slots: many windows per search, each copying only filled slots."""
+    if window is not None:
+        monkeypatch.setattr(seq2seq, "REORDER_WINDOW", window)
     ended = 0
     for seed in range(12):
         torch.manual_seed(seed)
