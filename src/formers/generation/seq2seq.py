@@ -33,8 +33,9 @@ from formers.layers import check_int, check_number
 
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 REORDER_WINDOW = 32
-"""The device beam search reorders only the filled self-attention cache slots, rounded up to a multiple of this
-(one captured step per window): copying every beam's whole cache each step is most of a step's memory traffic."""
+"""The device beam search attends over and reorders only the filled self-attention cache slots, rounded up to a
+multiple of this (one captured step per window): reading and copying every beam's whole cache each step is most of
+a step's memory traffic."""
 
 
 def _limits(model: nn.Module, src_padding_mask: Tensor, max_new_tokens: int | None) -> Tensor:
@@ -182,6 +183,7 @@ class _DeviceBeam(_StaticStep):
 
     def _step(self) -> None:
         b, k, eos, inf = self.batch, self.k, self.eos, float("-inf")
+        self.state.set_window(self.window)  # the step attends over (and reorders) the filled slots' window only
         logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (B*K, V)
         logits = logits.index_fill(1, self.banned, inf)
         vocab = logits.shape[-1]
@@ -228,6 +230,7 @@ class _DeviceBeam(_StaticStep):
         rows = (self.base + new_beam).view(-1)  # (B*K,) surviving beams
         # beams stay within their sentence, whose memory rows are equal; slots past the window are not filled yet
         self.state.reorder(rows, memory=False, window=self.window)
+        self.state.set_window(None)
         self.history.copy_(self.history.index_select(0, rows))
         self.history.index_copy_(1, step[None], new_tok.reshape(-1, 1))
         self.token.copy_(new_tok.reshape(-1, 1))

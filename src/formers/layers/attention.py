@@ -148,6 +148,7 @@ class KVCache:
         self.length = 0
         self.static = static
         self.filled = torch.zeros((), dtype=torch.long, device=device)  # kept up to date in static mode only
+        self.window: int | None = None  # static mode: slots ``append`` returns (None: all); the caller knows they hold the filled ones
 
     @property
     def max_len(self) -> int:
@@ -165,6 +166,8 @@ class KVCache:
             self.k.index_copy_(2, slots, k.to(self.k.dtype))
             self.v.index_copy_(2, slots, v.to(self.v.dtype))
             self.filled += t
+            if self.window is not None:
+                return self.k[:, :, : self.window], self.v[:, :, : self.window]
             return self.k, self.v
         if self.length + t > self.max_len:
             raise ValueError(f"KV cache overflow: {self.length} cached + {t} new positions > capacity {self.max_len}")

@@ -148,6 +148,17 @@ class DecoderState(LayerCaches):
     memory_kv: list[tuple[Tensor, Tensor]]
     memory_mask: Tensor  # (B, 1, 1, S)
 
+    @property
+    def attended_slots(self) -> int:
+        """Self-attention slots a static step reads: the window set by :meth:`set_window`, else all of them."""
+        return self.caches[0].window or self.max_len
+
+    def set_window(self, window: int | None) -> None:
+        """Static state: the next steps read (and :meth:`reorder` copies) only the first ``window`` slots, which the
+        caller guarantees hold every filled one; None: all slots."""
+        for cache in self.caches:
+            cache.window = window
+
     def copy_from(self, other: DecoderState) -> None:
         """Takes ``other``'s memory (same shapes) in place and empties the caches: reuses this state's addresses."""
         for (k, v), (k2, v2) in zip(self.memory_kv, other.memory_kv):
@@ -230,7 +241,7 @@ class TransformerDecoder(nn.Module):
         if state is not None and state.static:
             # Write position read on the device: same shapes every step; the mask covers all max_len slots.
             positions = state.caches[0].filled + torch.arange(t, device=tgt_ids.device)  # (T,)
-            slots = torch.arange(state.caches[0].max_len, device=tgt_ids.device)  # (T_max,)
+            slots = torch.arange(state.attended_slots, device=tgt_ids.device)  # (T_max,) or its window
             self_mask = (slots[None, :] <= positions[:, None])[None, None]  # (1, 1, T, T_max)
         else:
             start = state.length if state is not None else 0
