@@ -149,7 +149,7 @@ def test_static_state_paths_equal_eager_and_reuse_one_step_per_shape(model):
 
 @pytest.mark.parametrize("window", [None, 4], ids=["default-window", "window-4"])
 def test_device_beam_search_equals_the_host_loop_on_many_random_models(window, monkeypatch):
-    """Also with the cache reorder windowed every 4 slots: many windows per search, each copying only filled slots."""
+    """Also with windows of 4 slots: many windows per search, each step reading and copying only filled slots."""
     if window is not None:
         monkeypatch.setattr(seq2seq, "REORDER_WINDOW", window)
     ended = 0
@@ -162,6 +162,7 @@ def test_device_beam_search_equals_the_host_loop_on_many_random_models(window, m
             for p in m.parameters():
                 p.mul_(1 + 2 * (seed % 3 == 0))  # sharper distributions: hypotheses end at different steps
         src = torch.randint(4, vocab, (1 + seed % 4, 7))
+        assert greedy_search(m.eval(), src, fast=True) == greedy_search(m, src, fast=False)
         for k, alpha, limit in ((2, 0.6, None), (4, 0.0, 6), (4, 1e6, 12)):
             eager = beam_search(m.eval(), src, beam_size=k, alpha=alpha, max_new_tokens=limit, fast=False)
             assert beam_search(m, src, beam_size=k, alpha=alpha, max_new_tokens=limit, fast=True) == eager

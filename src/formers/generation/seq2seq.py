@@ -33,9 +33,9 @@ from formers.layers import check_int, check_number
 
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 REORDER_WINDOW = 32
-"""The device beam search attends over and reorders only the filled self-attention cache slots, rounded up to a
-multiple of this (one captured step per window): reading and copying every beam's whole cache each step is most of
-a step's memory traffic."""
+"""The static steps attend over (and beam search reorders) only the filled self-attention cache slots, rounded up to
+a multiple of this (one captured step per window): reading and copying every beam's whole cache each step is most of
+a beam step's memory traffic."""
 
 
 def _limits(model: nn.Module, src_padding_mask: Tensor, max_new_tokens: int | None) -> Tensor:
@@ -85,12 +85,22 @@ class _StaticStep:
         self.finished = torch.zeros(rows, dtype=torch.bool, device=device)
         self.count = torch.zeros((), dtype=torch.long, device=device)
         self.logp: Tensor | None = None  # (N, V) float32 after a beam step
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None  # the step over every slot, captured first (warm-up)
         self.use_graph = use_graph and device.type == "cuda"
         self.device = device
         self.lock = threading.Lock()  # one search at a time: calls share the state
+        self.capacity = state.caches[0].max_len
+        self.window = self.capacity  # self-attention slots the next captured or eager step reads (and reorders)
+        self.windows: dict[int, torch.cuda.CUDAGraph] = {}  # window -> its captured step
+        self.host_step = 0  # steps run since the last reset, as the host counts them
 
     def _step(self) -> None:
+        """One step that attends over (and, in beam search, reorders) the first ``self.window`` slots only."""
+        self.state.set_window(self.window)
+        self._advance()
+        self.state.set_window(None)
+
+    def _advance(self) -> None:
         logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (N, V)
         logits = logits.index_fill(1, self.banned, float("-inf"))
         if not self.greedy:
@@ -126,13 +136,32 @@ class _StaticStep:
         self.token.fill_(self.bos)
         self.finished.zero_()
         self.count.zero_()
+        self.host_step = 0
 
     def run(self, steps: int = 1) -> None:
+        """Runs ``steps`` steps, each reading only the cache slots filled so far, rounded up to a window."""
         for _ in range(steps):
-            if self.graph is not None:
+            window = min(self.capacity, -(-(self.host_step + 1) // REORDER_WINDOW) * REORDER_WINDOW)
+            if self.graph is None:
+                self.window = window
+                self._step()
+            elif window == self.capacity:
                 self.graph.replay()
             else:
+                self._window_graph(window).replay()
+            self.host_step += 1
+
+    def _window_graph(self, window: int) -> torch.cuda.CUDAGraph:
+        """The step over ``window`` slots, captured on first use (after the full step's warm-up), sharing its
+        memory pool: a step's temporaries do not outlive it and the steps replay one at a time."""
+        if window not in self.windows:
+            self.window = window
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.graph.pool()):
                 self._step()
+            self.window = self.capacity
+            self.windows[window] = graph
+        return self.windows[window]
 
 
 class _DeviceBeam(_StaticStep):
@@ -160,10 +189,6 @@ class _DeviceBeam(_StaticStep):
         self.done = torch.zeros(b, dtype=torch.bool, device=device)
         self.base = torch.arange(b, device=device)[:, None] * k  # (B, 1) first row of each sentence
         self.rank = torch.arange(2 * k, device=device)[None, :]  # (1, 2K)
-        self.capacity = capacity
-        self.window = capacity  # cache slots the next captured or eager step reorders
-        self.windows: dict[int, torch.cuda.CUDAGraph] = {}  # window -> its captured step (the full one is .graph)
-        self.host_step = 0  # steps run since the last reset, as the host counts them
 
     def configure(self, limits: list[int], alpha: float) -> None:
         """Sets this search's per-sentence limits and length penalties (buffers: the captured step reads them)."""
@@ -173,7 +198,6 @@ class _DeviceBeam(_StaticStep):
 
     def _reset(self) -> None:
         super()._reset()
-        self.host_step = 0
         self.scores.fill_(float("-inf"))
         self.scores[:, 0] = 0.0  # all beams start identical: keep one alive so the first step does not repeat it
         self.best_score.fill_(float("-inf"))
@@ -181,9 +205,8 @@ class _DeviceBeam(_StaticStep):
         self.num_finished.zero_()
         self.done.zero_()
 
-    def _step(self) -> None:
+    def _advance(self) -> None:
         b, k, eos, inf = self.batch, self.k, self.eos, float("-inf")
-        self.state.set_window(self.window)  # the step attends over (and reorders) the filled slots' window only
         logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (B*K, V)
         logits = logits.index_fill(1, self.banned, inf)
         vocab = logits.shape[-1]
@@ -230,37 +253,11 @@ class _DeviceBeam(_StaticStep):
         rows = (self.base + new_beam).view(-1)  # (B*K,) surviving beams
         # beams stay within their sentence, whose memory rows are equal; slots past the window are not filled yet
         self.state.reorder(rows, memory=False, window=self.window)
-        self.state.set_window(None)
         self.history.copy_(self.history.index_select(0, rows))
         self.history.index_copy_(1, step[None], new_tok.reshape(-1, 1))
         self.token.copy_(new_tok.reshape(-1, 1))
         self.scores.copy_(new_scores)
         self.count += 1
-
-    def run(self, steps: int = 1) -> None:
-        """Runs ``steps`` beam steps, each reordering only the cache slots filled so far (rounded up to a window)."""
-        for _ in range(steps):
-            window = min(self.capacity, -(-(self.host_step + 1) // REORDER_WINDOW) * REORDER_WINDOW)
-            if self.graph is None:
-                self.window = window
-                self._step()
-            elif window == self.capacity:
-                self.graph.replay()
-            else:
-                self._window_graph(window).replay()
-            self.host_step += 1
-
-    def _window_graph(self, window: int) -> torch.cuda.CUDAGraph:
-        """The step reordering ``window`` slots, captured on first use (after the full step's warm-up), sharing its
-        memory pool: a step's temporaries do not outlive it and the steps replay one at a time."""
-        if window not in self.windows:
-            self.window = window
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.graph.pool()):
-                self._step()
-            self.window = self.capacity
-            self.windows[window] = graph
-        return self.windows[window]
 
     def results(self) -> list[list[int]]:
         """Each sentence's best finished hypothesis (its ids without eos), [] when none ended."""
