@@ -71,7 +71,7 @@ from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow
 from formers.training.optim import build_optimizer
 from formers.training.progress import NullProgress, Progress, stop_message
 from formers.training.task import StepOutput
-from formers.training.trainer_config import TrainerConfig
+from formers.training.trainer_config import TrainerConfig, compile_steps
 from formers.viz.curves import plot_curves
 
 CURVES_PNG = "curves.png"
@@ -136,9 +136,7 @@ class Trainer:
         wrapped = step_module(self.model, config.parallel, self.dist)
         self._ddp = wrapped if isinstance(wrapped, nn.parallel.DistributedDataParallel) else None
         self._sync_grads = True
-        self.step_model: nn.Module = wrapped
-        if config.compile:
-            self.step_model = torch.compile(wrapped, dynamic=config.compile_dynamic, mode=config.compile_mode)
+        self.step_model: nn.Module = compile_steps(wrapped, config) if config.compile else wrapped
         # CUDA graphs (reduce-overhead) reuse their output buffers at the next replay: each step marks its start,
         # and what outlives the step (loss, logged metrics) is copied out.
         self._graphed = config.compile and config.compile_mode == "reduce-overhead" and self.device.type == "cuda"

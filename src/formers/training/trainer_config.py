@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+import torch.fx.experimental._config
+from torch import nn
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 PARALLEL_MODES = ("none", "ddp", "fsdp")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -117,3 +121,15 @@ class TrainerConfig:
                 f"compile_mode='reduce-overhead' needs grad_accum_steps=1 (a CUDA graph's gradient buffers are reused "
                 f"by its next replay), got grad_accum_steps={self.grad_accum_steps}"
             )
+
+
+def compile_steps(model: nn.Module, config: TrainerConfig) -> nn.Module:
+    """``torch.compile(model)`` as ``config`` asks (``compile_mode``, ``compile_dynamic``).
+
+    With ``compile_dynamic`` this turns off PyTorch's duck sizing for the process: it would treat sizes that happen
+    to be equal in the first batch (a source and a target of the same padded length) as one symbol, and compile
+    again at the first batch where they differ.
+    """
+    if config.compile_dynamic:
+        torch.fx.experimental._config.use_duck_shape = False
+    return torch.compile(model, dynamic=config.compile_dynamic, mode=config.compile_mode)
