@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from formers.recipes.recipe import load_recipe, model_from_section
 
 
@@ -16,7 +18,8 @@ def test_lstm_recipe_matches_the_transformer_recipe_and_builds():
     same = ("max_steps", "max_minutes", "precision", "eval_every", "save_every", "keep_last", "best_metric", "seed")
     assert {k: getattr(lstm.train, k) for k in same} == {k: getattr(transformer.train, k) for k in same}
     assert lstm.optim == transformer.optim  # the same optimizer and schedule
-    assert lstm.expected.hardware == transformer.expected.hardware
+    for recipe in (lstm, transformer):  # one GPU each (their figures were measured on an H100 and an H200)
+        assert re.fullmatch(r"1x H[12]00", recipe.expected.hardware), recipe.expected.hardware
     vocab = lstm.data["vocab_size"]
     rnn, reference = build(lstm, vocab), build(transformer, vocab)
     assert rnn.family == "rnn" and rnn.config.dropout == 0.3
