@@ -22,6 +22,7 @@ import shutil
 import stat
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -465,12 +466,11 @@ def state_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
         if key not in seen:
             seen.add(key)
             kept[name] = t
-    users: dict[tuple, int] = {}
-    for t in kept.values():
-        users[(t.device, t.untyped_storage().data_ptr())] = users.get((t.device, t.untyped_storage().data_ptr()), 0) + 1
+    storage = lambda t: (t.device, t.untyped_storage().data_ptr())  # noqa: E731
+    users = Counter(storage(t) for t in kept.values())
     out = {}
     for name, t in kept.items():
-        shared = users[(t.device, t.untyped_storage().data_ptr())] > 1
+        shared = users[storage(t)] > 1
         partial = t.numel() * t.element_size() != t.untyped_storage().nbytes()
         out[name] = t.detach().clone() if shared or partial or not t.is_contiguous() else t.detach()
     return out

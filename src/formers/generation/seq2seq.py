@@ -252,7 +252,7 @@ class _DeviceBeam(_StaticStep):
 
         rows = (self.base + new_beam).view(-1)  # (B*K,) surviving beams
         # beams stay within their sentence, whose memory rows are equal; slots past the window are not filled yet
-        self.state.reorder(rows, memory=False, window=self.window)
+        self.state.reorder(rows, memory=False)
         self.history.copy_(self.history.index_select(0, rows))
         self.history.index_copy_(1, step[None], new_tok.reshape(-1, 1))
         self.token.copy_(new_tok.reshape(-1, 1))

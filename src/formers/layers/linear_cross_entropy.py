@@ -228,12 +228,8 @@ def logits_cross_entropy(
     The mean (label-smoothed) cross-entropy of the float32 (float64 stays) logits over the rows whose target is not
     ``ignore_index``, and the unsmoothed one (detached): what a model returns when its logits were asked for too.
     """
-    scores = logits.flatten(0, -2).to(torch.promote_types(logits.dtype, torch.float32))  # (N, V), float64 stays
-    targets = targets.flatten()  # (N,)
-    loss = F.cross_entropy(scores, targets, ignore_index=ignore_index, label_smoothing=label_smoothing)
-    if not label_smoothing:
-        return loss, loss.detach()
-    return loss, F.cross_entropy(scores.detach(), targets, ignore_index=ignore_index)
+    return scores_cross_entropy(logits.flatten(0, -2), targets.flatten(), num_classes=logits.shape[-1],
+                                ignore_index=ignore_index, label_smoothing=label_smoothing, return_nll=True)
 
 
 __all__ = [

@@ -167,19 +167,18 @@ class DecoderState(LayerCaches):
         self.memory_mask.copy_(other.memory_mask)
         self.reset()
 
-    def reorder(self, index: Tensor, memory: bool = True, window: int | None = None) -> None:
+    def reorder(self, index: Tensor, memory: bool = True) -> None:
         """Keeps batch rows ``index`` (N,) in every cache (beam search); in place for a static state.
 
         ``memory=False`` leaves the source rows as they are: right when ``index`` maps every row to a row of the
         same source (beams of one sentence), and it saves copying the cross-attention keys/values every step.
-        ``window``: a static state copies only its first ``window`` self-attention slots, for a caller who knows
-        the later ones are not filled yet (they are rewritten before any step reads them).
+        A static state copies only the slots of its window (:meth:`set_window`): the later ones are not filled yet.
         """
         if self.static:
+            slots = self.attended_slots
             for cache in self.caches:
-                for buffer in (cache.k, cache.v):
-                    part = buffer if window is None else buffer[:, :, :window]  # (N, H, window, Dh)
-                    part.copy_(part.index_select(0, index))
+                for buffer in (cache.k[:, :, :slots], cache.v[:, :, :slots]):  # (N, H, slots, Dh)
+                    buffer.copy_(buffer.index_select(0, index))
             if not memory:
                 return
             for k, v in self.memory_kv:

@@ -114,13 +114,13 @@ class Word2VecTask:
             self.tree = (torch.from_numpy(tree.points), torch.from_numpy(tree.codes), torch.from_numpy(tree.lengths))
         self._device: torch.device | None = None
         self.compile_updates = compile_updates
-        self._compiled: dict[int, Callable[..., Tensor]] = {}  # id(model) -> its compiled update
+        self._compiled: tuple[nn.Module, Callable[..., Tensor]] | None = None  # (model, its compiled update)
 
     def _update_function(self, model: nn.Module, device: torch.device) -> Callable[..., Tensor]:
         """``model.sgd_step_``, compiled where :attr:`compile_updates` says so (once per model)."""
         if not (self.compile_updates if self.compile_updates is not None else device.type == "cuda"):
             return model.sgd_step_
-        if id(model) not in self._compiled:
+        if self._compiled is None or self._compiled[0] is not model:
             compiled = torch.compile(model.sgd_step_, dynamic=True)
 
             def update(*args: Any) -> Tensor:
@@ -129,11 +129,11 @@ class Word2VecTask:
                 except Exception as e:  # noqa: BLE001 - a compiler failure must not end a run the eager path can do
                     warnings.warn(f"compiling the word2vec updates failed ({type(e).__name__}: {str(e)[:200]}); "
                                   "running them eagerly", stacklevel=2)
-                    self._compiled[id(model)] = model.sgd_step_
+                    self._compiled = (model, model.sgd_step_)
                     return model.sgd_step_(*args)
 
-            self._compiled[id(model)] = update
-        return self._compiled[id(model)]
+            self._compiled = (model, update)
+        return self._compiled[1]
 
     def _to(self, device: torch.device) -> None:
         """Moves the vocabulary tables to ``device`` once."""
