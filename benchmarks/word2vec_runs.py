@@ -100,10 +100,10 @@ def evaluate(vectors: WordVectors, eval_dir: Path | None, restrict_vocab: int) -
 
 def train_formers(
     text: Path, settings: Settings, seed: int, device: str, words_per_batch: int, words_per_update: int,
-    work_dir: Path, compile_updates: bool | None = None,
+    work_dir: Path, compile_updates: bool | None = None, graph_updates: bool | None = None,
 ) -> tuple[WordVectors, dict[str, Any]]:
     """Prepares ``text`` and trains through the Trainer on ``device``; returns the vectors and timings.
-    ``compile_updates``: :class:`Word2VecTask`'s (None: compiled on CUDA only)."""
+    ``compile_updates``, ``graph_updates``: :class:`Word2VecTask`'s (default: CUDA graphs on CUDA, eager on a CPU)."""
     start = time.perf_counter()
     meta = prepare_corpus(text, work_dir / "prepared", "whitespace", settings.min_count)
     prepare_s = time.perf_counter() - start
@@ -112,7 +112,8 @@ def train_formers(
                             negative=settings.negative, sample=settings.sample)
     torch.manual_seed(seed)
     model = Word2Vec(config)
-    task = Word2VecTask(corpus.vocab, config, settings.alpha, settings.min_alpha, words_per_update, compile_updates)
+    task = Word2VecTask(corpus.vocab, config, settings.alpha, settings.min_alpha, words_per_update, compile_updates,
+                        graph_updates)
     loader = Word2VecLoader(corpus, words_per_batch, seed=seed, epochs=settings.epochs)
     trainer_config = TrainerConfig(max_steps=None, max_epochs=settings.epochs, max_grad_norm=0.0, device=device,
                                    progress_bar=False, tensorboard=False, log_every=10**9, seed=seed)

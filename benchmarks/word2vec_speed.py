@@ -53,7 +53,9 @@ def main() -> None:
     parser.add_argument("--words-per-batch", type=int, default=None, help="default: 1M on CUDA, 100k on CPU")
     parser.add_argument("--words-per-update", type=int, default=None, help="default: 1000 on CUDA, 250 on CPU")
     parser.add_argument("--compile-updates", choices=["auto", "on", "off"], default="auto",
-                        help="torch.compile each update (auto: on CUDA only, the library's default)")
+                        help="torch.compile each update (auto: the library's default, off)")
+    parser.add_argument("--graph-updates", choices=["auto", "on", "off"], default="auto",
+                        help="padded groups of updates as CUDA graphs (auto: the library's default, on CUDA only)")
     parser.add_argument("--max-words", type=int, default=None, help="train on the first N words only")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-gensim", action="store_true", help="time formers only")
@@ -70,10 +72,11 @@ def main() -> None:
         "corpus": {"path": str(folder / "corpus.txt.gz"), "sentences": len(sentences),
                    "words": sum(map(len, sentences)), "tokenizer": "lowercase_letters"},
         "formers_options": {"words_per_batch": words_per_batch, "words_per_update": args.words_per_update,
-                            "compile_updates": args.compile_updates},
+                            "compile_updates": args.compile_updates, "graph_updates": args.graph_updates},
         "runs": {},
     }
     eval_dir = folder / "eval"
+    switch = {"auto": None, "on": True, "off": False}
     with scratch_dir() as tmp:
         text = write_corpus(sentences, Path(tmp))
         for arch in args.archs:
@@ -81,7 +84,7 @@ def main() -> None:
             run: dict = {"settings": vars(settings)}
             vectors, run["formers"] = train_formers(text, settings, args.seed, args.device, words_per_batch,
                                                     args.words_per_update, Path(tmp) / arch,
-                                                    {"auto": None, "on": True, "off": False}[args.compile_updates])
+                                                    switch[args.compile_updates], switch[args.graph_updates])
             run["formers"].update(evaluate(vectors, eval_dir, 30_000))
             if not args.skip_gensim:
                 vectors, run["gensim"] = train_gensim(sentences, settings, args.seed, args.workers)
@@ -99,7 +102,7 @@ def main() -> None:
     out = args.out or RESULTS / f"word2vec_speed_{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if os.environ.get("OUT"):
+    if os.environ.get("OUT") and (Path(os.environ["OUT"]) / out.name).resolve() != out.resolve():
         shutil.copy(out, Path(os.environ["OUT"]) / out.name)
     print(f"\n{'arch':<10}{'formers words/s':>18}{'gensim words/s':>18}{'ratio':>8}   (written to {out})")
     for arch, run in report["runs"].items():

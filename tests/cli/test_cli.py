@@ -115,6 +115,18 @@ def test_evaluate_on_corpus_and_files(trained_run, capsys, tmp_path):
     assert code == 0 and (tmp_path / "h.txt").read_text().count("\n") == 1
 
 
+def test_a_run_with_one_checkpoint_skips_averaging_and_still_reports(capsys, tmp_path):
+    """A time budget that ends before the second save: the final report says so and the run succeeds."""
+    run_dir = tmp_path / "short"
+    code, out, err = run_cli(capsys, "train", "quickstart", "--run-dir", str(run_dir), *SMALL,
+                             "--set", "train.max_steps=3", "--set", "train.eval_every=0", "--set", "train.save_every=0")
+    assert code == 0, err
+    assert "averaging skipped: the run holds 1 step checkpoint(s)" in out and "task_options.average_last=3" in out
+    results = json.loads((run_dir / "results.json").read_text())
+    assert "bleu_final" in results and not any(k.startswith("bleu_averaged") for k in results)
+    assert not (run_dir / "averaged").exists()
+
+
 def test_average_command(trained_run, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "average", str(trained_run), "--last", "2", "--out", str(tmp_path / "avg"))
     assert code == 0 and "averaged 2 checkpoints" in out

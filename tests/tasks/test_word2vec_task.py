@@ -25,18 +25,20 @@ def corpus(tmp_path) -> EncodedCorpus:
 
 
 def _setup(corpus: EncodedCorpus, architecture: str = "skipgram", words_per_update: int = 50,
-           compile_updates: bool | None = None, **config):
+           compile_updates: bool | None = None, graph_updates: bool | None = None, **config):
     cfg = Word2VecConfig(len(corpus.vocab), 16, architecture, window=3, **config)
     torch.manual_seed(0)
     return Word2Vec(cfg), Word2VecTask(corpus.vocab, cfg, words_per_update=words_per_update,
-                                       compile_updates=compile_updates)
+                                       compile_updates=compile_updates, graph_updates=graph_updates)
 
 
-@pytest.mark.parametrize("compile_updates", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("mode", ["eager", "compiled", "grouped"])
 @pytest.mark.parametrize("architecture", ["skipgram", "cbow"])
-def test_a_step_applies_the_sequential_updates_of_its_chunk(corpus, architecture, compile_updates):
-    """Also through torch.compile (the CUDA default), whose one graph serves every update size."""
-    model, task = _setup(corpus, architecture, compile_updates=compile_updates, hierarchical_softmax=True)
+def test_a_step_applies_the_sequential_updates_of_its_chunk(corpus, architecture, mode):
+    """Also through torch.compile, whose one graph serves every update size, and as the padded groups that CUDA
+    graphs replay (the CUDA default; run eagerly here)."""
+    model, task = _setup(corpus, architecture, compile_updates=mode == "compiled", graph_updates=mode == "grouped",
+                         hierarchical_softmax=True)
     batch = next(iter(Word2VecLoader(corpus, words_per_batch=600, seed=1, epochs=2)))
     # the reference: draw the chunk's examples, then update centre group by centre group
     ex = task.examples(batch, torch.device("cpu"))
@@ -58,6 +60,45 @@ def test_a_step_applies_the_sequential_updates_of_its_chunk(corpus, architecture
     torch.optim.SGD(model.parameters(), lr=1.0).step()
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.detach(), tables[name], rtol=0, atol=1e-6)
+
+
+def _two_steps(corpus, device: str, **options) -> tuple[list[float], dict[str, torch.Tensor]]:
+    model, task = _setup(corpus, "cbow", words_per_update=20, negative=3, hierarchical_softmax=True, **options)
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    losses = []
+    for batch in itertools.islice(Word2VecLoader(corpus, words_per_batch=700, seed=3, epochs=2), 3):
+        loss = task.training_step(model, batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses, {n: p.detach().cpu() for n, p in model.named_parameters()}
+
+
+def test_padded_groups_span_chunks_and_groups_as_the_sequential_updates_do(corpus, monkeypatch):
+    """Several groups a chunk (the last one padded with empty updates) and captured layouts reused across chunks."""
+    import formers.tasks.word2vec as module
+
+    monkeypatch.setattr(module, "UPDATES_PER_GRAPH", 4)
+    monkeypatch.setattr(module, "PAD_MULTIPLE", 64)
+    eager_losses, eager = _two_steps(corpus, "cpu", graph_updates=False)
+    losses, grouped = _two_steps(corpus, "cpu", graph_updates=True)
+    assert losses == pytest.approx(eager_losses, rel=1e-5)
+    for name, p in grouped.items():
+        torch.testing.assert_close(p, eager[name], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="compile_updates and graph_updates .* choose one"):
+        _setup(corpus, compile_updates=True, graph_updates=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_updates_equal_the_eager_updates_on_cuda(corpus):
+    eager_losses, eager = _two_steps(corpus, "cuda", graph_updates=False)
+    losses, graphed = _two_steps(corpus, "cuda")  # the CUDA default: captured groups
+    assert losses == pytest.approx(eager_losses, rel=1e-4)
+    for name, p in graphed.items():  # index_add_ on CUDA sums in no fixed order
+        torch.testing.assert_close(p, eager[name], rtol=1e-4, atol=1e-5)
 
 
 def test_a_failing_compiler_falls_back_to_the_eager_updates_with_a_warning(corpus, monkeypatch):

@@ -32,6 +32,15 @@ def test_a_log_gets_lines_not_a_bar(tmp_path, make_model, make_loader, task_cls,
     assert out.rstrip().endswith(str(tmp_path / "checkpoints" / "step_00000006"))
 
 
+def test_lines_count_what_the_task_counts(tmp_path, make_model, make_loader, task_cls, capsys):
+    class ImageTask(task_cls):
+        throughput_unit = "img"
+
+    _fit(tmp_path, make_model, make_loader, ImageTask)
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^step \d+/6 .*  [\d,]+ img/s  ", out, re.M)) == 3 and "tok/s" not in out, out
+
+
 def test_a_slow_run_still_prints_a_line_every_half_minute(monkeypatch, capsys):
     clock = [1000.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])

@@ -22,7 +22,7 @@ from formers.recipes.recipe import Recipe, RunSetup, model_from_section, model_s
 from formers.tasks.metrics import corpus_bleu
 from formers.tasks.translation import TranslationEvalSet, TranslationTask
 from formers.training.best import best_checkpoint
-from formers.training.checkpoint import average_run_checkpoints
+from formers.training.checkpoint import average_run_checkpoints, step_checkpoints
 
 
 @dataclass
@@ -161,7 +161,11 @@ def final_report(trainer, tokenizer, eval_set: TranslationEvalSet, options: Tran
     best = best_checkpoint(run_dir)
     if best is not None:
         candidates["best"] = from_pretrained(best, device=trainer.device)
-    if options.average_last > 0:
+    saved = len(step_checkpoints(run_dir))
+    if options.average_last > 0 and saved < 2:  # e.g. a time budget that ended before the second save
+        print(f"final: averaging skipped: the run holds {saved} step checkpoint(s) and averaging needs at least 2 "
+              f"(task_options.average_last={options.average_last}, train.save_every={trainer.config.save_every})")
+    elif options.average_last > 0:
         paths = average_run_checkpoints(run_dir, options.average_last, run_dir / "averaged")
         candidates[f"averaged_last_{len(paths)}"] = from_pretrained(run_dir / "averaged", device=trainer.device)
     results = {}

@@ -59,6 +59,7 @@ class Word2VecOptions:
     alpha: float = 0.025
     min_alpha: float = 0.0001
     words_per_update: int = 250  # centre words per sequential update (see Word2VecTask); GPU recipes: 1000
+    graph_updates: bool | None = None  # padded groups of updates replayed as CUDA graphs (None: on CUDA)
     analogies: str | None = None  # questions-words.txt style file (default: the shared one with corpus: word2vec)
     pairs: str | None = None  # WordSim-353 style file (default: the shared one with corpus: word2vec)
     restrict_vocab: int = 30_000  # analogies and pairs use the most frequent words only (gensim's restrict_vocab)
@@ -146,7 +147,8 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     options = from_dict(Word2VecOptions, recipe.task_options, prefix="task_options.")
     corpus, shared = prepared_corpus(data, run_dir)
     model = model_from_section(recipe.model, vocab_size=len(corpus.vocab))
-    task = Word2VecTask(corpus.vocab, model.config, options.alpha, options.min_alpha, options.words_per_update)
+    task = Word2VecTask(corpus.vocab, model.config, options.alpha, options.min_alpha, options.words_per_update,
+                        graph_updates=options.graph_updates)
     loader = Word2VecLoader(corpus, data.words_per_batch, recipe.train.seed, epochs=recipe.train.max_epochs)
     analogies = options.analogies or (str(shared / "eval" / "questions-words.txt") if shared else None)
     pairs = options.pairs or (str(shared / "eval" / "wordsim353.tsv") if shared else None)

@@ -255,6 +255,8 @@ class DetectionTask:
         category_ids: COCO category id of each label (evaluation writes results with them; default: the label).
     """
 
+    throughput_unit = "img"  # what StepOutput.num_tokens counts, in progress lines
+
     def __init__(self, num_classes: int, mean: list[float], std: list[float], criterion: SetCriterion | None = None,
                  category_ids: list[int] | None = None) -> None:
         if len(mean) != len(std) or min(std) <= 0:

@@ -36,6 +36,8 @@ class ImageClassificationTask:
         mix: MixUp / CutMix of training batches (``None`` = off).
     """
 
+    throughput_unit = "img"  # what StepOutput.num_tokens counts, in progress lines
+
     def __init__(
         self,
         preprocessing: Preprocessing,

@@ -33,7 +33,7 @@ from formers.data.word2vec import (
     subsample,
 )
 from formers.inference.word_vectors import WordVectors
-from formers.models.word2vec import output_rows
+from formers.models.word2vec import OutputRows, output_rows
 from formers.training.task import StepOutput
 
 
@@ -69,6 +69,64 @@ class _UpdateAsGradient(torch.autograd.Function):
         return (None, None, *(d * grad for d in deltas), *([None] * len(deltas)))
 
 
+UPDATES_PER_GRAPH = 32
+"""Consecutive updates run as one group (one CUDA graph replay) by ``Word2VecTask(graph_updates=True)``."""
+PAD_MULTIPLE = 512
+"""Examples per padded update are rounded up to a multiple of this, so a few captured layouts serve a whole run."""
+MAX_GROUP_LAYOUTS = 8
+
+
+class _UpdateGroup:
+    """:data:`UPDATES_PER_GRAPH` consecutive padded updates on persistent tables: a CUDA graph on CUDA.
+
+    The graph reads static buffers (the group's slice of the chunk's padded layout is copied into them before each
+    replay) and updates the persistent tables in place, as the eager updates update the chunk's copies.
+    """
+
+    def __init__(self, model: nn.Module, params: dict[str, Tensor], layout: dict[str, Tensor], tables: list[str]):
+        self.model, self.names = model, tables
+        self.tables = {n: p.detach().clone() for n, p in params.items()}
+        self.buffers = {k: torch.zeros_like(v[:UPDATES_PER_GRAPH]) for k, v in layout.items()}
+        self.graph: torch.cuda.CUDAGraph | None = None
+        if next(iter(params.values())).device.type == "cuda":
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up before capture; all-padding buffers change nothing
+                self._updates()
+            torch.cuda.current_stream().wait_stream(side)
+            try:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self.loss = self._updates()
+                self.graph = graph
+            except RuntimeError as e:  # a kernel that cannot be captured must not end a run eager updates can do
+                warnings.warn(f"capturing the word2vec updates as a CUDA graph failed ({str(e)[:200]}); running "
+                              "the padded groups eagerly", stacklevel=3)
+
+    def _updates(self) -> Tensor:
+        b, total = self.buffers, None
+        for g in range(UPDATES_PER_GRAPH):
+            rows = [OutputRows(n, b[f"{n}.ids"][g], b[f"{n}.labels"][g], b[f"{n}.valid"][g]) for n in self.names]
+            mask = b["input_mask"][g] if "input_mask" in b else None
+            loss = self.model.sgd_step_(self.tables, b["alphas"][g], b["inputs"][g], rows, mask).sum()
+            total = loss if total is None else total + loss
+        return total
+
+    def run(self, params: dict[str, Tensor], layout: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        for name, p in params.items():
+            self.tables[name].copy_(p.detach())
+        total = torch.zeros((), device=layout["inputs"].device)
+        for first in range(0, layout["inputs"].shape[0], UPDATES_PER_GRAPH):
+            for k, buffer in self.buffers.items():
+                buffer.copy_(layout[k][first:first + UPDATES_PER_GRAPH], non_blocking=True)
+            if self.graph is None:
+                total += self._updates()
+            else:
+                self.graph.replay()
+                total += self.loss
+        return self.tables, total
+
+
 class Word2VecTask:
     """Trains word2vec from chunks of the encoded corpus; evaluates analogies and word-pair similarity.
 
@@ -90,13 +148,20 @@ class Word2VecTask:
             references (on the shared corpus, CBOW analogy accuracy 0.100 at 100 or 250, 0.098 at 1,000, 0.093 at
             4,000) and costs more kernel launches: the GPU recipes use 1,000.
         compile_updates: run each update through ``torch.compile`` (symbolic shapes: one graph for every update
-            size), a few fused kernels instead of about 25 launched one by one from Python. ``None``: on CUDA
-            only. Should compiling fail, the updates run eagerly, with a warning.
+            size), a few fused kernels instead of about 25 launched one by one from Python. Off by default: on an
+            H200 it was slower than eager once its compile time is counted. Should compiling fail, the updates run
+            eagerly, with a warning.
+        graph_updates: pad a chunk's updates to one size (padding examples count for nothing) and run them
+            :data:`UPDATES_PER_GRAPH` at a time as one captured CUDA graph, so the host launches a handful of
+            kernels per group instead of about 25 per update. ``None``: on CUDA, unless ``compile_updates``. On a CPU
+            the same padded groups run eagerly (slower; it checks the padding).
     """
+
+    throughput_unit = "word"  # what StepOutput.num_tokens counts, in progress lines
 
     def __init__(
         self, vocab: Vocabulary, config: Any, alpha: float = 0.025, min_alpha: float = 0.0001,
-        words_per_update: int = 250, compile_updates: bool | None = None,
+        words_per_update: int = 250, compile_updates: bool | None = None, graph_updates: bool | None = None,
     ) -> None:
         if len(vocab) != config.vocab_size:
             raise ValueError(f"vocab has {len(vocab)} words but config.vocab_size is {config.vocab_size}")
@@ -104,6 +169,8 @@ class Word2VecTask:
             raise ValueError(f"need 0 <= min_alpha <= alpha, got min_alpha={min_alpha}, alpha={alpha}")
         if words_per_update < 1:
             raise ValueError(f"words_per_update must be >= 1, got {words_per_update}")
+        if compile_updates and graph_updates:
+            raise ValueError("compile_updates and graph_updates are two ways to speed the updates up: choose one")
         self.vocab, self.config = vocab, config
         self.alpha, self.min_alpha, self.words_per_update = alpha, min_alpha, words_per_update
         self.keep_probability = torch.from_numpy(vocab.keep_probabilities(config.sample))  # (V,) float64
@@ -113,12 +180,13 @@ class Word2VecTask:
             tree = huffman_tree(vocab.counts)
             self.tree = (torch.from_numpy(tree.points), torch.from_numpy(tree.codes), torch.from_numpy(tree.lengths))
         self._device: torch.device | None = None
-        self.compile_updates = compile_updates
+        self.compile_updates, self.graph_updates = bool(compile_updates), graph_updates
         self._compiled: tuple[nn.Module, Callable[..., Tensor]] | None = None  # (model, its compiled update)
+        self._groups: dict[tuple, _UpdateGroup] = {}  # captured groups by (model id, layout), for one model
 
     def _update_function(self, model: nn.Module, device: torch.device) -> Callable[..., Tensor]:
         """``model.sgd_step_``, compiled where :attr:`compile_updates` says so (once per model)."""
-        if not (self.compile_updates if self.compile_updates is not None else device.type == "cuda"):
+        if not self.compile_updates:
             return model.sgd_step_
         if self._compiled is None or self._compiled[0] is not model:
             compiled = torch.compile(model.sgd_step_, dynamic=True)
@@ -197,7 +265,6 @@ class Word2VecTask:
         params = dict(model.named_parameters())
         device = next(iter(params.values())).device
         ex = self.examples(batch, device)
-        tables = {name: p.detach().clone() for name, p in params.items()}
         num = ex["targets"].shape[0]
         last_centre = int(ex["centres"][-1]) + 1 if num else 0
         marks = torch.arange(self.words_per_update, max(last_centre, self.words_per_update), self.words_per_update,
@@ -212,17 +279,52 @@ class Word2VecTask:
         rates = [self.learning_rate(first + (last - first) * k * self.words_per_update / max(last_centre, 1))
                  for k in range(len(cuts) - 1)]
         alphas = torch.tensor(rates, dtype=torch.float32).to(device, non_blocking=True)
-        update = self._update_function(model, device)
-        for k, (start, end) in enumerate(zip(cuts[:-1], cuts[1:])):
-            if end > start:
-                alpha = rates[k]
-                part_rows = [r.slice(start, end) for r in rows]
-                part_mask = None if mask is None else mask[start:end]
-                total += update(tables, alphas[k], ex["inputs"][start:end], part_rows, part_mask).sum()
+        grouped = self.graph_updates if self.graph_updates is not None else (
+            device.type == "cuda" and not self.compile_updates)
+        if grouped and num:
+            alpha = rates[-1]
+            tables, total = self._grouped_updates(model, params, ex["inputs"], rows, mask, cuts, alphas)
+        else:
+            update = self._update_function(model, device)
+            tables = {name: p.detach().clone() for name, p in params.items()}
+            for k, (start, end) in enumerate(zip(cuts[:-1], cuts[1:])):
+                if end > start:
+                    alpha = rates[k]
+                    part_rows = [r.slice(start, end) for r in rows]
+                    part_mask = None if mask is None else mask[start:end]
+                    total += update(tables, alphas[k], ex["inputs"][start:end], part_rows, part_mask).sum()
         mean = total / max(num, 1)
         loss = _UpdateAsGradient.apply(mean, len(params), *params.values(), *(tables[n] for n in params))
         metrics = {"examples": float(num), "alpha": alpha}
         return StepOutput(loss=loss, metrics=metrics, num_tokens=int(batch["words"].shape[0]))
+
+    def _grouped_updates(
+        self, model: nn.Module, params: dict[str, Tensor], inputs: Tensor, rows: list[OutputRows],
+        mask: Tensor | None, cuts: list[int], alphas: Tensor,
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """The chunk's updates as padded groups (see ``graph_updates``); returns the updated tables and the loss sum."""
+        sizes = [end - start for start, end in zip(cuts[:-1], cuts[1:])]
+        width = -(-max(sizes) // PAD_MULTIPLE) * PAD_MULTIPLE  # examples per padded update
+        count = -(-len(sizes) // UPDATES_PER_GRAPH) * UPDATES_PER_GRAPH  # updates, padded to whole groups
+        device = inputs.device
+        size = torch.tensor(sizes + [0] * (count - len(sizes)), device=device)
+        start = torch.tensor(cuts[:-1] + [0] * (count - len(sizes)), device=device)
+        slot = torch.arange(width, device=device)
+        real = slot[None, :] < size[:, None]  # (U, W): which slots hold an example
+        index = (start[:, None] + slot[None, :]).clamp_(max=inputs.shape[0] - 1)  # (U, W)
+        layout = {"inputs": inputs[index], "alphas": torch.cat([alphas, alphas.new_zeros(count - len(sizes))])}
+        for r in rows:
+            layout[f"{r.table}.ids"], layout[f"{r.table}.labels"] = r.ids[index], r.labels[index]
+            layout[f"{r.table}.valid"] = r.valid[index] & real[..., None]
+        if mask is not None:
+            layout["input_mask"] = mask[index] & real[..., None]
+        key = (id(model), tuple((k, tuple(v.shape[1:]), v.dtype) for k, v in layout.items()))
+        group = self._groups.get(key)
+        if group is None or group.model is not model:
+            if len(self._groups) >= MAX_GROUP_LAYOUTS or any(k[0] != id(model) for k in self._groups):
+                self._groups.clear()  # a few widths recur; a new model invalidates every capture
+            group = self._groups[key] = _UpdateGroup(model, params, layout, [r.table for r in rows])
+        return group.run(params, layout)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, evaluation: Word2VecEvaluation) -> dict[str, float]:

@@ -32,15 +32,17 @@ class Progress:
         bar: show a live bar when ``stream`` is a terminal.
         deadline: ``time.monotonic()`` at which the time budget ends, or None.
         stream: where the bar is drawn (default stderr); lines go to stdout.
+        unit: what the throughput counts per second (``"tok"``, ``"img"``, ``"word"``).
     """
 
     def __init__(
-        self, total: int | None, initial: int, bar: bool, deadline: float | None = None, stream: TextIO | None = None
+        self, total: int | None, initial: int, bar: bool, deadline: float | None = None, stream: TextIO | None = None,
+        unit: str = "tok",
     ) -> None:
         stream = sys.stderr if stream is None else stream
         isatty = getattr(stream, "isatty", None)
         self.live = bool(bar and callable(isatty) and isatty())
-        self.total, self.deadline = total, deadline
+        self.total, self.deadline, self.unit = total, deadline, unit
         self.start = self.last_line = time.monotonic()
         self.step = initial
         self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, file=stream) if self.live else None
@@ -66,10 +68,10 @@ class Progress:
         """Shows the latest metrics row: in the bar's postfix, or as one printed line."""
         if self.bar is not None:
             extra = {"left": _minutes(max(self.deadline - time.monotonic(), 0.0))} if self.deadline is not None else {}
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}", **extra,
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", **{f"{self.unit}_s": f"{tokens_per_s:.0f}"}, **extra,
                                  refresh=False)
             return
-        self._print(f"step {step:,}{self._of(step)}  loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s")
+        self._print(f"step {step:,}{self._of(step)}  loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} {self.unit}/s")
 
     def close(self) -> None:
         """Ends the bar (idempotent)."""

@@ -31,7 +31,11 @@ class StepOutput:
 
 @runtime_checkable
 class Task(Protocol):
-    """Batch -> model call -> loss + metrics; model + evaluation data -> metrics."""
+    """Batch -> model call -> loss + metrics; model + evaluation data -> metrics.
+
+    A task may also set ``throughput_unit``, the unit of its ``StepOutput.num_tokens`` in progress lines (``"img"``
+    for images, ``"word"``; ``"tok"`` when it is absent).
+    """
 
     def training_step(self, model: nn.Module, batch: Any) -> StepOutput:
         """Computes the loss of ``batch`` (already on the model's device) in training mode."""

@@ -215,8 +215,8 @@ class Trainer:
         self._open_logs(resumed=checkpoint is not None)
         self._start_step = self._last_save = self._last_eval = self.state.step
         self._latest, self._boundary, self._phase = checkpoint, None, "step"
-        bar = Progress(cfg.max_steps, self.state.step, cfg.progress_bar, self._deadline) if self.dist.is_main else (
-            NullProgress())
+        bar = Progress(cfg.max_steps, self.state.step, cfg.progress_bar, self._deadline,
+                       unit=getattr(self.task, "throughput_unit", "tok")) if self.dist.is_main else NullProgress()
         interrupt = self._interrupt = DeferredInterrupt()
         try:
             with interrupt:
