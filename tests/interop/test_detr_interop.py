@@ -40,6 +40,7 @@ CASES = {
         layer_type="bottleneck", depths=[2, 1, 1, 1], embedding_size=8, hidden_sizes=[32, 64, 128, 256],
         out_features=["stage4"])),
     "timm-resnet18": dict(use_timm_backbone=True, backbone="resnet18"),
+    "timm-resnet50-dc5": dict(use_timm_backbone=True, backbone="resnet50", dilation=True),  # detr-resnet-50-dc5
 }
 
 
@@ -51,7 +52,9 @@ def _noisy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             if not t.is_floating_point():
                 continue
             noise = torch.randn(t.shape, generator=g)
-            if name.endswith("running_var"):
+            if t.ndim == 4:  # convolutions: unit gain, so that a 50-layer ResNet stays finite
+                t.copy_(noise / t[0].numel() ** 0.5)
+            elif name.endswith("running_var"):
                 t.copy_(0.5 + noise.abs())
             elif "norm" in name and name.endswith("weight") or name.endswith(("bn1.weight", "bn2.weight", "bn3.weight")):
                 t.copy_(1.0 + 0.2 * noise)
@@ -93,7 +96,17 @@ def test_logits_and_boxes_match_hugging_face(case, tmp_path):
             torch.testing.assert_close(out.boxes, theirs.pred_boxes, atol=ATOL, rtol=RTOL)
 
 
-@pytest.mark.parametrize("case", ["hf-basic", "hf-bottleneck"])
+def test_dc5_loads_dilated_at_stride_16(tmp_path):
+    _, directory = _reference("timm-resnet50-dc5", tmp_path)
+    ours = formers.from_pretrained(directory)
+    assert ours.config.backbone_dilation and ours.config.stride == 16
+    assert ours.backbone(torch.zeros(1, 3, 96, 80)).shape[-2:] == (6, 5)  # not (3, 3) as at stride 32
+    layer4 = ours.backbone.layer4
+    assert [b.conv2.dilation for b in layer4] == [(1, 1), (2, 2), (2, 2)] and layer4[0].conv2.stride == (1, 1)
+    assert formers.create_model("detr_resnet50_dc5").config.stride == 16
+
+
+@pytest.mark.parametrize("case", ["hf-basic", "hf-bottleneck", "timm-resnet50-dc5"])
 def test_export_loads_back_into_transformers(case, tmp_path):
     ref, directory = _reference(case, tmp_path)
     ours = formers.from_pretrained(directory)
@@ -148,8 +161,13 @@ def test_unsupported_options_raise_clear_errors(tmp_path):
     base = json.loads(HFDetrConfig(**TRANSFORMER, **CASES["hf-basic"]).to_json_string())
     with pytest.raises(ValueError, match="position_embedding_type='learned'"):
         config_from_hf_detr({**base, "position_embedding_type": "learned"})
-    with pytest.raises(ValueError, match="dilation"):
-        config_from_hf_detr({**base, "dilation": True})
+    timm18 = {**base, "backbone_config": None, "use_timm_backbone": True, "backbone": "resnet18"}
+    with pytest.raises(ValueError, match="dilation \\(DC5\\) with the basic-block 'resnet18'"):
+        config_from_hf_detr({**timm18, "dilation": True})
+    with pytest.raises(ValueError, match="output_stride=8 is not supported"):
+        config_from_hf_detr({**timm18, "backbone_config": {"model_type": "timm_backbone", "output_stride": 8}})
+    with pytest.raises(ValueError, match="backbone_dilation \\(DC5\\) needs a bottleneck ResNet"):
+        DETRConfig(backbone_block="basic", backbone_dilation=True)
     with pytest.raises(ValueError, match="encoder_attention_heads=4 differs from decoder_attention_heads=2"):
         config_from_hf_detr({**base, "decoder_attention_heads": 2})
     with pytest.raises(ValueError, match="hidden_sizes=.*doubling"):

@@ -79,8 +79,10 @@ def _efficientformer(config: Any) -> Overrides:
 # The variant's block type, one stage of one block, 8 wide: a 64x96 image gives a 16x24 feature map. A deeper
 # backbone with frozen (identity) BatchNorm is unnormalised, and the contract's weight noise then grows its features
 # into the thousands, saturating the first attention softmax; 4 stages are checked with trainable BatchNorm.
+# (DC5 needs two stages: the `dilated` option checks it.)
 _DETR = dict(num_classes=5, backbone_depths=[1], backbone_width=8, embed_dim=16, num_encoder_layers=2,
-             num_decoder_layers=2, num_heads=2, ffn_dim=32, num_queries=7, dropout=0.1, activation_dropout=0.1)
+             num_decoder_layers=2, num_heads=2, ffn_dim=32, num_queries=7, dropout=0.1, activation_dropout=0.1,
+             backbone_dilation=False)
 
 
 _BERT = dict(embed_dim=16, num_heads=2, num_layers=2, ffn_dim=24, vocab_size=40, max_seq_len=24, num_labels=3,
@@ -144,7 +146,8 @@ TINY: dict[str, Tiny] = {
     "detr": Tiny(
         "image", _DETR, outputs={"logits": ("B", "num_queries", "num_labels"), "boxes": ("B", "num_queries", 4)},
         options={"four_stages_batchnorm": {"backbone_norm": "batch", "backbone_depths": [1, 1, 1, 1]},
-                 "two_stages": {"backbone_depths": [1, 2]}},
+                 "two_stages": {"backbone_depths": [1, 2]},
+                 "dilated": {"backbone_block": "bottleneck", "backbone_depths": [1, 2], "backbone_dilation": True}},
         no_grad={"decoder.0.self_attn.v_proj.weight": "the object queries' states start at zero, so the first "
                  "decoder self-attention's values are its bias alone (as in every DETR)"},
         image_size=(64, 96),

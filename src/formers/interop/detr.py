@@ -12,10 +12,14 @@ renamed to those first, so a live model's ``state_dict()`` converts as well. A t
 which formers' backbone keeps; a Hugging Face ResNet (``embedder``, ``stages``, ``shortcut``) is renamed stage by
 stage. ``num_batches_tracked`` counters of older checkpoints are dropped (the BatchNorm is frozen).
 
+DC5 models (``dilation=True``: a timm ResNet-50/101 at ``output_stride=16``, ``facebook/detr-resnet-50-dc5``) load
+as ``backbone_dilation=True``; as in ``transformers``, ``dilation`` only applies to timm backbones.
+
 What formers' DETR does not implement raises a ``ValueError`` naming the option: learned position embeddings,
-dilation (DC5), different encoder/decoder widths or heads, non-ResNet backbones, backbones whose stage widths do not
-double from the stem, or Hugging Face ResNets that downsample in the first stage or in the bottleneck's 1x1 conv.
-Exports always use the Hugging Face ResNet backbone form, which ``transformers`` loads without timm.
+different encoder/decoder widths or heads, non-ResNet backbones, backbones whose stage widths do not double from the
+stem, dilated basic-block ResNets, or Hugging Face ResNets that downsample in the first stage or in the bottleneck's
+1x1 conv. Exports use the Hugging Face ResNet backbone form, which ``transformers`` loads without timm; a DC5 model
+(which that form cannot express) is written with its timm backbone, as the published DC5 checkpoints are.
 """
 
 from __future__ import annotations
@@ -141,10 +145,15 @@ def _backbone_fields(hf_config: dict[str, Any]) -> dict[str, Any]:
         name = backbone.get("backbone") or hf_config.get("backbone") or "resnet50"
         if name not in _TIMM_RESNETS:
             raise ValueError(f"DETR timm backbone {name!r} is not supported by formers; supported: {sorted(_TIMM_RESNETS)}")
-        if backbone.get("output_stride") not in (None, 32):
-            raise ValueError(f"DETR backbone output_stride={backbone['output_stride']} (dilation) is not supported")
+        # transformers turns dilation=True into the timm backbone's output_stride=16 (older configs: the flag only)
+        stride = backbone.get("output_stride") or (16 if not backbone and hf_config.get("dilation") else 32)
+        if stride not in (16, 32):
+            raise ValueError(f"DETR backbone output_stride={stride} is not supported (16: DC5, or 32)")
         block, depths = _TIMM_RESNETS[name]
-        return dict(backbone_block=block, backbone_depths=depths, backbone_width=64)
+        if stride == 16 and block != "bottleneck":
+            raise ValueError(f"DETR dilation (DC5) with the basic-block {name!r} is not supported: formers dilates "
+                             "bottleneck ResNets (resnet50, resnet101)")
+        return dict(backbone_block=block, backbone_depths=depths, backbone_width=64, backbone_dilation=stride == 16)
     if backbone.get("model_type") != "resnet":
         raise ValueError(f"DETR backbone model_type {backbone.get('model_type')!r} is not supported; formers takes ResNets")
     for option in ("downsample_in_first_stage", "downsample_in_bottleneck"):
@@ -179,8 +188,6 @@ def config_from_hf_detr(hf_config: dict[str, Any], num_classes: int | None = Non
         raise ValueError(f"expected a DETR config (model_type 'detr'), got model_type {c.get('model_type')!r}")
     if c.get("position_embedding_type", "sine") != "sine":
         raise ValueError(f"DETR position_embedding_type={c['position_embedding_type']!r} is not supported (needs 'sine')")
-    if c.get("dilation"):
-        raise ValueError("DETR dilation=True (DC5 backbone) is not supported by formers")
     for ours, enc, dec in [("num_heads", "encoder_attention_heads", "decoder_attention_heads"),
                            ("ffn_dim", "encoder_ffn_dim", "decoder_ffn_dim")]:
         if c.get(enc, 8) != c.get(dec, 8):
@@ -209,15 +216,18 @@ def config_from_hf_detr(hf_config: dict[str, Any], num_classes: int | None = Non
 
 def hf_detr_config_from_formers(config: DETRConfig) -> dict[str, Any]:
     """The ``config.json`` dict of the ``DetrForObjectDetection`` equivalent to ``config`` (a Hugging Face ResNet
-    backbone, ``use_timm_backbone=False``)."""
+    backbone, ``use_timm_backbone=False``; a DC5 model: timm's ResNet with ``dilation=True``)."""
     c = config
     expansion = 1 if c.backbone_block == "basic" else 4
     labels = {str(i): f"LABEL_{i}" for i in range(c.num_classes)}
-    return {
-        "model_type": "detr",
-        "architectures": ["DetrForObjectDetection"],
-        "use_timm_backbone": False,
-        "backbone_config": {
+    if c.backbone_dilation:  # timm's ResNet at output stride 16, as transformers builds it for dilation=True
+        name = _timm_name(c)
+        timm = {"model_type": "timm_backbone", "backbone": name, "num_channels": c.in_channels, "features_only": True,
+                "use_pretrained_backbone": False, "out_indices": [1, 2, 3, 4], "output_stride": 16}
+        backbone = {"use_timm_backbone": True, "backbone": name, "dilation": True, "use_pretrained_backbone": False,
+                    "backbone_config": timm}
+    else:
+        backbone = {"use_timm_backbone": False, "dilation": False, "backbone_config": {
             "model_type": "resnet",
             "num_channels": c.in_channels,
             "embedding_size": c.backbone_width,
@@ -228,7 +238,11 @@ def hf_detr_config_from_formers(config: DETRConfig) -> dict[str, Any]:
             "downsample_in_first_stage": False,
             "downsample_in_bottleneck": False,
             "out_features": ["stage4"],
-        },
+        }}
+    return {
+        "model_type": "detr",
+        "architectures": ["DetrForObjectDetection"],
+        **backbone,
         "num_channels": c.in_channels,
         "num_queries": c.num_queries,
         "d_model": c.embed_dim,
@@ -243,7 +257,6 @@ def hf_detr_config_from_formers(config: DETRConfig) -> dict[str, Any]:
         "attention_dropout": c.attn_dropout,
         "activation_dropout": c.activation_dropout,
         "position_embedding_type": "sine",
-        "dilation": False,
         "auxiliary_loss": False,
         "id2label": labels,
         "label2id": {v: int(k) for k, v in labels.items()},
@@ -264,11 +277,22 @@ def convert_hf_detr_state_dict(hf_state: dict[str, Tensor], timm_backbone: bool)
     return key_map.to_ours(_file_names(hf_state))
 
 
+def _timm_name(config: DETRConfig) -> str:
+    """The timm ResNet a DC5 model's backbone is (its export form)."""
+    for name, (block, depths) in _TIMM_RESNETS.items():
+        if (block, depths, 64) == (config.backbone_block, list(config.backbone_depths), config.backbone_width):
+            return name
+    raise ValueError(f"a DC5 DETR exports with a timm backbone, one of {sorted(_TIMM_RESNETS)}; this backbone "
+                     f"({config.backbone_block}, depths {list(config.backbone_depths)}, width {config.backbone_width}) "
+                     "is none of them")
+
+
 def to_hf_detr_state_dict(model: DETR) -> dict[str, Tensor]:
     """formers ``DETR`` weights -> those ``save_pretrained`` writes for ``DetrForObjectDetection`` with a Hugging
-    Face ResNet backbone (BatchNorm ``num_batches_tracked`` counters are dropped: DETR's BatchNorm is frozen)."""
+    Face ResNet backbone, or timm's for a DC5 model (BatchNorm ``num_batches_tracked`` counters are dropped: DETR's
+    BatchNorm is frozen)."""
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    return HF_KEY_MAP.to_theirs(state)
+    return (HF_TIMM_KEY_MAP if model.config.backbone_dilation else HF_KEY_MAP).to_theirs(state)
 
 
 @register_converter("hf", "detr")

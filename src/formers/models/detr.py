@@ -68,6 +68,7 @@ class DETRConfig:
     backbone_depths: list[Count] = field(default_factory=lambda: [3, 4, 6, 3])  # blocks per stage (ResNet-50)
     backbone_width: Width = 64  # stem width; stage i has width * 2**i (times 4 out of a bottleneck)
     backbone_norm: BackboneNorm = "frozen_batch"
+    backbone_dilation: bool = False  # DC5: the last stage keeps its resolution, its 3x3 convolutions dilated by 2
     embed_dim: Width = 256
     num_encoder_layers: Count = 6
     num_decoder_layers: Count = 6
@@ -87,6 +88,10 @@ class DETRConfig:
             raise ValueError(f"backbone_depths must be 1 to 4 stage depths >= 1, got {list(self.backbone_depths)}")
         if self.backbone_block not in ("basic", "bottleneck"):
             raise ValueError(f"backbone_block must be 'basic' or 'bottleneck', got {self.backbone_block!r}")
+        if self.backbone_dilation and (self.backbone_block != "bottleneck" or len(self.backbone_depths) < 2):
+            raise ValueError(
+                "backbone_dilation (DC5) needs a bottleneck ResNet of 2 or more stages (torchvision's BasicBlock has "
+                f"no dilation), got backbone_block={self.backbone_block!r}, {len(self.backbone_depths)} stage(s)")
         if self.backbone_norm not in ("frozen_batch", "batch"):
             raise ValueError(f"backbone_norm must be 'frozen_batch' or 'batch', got {self.backbone_norm!r}")
         if self.embed_dim % self.num_heads != 0:
@@ -101,8 +106,8 @@ class DETRConfig:
 
     @property
     def stride(self) -> int:
-        """Pixels per feature cell (the ResNet's total stride: 32 with 4 stages, 16 with 3 ...)."""
-        return 2 ** (1 + len(self.backbone_depths))
+        """Pixels per feature cell (the ResNet's total stride: 32 with 4 stages, 16 with 3 or with DC5 ...)."""
+        return 2 ** (1 + len(self.backbone_depths) - int(self.backbone_dilation))
 
 
 class ResNetBackbone(nn.Module):
@@ -119,10 +124,14 @@ class ResNetBackbone(nn.Module):
         width: stem width; stage i is ``width * 2**i`` wide (times 4 at a bottleneck's output).
         norm: ``"frozen_batch"`` (torchvision's ``FrozenBatchNorm2d``) or ``"batch"`` (trainable ``BatchNorm2d``).
         in_channels: image channels.
+        dilate_last: DC5 (torchvision's ``replace_stride_with_dilation`` for the last stage, timm's
+            ``output_stride=16``): the last stage does not downsample, and its blocks after the first dilate their 3x3
+            convolutions by 2. Bottleneck blocks only.
     """
 
     def __init__(
-        self, block: BackboneBlock, depths: list[int], width: int, norm: BackboneNorm, in_channels: int = 3
+        self, block: BackboneBlock, depths: list[int], width: int, norm: BackboneNorm, in_channels: int = 3,
+        dilate_last: bool = False,
     ) -> None:
         super().__init__()
         from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
@@ -137,12 +146,15 @@ class ResNetBackbone(nn.Module):
         inplanes = width
         for i, depth in enumerate(depths):
             planes, stride = width * 2**i, 1 if i == 0 else 2
+            dilation = 2 if dilate_last and i == len(depths) - 1 else 1
+            stride //= dilation
             out = planes * block_cls.expansion
             downsample = None
             if stride != 1 or inplanes != out:
                 downsample = nn.Sequential(conv1x1(inplanes, out, stride), norm_layer(out))
             blocks = [block_cls(inplanes, planes, stride, downsample, norm_layer=norm_layer)]
-            blocks += [block_cls(out, planes, norm_layer=norm_layer) for _ in range(depth - 1)]
+            more = {"dilation": dilation} if dilation > 1 else {}  # the first block keeps the previous dilation
+            blocks += [block_cls(out, planes, norm_layer=norm_layer, **more) for _ in range(depth - 1)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             inplanes = out
         self.out_channels = inplanes
@@ -190,7 +202,7 @@ class DETR(nn.Module):
         super().__init__()
         self.config = c = config
         self.backbone = ResNetBackbone(c.backbone_block, list(c.backbone_depths), c.backbone_width, c.backbone_norm,
-                                       c.in_channels)
+                                       c.in_channels, dilate_last=c.backbone_dilation)
         self.input_proj = nn.Conv2d(self.backbone.out_channels, c.embed_dim, kernel_size=1)
         block_args = (c.embed_dim, c.num_heads, c.ffn_dim, c.dropout, c.attn_dropout, c.activation_dropout,
                       c.activation, c.layer_norm_eps)
@@ -289,6 +301,12 @@ class DETR(nn.Module):
 def detr_resnet50() -> DETRConfig:
     """DETR-R50 (the paper): torchvision ResNet-50, 6 + 6 layers, 256 wide, 8 heads, 100 queries, 91 COCO ids."""
     return DETRConfig()
+
+
+@register_model(DETR)
+def detr_resnet50_dc5() -> DETRConfig:
+    """DETR-DC5-R50 (the paper's variant for small objects): the last ResNet stage dilated, stride 16, 100 queries."""
+    return DETRConfig(backbone_dilation=True)
 
 
 @register_model(DETR)
