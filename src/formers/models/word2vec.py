@@ -298,7 +298,7 @@ class Word2Vec(nn.Module):
             alpha: the learning rate (a float or 0-d tensor).
             inputs: skip-gram ``(P,)`` context word ids, CBOW ``(P, C)`` context windows.
             rows: :func:`output_rows` of the examples' targets, negatives and paths.
-            input_mask: CBOW ``(P, C)`` bool.
+            input_mask: CBOW ``(P, C)`` bool, or float 0/1 (saves a conversion per call).
 
         Returns:
             ``(P,)`` per-example losses before the update.

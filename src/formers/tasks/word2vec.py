@@ -316,8 +316,8 @@ class Word2VecTask:
         for r in rows:
             layout[f"{r.table}.ids"], layout[f"{r.table}.labels"] = r.ids[index], r.labels[index]
             layout[f"{r.table}.valid"] = r.valid[index] & real[..., None]
-        if mask is not None:
-            layout["input_mask"] = mask[index] & real[..., None]
+        if mask is not None:  # float: the update multiplies by it (no conversion per update)
+            layout["input_mask"] = (mask[index] & real[..., None]).float()
         key = (id(model), tuple((k, tuple(v.shape[1:]), v.dtype) for k, v in layout.items()))
         group = self._groups.get(key)
         if group is None or group.model is not model:
