@@ -62,8 +62,9 @@ def test_a_step_applies_the_sequential_updates_of_its_chunk(corpus, architecture
         torch.testing.assert_close(p.detach(), tables[name], rtol=0, atol=1e-6)
 
 
-def _two_steps(corpus, device: str, **options) -> tuple[list[float], dict[str, torch.Tensor]]:
-    model, task = _setup(corpus, "cbow", words_per_update=20, negative=3, hierarchical_softmax=True, **options)
+def _two_steps(corpus, device: str, architecture: str = "cbow",
+               **options) -> tuple[list[float], dict[str, torch.Tensor], Word2VecTask]:
+    model, task = _setup(corpus, architecture, words_per_update=20, negative=3, hierarchical_softmax=True, **options)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     losses = []
@@ -73,7 +74,7 @@ def _two_steps(corpus, device: str, **options) -> tuple[list[float], dict[str, t
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
-    return losses, {n: p.detach().cpu() for n, p in model.named_parameters()}
+    return losses, {n: p.detach().cpu() for n, p in model.named_parameters()}, task
 
 
 def test_padded_groups_span_chunks_and_groups_as_the_sequential_updates_do(corpus, monkeypatch):
@@ -81,12 +82,15 @@ def test_padded_groups_span_chunks_and_groups_as_the_sequential_updates_do(corpu
     import formers.tasks.word2vec as module
 
     monkeypatch.setattr(module, "UPDATES_PER_GRAPH", 4)
-    monkeypatch.setattr(module, "PAD_MULTIPLE", 64)
-    eager_losses, eager = _two_steps(corpus, "cpu", graph_updates=False)
-    losses, grouped = _two_steps(corpus, "cpu", graph_updates=True)
-    assert losses == pytest.approx(eager_losses, rel=1e-5)
-    for name, p in grouped.items():
-        torch.testing.assert_close(p, eager[name], rtol=0, atol=1e-6)
+    monkeypatch.setattr(module, "PAD_MULTIPLE", 4)  # several widths over the three chunks
+    for architecture in ("cbow", "skipgram"):
+        eager_losses, eager, _ = _two_steps(corpus, "cpu", architecture, graph_updates=False)
+        losses, grouped, task = _two_steps(corpus, "cpu", architecture, graph_updates=True)
+        assert losses == pytest.approx(eager_losses, rel=1e-5)
+        for name, p in grouped.items():
+            torch.testing.assert_close(p, eager[name], rtol=0, atol=1e-6)
+    layouts = task._grouped.groups.values()  # skip-gram's widths vary: each updates the one copy of the tables
+    assert len(layouts) >= 2 and all(group.tables is task._grouped.tables for group in layouts)
     with pytest.raises(ValueError, match="compile_updates and graph_updates .* choose one"):
         _setup(corpus, compile_updates=True, graph_updates=True)
 
@@ -94,8 +98,9 @@ def test_padded_groups_span_chunks_and_groups_as_the_sequential_updates_do(corpu
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_updates_equal_the_eager_updates_on_cuda(corpus):
-    eager_losses, eager = _two_steps(corpus, "cuda", graph_updates=False)
-    losses, graphed = _two_steps(corpus, "cuda")  # the CUDA default: captured groups
+    eager_losses, eager, _ = _two_steps(corpus, "cuda", graph_updates=False)
+    losses, graphed, task = _two_steps(corpus, "cuda")  # the CUDA default: captured groups
+    assert all(group.graph is not None for group in task._grouped.groups.values())
     assert losses == pytest.approx(eager_losses, rel=1e-4)
     for name, p in graphed.items():  # index_add_ on CUDA sums in no fixed order
         torch.testing.assert_close(p, eager[name], rtol=1e-4, atol=1e-5)

@@ -77,18 +77,17 @@ MAX_GROUP_LAYOUTS = 8
 
 
 class _UpdateGroup:
-    """:data:`UPDATES_PER_GRAPH` consecutive padded updates on persistent tables: a CUDA graph on CUDA.
+    """:data:`UPDATES_PER_GRAPH` consecutive padded updates of one layout on persistent tables: a CUDA graph on CUDA.
 
     The graph reads static buffers (the group's slice of the chunk's padded layout is copied into them before each
-    replay) and updates the persistent tables in place, as the eager updates update the chunk's copies.
+    replay) and updates the tables in place, as the eager updates update the chunk's copies.
     """
 
-    def __init__(self, model: nn.Module, params: dict[str, Tensor], layout: dict[str, Tensor], tables: list[str]):
-        self.model, self.names = model, tables
-        self.tables = {n: p.detach().clone() for n, p in params.items()}
+    def __init__(self, model: nn.Module, tables: dict[str, Tensor], layout: dict[str, Tensor], names: list[str]):
+        self.model, self.tables, self.names = model, tables, names
         self.buffers = {k: torch.zeros_like(v[:UPDATES_PER_GRAPH]) for k, v in layout.items()}
         self.graph: torch.cuda.CUDAGraph | None = None
-        if next(iter(params.values())).device.type == "cuda":
+        if next(iter(tables.values())).device.type == "cuda":
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up before capture; all-padding buffers change nothing
@@ -112,9 +111,8 @@ class _UpdateGroup:
             total = loss if total is None else total + loss
         return total
 
-    def run(self, params: dict[str, Tensor], layout: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
-        for name, p in params.items():
-            self.tables[name].copy_(p.detach())
+    def run(self, layout: dict[str, Tensor]) -> Tensor:
+        """Applies every update of ``layout`` to the tables; returns their loss sum."""
         total = torch.zeros((), device=layout["inputs"].device)
         for first in range(0, layout["inputs"].shape[0], UPDATES_PER_GRAPH):
             for k, buffer in self.buffers.items():
@@ -124,7 +122,27 @@ class _UpdateGroup:
             else:
                 self.graph.replay()
                 total += self.loss
-        return self.tables, total
+        return total
+
+
+class _GroupedUpdates:
+    """One model's persistent tables (one copy, whatever the layouts) and its captured groups, by layout."""
+
+    def __init__(self, model: nn.Module, params: dict[str, Tensor]) -> None:
+        self.model = model
+        self.tables = {n: p.detach().clone() for n, p in params.items()}
+        self.groups: dict[tuple, _UpdateGroup] = {}
+
+    def run(self, params: dict[str, Tensor], layout: dict[str, Tensor], names: list[str]) -> Tensor:
+        key = tuple((k, tuple(v.shape[1:]), v.dtype) for k, v in layout.items())
+        group = self.groups.get(key)
+        if group is None:
+            if len(self.groups) >= MAX_GROUP_LAYOUTS:
+                self.groups.clear()  # a few widths recur in a run; past that, start over
+            group = self.groups[key] = _UpdateGroup(self.model, self.tables, layout, names)
+        for name, p in params.items():
+            self.tables[name].copy_(p.detach())
+        return group.run(layout)
 
 
 class Word2VecTask:
@@ -182,7 +200,7 @@ class Word2VecTask:
         self._device: torch.device | None = None
         self.compile_updates, self.graph_updates = bool(compile_updates), graph_updates
         self._compiled: tuple[nn.Module, Callable[..., Tensor]] | None = None  # (model, its compiled update)
-        self._groups: dict[tuple, _UpdateGroup] = {}  # captured groups by (model id, layout), for one model
+        self._grouped: _GroupedUpdates | None = None  # the persistent tables and captured groups of one model
 
     def _update_function(self, model: nn.Module, device: torch.device) -> Callable[..., Tensor]:
         """``model.sgd_step_``, compiled where :attr:`compile_updates` says so (once per model)."""
@@ -318,13 +336,10 @@ class Word2VecTask:
             layout[f"{r.table}.valid"] = r.valid[index] & real[..., None]
         if mask is not None:  # float: the update multiplies by it (no conversion per update)
             layout["input_mask"] = (mask[index] & real[..., None]).float()
-        key = (id(model), tuple((k, tuple(v.shape[1:]), v.dtype) for k, v in layout.items()))
-        group = self._groups.get(key)
-        if group is None or group.model is not model:
-            if len(self._groups) >= MAX_GROUP_LAYOUTS or any(k[0] != id(model) for k in self._groups):
-                self._groups.clear()  # a few widths recur; a new model invalidates every capture
-            group = self._groups[key] = _UpdateGroup(model, params, layout, [r.table for r in rows])
-        return group.run(params, layout)
+        if self._grouped is None or self._grouped.model is not model:  # a new model invalidates every capture
+            self._grouped = _GroupedUpdates(model, params)
+        total = self._grouped.run(params, layout, [r.table for r in rows])
+        return self._grouped.tables, total
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, evaluation: Word2VecEvaluation) -> dict[str, float]:
