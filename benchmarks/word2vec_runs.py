@@ -100,7 +100,7 @@ def evaluate(vectors: WordVectors, eval_dir: Path | None, restrict_vocab: int) -
 
 def train_formers(
     text: Path, settings: Settings, seed: int, device: str, words_per_batch: int, words_per_update: int,
-    work_dir: Path, compile_updates: bool | None = None, graph_updates: bool | None = None,
+    work_dir: Path, compile_updates: bool = False, graph_updates: bool | None = None,
 ) -> tuple[WordVectors, dict[str, Any]]:
     """Prepares ``text`` and trains through the Trainer on ``device``; returns the vectors and timings.
     ``compile_updates``, ``graph_updates``: :class:`Word2VecTask`'s (default: CUDA graphs on CUDA, eager on a CPU)."""

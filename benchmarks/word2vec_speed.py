@@ -52,8 +52,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="gensim threads (default: every core)")
     parser.add_argument("--words-per-batch", type=int, default=None, help="default: 1M on CUDA, 100k on CPU")
     parser.add_argument("--words-per-update", type=int, default=None, help="default: 1000 on CUDA, 250 on CPU")
-    parser.add_argument("--compile-updates", choices=["auto", "on", "off"], default="auto",
-                        help="torch.compile each update (auto: the library's default, off)")
+    parser.add_argument("--compile-updates", choices=["on", "off"], default="off",
+                        help="torch.compile each update (off: the library's default)")
     parser.add_argument("--graph-updates", choices=["auto", "on", "off"], default="auto",
                         help="padded groups of updates as CUDA graphs (auto: the library's default, on CUDA only)")
     parser.add_argument("--max-words", type=int, default=None, help="train on the first N words only")
@@ -84,7 +84,7 @@ def main() -> None:
             run: dict = {"settings": vars(settings)}
             vectors, run["formers"] = train_formers(text, settings, args.seed, args.device, words_per_batch,
                                                     args.words_per_update, Path(tmp) / arch,
-                                                    switch[args.compile_updates], switch[args.graph_updates])
+                                                    args.compile_updates == "on", switch[args.graph_updates])
             run["formers"].update(evaluate(vectors, eval_dir, 30_000))
             if not args.skip_gensim:
                 vectors, run["gensim"] = train_gensim(sentences, settings, args.seed, args.workers)

@@ -25,7 +25,7 @@ def corpus(tmp_path) -> EncodedCorpus:
 
 
 def _setup(corpus: EncodedCorpus, architecture: str = "skipgram", words_per_update: int = 50,
-           compile_updates: bool | None = None, graph_updates: bool | None = None, **config):
+           compile_updates: bool = False, graph_updates: bool | None = None, **config):
     cfg = Word2VecConfig(len(corpus.vocab), 16, architecture, window=3, **config)
     torch.manual_seed(0)
     return Word2Vec(cfg), Word2VecTask(corpus.vocab, cfg, words_per_update=words_per_update,

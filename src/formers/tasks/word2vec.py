@@ -179,7 +179,7 @@ class Word2VecTask:
 
     def __init__(
         self, vocab: Vocabulary, config: Any, alpha: float = 0.025, min_alpha: float = 0.0001,
-        words_per_update: int = 250, compile_updates: bool | None = None, graph_updates: bool | None = None,
+        words_per_update: int = 250, compile_updates: bool = False, graph_updates: bool | None = None,
     ) -> None:
         if len(vocab) != config.vocab_size:
             raise ValueError(f"vocab has {len(vocab)} words but config.vocab_size is {config.vocab_size}")
@@ -198,11 +198,11 @@ class Word2VecTask:
             tree = huffman_tree(vocab.counts)
             self.tree = (torch.from_numpy(tree.points), torch.from_numpy(tree.codes), torch.from_numpy(tree.lengths))
         self._device: torch.device | None = None
-        self.compile_updates, self.graph_updates = bool(compile_updates), graph_updates
+        self.compile_updates, self.graph_updates = compile_updates, graph_updates
         self._compiled: tuple[nn.Module, Callable[..., Tensor]] | None = None  # (model, its compiled update)
         self._grouped: _GroupedUpdates | None = None  # the persistent tables and captured groups of one model
 
-    def _update_function(self, model: nn.Module, device: torch.device) -> Callable[..., Tensor]:
+    def _update_function(self, model: nn.Module) -> Callable[..., Tensor]:
         """``model.sgd_step_``, compiled where :attr:`compile_updates` says so (once per model)."""
         if not self.compile_updates:
             return model.sgd_step_
@@ -303,7 +303,7 @@ class Word2VecTask:
             alpha = rates[-1]
             tables, total = self._grouped_updates(model, params, ex["inputs"], rows, mask, cuts, alphas)
         else:
-            update = self._update_function(model, device)
+            update = self._update_function(model)
             tables = {name: p.detach().clone() for name, p in params.items()}
             for k, (start, end) in enumerate(zip(cuts[:-1], cuts[1:])):
                 if end > start:

@@ -68,8 +68,8 @@ class Progress:
         """Shows the latest metrics row: in the bar's postfix, or as one printed line."""
         if self.bar is not None:
             extra = {"left": _minutes(max(self.deadline - time.monotonic(), 0.0))} if self.deadline is not None else {}
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", **{f"{self.unit}_s": f"{tokens_per_s:.0f}"}, **extra,
-                                 refresh=False)
+            rate = {f"{self.unit}_s": f"{tokens_per_s:.0f}"}
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", **rate, **extra, refresh=False)
             return
         self._print(f"step {step:,}{self._of(step)}  loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} {self.unit}/s")
 
