@@ -29,6 +29,7 @@ from torch import Tensor
 
 from formers.data.buckets import bucket_length, check_pad_multiple
 from formers.data.tokenizers import SubwordTokenizer
+from formers.layers import IGNORE_INDEX
 
 # ----------------------------------------------------------------------------- reading
 
@@ -332,6 +333,7 @@ def collate_translation(
     eos_id: int = 2,
     pad_multiple: int = 1,
     max_len: int | None = None,
+    rows: int | None = None,
 ) -> dict[str, Tensor]:
     """Pads a list of ``(src_ids, tgt_ids)`` pairs into teacher-forcing tensors.
 
@@ -342,6 +344,9 @@ def collate_translation(
         eos_id: id appended to the decoder target.
         pad_multiple: pad S and T up to a multiple of this (1: to the longest sequence exactly).
         max_len: the padded lengths never exceed this (nor fall below the longest sequence).
+        rows: pad the batch to this many rows (static batch shapes) with filler rows that weigh nothing: a source
+            of one ``eos``, a decoder input of one ``bos`` whose label is ``IGNORE_INDEX`` (so no attention row is
+            empty, and the loss, its gradient and the token counts are those of the real rows). ``None``: B rows.
 
     Returns:
         ``src_ids`` (B, S) long; ``src_padding_mask`` (B, S) bool, True = real token;
@@ -352,8 +357,10 @@ def collate_translation(
         hold ``pad_id``.
 
     Raises:
-        ValueError: ``pairs`` is empty or a sequence is empty.
+        ValueError: ``pairs`` is empty, a sequence is empty, or ``rows`` is below the number of pairs.
     """
+    if rows is not None and rows < len(pairs):
+        raise ValueError(f"rows must be at least the number of pairs ({len(pairs)}), got {rows}")
     if len(pairs) == 0:
         raise ValueError("pairs must hold at least one (src_ids, tgt_ids) pair, got an empty batch")
     for i, (src, tgt) in enumerate(pairs):
@@ -363,7 +370,7 @@ def collate_translation(
     src_lens = np.array([len(s) for s, _ in pairs])  # (B,)
     tgt_lens = np.array([len(t) + 1 for _, t in pairs])  # (B,) with bos/eos
     check_pad_multiple(pad_multiple)
-    batch_size = len(pairs)
+    batch_size = len(pairs) if rows is None else rows
     src_len = bucket_length(int(src_lens.max()), pad_multiple, max_len)
     tgt_len = bucket_length(int(tgt_lens.max()), pad_multiple, max_len)
     # Filled in numpy (one slice assignment per row) and handed to torch once: collation stays off the profile.
@@ -375,8 +382,11 @@ def collate_translation(
         src_ids[row, : len(src)] = src
         tgt_in[row, 0], tgt_in[row, 1 : m + 1] = bos_id, tgt
         tgt_out[row, :m], tgt_out[row, m] = tgt, eos_id
-    src_padding_mask = np.arange(src_len) < src_lens[:, None]  # (B, S)
-    tgt_padding_mask = np.arange(tgt_len) < tgt_lens[:, None]  # (B, T)
+    fillers = batch_size - len(pairs)
+    src_ids[len(pairs):, 0], tgt_in[len(pairs):, 0], tgt_out[len(pairs):, 0] = eos_id, bos_id, IGNORE_INDEX
+    ones = np.ones(fillers, dtype=src_lens.dtype)
+    src_padding_mask = np.arange(src_len) < np.concatenate([src_lens, ones])[:, None]  # (B, S)
+    tgt_padding_mask = np.arange(tgt_len) < np.concatenate([tgt_lens, ones])[:, None]  # (B, T)
     src_ids, tgt_in, tgt_out = torch.from_numpy(src_ids), torch.from_numpy(tgt_in), torch.from_numpy(tgt_out)
     src_padding_mask, tgt_padding_mask = torch.from_numpy(src_padding_mask), torch.from_numpy(tgt_padding_mask)
     return {
@@ -403,6 +413,10 @@ class TranslationLoader:
         pad_multiple: pad batches to lengths that are multiples of this (bucketing: few shapes for compiled steps;
             the token budget counts the padded lengths). 1: to the longest sequence exactly.
         max_len: cap of the padded lengths (the dataset's ``max_len``).
+        static_batches: also pad the rows of every batch to ``max_tokens // (S + T)`` (its padded lengths' budget)
+            with filler rows that weigh nothing (see :func:`collate_translation`'s ``rows``): with
+            ``pad_multiple`` the batches take a few shapes, each of which a CUDA graph can replay
+            (:mod:`formers.training.step_graphs`; ``static_shapes`` tells the Trainer).
 
     Yields:
         Dicts from :func:`collate_translation`.
@@ -419,9 +433,11 @@ class TranslationLoader:
         eos_id: int = 2,
         pad_multiple: int = 1,
         max_len: int | None = None,
+        static_batches: bool = False,
     ) -> None:
         check_pad_multiple(pad_multiple)
         self.dataset = dataset
+        self.static_shapes = static_batches
         lengths = [tuple(bucket_length(n, pad_multiple, max_len) for n in pair) for pair in dataset.lengths]
         self.sampler = TokenBucketBatchSampler(lengths, max_tokens, shuffle=shuffle, seed=seed)
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
@@ -436,5 +452,11 @@ class TranslationLoader:
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         for indices in self.sampler:
-            yield collate_translation([self.dataset[i] for i in indices], self.pad_id, self.bos_id, self.eos_id,
-                                      self.pad_multiple, self.max_len)
+            pairs = [self.dataset[i] for i in indices]
+            rows = None
+            if self.static_shapes:  # the padded lengths collate_translation will use, and their budget of rows
+                src_len = bucket_length(max(len(s) for s, _ in pairs), self.pad_multiple, self.max_len)
+                tgt_len = bucket_length(max(len(t) for _, t in pairs) + 1, self.pad_multiple, self.max_len)
+                rows = max(len(pairs), self.sampler.max_tokens // (src_len + tgt_len))
+            yield collate_translation(pairs, self.pad_id, self.bos_id, self.eos_id, self.pad_multiple, self.max_len,
+                                      rows)

@@ -49,6 +49,9 @@ class TranslationData:
     max_len: int = 128  # longer training pairs are rejected (and counted), never truncated
     max_tokens: int = 4096
     pad_multiple: int | None = None  # training batches padded to multiples of this; None: 16 on CUDA, else exact
+    # rows padded too (fillers weigh nothing), so the batches take a few shapes that the Trainer replays as CUDA
+    # graphs (train.cuda_graphs); None: on CUDA
+    static_batches: bool | None = None
     max_train_pairs: int | None = None
     max_valid_pairs: int | None = None
 
@@ -132,10 +135,11 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
         print(f"data: rejected {train_set.num_rejected} of {len(train_src)} training pairs longer than {max_len} tokens")
     valid_set = ParallelDataset.from_text(valid_src, valid_tgt, tokenizer, max_len=None)
     ids = dict(pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
-    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (
-        16 if resolve_device(recipe.train.device).type == "cuda" else 1)
+    cuda = resolve_device(recipe.train.device).type == "cuda"
+    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (16 if cuda else 1)
+    static = data.static_batches if data.static_batches is not None else cuda
     train_loader = TranslationLoader(train_set, data.max_tokens, shuffle=True, seed=recipe.train.seed,
-                                     pad_multiple=pad_multiple, max_len=max_len, **ids)
+                                     pad_multiple=pad_multiple, max_len=max_len, static_batches=static, **ids)
     eval_batches = list(TranslationLoader(valid_set, data.max_tokens, shuffle=False, **ids))
     eval_set = TranslationEvalSet(eval_batches, valid_src, valid_tgt)
     print(

@@ -68,11 +68,13 @@ class TranslationTask:
 
     def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
         """Teacher-forced loss on one batch from ``collate_translation`` (valid by construction: no value checks)."""
+        targets = loss_targets(batch)
         with value_checks(False):
             # the model computes the loss from its hidden states in chunks: the (B * T, V) logits never exist
             out = model(batch["src_ids"], batch["tgt_in"], batch["src_padding_mask"], batch["tgt_padding_mask"],
-                        targets=loss_targets(batch), label_smoothing=self.label_smoothing)
-        return StepOutput(loss=out.loss, metrics={"nll": out.nll}, num_tokens=batch["num_tgt_tokens"])
+                        targets=targets, label_smoothing=self.label_smoothing)
+        # counted on the device (read with the logged losses): a CUDA graph of this step counts each replay's batch
+        return StepOutput(loss=out.loss, metrics={"nll": out.nll}, num_tokens=(targets != IGNORE_INDEX).sum())
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, eval_set: TranslationEvalSet) -> dict[str, float]:

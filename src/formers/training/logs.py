@@ -6,6 +6,7 @@ import csv
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from torch import Tensor
 from formers.training.task import StepOutput
 
 METRICS_CSV = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
 BASE_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "nonfinite_skips")
 
 
@@ -89,3 +91,19 @@ class StepWindow:
         for k, v in self.metric_sums.items():  # the one sync per log row
             row[f"train_{k}"] = float(v) / max(self.micro_batches, 1)
         return row
+
+
+def open_logs(run_dir: Path, keep_until_step: int | None, tensorboard: bool) -> tuple[MetricsCSV, Any]:
+    """``run_dir/metrics.csv`` and, when asked for and installed, a TensorBoard writer in ``run_dir/tensorboard``
+    (``None`` otherwise). Resuming (``keep_until_step``) drops the rows and events an interrupted run logged after
+    its last checkpoint."""
+    csv_log = MetricsCSV(run_dir / METRICS_CSV, keep_until_step=keep_until_step)
+    if not tensorboard:
+        return csv_log, None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("tensorboard is not installed: logging to metrics.csv only", stacklevel=4)
+        return csv_log, None
+    purge = keep_until_step + 1 if keep_until_step is not None else None
+    return csv_log, SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=purge)

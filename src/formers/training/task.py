@@ -29,6 +29,15 @@ class StepOutput:
     num_tokens: int = 0
 
 
+def check_step_output(out: Any) -> StepOutput:
+    """Returns ``out`` if it is a StepOutput with a scalar tensor loss, else raises naming what it is."""
+    if not isinstance(getattr(out, "loss", None), Tensor):
+        raise TypeError(f"task.training_step must return a StepOutput with a tensor loss, got {type(out).__name__}")
+    if out.loss.ndim != 0:
+        raise ValueError(f"StepOutput.loss must be a scalar (already averaged), got shape {tuple(out.loss.shape)}")
+    return out
+
+
 @runtime_checkable
 class Task(Protocol):
     """Batch -> model call -> loss + metrics; model + evaluation data -> metrics.

@@ -67,15 +67,15 @@ from formers.training.interrupt import (
     StepBoundary,
     TrainingInterrupted,
 )
-from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow
+from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow, open_logs
 from formers.training.optim import build_optimizer
 from formers.training.progress import NullProgress, Progress, stop_message
-from formers.training.task import StepOutput
+from formers.training.step_graphs import StepGraphs, copy_of_output, use_step_graphs
+from formers.training.task import StepOutput, check_step_output
 from formers.training.trainer_config import TrainerConfig, compile_steps
 from formers.viz.curves import plot_curves
 
 CURVES_PNG = "curves.png"
-TENSORBOARD_DIR = "tensorboard"
 
 
 class Trainer:
@@ -154,6 +154,8 @@ class Trainer:
         self._csv: MetricsCSV | None = None
         self._deadline: float | None = None
         self._tb: Any = None
+        self._step_graphs = StepGraphs(self._step, self.params, self.device) if use_step_graphs(
+            config, self.device, train_loader, self.dist.active) else None
         self._buffers = BufferSnapshot(self.model)
         self._skip = DeviceSkipStep(self.optimizer, self.params, self._buffers)
         self._pending = PendingSteps()  # steps the host has not read yet
@@ -306,6 +308,8 @@ class Trainer:
         latest = latest_checkpoint(self.run_dir)
         bar.close()
         if self.dist.is_main:
+            if self._step_graphs is not None:
+                print(self._step_graphs.summary(), flush=True)
             print(stop_message(state.step, self.config.max_steps, self.config.max_minutes, state.epoch,
                                self.config.max_epochs, spent)
                   + (f"; latest checkpoint {latest}" if latest else "; no checkpoint written"), flush=True)
@@ -424,13 +428,15 @@ class Trainer:
     def _autocast(self) -> torch.autocast:
         precision = self.config.precision
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=precision != "fp32")
+        # a CUDA graph must not keep the weight casts of its capture: no autocast cache with cuda_graphs
+        return torch.autocast(self.device.type, dtype=dtype, enabled=precision != "fp32",
+                              cache_enabled=self._step_graphs is None)
 
     def _forward_backward(self, batch: Any, window: StepWindow) -> Tensor:
         """One micro-batch: forward under autocast, backward of ``loss / grad_accum_steps``; returns the loss.
 
         Under DDP only the last micro-batch of a step (``_sync_grads``) all-reduces the gradients; the others
-        accumulate them locally.
+        accumulate them locally. With ``cuda_graphs`` the forward and backward replay from a CUDA graph per shape.
         """
         batch = self._feed(batch)
         if self._graphed:
@@ -438,21 +444,19 @@ class Trainer:
         state = self.state
         ddp = self._ddp if not self._sync_grads else None
         with ddp.no_sync() if ddp is not None else contextlib.nullcontext():
-            with rank_rng(self.dist, self.config.seed, state.epoch, state.batch_in_epoch), self._autocast():
-                out = self.task.training_step(self.step_model, batch)
-            if not isinstance(getattr(out, "loss", None), Tensor):
-                raise TypeError(
-                    f"task.training_step must return a StepOutput with a tensor loss, got {type(out).__name__}")
-            if out.loss.ndim != 0:
-                raise ValueError(
-                    f"StepOutput.loss must be a scalar (already averaged), got shape {tuple(out.loss.shape)}")
-            self.scaler.scale(out.loss.float() / self.config.grad_accum_steps).backward()
+            with rank_rng(self.dist, self.config.seed, state.epoch, state.batch_in_epoch):
+                out = self._step_graphs(batch) if self._step_graphs is not None else self._step(batch)
         if self._graphed:
-            metrics = {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in out.metrics.items()}
-            tokens = out.num_tokens.detach().clone() if isinstance(out.num_tokens, Tensor) else out.num_tokens
-            out = StepOutput(loss=out.loss.detach().clone(), metrics=metrics, num_tokens=tokens)
+            out = copy_of_output(out)
         window.add_micro(out)
         return out.loss.detach().float()
+
+    def _step(self, batch: Any) -> StepOutput:
+        """The task's forward under autocast and its backward (what ``cuda_graphs`` captures)."""
+        with self._autocast():
+            out = check_step_output(self.task.training_step(self.step_model, batch))
+        self.scaler.scale(out.loss.float() / self.config.grad_accum_steps).backward()
+        return out
 
     def _optimizer_step(self, loss: Tensor, window: StepWindow) -> None:
         """Unscale, measure and clip the gradient, then step unless loss or norm is non-finite (decided on the
@@ -487,7 +491,7 @@ class Trainer:
                 self._buffers.restore()  # the forward pass may have updated them (BatchNorm statistics)
         if self.scaler.is_enabled():
             self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=self._step_graphs is None)  # graphs add into fixed gradient memory
 
     def _read(self, agree: bool = False) -> None:
         """The host's read of the pending steps' losses, norms and skips (one device sync), counted in order; with
@@ -540,20 +544,8 @@ class Trainer:
 
     def _open_logs(self, resumed: bool) -> None:
         self._csv, self._tb = None, None
-        if not self.dist.is_main:
-            return
-        self._csv = MetricsCSV(self.run_dir / METRICS_CSV, keep_until_step=self.state.step if resumed else None)
-        self._tb = None
-        if self.config.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                warnings.warn("tensorboard is not installed: logging to metrics.csv only", stacklevel=3)
-            else:
-                # purge_step drops events an interrupted run logged after its last checkpoint.
-                self._tb = SummaryWriter(
-                    str(self.run_dir / TENSORBOARD_DIR), purge_step=self.state.step + 1 if resumed else None
-                )
+        if self.dist.is_main:
+            self._csv, self._tb = open_logs(self.run_dir, self.state.step if resumed else None, self.config.tensorboard)
 
     def _write_row(self, row: dict[str, Any]) -> None:
         if self._csv is not None:  # rank 0 only

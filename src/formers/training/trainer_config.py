@@ -61,6 +61,11 @@ class TrainerConfig:
         activation_checkpointing: recompute each block's activations in the backward pass instead of keeping them
             (``torch.utils.checkpoint``, non-reentrant, applied from outside the model): less memory, ~1/3 more
             compute; works on one device too.
+        cuda_graphs: replay each training step's forward and backward from a CUDA graph per batch shape
+            (:mod:`formers.training.step_graphs`): one launch instead of thousands, for steps bound by the host.
+            ``None`` (the default): on for a CUDA device when the training loader says it yields few shapes
+            (``static_shapes``, e.g. the translation recipes' static batches) and the steps are eager (not
+            compiled) in bf16 or fp32. Not with ``compile`` or fp16.
     """
 
     max_steps: int | None = 1000
@@ -86,6 +91,7 @@ class TrainerConfig:
     compile_dynamic: bool = False
     parallel: Literal["none", "ddp", "fsdp"] = "none"
     activation_checkpointing: bool = False
+    cuda_graphs: bool | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_epochs is None:
@@ -116,6 +122,9 @@ class TrainerConfig:
             raise ValueError("compile_dynamic=True needs compile=True, got compile=False")
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} needs compile=True, got compile=False")
+        if self.cuda_graphs and (self.compile or self.precision == "fp16"):
+            raise ValueError(f"cuda_graphs=True needs eager steps in bf16 or fp32, got compile={self.compile}, "
+                             f"precision={self.precision!r}")
         if self.compile_mode == "reduce-overhead" and self.grad_accum_steps != 1:
             raise ValueError(
                 f"compile_mode='reduce-overhead' needs grad_accum_steps=1 (a CUDA graph's gradient buffers are reused "

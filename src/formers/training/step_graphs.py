@@ -1,0 +1,203 @@
+"""Training steps replayed from CUDA graphs, one graph per batch shape, without ``torch.compile``.
+
+A small model's eager step is bound by the host: the multi30k Transformer's forward and backward launch about
+6,900 kernels, about 65 ms of Python and dispatch for a few milliseconds of GPU work. :class:`StepGraphs` captures
+the forward and backward of :meth:`Task.training_step <formers.training.task.Task.training_step>` once per batch
+signature (the tree of the batch and its tensors' shapes and dtypes) and replays it: the batch's tensors are copied
+into the graph's static inputs, one launch runs the whole step, and the gradients land in the parameters'
+``.grad`` tensors as eager backward would put them (accumulated in place, so gradient accumulation works).
+
+What stays eager around the replay is the Trainer's optimizer step (clipping, the device-decided non-finite skip, a
+fused Adam), a handful of kernels. Loaders that yield few shapes make this pay: the translation loader's static
+batches pad the rows and lengths of every batch to a few buckets (:class:`~formers.data.parallel.TranslationLoader`).
+
+The rules a graphed step follows, with their reasons:
+
+- the first batch of each signature runs eagerly on a side stream (warm-up: lazy initialisation, cuBLAS
+  workspaces), the second is captured and replayed, the later ones are replayed; at most ``max_graphs`` signatures
+  are captured, the others run eagerly;
+- the gradients must exist before the capture (the warm-up made them) and stay allocated between steps
+  (the Trainer zeroes them in place), so the captured backward adds into fixed memory;
+- random numbers (dropout) come from PyTorch's graph-safe generator: a replay draws the numbers the eager step
+  would have drawn from the same generator state;
+- autocast runs without its weight-cast cache (a cached cast would freeze the weights of the capture);
+- non-tensor values of a batch are not part of the signature: a replay sees those of the captured batch, so a step
+  may depend on them only through its tensors' shapes (count tokens on the device, as the translation task does);
+- a step that cannot be captured (it synchronises with the host, e.g. ``.item()`` or a boolean-mask index) runs
+  eagerly from then on, with one warning naming the reason.
+
+Every replayed step gives the eager step's loss and gradients (a GPU test compares them, dropout included).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+
+from formers.training.task import StepOutput
+from formers.training.trainer_config import TrainerConfig
+
+
+@dataclass
+class _Graph:
+    graph: torch.cuda.CUDAGraph
+    inputs: list[Tensor]  # the static copies of the batch's tensors, in tree order
+    output: StepOutput
+    grads: list[tuple[nn.Parameter, Tensor]]  # the gradient tensors the captured backward adds into
+
+
+def _signature(batch: Any) -> tuple | None:
+    leaves, spec = tree_flatten(batch)
+    tensors = tuple((tuple(t.shape), t.dtype, t.device) for t in leaves if isinstance(t, Tensor))
+    if not tensors or any(d.type != "cuda" for _, _, d in tensors):
+        return None
+    return (str(spec), tuple(isinstance(t, Tensor) for t in leaves), tensors)
+
+
+def _detached(value: Any) -> Any:
+    return tree_map(lambda t: t.detach().clone() if isinstance(t, Tensor) else t, value)
+
+
+def copy_of_output(out: StepOutput) -> StepOutput:
+    """The output with every tensor detached and copied (a graph's outputs are overwritten by its next replay)."""
+    return StepOutput(loss=out.loss.detach().clone(), metrics=_detached(out.metrics), num_tokens=_detached(out.num_tokens))
+
+
+class StepGraphs:
+    """Runs ``step(batch)`` (forward and backward of one micro-batch) from a CUDA graph per batch signature.
+
+    Args:
+        step: the eager step: forward under autocast (without cache), backward; returns the task's
+            :class:`~formers.training.task.StepOutput`.
+        params: the parameters whose gradients the step makes.
+        device: the CUDA device.
+        max_graphs: signatures captured at most; later new signatures run eagerly.
+
+    ``captured``, ``replayed`` and ``eager`` count the steps of each kind; ``disabled`` holds the reason when a
+    capture failed (every step is eager from then on).
+    """
+
+    def __init__(self, step: Callable[[Any], StepOutput], params: list[nn.Parameter], device: torch.device,
+                 max_graphs: int = 64) -> None:
+        if device.type != "cuda":
+            raise ValueError(f"StepGraphs needs a CUDA device, got {str(device)!r}")
+        self.step = step
+        self.params = params
+        self.device = device
+        self.max_graphs = max_graphs
+        self._stream = torch.cuda.Stream(device)
+        self._pool = torch.cuda.graph_pool_handle()
+        self._graphs: dict[tuple, _Graph] = {}
+        self._seen: set[tuple] = set()
+        self.disabled: str | None = None
+        self.captured = self.replayed = self.eager = 0
+
+    def __call__(self, batch: Any) -> StepOutput:
+        key = _signature(batch)
+        if self.disabled is not None or key is None:
+            self.eager += 1
+            return self.step(batch)
+        graph = self._graphs.get(key)
+        if graph is None:
+            if key not in self._seen or len(self._graphs) >= self.max_graphs:
+                self._seen.add(key)
+                self.eager += 1
+                return self._warm_up(batch)
+            graph = self._capture(key, batch)
+            if graph is None:
+                self.eager += 1
+                return self.step(batch)
+        else:
+            self.replayed += 1
+            leaves, _ = tree_flatten(batch)
+            torch._foreach_copy_(graph.inputs, [t for t in leaves if isinstance(t, Tensor)])
+        self._bind(graph)
+        graph.graph.replay()
+        return copy_of_output(graph.output)
+
+    def _warm_up(self, batch: Any) -> StepOutput:
+        """The eager step on the side stream the captures use; what outlives it is marked as used by the caller's."""
+        current = torch.cuda.current_stream(self.device)
+        self._stream.wait_stream(current)
+        with torch.cuda.stream(self._stream):
+            out = self.step(batch)
+        current.wait_stream(self._stream)
+        for t in tree_flatten((out.loss, out.metrics, out.num_tokens))[0] + [p.grad for p in self.params]:
+            if isinstance(t, Tensor) and t.is_cuda:
+                t.record_stream(current)
+        return out
+
+    def _capture(self, key: tuple, batch: Any) -> _Graph | None:
+        leaves, spec = tree_flatten(batch)
+        inputs = [t.clone() for t in leaves if isinstance(t, Tensor)]
+        it = iter(inputs)
+        static = tree_unflatten([next(it) if isinstance(t, Tensor) else t for t in leaves], spec)
+        before = [p.grad for p in self.params]
+        graph = torch.cuda.CUDAGraph()
+        current = torch.cuda.current_stream(self.device)
+        self._stream.wait_stream(current)
+        try:
+            with torch.cuda.graph(graph, pool=self._pool, stream=self._stream):
+                out = self.step(static)
+            made = [p for p, g in zip(self.params, before) if p.grad is not g]
+            if made:
+                raise RuntimeError(f"{len(made)} parameter(s) got their first gradient inside the capture (a "
+                                   "parameter unused by the warm-up step of the same batch shape)")
+        except Exception as e:  # noqa: BLE001 - any capture failure falls back to eager steps, said once
+            for p, g in zip(self.params, before):
+                p.grad = g
+            current.wait_stream(self._stream)
+            self.disabled = f"{type(e).__name__}: {e}".splitlines()[0]
+            warnings.warn(f"train.cuda_graphs: the training step could not be captured as a CUDA graph, training "
+                          f"continues eagerly ({self.disabled})", stacklevel=3)
+            return None
+        current.wait_stream(self._stream)
+        captured = _Graph(graph, inputs, out, [(p, p.grad) for p in self.params if p.grad is not None])
+        self._graphs[key] = captured
+        self.captured += 1
+        return captured
+
+    @staticmethod
+    def _bind(graph: _Graph) -> None:
+        """Makes the parameters' ``.grad`` the tensors the graph adds into (a ``zero_grad(set_to_none=True)`` since
+        the capture would have detached them), keeping what they held."""
+        for p, g in graph.grads:
+            if p.grad is not g:
+                if p.grad is None:
+                    g.zero_()
+                else:
+                    g.copy_(p.grad)
+                p.grad = g
+
+    def summary(self) -> str:
+        """One line: graphs captured, steps replayed and eager (and why graphs are off, if they are)."""
+        line = f"cuda graphs: {len(self._graphs)} captured, {self.replayed} steps replayed, {self.eager} eager"
+        return line + (f" (off: {self.disabled})" if self.disabled else "")
+
+
+def use_step_graphs(config: TrainerConfig, device: torch.device, loader: Any, distributed: bool) -> bool:
+    """Whether a Trainer graphs its steps: ``config.cuda_graphs`` True, or None (the default) and a loader whose
+    ``static_shapes`` attribute says it yields few batch shapes; on one CUDA device, eager (not compiled) steps in
+    bf16 or fp32. ``True`` where it cannot apply is said in a warning, not ignored."""
+    wanted = config.cuda_graphs
+    if wanted is None:
+        wanted = bool(getattr(loader, "static_shapes", False))
+        if not wanted:
+            return False
+        return device.type == "cuda" and not distributed and not config.compile and config.precision != "fp16"
+    if not wanted:
+        return False
+    if device.type != "cuda" or distributed:
+        warnings.warn(f"train.cuda_graphs=true applies to one CUDA device; the steps on {str(device)!r}"
+                      f"{' under torchrun' if distributed else ''} run eagerly", stacklevel=3)
+        return False
+    return True
+
+
+__all__ = ["StepGraphs", "copy_of_output", "use_step_graphs"]

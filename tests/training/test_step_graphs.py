@@ -1,0 +1,128 @@
+"""Whole-step CUDA graphs (``train.cuda_graphs``) and the static translation batches that make them pay.
+
+On a CPU: filler rows weigh nothing (loss, gradients, token counts), static batches take the budget's shape, and the
+Trainer's choice of graphs. On CUDA (``-m gpu``): graphed training equals eager training, dropout included."""
+
+from __future__ import annotations
+
+import csv
+import random
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import formers
+from formers.data.parallel import ParallelDataset, TranslationLoader, collate_translation
+from formers.tasks.translation import TranslationTask
+from formers.training import Trainer, TrainerConfig
+from formers.training.optim import build_optimizer
+from formers.training.step_graphs import use_step_graphs
+
+VOCAB = 40
+
+
+def _model(dropout: float = 0.0, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return formers.create_model(
+        "transformer_tiny", src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, embed_dim=32, ffn_dim=64, num_heads=2,
+        num_encoder_layers=2, num_decoder_layers=2, dropout=dropout, max_seq_len=64,
+    )
+
+
+def _pairs(n: int, seed: int = 0, longest: int = 30) -> list[tuple[list[int], list[int]]]:
+    rng = random.Random(seed)
+    return [([rng.randrange(3, VOCAB) for _ in range(rng.randint(1, longest))],
+             [rng.randrange(3, VOCAB) for _ in range(rng.randint(1, longest))]) for _ in range(n)]
+
+
+def _loss_and_grads(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    out = TranslationTask(tokenizer=None, label_smoothing=0.1).training_step(model, batch)
+    out.loss.backward()
+    return out.loss.detach(), [p.grad.clone() for p in model.parameters()], out.num_tokens
+
+
+def test_filler_rows_change_neither_the_loss_nor_the_gradients_nor_the_token_count() -> None:
+    model = _model()
+    pairs = _pairs(5)
+    plain = collate_translation(pairs, pad_multiple=8)
+    padded = collate_translation(pairs, pad_multiple=8, rows=12)
+    assert padded["src_ids"].shape[0] == 12 and padded["num_tgt_tokens"] == plain["num_tgt_tokens"]
+    assert padded["src_padding_mask"][5:].sum(1).tolist() == [1] * 7  # one real token per filler row
+    loss, grads, tokens = _loss_and_grads(model, plain)
+    loss2, grads2, tokens2 = _loss_and_grads(model, padded)
+    assert int(tokens) == int(tokens2) == plain["num_tgt_tokens"]
+    torch.testing.assert_close(loss2, loss, rtol=1e-6, atol=1e-6)
+    for a, b in zip(grads, grads2):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+
+
+def test_rows_below_the_number_of_pairs_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"rows must be at least the number of pairs \(5\), got 3"):
+        collate_translation(_pairs(5), rows=3)
+
+
+def test_static_batches_take_their_budget_of_rows_and_keep_every_pair_once() -> None:
+    pairs = _pairs(300, seed=1, longest=60)
+    dataset = ParallelDataset([s for s, _ in pairs], [t for _, t in pairs])
+    loader = TranslationLoader(dataset, max_tokens=1024, pad_multiple=16, static_batches=True)
+    assert loader.static_shapes
+    seen, shapes = [], set()
+    for batch in loader:
+        rows, src_len = batch["src_ids"].shape
+        tgt_len = batch["tgt_in"].shape[1]
+        assert src_len % 16 == 0 and tgt_len % 16 == 0
+        assert rows == 1024 // (src_len + tgt_len), (rows, src_len, tgt_len)
+        real = batch["tgt_out"][:, 0] != -100
+        seen += [tuple(r[m].tolist()) for r, m in zip(batch["src_ids"][real], batch["src_padding_mask"][real])]
+        shapes.add((rows, src_len, tgt_len))
+    assert sorted(seen) == sorted(tuple(s) for s, _ in pairs)
+    assert len(shapes) <= 16  # lengths up to 64 in steps of 16: at most 4 x 4 shapes
+
+
+def test_graphs_are_chosen_for_static_loaders_on_cuda_only() -> None:
+    static = TranslationLoader(ParallelDataset([[3]], [[4]]), max_tokens=64, static_batches=True)
+    auto = TrainerConfig(precision="bf16")
+    assert use_step_graphs(auto, torch.device("cuda"), static, distributed=False)
+    assert not use_step_graphs(auto, torch.device("cpu"), static, distributed=False)
+    assert not use_step_graphs(auto, torch.device("cuda"), [static], distributed=False)  # no static_shapes
+    assert not use_step_graphs(auto, torch.device("cuda"), static, distributed=True)
+    assert not use_step_graphs(TrainerConfig(cuda_graphs=False), torch.device("cuda"), static, distributed=False)
+    with pytest.warns(UserWarning, match=r"cuda_graphs=true applies to one CUDA device; the steps on 'cpu' run eagerly"):
+        assert not use_step_graphs(TrainerConfig(cuda_graphs=True), torch.device("cpu"), [], distributed=False)
+    with pytest.raises(ValueError, match=r"cuda_graphs=True needs eager steps in bf16 or fp32, got compile=True"):
+        TrainerConfig(cuda_graphs=True, compile=True)
+
+
+def _train(run_dir: Path, graphs: bool, accum: int = 1, steps: int = 24) -> tuple[Trainer, list[float]]:
+    pairs = _pairs(400, seed=2, longest=40)
+    dataset = ParallelDataset([s for s, _ in pairs], [t for _, t in pairs])
+    loader = TranslationLoader(dataset, max_tokens=768, pad_multiple=16, static_batches=True, seed=3)
+    model = _model(dropout=0.1)
+    config = TrainerConfig(max_steps=steps, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
+                           precision="fp32", cuda_graphs=graphs, grad_accum_steps=accum, seed=5)
+    trainer = Trainer(model, TranslationTask(tokenizer=None), loader, config, run_dir,
+                      optimizer=build_optimizer(model, lr=1e-3, fused=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed capture warns: fail here instead
+        trainer.fit()
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        losses = [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]]
+    return trainer, losses
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("accum", [1, 2])
+def test_on_cuda_graphed_training_equals_eager_training_dropout_included(tmp_path: Path, accum: int) -> None:
+    eager, eager_losses = _train(tmp_path / "eager", graphs=False, accum=accum)
+    graphed, graphed_losses = _train(tmp_path / "graphed", graphs=True, accum=accum)
+    assert eager._step_graphs is None
+    graphs = graphed._step_graphs
+    assert graphs is not None and graphs.disabled is None and graphs.replayed > 0, graphs.summary()
+    assert len(graphed_losses) == len(eager_losses) == 24
+    torch.testing.assert_close(torch.tensor(graphed_losses), torch.tensor(eager_losses), rtol=1e-5, atol=1e-6)
+    for (name, a), b in zip(eager.model.state_dict().items(), graphed.model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
