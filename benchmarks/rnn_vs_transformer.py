@@ -1,6 +1,6 @@
 """Self-attention against recurrence on one GPU: the ``multi30k-en-de`` Transformer recipe and its LSTM twin.
 
-Both recipes share data (Multi30k en->de, joint BPE 10k), batch size (8192 tokens), optimizer, precision (bf16) and
+Both recipes share data (Multi30k en->de, joint BPE 10k), batch size (16384 tokens), optimizer, precision (bf16) and
 the 6-minute training budget; they differ only in the model (``multi30k-en-de-lstm``: Luong-attention LSTM,
 34.5M parameters; ``multi30k-en-de``: pre-norm Transformer, 36.7M). Each recipe is trained in turn, alone on the GPU,
 by the same code as ``formers train``, and measured as:
