@@ -23,8 +23,12 @@ The rules a graphed step follows, with their reasons:
 - autocast runs without its weight-cast cache (a cached cast would freeze the weights of the capture);
 - non-tensor values of a batch are not part of the signature: a replay sees those of the captured batch, so a step
   may depend on them only through its tensors' shapes (count tokens on the device, as the translation task does);
-- a step that cannot be captured (it synchronises with the host, e.g. ``.item()`` or a boolean-mask index) runs
-  eagerly from then on, with one warning naming the reason.
+- a step that cannot be captured because it synchronises with the host (``.item()``, a boolean-mask index, a
+  copy to the CPU such as ``pack_padded_sequence``'s lengths) is found in its first warm-up, which runs under
+  ``torch.cuda.set_sync_debug_mode("error")``: that partial step is rewound (random generators, gradients, and the
+  buffers through ``rewind``), run again eagerly, and every later step is eager, with one warning naming the reason.
+  A capture that fails after a clean warm-up stops the run with an error (a failed capture can leave the CUDA
+  generator unusable for eager dropout: going on would train on corrupted random numbers).
 
 Every replayed step gives the eager step's loss and gradients (a GPU test compares them, dropout included).
 """
@@ -78,19 +82,23 @@ class StepGraphs:
         params: the parameters whose gradients the step makes.
         device: the CUDA device.
         max_graphs: signatures captured at most; later new signatures run eagerly.
+        rewind: puts the model's buffers back as they were at the start of the step (after a warm-up that had to
+            stop, see the module notes); ``None``: the model has none to put back.
 
     ``captured``, ``replayed`` and ``eager`` count the steps of each kind; ``disabled`` holds the reason when a
     capture failed (every step is eager from then on).
     """
 
     def __init__(self, step: Callable[[Any], StepOutput], params: list[nn.Parameter], device: torch.device,
-                 max_graphs: int = 64) -> None:
+                 max_graphs: int = 64, rewind: Callable[[], None] | None = None) -> None:
         if device.type != "cuda":
             raise ValueError(f"StepGraphs needs a CUDA device, got {str(device)!r}")
         self.step = step
         self.params = params
         self.device = device
         self.max_graphs = max_graphs
+        self.rewind = rewind
+        self._checked = False  # a warm-up ran without host synchronisation
         self._stream = torch.cuda.Stream(device)
         self._pool = torch.cuda.graph_pool_handle()
         self._graphs: dict[tuple, _Graph] = {}
@@ -110,9 +118,6 @@ class StepGraphs:
                 self.eager += 1
                 return self._warm_up(batch)
             graph = self._capture(key, batch)
-            if graph is None:
-                self.eager += 1
-                return self.step(batch)
         else:
             self.replayed += 1
             leaves, _ = tree_flatten(batch)
@@ -122,18 +127,50 @@ class StepGraphs:
         return copy_of_output(graph.output)
 
     def _warm_up(self, batch: Any) -> StepOutput:
-        """The eager step on the side stream the captures use; what outlives it is marked as used by the caller's."""
+        """The eager step on the side stream the captures use; what outlives it is marked as used by the caller's.
+        The first warm-up checks that the step never synchronises with the host (which a capture cannot hold)."""
         current = torch.cuda.current_stream(self.device)
+        check = not self._checked
+        if check:
+            rng = torch.cuda.get_rng_state(self.device), torch.get_rng_state()
+            grads = [p.grad.clone() if p.grad is not None else None for p in self.params]
+            mode = torch.cuda.get_sync_debug_mode()
         self._stream.wait_stream(current)
-        with torch.cuda.stream(self._stream):
-            out = self.step(batch)
+        failure = None
+        try:
+            with torch.cuda.stream(self._stream):
+                if check:
+                    with warnings.catch_warnings():  # "a prototype feature": said once by PyTorch, not news to a user
+                        warnings.filterwarnings("ignore", message="Synchronization debug mode")
+                        torch.cuda.set_sync_debug_mode("error")
+                out = self.step(batch)
+        except RuntimeError as e:
+            if not check or "synchronizing CUDA operation" not in str(e):
+                raise
+            failure = str(e).splitlines()[0]
+        finally:
+            if check:
+                torch.cuda.set_sync_debug_mode(mode)
+        if failure is not None:
+            current.wait_stream(self._stream)
+            torch.cuda.set_rng_state(rng[0], self.device)
+            torch.set_rng_state(rng[1])
+            for p, g in zip(self.params, grads):
+                p.grad = g
+            if self.rewind is not None:
+                self.rewind()
+            self.disabled = "the step synchronises with the host: " + failure
+            warnings.warn(f"train.cuda_graphs: the training step cannot be captured as a CUDA graph, training continues "
+                          f"eagerly ({self.disabled})", stacklevel=4)
+            return self.step(batch)
+        self._checked = True
         current.wait_stream(self._stream)
         for t in tree_flatten((out.loss, out.metrics, out.num_tokens))[0] + [p.grad for p in self.params]:
             if isinstance(t, Tensor) and t.is_cuda:
                 t.record_stream(current)
         return out
 
-    def _capture(self, key: tuple, batch: Any) -> _Graph | None:
+    def _capture(self, key: tuple, batch: Any) -> _Graph:
         leaves, spec = tree_flatten(batch)
         inputs = [t.clone() for t in leaves if isinstance(t, Tensor)]
         it = iter(inputs)
@@ -149,14 +186,10 @@ class StepGraphs:
             if made:
                 raise RuntimeError(f"{len(made)} parameter(s) got their first gradient inside the capture (a "
                                    "parameter unused by the warm-up step of the same batch shape)")
-        except Exception as e:  # noqa: BLE001 - any capture failure falls back to eager steps, said once
-            for p, g in zip(self.params, before):
-                p.grad = g
-            current.wait_stream(self._stream)
-            self.disabled = f"{type(e).__name__}: {e}".splitlines()[0]
-            warnings.warn(f"train.cuda_graphs: the training step could not be captured as a CUDA graph, training "
-                          f"continues eagerly ({self.disabled})", stacklevel=3)
-            return None
+        except Exception as e:
+            raise RuntimeError(f"train.cuda_graphs: capturing the training step as a CUDA graph failed after a clean "
+                               f"warm-up ({type(e).__name__}: {str(e).splitlines()[0]}); set train.cuda_graphs=false "
+                               "to train eagerly") from e
         current.wait_stream(self._stream)
         captured = _Graph(graph, inputs, out, [(p, p.grad) for p in self.params if p.grad is not None])
         self._graphs[key] = captured

@@ -154,9 +154,9 @@ class Trainer:
         self._csv: MetricsCSV | None = None
         self._deadline: float | None = None
         self._tb: Any = None
-        self._step_graphs = StepGraphs(self._step, self.params, self.device) if use_step_graphs(
-            config, self.device, train_loader, self.dist.active) else None
         self._buffers = BufferSnapshot(self.model)
+        self._step_graphs = StepGraphs(self._step, self.params, self.device, rewind=self._buffers.restore) if (
+            use_step_graphs(config, self.device, train_loader, self.dist.active)) else None
         self._skip = DeviceSkipStep(self.optimizer, self.params, self._buffers)
         self._pending = PendingSteps()  # steps the host has not read yet
         self._lag = SchedulerLag(scheduler)
