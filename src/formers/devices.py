@@ -22,6 +22,16 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 / AMX, as oneDNN reports); without it bf16 autocast
+    emulates the type and runs many times slower than float32."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(probe()) if probe is not None else True
+    except RuntimeError:
+        return True
+
+
 def move_to_device(batch: Any, device: torch.device) -> Any:
     """Moves tensors in (nested) dicts, lists and tuples, or any object with ``.to(device)``, to ``device``."""
     if isinstance(batch, Tensor):

@@ -90,12 +90,13 @@ def test_static_batches_take_their_budget_of_rows_and_keep_every_pair_once() -> 
 
 def test_graphs_are_chosen_for_static_loaders_on_cuda_only() -> None:
     static = TranslationLoader(ParallelDataset([[3]], [[4]]), max_tokens=64, static_batches=True)
-    auto = TrainerConfig(precision="bf16")
-    assert use_step_graphs(auto, torch.device("cuda"), static, distributed=False)
-    assert not use_step_graphs(auto, torch.device("cpu"), static, distributed=False)
-    assert not use_step_graphs(auto, torch.device("cuda"), [static], distributed=False)  # no static_shapes
-    assert not use_step_graphs(auto, torch.device("cuda"), static, distributed=True)
-    assert not use_step_graphs(TrainerConfig(cuda_graphs=False), torch.device("cuda"), static, distributed=False)
+    auto, task, cuda = TrainerConfig(precision="bf16"), TranslationTask(tokenizer=None), torch.device("cuda")
+    assert use_step_graphs(auto, cuda, static, distributed=False, task=task)
+    assert not use_step_graphs(auto, torch.device("cpu"), static, distributed=False, task=task)
+    assert not use_step_graphs(auto, cuda, [static], distributed=False, task=task)  # no static_shapes
+    assert not use_step_graphs(auto, cuda, static, distributed=False, task=object())  # not known capturable
+    assert not use_step_graphs(auto, cuda, static, distributed=True, task=task)
+    assert not use_step_graphs(TrainerConfig(cuda_graphs=False), cuda, static, distributed=False, task=task)
     with pytest.warns(UserWarning, match=r"cuda_graphs=true applies to one CUDA device; the steps on 'cpu' run eagerly"):
         assert not use_step_graphs(TrainerConfig(cuda_graphs=True), torch.device("cpu"), [], distributed=False)
     with pytest.raises(ValueError, match=r"cuda_graphs=True needs eager steps in bf16 or fp32, got compile=True"):

@@ -4,6 +4,7 @@ import copy
 import csv
 import json
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -271,8 +272,17 @@ def test_csv_curves_and_tensorboard(tmp_path: Path, make_model, make_loader, tas
     assert json.loads((best_checkpoint(run) / "trainer_state.json").read_text())["best_step"] in (3, 6)
 
 
-def test_bf16_autocast_on_cpu_trains(tmp_path: Path, make_model, make_loader, task_cls) -> None:
-    trainer = _trainer(tmp_path, make_model(), task_cls(), make_loader(), _config(max_steps=2, precision="bf16"))
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_on_cpu_trains(tmp_path: Path, make_model, make_loader, task_cls, monkeypatch, native) -> None:
+    """It trains either way; on a CPU without native bfloat16 (emulated, many times slower) it says so."""
+    monkeypatch.setattr("formers.training.trainer.cpu_has_native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = _trainer(tmp_path, make_model(), task_cls(), make_loader(), _config(max_steps=2, precision="bf16"))
+    said = [str(w.message) for w in caught if "no native bfloat16" in str(w.message)]
+    assert len(said) == (0 if native else 1)
+    if said:
+        assert "for speed use --set train.precision=fp32" in said[0]
     state = trainer.fit()
     assert state.total_nonfinite == 0
     assert trainer.model.encoder.embed.weight.dtype == torch.float32  # master weights stay fp32

@@ -50,6 +50,8 @@ class TranslationTask:
         max_bleu_sentences: evaluate BLEU on at most this many sentences (None = all).
     """
 
+    capturable = True  # training_step: device work only (train.cuda_graphs may replay it as a CUDA graph)
+
     def __init__(
         self,
         tokenizer: Tokenizer,

@@ -214,13 +214,16 @@ class StepGraphs:
         return line + (f" (off: {self.disabled})" if self.disabled else "")
 
 
-def use_step_graphs(config: TrainerConfig, device: torch.device, loader: Any, distributed: bool) -> bool:
-    """Whether a Trainer graphs its steps: ``config.cuda_graphs`` True, or None (the default) and a loader whose
-    ``static_shapes`` attribute says it yields few batch shapes; on one CUDA device, eager (not compiled) steps in
-    bf16 or fp32. ``True`` where it cannot apply is said in a warning, not ignored."""
+def use_step_graphs(config: TrainerConfig, device: torch.device, loader: Any, distributed: bool,
+                    task: Any = None) -> bool:
+    """Whether a Trainer graphs its steps: ``config.cuda_graphs`` True, or None (the default) with a loader whose
+    ``static_shapes`` attribute says it yields few batch shapes and a task whose ``capturable`` attribute says its
+    step draws its random numbers on the device and decides nothing on the host (a capture would freeze such
+    decisions: a host-drawn mixup coin, say); on one CUDA device, eager (not compiled) steps in bf16 or fp32.
+    ``True`` where it cannot apply is said in a warning, not ignored."""
     wanted = config.cuda_graphs
     if wanted is None:
-        wanted = bool(getattr(loader, "static_shapes", False))
+        wanted = bool(getattr(loader, "static_shapes", False)) and bool(getattr(task, "capturable", False))
         if not wanted:
             return False
         return device.type == "cuda" and not distributed and not config.compile and config.precision != "fp16"

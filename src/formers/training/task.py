@@ -43,7 +43,9 @@ class Task(Protocol):
     """Batch -> model call -> loss + metrics; model + evaluation data -> metrics.
 
     A task may also set ``throughput_unit``, the unit of its ``StepOutput.num_tokens`` in progress lines (``"img"``
-    for images, ``"word"``; ``"tok"`` when it is absent).
+    for images, ``"word"``; ``"tok"`` when it is absent), and ``capturable = True`` when its ``training_step`` does
+    only device work (random numbers drawn on the device, no decision taken on the host), so that
+    ``train.cuda_graphs`` may replay it as a CUDA graph (:mod:`formers.training.step_graphs`).
     """
 
     def training_step(self, model: nn.Module, batch: Any) -> StepOutput:

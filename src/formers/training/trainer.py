@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from formers.devices import move_to_device, resolve_device
+from formers.devices import cpu_has_native_bf16, move_to_device, resolve_device
 from formers.training.best import repair_best, write_best
 from formers.training.buffers import BufferSnapshot
 from formers.training.checkpoint import (
@@ -127,6 +127,10 @@ class Trainer:
         self.device = self.dist.device
         if config.precision == "fp16" and self.device.type != "cuda":
             raise ValueError(f"precision='fp16' needs a CUDA device, got device {str(self.device)!r} (use 'bf16')")
+        if config.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            warnings.warn(f"precision='bf16' on this CPU ({torch.backends.cpu.get_cpu_capability()}, no native "
+                          "bfloat16) is emulated, many times slower than fp32 (multi30k-en-de: 15x); for speed use "
+                          "--set train.precision=fp32", stacklevel=2)
         if self.dist.active and config.parallel == "fsdp" and optimizer is not None and not is_sharded(model):
             raise ValueError("parallel='fsdp' shards the parameters: build the optimizer after "
                              "formers.training.distributed.prepare_model(model, ...), or pass optimizer=None")
@@ -156,7 +160,7 @@ class Trainer:
         self._tb: Any = None
         self._buffers = BufferSnapshot(self.model)
         self._step_graphs = StepGraphs(self._step, self.params, self.device, rewind=self._buffers.restore) if (
-            use_step_graphs(config, self.device, train_loader, self.dist.active)) else None
+            use_step_graphs(config, self.device, train_loader, self.dist.active, task)) else None
         self._skip = DeviceSkipStep(self.optimizer, self.params, self._buffers)
         self._pending = PendingSteps()  # steps the host has not read yet
         self._lag = SchedulerLag(scheduler)
