@@ -60,6 +60,8 @@ def test_training_step_with_mixup_uses_soft_targets() -> None:
 
     x, targets = mix(prep(random_crop_flip(images, 1, True)), labels)
     assert loss.item() == pytest.approx(soft_target_cross_entropy(model(x).logits, targets, 0.1).item(), rel=1e-6)
+    # MixUp/CutMix toss their coins on the host: a CUDA graph would freeze them (train.cuda_graphs stays off)
+    assert not task.capturable and ImageClassificationTask(prep, crop_padding=1, hflip=True).capturable
     with pytest.raises(ValueError, match="label_smoothing"):
         ImageClassificationTask(prep, label_smoothing=1.0)
 

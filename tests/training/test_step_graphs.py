@@ -99,6 +99,10 @@ def test_graphs_are_chosen_for_static_loaders_on_cuda_only() -> None:
     assert not use_step_graphs(TrainerConfig(cuda_graphs=False), cuda, static, distributed=False, task=task)
     with pytest.warns(UserWarning, match=r"cuda_graphs=true applies to one CUDA device; the steps on 'cpu' run eagerly"):
         assert not use_step_graphs(TrainerConfig(cuda_graphs=True), torch.device("cpu"), [], distributed=False)
+    on = TrainerConfig(cuda_graphs=True)
+    with pytest.warns(UserWarning, match=r"TranslationTask's training step takes decisions on the host"):
+        task.capturable = False  # what a task with host-side coin tosses says (image classification with MixUp)
+        assert not use_step_graphs(on, cuda, static, distributed=False, task=task)
     with pytest.raises(ValueError, match=r"cuda_graphs=True needs eager steps in bf16 or fp32, got compile=True"):
         TrainerConfig(cuda_graphs=True, compile=True)
 

@@ -56,6 +56,12 @@ class ImageClassificationTask:
         self.hflip = hflip
         self.mix = mix if mix is not None and mix.enabled else None
 
+    @property
+    def capturable(self) -> bool:
+        """Whether ``train.cuda_graphs`` may replay the step: its crops and flips draw on the device, but MixUp /
+        CutMix toss their coins on the host."""
+        return self.mix is None
+
     def prepare(self, images: Tensor) -> Tensor:
         """(B, C, H, W) uint8 -> normalised float model inputs at the preprocessing's image size."""
         return self.preprocessing(images)

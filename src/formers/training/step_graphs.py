@@ -229,6 +229,10 @@ def use_step_graphs(config: TrainerConfig, device: torch.device, loader: Any, di
         return device.type == "cuda" and not distributed and not config.compile and config.precision != "fp16"
     if not wanted:
         return False
+    if getattr(task, "capturable", True) is False:
+        warnings.warn(f"train.cuda_graphs=true: {type(task).__name__}'s training step takes decisions on the host "
+                      "(capturable is False), which a CUDA graph would freeze; its steps run eagerly", stacklevel=3)
+        return False
     if device.type != "cuda" or distributed:
         warnings.warn(f"train.cuda_graphs=true applies to one CUDA device; the steps on {str(device)!r}"
                       f"{' under torchrun' if distributed else ''} run eagerly", stacklevel=3)
