@@ -157,3 +157,40 @@ def test_on_cuda_a_step_that_synchronises_is_found_in_its_warm_up_and_trains_as_
     torch.testing.assert_close(torch.tensor(graphed_losses), torch.tensor(eager_losses), rtol=1e-5, atol=1e-6)
     for (name, a), b in zip(eager.model.state_dict().items(), graphed.model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["vit_mini_28", "efficientformer_mini_28", "swin_mini_28", "tnt_mini_28"])
+def test_on_cuda_graphed_image_training_equals_eager_crops_flips_and_dropout_included(tmp_path: Path,
+                                                                                     name: str) -> None:
+    from formers.data.image_transforms import Preprocessing
+    from formers.data.images import ImageBatchLoader, ImageSplit
+    from formers.tasks.image_classification import ImageClassificationTask
+
+    g = torch.Generator().manual_seed(0)
+    split = ImageSplit(torch.randint(0, 256, (256, 1, 28, 28), generator=g, dtype=torch.uint8),
+                       torch.randint(0, 10, (256,), generator=g), [str(i) for i in range(10)]).to("cuda")
+    runs = {}
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        model = formers.create_model(name, num_classes=10)
+        for m in model.modules():  # dropout on, wherever the model has it
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.1
+        task = ImageClassificationTask(Preprocessing([str(i) for i in range(10)], (28, 28), 1), label_smoothing=0.1,
+                                       crop_padding=2, hflip=True)
+        config = TrainerConfig(max_steps=12, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
+                               cuda_graphs=graphs, seed=5)
+        trainer = Trainer(model, task, ImageBatchLoader(split, 64, seed=1), config, tmp_path / str(graphs),
+                          optimizer=build_optimizer(model, lr=1e-3, fused=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            trainer.fit()
+        with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:
+            runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
+    graphs = runs[True][0]._step_graphs
+    assert graphs is not None and graphs.disabled is None and graphs.replayed >= 10, graphs.summary()
+    torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
+    for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
