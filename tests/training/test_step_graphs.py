@@ -108,22 +108,22 @@ def test_graphs_are_chosen_for_static_loaders_on_cuda_only() -> None:
 
 
 def _train(run_dir: Path, graphs: bool, accum: int = 1, steps: int = 24, family: str = "transformer",
-           warns: str | None = None) -> tuple[Trainer, list[float]]:
+           warns: str | None = None, resume: bool = False) -> tuple[Trainer, list[float]]:
     pairs = _pairs(400, seed=2, longest=40)
     dataset = ParallelDataset([s for s, _ in pairs], [t for _, t in pairs])
     loader = TranslationLoader(dataset, max_tokens=768, pad_multiple=16, static_batches=True, seed=3)
     model = _model(dropout=0.1, family=family)
     config = TrainerConfig(max_steps=steps, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
-                           precision="fp32", cuda_graphs=graphs, grad_accum_steps=accum, seed=5)
+                           precision="fp32", cuda_graphs=graphs, grad_accum_steps=accum, seed=5, save_every=12)
     trainer = Trainer(model, TranslationTask(tokenizer=None), loader, config, run_dir,
                       optimizer=build_optimizer(model, lr=1e-3, fused=True))
     if warns is None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a step that cannot be captured warns: fail here instead
-            trainer.fit()
+            trainer.fit(resume=resume)
     else:
         with pytest.warns(UserWarning, match=warns):
-            trainer.fit()
+            trainer.fit(resume=resume)
     with open(run_dir / "metrics.csv", newline="") as fh:
         losses = [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]]
     return trainer, losses
@@ -142,6 +142,16 @@ def test_on_cuda_graphed_training_equals_eager_training_dropout_included(tmp_pat
     torch.testing.assert_close(torch.tensor(graphed_losses), torch.tensor(eager_losses), rtol=1e-5, atol=1e-6)
     for (name, a), b in zip(eager.model.state_dict().items(), graphed.model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_a_graphed_run_resumed_midway_takes_the_uninterrupted_run_s_steps(tmp_path: Path) -> None:
+    _, whole = _train(tmp_path / "whole", graphs=True)
+    _train(tmp_path / "split", graphs=True, steps=12)
+    _, resumed = _train(tmp_path / "split", graphs=True, resume=True)  # a new process would capture anew, as here
+    assert len(whole) == len(resumed) == 24
+    torch.testing.assert_close(torch.tensor(resumed), torch.tensor(whole), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.gpu
