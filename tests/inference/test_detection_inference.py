@@ -33,6 +33,26 @@ def test_postprocess_equals_hugging_faces():
         postprocess(logits, boxes, [(10, 10)])
 
 
+def test_sigmoid_models_score_each_class_by_its_sigmoid_and_the_detector_asks_the_model():
+    g = torch.Generator().manual_seed(1)
+    logits, boxes = torch.randn(1, 6, 4, generator=g) * 3, torch.rand(1, 6, 4, generator=g) * 0.5 + 0.2
+    dets = postprocess(logits, boxes, [(50, 60)], class_scores="sigmoid")[0]
+    best, label = logits[0, :, :-1].sigmoid().max(-1)  # the unused no-object logit plays no part
+    order = best.argsort(descending=True)
+    torch.testing.assert_close(dets.scores, best[order])
+    assert dets.labels.tolist() == label[order].tolist()
+    model = DETR(DETRConfig(num_classes=2, backbone_block="basic", backbone_depths=[1], backbone_width=8, embed_dim=16,
+                            num_heads=2, ffn_dim=16, num_encoder_layers=1, num_decoder_layers=1, num_queries=3,
+                            class_scores="sigmoid")).eval()
+    prep = DetectionPreprocessing(["a", "b"], [1, 2], [0.5] * 3, [0.25] * 3, None, 64)
+    out = Detector(model, prep)([torch.randint(0, 256, (3, 40, 30), dtype=torch.uint8)], threshold=0.0)[0]
+    assert (out.scores < 0.05).all()  # the focal prior: every class starts at probability 0.01
+    from formers.interop.detr import hf_detr_config_from_formers
+
+    with pytest.raises(ValueError, match="class_scores='sigmoid'"):
+        hf_detr_config_from_formers(model.config)
+
+
 def test_coco_records_and_readable_records():
     logits, boxes = torch.zeros(1, 2, 3), torch.tensor([[[0.5, 0.5, 0.2, 0.4], [0.25, 0.25, 0.5, 0.5]]])
     logits[0, 0, 1] = 5.0

@@ -31,25 +31,32 @@ def _targets(sizes: list[int], classes: int, seed: int = 1):
     return labels, torch.cat([centre, size], dim=1)  # (T,), (T, 4)
 
 
-def _cost(logits, boxes, labels, target_boxes):
-    """The matching cost, written out with torchvision's ops: (Q, K + 1), (Q, 4), (n,), (n, 4) -> (Q, n)."""
-    prob = logits.softmax(-1)[:, labels]
+def _cost(logits, boxes, labels, target_boxes, focal=False):
+    """The matching cost, written out with torchvision's ops: (Q, K + 1), (Q, 4), (n,), (n, 4) -> (Q, n).
+    ``focal``: the class term is the focal loss of the class against that of the other label (Deformable DETR)."""
+    if focal:
+        ones = torch.ones_like(logits[:, labels])
+        term = ops.sigmoid_focal_loss(logits[:, labels], ones, reduction="none") - ops.sigmoid_focal_loss(
+            logits[:, labels], ones * 0, reduction="none")
+    else:
+        term = -logits.softmax(-1)[:, labels]
     l1 = (boxes[:, None] - target_boxes[None]).abs().sum(-1)
     to_xyxy = lambda b: ops.box_convert(b, "cxcywh", "xyxy")  # noqa: E731
     giou = ops.generalized_box_iou(to_xyxy(boxes), to_xyxy(target_boxes))
-    return -prob + 5 * l1 - 2 * giou
+    return term + 5 * l1 - 2 * giou
 
 
+@pytest.mark.parametrize("focal", [False, True])
 @pytest.mark.parametrize("sizes", [[2, 0, 4], [1, 3, 4], [4, 4, 1]])
-def test_matcher_equals_brute_force_over_all_assignments(sizes):
+def test_matcher_equals_brute_force_over_all_assignments(sizes, focal):
     logits, boxes = _predictions(2, 3, 4, classes=3)
     labels, target_boxes = _targets(sizes, classes=3)
-    match = HungarianMatcher()(logits, boxes, labels, target_boxes, sizes)
+    match = HungarianMatcher(focal=focal)(logits, boxes, labels, target_boxes, sizes)
     offsets = [0, *itertools.accumulate(sizes)]
     for layer in range(2):
         for b, n in enumerate(sizes):
             cost = _cost(logits[layer, b], boxes[layer, b], labels[offsets[b]:offsets[b + 1]],
-                         target_boxes[offsets[b]:offsets[b + 1]])  # (Q, n)
+                         target_boxes[offsets[b]:offsets[b + 1]], focal)  # (Q, n)
             best = min(itertools.permutations(range(4), n), key=lambda qs: sum(cost[q, j] for j, q in enumerate(qs)))
             picked = (match.layer == layer) & (match.image == b)
             ours = {int(t) - offsets[b]: int(q) for q, t in zip(match.query[picked], match.target[picked])}
@@ -102,6 +109,38 @@ def test_set_criterion_equals_hugging_faces_loss(aux):
         aux_total = sum(their_parts[f"{k}_{i}"] * w for i in range(layers - 1)
                         for k, w in [("loss_ce", 1), ("loss_bbox", 5), ("loss_giou", 2)])
         torch.testing.assert_close(parts["loss_aux"], aux_total, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("aux", [True, False])
+def test_focal_criterion_equals_hugging_faces_deformable_detr_loss(aux):
+    loss_utils = pytest.importorskip("transformers.loss.loss_deformable_detr")
+    from transformers import DeformableDetrConfig
+
+    sizes, classes, layers = [3, 0, 5, 2], 4, 3
+    logits, boxes = _predictions(layers, 4, 8, classes=classes, seed=7)
+    labels, target_boxes = _targets(sizes, classes=classes, seed=8)
+    output = DetectionOutput(logits=logits[-1], boxes=boxes[-1],
+                             aux_outputs=[DetectionOutput(logits[i], boxes[i]) for i in range(layers - 1)])
+    loss, parts = SetCriterion(classes, aux_loss=aux, class_scores="sigmoid")(output, labels, target_boxes, sizes)
+
+    # Hugging Face's Deformable DETR scores the K classes only: our unused no-object logit is left out
+    config = DeformableDetrConfig(num_labels=classes, auxiliary_loss=aux, decoder_layers=layers)
+    targets = [{"class_labels": lab, "boxes": box} for lab, box in zip(labels.split(sizes), target_boxes.split(sizes))]
+    their_loss, their_parts, _ = loss_utils.DeformableDetrForObjectDetectionLoss(
+        logits[-1, ..., :-1], targets, "cpu", boxes[-1], config, logits[..., :-1] if aux else None,
+        boxes if aux else None)
+    torch.testing.assert_close(loss, their_loss, rtol=1e-6, atol=1e-6)
+    for key in ("loss_ce", "loss_bbox", "loss_giou"):
+        torch.testing.assert_close(parts[key], their_parts[key], rtol=1e-6, atol=1e-6)
+
+
+def test_focal_criterion_refuses_a_softmax_matcher_and_its_model_starts_rare():
+    with pytest.raises(ValueError, match=r"class_scores='sigmoid' needs a matcher with focal=True, got focal=False"):
+        SetCriterion(3, HungarianMatcher(), class_scores="sigmoid")
+    model = DETR(DETRConfig(num_classes=3, backbone_block="basic", backbone_depths=[1], backbone_width=8, embed_dim=16,
+                            num_heads=2, ffn_dim=16, num_encoder_layers=1, num_decoder_layers=1, num_queries=4,
+                            class_scores="sigmoid"))
+    assert torch.allclose(model.class_head.bias.sigmoid(), torch.full((4,), 0.01))
 
 
 def test_images_without_boxes_train_towards_no_object():

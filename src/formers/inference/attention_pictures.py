@@ -35,8 +35,10 @@ from formers.devices import resolve_device
 from formers.generation.seq2seq import greedy_search
 from formers.hub import from_pretrained, resolve_checkpoint_dir
 from formers.inference.attention import AttentionRecord, attention_maps
+from formers.inference.detection import class_scores_of
 from formers.layers import check_text
 from formers.layers.boxes import box_cxcywh_to_xyxy
+from formers.models.detr import class_probabilities
 from formers.viz.attention import (
     attention_rollout,
     plot_alignment,
@@ -188,7 +190,7 @@ def _detection(model: nn.Module, directory: Path, path: str, layer: int | None, 
     pixels = normalize_padded(batch["images"].to(device), mask, prep.mean, prep.std)
     output, records = attention_maps(model, pixels, mask)
     index, record = _pick(records, "cross", layer)
-    scores, labels = output.logits[0].float().softmax(-1)[:, :-1].max(-1)  # (Q,) best real class per query
+    scores, labels = class_probabilities(output.logits[0], class_scores_of(model)).max(-1)  # (Q,) best real class
     scores, labels = scores.cpu(), labels.cpu()
     order = scores.argsort(descending=True)
     keep = order[scores[order] > threshold][:8]

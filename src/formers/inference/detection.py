@@ -22,6 +22,7 @@ from formers.data.detection_loader import (
 )
 from formers.layers import value_checks
 from formers.layers.boxes import box_cxcywh_to_xyxy, box_xyxy_to_xywh
+from formers.models.detr import class_probabilities
 
 
 @dataclass
@@ -81,7 +82,8 @@ class Detections:
 
 @torch.no_grad()
 def postprocess(
-    logits: Tensor, boxes: Tensor, image_sizes: Sequence[Sequence[int]] | Tensor, threshold: float = 0.0
+    logits: Tensor, boxes: Tensor, image_sizes: Sequence[Sequence[int]] | Tensor, threshold: float = 0.0,
+    class_scores: str = "softmax",
 ) -> list[Detections]:
     """Scores, labels and pixel boxes of every image, sorted by score; one transfer to the host for the batch.
 
@@ -91,6 +93,8 @@ def postprocess(
         image_sizes: (B, 2) (height, width) in pixels of the images the boxes should be expressed in (the
             annotated originals, whatever the model saw).
         threshold: keep detections whose score is above it (0 keeps every query).
+        class_scores: how the model scores classes (its config's ``class_scores``): ``"softmax"`` over the K + 1
+            labels, the no-object probability left out, or ``"sigmoid"`` per class.
 
     Returns:
         B :class:`Detections`.
@@ -102,7 +106,7 @@ def postprocess(
     if sizes.shape != (logits.shape[0], 2):
         raise ValueError(f"image_sizes must hold (height, width) for each of the {logits.shape[0]} images, "
                          f"got shape {tuple(sizes.shape)}")
-    prob = logits.float().softmax(-1)[..., :-1]  # (B, Q, K): the no-object probability left out
+    prob = class_probabilities(logits, class_scores)  # (B, Q, K)
     scores, labels = prob.max(-1)  # (B, Q)
     scale = sizes.flip(-1).repeat(1, 2)[:, None]  # (B, 2) (h, w) -> (B, 1, 4) (w, h, w, h)
     pixels = box_cxcywh_to_xyxy(boxes.float()) * scale  # (B, Q, 4)
@@ -113,6 +117,11 @@ def postprocess(
         order = keep[s[keep].argsort(descending=True, stable=True)]
         out.append(Detections(scores=s[order], labels=c[order], boxes=b[order], queries=order))
     return out
+
+
+def class_scores_of(model: nn.Module) -> str:
+    """How ``model`` scores classes: its config's ``class_scores`` (``"softmax"`` when it has none)."""
+    return getattr(getattr(model, "config", None), "class_scores", "softmax")
 
 
 class Detector:
@@ -155,7 +164,7 @@ class Detector:
             pixels, mask, sizes = self.inputs(images[start : start + self.batch_size])
             with value_checks(False):
                 output = self.model(pixels, mask)
-            out += postprocess(output.logits, output.boxes, sizes, threshold)
+            out += postprocess(output.logits, output.boxes, sizes, threshold, class_scores_of(self.model))
         return out
 
     def inputs(self, images: Sequence[Tensor]) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
@@ -178,4 +187,4 @@ class Detector:
         return pixels, mask, batch["orig_sizes"]
 
 
-__all__ = ["Detections", "Detector", "postprocess"]
+__all__ = ["Detections", "Detector", "class_scores_of", "postprocess"]

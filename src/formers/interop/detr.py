@@ -218,6 +218,9 @@ def hf_detr_config_from_formers(config: DETRConfig) -> dict[str, Any]:
     """The ``config.json`` dict of the ``DetrForObjectDetection`` equivalent to ``config`` (a Hugging Face ResNet
     backbone, ``use_timm_backbone=False``; a DC5 model: timm's ResNet with ``dilation=True``)."""
     c = config
+    if c.class_scores != "softmax":  # HF's DETR post-processing takes the softmax over num_labels + 1
+        raise ValueError(f"DetrForObjectDetection scores classes with a softmax; this model has "
+                         f"class_scores={c.class_scores!r} (trained with the focal loss) and has no HF DETR equivalent")
     expansion = 1 if c.backbone_block == "basic" else 4
     labels = {str(i): f"LABEL_{i}" for i in range(c.num_classes)}
     if c.backbone_dilation:  # timm's ResNet at output stride 16, as transformers builds it for dilation=True

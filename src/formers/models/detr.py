@@ -35,6 +35,7 @@ Notable choices and differences:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -56,6 +57,8 @@ from formers.registry import register_family, register_model
 
 BackboneBlock = Literal["basic", "bottleneck"]
 BackboneNorm = Literal["frozen_batch", "batch"]
+ClassScores = Literal["softmax", "sigmoid"]
+FOCAL_PRIOR = 0.01  # the probability a sigmoid class head starts at (RetinaNet, Deformable DETR)
 
 
 @dataclass
@@ -81,9 +84,14 @@ class DETRConfig:
     layer_norm_eps: Epsilon = 1e-5
     num_queries: Count = 100
     pos_temperature: Annotated[float, Between(1.0, 1e9)] = 10000.0
+    # "softmax": the paper's scores over num_classes + 1 labels; "sigmoid": an independent probability per class,
+    # trained with the focal loss (Deformable DETR, Zhu et al. 2021), the no-object logit unused
+    class_scores: ClassScores = "softmax"
 
     def __post_init__(self) -> None:
         check_fields(self)  # types, finiteness and ranges of every field, from the annotations
+        if self.class_scores not in ("softmax", "sigmoid"):
+            raise ValueError(f"class_scores must be 'softmax' or 'sigmoid', got {self.class_scores!r}")
         if not 1 <= len(self.backbone_depths) <= 4 or min(self.backbone_depths) < 1:
             raise ValueError(f"backbone_depths must be 1 to 4 stage depths >= 1, got {list(self.backbone_depths)}")
         if self.backbone_block not in ("basic", "bottleneck"):
@@ -211,6 +219,8 @@ class DETR(nn.Module):
         self.decoder_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
         self.query_embed = nn.Embedding(c.num_queries, c.embed_dim)
         self.class_head = nn.Linear(c.embed_dim, c.num_classes + 1)
+        if c.class_scores == "sigmoid":  # every class starts rare: the focal loss's prior
+            nn.init.constant_(self.class_head.bias, -math.log((1 - FOCAL_PRIOR) / FOCAL_PRIOR))
         self.box_head = BoxHead(c.embed_dim)
         self._init_transformer()
 
@@ -325,3 +335,12 @@ def detr_tiny() -> DETRConfig:
 
 
 __all__ = ["DETR", "BoxHead", "DETRConfig", "ResNetBackbone"]
+
+
+def class_probabilities(logits: Tensor, class_scores: str = "softmax") -> Tensor:
+    """(..., K + 1) logits -> (..., K) probabilities of the real classes: the softmax over all K + 1 labels without
+    the no-object one (the paper's), or each class's sigmoid (``class_scores="sigmoid"``, focal-loss models)."""
+    logits = logits.float()
+    if class_scores == "sigmoid":
+        return logits[..., :-1].sigmoid()
+    return logits.softmax(-1)[..., :-1]

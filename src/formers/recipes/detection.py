@@ -206,10 +206,11 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     evaluation = eval_transform(options.eval_size, options.max_size)
     loader = DetectionLoader(train, data.batch_size, augment, seed=recipe.train.seed, num_workers=data.num_workers)
     test_loader = DetectionLoader(test, data.eval_batch_size, evaluation, train=False, num_workers=data.num_workers)
+    focal = model.config.class_scores == "sigmoid"  # model.class_scores: sigmoid scores trained by the focal loss
     criterion = SetCriterion(
-        train.num_classes, HungarianMatcher(options.class_cost, options.box_cost, options.giou_cost),
+        train.num_classes, HungarianMatcher(options.class_cost, options.box_cost, options.giou_cost, focal=focal),
         LossWeights(options.ce_weight, options.l1_weight, options.giou_weight, options.no_object_weight),
-        aux_loss=options.aux_loss,
+        aux_loss=options.aux_loss, class_scores=model.config.class_scores,
     )
     task = DetectionTask(train.num_classes, mean, std, criterion, train.category_ids)
     preprocessing = DetectionPreprocessing(train.class_names, train.category_ids, mean, std, options.eval_size,

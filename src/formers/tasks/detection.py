@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import sigmoid_focal_loss
 
 from formers.data.detection import read_coco
 from formers.data.detection_loader import (
@@ -38,7 +39,7 @@ from formers.data.detection_loader import (
 )
 from formers.devices import move_to_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
-from formers.inference.detection import postprocess
+from formers.inference.detection import class_scores_of, postprocess
 from formers.layers import value_checks
 from formers.layers.boxes import (
     box_cxcywh_to_xyxy,
@@ -73,18 +74,25 @@ class HungarianMatcher:
     The cost of predicting box j for query i is ``class_cost * -p_i(c_j) + box_cost * L1(b_i, b_j) + giou_cost *
     -GIoU(b_i, b_j)``, boxes in normalised (cx, cy, w, h) (GIoU on their corners).
 
+    With ``focal`` (models whose ``class_scores`` is ``"sigmoid"``), the class term is Deformable DETR's: the focal
+    loss of calling query i class c_j minus that of calling it not c_j, ``alpha (1 - p)^gamma (-log p) - (1 - alpha)
+    p^gamma (-log(1 - p))`` with ``p`` the sigmoid of class c_j.
+
     Args:
         class_cost: weight of the class probability.
         box_cost: weight of the L1 box distance.
         giou_cost: weight of the generalized IoU.
+        focal: score classes with sigmoids and the focal cost (``alpha``, ``gamma``) instead of the softmax.
     """
 
-    def __init__(self, class_cost: float = 1.0, box_cost: float = 5.0, giou_cost: float = 2.0) -> None:
+    def __init__(self, class_cost: float = 1.0, box_cost: float = 5.0, giou_cost: float = 2.0, focal: bool = False,
+                 alpha: float = 0.25, gamma: float = 2.0) -> None:
         if min(class_cost, box_cost, giou_cost) < 0 or class_cost == box_cost == giou_cost == 0:
             raise ValueError(
                 f"matching costs must be >= 0 and not all 0, got class {class_cost}, box {box_cost}, giou {giou_cost}"
             )
         self.class_cost, self.box_cost, self.giou_cost = class_cost, box_cost, giou_cost
+        self.focal, self.alpha, self.gamma = focal, alpha, gamma
 
     @torch.no_grad()
     def cost_matrix(self, logits: Tensor, boxes: Tensor, labels: Tensor, target_boxes: Tensor) -> Tensor:
@@ -97,10 +105,15 @@ class HungarianMatcher:
             target_boxes: (T, 4) ground-truth normalised (cx, cy, w, h).
         """
         with torch.autocast(logits.device.type, enabled=False):
-            prob = logits.float().softmax(-1)  # (L, B, Q, K + 1)
             pred = boxes.float()
             target = target_boxes.float()
-            cost_class = -prob[..., labels]  # (L, B, Q, T)
+            if self.focal:
+                prob = logits.float()[..., labels].sigmoid()  # (L, B, Q, T)
+                positive = self.alpha * (1 - prob) ** self.gamma * -(prob + 1e-8).log()
+                negative = (1 - self.alpha) * prob**self.gamma * -(1 - prob + 1e-8).log()
+                cost_class = positive - negative
+            else:
+                cost_class = -logits.float().softmax(-1)[..., labels]  # (L, B, Q, T)
             cost_box = torch.cdist(pred.flatten(0, 2), target, p=1).view(*pred.shape[:3], -1)  # (L*B*Q, T) -> (L, B, Q, T)
             giou = generalized_box_iou(box_cxcywh_to_xyxy(pred.flatten(0, 2)), box_cxcywh_to_xyxy(target))
             cost = (self.class_cost * cost_class + self.box_cost * cost_box
@@ -159,12 +172,15 @@ def _linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class LossWeights:
-    """Weights of the set criterion (the paper's): cross-entropy, L1 box distance, generalized IoU, no-object class."""
+    """Weights of the set criterion (the paper's): cross-entropy (or the focal loss), L1 box distance, generalized IoU,
+    no-object class (cross-entropy only); the focal loss's ``alpha`` and ``gamma`` (Deformable DETR's)."""
 
     ce: float = 1.0
     l1: float = 5.0
     giou: float = 2.0
     no_object: float = 0.1
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
 
 
 class SetCriterion:
@@ -175,14 +191,24 @@ class SetCriterion:
         matcher: the :class:`HungarianMatcher`.
         weights: the :class:`LossWeights`.
         aux_loss: add the losses of the auxiliary (intermediate) decoder layers.
+        class_scores: the model's (``"softmax"``: cross-entropy over K + 1 labels; ``"sigmoid"``: Deformable DETR's
+            sigmoid focal loss over the K classes, summed over queries and classes and divided by the number of
+            boxes, the no-object logit unused; the matcher must then be ``focal``).
     """
 
     def __init__(self, num_classes: int, matcher: HungarianMatcher | None = None, weights: LossWeights | None = None,
-                 aux_loss: bool = True) -> None:
+                 aux_loss: bool = True, class_scores: str = "softmax") -> None:
+        if class_scores not in ("softmax", "sigmoid"):
+            raise ValueError(f"class_scores must be 'softmax' or 'sigmoid', got {class_scores!r}")
         self.num_classes = num_classes
-        self.matcher = matcher or HungarianMatcher()
         self.weights = weights or LossWeights()
+        self.matcher = matcher or HungarianMatcher(focal=class_scores == "sigmoid", alpha=self.weights.focal_alpha,
+                                                   gamma=self.weights.focal_gamma)
+        if self.matcher.focal != (class_scores == "sigmoid"):
+            raise ValueError(f"class_scores={class_scores!r} needs a matcher with focal={class_scores == 'sigmoid'}, "
+                             f"got focal={self.matcher.focal}")
         self.aux_loss = aux_loss
+        self.class_scores = class_scores
 
     def __call__(self, output: DetectionOutput, labels: Tensor, boxes: Tensor, sizes: list[int]) -> tuple[Tensor, dict[str, Tensor]]:
         """The total loss (float32 scalar) and its parts for logging.
@@ -209,13 +235,21 @@ class SetCriterion:
         num_boxes = _num_boxes(sum(sizes), logits.device)
         w = self.weights
 
-        classes = torch.full((num_layers, batch, num_queries), self.num_classes, dtype=torch.long, device=logits.device)
-        classes[match.layer, match.image, match.query] = labels[match.target]
-        class_weight = torch.ones(num_labels, device=logits.device)
-        class_weight[-1] = w.no_object
-        nll = F.cross_entropy(logits.flatten(0, 2), classes.flatten(), weight=class_weight, reduction="none")  # (L*B*Q,)
-        # Per layer, the weighted mean of PyTorch's cross_entropy(weight=...): sum(w * nll) / sum(w).
-        loss_ce = nll.view(num_layers, -1).sum(-1) / class_weight[classes].view(num_layers, -1).sum(-1)  # (L,)
+        if self.class_scores == "sigmoid":
+            onehot = torch.zeros_like(logits[..., :-1])  # (L, B, Q, K): 1 at each matched query's class
+            onehot[match.layer, match.image, match.query, labels[match.target]] = 1.0
+            focal = sigmoid_focal_loss(logits[..., :-1], onehot, w.focal_alpha, w.focal_gamma)  # (L, B, Q, K)
+            loss_ce = focal.flatten(1).sum(-1) / num_boxes  # (L,)
+        else:
+            classes = torch.full((num_layers, batch, num_queries), self.num_classes, dtype=torch.long,
+                                 device=logits.device)
+            classes[match.layer, match.image, match.query] = labels[match.target]
+            class_weight = torch.ones(num_labels, device=logits.device)
+            class_weight[-1] = w.no_object
+            nll = F.cross_entropy(logits.flatten(0, 2), classes.flatten(), weight=class_weight,
+                                  reduction="none")  # (L*B*Q,)
+            # Per layer, the weighted mean of PyTorch's cross_entropy(weight=...): sum(w * nll) / sum(w).
+            loss_ce = nll.view(num_layers, -1).sum(-1) / class_weight[classes].view(num_layers, -1).sum(-1)  # (L,)
 
         matched = pred_boxes[match.layer, match.image, match.query]  # (M, 4)
         target = boxes[match.target].float()  # (M, 4)
@@ -227,7 +261,10 @@ class SetCriterion:
 
         total = w.ce * loss_ce + w.l1 * loss_bbox + w.giou * loss_giou  # (L,)
         with torch.no_grad():
-            predicted = (logits[-1].argmax(-1) != self.num_classes).sum(-1).float()  # (B,)
+            if self.class_scores == "sigmoid":  # a query predicts an object when a class is more likely than not
+                predicted = (logits[-1, ..., :-1].max(-1).values > 0).sum(-1).float()  # (B,)
+            else:
+                predicted = (logits[-1].argmax(-1) != self.num_classes).sum(-1).float()  # (B,)
             cardinality = (predicted - torch.tensor(sizes, device=logits.device, dtype=torch.float)).abs().mean()
         parts = {"loss_ce": loss_ce[-1].detach(), "loss_bbox": loss_bbox[-1].detach(),
                  "loss_giou": loss_giou[-1].detach(), "loss_aux": total[:-1].sum().detach(),
@@ -288,7 +325,7 @@ class DetectionTask:
         images = self.prepare(batch["images"], batch["padding_mask"])
         with value_checks(False):
             output = model(images, batch["padding_mask"])
-        results = postprocess(output.logits, output.boxes, batch["orig_sizes"])
+        results = postprocess(output.logits, output.boxes, batch["orig_sizes"], class_scores=class_scores_of(model))
         records = []
         for image_id, result in zip(batch["image_ids"], results):
             if nms_iou is not None:
