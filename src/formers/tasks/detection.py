@@ -29,7 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import sigmoid_focal_loss
 
 from formers.data.detection import read_coco
 from formers.data.detection_loader import (
@@ -236,6 +235,8 @@ class SetCriterion:
         w = self.weights
 
         if self.class_scores == "sigmoid":
+            from torchvision.ops import sigmoid_focal_loss  # torchvision: the detection extra, not the core install
+
             onehot = torch.zeros_like(logits[..., :-1])  # (L, B, Q, K): 1 at each matched query's class
             onehot[match.layer, match.image, match.query, labels[match.target]] = 1.0
             focal = sigmoid_focal_loss(logits[..., :-1], onehot, w.focal_alpha, w.focal_gamma)  # (L, B, Q, K)
