@@ -85,8 +85,9 @@ class StepGraphs:
         rewind: puts the model's buffers back as they were at the start of the step (after a warm-up that had to
             stop, see the module notes); ``None``: the model has none to put back.
 
-    ``captured``, ``replayed`` and ``eager`` count the steps of each kind; ``disabled`` holds the reason when a
-    capture failed (every step is eager from then on).
+    ``captured`` counts the graphs (each runs the step it was captured on), ``replayed`` the later steps replayed and
+    ``eager`` the steps run eagerly; ``disabled`` holds the reason when the step cannot be captured (every step is
+    eager from then on).
     """
 
     def __init__(self, step: Callable[[Any], StepOutput], params: list[nn.Parameter], device: torch.device,
@@ -113,7 +114,10 @@ class StepGraphs:
             return self.step(batch)
         graph = self._graphs.get(key)
         if graph is None:
-            if key not in self._seen or len(self._graphs) >= self.max_graphs:
+            if len(self._graphs) >= self.max_graphs:  # a shape beyond the budget of graphs
+                self.eager += 1
+                return self.step(batch)
+            if key not in self._seen:
                 self._seen.add(key)
                 self.eager += 1
                 return self._warm_up(batch)
