@@ -86,20 +86,27 @@ def test_matching_costs_are_float32_under_autocast():
     assert cost.dtype == torch.float32 and cost.shape == (1, 2, 5, 5)
 
 
+def _criterion_case(seed: int, sizes=(3, 0, 5, 2), classes: int = 4, layers: int = 3):
+    """Predictions of ``layers`` decoder layers for 4 images of 8 queries, their output, targets in both formats."""
+    logits, boxes = _predictions(layers, len(sizes), 8, classes=classes, seed=seed)
+    labels, target_boxes = _targets(list(sizes), classes=classes, seed=seed + 1)
+    output = DetectionOutput(logits=logits[-1], boxes=boxes[-1],
+                             aux_outputs=[DetectionOutput(logits[i], boxes[i]) for i in range(layers - 1)])
+    hf_targets = [{"class_labels": lab, "boxes": box}
+                  for lab, box in zip(labels.split(list(sizes)), target_boxes.split(list(sizes)))]
+    return logits, boxes, labels, target_boxes, output, hf_targets
+
+
 @pytest.mark.parametrize("aux", [True, False])
 def test_set_criterion_equals_hugging_faces_loss(aux):
     loss_utils = pytest.importorskip("transformers.loss.loss_for_object_detection")
     from transformers import DetrConfig
 
     sizes, classes, layers = [3, 0, 5, 2], 4, 3
-    logits, boxes = _predictions(layers, 4, 8, classes=classes, seed=5)
-    labels, target_boxes = _targets(sizes, classes=classes, seed=6)
-    output = DetectionOutput(logits=logits[-1], boxes=boxes[-1],
-                             aux_outputs=[DetectionOutput(logits[i], boxes[i]) for i in range(layers - 1)])
+    logits, boxes, labels, target_boxes, output, targets = _criterion_case(5)
     loss, parts = SetCriterion(classes, aux_loss=aux)(output, labels, target_boxes, sizes)
 
     config = DetrConfig(num_labels=classes, auxiliary_loss=aux, decoder_layers=layers)
-    targets = [{"class_labels": lab, "boxes": box} for lab, box in zip(labels.split(sizes), target_boxes.split(sizes))]
     their_loss, their_parts, _ = loss_utils.ForObjectDetectionLoss(
         logits[-1], targets, "cpu", boxes[-1], config, logits if aux else None, boxes if aux else None)
     torch.testing.assert_close(loss, their_loss, rtol=1e-6, atol=1e-6)
@@ -117,15 +124,11 @@ def test_focal_criterion_equals_hugging_faces_deformable_detr_loss(aux):
     from transformers import DeformableDetrConfig
 
     sizes, classes, layers = [3, 0, 5, 2], 4, 3
-    logits, boxes = _predictions(layers, 4, 8, classes=classes, seed=7)
-    labels, target_boxes = _targets(sizes, classes=classes, seed=8)
-    output = DetectionOutput(logits=logits[-1], boxes=boxes[-1],
-                             aux_outputs=[DetectionOutput(logits[i], boxes[i]) for i in range(layers - 1)])
+    logits, boxes, labels, target_boxes, output, targets = _criterion_case(7)
     loss, parts = SetCriterion(classes, aux_loss=aux, class_scores="sigmoid")(output, labels, target_boxes, sizes)
 
     # Hugging Face's Deformable DETR scores the K classes only: our unused no-object logit is left out
     config = DeformableDetrConfig(num_labels=classes, auxiliary_loss=aux, decoder_layers=layers)
-    targets = [{"class_labels": lab, "boxes": box} for lab, box in zip(labels.split(sizes), target_boxes.split(sizes))]
     their_loss, their_parts, _ = loss_utils.DeformableDetrForObjectDetectionLoss(
         logits[-1, ..., :-1], targets, "cpu", boxes[-1], config, logits[..., :-1] if aux else None,
         boxes if aux else None)

@@ -326,6 +326,16 @@ class TokenBucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 # ----------------------------------------------------------------------------- collation
 
 
+def padded_lengths(
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_multiple: int = 1, max_len: int | None = None
+) -> tuple[int, int]:
+    """``(S, T)`` of the batch :func:`collate_translation` makes of ``pairs``: the longest source and the longest
+    target + 1, each rounded up to a multiple of ``pad_multiple`` but not above ``max_len``."""
+    src = max(len(s) for s, _ in pairs)
+    tgt = max(len(t) for _, t in pairs) + 1
+    return bucket_length(src, pad_multiple, max_len), bucket_length(tgt, pad_multiple, max_len)
+
+
 def collate_translation(
     pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
     pad_id: int = 0,
@@ -371,8 +381,7 @@ def collate_translation(
     tgt_lens = np.array([len(t) + 1 for _, t in pairs])  # (B,) with bos/eos
     check_pad_multiple(pad_multiple)
     batch_size = len(pairs) if rows is None else rows
-    src_len = bucket_length(int(src_lens.max()), pad_multiple, max_len)
-    tgt_len = bucket_length(int(tgt_lens.max()), pad_multiple, max_len)
+    src_len, tgt_len = padded_lengths(pairs, pad_multiple, max_len)
     # Filled in numpy (one slice assignment per row) and handed to torch once: collation stays off the profile.
     src_ids = np.full((batch_size, src_len), pad_id, dtype=np.int64)  # (B, S)
     tgt_in = np.full((batch_size, tgt_len), pad_id, dtype=np.int64)  # (B, T)
@@ -395,7 +404,7 @@ def collate_translation(
         "tgt_in": tgt_in,
         "tgt_out": tgt_out,
         "tgt_padding_mask": tgt_padding_mask,
-        "num_tgt_tokens": int(tgt_lens.sum()),  # counted here so training never syncs for it
+        "num_tgt_tokens": int(tgt_lens.sum()),  # the real target tokens, known on the host
     }
 
 
@@ -454,9 +463,8 @@ class TranslationLoader:
         for indices in self.sampler:
             pairs = [self.dataset[i] for i in indices]
             rows = None
-            if self.static_shapes:  # the padded lengths collate_translation will use, and their budget of rows
-                src_len = bucket_length(max(len(s) for s, _ in pairs), self.pad_multiple, self.max_len)
-                tgt_len = bucket_length(max(len(t) for _, t in pairs) + 1, self.pad_multiple, self.max_len)
-                rows = max(len(pairs), self.sampler.max_tokens // (src_len + tgt_len))
+            if self.static_shapes:  # the rows the token budget allows at the batch's padded lengths
+                rows = max(len(pairs), self.sampler.max_tokens // sum(padded_lengths(pairs, self.pad_multiple,
+                                                                                     self.max_len)))
             yield collate_translation(pairs, self.pad_id, self.bos_id, self.eos_id, self.pad_multiple, self.max_len,
                                       rows)

@@ -235,7 +235,8 @@ class SetCriterion:
         w = self.weights
 
         if self.class_scores == "sigmoid":
-            from torchvision.ops import sigmoid_focal_loss  # torchvision: the detection extra, not the core install
+            # torchvision: the detection extra, not the core install
+            from torchvision.ops import sigmoid_focal_loss
 
             onehot = torch.zeros_like(logits[..., :-1])  # (L, B, Q, K): 1 at each matched query's class
             onehot[match.layer, match.image, match.query, labels[match.target]] = 1.0

@@ -56,8 +56,7 @@ class _Graph:
     grads: list[tuple[nn.Parameter, Tensor]]  # the gradient tensors the captured backward adds into
 
 
-def _signature(batch: Any) -> tuple | None:
-    leaves, spec = tree_flatten(batch)
+def _signature(leaves: list[Any], spec: Any) -> tuple | None:
     tensors = tuple((tuple(t.shape), t.dtype, t.device) for t in leaves if isinstance(t, Tensor))
     if not tensors or any(d.type != "cuda" for _, _, d in tensors):
         return None
@@ -105,10 +104,16 @@ class StepGraphs:
         self._graphs: dict[tuple, _Graph] = {}
         self._seen: set[tuple] = set()
         self.disabled: str | None = None
-        self.captured = self.replayed = self.eager = 0
+        self.replayed = self.eager = 0
+
+    @property
+    def captured(self) -> int:
+        """Graphs captured so far."""
+        return len(self._graphs)
 
     def __call__(self, batch: Any) -> StepOutput:
-        key = _signature(batch)
+        leaves, spec = tree_flatten(batch)
+        key = _signature(leaves, spec)
         if self.disabled is not None or key is None:
             self.eager += 1
             return self.step(batch)
@@ -121,10 +126,9 @@ class StepGraphs:
                 self._seen.add(key)
                 self.eager += 1
                 return self._warm_up(batch)
-            graph = self._capture(key, batch)
+            graph = self._capture(key, leaves, spec)
         else:
             self.replayed += 1
-            leaves, _ = tree_flatten(batch)
             torch._foreach_copy_(graph.inputs, [t for t in leaves if isinstance(t, Tensor)])
         self._bind(graph)
         graph.graph.replay()
@@ -174,8 +178,7 @@ class StepGraphs:
                 t.record_stream(current)
         return out
 
-    def _capture(self, key: tuple, batch: Any) -> _Graph:
-        leaves, spec = tree_flatten(batch)
+    def _capture(self, key: tuple, leaves: list[Any], spec: Any) -> _Graph:
         inputs = [t.clone() for t in leaves if isinstance(t, Tensor)]
         it = iter(inputs)
         static = tree_unflatten([next(it) if isinstance(t, Tensor) else t for t in leaves], spec)
@@ -197,7 +200,6 @@ class StepGraphs:
         current.wait_stream(self._stream)
         captured = _Graph(graph, inputs, out, [(p, p.grad) for p in self.params if p.grad is not None])
         self._graphs[key] = captured
-        self.captured += 1
         return captured
 
     @staticmethod
@@ -214,7 +216,7 @@ class StepGraphs:
 
     def summary(self) -> str:
         """One line: graphs captured, steps replayed and eager (and why graphs are off, if they are)."""
-        line = f"cuda graphs: {len(self._graphs)} captured, {self.replayed} steps replayed, {self.eager} eager"
+        line = f"cuda graphs: {self.captured} captured, {self.replayed} steps replayed, {self.eager} eager"
         return line + (f" (off: {self.disabled})" if self.disabled else "")
 
 
