@@ -445,19 +445,19 @@ class Trainer:
         batch = self._feed(batch)
         if self._graphed:
             torch.compiler.cudagraph_mark_step_begin()
-        state = self.state
         ddp = self._ddp if not self._sync_grads else None
         with ddp.no_sync() if ddp is not None else contextlib.nullcontext():
-            with rank_rng(self.dist, self.config.seed, state.epoch, state.batch_in_epoch):
-                out = self._step_graphs(batch) if self._step_graphs is not None else self._step(batch)
+            out = self._step_graphs(batch) if self._step_graphs is not None else self._step(batch)
         if self._graphed:
             out = copy_of_output(out)
         window.add_micro(out)
         return out.loss.detach().float()
 
     def _step(self, batch: Any) -> StepOutput:
-        """The task's forward under autocast and its backward (what ``cuda_graphs`` captures)."""
-        with self._autocast():
+        """The task's forward under autocast (and each rank's own generators) and its backward (what
+        ``cuda_graphs`` captures)."""
+        state = self.state
+        with rank_rng(self.dist, self.config.seed, state.epoch, state.batch_in_epoch), self._autocast():
             out = check_step_output(self.task.training_step(self.step_model, batch))
         self.scaler.scale(out.loss.float() / self.config.grad_accum_steps).backward()
         return out
