@@ -100,8 +100,9 @@ def main() -> None:
                             "formers_minus_gensim_points": {k: round(100 * (ours[k] - theirs[k]), 2) for k in METRICS}}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")  # after each architecture
-    if os.environ.get("OUT"):
-        shutil.copy(out, Path(os.environ["OUT"]) / out.name)
+    copy = Path(os.environ["OUT"]) / out.name if os.environ.get("OUT") else None
+    if copy is not None and copy.resolve() != out.resolve():  # --out may already be under $OUT
+        shutil.copy(out, copy)
     print(f"\nmeans over seeds {args.seeds} ({args.epochs} epochs; written to {out})")
     print(f"{'arch':<10}{'library':<9}" + "".join(f"{m:>18}" for m in METRICS))
     for arch, runs in report["runs"].items():

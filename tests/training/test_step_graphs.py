@@ -194,7 +194,9 @@ def test_on_cuda_graphed_image_training_equals_eager_crops_flips_and_dropout_inc
                                cuda_graphs=graphs, seed=5)
         trainer = Trainer(model, task, ImageBatchLoader(split, 64, seed=1), config, tmp_path / str(graphs),
                           optimizer=build_optimizer(model, lr=1e-3, fused=True))
-        with warnings.catch_warnings():
+        # cuDNN's default convolution gradients add in a nondeterministic order; Adam turns their last-bit
+        # differences into visible ones on weights whose gradient is near zero (EfficientFormer's stem)
+        with warnings.catch_warnings(), torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
             warnings.simplefilter("error")
             trainer.fit()
         with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:

@@ -12,6 +12,7 @@ image size, channels and the normalisation mean/std. It is saved as ``preprocess
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -99,7 +100,18 @@ class Preprocessing:
 def normalize_images(images: Tensor, mean: list[float], std: list[float]) -> Tensor:
     """(B, C, H, W) uint8 pixels -> float32 ``(pixels / 255 - mean) / std`` per channel."""
     TF = _torchvision()[1]
-    return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), mean, std)
+    mean_t, std_t = _channel_tensors(tuple(mean), tuple(std), images.device)
+    return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), mean_t, std_t)
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_tensors(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """``mean`` and ``std`` as float32 tensors on ``device``, made once: a copy from a Python list on every batch
+    would make the training step wait for the host (and could not be captured in a CUDA graph)."""
+    if not all(std):
+        raise ValueError(f"std must be non-zero in every channel, got {list(std)}")
+    return (torch.tensor(mean, dtype=torch.float32, device=device),
+            torch.tensor(std, dtype=torch.float32, device=device))
 
 
 def channel_mean_std(images: Tensor, chunk: int = 8192) -> tuple[list[float], list[float]]:

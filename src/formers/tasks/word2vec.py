@@ -106,8 +106,8 @@ class _UpdateGroup:
         b, total = self.buffers, None
         for g in range(UPDATES_PER_GRAPH):
             rows = [OutputRows(n, b[f"{n}.ids"][g], b[f"{n}.labels"][g], b[f"{n}.valid"][g]) for n in self.names]
-            mask = b["input_mask"][g] if "input_mask" in b else None
-            loss = self.model.sgd_step_(self.tables, b["alphas"][g], b["inputs"][g], rows, mask).sum()
+            mask, share = (b["input_mask"][g], b["input_share"][g]) if "input_mask" in b else (None, None)
+            loss = self.model.sgd_step_(self.tables, b["alphas"][g], b["inputs"][g], rows, mask, share).sum()
             total = loss if total is None else total + loss
         return total
 
@@ -291,7 +291,10 @@ class Word2VecTask:
         first, last = float(batch["progress"]), float(batch.get("progress_end", batch["progress"]))
         total, alpha = torch.zeros((), device=device), self.learning_rate(first)
         rows = output_rows(ex["targets"], ex.get("negatives"), ex.get("points"), ex.get("codes"), ex.get("path_mask"))
-        mask = ex.get("input_mask")
+        mask, share = ex.get("input_mask"), None
+        if mask is not None:  # float, and each context word's share of its window, once for the whole chunk
+            mask = mask.float()
+            share = mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
         # the rate decays within the chunk too, by the share of its centre words done (gensim: every 10k words);
         # one copy to the device for the whole chunk, so a compiled update takes its rate as a tensor
         rates = [self.learning_rate(first + (last - first) * k * self.words_per_update / max(last_centre, 1))
@@ -301,7 +304,7 @@ class Word2VecTask:
             device.type == "cuda" and not self.compile_updates)
         if grouped and num:
             alpha = rates[-1]
-            tables, total = self._grouped_updates(model, params, ex["inputs"], rows, mask, cuts, alphas)
+            tables, total = self._grouped_updates(model, params, ex["inputs"], rows, mask, share, cuts, alphas)
         else:
             update = self._update_function(model)
             tables = {name: p.detach().clone() for name, p in params.items()}
@@ -309,8 +312,8 @@ class Word2VecTask:
                 if end > start:
                     alpha = rates[k]
                     part_rows = [r.slice(start, end) for r in rows]
-                    part_mask = None if mask is None else mask[start:end]
-                    total += update(tables, alphas[k], ex["inputs"][start:end], part_rows, part_mask).sum()
+                    part_mask, part_share = (None, None) if mask is None else (mask[start:end], share[start:end])
+                    total += update(tables, alphas[k], ex["inputs"][start:end], part_rows, part_mask, part_share).sum()
         mean = total / max(num, 1)
         loss = _UpdateAsGradient.apply(mean, len(params), *params.values(), *(tables[n] for n in params))
         metrics = {"examples": float(num), "alpha": alpha}
@@ -318,7 +321,7 @@ class Word2VecTask:
 
     def _grouped_updates(
         self, model: nn.Module, params: dict[str, Tensor], inputs: Tensor, rows: list[OutputRows],
-        mask: Tensor | None, cuts: list[int], alphas: Tensor,
+        mask: Tensor | None, share: Tensor | None, cuts: list[int], alphas: Tensor,
     ) -> tuple[dict[str, Tensor], Tensor]:
         """The chunk's updates as padded groups (see ``graph_updates``); returns the updated tables and the loss sum."""
         sizes = [end - start for start, end in zip(cuts[:-1], cuts[1:])]
@@ -334,8 +337,8 @@ class Word2VecTask:
         for r in rows:
             layout[f"{r.table}.ids"], layout[f"{r.table}.labels"] = r.ids[index], r.labels[index]
             layout[f"{r.table}.valid"] = r.valid[index] & real[..., None]
-        if mask is not None:  # float: the update multiplies by it (no conversion per update)
-            layout["input_mask"] = (mask[index] & real[..., None]).float()
+        if mask is not None:  # float (see training_step); padding slots read and receive nothing
+            layout["input_mask"], layout["input_share"] = mask[index] * real[..., None], share[index] * real[..., None]
         if self._grouped is None or self._grouped.model is not model:  # a new model invalidates every capture
             self._grouped = _GroupedUpdates(model, params)
         total = self._grouped.run(params, layout, [r.table for r in rows])
