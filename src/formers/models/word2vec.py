@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from formers.config import Between, Count, VocabSize, Width, check_fields
 from formers.layers.validation import check_token_ids, should_check_values
+from formers.layers.word2vec_update import fused_sgd_update_, fused_update_available
 from formers.registry import register_family, register_model
 
 MAX_EXP = 6.0
@@ -283,7 +284,7 @@ class Word2Vec(nn.Module):
     @torch.no_grad()
     def sgd_step_(
         self, tables: dict[str, Tensor], alpha: float | Tensor, inputs: Tensor, rows: list[OutputRows],
-        input_mask: Tensor | None = None, input_share: Tensor | None = None,
+        input_mask: Tensor | None = None, input_share: Tensor | None = None, fused: bool | None = None,
     ) -> Tensor:
         """Applies word2vec's SGD update of every example, in place, to ``tables``; returns their losses.
 
@@ -305,6 +306,8 @@ class Word2Vec(nn.Module):
             input_mask: CBOW ``(P, C)`` bool, or float 0/1 (saves a conversion per call).
             input_share: CBOW ``(P, C)`` float, ``input_mask`` divided by the window's size (computed when not
                 given; a caller running many updates computes it for all of them at once).
+            fused: run the update as two fused Triton kernels (:mod:`formers.layers.word2vec_update`; None: on CUDA
+                float32 tables when Triton is installed), else as the torch code below.
 
         Returns:
             ``(P,)`` per-example losses before the update.
@@ -322,6 +325,16 @@ class Word2Vec(nn.Module):
                 input_share = input_mask / input_mask.sum(dim=1, keepdim=True).clamp(min=1.0)
             # the mean reads each context vector with its share and hands each the whole error; the sum the reverse
             reading, spreading = (input_share, input_mask) if cfg.cbow_mean else (input_mask, input_share)
+        if fused is None:
+            fused = fused_update_available(words.device) and all(t.dtype == torch.float32 for t in tables.values())
+        if fused:
+            if not isinstance(alpha, Tensor):
+                alpha = torch.tensor(alpha, dtype=torch.float32, device=words.device)
+            if cfg.architecture == "skipgram":
+                return fused_sgd_update_(words, inputs[:, None], [(tables[r.table], *r[1:]) for r in rows], alpha)
+            return fused_sgd_update_(words, inputs, [(tables[r.table], *r[1:]) for r in rows], alpha, reading,
+                                     spreading)
+        if cfg.architecture == "cbow":
             if words.device.type == "cuda":  # 2 kernels, against embedding_bag's 5 or so
                 hidden = torch.bmm(reading[:, None, :], F.embedding(inputs, words)).squeeze(1)  # (P, D)
             else:  # faster on the CPU: no (P, C, D) temporary
