@@ -75,3 +75,26 @@ def test_fused_update_equals_the_torch_update(config: Word2VecConfig) -> None:
 def test_cuda_default_is_the_fused_update_when_triton_is_installed() -> None:
     assert word2vec_update.fused_update_available(torch.device("cuda")) == (word2vec_update.triton is not None)
     assert not word2vec_update.fused_update_available(torch.device("cpu"))
+
+
+def test_a_fused_kernel_that_fails_to_build_falls_back_to_the_torch_update_with_one_warning(monkeypatch) -> None:
+    import formers.models.word2vec as w2v
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("PTX assembly failed")
+
+    monkeypatch.setattr(w2v, "fused_update_available", lambda device: word2vec_update._disabled is None)
+    monkeypatch.setattr(w2v, "fused_sgd_update_", broken)
+    monkeypatch.setattr(word2vec_update, "_disabled", None)
+    config = Word2VecConfig(VOCAB, DIM, "cbow", negative=5)
+    model, tables, rows, inputs, mask = _case(config, num=40, seed=2)
+    reference = {n: t.clone() for n, t in tables.items()}
+    expected = model.sgd_step_(reference, 0.05, inputs, rows, mask, fused=False)
+    with pytest.warns(UserWarning, match="fused Triton update failed .*PTX assembly failed"):
+        got = model.sgd_step_(tables, 0.05, inputs, rows, mask)
+    torch.testing.assert_close(got, expected)
+    for name in tables:
+        torch.testing.assert_close(tables[name], reference[name], msg=name)
+    assert "PTX" in word2vec_update._disabled
+    with pytest.raises(RuntimeError, match="PTX"):  # asked for explicitly, the failure is the caller's to see
+        model.sgd_step_(tables, 0.05, inputs, rows, mask, fused=True)

@@ -18,6 +18,8 @@ Kernels are compiled on first use (a second or so per table layout) and can be c
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -28,9 +30,22 @@ except ImportError:  # pragma: no cover - depends on the install
     triton = None
 
 
+_disabled: str | None = None  # why the fused update was turned off for this process (a kernel failed to build)
+
+
 def fused_update_available(device: torch.device) -> bool:
-    """Whether :func:`fused_sgd_update_` can run on ``device`` (CUDA with Triton installed)."""
-    return triton is not None and device.type == "cuda"
+    """Whether :func:`fused_sgd_update_` can run on ``device`` (CUDA with Triton installed, not disabled)."""
+    return triton is not None and device.type == "cuda" and _disabled is None
+
+
+def disable_fused_update(reason: str) -> None:
+    """Turns the fused update off for this process, with one warning (callers fall back to the torch update). A
+    kernel fails to build on its first launch, before it writes anything."""
+    global _disabled
+    if _disabled is None:
+        warnings.warn(f"word2vec's fused Triton update failed ({reason}); using the torch update instead",
+                      stacklevel=3)
+    _disabled = reason
 
 
 if triton is not None:

@@ -43,7 +43,11 @@ from torch import Tensor, nn
 
 from formers.config import Between, Count, VocabSize, Width, check_fields
 from formers.layers.validation import check_token_ids, should_check_values
-from formers.layers.word2vec_update import fused_sgd_update_, fused_update_available
+from formers.layers.word2vec_update import (
+    disable_fused_update,
+    fused_sgd_update_,
+    fused_update_available,
+)
 from formers.registry import register_family, register_model
 
 MAX_EXP = 6.0
@@ -325,15 +329,19 @@ class Word2Vec(nn.Module):
                 input_share = input_mask / input_mask.sum(dim=1, keepdim=True).clamp(min=1.0)
             # the mean reads each context vector with its share and hands each the whole error; the sum the reverse
             reading, spreading = (input_share, input_mask) if cfg.cbow_mean else (input_mask, input_share)
-        if fused is None:
+        auto = fused is None
+        if auto:
             fused = fused_update_available(words.device) and all(t.dtype == torch.float32 for t in tables.values())
         if fused:
-            if not isinstance(alpha, Tensor):
-                alpha = torch.tensor(alpha, dtype=torch.float32, device=words.device)
-            if cfg.architecture == "skipgram":
-                return fused_sgd_update_(words, inputs[:, None], [(tables[r.table], *r[1:]) for r in rows], alpha)
-            return fused_sgd_update_(words, inputs, [(tables[r.table], *r[1:]) for r in rows], alpha, reading,
-                                     spreading)
+            alpha = alpha if isinstance(alpha, Tensor) else torch.tensor(alpha, dtype=torch.float32, device=words.device)
+            weights = () if cfg.architecture == "skipgram" else (reading, spreading)
+            try:
+                return fused_sgd_update_(words, inputs.view(inputs.shape[0], -1),
+                                         [(tables[r.table], *r[1:]) for r in rows], alpha, *weights)
+            except Exception as e:  # Triton failing to build its kernels must not end a run the torch code can do
+                if not auto:
+                    raise
+                disable_fused_update(f"{type(e).__name__}: {str(e)[:200]}")  # warns once; the torch code below
         if cfg.architecture == "cbow":
             if words.device.type == "cuda":  # 2 kernels, against embedding_bag's 5 or so
                 hidden = torch.bmm(reading[:, None, :], F.embedding(inputs, words)).squeeze(1)  # (P, D)

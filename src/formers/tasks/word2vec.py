@@ -164,7 +164,9 @@ class Word2VecTask:
         min_alpha: final learning rate (gensim 0.0001).
         words_per_update: centre words per sequential update (after subsampling). Smaller is closer to the
             references (on the shared corpus, CBOW analogy accuracy 0.100 at 100 or 250, 0.098 at 1,000, 0.093 at
-            4,000) and costs more kernel launches: the GPU recipes use 1,000.
+            4,000) and costs more kernel launches: the GPU recipes use 1,000. On CUDA each update is two fused
+            Triton kernels when Triton is installed (:mod:`formers.layers.word2vec_update`), else about 25 torch
+            ones.
         compile_updates: run each update through ``torch.compile`` (symbolic shapes: one graph for every update
             size), a few fused kernels instead of about 25 launched one by one from Python. Off by default: on an
             H200 it was slower than eager once its compile time is counted. Should compiling fail, the updates run
