@@ -63,6 +63,38 @@ def test_static_state_logits_equal_dynamic_state(padded):
                                    atol=1e-5, rtol=1e-5)
 
 
+def test_a_static_decoding_step_counts_its_slots_once_for_every_layer():
+    """The step's slots and mask are made once, not per layer: a step is a fixed number of kernels per layer."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen[func.__name__.split(".")[0]] += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = {}
+    for layers in (2, 4):
+        model = make(num_layers=layers)
+        state = model.init_cache(3, 16, static=True)
+        assert len({id(c.filled) for c in state.caches}) == 1  # one write position for the state
+        with torch.no_grad():
+            model(torch.randint(4, 40, (3, 5)), cache=state)
+            with Ops() as ops:
+                model(torch.randint(4, 40, (3, 1)), cache=state)
+        assert int(state.caches[0].filled) == 6 and all(c.step_slots is None for c in state.caches)
+        counts[layers] = ops.seen
+    per_layer = {op: (counts[4][op] - counts[2][op]) // 2 for op in counts[4] if counts[4][op] != counts[2][op]}
+    for op in ("arange", "where", "add_"):  # made once per step, whatever the depth
+        assert op not in per_layer, per_layer
+    assert per_layer["index_copy_"] == 2 and per_layer["addmm"] == 4, per_layer
+
+
 def test_unpadded_forward_takes_the_fused_causal_path(monkeypatch):
     model = make()
     seen = []

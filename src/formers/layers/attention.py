@@ -142,13 +142,16 @@ class KVCache:
         dtype: torch.dtype,
         device: torch.device,
         static: bool = False,
+        filled: Tensor | None = None,
     ) -> None:
         self.k = torch.zeros(batch_size, num_heads, max_len, head_dim, dtype=dtype, device=device)
         self.v = torch.zeros_like(self.k)
         self.length = 0
         self.static = static
-        self.filled = torch.zeros((), dtype=torch.long, device=device)  # kept up to date in static mode only
+        # static mode's write position (0-d long; the layers of one state may share it, see LayerCaches)
+        self.filled = torch.zeros((), dtype=torch.long, device=device) if filled is None else filled
         self.window: int | None = None  # static mode: slots ``append`` returns (None: all); the caller knows they hold the filled ones
+        self.step_slots: Tensor | None = None  # static mode: slots this step writes, set for every layer at once
 
     @property
     def max_len(self) -> int:
@@ -162,10 +165,12 @@ class KVCache:
         """
         t = k.shape[2]
         if self.static:
-            slots = self.filled + torch.arange(t, device=k.device)  # (T,) read on the device, no host sync
+            slots = self.step_slots
+            if slots is None:  # on its own: this cache counts its positions itself
+                slots = self.filled + torch.arange(t, device=k.device)  # (T,) read on the device, no host sync
+                self.filled += t
             self.k.index_copy_(2, slots, k.to(self.k.dtype))
             self.v.index_copy_(2, slots, v.to(self.v.dtype))
-            self.filled += t
             if self.window is not None:
                 return self.k[:, :, : self.window], self.v[:, :, : self.window]
             return self.k, self.v
@@ -211,6 +216,25 @@ class LayerCaches:
         """Empties every cache in place, keeping its buffers' addresses (for reuse by a captured graph)."""
         for cache in self.caches:
             cache.reset()
+
+    def begin_static_step(self, t: int, device: torch.device) -> Tensor:
+        """Static state: the slots (T,) a step of ``t`` positions writes, handed to every layer's cache at once.
+
+        Counting once per step rather than once per layer saves three kernels per layer in a decoding step, where
+        small kernels set the speed. The caller runs the layers, then :meth:`end_static_step`.
+        """
+        slots = self.caches[0].filled + torch.arange(t, device=device)  # (T,) read on the device
+        for cache in self.caches:
+            cache.step_slots = slots
+        return slots
+
+    def end_static_step(self, t: int) -> None:
+        """Advances the write position past the step's ``t`` positions (each distinct counter once)."""
+        counters = {id(cache.filled): cache.filled for cache in self.caches}
+        for cache in self.caches:
+            cache.step_slots = None
+        for filled in counters.values():
+            filled += t
 
 
 class MultiHeadAttention(nn.Module):

@@ -209,7 +209,9 @@ class GPT(nn.Module):
         dtype = weight.dtype if dtype is None else dtype
         device = weight.device if device is None else torch.device(device)
         head_dim = c.embed_dim // c.num_heads
-        caches = [KVCache(batch_size, c.num_heads, max_len, head_dim, dtype, device, static) for _ in self.layers]
+        filled = torch.zeros((), dtype=torch.long, device=device)  # one write position for every layer (static)
+        caches = [KVCache(batch_size, c.num_heads, max_len, head_dim, dtype, device, static, filled)
+                  for _ in self.layers]
         key_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         num_real = torch.zeros(batch_size, dtype=torch.long, device=device)
         return GPTState(caches, key_mask, num_real)
@@ -282,9 +284,17 @@ class GPT(nn.Module):
         else:
             positions, attn_mask = self._positions_and_mask(padding_mask, cache, b, t, device)
         x = self.dropout(self.embed(input_ids) + self.positions(positions))  # (B, T, D)
+        static = cache is not None and cache.static
+        attn_bias = None
+        if static:  # the step's mask as an additive bias once, not converted again by every layer's attention
+            attn_bias = torch.where(attn_mask, 0.0, float("-inf")).to(x.dtype)
+            attn_mask = None
         for i, layer in enumerate(self.layers):
             layer_cache = cache.caches[i] if cache is not None else None
-            x = layer(x, attn_mask=attn_mask, is_causal=attn_mask is None, cache=layer_cache)
+            x = layer(x, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=attn_mask is None and attn_bias is None,
+                      cache=layer_cache)
+        if static:
+            cache.end_static_step(t)
         x = self.norm(x)  # (B, T, D)
         if return_logits is None:
             return_logits = targets is None
@@ -310,7 +320,7 @@ class GPT(nn.Module):
             slots = torch.arange(t, device=device)  # (T,)
         elif cache.static:
             # Write position read on the device: same shapes every step, the mask covers all max_len slots.
-            slots = cache.caches[0].filled + torch.arange(t, device=device)  # (T,)
+            slots = cache.begin_static_step(t, device)  # (T,)
             cache.key_mask.index_copy_(1, slots, real)
             keys = cache.key_mask  # (B, T_max)
         else:

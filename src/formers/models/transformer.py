@@ -239,7 +239,7 @@ class TransformerDecoder(nn.Module):
         self_mask = padding_to_attn_mask(tgt_padding_mask) if tgt_padding_mask is not None else None
         if state is not None and state.static:
             # Write position read on the device: same shapes every step; the mask covers all max_len slots.
-            positions = state.caches[0].filled + torch.arange(t, device=tgt_ids.device)  # (T,)
+            positions = state.begin_static_step(t, tgt_ids.device)  # (T,)
             slots = torch.arange(state.attended_slots, device=tgt_ids.device)  # (T_max,) or its window
             self_mask = (slots[None, :] <= positions[:, None])[None, None]  # (1, 1, T, T_max)
         else:
@@ -255,6 +255,8 @@ class TransformerDecoder(nn.Module):
                 cache=state.caches[i] if state is not None else None,
                 memory_kv=state.memory_kv[i] if state is not None else None,
             )
+        if state is not None and state.static:
+            state.end_static_step(t)
         return self.norm(x)
 
 
@@ -353,8 +355,9 @@ class Transformer(nn.Module):
         max_len = self.config.max_seq_len if max_len is None else min(max_len, self.config.max_seq_len)
         dec = self.decoder
         head_dim = self.config.embed_dim // dec.num_heads
+        filled = torch.zeros((), dtype=torch.long, device=memory.device)  # one write position for every layer
         caches = [
-            KVCache(memory.shape[0], dec.num_heads, max_len, head_dim, memory.dtype, memory.device, static)
+            KVCache(memory.shape[0], dec.num_heads, max_len, head_dim, memory.dtype, memory.device, static, filled)
             for _ in dec.layers
         ]
         memory_kv = [layer.cross_attn.project_kv(memory) for layer in dec.layers]
