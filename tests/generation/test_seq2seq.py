@@ -188,3 +188,40 @@ def test_cuda_graph_steps_equal_eager_on_cuda(model):
         assert beam_search(model, src, mask, beam_size=3) == beam_search(model, src, mask, beam_size=3, fast=False)
     steps = list(model.__dict__["_static_decoders"].decoders.values())
     assert len(steps) == 2 and all(s.graph is not None for s in steps)
+
+
+def test_a_static_beam_step_makes_its_masks_and_reorders_its_caches_once_for_every_layer():
+    """Masks become additive biases once per step and one gather reorders every layer's keys and values: a layer adds
+    only its own GEMMs, norms, attention and cache writes to a step (what a captured step's length is made of)."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen[func.__name__.split(".")[0]] += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = {}
+    src, mask = sources()
+    for layers in (2, 4):
+        torch.manual_seed(1)
+        m = formers.create_model("transformer_tiny", **{**TINY, "num_decoder_layers": layers}).eval()
+        with torch.no_grad():
+            memory, src_mask = m.encode(src, mask)
+            rows = torch.arange(4).repeat_interleave(3)
+            state = m.init_state(memory[rows], src_mask[rows], max_len=16, static=True)
+            search = seq2seq._DeviceBeam(m, state, seq2seq._banned(m), 3, use_graph=False)
+            search.configure([10] * 4, 0.6)
+            search.start(state)
+            with Ops() as ops:
+                search._step()
+        counts[layers] = ops.seen
+    per_layer = {op: (counts[4][op] - counts[2][op]) // 2 for op in counts[4] if counts[4][op] != counts[2][op]}
+    for op in ("where", "tril", "ones", "index_select", "copy_", "bitwise_and"):
+        assert op not in per_layer, per_layer
+    assert per_layer["index_copy_"] == 2, per_layer

@@ -143,9 +143,17 @@ class KVCache:
         device: torch.device,
         static: bool = False,
         filled: Tensor | None = None,
+        buffers: tuple[Tensor, Tensor] | None = None,
     ) -> None:
-        self.k = torch.zeros(batch_size, num_heads, max_len, head_dim, dtype=dtype, device=device)
-        self.v = torch.zeros_like(self.k)
+        if buffers is None:
+            self.k = torch.zeros(batch_size, num_heads, max_len, head_dim, dtype=dtype, device=device)
+            self.v = torch.zeros_like(self.k)
+        else:  # views of a state's joint buffer (see Transformer.init_state)
+            self.k, self.v = buffers
+            expected = (batch_size, num_heads, max_len, head_dim)
+            if tuple(self.k.shape) != expected or tuple(self.v.shape) != expected:
+                raise ValueError(f"KV buffers must have shape {expected}, got {tuple(self.k.shape)}, "
+                                 f"{tuple(self.v.shape)}")
         self.length = 0
         self.static = static
         # static mode's write position (0-d long; the layers of one state may share it, see LayerCaches)

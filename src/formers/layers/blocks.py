@@ -132,6 +132,14 @@ class FusedPreNormEncoderBlock(PreNormEncoderBlock):
     attention_cls = SelfAttention
 
 
+def _mask_or_bias(mask: Tensor | None) -> dict[str, Tensor | None]:
+    """A boolean mask reaches attention as ``attn_mask``; a float one is an additive bias (``attn_bias``) that the
+    caller made once for all layers, where each layer's attention would otherwise convert the boolean mask again."""
+    if mask is not None and mask.is_floating_point():
+        return {"attn_bias": mask}
+    return {"attn_mask": mask}
+
+
 class DecoderBlock(nn.Module):
     """Causal self-attention, cross-attention to the encoder output, feed-forward (post-norm).
 
@@ -169,7 +177,7 @@ class DecoderBlock(nn.Module):
         is_causal: bool = True,
     ) -> Tensor:
         query_key = x if query_pos is None else x + query_pos  # positions reach the queries and keys only
-        out = self.self_attn(query_key, query_key, x, attn_mask=self_mask, is_causal=is_causal, cache=cache)
+        out = self.self_attn(query_key, query_key, x, **_mask_or_bias(self_mask), is_causal=is_causal, cache=cache)
         return self.dropout(out)
 
     def _cross_attn(
@@ -183,11 +191,11 @@ class DecoderBlock(nn.Module):
     ) -> Tensor:
         query = x if query_pos is None else x + query_pos
         if memory_pos is None:
-            out = self.cross_attn(query, memory, attn_mask=memory_mask, kv=memory_kv)
+            out = self.cross_attn(query, memory, **_mask_or_bias(memory_mask), kv=memory_kv)
         elif memory_kv is not None or memory is None:
             raise ValueError("memory_pos needs memory itself: precomputed memory_kv already hold their keys")
         else:
-            out = self.cross_attn(query, memory + memory_pos, memory, attn_mask=memory_mask)
+            out = self.cross_attn(query, memory + memory_pos, memory, **_mask_or_bias(memory_mask))
         return self.dropout(out)
 
     def forward(
@@ -206,8 +214,9 @@ class DecoderBlock(nn.Module):
         """Decodes x (B, T, D) against memory (B, S, Dm).
 
         Args:
-            self_mask: extra boolean mask on self-attention (B or 1, 1, T, T_total) (target padding).
-            memory_mask: boolean (B, 1, 1, S), True = real source token.
+            self_mask: extra boolean mask on self-attention (B or 1, 1, T, T_total) (target padding), or the same
+                as an additive float bias (0 / -inf), made once for every layer of a decoding step.
+            memory_mask: boolean (B, 1, 1, S), True = real source token; or its additive float bias.
             cache: self-attention KV cache for incremental decoding.
             memory_kv: cross-attention keys/values precomputed from memory (then ``memory`` may be None).
             query_pos: positional encodings (B or 1, T, D) added to the self-attention's queries and keys and to

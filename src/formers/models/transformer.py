@@ -147,6 +147,7 @@ class DecoderState(LayerCaches):
     caches: list[KVCache]
     memory_kv: list[tuple[Tensor, Tensor]]
     memory_mask: Tensor  # (B, 1, 1, S)
+    joint: Tensor | None = None  # static: every cache's keys and values, (L, 2, B, H, T_max, Dh)
 
     @property
     def attended_slots(self) -> int:
@@ -176,9 +177,13 @@ class DecoderState(LayerCaches):
         """
         if self.static:
             slots = self.attended_slots
-            for cache in self.caches:
-                for buffer in (cache.k[:, :, :slots], cache.v[:, :, :slots]):  # (N, H, slots, Dh)
-                    buffer.copy_(buffer.index_select(0, index))
+            if self.joint is not None:
+                filled = self.joint[:, :, :, :, :slots]  # (L, 2, N, H, slots, Dh)
+                filled.copy_(filled.index_select(2, index))
+            else:
+                for cache in self.caches:
+                    for buffer in (cache.k[:, :, :slots], cache.v[:, :, :slots]):  # (N, H, slots, Dh)
+                        buffer.copy_(buffer.index_select(0, index))
             if not memory:
                 return
             for k, v in self.memory_kv:
@@ -237,7 +242,8 @@ class TransformerDecoder(nn.Module):
         """(B, T) target ids -> the final hidden states (B, T, D) that ``self.output`` projects to logits."""
         t = tgt_ids.shape[1]
         self_mask = padding_to_attn_mask(tgt_padding_mask) if tgt_padding_mask is not None else None
-        if state is not None and state.static:
+        static = state is not None and state.static
+        if static:
             # Write position read on the device: same shapes every step; the mask covers all max_len slots.
             positions = state.begin_static_step(t, tgt_ids.device)  # (T,)
             slots = torch.arange(state.attended_slots, device=tgt_ids.device)  # (T_max,) or its window
@@ -246,6 +252,9 @@ class TransformerDecoder(nn.Module):
             start = state.length if state is not None else 0
             positions = torch.arange(start, start + t, device=tgt_ids.device)
         x = self.dropout(self.embed(tgt_ids, "tgt_ids") + self.positions(positions))
+        if static:  # both masks as additive biases once per step, not converted again by every layer's attention
+            self_mask = torch.where(self_mask, 0.0, float("-inf")).to(x.dtype)
+            memory_mask = torch.where(memory_mask, 0.0, float("-inf")).to(x.dtype)
         for i, layer in enumerate(self.layers):
             x = layer(
                 x,
@@ -254,8 +263,9 @@ class TransformerDecoder(nn.Module):
                 memory_mask=memory_mask,
                 cache=state.caches[i] if state is not None else None,
                 memory_kv=state.memory_kv[i] if state is not None else None,
+                is_causal=not static,  # a static step's mask is causal already (no per-layer causal mask to fold in)
             )
-        if state is not None and state.static:
+        if static:
             state.end_static_step(t)
         return self.norm(x)
 
@@ -356,12 +366,18 @@ class Transformer(nn.Module):
         dec = self.decoder
         head_dim = self.config.embed_dim // dec.num_heads
         filled = torch.zeros((), dtype=torch.long, device=memory.device)  # one write position for every layer
+        rows = memory.shape[0]
+        # static: every layer's keys and values in one buffer (L, 2, B, H, T, Dh), so that a beam step reorders
+        # them all with one gather and one copy instead of two of each per layer
+        joint = (torch.zeros(len(dec.layers), 2, rows, dec.num_heads, max_len, head_dim, dtype=memory.dtype,
+                             device=memory.device) if static else None)
         caches = [
-            KVCache(memory.shape[0], dec.num_heads, max_len, head_dim, memory.dtype, memory.device, static, filled)
-            for _ in dec.layers
+            KVCache(rows, dec.num_heads, max_len, head_dim, memory.dtype, memory.device, static, filled,
+                    buffers=None if joint is None else (joint[i, 0], joint[i, 1]))
+            for i in range(len(dec.layers))
         ]
         memory_kv = [layer.cross_attn.project_kv(memory) for layer in dec.layers]
-        return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask))
+        return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask), joint)
 
     def forward(
         self,
