@@ -40,6 +40,27 @@ def test_static_kv_cache_writes_in_place_and_returns_whole_buffers():
     assert int(cache.filled) == 0 and cache.length == 0
 
 
+@pytest.mark.parametrize("static", [False, True])
+def test_packed_appends_equal_separate_ones_and_survive_a_reorder(static):
+    a = KVCache(3, 2, 8, 4, torch.float32, torch.device("cpu"), static=static)
+    b = KVCache(3, 2, 8, 4, torch.float32, torch.device("cpu"), static=static)
+    for t in (3, 1, 2):
+        kv = torch.randn(3, t, 2, 2, 4).permute(2, 0, 3, 1, 4)  # (2, B, H, T, Dh), a strided view as in SelfAttention
+        ka, va = a.append_packed(kv)
+        kb, vb = b.append(kv[0], kv[1])
+        assert torch.equal(ka, kb) and torch.equal(va, vb)
+    if not static:
+        index = torch.tensor([2, 0, 0])
+        a.reorder(index)
+        b.reorder(index)
+        kv = torch.randn(2, 3, 2, 1, 4)
+        ka, va = a.append_packed(kv)
+        kb, vb = b.append(kv[0], kv[1])
+        assert torch.equal(ka, kb) and torch.equal(va, vb) and ka.shape == (3, 2, 7, 4)
+        with pytest.raises(ValueError, match="KV cache overflow: 7 cached \\+ 2 new positions > capacity 8"):
+            a.append_packed(torch.randn(2, 3, 2, 2, 4))
+
+
 @pytest.mark.parametrize("padded", [False, True])
 def test_static_state_logits_equal_dynamic_state(padded):
     model = make()
@@ -64,7 +85,8 @@ def test_static_state_logits_equal_dynamic_state(padded):
 
 
 def test_a_static_decoding_step_counts_its_slots_once_for_every_layer():
-    """The step's slots and mask are made once, not per layer: a step is a fixed number of kernels per layer."""
+    """The step's slots and mask are made once, not per layer, and keys and values are written together: a step is a
+    fixed, small number of kernels per layer."""
     from collections import Counter
 
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -92,7 +114,8 @@ def test_a_static_decoding_step_counts_its_slots_once_for_every_layer():
     per_layer = {op: (counts[4][op] - counts[2][op]) // 2 for op in counts[4] if counts[4][op] != counts[2][op]}
     for op in ("arange", "where", "add_"):  # made once per step, whatever the depth
         assert op not in per_layer, per_layer
-    assert per_layer["index_copy_"] == 2 and per_layer["addmm"] == 4, per_layer
+    # keys and values reach the cache in one copy, straight from the fused projection's output
+    assert per_layer["index_copy_"] == 1 and per_layer["addmm"] == 4, per_layer
 
 
 def test_unpadded_forward_takes_the_fused_causal_path(monkeypatch):

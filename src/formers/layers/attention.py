@@ -145,10 +145,12 @@ class KVCache:
         filled: Tensor | None = None,
         buffers: tuple[Tensor, Tensor] | None = None,
     ) -> None:
-        if buffers is None:
-            self.k = torch.zeros(batch_size, num_heads, max_len, head_dim, dtype=dtype, device=device)
-            self.v = torch.zeros_like(self.k)
+        if buffers is None:  # keys and values side by side: a fused projection's output lands in one copy
+            self.kv: Tensor | None = torch.zeros(2, batch_size, num_heads, max_len, head_dim, dtype=dtype,
+                                                 device=device)  # (2, B, H, T_max, Dh)
+            self.k, self.v = self.kv[0], self.kv[1]
         else:  # views of a state's joint buffer (see Transformer.init_state)
+            self.kv = None
             self.k, self.v = buffers
             expected = (batch_size, num_heads, max_len, head_dim)
             if tuple(self.k.shape) != expected or tuple(self.v.shape) != expected:
@@ -171,23 +173,48 @@ class KVCache:
         Returns:
             All keys/values so far (B, H, length, Dh), or the whole buffers (B, H, T_max, Dh) when static.
         """
-        t = k.shape[2]
+        where = self._claim(k.shape[2])
+        if isinstance(where, slice):
+            self.k[:, :, where] = k
+            self.v[:, :, where] = v
+        else:
+            self.k.index_copy_(2, where, k.to(self.k.dtype))
+            self.v.index_copy_(2, where, v.to(self.v.dtype))
+        return self._cached()
+
+    def append_packed(self, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`append` of keys and values stacked as (2, B, H, T, Dh), e.g. a view of a fused q/k/v projection's
+        output: one copy instead of two (a kernel fewer per layer in every decoding step)."""
+        if self.kv is None:
+            return self.append(kv[0], kv[1])
+        where = self._claim(kv.shape[3])
+        if isinstance(where, slice):
+            self.kv[:, :, :, where] = kv
+        else:
+            self.kv.index_copy_(3, where, kv.to(self.kv.dtype))
+        return self._cached()
+
+    def _claim(self, t: int) -> Tensor | slice:
+        """Where ``t`` new positions go: slots read on the device (static, no host sync), else the slice after the
+        cached ones."""
         if self.static:
-            slots = self.step_slots
-            if slots is None:  # on its own: this cache counts its positions itself
-                slots = self.filled + torch.arange(t, device=k.device)  # (T,) read on the device, no host sync
-                self.filled += t
-            self.k.index_copy_(2, slots, k.to(self.k.dtype))
-            self.v.index_copy_(2, slots, v.to(self.v.dtype))
-            if self.window is not None:
-                return self.k[:, :, : self.window], self.v[:, :, : self.window]
-            return self.k, self.v
+            if self.step_slots is not None:  # counted once for every layer by the state (LayerCaches)
+                return self.step_slots
+            slots = self.filled + torch.arange(t, device=self.k.device)  # (T,)
+            self.filled += t
+            return slots
         if self.length + t > self.max_len:
             raise ValueError(f"KV cache overflow: {self.length} cached + {t} new positions > capacity {self.max_len}")
         self.length += t
-        self.k[:, :, self.length - t : self.length] = k
-        self.v[:, :, self.length - t : self.length] = v
-        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+        return slice(self.length - t, self.length)
+
+    def _cached(self) -> tuple[Tensor, Tensor]:
+        """The keys and values attention reads: the filled ones, or (static) the whole buffers or their window."""
+        if not self.static:
+            return self.k[:, :, : self.length], self.v[:, :, : self.length]
+        if self.window is not None:
+            return self.k[:, :, : self.window], self.v[:, :, : self.window]
+        return self.k, self.v
 
     def reset(self) -> None:
         """Empties the cache in place (buffers keep their addresses, as a captured CUDA graph needs)."""
@@ -196,8 +223,12 @@ class KVCache:
 
     def reorder(self, index: Tensor) -> None:
         """Keeps rows ``index`` (N,) of the batch, e.g. the surviving beams."""
-        self.k = self.k.index_select(0, index)
-        self.v = self.v.index_select(0, index)
+        if self.kv is not None:
+            self.kv = self.kv.index_select(1, index)
+            self.k, self.v = self.kv[0], self.kv[1]
+        else:
+            self.k = self.k.index_select(0, index)
+            self.v = self.v.index_select(0, index)
 
 
 class LayerCaches:
@@ -402,12 +433,17 @@ class SelfAttention(nn.Module):
         """
         b, t, _ = x.shape
         h, dh, dv = self.num_heads, self.head_dim, self.value_head_dim
-        q, k, v = self.qkv(x).split([h * dh, h * dh, h * dv], dim=-1)  # (B, T, 3 x H*d)
-        q = q.view(b, t, h, dh).transpose(1, 2)  # (B, H, T, Dh)
-        k = k.view(b, t, h, dh).transpose(1, 2)  # (B, H, T, Dh)
-        v = v.view(b, t, h, dv).transpose(1, 2)  # (B, H, T, Dv)
-        if cache is not None:
-            k, v = cache.append(k, v)
+        if cache is not None and dh == dv:  # decoding: keys and values reach the cache in one copy
+            qkv = self.qkv(x).view(b, t, 3, h, dh)  # (B, T, 3, H, Dh)
+            q = qkv[:, :, 0].transpose(1, 2)  # (B, H, T, Dh)
+            k, v = cache.append_packed(qkv[:, :, 1:].permute(2, 0, 3, 1, 4))  # (2, B, H, T, Dh) in
+        else:
+            q, k, v = self.qkv(x).split([h * dh, h * dh, h * dv], dim=-1)  # (B, T, 3 x H*d)
+            q = q.view(b, t, h, dh).transpose(1, 2)  # (B, H, T, Dh)
+            k = k.view(b, t, h, dh).transpose(1, 2)  # (B, H, T, Dh)
+            v = v.view(b, t, h, dv).transpose(1, 2)  # (B, H, T, Dv)
+            if cache is not None:
+                k, v = cache.append(k, v)
         out = scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0, scale=self.scale, backend=self.backend,
