@@ -312,6 +312,14 @@ class GPT(nn.Module):
         self, padding_mask: Tensor | None, cache: GPTState | None, b: int, t: int, device: torch.device
     ) -> tuple[Tensor, Tensor | None]:
         """Positions (B, T) and the attention mask (B, 1, T, T_total) or None; records the new slots in ``cache``."""
+        if cache is not None and cache.static and t == 1 and padding_mask is None:
+            # A decoding step (one real token per row): its position is the row's count of real tokens, and the
+            # slots a static state has filled (True in its key mask) are exactly those it may attend to.
+            slots = cache.begin_static_step(1, device)
+            cache.key_mask.index_fill_(1, slots, True)
+            positions = cache.num_real[:, None].clone()  # (B, 1)
+            cache.num_real += 1
+            return positions, cache.key_mask[:, None, None, :]  # (B, 1, 1, T_max)
         real = padding_mask if padding_mask is not None else torch.ones(b, t, dtype=torch.bool, device=device)
         before = cache.num_real[:, None] if cache is not None else 0  # (B, 1): real tokens already cached
         positions = (before + real.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
