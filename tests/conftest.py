@@ -127,6 +127,26 @@ def train_plainly():
 # ---------------------------------------------------------------- real data
 
 
+@pytest.fixture
+def count_ops():
+    """A context manager class counting, by name, the aten ops run inside it (``.seen``, a ``Counter``): what a captured
+    decoding step's length is made of, counted without timing anything."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen[func.__name__.split(".")[0]] += 1
+            return func(*args, **(kwargs or {}))
+
+    return Ops
+
+
 @pytest.fixture(scope="session")
 def shipped_data(tmp_path_factory) -> Path:
     """The data formers ships (``formers.data.assets``: GPT-2's BPE files, tinyshakespeare), unpacked once into a

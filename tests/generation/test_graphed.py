@@ -84,22 +84,9 @@ def test_static_state_logits_equal_dynamic_state(padded):
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_a_static_decoding_step_counts_its_slots_once_for_every_layer():
+def test_a_static_decoding_step_counts_its_slots_once_for_every_layer(count_ops):
     """The step's slots and mask are made once, not per layer, and keys and values are written together: a step is a
     fixed, small number of kernels per layer."""
-    from collections import Counter
-
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.seen = Counter()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.seen[func.__name__.split(".")[0]] += 1
-            return func(*args, **(kwargs or {}))
-
     counts = {}
     for layers in (2, 4):
         model = make(num_layers=layers)
@@ -107,7 +94,7 @@ def test_a_static_decoding_step_counts_its_slots_once_for_every_layer():
         assert len({id(c.filled) for c in state.caches}) == 1  # one write position for the state
         with torch.no_grad():
             model(torch.randint(4, 40, (3, 5)), cache=state)
-            with Ops() as ops:
+            with count_ops() as ops:
                 model(torch.randint(4, 40, (3, 1)), cache=state)
         assert int(state.caches[0].filled) == 6 and all(c.step_slots is None for c in state.caches)
         counts[layers] = ops.seen

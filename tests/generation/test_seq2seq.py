@@ -190,22 +190,9 @@ def test_cuda_graph_steps_equal_eager_on_cuda(model):
     assert len(steps) == 2 and all(s.graph is not None for s in steps)
 
 
-def test_a_static_beam_step_makes_its_masks_and_reorders_its_caches_once_for_every_layer():
+def test_a_static_beam_step_makes_its_masks_and_reorders_its_caches_once_for_every_layer(count_ops):
     """Masks become additive biases once per step and one gather reorders every layer's keys and values: a layer adds
     only its own GEMMs, norms, attention and cache writes to a step (what a captured step's length is made of)."""
-    from collections import Counter
-
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.seen = Counter()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.seen[func.__name__.split(".")[0]] += 1
-            return func(*args, **(kwargs or {}))
-
     counts = {}
     src, mask = sources()
     for layers in (2, 4):
@@ -218,7 +205,7 @@ def test_a_static_beam_step_makes_its_masks_and_reorders_its_caches_once_for_eve
             search = seq2seq._DeviceBeam(m, state, seq2seq._banned(m), 3, use_graph=False)
             search.configure([10] * 4, 0.6)
             search.start(state)
-            with Ops() as ops:
+            with count_ops() as ops:
                 search._step()
         counts[layers] = ops.seen
     per_layer = {op: (counts[4][op] - counts[2][op]) // 2 for op in counts[4] if counts[4][op] != counts[2][op]}
