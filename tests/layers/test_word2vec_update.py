@@ -98,3 +98,15 @@ def test_a_fused_kernel_that_fails_to_build_falls_back_to_the_torch_update_with_
     assert "PTX" in word2vec_update._disabled
     with pytest.raises(RuntimeError, match="PTX"):  # asked for explicitly, the failure is the caller's to see
         model.sgd_step_(tables, 0.05, inputs, rows, mask, fused=True)
+
+
+@pytest.mark.skipif(word2vec_update.triton is None, reason="needs Triton installed (its kernels are never launched)")
+def test_fused_update_refuses_tables_it_cannot_address():
+    words = torch.zeros(10, 8).t()  # a transposed view: rows are not ``row * D`` apart
+    ids, labels, valid = torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool)
+    rows = [(torch.zeros(10, 8), ids, labels, valid)]
+    with pytest.raises(ValueError, match="words must be a contiguous float32 tensor, got torch.float32, not contig"):
+        word2vec_update.fused_sgd_update_(words, torch.zeros(2, 1, dtype=torch.long), rows, torch.tensor(0.1))
+    with pytest.raises(ValueError, match=r"rows\[0\] table must be a contiguous float32 tensor, got torch.float64"):
+        word2vec_update.fused_sgd_update_(torch.zeros(10, 8), torch.zeros(2, 1, dtype=torch.long),
+                                          [(rows[0][0].double(), *rows[0][1:])], torch.tensor(0.1))

@@ -125,6 +125,10 @@ def fused_sgd_update_(
         reading: ``(P, C)`` weight of each input row in ``h`` (None: 1); spreading: ``(P, C)`` the share of the
             error each input row receives (None: 1). Both or neither.
     """
+    for name, t in [("words", words), *((f"rows[{i}] table", r[0]) for i, r in enumerate(rows))]:
+        if t.dtype != torch.float32 or not t.is_contiguous():  # the kernels address rows as ``row * D``
+            raise ValueError(f"{name} must be a contiguous float32 tensor, got {t.dtype}"
+                             f"{'' if t.is_contiguous() else ', not contiguous'}")
     num, width = inputs.shape
     dim = words.shape[1]
     block = triton.next_power_of_2(dim)

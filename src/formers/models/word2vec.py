@@ -311,7 +311,7 @@ class Word2Vec(nn.Module):
             input_share: CBOW ``(P, C)`` float, ``input_mask`` divided by the window's size (computed when not
                 given; a caller running many updates computes it for all of them at once).
             fused: run the update as two fused Triton kernels (:mod:`formers.layers.word2vec_update`; None: on CUDA
-                float32 tables when Triton is installed), else as the torch code below.
+                float32 contiguous tables when Triton is installed), else as the torch code below.
 
         Returns:
             ``(P,)`` per-example losses before the update.
@@ -331,9 +331,11 @@ class Word2Vec(nn.Module):
             reading, spreading = (input_share, input_mask) if cfg.cbow_mean else (input_mask, input_share)
         auto = fused is None
         if auto:
-            fused = fused_update_available(words.device) and all(t.dtype == torch.float32 for t in tables.values())
+            fused = fused_update_available(words.device) and all(
+                t.dtype == torch.float32 and t.is_contiguous() for t in tables.values())
         if fused:
-            alpha = alpha if isinstance(alpha, Tensor) else torch.tensor(alpha, dtype=torch.float32, device=words.device)
+            if not isinstance(alpha, Tensor):
+                alpha = torch.tensor(alpha, dtype=torch.float32, device=words.device)
             weights = () if cfg.architecture == "skipgram" else (reading, spreading)
             try:
                 return fused_sgd_update_(words, inputs.view(inputs.shape[0], -1),
