@@ -107,6 +107,20 @@ def test_graphs_are_chosen_for_static_loaders_on_cuda_only() -> None:
         TrainerConfig(cuda_graphs=True, compile=True)
 
 
+def test_image_classification_is_graphed_by_default_on_cuda_unless_it_mixes() -> None:
+    from formers.data.image_transforms import MixUpCutMix, Preprocessing
+    from formers.data.images import ImageBatchLoader, ImageSplit
+    from formers.tasks.image_classification import ImageClassificationTask
+
+    split = ImageSplit(torch.zeros(10, 1, 4, 4, dtype=torch.uint8), torch.arange(10), [str(i) for i in range(10)])
+    loader = ImageBatchLoader(split, 3)
+    assert {tuple(b["images"].shape) for b in loader} == {(3, 1, 4, 4)}  # the partial batch is dropped: one shape
+    prep, auto, cuda = Preprocessing([str(i) for i in range(10)], (4, 4), 1), TrainerConfig(), torch.device("cuda")
+    assert use_step_graphs(auto, cuda, loader, distributed=False, task=ImageClassificationTask(prep, hflip=True))
+    mixing = ImageClassificationTask(prep, mix=MixUpCutMix(10, mixup_alpha=0.8))
+    assert not use_step_graphs(auto, cuda, loader, distributed=False, task=mixing)
+
+
 def _train(run_dir: Path, graphs: bool, accum: int = 1, steps: int = 24, family: str = "transformer",
            warns: str | None = None, resume: bool = False) -> tuple[Trainer, list[float]]:
     pairs = _pairs(400, seed=2, longest=40)

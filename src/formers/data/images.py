@@ -427,6 +427,8 @@ class ImageBatchLoader:
         if not 1 <= batch_size <= len(split):
             raise ValueError(f"batch_size must be in [1, {len(split)}] (the split's size), got {batch_size}")
         self.split, self.batch_size, self.seed, self.epoch = split, batch_size, seed, 0
+        # every batch has one shape: the Trainer may replay the step as a CUDA graph (``train.cuda_graphs``)
+        self.static_shapes = True
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
