@@ -64,7 +64,7 @@ class TrainerConfig:
         cuda_graphs: replay each training step's forward and backward from a CUDA graph per batch shape
             (:mod:`formers.training.step_graphs`): one launch instead of thousands, for steps bound by the host.
             ``None`` (the default): on for a CUDA device when the training loader says it yields few shapes
-            (``static_shapes``, e.g. the translation recipes' static batches), the task says its step can be
+            (``static_shapes``: the translation recipes' static batches, image batches), the task says its step can be
             captured (``capturable``) and the steps are eager (not compiled) in bf16 or fp32. Not with ``compile``
             or fp16.
     """
