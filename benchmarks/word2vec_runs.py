@@ -15,6 +15,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,13 +71,18 @@ def load_setup(args: Any) -> tuple[Path, list[list[str]], int]:
 
 def read_corpus(path: str, tokenizer: str, max_words: int | None = None) -> list[list[str]]:
     """The corpus's sentences as word lists (the first ``max_words`` words' worth of lines when given)."""
-    sentences, count = [], 0
-    for words in read_sentences(path, tokenizer):
+    return first_words(read_sentences(path, tokenizer), max_words)
+
+
+def first_words(sentences: Iterable[list[str]], max_words: int | None) -> list[list[str]]:
+    """The leading sentences up to the one that reaches ``max_words`` words (all of them for None)."""
+    taken, count = [], 0
+    for words in sentences:
         if max_words is not None and count >= max_words:
             break
-        sentences.append(words)
+        taken.append(words)
         count += len(words)
-    return sentences
+    return taken
 
 
 def write_corpus(sentences: list[list[str]], folder: Path) -> Path:

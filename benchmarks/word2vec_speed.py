@@ -34,6 +34,7 @@ import torch
 from word2vec_runs import (
     Settings,
     evaluate,
+    first_words,
     load_setup,
     machine,
     scratch_dir,
@@ -88,12 +89,7 @@ def main() -> None:
         if args.warmup_words:
             warm_dir = Path(tmp) / "warmup"
             warm_dir.mkdir()
-            warm, count = [], 0
-            for words in sentences:
-                if count >= args.warmup_words:
-                    break
-                warm.append(words)
-                count += len(words)
+            warm = first_words(sentences, args.warmup_words)
             warm_text = write_corpus(warm, warm_dir)
             for arch in args.archs:
                 settings = Settings(architecture=arch, epochs=1)

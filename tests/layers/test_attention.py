@@ -9,6 +9,7 @@ from formers.layers import (
     KVCache,
     MultiHeadAttention,
     causal_mask,
+    mask_to_bias,
     scaled_dot_product_attention,
 )
 
@@ -135,3 +136,15 @@ def test_self_attention_with_distinct_value_width_matches_the_math_path():
     w = torch.softmax(q @ k.transpose(-1, -2) * 5**-0.5 + bias, dim=-1)
     ref = attn.out_proj((w @ v).transpose(1, 2).reshape(2, 6, 21))
     torch.testing.assert_close(fast, ref, atol=1e-6, rtol=1e-5)
+
+
+def test_a_mask_made_an_additive_bias_once_attends_as_the_boolean_mask():
+    q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 8)
+    mask = torch.rand(2, 1, 4, 6) < 0.6
+    mask[..., 0] = True  # no empty row
+    bias = mask_to_bias(mask, torch.float64)
+    assert bias.dtype == torch.float64 and set(bias.unique().tolist()) == {0.0, float("-inf")}
+    for backend in ("sdpa", "math"):
+        torch.testing.assert_close(
+            scaled_dot_product_attention(q, k, v, attn_bias=mask_to_bias(mask, q.dtype), backend=backend),
+            scaled_dot_product_attention(q, k, v, attn_mask=mask, backend=backend))

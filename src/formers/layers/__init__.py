@@ -26,7 +26,12 @@ from formers.layers.linear_cross_entropy import (
     logits_cross_entropy,
 )
 from formers.layers.luong_attention import LuongAttention
-from formers.layers.masks import causal_mask, combine_masks, padding_to_attn_mask
+from formers.layers.masks import (
+    causal_mask,
+    combine_masks,
+    mask_to_bias,
+    padding_to_attn_mask,
+)
 from formers.layers.patch_embed import PatchEmbedding
 from formers.layers.patch_merging import PatchMerging
 from formers.layers.pixel_embed import (
@@ -114,6 +119,7 @@ __all__ = [
     "drop_path_rates",
     "get_activation",
     "grid_offset_index",
+    "mask_to_bias",
     "pad_to_windows",
     "padding_to_attn_mask",
     "relative_position_index",

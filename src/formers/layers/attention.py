@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from formers.layers import attention_record
+from formers.layers.masks import causal_mask
 
 Backend = Literal["sdpa", "math"]
 
@@ -85,7 +86,7 @@ def _attend(
     tq, tk = q.shape[-2], k.shape[-2]
     if is_causal and (tq != tk or attn_mask is not None or attn_bias is not None or backend == "math"):
         # Fold causality into the boolean mask; aligned to the end so cached decoding works (Tq < Tk).
-        causal = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=tk - tq)
+        causal = causal_mask(tq, tk, q.device)
         attn_mask = causal if attn_mask is None else attn_mask & causal
         is_causal = False
     if backend == "math":
@@ -143,19 +144,16 @@ class KVCache:
         device: torch.device,
         static: bool = False,
         filled: Tensor | None = None,
-        buffers: tuple[Tensor, Tensor] | None = None,
+        kv: Tensor | None = None,
     ) -> None:
-        if buffers is None:  # keys and values side by side: a fused projection's output lands in one copy
-            self.kv: Tensor | None = torch.zeros(2, batch_size, num_heads, max_len, head_dim, dtype=dtype,
-                                                 device=device)  # (2, B, H, T_max, Dh)
-            self.k, self.v = self.kv[0], self.kv[1]
-        else:  # views of a state's joint buffer (see Transformer.init_state)
-            self.kv = None
-            self.k, self.v = buffers
-            expected = (batch_size, num_heads, max_len, head_dim)
-            if tuple(self.k.shape) != expected or tuple(self.v.shape) != expected:
-                raise ValueError(f"KV buffers must have shape {expected}, got {tuple(self.k.shape)}, "
-                                 f"{tuple(self.v.shape)}")
+        # keys and values side by side, so that a fused projection's output lands in one copy
+        shape = (2, batch_size, num_heads, max_len, head_dim)
+        if kv is None:
+            kv = torch.zeros(shape, dtype=dtype, device=device)
+        elif tuple(kv.shape) != shape:  # a view of a state's buffer for all its layers (Transformer.init_state)
+            raise ValueError(f"kv must have shape {shape}, got {tuple(kv.shape)}")
+        self.kv = kv  # (2, B, H, T_max, Dh)
+        self.k, self.v = kv[0], kv[1]
         self.length = 0
         self.static = static
         # static mode's write position (0-d long; the layers of one state may share it, see LayerCaches)
@@ -185,8 +183,6 @@ class KVCache:
     def append_packed(self, kv: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`append` of keys and values stacked as (2, B, H, T, Dh), e.g. a view of a fused q/k/v projection's
         output: one copy instead of two (a kernel fewer per layer in every decoding step)."""
-        if self.kv is None:
-            return self.append(kv[0], kv[1])
         where = self._claim(kv.shape[3])
         if isinstance(where, slice):
             self.kv[:, :, :, where] = kv
@@ -223,12 +219,8 @@ class KVCache:
 
     def reorder(self, index: Tensor) -> None:
         """Keeps rows ``index`` (N,) of the batch, e.g. the surviving beams."""
-        if self.kv is not None:
-            self.kv = self.kv.index_select(1, index)
-            self.k, self.v = self.kv[0], self.kv[1]
-        else:
-            self.k = self.k.index_select(0, index)
-            self.v = self.v.index_select(0, index)
+        self.kv = self.kv.index_select(1, index)
+        self.k, self.v = self.kv[0], self.kv[1]
 
 
 class LayerCaches:

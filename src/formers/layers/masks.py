@@ -1,4 +1,4 @@
-"""Boolean attention masks (True = may attend) built from padding masks (True = real token)."""
+"""Boolean attention masks (True = may attend) built from padding masks (True = real token), and their additive form."""
 
 from __future__ import annotations
 
@@ -24,3 +24,12 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
         if m is not None:
             out = m if out is None else out & m
     return out
+
+
+def mask_to_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """Boolean mask -> the additive bias attention applies for it (0 where True, -inf where False), in ``dtype``.
+
+    Decoding steps make it once for every layer: each layer's attention would otherwise convert the boolean mask again
+    (one kernel per layer, in steps where small kernels set the speed).
+    """
+    return torch.where(mask, 0.0, float("-inf")).to(dtype)

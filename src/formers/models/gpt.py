@@ -51,6 +51,7 @@ from formers.layers import (
     check_ids_shape,
     check_padding_mask,
     cross_entropy,
+    mask_to_bias,
 )
 from formers.models.outputs import CausalLMOutput
 from formers.registry import register_family, register_model
@@ -287,7 +288,7 @@ class GPT(nn.Module):
         static = cache is not None and cache.static
         attn_bias = None
         if static:  # the step's mask as an additive bias once, not converted again by every layer's attention
-            attn_bias = torch.where(attn_mask, 0.0, float("-inf")).to(x.dtype)
+            attn_bias = mask_to_bias(attn_mask, x.dtype)
             attn_mask = None
         for i, layer in enumerate(self.layers):
             layer_cache = cache.caches[i] if cache is not None else None

@@ -40,6 +40,7 @@ from formers.layers import (
     TokenEmbedding,
     check_ids_shape,
     check_padding_mask,
+    mask_to_bias,
     padding_to_attn_mask,
 )
 from formers.layers.validation import should_check_values
@@ -177,13 +178,8 @@ class DecoderState(LayerCaches):
         """
         if self.static:
             slots = self.attended_slots
-            if self.joint is not None:
-                filled = self.joint[:, :, :, :, :slots]  # (L, 2, N, H, slots, Dh)
-                filled.copy_(filled.index_select(2, index))
-            else:
-                for cache in self.caches:
-                    for buffer in (cache.k[:, :, :slots], cache.v[:, :, :slots]):  # (N, H, slots, Dh)
-                        buffer.copy_(buffer.index_select(0, index))
+            filled = self.joint[:, :, :, :, :slots]  # (L, 2, N, H, slots, Dh): every layer's keys and values
+            filled.copy_(filled.index_select(2, index))
             if not memory:
                 return
             for k, v in self.memory_kv:
@@ -253,8 +249,7 @@ class TransformerDecoder(nn.Module):
             positions = torch.arange(start, start + t, device=tgt_ids.device)
         x = self.dropout(self.embed(tgt_ids, "tgt_ids") + self.positions(positions))
         if static:  # both masks as additive biases once per step, not converted again by every layer's attention
-            self_mask = torch.where(self_mask, 0.0, float("-inf")).to(x.dtype)
-            memory_mask = torch.where(memory_mask, 0.0, float("-inf")).to(x.dtype)
+            self_mask, memory_mask = mask_to_bias(self_mask, x.dtype), mask_to_bias(memory_mask, x.dtype)
         for i, layer in enumerate(self.layers):
             x = layer(
                 x,
@@ -373,7 +368,7 @@ class Transformer(nn.Module):
                              device=memory.device) if static else None)
         caches = [
             KVCache(rows, dec.num_heads, max_len, head_dim, memory.dtype, memory.device, static, filled,
-                    buffers=None if joint is None else (joint[i, 0], joint[i, 1]))
+                    kv=None if joint is None else joint[i])
             for i in range(len(dec.layers))
         ]
         memory_kv = [layer.cross_attn.project_kv(memory) for layer in dec.layers]

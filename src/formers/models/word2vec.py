@@ -224,26 +224,25 @@ class Word2Vec(nn.Module):
         if should_check_values(codes) and codes.numel() and not bool(((codes == 0) | (codes == 1)).all()):
             raise ValueError("codes holds values other than 0 and 1")
 
-    def hidden(self, inputs: Tensor, input_mask: Tensor | None = None, table: Tensor | None = None) -> Tensor:
+    def hidden(self, inputs: Tensor, input_mask: Tensor | None = None) -> Tensor:
         """The vector that predicts each target.
 
         Args:
             inputs: skip-gram: ``(P,)`` context word ids; CBOW: ``(P, C)`` context windows.
             input_mask: CBOW only, ``(P, C)`` bool, True = a context word (each row has at least one).
-            table: the input vectors to read (default: ``input_vectors``).
 
         Returns:
             ``(P, D)``: the context word's vector (skip-gram), or the mean (``cbow_mean``) or sum of the window's
             vectors (CBOW). Its gradient reaches each context vector as the references update them: whole for
             the mean, divided by the window's size for the sum.
         """
-        table = self.input_vectors if table is None else table
+        table = self.input_vectors
         if self.config.architecture == "skipgram":
             return F.embedding(inputs, table)
         weights = input_mask.to(table.dtype)
         summed = F.embedding_bag(inputs, table, mode="sum", per_sample_weights=weights)  # (P, D)
         count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (P, 1)
-        if not torch.is_grad_enabled():  # the same values without the gradient's reshaping (sgd_step_)
+        if not torch.is_grad_enabled():  # the same values without the gradient's reshaping
             return summed / count if self.config.cbow_mean else summed
         if self.config.cbow_mean:
             return summed.detach() / count + (summed - summed.detach())
@@ -321,9 +320,7 @@ class Word2Vec(nn.Module):
         if {r.table for r in rows} != expected or any(r.ids.shape[0] != inputs.shape[0] for r in rows):
             raise ValueError(f"rows must cover the output tables {sorted(expected)} for all {inputs.shape[0]} examples, "
                              f"got {[(r.table, tuple(r.ids.shape)) for r in rows]}")
-        if cfg.architecture == "skipgram":
-            hidden = F.embedding(inputs, words)  # (P, D)
-        else:
+        if cfg.architecture == "cbow":
             input_mask = input_mask.to(words.dtype)
             if input_share is None:
                 input_share = input_mask / input_mask.sum(dim=1, keepdim=True).clamp(min=1.0)
@@ -344,11 +341,12 @@ class Word2Vec(nn.Module):
                 if not auto:
                     raise
                 disable_fused_update(f"{type(e).__name__}: {str(e)[:200]}")  # warns once; the torch code below
-        if cfg.architecture == "cbow":
-            if words.device.type == "cuda":  # 2 kernels, against embedding_bag's 5 or so
-                hidden = torch.bmm(reading[:, None, :], F.embedding(inputs, words)).squeeze(1)  # (P, D)
-            else:  # faster on the CPU: no (P, C, D) temporary
-                hidden = F.embedding_bag(inputs, words, mode="sum", per_sample_weights=reading)  # (P, D)
+        if cfg.architecture == "skipgram":
+            hidden = F.embedding(inputs, words)  # (P, D)
+        elif words.device.type == "cuda":  # 2 kernels, against embedding_bag's 5 or so
+            hidden = torch.bmm(reading[:, None, :], F.embedding(inputs, words)).squeeze(1)  # (P, D)
+        else:  # faster on the CPU: no (P, C, D) temporary
+            hidden = F.embedding_bag(inputs, words, mode="sum", per_sample_weights=reading)  # (P, D)
         error, loss = None, None  # error: word2vec's neu1e, (P, D)
         for name, ids, labels, valid in rows:
             table = tables[name]
