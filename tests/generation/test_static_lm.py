@@ -204,3 +204,14 @@ def test_cuda_stop_streamer_lists_and_compiled_steps_equal_eager(compile):
         lists = generate(model, ids, 30, fast=fast, compile=compile and fast, as_lists=True, check_every=4, **kwargs)
         results.append((lists, seen))
     assert results[0] == results[1]
+
+
+def test_compiled_step_recompiles_for_a_new_sampling_and_batch_and_equals_eager():
+    # A second decoder (other sampling, other batch) recompiles the step; dynamo's automatic dynamic shapes then
+    # tripped over the cache's aliased views (inductor: "Expected !size_bytes_is_heap_allocated_"), so the step is
+    # compiled for static shapes.
+    model = make()
+    ids = torch.randint(4, 40, (3, 6))
+    for rows, options in ((3, {}), (3, dict(do_sample=True, seed=[1, 2, 3], top_k=10)), (1, {})):
+        fast = generate(model, ids[:rows], 8, fast=True, compile=True, **options)
+        assert fast.tolist() == generate(model, ids[:rows], 8, fast=False, **options).tolist()

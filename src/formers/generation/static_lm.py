@@ -87,7 +87,7 @@ class StaticLMDecoder:
         self.count = torch.zeros((), dtype=torch.long, device=device)  # ids emitted so far
         self.graphs: OrderedDict[Sampling, torch.cuda.CUDAGraph] = OrderedDict()
         self.lock = threading.Lock()  # one generation at a time: calls share the state
-        self._run_step = torch.compile(self._step, fullgraph=True) if compile else self._step
+        self._run_step = torch.compile(self._step, fullgraph=True, dynamic=False) if compile else self._step
 
     @property
     def batch_size(self) -> int:
