@@ -135,3 +135,26 @@ def test_fashion_detect_is_deterministic_with_tight_boxes(tmp_path):
                                                                            seed=1))
     assert (other / "images" / "train" / "000001.png").read_bytes() != (
         tmp_path / "one" / "images" / "train" / "000001.png").read_bytes()
+
+
+def test_train_batches_are_a_function_of_seed_and_epoch_whatever_the_workers():
+    transform = train_transform([48, 56, 64], max_size=100, crop=(24, 48), crop_scales=[48, 64], hflip=True)
+
+    def epochs(num_workers):
+        loader = DetectionLoader(_dataset(), batch_size=2, transform=transform, seed=5, num_workers=num_workers)
+        out = []
+        for epoch in (0, 1, 0):
+            loader.set_epoch(epoch)
+            out.append([(b["image_ids"], b["images"], b["boxes"]) for b in loader])
+        return out
+
+    alone, workers = epochs(0), epochs(2)
+    for a, w in zip(alone, workers):
+        for (ids_a, images_a, boxes_a), (ids_w, images_w, boxes_w) in zip(a, w, strict=True):
+            assert ids_a == ids_w
+            torch.testing.assert_close(images_a, images_w)
+            torch.testing.assert_close(boxes_a, boxes_w)
+    first, second, again = alone
+    assert [b[0] for b in first] == [b[0] for b in again]  # epoch 0 twice: same order and same augmentation
+    torch.testing.assert_close(first[0][1], again[0][1])
+    assert any(a[0] != b[0] or a[1].shape != b[1].shape or not torch.equal(a[1], b[1]) for a, b in zip(first, second))

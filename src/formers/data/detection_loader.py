@@ -172,7 +172,17 @@ class DetectionSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """The sample at ``key``: an index, or ``(index, seed)`` to draw its augmentation from a generator seeded with
+        ``seed`` (the same sample in any worker process, or in none)."""
+        if isinstance(key, tuple):
+            index, seed = key
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self._sample(index)
+        return self._sample(key)
+
+    def _sample(self, index: int) -> dict[str, Any]:
         from torchvision import tv_tensors
 
         item: DetectionImage = self.dataset[index]
@@ -239,8 +249,8 @@ def normalize_padded(images: Tensor, padding_mask: Tensor, mean: Sequence[float]
 class DetectionLoader:
     """Batches of a :class:`DetectionDataset` for training (shuffled, augmented) or evaluation (in order).
 
-    The order is a function of ``(seed, epoch)``; ``coco`` holds the ground truth of the dataset in COCO format
-    (what :meth:`formers.tasks.detection.DetectionTask.evaluate` scores against).
+    The order and every sample's augmentation are functions of ``(seed, epoch)``; ``coco`` holds the ground truth of
+    the dataset in COCO format (what :meth:`formers.tasks.detection.DetectionTask.evaluate` scores against).
 
     Args:
         dataset: the images.
@@ -248,8 +258,9 @@ class DetectionLoader:
         transform: ``transforms.v2`` pipeline (:func:`train_transform` / :func:`eval_transform`) or None.
         train: shuffle, drop the last partial batch and crowd boxes; else keep order and every image, and pad every
             batch to the same size (deterministic ``transform`` needed).
-        seed: shuffling seed.
-        num_workers: ``DataLoader`` worker processes decoding and augmenting images.
+        seed: seed of the order and of each sample's augmentation.
+        num_workers: ``DataLoader`` worker processes decoding and augmenting images, started once and kept across
+            epochs; the batches are the same whatever their number.
     """
 
     def __init__(self, dataset: DetectionDataset, batch_size: int, transform: Transform | None = None,
@@ -259,6 +270,7 @@ class DetectionLoader:
         self.dataset, self.batch_size, self.train = dataset, batch_size, train
         self.samples = DetectionSamples(dataset, transform, train=train)
         self.seed, self.epoch, self.num_workers = seed, 0, num_workers
+        self._loader: torch.utils.data.DataLoader | None = None
         self.coco = dataset.to_coco()
         self.pad_to: tuple[int, int] | None = None
         if not train:
@@ -273,19 +285,40 @@ class DetectionLoader:
         n = len(self.dataset)
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def batches(self) -> list[list[tuple[int, int]]]:
+        """This epoch's batches of ``(index, seed)`` keys: the order and each sample's augmentation seed are functions
+        of ``(seed, epoch)`` (training: shuffled, the last partial batch dropped; evaluation: in order)."""
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(len(self.dataset), generator=generator).tolist() if self.train else list(
-            range(len(self.dataset)))
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=generator).tolist() if self.train else list(range(n))
+        seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
+        keys = [(i, seed) for i, seed in zip(order, seeds)]
+        batches = [keys[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
         if self.train and len(batches[-1]) < self.batch_size:
             batches.pop()
-        loader = torch.utils.data.DataLoader(
-            self.samples, batch_sampler=batches, num_workers=self.num_workers,
-            collate_fn=partial(collate_detection, pad_to=self.pad_to), generator=generator,
-            persistent_workers=False,
-        )
-        yield from loader
+        return batches
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._loader is None:  # built once: worker processes live across epochs (an epoch of a small set is a
+            # few batches, and starting workers every epoch cost more than the steps)
+            self._loader = torch.utils.data.DataLoader(
+                self.samples, batch_sampler=_EpochBatches(self), num_workers=self.num_workers,
+                collate_fn=partial(collate_detection, pad_to=self.pad_to), persistent_workers=self.num_workers > 0,
+            )
+        yield from self._loader
+
+
+class _EpochBatches:
+    """The batch sampler of a :class:`DetectionLoader`: the loader's current epoch's batches, drawn when iterated."""
+
+    def __init__(self, loader: DetectionLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.loader.batches())
+
+    def __len__(self) -> int:
+        return len(self.loader)
 
 
 # ----------------------------------------------------------------------------- tiling
