@@ -138,22 +138,26 @@ def next_tokens(
     """
     if uniform is None:
         return logits.argmax(dim=-1)
-    logits = logits.float()
     vocab = logits.shape[-1]
     if top_k is not None and top_k < vocab:
-        values, order = torch.topk(logits, top_k, dim=-1)  # (B, K) descending
+        values, order = torch.topk(logits, top_k, dim=-1)  # (B, K) descending (in the logits' dtype: the same order)
     elif top_p is not None and top_p < 1.0:
         values, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
     else:
         values, order = logits, None
-    temperature = max(temperature, torch.finfo(torch.float32).tiny)  # see filter_logits
-    largest = values[:, :1] if order is not None else values.amax(dim=-1, keepdim=True)  # (B, 1), sorted: the first
-    values = (values - largest) / temperature  # (B, N)
+    values = values.double()  # exact for float32 and bfloat16 logits; the candidates' few values only, with top-k
+    if temperature != 1.0:  # shifted first, as in filter_logits (softmax itself is shift-invariant)
+        largest = values[:, :1] if order is not None else values.amax(dim=-1, keepdim=True)  # (B, 1)
+        values = (values - largest) / max(temperature, torch.finfo(torch.float32).tiny)  # (B, N)
     probs = torch.softmax(values, dim=-1)
+    cdf = probs.cumsum(dim=-1)  # (B, N)
     if top_p is not None and top_p < 1.0:
-        mass_before = probs.cumsum(dim=-1) - probs  # candidates are in descending order here
-        probs = torch.softmax(values.masked_fill(mass_before >= top_p, float("-inf")), dim=-1)
-    cdf = probs.double().cumsum(dim=-1)  # (B, N)
-    target = uniform.to(cdf.device, torch.float64)[:, None] * cdf[:, -1:]  # (B, 1), strictly below the total mass
+        # Candidates are in descending order, so the nucleus (mass before a token < top_p, never empty) is a prefix
+        # of them: a target below the cdf at its last token lands inside it, and the whole cdf can be searched.
+        last = (cdf - probs < top_p)[:, 1:].sum(dim=-1, keepdim=True)  # (B, 1) index of the nucleus' last token
+        mass = cdf.gather(1, last)  # (B, 1)
+    else:
+        mass = cdf[:, -1:]
+    target = uniform.to(cdf.device, torch.float64)[:, None] * mass  # (B, 1), strictly below the kept mass
     pick = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[-1] - 1)  # (B, 1)
     return pick[:, 0] if order is None else order.gather(1, pick)[:, 0]
