@@ -73,6 +73,13 @@ def test_collation_pads_with_a_mask_and_normalises_boxes():
     assert collate_detection([samples[1]], pad_to=(100, 128))["images"].shape == (1, 3, 100, 128)
     with pytest.raises(ValueError, match="smaller than an image"):
         collate_detection([samples[0]], pad_to=(50, 50))
+    coarse = collate_detection([samples[0], samples[1], samples[2]], pad_multiple=64)  # (100, 120) -> (128, 128)
+    assert coarse["images"].shape == (3, 3, 128, 128)
+    assert torch.equal(coarse["padding_mask"][:, :100, :120], batch["padding_mask"])
+    assert not coarse["padding_mask"][:, 100:].any() and not coarse["padding_mask"][:, :, 120:].any()
+    assert torch.equal(coarse["images"][:, :, :100, :120], batch["images"]) and torch.equal(coarse["boxes"], batch["boxes"])
+    with pytest.raises(ValueError, match="pad_multiple must be >= 1, got 0"):
+        DetectionLoader(_dataset(), 1, pad_multiple=0)
 
 
 def test_eval_loader_pads_every_batch_alike_and_keeps_order():

@@ -16,9 +16,9 @@ PIL = pytest.importorskip("PIL.Image")
 
 import formers  # noqa: E402
 from formers.cli.main import main  # noqa: E402
-from formers.config import from_dict  # noqa: E402
+from formers.config import from_dict, parse_set_args  # noqa: E402
 from formers.data.detection_loader import DetectionPreprocessing  # noqa: E402
-from formers.recipes.detection import DetectionData, DetectionOptions  # noqa: E402
+from formers.recipes.detection import DetectionData, DetectionOptions, sections  # noqa: E402
 from formers.recipes.recipe import list_recipes, load_recipe  # noqa: E402
 
 CATEGORIES = [{"id": 4, "name": "red square"}, {"id": 9, "name": "green square"}]
@@ -147,3 +147,11 @@ def test_fashion_detect_cpu_learns(tmp_path, monkeypatch):
     results = json.loads((run_dir / "results.json").read_text())
     # Measured: AP 0.2763, AP50 0.4321 in 4.2 minutes on one CPU thread; an untrained DETR scores about 0.001.
     assert results["test_ap50_final"] > 0.3 and results["test_ap_final"] > 0.15, results
+
+
+def test_bad_data_and_options_raise_one_clear_line():
+    recipe = load_recipe("fashion-detect-cpu", parse_set_args(["data.pad_multiple=0"]))
+    with pytest.raises(ValueError, match=r"data.pad_multiple must be >= 1 \(or null: 64 on CUDA, else 1\), got 0"):
+        sections(recipe)
+    with pytest.raises(ValueError, match=r"task_options.crop must be \[min, max\], got \[1\]"):
+        sections(load_recipe("fashion-detect-cpu", parse_set_args(["task_options.crop=[1]"])))

@@ -198,18 +198,26 @@ class DetectionSamples(torch.utils.data.Dataset):
                 "labels": sample["labels"], "image_id": item.image_id, "orig_size": (item.height, item.width)}
 
 
-def collate_detection(samples: list[dict[str, Any]], pad_to: tuple[int, int] | None = None) -> dict[str, Any]:
+def collate_detection(samples: list[dict[str, Any]], pad_to: tuple[int, int] | None = None,
+                      pad_multiple: int = 1) -> dict[str, Any]:
     """Pads images at the bottom/right into one batch with a pixel mask; concatenates normalised boxes.
 
     Args:
         samples: dicts from :class:`DetectionSamples`.
-        pad_to: (H, W) to pad every batch to (at least each image's size); default: the batch's largest sides.
+        pad_to: (H, W) to pad every batch to (at least each image's size); default: the batch's largest sides, rounded
+            up to multiples of ``pad_multiple``.
+        pad_multiple: see ``pad_to``. Multi-scale training makes a new batch shape at nearly every step, and CUDA's
+            convolutions are planned once per shape (a few ms per layer, on the host), so a coarse multiple (64)
+            keeps the shapes few; the mask makes the result independent of it.
 
     Returns:
         The batch dict described in :mod:`formers.tasks.detection`.
     """
     sizes = [tuple(s["image"].shape[-2:]) for s in samples]
-    height, width = (max(h for h, _ in sizes), max(w for _, w in sizes)) if pad_to is None else pad_to
+    if pad_to is None:
+        height, width = (-(-max(side) // pad_multiple) * pad_multiple for side in zip(*sizes))
+    else:
+        height, width = pad_to
     if any(h > height or w > width for h, w in sizes):
         raise ValueError(f"pad_to={pad_to} is smaller than an image of the batch ({max(sizes)})")
     channels = samples[0]["image"].shape[0]
@@ -261,15 +269,18 @@ class DetectionLoader:
         seed: seed of the order and of each sample's augmentation.
         num_workers: ``DataLoader`` worker processes decoding and augmenting images, started once and kept across
             epochs; the batches are the same whatever their number.
+        pad_multiple: training batches are padded to multiples of this (see :func:`collate_detection`).
     """
 
     def __init__(self, dataset: DetectionDataset, batch_size: int, transform: Transform | None = None,
-                 train: bool = True, seed: int = 0, num_workers: int = 0) -> None:
+                 train: bool = True, seed: int = 0, num_workers: int = 0, pad_multiple: int = 1) -> None:
         if batch_size < 1 or (train and batch_size > len(dataset)):
             raise ValueError(f"batch_size must be in [1, {len(dataset)}] (the dataset's size), got {batch_size}")
         self.dataset, self.batch_size, self.train = dataset, batch_size, train
         self.samples = DetectionSamples(dataset, transform, train=train)
-        self.seed, self.epoch, self.num_workers = seed, 0, num_workers
+        if pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
+        self.seed, self.epoch, self.num_workers, self.pad_multiple = seed, 0, num_workers, pad_multiple
         self._loader: torch.utils.data.DataLoader | None = None
         self.coco = dataset.to_coco()
         self.pad_to: tuple[int, int] | None = None
@@ -303,7 +314,8 @@ class DetectionLoader:
             # few batches, and starting workers every epoch cost more than the steps)
             self._loader = torch.utils.data.DataLoader(
                 self.samples, batch_sampler=_EpochBatches(self), num_workers=self.num_workers,
-                collate_fn=partial(collate_detection, pad_to=self.pad_to), persistent_workers=self.num_workers > 0,
+                collate_fn=partial(collate_detection, pad_to=self.pad_to, pad_multiple=self.pad_multiple),
+                persistent_workers=self.num_workers > 0,
             )
         yield from self._loader
 

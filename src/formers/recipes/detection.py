@@ -36,6 +36,7 @@ from formers.data.fashion_detect import (
     generate_fashion_detect,
     load_fashion_detect,
 )
+from formers.devices import resolve_device
 from formers.hub import from_pretrained
 from formers.recipes.recipe import Recipe, RunSetup, model_from_section, model_section
 from formers.tasks.detection import (
@@ -71,6 +72,9 @@ class DetectionData:
     num_workers: int = 0
     preload: bool = True  # decode every image once into memory
     invalid_boxes: str = "drop"  # "drop" (reported) or "raise"
+    # training batches padded to multiples of this (few shapes: CUDA plans its convolutions once per shape);
+    # None: 64 on CUDA, else exact
+    pad_multiple: int | None = None
 
 
 @dataclass
@@ -112,6 +116,8 @@ def _check(data: DetectionData, options: DetectionOptions) -> None:
         FashionDetectConfig(**data.generate)  # unknown keys and bad values raise here
     if data.invalid_boxes not in ("drop", "raise"):
         raise ValueError(f"data.invalid_boxes must be 'drop' or 'raise', got {data.invalid_boxes!r}")
+    if data.pad_multiple is not None and data.pad_multiple < 1:
+        raise ValueError(f"data.pad_multiple must be >= 1 (or null: 64 on CUDA, else 1), got {data.pad_multiple}")
     if options.crop is not None and len(options.crop) != 2:
         raise ValueError(f"task_options.crop must be [min, max], got {options.crop}")
 
@@ -204,7 +210,10 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     crop = tuple(options.crop) if options.crop else None
     augment = train_transform(options.scales, options.max_size, crop, options.crop_scales, options.hflip)
     evaluation = eval_transform(options.eval_size, options.max_size)
-    loader = DetectionLoader(train, data.batch_size, augment, seed=recipe.train.seed, num_workers=data.num_workers)
+    cuda = resolve_device(recipe.train.device).type == "cuda"
+    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (64 if cuda else 1)
+    loader = DetectionLoader(train, data.batch_size, augment, seed=recipe.train.seed, num_workers=data.num_workers,
+                             pad_multiple=pad_multiple)
     test_loader = DetectionLoader(test, data.eval_batch_size, evaluation, train=False, num_workers=data.num_workers)
     focal = model.config.class_scores == "sigmoid"  # model.class_scores: sigmoid scores trained by the focal loss
     criterion = SetCriterion(
