@@ -182,3 +182,18 @@ def test_unsupported_options_raise_clear_errors(tmp_path):
         save_detr_directory(three, tmp_path / "three")
     with pytest.raises(TypeError, match="takes a formers DETR"):
         save_detr_directory(torch.nn.Linear(2, 2), tmp_path / "x")
+
+
+def test_group_detr_exports_its_inference_group_only(tmp_path):
+    config = DETRConfig(num_classes=3, backbone_block="basic", backbone_depths=[1, 1, 1, 1], backbone_width=8,
+                        embed_dim=16, num_encoder_layers=1, num_decoder_layers=2, num_heads=2, ffn_dim=32,
+                        num_queries=5, query_groups=3)
+    model = _noisy(DETR(config)).eval()
+    assert "extra_query_embed.weight" in model.state_dict()
+    save_detr_directory(model, tmp_path / "out")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = DetrForObjectDetection.from_pretrained(tmp_path / "out").eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images).logits, theirs(pixel_values=images).logits, atol=ATOL, rtol=RTOL)

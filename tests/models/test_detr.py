@@ -143,3 +143,29 @@ def test_freeze_backbone_stops_the_stem_and_first_stages():
     assert "backbone.layer3.0.conv1.weight" in trainable and "class_head.weight" in trainable
     with pytest.raises(ValueError, match="stages must be in"):
         model.freeze_backbone(5)
+
+
+def test_group_detr_decodes_groups_apart_in_training_and_one_group_in_eval():
+    config = dict(TINY, dropout=0.0, activation_dropout=0.0)
+    torch.manual_seed(0)
+    grouped = _noisy(DETR(DETRConfig(**config, query_groups=3)))
+    single = DETR(DETRConfig(**config))
+    state = grouped.state_dict()
+    extra = state.pop("extra_query_embed.weight")  # (2 * 7, 16): groups 2 and 3
+    assert extra.shape == (14, 16)
+    single.load_state_dict(state)
+    images = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        out = grouped.eval()(images)
+        assert out.query_groups == 1 and out.logits.shape == (2, 7, 6)  # inference decodes the first group only
+        torch.testing.assert_close(out.logits, single.eval()(images).logits, rtol=0, atol=0)
+        grouped.train(), single.train()  # batch statistics: the same batch gives the same features
+        out = grouped(images)
+        assert out.query_groups == 3 and out.logits.shape == (2, 21, 6) and out.aux_outputs[0].boxes.shape == (2, 21, 4)
+        for g, queries in enumerate([state["query_embed.weight"], extra[:7], extra[7:]]):
+            single.query_embed.weight.copy_(queries)
+            alone = single(images)  # group g decoded by itself: the groups do not see each other
+            part = slice(7 * g, 7 * (g + 1))
+            torch.testing.assert_close(out.logits[:, part], alone.logits, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(out.aux_outputs[1].boxes[:, part], alone.aux_outputs[1].boxes, rtol=1e-5,
+                                       atol=1e-5)

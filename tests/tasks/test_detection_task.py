@@ -205,3 +205,24 @@ def test_a_tiny_detr_overfits_a_fixed_batch():
     assert (ops.box_iou(ops.box_convert(predicted, "cxcywh", "xyxy"),
                         ops.box_convert(batch["boxes"], "cxcywh", "xyxy")).diagonal() > 0.5).all()
     assert output.logits[torch.arange(2), best, :2].argmax(-1).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("class_scores", ["softmax", "sigmoid"])
+def test_group_detr_loss_is_the_mean_of_its_groups_losses(class_scores):
+    # Group DETR: G groups of Q queries, each matched one-to-one to all the boxes; the loss is the groups' mean.
+    sizes, classes, layers, groups = [3, 0, 5, 2], 4, 3, 3
+    per_group = [_criterion_case(seed)[:2] for seed in (11, 12, 13)]  # (L, B, 8, K + 1), (L, B, 8, 4) each
+    labels, target_boxes = _targets(sizes, classes, seed=20)
+    logits = torch.cat([lg for lg, _ in per_group], dim=2)  # (L, B, G * 8, K + 1), group after group
+    boxes = torch.cat([bx for _, bx in per_group], dim=2)
+    grouped = DetectionOutput(logits[-1], boxes[-1], [DetectionOutput(logits[i], boxes[i], query_groups=groups)
+                                                      for i in range(layers - 1)], query_groups=groups)
+    criterion = SetCriterion(classes, class_scores=class_scores)
+    loss, parts = criterion(grouped, labels, target_boxes, sizes)
+    alone = [criterion(DetectionOutput(lg[-1], bx[-1], [DetectionOutput(lg[i], bx[i]) for i in range(layers - 1)]),
+                       labels, target_boxes, sizes) for lg, bx in per_group]
+    torch.testing.assert_close(loss, sum(a[0] for a in alone) / groups, rtol=1e-6, atol=1e-6)
+    for key in ("loss_ce", "loss_bbox", "loss_giou", "loss_aux", "cardinality_error"):
+        torch.testing.assert_close(parts[key], sum(a[1][key] for a in alone) / groups, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="24 queries do not split into 5 query groups"):
+        criterion(DetectionOutput(logits[-1], boxes[-1], query_groups=5), labels, target_boxes, sizes)

@@ -293,8 +293,9 @@ def _timm_name(config: DETRConfig) -> str:
 def to_hf_detr_state_dict(model: DETR) -> dict[str, Tensor]:
     """formers ``DETR`` weights -> those ``save_pretrained`` writes for ``DetrForObjectDetection`` with a Hugging
     Face ResNet backbone, or timm's for a DC5 model (BatchNorm ``num_batches_tracked`` counters are dropped: DETR's
-    BatchNorm is frozen)."""
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    BatchNorm is frozen; so are a Group DETR's extra query groups, which only training decodes)."""
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked") and not k.startswith("extra_query_embed.")}
     return (HF_TIMM_KEY_MAP if model.config.backbone_dilation else HF_KEY_MAP).to_theirs(state)
 
 

@@ -31,6 +31,11 @@ Notable choices and differences:
   True`` (and twice to the last); facebookresearch/detr and formers normalise a copy, so their outputs do not
   depend on whether auxiliary losses are used. Parity holds with Hugging Face's default ``auxiliary_loss=False``.
 - Hugging Face applies dropout to the encoder's input; facebookresearch/detr and formers do not.
+- ``query_groups`` > 1 trains Group DETR (Chen et al. 2023, "Group DETR: Fast DETR Training with Group-Wise
+  One-to-Many Assignment"): the training forward pass decodes ``query_groups`` groups of ``num_queries`` queries
+  (the first group is ``query_embed``, the others ``extra_query_embed``), each group attending only to itself, and
+  the criterion matches every group one-to-one to the boxes; evaluation and inference decode the first group alone,
+  so the model then computes exactly what a one-group DETR with its weights does (and exports as one).
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class DETRConfig:
     # "softmax": the paper's scores over num_classes + 1 labels; "sigmoid": an independent probability per class,
     # trained with the focal loss (Deformable DETR, Zhu et al. 2021), the no-object logit unused
     class_scores: ClassScores = "softmax"
+    # Group DETR: groups of num_queries queries decoded in training (each matched one-to-one); inference uses one
+    query_groups: Count = 1
 
     def __post_init__(self) -> None:
         check_fields(self)  # types, finiteness and ranges of every field, from the annotations
@@ -218,6 +225,8 @@ class DETR(nn.Module):
         self.decoder = nn.ModuleList(DecoderBlock(*block_args) for _ in range(c.num_decoder_layers))
         self.decoder_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
         self.query_embed = nn.Embedding(c.num_queries, c.embed_dim)
+        if c.query_groups > 1:  # Group DETR's other groups, decoded in training only
+            self.extra_query_embed = nn.Embedding((c.query_groups - 1) * c.num_queries, c.embed_dim)
         self.class_head = nn.Linear(c.embed_dim, c.num_classes + 1)
         if c.class_scores == "sigmoid":  # every class starts rare: the focal loss's prior
             nn.init.constant_(self.class_head.bias, -math.log((1 - FOCAL_PRIOR) / FOCAL_PRIOR))
@@ -295,16 +304,23 @@ class DETR(nn.Module):
         memory = features.flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, h*w, D)
         for layer in self.encoder:
             memory = layer(memory, attn_mask=attn_mask, pos=pos)
-        query_pos = self.query_embed.weight.unsqueeze(0).expand(b, -1, -1)  # (Q, D) -> (B, Q, D)
+        groups = c.query_groups if self.training else 1
+        queries, group_mask = self.query_embed.weight, None  # (Q, D)
+        if groups > 1:
+            queries = torch.cat([queries, self.extra_query_embed.weight])  # (G * Q, D), group after group
+            group = torch.arange(groups, device=queries.device).repeat_interleave(c.num_queries)  # (G * Q,)
+            group_mask = (group[:, None] == group[None, :])[None, None]  # (1, 1, G * Q, G * Q): within a group
+        query_pos = queries.unsqueeze(0).expand(b, -1, -1)  # (B, G * Q, D)
         x = torch.zeros_like(query_pos)
         states = []
         for layer in self.decoder:
-            x = layer(x, memory, memory_mask=attn_mask, query_pos=query_pos, memory_pos=pos, is_causal=False)
+            x = layer(x, memory, group_mask, memory_mask=attn_mask, query_pos=query_pos, memory_pos=pos,
+                      is_causal=False)
             states.append(self.decoder_norm(x))
-        hidden = torch.stack(states)  # (L, B, Q, D)
-        logits, boxes = self.class_head(hidden), self.box_head(hidden)  # (L, B, Q, K + 1), (L, B, Q, 4)
-        aux = [DetectionOutput(logits=logits[i], boxes=boxes[i]) for i in range(len(states) - 1)]
-        return DetectionOutput(logits=logits[-1], boxes=boxes[-1], aux_outputs=aux)
+        hidden = torch.stack(states)  # (L, B, G * Q, D)
+        logits, boxes = self.class_head(hidden), self.box_head(hidden)  # (L, B, G * Q, K + 1), (L, B, G * Q, 4)
+        aux = [DetectionOutput(logits=logits[i], boxes=boxes[i], query_groups=groups) for i in range(len(states) - 1)]
+        return DetectionOutput(logits=logits[-1], boxes=boxes[-1], aux_outputs=aux, query_groups=groups)
 
 
 @register_model(DETR)

@@ -144,8 +144,11 @@ class DetectionOutput:
         boxes: (B, Q, 4) normalised (cx, cy, w, h) in [0, 1], relative to each image's real (unpadded) size.
         aux_outputs: the same predictions from every decoder layer but the last, first layer first (for the
             auxiliary losses); empty for a single decoder layer.
+        query_groups: G, the independent query groups of a Group DETR training pass (Q = G x num_queries, group
+            after group, each a set prediction of its own); 1 otherwise.
     """
 
     logits: Tensor
     boxes: Tensor
     aux_outputs: list[DetectionOutput] = field(default_factory=list)
+    query_groups: int = 1

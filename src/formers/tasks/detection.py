@@ -21,6 +21,7 @@ annotated images).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -226,10 +227,13 @@ class SetCriterion:
         layers = [*output.aux_outputs, output] if self.aux_loss else [output]
         logits = torch.stack([o.logits for o in layers]).float()  # (L, B, Q, K + 1), the last layer last
         pred_boxes = torch.stack([o.boxes for o in layers]).float()  # (L, B, Q, 4)
-        num_layers, batch, num_queries, num_labels = logits.shape
-        if num_labels != self.num_classes + 1:
-            raise ValueError(f"logits score {num_labels} labels, the criterion expects num_classes + 1 = "
+        if logits.shape[-1] != self.num_classes + 1:
+            raise ValueError(f"logits score {logits.shape[-1]} labels, the criterion expects num_classes + 1 = "
                              f"{self.num_classes + 1}")
+        if output.query_groups > 1:  # Group DETR: each group is one more image with the same boxes
+            logits, pred_boxes, labels, boxes, sizes = _split_groups(output.query_groups, logits, pred_boxes, labels,
+                                                                     boxes, sizes)
+        num_layers, batch, num_queries, num_labels = logits.shape
         match = self.matcher(logits, pred_boxes, labels, boxes, sizes)
         num_boxes = _num_boxes(sum(sizes), logits.device)
         w = self.weights
@@ -272,6 +276,22 @@ class SetCriterion:
                  "loss_giou": loss_giou[-1].detach(), "loss_aux": total[:-1].sum().detach(),
                  "cardinality_error": cardinality}
         return total.sum(), parts
+
+
+def _split_groups(groups: int, logits: Tensor, pred_boxes: Tensor, labels: Tensor, boxes: Tensor,
+                  sizes: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor, list[int]]:
+    """Group DETR's predictions (L, B, G * Q, ...) as (L, B * G, Q, ...) and each image's boxes repeated for each of
+    its G groups: matched and scored as separate images, the losses (divided by the G-fold box count) are the mean of
+    the groups' losses."""
+    num_layers, batch, total = logits.shape[:3]
+    if total % groups:
+        raise ValueError(f"{total} queries do not split into {groups} query groups")
+    logits = logits.reshape(num_layers, batch * groups, total // groups, -1)
+    pred_boxes = pred_boxes.reshape(num_layers, batch * groups, total // groups, 4)
+    starts = [0, *itertools.accumulate(sizes)]
+    index = [i for b, n in enumerate(sizes) for _ in range(groups) for i in range(starts[b], starts[b] + n)]
+    index = torch.tensor(index, dtype=torch.long).to(labels.device, non_blocking=True)
+    return logits, pred_boxes, labels[index], boxes[index], [n for n in sizes for _ in range(groups)]
 
 
 def _num_boxes(count: int, device: torch.device) -> float | Tensor:
