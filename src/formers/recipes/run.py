@@ -173,9 +173,12 @@ def run_recipe(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> dic
         formers.training.interrupt.TrainingInterrupted: Ctrl-C (the last complete step is saved).
     """
     try:
-        return _run_recipe(recipe, Path(run_dir), resume)
-    finally:
+        results = _run_recipe(recipe, Path(run_dir), resume)
+    except BaseException:
         shutdown_distributed()
+        raise
+    shutdown_distributed(wait=True)  # every rank leaves together, after rank 0's report
+    return results
 
 
 def _run_recipe(recipe: Recipe, run_dir: Path, resume: bool) -> dict[str, Any]:

@@ -131,9 +131,16 @@ def init_distributed(device: str = "auto") -> DistContext:
     return DistContext(rank, world, local, target)
 
 
-def shutdown_distributed() -> None:
-    """Leaves the process group if one was joined."""
+def shutdown_distributed(wait: bool = False) -> None:
+    """Leaves the process group if one was joined; with ``wait``, first waits for every rank to get here.
+
+    A run that ends normally waits (rank 0 still writes the final report while the others are done): a rank that
+    left the group and exited while its peer still held the connection was seen to abort in Gloo's teardown
+    ("terminate called without an active exception"). A failing rank does not wait, so that it exits at once.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
