@@ -39,6 +39,7 @@ from formers.recipes.detection import (
     DetectionOptions,
     channel_mean_std,
     load_datasets,
+    train_pad_multiple,
 )
 from formers.recipes.recipe import load_recipe
 from formers.tasks.metrics import coco_evaluate
@@ -116,7 +117,7 @@ def main() -> None:
     loader = DetectionLoader(train, batch_size, train_transform(options.scales, options.max_size, crop,
                                                                 options.crop_scales, options.hflip),
                              seed=recipe.train.seed, num_workers=0 if args.smoke else data.num_workers,
-                             pad_multiple=data.pad_multiple or (64 if device.type == "cuda" else 1))  # as formers train
+                             pad_multiple=train_pad_multiple(data, device))  # as formers train
     test_loader = DetectionLoader(test, batch_size, eval_transform(options.eval_size, options.max_size), train=False)
     lr = 0.02 * batch_size / 16
     params = [p for p in model.parameters() if p.requires_grad]

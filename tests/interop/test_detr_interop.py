@@ -126,15 +126,21 @@ def test_export_loads_back_into_transformers(case, tmp_path):
         torch.testing.assert_close(ours(images, mask).logits, theirs.logits, atol=ATOL, rtol=RTOL)
 
 
-def test_trainable_batchnorm_model_exports_its_running_statistics(tmp_path):
-    config = DETRConfig(num_classes=3, backbone_block="basic", backbone_depths=[1, 1, 1, 1], backbone_width=8,
-                        backbone_norm="batch", embed_dim=16, num_encoder_layers=1, num_decoder_layers=2, num_heads=2,
-                        ffn_dim=32, num_queries=5)
-    model = _noisy(DETR(config))
-    save_detr_directory(model, tmp_path / "out")
+SMALL = dict(num_classes=3, backbone_block="basic", backbone_depths=[1, 1, 1, 1], backbone_width=8, embed_dim=16,
+             num_encoder_layers=1, num_decoder_layers=2, num_heads=2, ffn_dim=32, num_queries=5)
+
+
+def _exported(model: DETR, directory) -> DetrForObjectDetection:
+    """``model`` saved by formers and loaded back by Hugging Face."""
+    save_detr_directory(model, directory)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = DetrForObjectDetection.from_pretrained(tmp_path / "out").eval()
+        return DetrForObjectDetection.from_pretrained(directory).eval()
+
+
+def test_trainable_batchnorm_model_exports_its_running_statistics(tmp_path):
+    model = _noisy(DETR(DETRConfig(**SMALL, backbone_norm="batch")))
+    theirs = _exported(model, tmp_path / "out")
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(images).boxes, theirs(pixel_values=images).pred_boxes, atol=ATOL, rtol=RTOL)
@@ -185,15 +191,9 @@ def test_unsupported_options_raise_clear_errors(tmp_path):
 
 
 def test_group_detr_exports_its_inference_group_only(tmp_path):
-    config = DETRConfig(num_classes=3, backbone_block="basic", backbone_depths=[1, 1, 1, 1], backbone_width=8,
-                        embed_dim=16, num_encoder_layers=1, num_decoder_layers=2, num_heads=2, ffn_dim=32,
-                        num_queries=5, query_groups=3)
-    model = _noisy(DETR(config)).eval()
+    model = _noisy(DETR(DETRConfig(**SMALL, query_groups=3))).eval()
     assert "extra_query_embed.weight" in model.state_dict()
-    save_detr_directory(model, tmp_path / "out")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = DetrForObjectDetection.from_pretrained(tmp_path / "out").eval()
+    theirs = _exported(model, tmp_path / "out")
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(images).logits, theirs(pixel_values=images).logits, atol=ATOL, rtol=RTOL)

@@ -206,9 +206,9 @@ def collate_detection(samples: list[dict[str, Any]], pad_to: tuple[int, int] | N
         samples: dicts from :class:`DetectionSamples`.
         pad_to: (H, W) to pad every batch to (at least each image's size); default: the batch's largest sides, rounded
             up to multiples of ``pad_multiple``.
-        pad_multiple: see ``pad_to``. Multi-scale training makes a new batch shape at nearly every step, and CUDA's
-            convolutions are planned once per shape (a few ms per layer, on the host), so a coarse multiple (64)
-            keeps the shapes few; the mask makes the result independent of it.
+        pad_multiple: see ``pad_to``. Multi-scale training makes a new batch shape at nearly every step, and CUDA
+            sets up convolutions per shape on the host, so a coarse multiple (64) keeps the shapes few; the mask
+            makes the result independent of it.
 
     Returns:
         The batch dict described in :mod:`formers.tasks.detection`.

@@ -131,6 +131,13 @@ def sections(recipe: Recipe) -> dict[str, dict]:
     return {"data": to_dict(data), "task_options": to_dict(options), "model": model_section(recipe.model)}
 
 
+def train_pad_multiple(data: DetectionData, device: torch.device) -> int:
+    """What training batches are padded to multiples of: ``data.pad_multiple``, or 64 on CUDA and 1 elsewhere."""
+    if data.pad_multiple is not None:
+        return data.pad_multiple
+    return 64 if device.type == "cuda" else 1
+
+
 def _split_holdout(dataset: DetectionDataset, names: list[str]) -> tuple[DetectionDataset, DetectionDataset]:
     files = [im.path.name if im.path is not None else "" for im in dataset.images]
     missing = sorted(set(names) - set(files))
@@ -210,10 +217,8 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     crop = tuple(options.crop) if options.crop else None
     augment = train_transform(options.scales, options.max_size, crop, options.crop_scales, options.hflip)
     evaluation = eval_transform(options.eval_size, options.max_size)
-    cuda = resolve_device(recipe.train.device).type == "cuda"
-    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (64 if cuda else 1)
     loader = DetectionLoader(train, data.batch_size, augment, seed=recipe.train.seed, num_workers=data.num_workers,
-                             pad_multiple=pad_multiple)
+                             pad_multiple=train_pad_multiple(data, resolve_device(recipe.train.device)))
     test_loader = DetectionLoader(test, data.eval_batch_size, evaluation, train=False, num_workers=data.num_workers)
     focal = model.config.class_scores == "sigmoid"  # model.class_scores: sigmoid scores trained by the focal loss
     criterion = SetCriterion(
@@ -265,4 +270,4 @@ def final_report(trainer, task: DetectionTask, test_loader: DetectionLoader, run
 
 
 __all__ = ["RESUMABLE", "DetectionData", "DetectionOptions", "channel_mean_std", "final_report", "load_datasets",
-           "sections", "setup"]
+           "sections", "setup", "train_pad_multiple"]
