@@ -9,7 +9,8 @@ Both freeze the backbone's stem and first stage as DETR does (Hugging Face alway
 all decoder layers in one transfer), backward, fused AdamW step, zeroing the gradients. Seconds per step come from
 CUDA events around ``--steps`` steps after ``--warmup``; the variants are timed alternately, ``--rounds`` times each,
 and the best round is kept. ``--compile`` adds ``torch.compile`` of both models; ``--channels-last`` puts both models
-and the batch in channels_last. The report also gives the host time of formers' matching per step (``matching_ms``)
+and the batch in channels_last; ``--profile`` adds a profile of a few steps of each (GPU-busy fraction, top kernels and
+host operators, as ``benchmarks/step_profile.py``). The report also gives the host time of formers' matching per step (``matching_ms``)
 against the whole step, which shows whether the step is host-bound.
 
 Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/detr_speed.py [--compile] [--channels-last]``
@@ -30,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from vision_bench import timed  # benchmarks/ is on the path when a script here runs
+from step_profile import profiled  # benchmarks/ is on the path when a script here runs
+from vision_bench import timed
 
 import formers
 from formers.layers import value_checks
@@ -49,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of both models")
     parser.add_argument("--channels-last", action="store_true", help="models and batch in channels_last")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile a few steps of each variant: GPU-busy fraction, top kernels and host ops")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/...)")
     parser.add_argument("--smoke", action="store_true", help="tiny model on CPU: checks the script runs")
     args = parser.parse_args()
@@ -202,6 +206,18 @@ def main() -> None:
                 step()
             peak[label] = torch.cuda.max_memory_allocated() / 2**30
         result["train_peak_gib"] = peak
+    if args.profile:
+        result["profile"] = {}
+        for label, step in steps.items():
+            with value_checks(False):
+                result["profile"][label] = profiled(lambda n, step=step: [step() for _ in range(n)], 5, device, 20)
+            prof = result["profile"][label]
+            print(f"== {label}: {prof['wall_ms_per_step']:.1f} ms per step, kernels {prof['kernel_ms_per_step']:.1f} ms "
+                  f"({prof['gpu_busy_fraction']:.0%} busy), {prof['kernel_launches_per_step']:.0f} launches")
+            for k in prof["top_kernels"]:
+                print(f"   {k['ms_per_step']:7.2f} ms  x{k['calls_per_step']:5.0f}  {k['name']}")
+            for k in prof["top_host_ops"]:
+                print(f"   host {k['self_ms_per_step']:7.2f} ms  x{k['calls_per_step']:5.0f}  {k['name']}")
     print(f"{result['model']}, batch {args.batch_size}, {args.image_size}x{args.image_size}, bf16, {result['device']}")
     for label, ips in best.items():
         print(f"  {label:18s} {ips:8.2f} images/s")
