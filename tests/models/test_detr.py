@@ -169,3 +169,50 @@ def test_group_detr_decodes_groups_apart_in_training_and_one_group_in_eval():
             torch.testing.assert_close(out.logits[:, part], alone.logits, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(out.aux_outputs[1].boxes[:, part], alone.aux_outputs[1].boxes, rtol=1e-5,
                                        atol=1e-5)
+
+
+@pytest.mark.parametrize("block,depths", [("basic", [1, 1]), ("bottleneck", [1, 2])])
+def test_folded_frozen_batchnorm_is_the_same_function(block, depths):
+    """Under autocast the backbone folds each frozen BatchNorm into its convolution; in float64 the folded blocks
+    equal torchvision's conv -> BatchNorm to rounding (outputs and gradients), and a bf16-autocast forward stays
+    within bf16's error."""
+    torch.manual_seed(0)
+    net = ResNetBackbone(block, depths, 16, "frozen_batch").double().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if hasattr(m, "running_var"):
+                m.running_var.uniform_(0.5, 2.0)
+                m.running_mean.normal_(0, 0.1)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+    x = torch.randn(2, 3, 48, 64, dtype=torch.float64)
+
+    with torch.no_grad():
+        folded, plain = _backbone_features(net, x, depths, True), _backbone_features(net, x, depths, False)
+        torch.testing.assert_close(folded, plain, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(plain, net(x), rtol=0, atol=0)  # float64, no autocast: the unfolded path
+        net.float()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = net(x.float())
+        torch.testing.assert_close(fast.float(), plain.float(), rtol=0.05, atol=0.05)
+    net.double()
+    grads = []
+    for fold in (True, False):  # the same gradients for the convolutions' weights and the input
+        net.zero_grad()
+        xg = x.clone().requires_grad_()
+        _backbone_features(net, xg, depths, fold).square().sum().backward()
+        grads.append([xg.grad, *(p.grad for p in net.parameters() if p.grad is not None)])
+    assert len(grads[0]) == len(grads[1]) > 1
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def _backbone_features(net, x, depths, fold):
+    """The backbone's forward with folding on or off, whatever the dtype."""
+    from formers.models.detr import _block, _conv_bn
+
+    y = net.maxpool(torch.relu(_conv_bn(net.conv1, net.bn1, x, fold)))
+    for i in range(1, len(depths) + 1):
+        for b in getattr(net, f"layer{i}"):
+            y = _block(b, y, fold)
+    return y

@@ -156,7 +156,6 @@ class ResNetBackbone(nn.Module):
         block_cls = BasicBlock if block == "basic" else Bottleneck
         self.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(width)
-        self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         inplanes = width
         for i, depth in enumerate(depths):
@@ -180,11 +179,45 @@ class ResNetBackbone(nn.Module):
         self.num_stages = len(depths)
 
     def forward(self, images: Tensor) -> Tensor:
-        """(B, C, H, W) -> (B, C_out, H', W') with H' = ceil(H / stride)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        """(B, C, H, W) -> (B, C_out, H', W') with H' = ceil(H / stride).
+
+        torchvision's blocks as they define them. In reduced precision (autocast, or bf16/fp16 weights), a frozen
+        BatchNorm is folded into the convolution before it (its scale into the weights, its shift into a bias): the
+        same function without a pass over every activation map (under bf16 autocast, torchvision's FrozenBatchNorm2d
+        also turns each map into float32). In float32 the convolution and the BatchNorm run one after the other, as in
+        torchvision, so that the results equal torchvision's to the last bits rather than to a rounding."""
+        fold = torch.is_autocast_enabled(images.device.type) or images.dtype in (torch.float16, torch.bfloat16)
+        x = self.maxpool(F.relu(_conv_bn(self.conv1, self.bn1, images, fold), inplace=True))
         for i in range(1, self.num_stages + 1):
-            x = getattr(self, f"layer{i}")(x)
+            for block in getattr(self, f"layer{i}"):
+                x = _block(block, x, fold)
         return x
+
+
+def _conv_bn(conv: nn.Conv2d, norm: nn.Module, x: Tensor, fold: bool = True) -> Tensor:
+    """``norm(conv(x))``; with ``fold``, a FrozenBatchNorm2d is folded into the convolution's weights and bias."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    if not (fold and isinstance(norm, FrozenBatchNorm2d)):
+        return norm(conv(x))
+    scale = norm.weight * (norm.running_var + norm.eps).rsqrt()  # (C_out,)
+    shift = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    weight = conv.weight * scale[:, None, None, None]
+    return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _block(block: nn.Module, x: Tensor, fold: bool) -> Tensor:
+    """torchvision's ``BasicBlock`` / ``Bottleneck`` forward through :func:`_conv_bn`."""
+    identity = x if block.downsample is None else _conv_bn(block.downsample[0], block.downsample[1], x, fold)
+    out = F.relu(_conv_bn(block.conv1, block.bn1, x, fold), inplace=True)
+    if hasattr(block, "conv3"):  # Bottleneck
+        out = F.relu(_conv_bn(block.conv2, block.bn2, out, fold), inplace=True)
+        out = _conv_bn(block.conv3, block.bn3, out, fold)
+    else:
+        out = _conv_bn(block.conv2, block.bn2, out, fold)
+    return F.relu(out + identity, inplace=True)
 
 
 class BoxHead(nn.Module):
