@@ -33,6 +33,7 @@ from formers.layers import check_int, check_number
 
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 REORDER_WINDOW = 32
+CACHED_SHAPES = 2  # captured steps kept per model: a whole static state each; batch shapes rarely repeat
 """The static steps attend over (and beam search reorders) only the filled self-attention cache slots, rounded up to
 a multiple of this (one captured step per window): reading and copying every beam's whole cache each step is most of
 a beam step's memory traffic."""
@@ -73,6 +74,8 @@ class _StaticStep:
     ``greedy``: the step also takes the argmax, fills finished rows with ``pad_id``, records the token in ``out`` and
     feeds it back, so that many steps run without the host. Otherwise it leaves log-probabilities in ``logp``.
     """
+
+    WARMUP_STEPS = 3  # eager steps on a side stream before the capture (lazy initialisations, kernel choices)
 
     def __init__(self, model: nn.Module, state, banned: list[int], greedy: bool, use_graph: bool) -> None:
         c = model.config
@@ -121,7 +124,7 @@ class _StaticStep:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
-                for _ in range(3):
+                for _ in range(self.WARMUP_STEPS):
                     self._step()
             torch.cuda.current_stream().wait_stream(stream)
             self._reset()
@@ -277,7 +280,7 @@ def _static_step(
         build = lambda: _StaticStep(model, fresh, _banned(model), greedy=True, use_graph=True)  # noqa: E731
     else:
         build = lambda: _DeviceBeam(model, fresh, _banned(model), beam, use_graph=True)  # noqa: E731
-    return model_cache(model).get(model, key, build, limit=2), fresh  # shapes rarely repeat: keep little memory
+    return model_cache(model).get(model, key, build, limit=CACHED_SHAPES), fresh
 
 
 @torch.inference_mode()
