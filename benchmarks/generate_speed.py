@@ -185,22 +185,28 @@ def translation_pair(device: torch.device, tiny: bool, dtype: torch.dtype):
     return ours.to(device, dtype).eval(), hf.to(device, dtype).eval()
 
 
-def bench_translation(args, device: torch.device, dtype: torch.dtype, out: dict) -> None:
-    torch.manual_seed(0)
-    ours, hf = translation_pair(device, args.tiny, dtype)
-    c = ours.config
+def translation_batches(c, sentences: int, max_tokens: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``sentences`` random sources (6-30 tokens, seed 4) batched as ``Translator`` batches them: sorted by length,
+    at most ``max_tokens`` source tokens (padding included) per batch; (ids, mask) pairs on ``device``."""
     gen = torch.Generator().manual_seed(4)
-    lengths = sorted(torch.randint(6, 31, (args.sentences,), generator=gen).tolist())
+    lengths = sorted(torch.randint(6, 31, (sentences,), generator=gen).tolist())
     batches, start = [], 0
-    while start < len(lengths):  # Translator's batching: sorted by length, at most --max-tokens source tokens
+    while start < len(lengths):
         end = start + 1
-        while end < len(lengths) and lengths[end] * (end + 1 - start) <= args.max_tokens:
+        while end < len(lengths) and lengths[end] * (end + 1 - start) <= max_tokens:
             end += 1
         chunk, start = lengths[start:end], end
         src = torch.full((len(chunk), max(chunk)), c.pad_id, dtype=torch.long)
         for i, n in enumerate(chunk):
             src[i, :n] = torch.randint(3, c.src_vocab_size, (n,), generator=gen)
         batches.append((src.to(device), (src != c.pad_id).to(device)))
+    return batches
+
+
+def bench_translation(args, device: torch.device, dtype: torch.dtype, out: dict) -> None:
+    torch.manual_seed(0)
+    ours, hf = translation_pair(device, args.tiny, dtype)
+    batches = translation_batches(ours.config, args.sentences, args.max_tokens, device)
     m = args.max_new_tokens
     t = out["translation"] = {
         "sentences": args.sentences, "max_tokens": args.max_tokens, "batches": len(batches), "beam_size": 4,
