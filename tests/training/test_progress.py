@@ -83,6 +83,21 @@ def test_a_spent_time_budget_says_so(tmp_path, make_model, make_loader, task_cls
     assert latest in out
 
 
+def test_a_time_budget_that_cuts_a_decay_says_so(tmp_path, make_model, make_loader, task_cls, capsys):
+    from formers.training.schedules import build_scheduler
+
+    model = make_model()
+    optimizer = build_optimizer(model, lr=1e-3)
+    config = TrainerConfig(max_steps=100_000, max_minutes=0.02, log_every=2, tensorboard=False, device="cpu")
+    trainer = Trainer(model, task_cls(), make_loader(), config, tmp_path, optimizer=optimizer,
+                      scheduler=build_scheduler(optimizer, "cosine", warmup_steps=0, total_steps=100_000))
+    trainer.fit()
+    step = trainer.state.step
+    assert 0 < step < 100_000
+    assert (f"the learning-rate schedule, planned over max_steps=100,000, was still at 100% of its peak: set "
+            f"train.max_steps to about {step:,}") in capsys.readouterr().out
+
+
 def test_stop_message_names_the_bound_that_ended_the_run():
     assert stop_message(10, 10, None, 0, None, False) == "train: done, 10 steps (max_steps=10)"
     assert stop_message(10, 10, 4.0, 0, None, True) == "train: done, 10 steps (max_steps=10)"  # steps came first
@@ -90,3 +105,10 @@ def test_stop_message_names_the_bound_that_ended_the_run():
     assert stop_message(3_012, 100_000, 4.0, 1, None, True).startswith(
         "train: stopped by the time budget (max_minutes=4) at step 3,012 of 100,000 planned"
     )
+    # a schedule the budget cut before it decayed: said, with the max_steps this budget held
+    undecayed = stop_message(3_012, 100_000, 4.0, 1, None, True, lr_left=0.996)
+    assert undecayed.endswith("the learning-rate schedule, planned over max_steps=100,000, was still at 100% of its "
+                              "peak: set train.max_steps to about 3,012 for it to decay within this budget on this "
+                              "machine")
+    assert "learning-rate" not in stop_message(3_012, 3_100, 4.0, 1, None, True, lr_left=0.02)  # nearly decayed
+    assert "learning-rate" not in stop_message(3_100, 3_100, 4.0, 1, None, True, lr_left=0.9)  # steps ended it

@@ -94,14 +94,23 @@ class NullProgress:
 
 
 def stop_message(step: int, max_steps: int | None, max_minutes: float | None, epoch: int,
-                 max_epochs: int | None, budget_spent: bool) -> str:
-    """Why a run ended, in one line: ``train: stopped by the time budget (max_minutes=4) at step 3,012 of 100,000``."""
+                 max_epochs: int | None, budget_spent: bool, lr_left: float | None = None) -> str:
+    """Why a run ended, in one line: ``train: stopped by the time budget (max_minutes=4) at step 3,012 of 100,000``.
+
+    ``lr_left``: the learning rate at the stop as a fraction of its scheduled peak. A time budget that stops a run
+    whose schedule (planned over ``max_steps``) has not decayed says so, with the ``max_steps`` that this budget
+    held, since such a run never reaches the low learning rates its schedule was written for."""
     if budget_spent and not (max_steps is not None and step >= max_steps) and not (
         max_epochs is not None and epoch >= max_epochs
     ):
         planned = f" of {max_steps:,} planned" if max_steps is not None else ""
-        return (f"train: stopped by the time budget (max_minutes={max_minutes:g}) at step {step:,}{planned}; "
+        text = (f"train: stopped by the time budget (max_minutes={max_minutes:g}) at step {step:,}{planned}; "
                 "raise train.max_minutes or continue the run with --resume")
+        if lr_left is not None and lr_left > 0.5 and max_steps is not None and step > 0:
+            text += (f"; the learning-rate schedule, planned over max_steps={max_steps:,}, was still at "
+                     f"{lr_left:.0%} of its peak: set train.max_steps to about {step:,} for it to decay within "
+                     "this budget on this machine")
+        return text
     if max_steps is not None and step >= max_steps:
         return f"train: done, {step:,} steps (max_steps={max_steps:,})"
     return f"train: done, {epoch:,} epochs (max_epochs={max_epochs:,}) at step {step:,}"
