@@ -70,6 +70,7 @@ from formers.training.interrupt import (
 from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow, open_logs
 from formers.training.optim import build_optimizer
 from formers.training.progress import NullProgress, Progress, stop_message
+from formers.training.schedules import WarmupCosineSchedule, WarmupLinearSchedule
 from formers.training.step_graphs import StepGraphs, copy_of_output, use_step_graphs
 from formers.training.task import StepOutput, check_step_output
 from formers.training.trainer_config import TrainerConfig, compile_steps
@@ -321,8 +322,6 @@ class Trainer:
     def _lr_left(self) -> float | None:
         """The first parameter group's learning rate now, as a fraction of its peak, for a cosine or linear decay
         planned over ``max_steps`` (None for other schedules or none)."""
-        from formers.training.schedules import WarmupCosineSchedule, WarmupLinearSchedule
-
         lambdas = getattr(self.scheduler, "lr_lambdas", None) or [None]
         if not isinstance(lambdas[0], (WarmupCosineSchedule, WarmupLinearSchedule)):
             return None
