@@ -155,3 +155,21 @@ def test_bad_data_and_options_raise_one_clear_line():
         sections(recipe)
     with pytest.raises(ValueError, match=r"task_options.crop must be \[min, max\], got \[1\]"):
         sections(load_recipe("fashion-detect-cpu", parse_set_args(["task_options.crop=[1]"])))
+
+
+def test_a_missing_data_folder_falls_back_to_formers_data_dir_or_says_how_to_get_it(tmp_path, monkeypatch):
+    from formers.recipes.detection import resolve_data_path
+
+    (tmp_path / "deepforest").mkdir()
+    monkeypatch.setenv("FORMERS_DATA_DIR", str(tmp_path))
+    assert resolve_data_path("../no-such-checkout/shared/data/deepforest", "data.train") == str(tmp_path / "deepforest")
+    assert resolve_data_path(str(tmp_path), "data.train") == str(tmp_path)  # an existing path is kept
+    with pytest.raises(FileNotFoundError) as info:
+        resolve_data_path("../nowhere/trees.csv", "data.test")
+    assert str(info.value) == (f"data.test: '../nowhere/trees.csv' does not exist nor "
+                               f"{str(tmp_path / 'trees.csv')!r}")
+    monkeypatch.delenv("FORMERS_DATA_DIR")
+    with pytest.raises(FileNotFoundError, match=r"^data.train: '../x/deepforest' does not exist \(nor "
+                       r"\$FORMERS_DATA_DIR, which is not set\); the DeepForest sample images .* "
+                       r"`pip download --no-deps deepforest==2.1.0`"):
+        resolve_data_path("../x/deepforest", "data.train")

@@ -14,6 +14,7 @@ none, which the two numbers show. Each checkpoint holds ``preprocessing.json`` f
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,28 @@ def _split_holdout(dataset: DetectionDataset, names: list[str]) -> tuple[Detecti
     return dataset.subset(train), dataset.subset(test)
 
 
+DEEPFOREST_HINT = (
+    "the DeepForest sample images (MIT) ship in the deepforest wheel: `pip download --no-deps deepforest==2.1.0`, "
+    "unzip it and copy deepforest/data/* into $FORMERS_DATA_DIR/deepforest (or give --set data.train=FOLDER); "
+    "shared/data/deepforest/README.md lists the files"
+)
+
+
+def resolve_data_path(path: str, name: str) -> str:
+    """``path`` when it exists, else ``$FORMERS_DATA_DIR/<its last part>`` when that does (a recipe's
+    ``../shared/data/X`` on a machine whose data lie elsewhere); otherwise one error naming both and how to get the
+    data."""
+    if Path(path).exists():
+        return path
+    root = os.environ.get("FORMERS_DATA_DIR")
+    fallback = Path(root) / Path(path).name if root else None
+    if fallback is not None and fallback.exists():
+        return str(fallback)
+    tried = f" nor {str(fallback)!r}" if fallback is not None else " (nor $FORMERS_DATA_DIR, which is not set)"
+    hint = f"; {DEEPFOREST_HINT}" if Path(path).name == "deepforest" else ""
+    raise FileNotFoundError(f"{name}: {path!r} does not exist{tried}{hint}")
+
+
 def load_datasets(data: DetectionData) -> tuple[DetectionDataset, DetectionDataset]:
     """The (train, test) sets a recipe's ``data`` section names, merged, split and tiled as it says."""
     if data.dataset not in DATASETS:
@@ -169,9 +192,10 @@ def load_datasets(data: DetectionData) -> tuple[DetectionDataset, DetectionDatas
                 return read_voc(path, images, classes, invalid_boxes=data.invalid_boxes)
             return read_csv_boxes(path, images, classes, invalid_boxes=data.invalid_boxes)
 
-        train = read(data.train, data.train_images, data.classes)
+        train = read(resolve_data_path(data.train, "data.train"), data.train_images, data.classes)
         if data.test:
-            test = read(data.test, data.test_images, train.class_names if data.dataset != "coco" else None)
+            test = read(resolve_data_path(data.test, "data.test"), data.test_images,
+                        train.class_names if data.dataset != "coco" else None)
         elif data.holdout:
             train, test = _split_holdout(train, data.holdout)
         else:
