@@ -144,3 +144,14 @@ def build_scheduler(
     else:
         raise ValueError(f"name must be one of {SCHEDULES}, got {name!r}")
     return LambdaLR(optimizer, schedule)
+
+
+def decay_left(scheduler, optimizer: torch.optim.Optimizer) -> float | None:
+    """The first parameter group's learning rate now, as a fraction of its peak, when ``scheduler`` is a cosine or
+    linear decay (planned over the run's ``max_steps``); None for other schedules or none."""
+    lambdas = getattr(scheduler, "lr_lambdas", None) or [None]
+    if not isinstance(lambdas[0], (WarmupCosineSchedule, WarmupLinearSchedule)):
+        return None
+    group = optimizer.param_groups[0]
+    peak = group.get("initial_lr")
+    return float(group["lr"]) / float(peak) if peak else None

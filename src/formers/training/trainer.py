@@ -70,7 +70,7 @@ from formers.training.interrupt import (
 from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow, open_logs
 from formers.training.optim import build_optimizer
 from formers.training.progress import NullProgress, Progress, stop_message
-from formers.training.schedules import WarmupCosineSchedule, WarmupLinearSchedule
+from formers.training.schedules import decay_left
 from formers.training.step_graphs import StepGraphs, copy_of_output, use_step_graphs
 from formers.training.task import StepOutput, check_step_output
 from formers.training.trainer_config import TrainerConfig, compile_steps
@@ -316,18 +316,8 @@ class Trainer:
             if self._step_graphs is not None:
                 print(self._step_graphs.summary(), flush=True)
             print(stop_message(state.step, self.config.max_steps, self.config.max_minutes, state.epoch,
-                               self.config.max_epochs, spent, self._lr_left())
+                               self.config.max_epochs, spent, decay_left(self.scheduler, self.optimizer))
                   + (f"; latest checkpoint {latest}" if latest else "; no checkpoint written"), flush=True)
-
-    def _lr_left(self) -> float | None:
-        """The first parameter group's learning rate now, as a fraction of its peak, for a cosine or linear decay
-        planned over ``max_steps`` (None for other schedules or none)."""
-        lambdas = getattr(self.scheduler, "lr_lambdas", None) or [None]
-        if not isinstance(lambdas[0], (WarmupCosineSchedule, WarmupLinearSchedule)):
-            return None
-        group = self.optimizer.param_groups[0]
-        peak = group.get("initial_lr")
-        return float(group["lr"]) / float(peak) if peak else None
 
     def evaluate(self) -> dict[str, float]:
         """Runs ``task.evaluate`` in eval mode under ``torch.no_grad()`` (and autocast) and returns its metrics."""
