@@ -188,31 +188,22 @@ def test_folded_frozen_batchnorm_is_the_same_function(block, depths):
     x = torch.randn(2, 3, 48, 64, dtype=torch.float64)
 
     with torch.no_grad():
-        folded, plain = _backbone_features(net, x, depths, True), _backbone_features(net, x, depths, False)
+        folded, plain = net(x, fold=True), net(x, fold=False)
         torch.testing.assert_close(folded, plain, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(plain, net(x), rtol=0, atol=0)  # float64, no autocast: the unfolded path
         net.float()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = net(x.float())
+            torch.testing.assert_close(fast, net(x.float(), fold=True), rtol=0, atol=0)  # autocast folds by default
         torch.testing.assert_close(fast.float(), plain.float(), rtol=0.05, atol=0.05)
     net.double()
     grads = []
     for fold in (True, False):  # the same gradients for the convolutions' weights and the input
         net.zero_grad()
         xg = x.clone().requires_grad_()
-        _backbone_features(net, xg, depths, fold).square().sum().backward()
+        net(xg, fold=fold).square().sum().backward()
         grads.append([xg.grad, *(p.grad for p in net.parameters() if p.grad is not None)])
     assert len(grads[0]) == len(grads[1]) > 1
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
-
-def _backbone_features(net, x, depths, fold):
-    """The backbone's forward with folding on or off, whatever the dtype."""
-    from formers.models.detr import _block, _conv_bn
-
-    y = net.maxpool(torch.relu(_conv_bn(net.conv1, net.bn1, x, fold)))
-    for i in range(1, len(depths) + 1):
-        for b in getattr(net, f"layer{i}"):
-            y = _block(b, y, fold)
-    return y

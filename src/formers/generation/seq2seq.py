@@ -33,10 +33,10 @@ from formers.layers import check_int, check_number
 
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 REORDER_WINDOW = 32
-CACHED_SHAPES = 2  # captured steps kept per model: a whole static state each; batch shapes rarely repeat
 """The static steps attend over (and beam search reorders) only the filled self-attention cache slots, rounded up to
 a multiple of this (one captured step per window): reading and copying every beam's whole cache each step is most of
 a beam step's memory traffic."""
+CACHED_SHAPES = 2  # captured steps kept per model: a whole static state each; batch shapes rarely repeat
 
 
 def _limits(model: nn.Module, src_padding_mask: Tensor, max_new_tokens: int | None) -> Tensor:

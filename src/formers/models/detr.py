@@ -178,15 +178,17 @@ class ResNetBackbone(nn.Module):
 
         self.num_stages = len(depths)
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, fold: bool | None = None) -> Tensor:
         """(B, C, H, W) -> (B, C_out, H', W') with H' = ceil(H / stride).
 
-        torchvision's blocks as they define them. In reduced precision (autocast, or bf16/fp16 weights), a frozen
-        BatchNorm is folded into the convolution before it (its scale into the weights, its shift into a bias): the
-        same function without a pass over every activation map (under bf16 autocast, torchvision's FrozenBatchNorm2d
-        also turns each map into float32). In float32 the convolution and the BatchNorm run one after the other, as in
-        torchvision, so that the results equal torchvision's to the last bits rather than to a rounding."""
-        fold = torch.is_autocast_enabled(images.device.type) or images.dtype in (torch.float16, torch.bfloat16)
+        torchvision's blocks as they define them. With ``fold`` (by default: in reduced precision, under autocast or
+        with bf16/fp16 inputs), a frozen BatchNorm is folded into the convolution before it (its scale into the
+        weights, its shift into a bias): the same function without a pass over every activation map (under bf16
+        autocast, torchvision's FrozenBatchNorm2d also turns each map into float32). In float32 the convolution and
+        the BatchNorm run one after the other, as in torchvision, so that the results equal torchvision's to the last
+        bits rather than to a rounding."""
+        if fold is None:
+            fold = torch.is_autocast_enabled(images.device.type) or images.dtype in (torch.float16, torch.bfloat16)
         x = self.maxpool(F.relu(_conv_bn(self.conv1, self.bn1, images, fold), inplace=True))
         for i in range(1, self.num_stages + 1):
             for block in getattr(self, f"layer{i}"):
@@ -194,7 +196,7 @@ class ResNetBackbone(nn.Module):
         return x
 
 
-def _conv_bn(conv: nn.Conv2d, norm: nn.Module, x: Tensor, fold: bool = True) -> Tensor:
+def _conv_bn(conv: nn.Conv2d, norm: nn.Module, x: Tensor, fold: bool) -> Tensor:
     """``norm(conv(x))``; with ``fold``, a FrozenBatchNorm2d is folded into the convolution's weights and bias."""
     from torchvision.ops import FrozenBatchNorm2d
 
