@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from formers.generation.sampling import next_tokens
+from formers.generation.step_compile import compile_step
 from formers.generation.stopping import Rows
 from formers.layers import value_checks
 
@@ -87,7 +88,7 @@ class StaticLMDecoder:
         self.count = torch.zeros((), dtype=torch.long, device=device)  # ids emitted so far
         self.graphs: OrderedDict[Sampling, torch.cuda.CUDAGraph] = OrderedDict()
         self.lock = threading.Lock()  # one generation at a time: calls share the state
-        self._run_step = torch.compile(self._step, fullgraph=True, dynamic=False) if compile else self._step
+        self._run_step = compile_step(self._step) if compile else self._step
 
     @property
     def batch_size(self) -> int:

@@ -1,0 +1,56 @@
+"""``torch.compile`` for one decoding step, with matrix-vector products turned into fused reductions.
+
+A batch-1 decoding step multiplies one row by every weight matrix. cuBLAS runs such a product on a few dozen of
+the GPU's SMs (a 64-column tile per block), so GPT-2's four linears of a block take ~4.5 us each however small
+they are. Inductor instead writes ``x @ W`` as ``(x[:, :, None] * W[None]).sum(1)``, a reduction it fuses with
+the neighbouring layer norm, bias and activation and tunes per shape (``coordinate_descent_tuning``), which
+reads the weights at close to the memory bandwidth: the gpt-fast recipe. Inductor does this for ``mm`` only;
+:func:`compile_step` adds the same rewrite for ``addmm`` (a linear with a bias), the form every formers linear
+takes. Rows are summed in float32, as cuBLAS accumulates.
+
+Used by the static decoders (:mod:`formers.generation.static_lm`) when they compile their step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+aten = torch.ops.aten
+
+
+def one_row_addmm(bias: Tensor, mat1: Tensor, mat2: Tensor) -> Tensor:
+    """``bias + mat1 @ mat2`` (mat1 (M, K), mat2 (K, N)) as a multiply-and-sum in float32, cast back."""
+    out = (mat1.float().unsqueeze(2) * mat2.float().unsqueeze(0)).sum(dim=1) + bias.float()  # (M, N)
+    return out.to(mat1.dtype)
+
+
+def _addmm_one_row(bias: Tensor, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any = 1, **kwargs: Any) -> Any:
+    """:func:`one_row_addmm` for a (1, K) ``mat1`` on a GPU; NotImplemented (not rewritten) otherwise."""
+    if mat1.device.type != "cuda" or mat1.shape[0] != 1 or beta != 1 or alpha != 1 or kwargs.get("out_dtype"):
+        return NotImplemented
+    return one_row_addmm(bias, mat1, mat2)
+
+
+def _inductor_for_steps(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable:
+    """Inductor with :func:`_addmm_one_row` among its decompositions and coordinate-descent tuning on."""
+    from torch._inductor.compile_fx import compile_fx
+    from torch._inductor.decomposition import select_decomp_table
+
+    table = dict(select_decomp_table())
+    fallback = table.get(aten.addmm.default)
+
+    def addmm(*args: Any, **kwargs: Any) -> Any:
+        out = _addmm_one_row(*args, **kwargs)
+        return fallback(*args, **kwargs) if out is NotImplemented and fallback is not None else out
+
+    table[aten.addmm.default] = addmm
+    return compile_fx(gm, example_inputs, config_patches={"coordinate_descent_tuning": True}, decompositions=table)
+
+
+def compile_step(step: Callable) -> Callable:
+    """``step`` compiled once for fixed shapes (``fullgraph``, not dynamic), to be captured in a CUDA graph."""
+    return torch.compile(step, fullgraph=True, dynamic=False, backend=_inductor_for_steps)
