@@ -6,7 +6,8 @@ weights on CUDA:
 
 - greedy, batch 1 and batch 32; sampling (top-k 50, top-p 0.9, temperature 1), batch 1;
 - formers ``model.generate`` as called by default (on CUDA: the static-cache, CUDA-graph path), the eager loop
-  (``fast=False``) and the fast path with ``compile=True``; Hugging Face ``generate`` (dynamic cache).
+  (``fast=False``), the fast path with ``compile=True`` and (CUDA) with ``compile=None`` (compiled for batch 1
+  only); Hugging Face ``generate`` (dynamic cache). The warm-up call compiles and captures.
 
 Translation: beam 4 (length penalty 0.6) of N random "sentences" (lengths 6-30 tokens, Multi30k-like), batched
 by sorted length as ``Translator`` batches them (``--max-tokens`` source tokens), with the ``multi30k-en-de`` recipe's model (``transformer_base``, 4 heads, FFN 1024, pre-norm,
@@ -102,6 +103,8 @@ def bench_gpt2(args, device: torch.device, dtype: torch.dtype, out: dict) -> Non
             runs["formers_fast"] = lambda: ours.generate(prompt, new, fast=True, **options, **seed)
         if device.type == "cuda" or args.compile:
             runs["formers_fast_compiled"] = lambda: ours.generate(prompt, new, fast=True, compile=True, **options, **seed)
+        if device.type == "cuda":  # compiled for batch 1 only
+            runs["formers_compile_auto"] = lambda: ours.generate(prompt, new, compile=None, **options, **seed)
         w = g["workloads"][name] = {"batch": batch, **options, "runs": {}}
         for run, fn in runs.items():
             try:

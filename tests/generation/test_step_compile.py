@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -37,10 +39,55 @@ def test_the_rewrite_applies_to_one_row_on_a_gpu_only():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("compile", [True, None])
 @pytest.mark.parametrize("options", [dict(), dict(do_sample=True, seed=5, top_k=20, top_p=0.9)])
-def test_compiled_batch_one_steps_equal_eager_in_float32_on_cuda(options):
+def test_compiled_batch_one_steps_equal_eager_in_float32_on_cuda(options, compile):
     model = formers.create_model("gpt_mini", embed_dim=64, num_heads=4, num_layers=2, vocab_size=300, max_seq_len=96,
                                  eos_id=None).cuda().eval()
     ids = torch.randint(4, 300, (1, 7), device="cuda")
     eager = generate(model, ids, 40, fast=False, **options)
-    assert generate(model, ids, 40, fast=True, compile=True, **options).tolist() == eager.tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback
+        assert generate(model, ids, 40, compile=compile, **options).tolist() == eager.tolist()
+    assert any(decoder.checked and decoder._run_step != decoder._step  # compiled (compile=None: one row on CUDA)
+               for decoder in model.__dict__["_static_decoders"].decoders.values())
+
+
+def test_compile_none_compiles_single_rows_on_cuda_only(monkeypatch):
+    import torch.utils._triton as triton_check
+
+    from formers.generation import step_compile
+
+    monkeypatch.setattr(triton_check, "has_triton", lambda: True)
+    assert step_compile.auto_compile(torch.device("cuda"), 1)
+    assert not step_compile.auto_compile(torch.device("cuda"), step_compile.AUTO_COMPILE_MAX_BATCH + 1)
+    assert not step_compile.auto_compile(torch.device("cpu"), 1)
+    monkeypatch.setattr(triton_check, "has_triton", lambda: False)
+    assert not step_compile.auto_compile(torch.device("cuda"), 1)
+
+
+def test_a_step_that_fails_to_compile_falls_back_with_a_warning_or_raises(monkeypatch):
+    from formers.generation import static_lm
+    from formers.generation.stopping import Rows
+
+    def broken(step):
+        def run(*args):
+            raise RuntimeError("no compiler here")
+        return run
+
+    monkeypatch.setattr(static_lm, "compile_step", broken)
+    model = formers.create_model("gpt_mini", embed_dim=16, num_heads=2, num_layers=2, vocab_size=40, max_seq_len=48,
+                                 eos_id=None).eval()
+    ids = torch.randint(4, 40, (1, 5))
+    eager = generate(model, ids, 10, fast=False)
+    greedy = static_lm.Sampling(False, 1.0, None, None)
+    for fallback in (True, False):
+        decoder = static_lm.StaticLMDecoder(model, 1, 16, use_graph=False, compile=True, compile_fallback=fallback)
+        rows = Rows(1, None, 0, None, None)
+        if fallback:
+            with pytest.warns(RuntimeWarning, match="could not compile the decoding step .*no compiler here"):
+                static_lm.run_static(decoder, ids, None, 10, greedy, None, rows)
+            assert rows.result(False, ids.device).tolist() == eager.tolist()
+        else:
+            with pytest.raises(RuntimeError, match="no compiler here"):
+                static_lm.run_static(decoder, ids, None, 10, greedy, None, rows)

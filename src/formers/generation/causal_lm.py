@@ -37,6 +37,7 @@ from formers.generation.sampling import (
     uniform_table,
 )
 from formers.generation.static_lm import Sampling, cached_decoder, run_static
+from formers.generation.step_compile import auto_compile
 from formers.generation.stopping import Rows, Streamer
 from formers.layers import check_int, check_padding_mask, check_token_ids
 
@@ -61,7 +62,7 @@ def generate(
     as_lists: bool = False,
     fast: bool | None = None,
     check_every: int = 16,
-    compile: bool = False,
+    compile: bool | None = False,
 ) -> Tensor | list[list[int]]:
     """Continues prompts with a causal language model (run in eval mode; the mode is restored after).
 
@@ -90,8 +91,12 @@ def generate(
             eagerly. False: always the eager loop. True: the static path, also on CPU; a sliding window raises. Both
             paths return the same tokens.
         check_every: on the fast path, steps between host checks of eos/``stop`` (and streamer bursts).
-        compile: on the fast path, also pass the step through ``torch.compile`` before capturing it (fuses its
-            small kernels: faster steps, but the first call per batch size and capacity bucket compiles for a while).
+        compile: on the fast path, also pass the step through ``torch.compile`` before capturing it
+            (:mod:`formers.generation.step_compile`: fused kernels, matrix-vector products at memory bandwidth), at
+            the cost of compiling once per batch size and capacity bucket (tens of seconds the first time; inductor
+            caches the result on disk for later processes). False (default): never; True: always (errors raise);
+            None: on CUDA for a single row (:func:`~formers.generation.step_compile.auto_compile`), falling back to
+            the uncompiled step with a warning if compiling fails.
 
     Returns:
         New ids (B, T_new), T_new <= ``max_new_tokens`` (stops early once every row has ended); rows that
@@ -103,7 +108,8 @@ def generate(
         check_flag(flag, name)
     if fast is not None:
         check_flag(fast, "fast")
-    check_flag(compile, "compile")
+    if compile is not None:
+        check_flag(compile, "compile")
     check_int(check_every, "check_every", minimum=1)
     for fn, name in ((stop, "stop"), (streamer, "streamer")):
         if fn is not None and not callable(fn):
@@ -153,7 +159,9 @@ def generate(
     model.eval()
     try:
         if fast:
-            decoder = cached_decoder(model, batch, prompt_len + max_new_tokens, use_graph=True, compile=compile)
+            auto = compile is None
+            compile = auto_compile(input_ids.device, batch) if auto else compile
+            decoder = cached_decoder(model, batch, prompt_len + max_new_tokens, True, compile, compile_fallback=auto)
             run_static(decoder, input_ids, padding_mask, max_new_tokens, sampling, uniforms, rows, check_every)
         else:
             _run_eager(model, input_ids, padding_mask, max_new_tokens, sampling, uniforms, rows, sliding)

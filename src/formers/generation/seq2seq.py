@@ -75,7 +75,10 @@ class _StaticStep:
     feeds it back, so that many steps run without the host. Otherwise it leaves log-probabilities in ``logp``.
     """
 
-    WARMUP_STEPS = 3  # eager steps on a side stream before the capture (lazy initialisations, kernel choices)
+    WARMUP_STEPS = 1
+    """Eager steps on a side stream before the capture (lazy initialisations, kernel choices). One does them all: a
+    translate call captures a graph per batch shape, and 3 made beam-4 of Multi30k's validation set 11% slower
+    (H100: 1,106 against 1,241 sentences/s, ``benchmarks/beam_capture.py``)."""
 
     def __init__(self, model: nn.Module, state, banned: list[int], greedy: bool, use_graph: bool) -> None:
         c = model.config

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -70,11 +71,19 @@ class StaticLMDecoder:
         batch_size: rows B of every call.
         max_len: slots (prompt with padding + new tokens); every step attends over all of them.
         use_graph: capture the step in a CUDA graph (CUDA only); False runs it eagerly.
-        compile: also pass the step through ``torch.compile`` before capturing it.
+        compile: also pass the step through ``torch.compile`` (:func:`~formers.generation.step_compile.compile_step`)
+            before capturing it.
+        compile_fallback: if compiling fails, warn and run the step uncompiled instead of raising.
     """
 
     def __init__(
-        self, model: nn.Module, batch_size: int, max_len: int, use_graph: bool = True, compile: bool = False
+        self,
+        model: nn.Module,
+        batch_size: int,
+        max_len: int,
+        use_graph: bool = True,
+        compile: bool = False,
+        compile_fallback: bool = False,
     ) -> None:
         self.model = model
         self.max_len = max_len
@@ -89,6 +98,8 @@ class StaticLMDecoder:
         self.graphs: OrderedDict[Sampling, torch.cuda.CUDAGraph] = OrderedDict()
         self.lock = threading.Lock()  # one generation at a time: calls share the state
         self._run_step = compile_step(self._step) if compile else self._step
+        self.compile_fallback = compile_fallback
+        self.checked: set[Sampling] = set()  # sampling configurations whose step has run (compiled or fallen back)
 
     @property
     def batch_size(self) -> int:
@@ -105,6 +116,28 @@ class StaticLMDecoder:
     def _step(self, sampling: Sampling) -> None:
         self._emit(self.model(self.token, cache=self.state).logits[:, -1], sampling)
 
+    def _checked_step(self, sampling: Sampling) -> None:
+        """Runs one step; the first per sampling configuration compiles it (if compiling), and when that fails with
+        ``compile_fallback`` set, warns and goes on uncompiled."""
+        if sampling in self.checked:
+            self._run_step(sampling)
+            return
+        try:
+            self._run_step(sampling)
+            self.checked.add(sampling)
+        except Exception as error:
+            if not self.compile_fallback or self._run_step == self._step:
+                raise
+            warnings.warn(
+                f"torch.compile could not compile the decoding step ({type(error).__name__}: {error}); decoding "
+                "without it (pass compile=False to skip the attempt)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._run_step = self._step  # compiling fails before the step runs: the state is untouched
+            self._run_step(sampling)
+            self.checked.add(sampling)
+
     def _graph(self, sampling: Sampling) -> torch.cuda.CUDAGraph:
         """The captured step for ``sampling``: warmed up on a side stream, then captured (state reset after)."""
         if sampling in self.graphs:
@@ -115,7 +148,8 @@ class StaticLMDecoder:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(3):
+            self._checked_step(sampling)
+            for _ in range(2):
                 self._run_step(sampling)
         torch.cuda.current_stream().wait_stream(stream)
         self.state.reset()
@@ -148,7 +182,7 @@ class StaticLMDecoder:
             if graph is not None:
                 graph.replay()
             else:
-                self._run_step(sampling)
+                self._checked_step(sampling)
 
     def fetch(self, start: int, end: int) -> _Pending:
         """Starts copying the ids of steps [start, end) to the host without waiting for them."""
@@ -270,11 +304,16 @@ def model_cache(model: nn.Module) -> DecoderCache:
 
 
 def cached_decoder(
-    model: nn.Module, batch_size: int, slots: int, use_graph: bool = True, compile: bool = False
+    model: nn.Module,
+    batch_size: int,
+    slots: int,
+    use_graph: bool = True,
+    compile: bool = False,
+    compile_fallback: bool = False,
 ) -> StaticLMDecoder:
     """The model's decoder for ``batch_size`` rows and at least ``slots`` slots (a capacity bucket), made once."""
     max_len = capacity_bucket(slots, model.config.max_seq_len)
-    build = lambda: StaticLMDecoder(model, batch_size, max_len, use_graph=use_graph, compile=compile)
+    build = lambda: StaticLMDecoder(model, batch_size, max_len, use_graph, compile, compile_fallback)  # noqa: E731
     return model_cache(model).get(model, ("causal_lm", batch_size, max_len, use_graph, compile), build)
 
 

@@ -21,6 +21,20 @@ from torch import Tensor
 
 aten = torch.ops.aten
 
+AUTO_COMPILE_MAX_BATCH = 1
+"""Rows up to which ``generate(compile=None)`` compiles a CUDA decoding step. The rewrite applies to one row; at 32
+rows the compiled step measured slower than the captured eager one (H100, GPT-2: 24.7k against 39.1k tokens/s)."""
+
+
+def auto_compile(device: torch.device, batch_size: int) -> bool:
+    """Whether ``compile=None`` compiles the step: on CUDA, for at most :data:`AUTO_COMPILE_MAX_BATCH` rows, when
+    Triton (inductor's GPU code generator) is installed."""
+    if device.type != "cuda" or batch_size > AUTO_COMPILE_MAX_BATCH:
+        return False
+    from torch.utils._triton import has_triton
+
+    return has_triton()
+
 
 def one_row_addmm(bias: Tensor, mat1: Tensor, mat2: Tensor) -> Tensor:
     """``bias + mat1 @ mat2`` (mat1 (M, K), mat2 (K, N)) as a multiply-and-sum in float32, cast back."""
