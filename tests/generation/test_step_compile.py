@@ -47,7 +47,7 @@ def test_compiled_batch_one_steps_equal_eager_in_float32_on_cuda(options, compil
     ids = torch.randint(4, 300, (1, 7), device="cuda")
     eager = generate(model, ids, 40, fast=False, **options)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no fallback
+        warnings.filterwarnings("error", message="torch.compile could not compile")  # no fallback
         assert generate(model, ids, 40, compile=compile, **options).tolist() == eager.tolist()
     assert any(decoder.checked and decoder._run_step != decoder._step  # compiled (compile=None: one row on CUDA)
                for decoder in model.__dict__["_static_decoders"].decoders.values())
