@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -170,12 +172,43 @@ def test_device_beam_search_equals_the_host_loop_on_many_random_models(window, m
     assert ended > 10  # the comparison covered hypotheses ending before the limit
 
 
-def test_rnn_has_no_static_state_and_decodes_eagerly():
-    rnn = formers.create_model("lstm_seq2seq_tiny", src_vocab_size=30, tgt_vocab_size=30).eval()
+def lstm(seed=0):
+    torch.manual_seed(seed)
+    rnn = formers.create_model("lstm_seq2seq_tiny", src_vocab_size=30, tgt_vocab_size=30)
+    with torch.no_grad():  # sharper distributions: hypotheses end at different steps
+        for p in rnn.parameters():
+            p.mul_(3)
+    return rnn.eval()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rnn_static_steps_equal_its_eager_decoding(seed):
+    rnn = lstm(seed)
     src, mask = sources()
-    assert greedy_search(rnn, src, mask) == greedy_search(rnn, src, mask, fast=False)
-    with pytest.raises(ValueError, match="fast=True needs a model whose init_state takes static=True"):
-        greedy_search(rnn, src, mask, fast=True)
+    assert greedy_search(rnn, src, mask, fast=True) == greedy_search(rnn, src, mask, fast=False)
+    ended = 0
+    for k, alpha, limit in ((2, 0.6, None), (4, 0.0, 6), (3, 1.0, 12)):
+        eager = beam_search(rnn, src, mask, beam_size=k, alpha=alpha, max_new_tokens=limit, fast=False)
+        assert beam_search(rnn, src, mask, beam_size=k, alpha=alpha, max_new_tokens=limit, fast=True) == eager
+        ended += sum(len(h) < (limit or 56) for h in eager)
+    assert ended > 0
+
+
+def test_rnn_static_state_resets_and_reorders_in_place():
+    rnn = lstm()
+    src, mask = sources()
+    memory, mask = rnn.encode(src, mask)
+    state = rnn.init_state(memory, mask, 10, static=True)
+    addresses = [t.data_ptr() for t in (state.hidden, state.cell, state.memory, state.keys, state.memory_mask)]
+    start = state.hidden.clone()
+    rnn.decode(torch.full((4, 1), rnn.config.bos_id), None, None, state=state)
+    assert not torch.equal(state.hidden, start) and state.length == 0
+    state.reorder(torch.tensor([3, 2, 1, 0]))
+    state.reset()
+    torch.testing.assert_close(state.hidden, start, rtol=0, atol=0)
+    assert [t.data_ptr() for t in (state.hidden, state.cell, state.memory, state.keys, state.memory_mask)] == addresses
+    with pytest.raises(ValueError, match="reset\\(\\) needs a static state"):
+        rnn.init_state(memory, mask, 10).reset()
 
 
 @pytest.mark.gpu
@@ -188,6 +221,18 @@ def test_cuda_graph_steps_equal_eager_on_cuda(model):
         assert beam_search(model, src, mask, beam_size=3) == beam_search(model, src, mask, beam_size=3, fast=False)
     steps = list(model.__dict__["_static_decoders"].decoders.values())
     assert len(steps) == 2 and all(s.graph is not None for s in steps)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rnn_cuda_graph_steps_equal_eager_on_cuda():
+    rnn = lstm().cuda()
+    src, mask = (t.cuda() for t in sources())
+    for _ in range(2):
+        assert greedy_search(rnn, src, mask) == greedy_search(rnn, src, mask, fast=False)
+        assert beam_search(rnn, src, mask, beam_size=3) == beam_search(rnn, src, mask, beam_size=3, fast=False)
+    steps = list(rnn.__dict__["_static_decoders"].decoders.values())
+    assert len(steps) == 2 and all(s.graph is not None and not s.windows for s in steps)
 
 
 def test_a_static_beam_step_makes_its_masks_and_reorders_its_caches_once_for_every_layer(count_ops):
@@ -212,3 +257,36 @@ def test_a_static_beam_step_makes_its_masks_and_reorders_its_caches_once_for_eve
     for op in ("where", "tril", "ones", "index_select", "copy_", "bitwise_and"):
         assert op not in per_layer, per_layer
     assert per_layer["index_copy_"] == 2, per_layer
+
+
+def test_a_step_that_cannot_be_captured_runs_uncaptured_with_a_warning(model, monkeypatch):
+    class Refuses:  # torch.cuda.graph as it fails for an op that cannot be captured
+        def __init__(self, graph):
+            pass
+
+        def __enter__(self):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+        def __exit__(self, *exc):
+            return False
+
+    class Stream:  # the side stream of the warm-up, on the CPU
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "graph", Refuses)
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", Stream)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
+    src, mask = sources()
+    with torch.inference_mode():
+        memory, src_mask = model.encode(src, mask)
+        step, fresh = seq2seq._static_step(model, memory, src_mask, 12, beam=None)
+        step.use_graph = True  # as on CUDA
+        with pytest.warns(RuntimeWarning, match="decoding step could not be captured as a CUDA graph .*not permitted"):
+            step.start(fresh)
+        assert not step.use_graph and step.graph is None
+        step.run(12)
+    eager = greedy_search(model, src, mask, max_new_tokens=12, fast=False)
+    assert [row[: len(e)] for row, e in zip(step.out.tolist(), eager)] == eager

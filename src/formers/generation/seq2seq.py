@@ -10,9 +10,9 @@ On CUDA both run on a static-shape state (``init_state(..., static=True)``: fixe
 device, beams reordered in place) with each step captured once as a CUDA graph per (rows, source length, capacity
 bucket) and kept on the model: greedy search records its tokens on the device, beam search keeps its candidates,
 scores, beam histories and each sentence's best finished hypothesis on the device (:class:`_DeviceBeam`), and the host
-only checks every ``check_every`` steps whether every sentence is done. ``fast=False`` runs the eager loops; models
-whose ``init_state`` has no ``static`` option (:class:`~formers.models.rnn.RNNSeq2Seq`) always do. Same tokens
-either way.
+only checks every ``check_every`` steps whether every sentence is done. ``fast=False`` runs the eager loops, as do models
+whose ``init_state`` has no ``static`` option. :class:`~formers.models.rnn.RNNSeq2Seq` has one (its (h, c) updated in
+place; no attention window). A step that cannot be captured runs uncaptured, with a warning. Same tokens either way.
 
 Beam search ranks finished hypotheses by log-probability / lp(Y) with the GNMT length penalty
 lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import math
 import threading
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -87,7 +88,7 @@ class _StaticStep:
         self.bos, self.pad, self.eos = c.bos_id, c.pad_id, c.eos_id
         self.banned = torch.tensor(banned, dtype=torch.long, device=device)
         self.token = torch.full((rows, 1), c.bos_id, dtype=torch.long, device=device)  # (N, 1) fed to the next step
-        self.out = torch.zeros(rows, state.caches[0].max_len, dtype=torch.long, device=device)  # (N, T_max) greedy
+        self.out = torch.zeros(rows, state.max_len, dtype=torch.long, device=device)  # (N, T_max) greedy
         self.finished = torch.zeros(rows, dtype=torch.bool, device=device)
         self.count = torch.zeros((), dtype=torch.long, device=device)
         self.logp: Tensor | None = None  # (N, V) float32 after a beam step
@@ -95,7 +96,7 @@ class _StaticStep:
         self.use_graph = use_graph and device.type == "cuda"
         self.device = device
         self.lock = threading.Lock()  # one search at a time: calls share the state
-        self.capacity = state.caches[0].max_len
+        self.capacity = state.max_len
         self.window = self.capacity  # self-attention slots the next captured or eager step reads (and reorders)
         self.windows: dict[int, torch.cuda.CUDAGraph] = {}  # window -> its captured step
         self.host_step = 0  # steps run since the last reset, as the host counts them
@@ -132,9 +133,14 @@ class _StaticStep:
             torch.cuda.current_stream().wait_stream(stream)
             self._reset()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._step()
-            self.graph = graph
+            try:
+                with torch.cuda.graph(graph):
+                    self._step()
+                self.graph = graph
+            except RuntimeError as error:  # an op that cannot be captured: same steps, launched one by one
+                warnings.warn(f"{type(self.model).__name__}'s decoding step could not be captured as a CUDA graph "
+                              f"({error}); decoding without one", RuntimeWarning, stacklevel=3)
+                self.use_graph = False
         self._reset()
 
     def _reset(self) -> None:
@@ -148,6 +154,7 @@ class _StaticStep:
         """Runs ``steps`` steps, each reading only the cache slots filled so far, rounded up to a window."""
         for _ in range(steps):
             window = min(self.capacity, -(-(self.host_step + 1) // REORDER_WINDOW) * REORDER_WINDOW)
+            window = window if self.state.windowed else self.capacity
             if self.graph is None:
                 self.window = window
                 self._step()
@@ -181,7 +188,7 @@ class _DeviceBeam(_StaticStep):
 
     def __init__(self, model: nn.Module, state, banned: list[int], k: int, use_graph: bool) -> None:
         super().__init__(model, state, banned, greedy=False, use_graph=use_graph)
-        rows, capacity, device = self.token.shape[0], state.caches[0].max_len, self.device
+        rows, capacity, device = self.token.shape[0], state.max_len, self.device
         self.k, self.batch = k, rows // k
         b = self.batch
         self.scores = torch.zeros(b, k, device=device)  # (B, K) float32 running log-probabilities

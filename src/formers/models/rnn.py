@@ -34,6 +34,7 @@ Notable choices and differences from the paper:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -144,6 +145,11 @@ class RNNEncoder(nn.Module):
 class RNNDecoderState:
     """Incremental-decoding state: the LSTM's (h, c), the encoder states and their keys, the source mask.
 
+    A static state (``init_state(..., static=True)``) is updated in place: ``hidden`` and ``cell`` keep their
+    addresses, the host does not count positions (``length`` stays 0), and :meth:`reset`, :meth:`copy_from` and
+    :meth:`reorder` write into the same buffers, so a decoding step can be captured in a CUDA graph
+    (:mod:`formers.generation.seq2seq`). A recurrent state has fixed shapes anyway; only the addresses are new.
+
     Attributes:
         hidden: h of every decoder layer (L, B, H).
         cell: c of every decoder layer (L, B, H).
@@ -151,7 +157,8 @@ class RNNDecoderState:
         keys: W_a h̄_s (B, 1, S, H), projected once.
         memory_mask: (B, 1, 1, S), True = real source token.
         max_len: the most target positions this state decodes.
-        length: target positions decoded so far.
+        length: target positions decoded so far (a dynamic state's; a static one leaves it at 0).
+        start: static: (h_0, c_0), where :meth:`reset` goes back to.
     """
 
     hidden: Tensor
@@ -161,12 +168,47 @@ class RNNDecoderState:
     memory_mask: Tensor
     max_len: int
     length: int = 0
+    start: tuple[Tensor, Tensor] | None = None
+    windowed: ClassVar[bool] = False  # no cache to read part of: a static step is the same at every position
 
-    def reorder(self, index: Tensor) -> None:
-        """Keeps batch rows ``index`` (N,) (beam search)."""
+    @property
+    def static(self) -> bool:
+        return self.start is not None
+
+    def reorder(self, index: Tensor, memory: bool = True) -> None:
+        """Keeps batch rows ``index`` (N,) (beam search); ``memory=False`` leaves the encoder states as they are
+        (right when every row maps to a row of the same source). A static state copies in place."""
+        if self.static:
+            self.hidden.copy_(self.hidden.index_select(1, index))
+            self.cell.copy_(self.cell.index_select(1, index))
+            if memory:
+                self.memory.copy_(self.memory.index_select(0, index))
+                self.keys.copy_(self.keys.index_select(0, index))
+                self.memory_mask.copy_(self.memory_mask.index_select(0, index))
+            return
         self.hidden, self.cell = self.hidden.index_select(1, index), self.cell.index_select(1, index)
-        self.memory, self.keys = self.memory.index_select(0, index), self.keys.index_select(0, index)
-        self.memory_mask = self.memory_mask.index_select(0, index)
+        if memory:
+            self.memory, self.keys = self.memory.index_select(0, index), self.keys.index_select(0, index)
+            self.memory_mask = self.memory_mask.index_select(0, index)
+
+    def reset(self) -> None:
+        """Static: back to (h_0, c_0), in place."""
+        if self.start is None:
+            raise ValueError("reset() needs a static state (init_state(..., static=True))")
+        self.hidden.copy_(self.start[0])
+        self.cell.copy_(self.start[1])
+
+    def copy_from(self, other: RNNDecoderState) -> None:
+        """Static: takes ``other``'s source (a state of the same shapes) into this one's buffers and resets."""
+        if self.start is None or other.start is None:
+            raise ValueError("copy_from() needs two static states (init_state(..., static=True))")
+        for mine, theirs in ((self.memory, other.memory), (self.keys, other.keys),
+                             (self.memory_mask, other.memory_mask), *zip(self.start, other.start)):
+            mine.copy_(theirs)
+        self.reset()
+
+    def set_window(self, window: int | None) -> None:
+        """Attention windows are for growing caches; a recurrent state has none (kept for the static-step API)."""
 
 
 class RNNDecoder(nn.Module):
@@ -262,12 +304,23 @@ class RNNSeq2Seq(nn.Module):
         lengths = check_right_padded(src_padding_mask, "src_padding_mask")
         return self.encoder(src_ids, lengths), src_padding_mask
 
-    def init_state(self, memory: Tensor, src_padding_mask: Tensor, max_len: int | None = None) -> RNNDecoderState:
-        """Prepares incremental decoding of up to ``max_len`` target positions for ``memory`` (B, S, H)."""
+    def init_state(
+        self, memory: Tensor, src_padding_mask: Tensor, max_len: int | None = None, static: bool = False
+    ) -> RNNDecoderState:
+        """Prepares incremental decoding of up to ``max_len`` target positions for ``memory`` (B, S, H).
+
+        ``static``: a state updated in place (see :class:`RNNDecoderState`); same outputs, but the caller keeps the
+        positions decoded within ``max_len`` (not checked: the host does not count them).
+        """
         max_len = self.config.max_seq_len if max_len is None else min(max_len, self.config.max_seq_len)
         hidden, cell = self.decoder.start_state(memory, src_padding_mask)
         keys = self.decoder.attention.project_keys(memory)
-        return RNNDecoderState(hidden, cell, memory, keys, padding_to_attn_mask(src_padding_mask), max_len)
+        mask = padding_to_attn_mask(src_padding_mask)
+        if not static:
+            return RNNDecoderState(hidden, cell, memory, keys, mask, max_len)
+        start = (hidden, cell)
+        return RNNDecoderState(hidden.clone(), cell.clone(), memory.clone(), keys.clone(), mask.clone(), max_len,
+                               start=start)
 
     def decode(
         self,
@@ -292,10 +345,15 @@ class RNNSeq2Seq(nn.Module):
                 raise ValueError(
                     f"tgt_ids has batch size {tgt_ids.shape[0]}, the decoding state holds {state.hidden.shape[1]} rows"
                 )
-            logits, (state.hidden, state.cell) = self.decoder(
+            logits, (hidden, cell) = self.decoder(
                 tgt_ids, state.memory, state.keys, state.memory_mask, (state.hidden, state.cell)
             )
-            state.length += tgt_ids.shape[1]
+            if state.static:
+                state.hidden.copy_(hidden)
+                state.cell.copy_(cell)
+            else:
+                state.hidden, state.cell = hidden, cell
+                state.length += tgt_ids.shape[1]
             return logits
         return self.decoder.output(self._teacher_forced_states(tgt_ids, memory, src_padding_mask, tgt_padding_mask))
 

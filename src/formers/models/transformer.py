@@ -11,7 +11,7 @@ Notable choices: positions start at 0; sinusoids are interleaved as in the paper
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -149,6 +149,7 @@ class DecoderState(LayerCaches):
     memory_kv: list[tuple[Tensor, Tensor]]
     memory_mask: Tensor  # (B, 1, 1, S)
     joint: Tensor | None = None  # static: every cache's keys and values, (L, 2, B, H, T_max, Dh)
+    windowed: ClassVar[bool] = True  # static steps may read the first slots only (set_window)
 
     @property
     def attended_slots(self) -> int:
