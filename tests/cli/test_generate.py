@@ -75,6 +75,24 @@ def test_fast_and_eager_paths_print_the_same_text(char_checkpoint, capsys):
     assert fast_cut == eager_cut and len(fast_cut) < len(eager)
 
 
+def test_compile_reaches_generate_and_is_off_by_default(char_checkpoint, capsys, monkeypatch):
+    path, _, _ = char_checkpoint
+    seen = []
+    original = formers.models.gpt.GPT.generate
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["compile"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(formers.models.gpt.GPT, "generate", spy)
+    args = ["generate", "--checkpoint", str(path), "--prompt", "the", "--max-new-tokens", "5", "--greedy"]
+    assert run_cli(capsys, *args)[0] == 0
+    assert run_cli(capsys, *args, "--compile", "--fast")[0] == 0
+    code, out, err = run_cli(capsys, *args, "--compile", "--no-fast")
+    assert code == 2 and out == "" and "compile=True compiles the fast path's step" in err
+    assert seen == [False, True, True]
+
+
 def test_bpe_tokenizer_json_and_eos(tmp_path, capsys):
     tok = train_byte_level_bpe([TEXT], vocab_size=300)
     model = _model(tok.vocab_size, tok.eot_id)

@@ -91,3 +91,13 @@ def test_a_step_that_fails_to_compile_falls_back_with_a_warning_or_raises(monkey
         else:
             with pytest.raises(RuntimeError, match="no compiler here"):
                 static_lm.run_static(decoder, ids, None, 10, greedy, None, rows)
+
+
+def test_compile_true_on_the_eager_loop_is_refused_not_ignored():
+    model = formers.create_model("gpt_mini", embed_dim=16, num_heads=2, num_layers=1, vocab_size=40, max_seq_len=16,
+                                 eos_id=None).eval()
+    ids = torch.randint(4, 40, (1, 5))
+    for kwargs in (dict(), dict(fast=False), dict(fast=None, truncate=True)):
+        with pytest.raises(ValueError, match="compile=True compiles the fast path's step, but this call runs the eager"):
+            generate(model, ids, 14 if kwargs.get("truncate") else 4, compile=True, **kwargs)
+    assert generate(model, ids, 4, compile=None).shape == (1, 4)  # None: nothing to compile on the CPU

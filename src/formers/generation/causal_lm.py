@@ -144,6 +144,11 @@ def generate(
     keys = row_keys(seed, batch) if do_sample else None
     if fast is None:
         fast = input_ids.device.type == "cuda" and not sliding and static_ok
+    if compile and not fast:
+        raise ValueError(
+            "compile=True compiles the fast path's step, but this call runs the eager loop (fast=False, not on CUDA, "
+            "or a sliding window): pass fast=True to compile it, or compile=False"
+        )
     if prompt_len > c.max_seq_len:
         input_ids = input_ids[:, -c.max_seq_len :]
         padding_mask = padding_mask[:, -c.max_seq_len :] if padding_mask is not None else None
