@@ -10,9 +10,10 @@ On CUDA both run on a static-shape state (``init_state(..., static=True)``: fixe
 device, beams reordered in place) with each step captured once as a CUDA graph per (rows, source length, capacity
 bucket) and kept on the model: greedy search records its tokens on the device, beam search keeps its candidates,
 scores, beam histories and each sentence's best finished hypothesis on the device (:class:`_DeviceBeam`), and the host
-only checks every ``check_every`` steps whether every sentence is done. ``fast=False`` runs the eager loops, as do models
-whose ``init_state`` has no ``static`` option. :class:`~formers.models.rnn.RNNSeq2Seq` has one (its (h, c) updated in
-place; no attention window). A step that cannot be captured runs uncaptured, with a warning. Same tokens either way.
+only checks every ``check_every`` steps whether every sentence is done. ``fast=False`` runs the eager loops, as do
+models whose ``init_state`` has no ``static`` option. :class:`~formers.models.rnn.RNNSeq2Seq` has one (its (h, c)
+updated in place; no attention window). A step that cannot be captured runs uncaptured, with a warning. Same tokens
+either way.
 
 Beam search ranks finished hypotheses by log-probability / lp(Y) with the GNMT length penalty
 lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016), alpha = 0.6 in the paper.

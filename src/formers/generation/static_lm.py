@@ -314,7 +314,8 @@ def cached_decoder(
     """The model's decoder for ``batch_size`` rows and at least ``slots`` slots (a capacity bucket), made once."""
     max_len = capacity_bucket(slots, model.config.max_seq_len)
     build = lambda: StaticLMDecoder(model, batch_size, max_len, use_graph, compile, compile_fallback)  # noqa: E731
-    return model_cache(model).get(model, ("causal_lm", batch_size, max_len, use_graph, compile), build)
+    key = ("causal_lm", batch_size, max_len, use_graph, compile, compile_fallback)
+    return model_cache(model).get(model, key, build)
 
 
 def clear_decoders(model: nn.Module) -> None:

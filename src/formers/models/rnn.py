@@ -178,18 +178,14 @@ class RNNDecoderState:
     def reorder(self, index: Tensor, memory: bool = True) -> None:
         """Keeps batch rows ``index`` (N,) (beam search); ``memory=False`` leaves the encoder states as they are
         (right when every row maps to a row of the same source). A static state copies in place."""
-        if self.static:
-            self.hidden.copy_(self.hidden.index_select(1, index))
-            self.cell.copy_(self.cell.index_select(1, index))
-            if memory:
-                self.memory.copy_(self.memory.index_select(0, index))
-                self.keys.copy_(self.keys.index_select(0, index))
-                self.memory_mask.copy_(self.memory_mask.index_select(0, index))
-            return
-        self.hidden, self.cell = self.hidden.index_select(1, index), self.cell.index_select(1, index)
+
+        def take(t: Tensor, dim: int) -> Tensor:
+            rows = t.index_select(dim, index)
+            return t.copy_(rows) if self.static else rows
+
+        self.hidden, self.cell = take(self.hidden, 1), take(self.cell, 1)
         if memory:
-            self.memory, self.keys = self.memory.index_select(0, index), self.keys.index_select(0, index)
-            self.memory_mask = self.memory_mask.index_select(0, index)
+            self.memory, self.keys, self.memory_mask = (take(t, 0) for t in (self.memory, self.keys, self.memory_mask))
 
     def reset(self) -> None:
         """Static: back to (h_0, c_0), in place."""
