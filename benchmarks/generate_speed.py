@@ -5,9 +5,9 @@ GPT-2 124M (random weights; Hugging Face's ``GPT2LMHeadModel`` holds the same we
 weights on CUDA:
 
 - greedy, batch 1 and batch 32; sampling (top-k 50, top-p 0.9, temperature 1), batch 1;
-- formers ``model.generate`` as called by default (on CUDA: the static-cache, CUDA-graph path), the eager loop
-  (``fast=False``), the fast path with ``compile=True`` and (CUDA) with ``compile=None`` (compiled for batch 1
-  only); Hugging Face ``generate`` (dynamic cache). The warm-up call compiles and captures.
+- formers ``model.generate`` as called by default (on CUDA: the static-cache, CUDA-graph path, its step compiled for
+  batch 1), the eager loop (``fast=False``), the fast path with ``compile=False`` and with ``compile=True``; Hugging
+  Face ``generate`` (dynamic cache). The warm-up call compiles and captures; its time is recorded as ``first_s``.
 
 Translation: beam 4 (length penalty 0.6) of N random "sentences" (lengths 6-30 tokens, Multi30k-like), batched
 by sorted length as ``Translator`` batches them (``--max-tokens`` source tokens), with the ``multi30k-en-de`` recipe's model (``transformer_base``, 4 heads, FFN 1024, pre-norm,
@@ -49,8 +49,13 @@ def sync(device: torch.device) -> None:
 
 
 def timed(fn, device: torch.device, repeats: int, warmup: int = 1) -> tuple[list[float], object]:
+    """Times ``repeats`` calls after ``warmup`` untimed ones; the warm-ups' total is ``timed.first_s``."""
+    sync(device)
+    t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
+    sync(device)
+    timed.first_s = time.perf_counter() - t0
     times, result = [], None
     for _ in range(repeats):
         sync(device)
@@ -101,17 +106,18 @@ def bench_gpt2(args, device: torch.device, dtype: torch.dtype, out: dict) -> Non
         }
         if device.type != "cuda":  # the default is the eager loop here: time the static path too
             runs["formers_fast"] = lambda: ours.generate(prompt, new, fast=True, **options, **seed)
+        if device.type == "cuda":  # the default compiles batch 1 only
+            runs["formers_uncompiled"] = lambda: ours.generate(prompt, new, compile=False, **options, **seed)
         if device.type == "cuda" or args.compile:
             runs["formers_fast_compiled"] = lambda: ours.generate(prompt, new, fast=True, compile=True, **options, **seed)
-        if device.type == "cuda":  # compiled for batch 1 only
-            runs["formers_compile_auto"] = lambda: ours.generate(prompt, new, compile=None, **options, **seed)
         w = g["workloads"][name] = {"batch": batch, **options, "runs": {}}
         for run, fn in runs.items():
             try:
                 ts, ids = timed(fn, device, args.repeats)
                 med = statistics.median(ts)
                 tokens = ids.shape[0] * ids.shape[1]
-                w["runs"][run] = {"s_median": med, "tokens": tokens, "tokens_per_s": tokens / med, "times_s": ts}
+                w["runs"][run] = {"s_median": med, "tokens": tokens, "tokens_per_s": tokens / med, "times_s": ts,
+                                  "first_s": timed.first_s}
                 print(f"gpt2 {name:10s} {run:22s} {tokens / med:10.0f} tokens/s", flush=True)
             except Exception as e:
                 w["runs"][run] = {"error": f"{type(e).__name__}: {e}"[:800]}
@@ -251,13 +257,13 @@ def bench_translation(args, device: torch.device, dtype: torch.dtype, out: dict)
 
 def table(out: dict) -> str:
     lines = [f"{out['device']} | torch {out['torch']} | transformers {out['transformers']} | {out['date']}", ""]
-    lines.append(f"{'workload':12s} {'formers default':>16s} {'formers eager':>14s} {'fast+compile':>13s} "
-                 f"{'HF':>10s} {'default/HF':>11s}  (tokens/s)")
+    lines.append(f"{'workload':12s} {'formers default':>16s} {'uncompiled':>11s} {'formers eager':>14s} "
+                 f"{'fast+compile':>13s} {'HF':>10s} {'default/HF':>11s}  (tokens/s)")
     for name, w in out.get("gpt2", {}).get("workloads", {}).items():
         r = w["runs"]
         cell = lambda k: f"{r[k]['tokens_per_s']:.0f}" if "tokens_per_s" in r.get(k, {}) else "-"
         ratio = f"{w['formers_generate_vs_hf']:.2f}x" if "formers_generate_vs_hf" in w else "-"
-        lines.append(f"{name:12s} {cell('formers_generate'):>16s} {cell('formers_eager'):>14s} "
+        lines.append(f"{name:12s} {cell('formers_generate'):>16s} {cell('formers_uncompiled'):>11s} {cell('formers_eager'):>14s} "
                      f"{cell('formers_fast_compiled'):>13s} {cell('hf_generate'):>10s} {ratio:>11s}")
     t = out.get("translation")
     if t:

@@ -75,7 +75,7 @@ def test_fast_and_eager_paths_print_the_same_text(char_checkpoint, capsys):
     assert fast_cut == eager_cut and len(fast_cut) < len(eager)
 
 
-def test_compile_reaches_generate_and_is_off_by_default(char_checkpoint, capsys, monkeypatch):
+def test_compile_reaches_generate_and_is_automatic_by_default(char_checkpoint, capsys, monkeypatch):
     path, _, _ = char_checkpoint
     seen = []
     original = formers.models.gpt.GPT.generate
@@ -88,9 +88,10 @@ def test_compile_reaches_generate_and_is_off_by_default(char_checkpoint, capsys,
     args = ["generate", "--checkpoint", str(path), "--prompt", "the", "--max-new-tokens", "5", "--greedy"]
     assert run_cli(capsys, *args)[0] == 0
     assert run_cli(capsys, *args, "--compile", "--fast")[0] == 0
+    assert run_cli(capsys, *args, "--no-compile")[0] == 0
     code, out, err = run_cli(capsys, *args, "--compile", "--no-fast")
     assert code == 2 and out == "" and "compile=True compiles the fast path's step" in err
-    assert seen == [False, True, True]
+    assert seen == [None, True, False, True]  # None: auto (one prompt on CUDA compiles; nothing to compile on a CPU)
 
 
 def test_bpe_tokenizer_json_and_eos(tmp_path, capsys):

@@ -12,8 +12,8 @@ longer prompt keeps its end). ``--no-truncate`` refuses instead.
 
 On CUDA the static-cache, CUDA-graph path runs (``model.generate``'s default; ``--no-fast`` turns it off): text
 arrives in bursts of a few tokens and a ``--stop`` string ends generation at the same token as the eager loop.
-``--compile`` also compiles the step (``model.generate(compile=True)``): faster tokens after a one-off compilation
-that takes longer than a short generation.
+A single prompt on CUDA also compiles the step (``model.generate``'s default, ``compile=None``): faster tokens after
+a one-off compilation that takes longer than a short generation; ``--no-compile`` skips it, ``--compile`` forces it.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
                    help="static KV cache + CUDA graph (default: on CUDA unless the context must slide); text then "
                         "streams in bursts of a few tokens. --no-fast runs the eager loop; same tokens either way")
-    p.add_argument("--compile", action="store_true",
-                   help="also compile the decoding step with torch.compile (CUDA): faster tokens after a one-off "
-                        "compilation of tens of seconds, worth it for long generations only")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="also compile the decoding step with torch.compile (default: for a single prompt on CUDA): "
+                        "faster tokens after a one-off compilation (seconds to tens of seconds, cached on disk by "
+                        "inductor); --no-compile skips it")
     p.set_defaults(func=run)
 
 

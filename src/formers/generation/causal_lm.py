@@ -62,7 +62,7 @@ def generate(
     as_lists: bool = False,
     fast: bool | None = None,
     check_every: int = 16,
-    compile: bool | None = False,
+    compile: bool | None = None,
 ) -> Tensor | list[list[int]]:
     """Continues prompts with a causal language model (run in eval mode; the mode is restored after).
 
@@ -94,9 +94,9 @@ def generate(
         compile: on the fast path, also pass the step through ``torch.compile`` before capturing it
             (:mod:`formers.generation.step_compile`: fused kernels, matrix-vector products at memory bandwidth), at
             the cost of compiling once per batch size and capacity bucket (tens of seconds the first time; inductor
-            caches the result on disk for later processes). False (default): never; True: always (errors raise);
-            None: on CUDA for a single row (:func:`~formers.generation.step_compile.auto_compile`), falling back to
-            the uncompiled step with a warning if compiling fails.
+            caches the result on disk for later processes). None (default): on CUDA for a single row
+            (:func:`~formers.generation.step_compile.auto_compile`), falling back to the uncompiled step with a
+            warning if compiling fails; True: always (errors raise); False: never.
 
     Returns:
         New ids (B, T_new), T_new <= ``max_new_tokens`` (stops early once every row has ended); rows that

@@ -365,13 +365,14 @@ class GPT(nn.Module):
         as_lists: bool = False,
         fast: bool | None = None,
         check_every: int = 16,
-        compile: bool | None = False,
+        compile: bool | None = None,
     ) -> Tensor | list[list[int]]:
         """Continues ``input_ids`` (B, T); see :func:`formers.generation.causal_lm.generate` (same arguments).
 
         On CUDA this takes the static-cache, CUDA-graph path by default (``fast=False`` turns it off); the static
-        cache, graphs and (``compile``) compiled steps are kept on the model per batch size and capacity bucket, so
-        repeated calls are fast (the first one per shape captures, and compiles).
+        cache, graphs and compiled steps (a single row on CUDA compiles its step by default, ``compile``) are kept on
+        the model per batch size and capacity bucket, so repeated calls are fast (the first one per shape captures,
+        and compiles).
         """
         return generate(
             self, input_ids, max_new_tokens, padding_mask=padding_mask, do_sample=do_sample,
