@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from formers.layers import attention_record
+from formers.layers.decode_attention import decode_attention, decode_kernel_applies
 from formers.layers.masks import causal_mask
 
 Backend = Literal["sdpa", "math"]
@@ -171,7 +172,7 @@ class KVCache:
         Returns:
             All keys/values so far (B, H, length, Dh), or the whole buffers (B, H, T_max, Dh) when static.
         """
-        where = self._claim(k.shape[2])
+        where = self.claim(k.shape[2])
         if isinstance(where, slice):
             self.k[:, :, where] = k
             self.v[:, :, where] = v
@@ -183,14 +184,14 @@ class KVCache:
     def append_packed(self, kv: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`append` of keys and values stacked as (2, B, H, T, Dh), e.g. a view of a fused q/k/v projection's
         output: one copy instead of two (a kernel fewer per layer in every decoding step)."""
-        where = self._claim(kv.shape[3])
+        where = self.claim(kv.shape[3])
         if isinstance(where, slice):
             self.kv[:, :, :, where] = kv
         else:
             self.kv.index_copy_(3, where, kv.to(self.kv.dtype))
         return self._cached()
 
-    def _claim(self, t: int) -> Tensor | slice:
+    def claim(self, t: int) -> Tensor | slice:
         """Where ``t`` new positions go: slots read on the device (static, no host sync), else the slice after the
         cached ones."""
         if self.static:
@@ -211,6 +212,22 @@ class KVCache:
         if self.window is not None:
             return self.k[:, :, : self.window], self.v[:, :, : self.window]
         return self.k, self.v
+
+    @property
+    def attended(self) -> int:
+        """Slots attention reads: all of them, a static cache's window, or the filled ones."""
+        return (self.window or self.max_len) if self.static else self.length
+
+    def decode_step(
+        self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None, scale: float | None
+    ) -> Tensor:
+        """A static cache's single-position step in one kernel
+        (:func:`~formers.layers.decode_attention.decode_attention`): writes ``k``/``v`` (B, H, 1, Dh) and attends
+        ``q`` (B, H, 1, Dh) over the cache. Returns (B, H, 1, Dh)."""
+        scale = q.shape[-1] ** -0.5 if scale is None else scale
+        slot = self.claim(1)
+        out = decode_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0], self.kv, slot, attn_bias, scale, self.attended)
+        return out[:, :, None]  # (B, H, 1, Dh)
 
     def reset(self) -> None:
         """Empties the cache in place (buffers keep their addresses, as a captured CUDA graph needs)."""
@@ -266,6 +283,25 @@ class LayerCaches:
             cache.step_slots = None
         for filled in counters.values():
             filled += t
+
+
+def uses_decode_kernel(
+    x: Tensor, cache: KVCache | None, attn_mask: Tensor | None, attn_bias: Tensor | None, dropout_p: float,
+    backend: Backend, head_dim: int, value_head_dim: int,
+) -> bool:
+    """Whether a self-attention step on ``x`` (B, T, D) runs :meth:`KVCache.decode_step`: one position on a static
+    CUDA cache, the ``sdpa`` backend, a per-row bias or none (a boolean mask, per-head biases, dropout and attention
+    recording take the general path)."""
+    return (
+        cache is not None
+        and cache.static
+        and attn_mask is None
+        and (attn_bias is None or (attn_bias.dim() == 4 and attn_bias.shape[1] == attn_bias.shape[2] == 1))
+        and dropout_p == 0.0
+        and backend == "sdpa"
+        and not attention_record.LISTENERS
+        and decode_kernel_applies(x, head_dim, value_head_dim)
+    )
 
 
 class MultiHeadAttention(nn.Module):
@@ -338,6 +374,12 @@ class MultiHeadAttention(nn.Module):
             (B, Tq, D).
         """
         q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
+        dropout_p = self.dropout if self.training else 0.0
+        if kv is None and uses_decode_kernel(query, cache, attn_mask, attn_bias, dropout_p, self.backend,
+                                             self.head_dim, self.head_dim):
+            k, v = self.project_kv(query if key is None else key, value)  # (B, H, 1, Dh) each
+            out = cache.decode_step(q, k, v, attn_bias, None)  # (B, H, 1, Dh)
+            return self.out_proj(out.reshape(q.shape[0], 1, self.embed_dim))  # (B, 1, D)
         if kv is not None:
             k, v = kv
         else:
@@ -351,7 +393,7 @@ class MultiHeadAttention(nn.Module):
             attn_mask=attn_mask,
             attn_bias=attn_bias,
             is_causal=is_causal,
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=dropout_p,
             backend=self.backend,
         )
         b, _, tq, _ = out.shape
@@ -425,6 +467,10 @@ class SelfAttention(nn.Module):
         """
         b, t, _ = x.shape
         h, dh, dv = self.num_heads, self.head_dim, self.value_head_dim
+        dropout_p = self.dropout if self.training else 0.0
+        if uses_decode_kernel(x, cache, attn_mask, attn_bias, dropout_p, self.backend, dh, dv):
+            q, k, v = self.qkv(x).view(b, 1, 3, h, dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, 1, Dh) each
+            return self.out_proj(cache.decode_step(q, k, v, attn_bias, self.scale).reshape(b, 1, h * dh))  # (B, 1, D)
         if cache is not None and dh == dv:  # decoding: keys and values reach the cache in one copy
             qkv = self.qkv(x).view(b, t, 3, h, dh)  # (B, T, 3, H, Dh)
             q = qkv[:, :, 0].transpose(1, 2)  # (B, H, T, Dh)
@@ -438,6 +484,6 @@ class SelfAttention(nn.Module):
                 k, v = cache.append(k, v)
         out = scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, attn_bias=attn_bias, is_causal=is_causal,
-            dropout_p=self.dropout if self.training else 0.0, scale=self.scale, backend=self.backend,
+            dropout_p=dropout_p, scale=self.scale, backend=self.backend,
         )
         return self.out_proj(out.transpose(1, 2).reshape(b, t, h * dv))  # (B, H, T, Dv) -> (B, T, H*Dv)

@@ -1,0 +1,178 @@
+"""One decoding step's self-attention over a static KV cache, in one GPU kernel.
+
+A batch-1 decoding step of a small model is a chain of small kernels, each costing a few microseconds whatever its
+work. Attention of one new query per row took five of them per layer in GPT-2's compiled step on an H100: the
+query's copy for cuDNN, the key and value writes into the cache, cuDNN's attention and the copy of its output (12 us
+of a 33 us layer). :func:`decode_attention` does all of it in one Triton kernel, a program per (row, head): it writes
+the new key and value at the step's slot, then attends the query to every slot of the cache with an online softmax
+in float32 (Milakov & Gimelshein 2018, as FlashAttention does), the new slot's key and value taken from the
+registers rather than read back.
+
+It computes the same function as :func:`formers.layers.attention.scaled_dot_product_attention` with an additive
+bias (the math path is the reference its tests compare against) and is used by
+:class:`~formers.layers.attention.SelfAttention` for single-position steps on a static cache on CUDA
+(:func:`decode_kernel_applies`). Under ``torch.compile`` it is a custom op inductor schedules between its own
+kernels; a CUDA graph captures it like any kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+BLOCK_T = 64  # cache slots per inner iteration
+
+
+@functools.cache
+def triton_available() -> bool:
+    """Whether Triton (the kernel's compiler) can be imported."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.cache
+def _kernel():
+    """The Triton kernel, defined on first use (Triton is imported only where the kernel runs)."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def decode_attention_kernel(
+        q_ptr, k_ptr, v_ptr, kv_ptr, bias_ptr, slot_ptr, out_ptr,
+        s_q_b, s_q_h, s_k_b, s_k_h, s_v_b, s_v_h,
+        s_kv_part, s_kv_b, s_kv_h, s_kv_t,
+        s_bias_b, s_bias_t,
+        s_out_b, s_out_h,
+        num_heads, num_slots, scale,
+        HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ):
+        row = tl.program_id(0) // num_heads
+        head = tl.program_id(0) % num_heads
+        d = tl.arange(0, HEAD_DIM)  # (Dh,)
+        slot = tl.load(slot_ptr)
+        q = tl.load(q_ptr + row * s_q_b + head * s_q_h + d).to(tl.float32)  # (Dh,)
+        k_new = tl.load(k_ptr + row * s_k_b + head * s_k_h + d)
+        v_new = tl.load(v_ptr + row * s_v_b + head * s_v_h + d)
+        k_base = kv_ptr + row * s_kv_b + head * s_kv_h
+        v_base = k_base + s_kv_part
+        tl.store(k_base + slot * s_kv_t + d, k_new.to(kv_ptr.dtype.element_ty))
+        tl.store(v_base + slot * s_kv_t + d, v_new.to(kv_ptr.dtype.element_ty))
+        # the new slot's key/value come from registers below: no read-after-write across threads
+        k_new = k_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
+        v_new = v_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
+        top = tl.full((), float("-inf"), tl.float32)  # running max of the scores
+        total = tl.zeros((), tl.float32)  # running sum of exp(score - top)
+        acc = tl.zeros((HEAD_DIM,), tl.float32)  # running sum of exp(score - top) * value
+        for start in range(0, num_slots, BLOCK):
+            t = start + tl.arange(0, BLOCK)  # (BLOCK,)
+            inside = t < num_slots
+            fresh = (t == slot)[:, None]  # (BLOCK, 1)
+            offsets = t[:, None] * s_kv_t + d[None, :]  # (BLOCK, Dh)
+            k = tl.load(k_base + offsets, mask=inside[:, None], other=0.0).to(tl.float32)
+            k = tl.where(fresh, k_new[None, :], k)
+            score = tl.sum(k * q[None, :], axis=1) * scale  # (BLOCK,)
+            if HAS_BIAS:
+                score += tl.load(bias_ptr + row * s_bias_b + t * s_bias_t, mask=inside, other=0.0).to(tl.float32)
+            score = tl.where(inside, score, float("-inf"))
+            new_top = tl.maximum(top, tl.max(score, axis=0))
+            shift = tl.where(new_top == float("-inf"), 0.0, new_top)  # every slot so far masked: keep zeros
+            p = tl.exp(score - shift)  # (BLOCK,)
+            decay = tl.exp(top - shift)
+            v = tl.load(v_base + offsets, mask=inside[:, None], other=0.0).to(tl.float32)
+            v = tl.where(fresh, v_new[None, :], v)
+            total = total * decay + tl.sum(p, axis=0)
+            acc = acc * decay + tl.sum(p[:, None] * v, axis=0)
+            top = new_top
+        tl.store(out_ptr + row * s_out_b + head * s_out_h + d, (acc / total).to(out_ptr.dtype.element_ty))
+
+    return decode_attention_kernel
+
+
+def decode_kernel_applies(x: Tensor, head_dim: int, value_head_dim: int) -> bool:
+    """Whether :func:`decode_attention` can run a step on ``x`` (B, 1, D): CUDA, Triton, equal power-of-two head
+    widths (Triton's vectors), and no autograd (the kernel has no backward)."""
+    return (
+        x.is_cuda
+        and x.shape[1] == 1
+        and head_dim == value_head_dim
+        and head_dim & (head_dim - 1) == 0
+        and head_dim >= 16
+        and not (torch.is_grad_enabled() and x.requires_grad)
+        and triton_available()
+    )
+
+
+def _launch(
+    kernel, q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, num_slots: int, scale: float
+) -> Tensor:
+    """Runs ``kernel`` (the Triton kernel, or inductor's wrapper of it) over a program per (row, head)."""
+    b, h, dh = q.shape
+    out = torch.empty(b, h, dh, dtype=q.dtype, device=q.device)  # (B, H, Dh)
+    if bias is not None:
+        bias = bias.expand(b, 1, 1, bias.shape[-1])  # (B, 1, 1, >= num_slots)
+    kernel[(b * h,)](
+        q, k, v, kv, bias if bias is not None else q, slot, out,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
+        bias.stride(0) if bias is not None else 0, bias.stride(3) if bias is not None else 0,
+        out.stride(0), out.stride(1),
+        h, num_slots, scale,
+        HEAD_DIM=dh, BLOCK=BLOCK_T, HAS_BIAS=bias is not None,
+    )
+    return out
+
+
+@functools.cache
+def _op():
+    """The kernel as a ``torch.library`` op mutating ``kv``: traced into by ``torch.compile`` (inductor sees the
+    Triton kernel), called directly in eager mode."""
+    from torch.library import triton_op, wrap_triton
+
+    @triton_op("formers::decode_attention", mutates_args={"kv"})
+    def decode_attention_op(
+        q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, num_slots: int, scale: float
+    ) -> Tensor:
+        return _launch(wrap_triton(_kernel()), q, k, v, kv, slot, bias, num_slots, scale)
+
+    return decode_attention_op
+
+
+def decode_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    kv: Tensor,
+    slot: Tensor,
+    bias: Tensor | None,
+    scale: float,
+    num_slots: int | None = None,
+) -> Tensor:
+    """Writes one step's keys and values into a static cache and attends its queries over the cache.
+
+    Args:
+        q: the step's queries (B, H, Dh); k, v: its keys and values (B, H, Dh) (any strides, contiguous Dh).
+        kv: the cache (2, B, H, T_max, Dh), keys then values; written in place at ``slot``.
+        slot: a one-element long tensor on the device, the slot this step writes.
+        bias: additive float bias broadcastable to (B, 1, 1, T) with T >= ``num_slots`` (-inf: may not attend), or
+            None.
+        scale: multiplier of q . k.
+        num_slots: attend to slots ``[0, num_slots)`` only (a static cache's window); default all T_max.
+
+    Returns:
+        (B, H, Dh) attention outputs, in ``q``'s dtype.
+    """
+    num_slots = kv.shape[3] if num_slots is None else num_slots
+    shape = (kv.shape[1], kv.shape[2], kv.shape[4])
+    if kv.dim() != 5 or kv.shape[0] != 2 or any(tuple(x.shape) != shape for x in (q, k, v)):
+        raise ValueError(f"q, k, v must be (B, H, Dh) and kv (2, B, H, T, Dh), got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)} and {tuple(kv.shape)}")
+    if any(x.stride(-1) != 1 for x in (q, k, v, kv)):
+        raise ValueError("q, k, v and kv need contiguous head dimensions")
+    if bias is not None and bias.shape[-1] < num_slots:
+        raise ValueError(f"bias covers {bias.shape[-1]} slots, fewer than the {num_slots} attended")
+    return _op()(q, k, v, kv, slot.reshape(()), bias, num_slots, float(scale))
