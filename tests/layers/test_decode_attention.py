@@ -71,7 +71,7 @@ def test_kernel_equals_the_math_path_and_writes_the_slot_interpreted():
         from formers.layers import decode_attention as da
         out = {}
         for name, (q, k, v, kv, slot, bias, scale, n), ref, ref_kv in cases("cpu", torch.float32):
-            got = da._launch(da._kernel(), q, k, v, kv, slot.reshape(()), bias, n, scale)
+            got = da._launch(da.decode_attention_kernel, q, k, v, kv, slot.reshape(()), bias, n, scale)
             out[name] = [(got - ref).abs().max().item(), torch.equal(kv, ref_kv)]
         print(json.dumps(out))
     """)

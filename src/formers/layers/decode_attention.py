@@ -17,29 +17,24 @@ kernels; a CUDA graph captures it like any kernel.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
+
+try:  # the kernel's compiler; torch installs it on Linux x86-64
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
 
 BLOCK_T = 64  # cache slots per inner iteration
 
 
-@functools.cache
 def triton_available() -> bool:
-    """Whether Triton (the kernel's compiler) can be imported."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether Triton (the kernel's compiler) could be imported."""
+    return triton is not None
 
 
-@functools.cache
-def _kernel():
-    """The Triton kernel, defined on first use (Triton is imported only where the kernel runs)."""
-    import triton
-    import triton.language as tl
+if triton is not None:
 
     @triton.jit
     def decode_attention_kernel(
@@ -90,7 +85,6 @@ def _kernel():
             top = new_top
         tl.store(out_ptr + row * s_out_b + head * s_out_h + d, (acc / total).to(out_ptr.dtype.element_ty))
 
-    return decode_attention_kernel
 
 
 def decode_kernel_applies(x: Tensor, head_dim: int, value_head_dim: int) -> bool:
@@ -103,7 +97,7 @@ def decode_kernel_applies(x: Tensor, head_dim: int, value_head_dim: int) -> bool
         and head_dim & (head_dim - 1) == 0
         and head_dim >= 16
         and not (torch.is_grad_enabled() and x.requires_grad)
-        and triton_available()
+        and triton is not None
     )
 
 
@@ -127,19 +121,16 @@ def _launch(
     return out
 
 
-@functools.cache
-def _op():
-    """The kernel as a ``torch.library`` op mutating ``kv``: traced into by ``torch.compile`` (inductor sees the
-    Triton kernel), called directly in eager mode."""
+if triton is not None:
     from torch.library import triton_op, wrap_triton
 
     @triton_op("formers::decode_attention", mutates_args={"kv"})
-    def decode_attention_op(
+    def _decode_attention_op(
         q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, num_slots: int, scale: float
     ) -> Tensor:
-        return _launch(wrap_triton(_kernel()), q, k, v, kv, slot, bias, num_slots, scale)
-
-    return decode_attention_op
+        """The kernel as a ``torch.library`` op mutating ``kv``: ``torch.compile`` traces into it (inductor sees the
+        Triton kernel); eager mode calls it directly."""
+        return _launch(wrap_triton(decode_attention_kernel), q, k, v, kv, slot, bias, num_slots, scale)
 
 
 def decode_attention(
@@ -175,4 +166,4 @@ def decode_attention(
         raise ValueError("q, k, v and kv need contiguous head dimensions")
     if bias is not None and bias.shape[-1] < num_slots:
         raise ValueError(f"bias covers {bias.shape[-1]} slots, fewer than the {num_slots} attended")
-    return _op()(q, k, v, kv, slot.reshape(()), bias, num_slots, float(scale))
+    return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, num_slots, float(scale))
