@@ -16,7 +16,11 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from formers.layers import attention_record
-from formers.layers.decode_attention import decode_attention, decode_kernel_applies
+from formers.layers.decode_attention import (
+    decode_attention,
+    decode_kernel_applies,
+    verify_decode_kernel,
+)
 from formers.layers.masks import causal_mask
 
 Backend = Literal["sdpa", "math"]
@@ -159,6 +163,8 @@ class KVCache:
         self.static = static
         # static mode's write position (0-d long; the layers of one state may share it, see LayerCaches)
         self.filled = torch.zeros((), dtype=torch.long, device=device) if filled is None else filled
+        if static and torch.device(device).type == "cuda":
+            verify_decode_kernel(device)  # once per device: whether decoding steps may take the one-kernel attention
         self.window: int | None = None  # static mode: slots ``append`` returns (None: all); the caller knows they hold the filled ones
         self.step_slots: Tensor | None = None  # static mode: slots this step writes, set for every layer at once
 

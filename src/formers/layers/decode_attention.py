@@ -17,6 +17,9 @@ kernels; a CUDA graph captures it like any kernel.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Iterator
+
 import torch
 from torch import Tensor
 
@@ -87,9 +90,13 @@ if triton is not None:
 
 
 
+VERIFIED: dict[int, bool] = {}
+"""CUDA device index -> whether the kernel reproduced the reference there (:func:`verify_decode_kernel`)."""
+
+
 def decode_kernel_applies(x: Tensor, head_dim: int, value_head_dim: int) -> bool:
-    """Whether :func:`decode_attention` can run a step on ``x`` (B, 1, D): CUDA, Triton, equal power-of-two head
-    widths (Triton's vectors), and no autograd (the kernel has no backward)."""
+    """Whether :func:`decode_attention` can run a step on ``x`` (B, 1, D): a CUDA device where the kernel has been
+    verified, equal power-of-two head widths (Triton's vectors), and no autograd (the kernel has no backward)."""
     return (
         x.is_cuda
         and x.shape[1] == 1
@@ -97,8 +104,83 @@ def decode_kernel_applies(x: Tensor, head_dim: int, value_head_dim: int) -> bool
         and head_dim & (head_dim - 1) == 0
         and head_dim >= 16
         and not (torch.is_grad_enabled() and x.requires_grad)
-        and triton is not None
+        and VERIFIED.get(x.device.index, False)
     )
+
+
+def verify_decode_kernel(device: torch.device) -> bool:
+    """Runs the kernel once per CUDA device on :func:`check_cases` against the reference and records the outcome
+    in :data:`VERIFIED`; a failure (an error or a different result) warns once, and the device keeps the general
+    attention path. Called eagerly by static caches when they are made (never inside a compiled or captured step),
+    so that a Triton or driver problem costs speed, not correctness."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    index = torch.cuda.current_device() if device.index is None else device.index
+    if index not in VERIFIED:
+        problem = "Triton is not installed" if triton is None else None
+        if problem is None:
+            try:
+                problem = first_mismatch(torch.device("cuda", index), decode_attention)
+            except Exception as error:  # any failure to compile or launch means: do not use it here
+                problem = f"{type(error).__name__}: {error}"
+        if problem is not None and triton is not None:
+            warnings.warn(f"the one-kernel decoding attention failed its check on cuda:{index} ({problem}); "
+                          "decoding uses the general attention path there", RuntimeWarning, stacklevel=2)
+        VERIFIED[index] = problem is None
+    return VERIFIED[index]
+
+
+def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str, tuple, Tensor, Tensor]]:
+    """Inputs covering the kernel's branches, with the expected output and cache (written out in plain torch).
+
+    Yields:
+        (name, :func:`decode_attention` arguments, expected (B, H, Dh) in float32, expected cache).
+    """
+    g = torch.Generator().manual_seed(0)
+    b, h, t, dh = 2, 3, BLOCK_T + 6, 16  # two blocks of slots, the second partly outside
+    for name, with_bias, window in [("bias", True, None), ("no bias", False, None), ("window", True, 40),
+                                    ("first block masked", True, "masked")]:
+        kv = torch.randn(2, b, h, t, dh, generator=g).to(device, dtype)
+        qkv = torch.randn(b, 3, h, dh, generator=g).to(device, dtype)
+        slot = 37 if window != "masked" else BLOCK_T + 2
+        bias = torch.zeros(b, 1, 1, t, dtype=dtype)
+        bias[0, ..., 5:9] = float("-inf")
+        if window == "masked":
+            bias[..., :BLOCK_T] = float("-inf")
+        else:
+            bias[1, ..., 50:] = float("-inf")
+        bias = bias.to(device)
+        expected_kv = kv.clone()
+        expected_kv[:, :, :, slot] = qkv[:, 1:].transpose(0, 1)  # (2, B, H, Dh)
+        n = window if isinstance(window, int) else t
+        q, keys, values = qkv[:, 0].float(), expected_kv[0, :, :, :n].float(), expected_kv[1, :, :, :n].float()
+        scores = (q[:, :, None, :] * keys).sum(-1) * dh**-0.5  # (B, H, n)
+        if with_bias:
+            scores = scores + bias[:, 0, :, :n].float()
+        expected = (scores.softmax(-1)[..., None] * values).sum(-2)  # (B, H, Dh)
+        args = (qkv[:, 0], qkv[:, 1], qkv[:, 2], kv, torch.tensor([slot], device=device),
+                bias if with_bias else None, dh**-0.5, n)
+        yield name, args, expected, expected_kv
+
+
+TOLERANCES = {torch.float32: 1e-4, torch.bfloat16: 3e-2}
+
+
+def first_mismatch(
+    device: torch.device, attend: Callable[..., Tensor], dtypes: tuple[torch.dtype, ...] = tuple(TOLERANCES)
+) -> str | None:
+    """Runs ``attend`` (:func:`decode_attention` or a launcher with its arguments) on :func:`check_cases` in each of
+    ``dtypes``; the first case whose output or cache differs, or None."""
+    for dtype in dtypes:
+        tolerance = TOLERANCES[dtype]
+        for name, args, expected, expected_kv in check_cases(device, dtype):
+            error = (attend(*args).float() - expected).abs().max().item()
+            if not error <= tolerance:
+                return f"{name}, {dtype}: output off by {error:.3g}"
+            if not torch.equal(args[3], expected_kv):
+                return f"{name}, {dtype}: cache not written as expected"
+    return None
 
 
 def _launch(
