@@ -1,0 +1,111 @@
+"""Where a batch-1 decoding step's time goes, and which way of compiling it is fastest.
+
+GPT-2 124M (random weights, bf16 on CUDA), a 16-token prompt, 256 new greedy tokens through ``model.generate``,
+once per variant of the step, in one process:
+
+- ``uncompiled``: the captured eager step (``compile=False``);
+- ``compiled``: the default for one row on CUDA (``compile=None``: inductor with the one-row matrix-vector rewrite
+  and coordinate-descent tuning, :mod:`formers.generation.step_compile`);
+- ``compiled, math attention``: the same with every attention module on the ``math`` backend, which inductor fuses
+  itself instead of calling cuDNN;
+- ``compiled, autotuned pointwise``: the same with inductor's ``max_autotune_pointwise`` (every reduction
+  configuration benchmarked).
+
+For each: tokens/s (median of ``--repeats`` calls after the first, which compiles and captures), the first call's
+time, and the profiler's kernels and device microseconds per token with the heaviest kernels.
+
+Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/generate_step_variants.py --out results.json``;
+``--device cpu --tiny`` runs the uncompiled variant on a tiny model (a smoke test of this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generate_speed import gpt2_pair, kernel_profile, sync  # noqa: E402
+
+from formers.files import atomic_file  # noqa: E402
+from formers.generation.static_lm import clear_decoders  # noqa: E402
+
+VARIANTS = {  # name -> (compile, attention backend, inductor max_autotune_pointwise)
+    "uncompiled": (False, "sdpa", False),
+    "compiled": (None, "sdpa", False),
+    "compiled, math attention": (None, "math", False),
+    "compiled, autotuned pointwise": (None, "sdpa", True),
+}
+
+
+def run_variant(model, device: torch.device, new: int, repeats: int, compile, backend: str, autotune: bool) -> dict:
+    import torch._inductor.config as inductor_config
+
+    for module in model.modules():
+        if hasattr(module, "backend"):
+            module.backend = backend
+    clear_decoders(model)
+    torch._dynamo.reset()
+    inductor_config.max_autotune_pointwise = autotune
+    prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(2))
+    prompt = prompt.to(device)
+    sync(device)
+    start = time.perf_counter()
+    model.generate(prompt, new, compile=compile)
+    sync(device)
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        ids = model.generate(prompt, new, compile=compile)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    row = {"tokens_per_s": ids.numel() / statistics.median(times), "first_s": first, "times_s": times}
+    if device.type == "cuda":
+        generate = model.generate
+        model.generate = lambda p, n, **kw: generate(p, n, compile=compile, **kw)
+        try:
+            row["profile"] = kernel_profile(model, device, new, top=14)
+        finally:
+            model.generate = generate
+    inductor_config.max_autotune_pointwise = False
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--tiny", action="store_true", help="a tiny random model (CPU smoke test)")
+    p.add_argument("--new-tokens", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
+                   help="default: all on CUDA, the uncompiled one elsewhere")
+    p.add_argument("--out", type=Path, required=True, help="JSON results")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    names = args.variants or (list(VARIANTS) if device.type == "cuda" else ["uncompiled"])
+    model, _ = gpt2_pair(device, args.tiny, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    out = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "new_tokens": args.new_tokens, "variants": {},
+    }
+    for name in names:
+        row = out["variants"][name] = run_variant(model, device, args.new_tokens, args.repeats, *VARIANTS[name])
+        profile = row.get("profile", {})
+        print(f"{name:30s} {row['tokens_per_s']:8.0f} tokens/s  first call {row['first_s']:5.1f} s  "
+              f"kernels/token {profile.get('kernels_per_token', float('nan')):6.1f}  "
+              f"device us/token {profile.get('device_us_per_token', float('nan')):6.1f}", flush=True)
+    with atomic_file(args.out) as tmp:
+        tmp.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
