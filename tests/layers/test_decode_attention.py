@@ -71,6 +71,7 @@ def test_a_failing_kernel_is_not_used_on_that_device(monkeypatch):
     """The once-per-device check: an error or a wrong result warns and keeps the general path."""
     monkeypatch.setattr(decode_attention_module, "VERIFIED", {})
     monkeypatch.setattr(decode_attention_module, "triton", object())  # as if installed
+    monkeypatch.setattr(decode_attention_module, "UNAVAILABLE", None)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(decode_attention_module, "first_mismatch", lambda device, attend: "bias: output off by 1")
     with pytest.warns(RuntimeWarning, match="failed its check on cuda:0 .bias: output off by 1.; decoding uses"):

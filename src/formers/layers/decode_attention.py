@@ -33,8 +33,8 @@ BLOCK_T = 64  # cache slots per inner iteration
 
 
 def triton_available() -> bool:
-    """Whether Triton (the kernel's compiler) could be imported."""
-    return triton is not None
+    """Whether the kernel can run in this process: Triton imported and the op registered (:data:`UNAVAILABLE`)."""
+    return UNAVAILABLE is None
 
 
 if triton is not None:
@@ -49,8 +49,8 @@ if triton is not None:
         num_heads, num_slots, scale,
         HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr,
     ):
-        row = tl.program_id(0) // num_heads
-        head = tl.program_id(0) % num_heads
+        row = (tl.program_id(0) // num_heads).to(tl.int64)  # 64-bit offsets: large beam batches
+        head = (tl.program_id(0) % num_heads).to(tl.int64)
         d = tl.arange(0, HEAD_DIM)  # (Dh,)
         slot = tl.load(slot_ptr)
         q = tl.load(q_ptr + row * s_q_b + head * s_q_h + d).to(tl.float32)  # (Dh,)
@@ -118,13 +118,13 @@ def verify_decode_kernel(device: torch.device) -> bool:
         return False
     index = torch.cuda.current_device() if device.index is None else device.index
     if index not in VERIFIED:
-        problem = "Triton is not installed" if triton is None else None
+        problem = UNAVAILABLE
         if problem is None:
             try:
                 problem = first_mismatch(torch.device("cuda", index), decode_attention)
             except Exception as error:  # any failure to compile or launch means: do not use it here
                 problem = f"{type(error).__name__}: {error}"
-        if problem is not None and triton is not None:
+        if problem is not None and triton is not None:  # (without Triton the general path is simply the path)
             warnings.warn(f"the one-kernel decoding attention failed its check on cuda:{index} ({problem}); "
                           "decoding uses the general attention path there", RuntimeWarning, stacklevel=2)
         VERIFIED[index] = problem is None
@@ -203,16 +203,24 @@ def _launch(
     return out
 
 
-if triton is not None:
-    from torch.library import triton_op, wrap_triton
+UNAVAILABLE: str | None = "Triton is not installed" if triton is None else None
+"""Why the kernel cannot run in this process, or None."""
 
-    @triton_op("formers::decode_attention", mutates_args={"kv"})
-    def _decode_attention_op(
-        q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, num_slots: int, scale: float
-    ) -> Tensor:
-        """The kernel as a ``torch.library`` op mutating ``kv``: ``torch.compile`` traces into it (inductor sees the
-        Triton kernel); eager mode calls it directly."""
-        return _launch(wrap_triton(decode_attention_kernel), q, k, v, kv, slot, bias, num_slots, scale)
+if triton is not None:
+    try:
+        from torch.library import triton_op, wrap_triton
+
+        @triton_op("formers::decode_attention", mutates_args={"kv"})
+        def _decode_attention_op(
+            q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, num_slots: int,
+            scale: float,
+        ) -> Tensor:
+            """The kernel as a ``torch.library`` op mutating ``kv``: ``torch.compile`` traces into it (inductor sees
+            the Triton kernel); eager mode calls it directly."""
+            return _launch(wrap_triton(decode_attention_kernel), q, k, v, kv, slot, bias, num_slots, scale)
+
+    except Exception as error:  # an older torch: the general attention path serves instead
+        UNAVAILABLE = f"registering the op failed ({type(error).__name__}: {error})"
 
 
 def decode_attention(
