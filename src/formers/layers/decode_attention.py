@@ -39,7 +39,9 @@ def triton_available() -> bool:
 
 if triton is not None:
 
-    @triton.jit
+    # num_slots changes with a beam search's window: one compiled kernel for all of them, so that a window's first
+    # step, captured in a CUDA graph without a warm-up, never compiles
+    @triton.jit(do_not_specialize=["num_slots"])
     def decode_attention_kernel(
         q_ptr, k_ptr, v_ptr, kv_ptr, bias_ptr, slot_ptr, out_ptr,
         s_q_b, s_q_h, s_k_b, s_k_h, s_v_b, s_v_h,
