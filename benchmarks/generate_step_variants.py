@@ -9,7 +9,10 @@ once per variant of the step, in one process:
 - ``compiled, math attention``: the same with every attention module on the ``math`` backend, which inductor fuses
   itself instead of calling cuDNN;
 - ``compiled, autotuned pointwise``: the same with inductor's ``max_autotune_pointwise`` (every reduction
-  configuration benchmarked).
+  configuration benchmarked);
+- ``compiled, realize 8``: the same with inductor's ``realize_opcount_threshold`` at 8 instead of 30, so that a
+  pointwise result such as the MLP's GELU is computed once and stored rather than recomputed inside each program of
+  the next matrix-vector product (the H100 profile's slowest kernel: the down projection with the GELU inlined).
 
 For each: tokens/s (median of ``--repeats`` calls after the first, which compiles and captures), the first call's
 time, and the profiler's kernels and device microseconds per token with the heaviest kernels.
@@ -35,15 +38,16 @@ from generate_speed import gpt2_pair, kernel_profile, sync  # noqa: E402
 from formers.files import atomic_file  # noqa: E402
 from formers.generation.static_lm import clear_decoders  # noqa: E402
 
-VARIANTS = {  # name -> (compile, attention backend, inductor max_autotune_pointwise)
-    "uncompiled": (False, "sdpa", False),
-    "compiled": (None, "sdpa", False),
-    "compiled, math attention": (None, "math", False),
-    "compiled, autotuned pointwise": (None, "sdpa", True),
+VARIANTS = {  # name -> (compile, attention backend, inductor settings)
+    "uncompiled": (False, "sdpa", {}),
+    "compiled": (None, "sdpa", {}),
+    "compiled, math attention": (None, "math", {}),
+    "compiled, autotuned pointwise": (None, "sdpa", {"max_autotune_pointwise": True}),
+    "compiled, realize 8": (None, "sdpa", {"realize_opcount_threshold": 8}),
 }
 
 
-def run_variant(model, device: torch.device, new: int, repeats: int, compile, backend: str, autotune: bool) -> dict:
+def run_variant(model, device: torch.device, new: int, repeats: int, compile, backend: str, settings: dict) -> dict:
     import torch._inductor.config as inductor_config
 
     for module in model.modules():
@@ -51,7 +55,9 @@ def run_variant(model, device: torch.device, new: int, repeats: int, compile, ba
             module.backend = backend
     clear_decoders(model)
     torch._dynamo.reset()
-    inductor_config.max_autotune_pointwise = autotune
+    saved = {name: getattr(inductor_config, name) for name in settings}
+    for name, value in settings.items():
+        setattr(inductor_config, name, value)
     prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(2))
     prompt = prompt.to(device)
     sync(device)
@@ -74,7 +80,8 @@ def run_variant(model, device: torch.device, new: int, repeats: int, compile, ba
             row["profile"] = kernel_profile(model, device, new, top=14)
         finally:
             model.generate = generate
-    inductor_config.max_autotune_pointwise = False
+    for name, value in saved.items():
+        setattr(inductor_config, name, value)
     return row
 
 
