@@ -10,13 +10,15 @@ registers rather than read back.
 
 It computes the same function as :func:`formers.layers.attention.scaled_dot_product_attention` with an additive
 bias (the math path is the reference its tests compare against) and is used by
-:class:`~formers.layers.attention.SelfAttention` for single-position steps on a static cache on CUDA
-(:func:`decode_kernel_applies`). Under ``torch.compile`` it is a custom op inductor schedules between its own
-kernels; a CUDA graph captures it like any kernel.
+:class:`~formers.layers.attention.SelfAttention` and :class:`~formers.layers.attention.MultiHeadAttention` for
+single-position steps on a static cache on CUDA (:func:`decode_kernel_applies`), on a device where it passed
+:func:`verify_decode_kernel`. It is a ``torch.library`` Triton op: ``torch.compile`` traces into it and schedules the
+kernel between its own, and a CUDA graph captures it like any kernel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -91,7 +93,6 @@ if triton is not None:
         tl.store(out_ptr + row * s_out_b + head * s_out_h + d, (acc / total).to(out_ptr.dtype.element_ty))
 
 
-
 VERIFIED: dict[int, bool] = {}
 """CUDA device index -> whether the kernel reproduced the reference there (:func:`verify_decode_kernel`)."""
 
@@ -123,7 +124,8 @@ def verify_decode_kernel(device: torch.device) -> bool:
         problem = UNAVAILABLE
         if problem is None:
             try:
-                problem = first_mismatch(torch.device("cuda", index), decode_attention)
+                with torch.cuda.device(index):
+                    problem = first_mismatch(torch.device("cuda", index), decode_attention)
             except Exception as error:  # any failure to compile or launch means: do not use it here
                 problem = f"{type(error).__name__}: {error}"
         if problem is not None and triton is not None:  # (without Triton the general path is simply the path)
@@ -193,7 +195,18 @@ def _launch(
     out = torch.empty(b, h, dh, dtype=q.dtype, device=q.device)  # (B, H, Dh)
     if bias is not None:
         bias = bias.expand(b, 1, 1, bias.shape[-1])  # (B, 1, 1, >= num_slots)
-    kernel[(b * h,)](
+    # Triton launches on the current device: make it the tensors' one (inductor's code sets it itself)
+    on_device = q.is_cuda and not torch.compiler.is_compiling()
+    with torch.cuda.device(q.device) if on_device else contextlib.nullcontext():
+        _run(kernel, b * h, q, k, v, kv, slot, bias, out, num_slots, scale)
+    return out
+
+
+def _run(kernel, programs: int, q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None,
+         out: Tensor, num_slots: int, scale: float) -> None:
+    """The launch itself: pointers, strides and sizes in the kernel's order."""
+    h, dh = q.shape[1], q.shape[2]
+    kernel[(programs,)](
         q, k, v, kv, bias if bias is not None else q, slot, out,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
@@ -202,7 +215,6 @@ def _launch(
         h, num_slots, scale,
         HEAD_DIM=dh, BLOCK=BLOCK_T, HAS_BIAS=bias is not None,
     )
-    return out
 
 
 UNAVAILABLE: str | None = "Triton is not installed" if triton is None else None
