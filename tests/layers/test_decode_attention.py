@@ -6,6 +6,7 @@ imported, hence the subprocesses); on CUDA the same checks run compiled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -73,6 +74,7 @@ def test_a_failing_kernel_is_not_used_on_that_device(monkeypatch):
     monkeypatch.setattr(decode_attention_module, "triton", object())  # as if installed
     monkeypatch.setattr(decode_attention_module, "UNAVAILABLE", None)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())  # no GPU needed here
     monkeypatch.setattr(decode_attention_module, "first_mismatch", lambda device, attend: "bias: output off by 1")
     with pytest.warns(RuntimeWarning, match="failed its check on cuda:0 .bias: output off by 1.; decoding uses"):
         assert not decode_attention_module.verify_decode_kernel(torch.device("cuda"))
