@@ -75,21 +75,26 @@ def test_a_failing_kernel_is_not_used_on_that_device(monkeypatch):
     monkeypatch.setattr(decode_attention_module, "UNAVAILABLE", None)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())  # no GPU needed here
-    monkeypatch.setattr(decode_attention_module, "first_mismatch", lambda device, attend: "bias: output off by 1")
+    checked = []
+    monkeypatch.setattr(decode_attention_module, "first_mismatch",
+                        lambda device, attend, dtypes: checked.append(dtypes) or "bias: output off by 1")
+    bf16, fp32 = torch.bfloat16, torch.float32
     with pytest.warns(RuntimeWarning, match="failed its check on cuda:0 .bias: output off by 1.; decoding uses"):
-        assert not decode_attention_module.verify_decode_kernel(torch.device("cuda"))
-    assert decode_attention_module.VERIFIED == {0: False}
+        assert not decode_attention_module.verify_decode_kernel(torch.device("cuda"), bf16)
+    assert decode_attention_module.VERIFIED == {(0, bf16): False} and checked == [(bf16,)]
 
-    def broken(device, attend):
+    def broken(device, attend, dtypes):
         raise RuntimeError("no driver")
 
     monkeypatch.setattr(decode_attention_module, "first_mismatch", broken)
     with pytest.warns(RuntimeWarning, match=r"cuda:1 \(RuntimeError: no driver\)"):
-        assert not decode_attention_module.verify_decode_kernel(torch.device("cuda", 1))
-    monkeypatch.setattr(decode_attention_module, "first_mismatch", lambda device, attend: None)
-    assert decode_attention_module.verify_decode_kernel(torch.device("cuda", 2))
-    assert decode_attention_module.VERIFIED == {0: False, 1: False, 2: True}
-    assert not decode_attention_module.verify_decode_kernel(torch.device("cpu"))
+        assert not decode_attention_module.verify_decode_kernel(torch.device("cuda", 1), bf16)
+    monkeypatch.setattr(decode_attention_module, "first_mismatch", lambda device, attend, dtypes: None)
+    assert decode_attention_module.verify_decode_kernel(torch.device("cuda", 2), fp32)
+    assert decode_attention_module.VERIFIED == {(0, bf16): False, (1, bf16): False, (2, fp32): True}
+    assert not decode_attention_module.verify_decode_kernel(torch.device("cuda", 2), torch.float64)  # no tolerance
+    assert not decode_attention_module.verify_decode_kernel(torch.device("cpu"), fp32)
+    assert len(decode_attention_module.VERIFIED) == 3
 
 
 @needs_triton
@@ -100,7 +105,7 @@ def test_static_decoders_through_the_kernel_equal_their_eager_loops_interpreted(
         from formers.layers import attention
         from formers.generation.seq2seq import beam_search, greedy_search
         calls = []
-        attention.decode_kernel_applies = lambda x, dh, dv: x.shape[1] == 1 and dh == dv
+        attention.decode_kernel_applies = lambda x, dh, dv, dtype: x.shape[1] == 1 and dh == dv
         kernel = attention.decode_attention
         attention.decode_attention = lambda *a, **k: calls.append(1) or kernel(*a, **k)
         torch.manual_seed(0)
@@ -136,7 +141,7 @@ def test_static_decoders_through_the_kernel_equal_their_eager_loops_interpreted(
 
 
 def test_only_single_position_static_steps_without_masks_take_the_kernel(monkeypatch):
-    monkeypatch.setattr(attention, "decode_kernel_applies", lambda x, dh, dv: x.shape[1] == 1 and dh == dv)
+    monkeypatch.setattr(attention, "decode_kernel_applies", lambda x, dh, dv, dtype: x.shape[1] == 1 and dh == dv)
     x = torch.zeros(2, 1, 8)
     static = KVCache(2, 2, 16, 4, torch.float32, torch.device("cpu"), static=True)
     dynamic = KVCache(2, 2, 16, 4, torch.float32, torch.device("cpu"))
@@ -157,13 +162,15 @@ def test_only_single_position_static_steps_without_masks_take_the_kernel(monkeyp
 def test_the_real_gate_refuses_cpu_tensors_autograd_and_odd_head_sizes():
     from formers.layers.decode_attention import decode_kernel_applies
 
-    assert not decode_kernel_applies(torch.zeros(1, 1, 8), 64, 64)  # CPU
+    assert not decode_kernel_applies(torch.zeros(1, 1, 8), 64, 64, torch.float32)  # CPU
     if torch.cuda.is_available():
         x = torch.zeros(1, 1, 8, device="cuda")
-        assert decode_kernel_applies(x, 64, 64) == triton_available()
-        assert not decode_kernel_applies(x, 48, 48)  # not a power of two
-        assert not decode_kernel_applies(x, 64, 32)
-        assert not decode_kernel_applies(torch.zeros(1, 2, 8, device="cuda"), 64, 64)  # two positions
+        assert decode_attention_module.verify_decode_kernel(x.device, torch.float32) == triton_available()
+        assert decode_kernel_applies(x, 64, 64, torch.float32) == triton_available()
+        assert not decode_kernel_applies(x, 48, 48, torch.float32)  # not a power of two
+        assert not decode_kernel_applies(x, 64, 32, torch.float32)
+        assert not decode_kernel_applies(torch.zeros(1, 2, 8, device="cuda"), 64, 64, torch.float32)  # two positions
+        assert not decode_kernel_applies(x, 64, 64, torch.float64)  # never checked
 
 
 def test_bad_shapes_are_refused_before_any_kernel_runs():
@@ -185,4 +192,4 @@ def test_kernel_equals_the_reference_on_cuda_eager_and_compiled():
     device = torch.device("cuda")
     assert first_mismatch(device, decode_attention) is None
     assert first_mismatch(device, torch.compile(decode_attention, fullgraph=True)) is None
-    assert decode_attention_module.verify_decode_kernel(device)
+    assert decode_attention_module.verify_decode_kernel(device, torch.bfloat16)

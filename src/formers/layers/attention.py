@@ -164,7 +164,7 @@ class KVCache:
         # static mode's write position (0-d long; the layers of one state may share it, see LayerCaches)
         self.filled = torch.zeros((), dtype=torch.long, device=device) if filled is None else filled
         if static and torch.device(device).type == "cuda":
-            verify_decode_kernel(device)  # once per device: whether decoding steps may take the one-kernel attention
+            verify_decode_kernel(device, dtype)  # once per device and dtype: may steps take the one kernel?
         self.window: int | None = None  # static mode: slots ``append`` returns (None: all); the caller knows they hold the filled ones
         self.step_slots: Tensor | None = None  # static mode: slots this step writes, set for every layer at once
 
@@ -306,7 +306,7 @@ def uses_decode_kernel(
         and dropout_p == 0.0
         and backend == "sdpa"
         and not attention_record.LISTENERS
-        and decode_kernel_applies(x, head_dim, value_head_dim)
+        and decode_kernel_applies(x, head_dim, value_head_dim, cache.kv.dtype)
     )
 
 
