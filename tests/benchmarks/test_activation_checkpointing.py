@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "activation_checkpointing.py"
 
-
-def test_the_benchmark_measures_both_modes_on_a_tiny_cpu_model(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("activation_checkpointing_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_the_benchmark_measures_both_modes_on_a_tiny_cpu_model(load_benchmark, tmp_path, capsys):
+    module = load_benchmark("activation_checkpointing")
     torch.set_num_threads(1)
     out = tmp_path / "ac.json"
     report = module.main(["--model", "gpt_mini", "--device", "cpu", "--batch-size", "2", "--seq-len", "16",

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "generate_speed.py"
 
 
-def test_tiny_cpu_run_writes_every_comparison(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("generate_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_tiny_cpu_run_writes_every_comparison(load_benchmark, tmp_path, capsys):
+    module = load_benchmark("generate_speed")
     path = tmp_path / "speed.json"
     module.main(["--device", "cpu", "--tiny", "--new-tokens", "8", "--sentences", "4", "--out", str(path)])
     out = json.loads(path.read_text())

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "linear_cross_entropy.py"
 
-
-def test_tiny_cpu_run_measures_both_losses(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("linear_cross_entropy_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_tiny_cpu_run_measures_both_losses(load_benchmark, tmp_path, capsys):
+    module = load_benchmark("linear_cross_entropy")
     out = tmp_path / "lce.json"
     report = module.main(["--device", "cpu", "--tiny", "--steps", "1", "--warmup", "1", "--label-smoothing", "0.1",
                           "--out", str(out)])
