@@ -173,10 +173,13 @@ def test_the_real_gate_refuses_cpu_tensors_autograd_and_odd_head_sizes():
         assert not decode_kernel_applies(x, 64, 64, torch.float64)  # never checked
 
 
+@needs_triton
 def test_bad_shapes_are_refused_before_any_kernel_runs():
     kv = torch.zeros(2, 2, 3, 16, 8)
     q = torch.zeros(2, 3, 8)
     slot = torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"q, k, v must be \(B, H, Dh\) and kv"):
+        decode_attention(q, q, q, kv[0], slot, None, 1.0)  # a cache without its keys/values axis
     with pytest.raises(ValueError, match=r"q, k, v must be \(B, H, Dh\) and kv"):
         decode_attention(q, q, torch.zeros(2, 3, 4), kv, slot, None, 1.0)
     with pytest.raises(ValueError, match="contiguous head dimensions"):
@@ -193,3 +196,10 @@ def test_kernel_equals_the_reference_on_cuda_eager_and_compiled():
     assert first_mismatch(device, decode_attention) is None
     assert first_mismatch(device, torch.compile(decode_attention, fullgraph=True)) is None
     assert decode_attention_module.verify_decode_kernel(device, torch.bfloat16)
+
+
+def test_without_the_kernel_a_direct_call_says_why(monkeypatch):
+    monkeypatch.setattr(decode_attention_module, "UNAVAILABLE", "Triton is not installed")
+    q = torch.zeros(1, 1, 16)
+    with pytest.raises(RuntimeError, match="kernel cannot run here: Triton is not installed"):
+        decode_attention(q, q, q, torch.zeros(2, 1, 1, 4, 16), torch.zeros(1, dtype=torch.long), None, 1.0)

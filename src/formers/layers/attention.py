@@ -212,12 +212,8 @@ class KVCache:
         return slice(self.length - t, self.length)
 
     def _cached(self) -> tuple[Tensor, Tensor]:
-        """The keys and values attention reads: the filled ones, or (static) the whole buffers or their window."""
-        if not self.static:
-            return self.k[:, :, : self.length], self.v[:, :, : self.length]
-        if self.window is not None:
-            return self.k[:, :, : self.window], self.v[:, :, : self.window]
-        return self.k, self.v
+        """The keys and values attention reads (B, H, :attr:`attended`, Dh)."""
+        return self.k[:, :, : self.attended], self.v[:, :, : self.attended]
 
     @property
     def attended(self) -> int:

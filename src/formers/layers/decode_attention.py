@@ -33,6 +33,9 @@ except ImportError:
 
 BLOCK_T = 64  # cache slots per inner iteration
 
+UNAVAILABLE: str | None = "Triton is not installed" if triton is None else None
+"""Why the kernel cannot run in this process (set below if registering its op fails), or None."""
+
 
 def triton_available() -> bool:
     """Whether the kernel can run in this process: Triton imported and the op registered (:data:`UNAVAILABLE`)."""
@@ -199,27 +202,17 @@ def _launch(
     # Triton launches on the current device: make it the tensors' one (inductor's code sets it itself)
     on_device = q.is_cuda and not torch.compiler.is_compiling()
     with torch.cuda.device(q.device) if on_device else contextlib.nullcontext():
-        _run(kernel, b * h, q, k, v, kv, slot, bias, out, num_slots, scale)
+        kernel[(b * h,)](
+            q, k, v, kv, bias if bias is not None else q, slot, out,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+            kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
+            bias.stride(0) if bias is not None else 0, bias.stride(3) if bias is not None else 0,
+            out.stride(0), out.stride(1),
+            h, num_slots, scale,
+            HEAD_DIM=dh, BLOCK=BLOCK_T, HAS_BIAS=bias is not None,
+        )
     return out
 
-
-def _run(kernel, programs: int, q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None,
-         out: Tensor, num_slots: int, scale: float) -> None:
-    """The launch itself: pointers, strides and sizes in the kernel's order."""
-    h, dh = q.shape[1], q.shape[2]
-    kernel[(programs,)](
-        q, k, v, kv, bias if bias is not None else q, slot, out,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
-        bias.stride(0) if bias is not None else 0, bias.stride(3) if bias is not None else 0,
-        out.stride(0), out.stride(1),
-        h, num_slots, scale,
-        HEAD_DIM=dh, BLOCK=BLOCK_T, HAS_BIAS=bias is not None,
-    )
-
-
-UNAVAILABLE: str | None = "Triton is not installed" if triton is None else None
-"""Why the kernel cannot run in this process, or None."""
 
 if triton is not None:
     try:
@@ -262,13 +255,15 @@ def decode_attention(
     Returns:
         (B, H, Dh) attention outputs, in ``q``'s dtype.
     """
-    num_slots = kv.shape[3] if num_slots is None else num_slots
-    shape = (kv.shape[1], kv.shape[2], kv.shape[4])
-    if kv.dim() != 5 or kv.shape[0] != 2 or any(tuple(x.shape) != shape for x in (q, k, v)):
+    if UNAVAILABLE is not None:
+        raise RuntimeError(f"the decoding attention kernel cannot run here: {UNAVAILABLE}")
+    shape = (kv.shape[1], kv.shape[2], kv.shape[4]) if kv.dim() == 5 else None
+    if shape is None or kv.shape[0] != 2 or any(tuple(x.shape) != shape for x in (q, k, v)):
         raise ValueError(f"q, k, v must be (B, H, Dh) and kv (2, B, H, T, Dh), got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)} and {tuple(kv.shape)}")
     if any(x.stride(-1) != 1 for x in (q, k, v, kv)):
         raise ValueError("q, k, v and kv need contiguous head dimensions")
+    num_slots = kv.shape[3] if num_slots is None else num_slots
     if bias is not None and bias.shape[-1] < num_slots:
         raise ValueError(f"bias covers {bias.shape[-1]} slots, fewer than the {num_slots} attended")
     return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, num_slots, float(scale))
