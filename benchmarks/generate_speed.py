@@ -170,6 +170,34 @@ def kernel_profile(model, device: torch.device, new: int, top: int = 15) -> dict
         return {"error": f"{type(e).__name__}: {e}"[:800]}
 
 
+def beam_kernel_profile(model, batch: tuple[torch.Tensor, torch.Tensor], steps: int, top: int = 20) -> dict:
+    """The GPU kernels one default beam-4 call on one batch launches, per decoding step (captured beforehand)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    s, k = batch
+    try:
+        beam_search(model, s, k, beam_size=4, alpha=0.6, max_new_tokens=steps)  # captured before profiling
+        sync(s.device)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            beam_search(model, s, k, beam_size=4, alpha=0.6, max_new_tokens=steps)
+            sync(s.device)
+        events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+        rows = sorted(
+            ({"kernel": e.key[:120], "launches_per_step": e.count / steps, "us_per_step": e.device_time_total / steps}
+             for e in events),
+            key=lambda r: -r["us_per_step"],
+        )
+        return {
+            "rows": s.shape[0] * 4, "source_length": s.shape[1],
+            "kernels_per_step": sum(r["launches_per_step"] for r in rows),
+            "device_us_per_step": sum(r["us_per_step"] for r in rows),
+            "top": rows[:top],
+        }
+    except Exception as e:  # a profile is extra information
+        traceback.print_exc()
+        return {"error": f"{type(e).__name__}: {e}"[:800]}
+
+
 def translation_pair(device: torch.device, tiny: bool, dtype: torch.dtype):
     """The multi30k-en-de model (random) and a MarianMTModel of the same size (random)."""
     from transformers import MarianConfig, MarianMTModel
@@ -248,6 +276,8 @@ def bench_translation(args, device: torch.device, dtype: torch.dtype, out: dict)
     runs = t["runs"]
     if "sentences_per_s" in runs.get("formers_beam_search", {}) and "sentences_per_s" in runs.get("hf_marian_generate", {}):
         t["formers_vs_hf"] = runs["formers_beam_search"]["sentences_per_s"] / runs["hf_marian_generate"]["sentences_per_s"]
+    if device.type == "cuda":
+        t["kernel_profile"] = beam_kernel_profile(ours, batches[len(batches) // 2], m)
     ours32 = ours.float()
     s, k = batches[0]
     fast = beam_search(ours32, s, k, beam_size=4, max_new_tokens=m, fast=True)

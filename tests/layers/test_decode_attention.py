@@ -47,21 +47,28 @@ def test_kernel_equals_the_reference_and_writes_the_slot_interpreted():
     script = textwrap.dedent("""
         import json, torch
         from formers.layers import decode_attention as da
-        launch = lambda q, k, v, kv, slot, bias, scale, n: da._launch(da.decode_attention_kernel, q, k, v, kv, slot,
-                                                                      bias, n, scale)
+        launch = lambda q, k, v, kv, slot, bias, scale, n, origin: da._launch(
+            da.decode_attention_kernel, q, k, v, kv, slot, bias, origin, n, scale)
         cases = [name for name, *_ in da.check_cases(torch.device("cpu"), torch.float32)]
         print(json.dumps([cases, da.first_mismatch(torch.device("cpu"), launch, (torch.float32,))]))
     """)
     cases, mismatch = run_interpreted(script)
-    assert cases == ["bias", "no bias", "window", "first block masked"]
+    assert cases == ["bias", "no bias", "window", "first block masked", "origin"]
     assert mismatch is None
 
 
 def test_check_cases_agree_with_the_math_attention_path():
     """The self-check's expected values (plain torch) are those of the library's reference attention."""
-    for name, (q, k, v, kv, slot, bias, scale, n), expected, expected_kv in check_cases(torch.device("cpu"),
-                                                                                         torch.float32):
-        keys, values = expected_kv[0, :, :, :n], expected_kv[1, :, :, :n]
+    for name, (q, k, v, kv, slot, bias, scale, n, origin), expected, expected_kv in check_cases(
+        torch.device("cpu"), torch.float32
+    ):
+        logical = expected_kv.clone()
+        if origin is not None:  # row r's slot s is row origin[r, s]'s, except the slot the step writes
+            for r in range(kv.shape[1]):
+                for s in range(kv.shape[3]):
+                    if s != slot.item():
+                        logical[:, r, :, s] = expected_kv[:, origin[r, s], :, s]
+        keys, values = logical[0, :, :, :n], logical[1, :, :, :n]
         ref = scaled_dot_product_attention(q[:, :, None], keys, values, attn_bias=None if bias is None else
                                            bias[..., :n], scale=scale, backend="math")[:, :, 0]
         torch.testing.assert_close(expected, ref, rtol=0, atol=1e-6, msg=name)

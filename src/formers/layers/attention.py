@@ -150,6 +150,7 @@ class KVCache:
         static: bool = False,
         filled: Tensor | None = None,
         kv: Tensor | None = None,
+        origin: Tensor | None = None,
     ) -> None:
         # keys and values side by side, so that a fused projection's output lands in one copy
         shape = (2, batch_size, num_heads, max_len, head_dim)
@@ -166,6 +167,10 @@ class KVCache:
         if static and torch.device(device).type == "cuda":
             verify_decode_kernel(device, dtype)  # once per device and dtype: may steps take the one kernel?
         self.window: int | None = None  # static mode: slots ``append`` returns (None: all); the caller knows they hold the filled ones
+        # static mode, beam search: (B, T_max) long, the row whose buffer holds each row's slot, so that reordering
+        # beams gathers this table instead of copying keys and values; a step writes its own row's slot (the state
+        # sets origin[:, slot] = row, LayerCaches.begin_static_step). None: every row's own.
+        self.origin = origin
         self.step_slots: Tensor | None = None  # static mode: slots this step writes, set for every layer at once
 
     @property
@@ -212,8 +217,13 @@ class KVCache:
         return slice(self.length - t, self.length)
 
     def _cached(self) -> tuple[Tensor, Tensor]:
-        """The keys and values attention reads (B, H, :attr:`attended`, Dh)."""
-        return self.k[:, :, : self.attended], self.v[:, :, : self.attended]
+        """The keys and values attention reads (B, H, :attr:`attended`, Dh), gathered through :attr:`origin`."""
+        n = self.attended
+        if self.origin is None:
+            return self.k[:, :, :n], self.v[:, :, :n]
+        slots = torch.arange(n, device=self.kv.device)[None, :]  # (1, n)
+        kv = self.kv[:, self.origin[:, :n], :, slots]  # (B, n, 2, H, Dh): slot t of row r from row origin[r, t]
+        return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
 
     @property
     def attended(self) -> int:
@@ -228,7 +238,8 @@ class KVCache:
         ``q`` (B, H, 1, Dh) over the cache. Returns (B, H, 1, Dh)."""
         scale = q.shape[-1] ** -0.5 if scale is None else scale
         slot = self.claim(1)
-        out = decode_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0], self.kv, slot, attn_bias, scale, self.attended)
+        out = decode_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0], self.kv, slot, attn_bias, scale, self.attended,
+                               self.origin)
         return out[:, :, None]  # (B, H, 1, Dh)
 
     def reset(self) -> None:
@@ -276,6 +287,10 @@ class LayerCaches:
         slots = self.caches[0].filled + torch.arange(t, device=device)  # (T,) read on the device
         for cache in self.caches:
             cache.step_slots = slots
+        origin = self.caches[0].origin  # one table for every layer (beam search reorders rows through it)
+        if origin is not None:
+            rows = torch.arange(origin.shape[0], device=device)[:, None].expand(-1, t)
+            origin.index_copy_(1, slots, rows)  # the step's slots are each row's own
         return slots
 
     def end_static_step(self, t: int) -> None:

@@ -48,13 +48,13 @@ if triton is not None:
     # step, captured in a CUDA graph without a warm-up, never compiles
     @triton.jit(do_not_specialize=["num_slots"])
     def decode_attention_kernel(
-        q_ptr, k_ptr, v_ptr, kv_ptr, bias_ptr, slot_ptr, out_ptr,
+        q_ptr, k_ptr, v_ptr, kv_ptr, bias_ptr, slot_ptr, origin_ptr, out_ptr,
         s_q_b, s_q_h, s_k_b, s_k_h, s_v_b, s_v_h,
         s_kv_part, s_kv_b, s_kv_h, s_kv_t,
-        s_bias_b, s_bias_t,
+        s_bias_b, s_bias_t, s_origin_b,
         s_out_b, s_out_h,
         num_heads, num_slots, scale,
-        HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr,
+        HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ORIGIN: tl.constexpr,
     ):
         row = (tl.program_id(0) // num_heads).to(tl.int64)  # 64-bit offsets: large beam batches
         head = (tl.program_id(0) % num_heads).to(tl.int64)
@@ -67,6 +67,7 @@ if triton is not None:
         v_base = k_base + s_kv_part
         tl.store(k_base + slot * s_kv_t + d, k_new.to(kv_ptr.dtype.element_ty))
         tl.store(v_base + slot * s_kv_t + d, v_new.to(kv_ptr.dtype.element_ty))
+        heads = kv_ptr + head * s_kv_h  # with origin: slot t of this row lives in row origin[row, t]
         # the new slot's key/value come from registers below: no read-after-write across threads
         k_new = k_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
         v_new = v_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
@@ -77,8 +78,13 @@ if triton is not None:
             t = start + tl.arange(0, BLOCK)  # (BLOCK,)
             inside = t < num_slots
             fresh = (t == slot)[:, None]  # (BLOCK, 1)
+            if HAS_ORIGIN:
+                source = tl.load(origin_ptr + row * s_origin_b + t, mask=inside, other=0).to(tl.int64)  # (BLOCK,)
+                k_block = heads + source[:, None] * s_kv_b
+            else:
+                k_block = k_base
             offsets = t[:, None] * s_kv_t + d[None, :]  # (BLOCK, Dh)
-            k = tl.load(k_base + offsets, mask=inside[:, None], other=0.0).to(tl.float32)
+            k = tl.load(k_block + offsets, mask=inside[:, None], other=0.0).to(tl.float32)
             k = tl.where(fresh, k_new[None, :], k)
             score = tl.sum(k * q[None, :], axis=1) * scale  # (BLOCK,)
             if HAS_BIAS:
@@ -88,7 +94,7 @@ if triton is not None:
             shift = tl.where(new_top == float("-inf"), 0.0, new_top)  # every slot so far masked: keep zeros
             p = tl.exp(score - shift)  # (BLOCK,)
             decay = tl.exp(top - shift)
-            v = tl.load(v_base + offsets, mask=inside[:, None], other=0.0).to(tl.float32)
+            v = tl.load(k_block + s_kv_part + offsets, mask=inside[:, None], other=0.0).to(tl.float32)
             v = tl.where(fresh, v_new[None, :], v)
             total = total * decay + tl.sum(p, axis=0)
             acc = acc * decay + tl.sum(p[:, None] * v, axis=0)
@@ -148,7 +154,7 @@ def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str,
     g = torch.Generator().manual_seed(0)
     b, h, t, dh = 2, 3, BLOCK_T + 6, 16  # two blocks of slots, the second partly outside
     for name, with_bias, window in [("bias", True, None), ("no bias", False, None), ("window", True, 40),
-                                    ("first block masked", True, "masked")]:
+                                    ("first block masked", True, "masked"), ("origin", True, "origin")]:
         kv = torch.randn(2, b, h, t, dh, generator=g).to(device, dtype)
         qkv = torch.randn(b, 3, h, dh, generator=g).to(device, dtype)
         slot = 37 if window != "masked" else BLOCK_T + 2
@@ -159,16 +165,23 @@ def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str,
         else:
             bias[1, ..., 50:] = float("-inf")
         bias = bias.to(device)
+        origin = torch.randint(0, b, (b, t), generator=g).to(device) if window == "origin" else None
         expected_kv = kv.clone()
         expected_kv[:, :, :, slot] = qkv[:, 1:].transpose(0, 1)  # (2, B, H, Dh)
         n = window if isinstance(window, int) else t
-        q, keys, values = qkv[:, 0].float(), expected_kv[0, :, :, :n].float(), expected_kv[1, :, :, :n].float()
+        logical = expected_kv
+        if origin is not None:  # row r's slot s is row origin[r, s]'s, except the slot written now
+            rows = origin.clone()
+            rows[:, slot] = torch.arange(b, device=device)
+            logical = expected_kv[:, rows, :, torch.arange(t, device=device)[None, :]]  # (B, T, 2, H, Dh)
+            logical = logical.permute(2, 0, 3, 1, 4)  # (2, B, H, T, Dh)
+        q, keys, values = qkv[:, 0].float(), logical[0, :, :, :n].float(), logical[1, :, :, :n].float()
         scores = (q[:, :, None, :] * keys).sum(-1) * dh**-0.5  # (B, H, n)
         if with_bias:
             scores = scores + bias[:, 0, :, :n].float()
         expected = (scores.softmax(-1)[..., None] * values).sum(-2)  # (B, H, Dh)
         args = (qkv[:, 0], qkv[:, 1], qkv[:, 2], kv, torch.tensor([slot], device=device),
-                bias if with_bias else None, dh**-0.5, n)
+                bias if with_bias else None, dh**-0.5, n, origin)
         yield name, args, expected, expected_kv
 
 
@@ -192,7 +205,8 @@ def first_mismatch(
 
 
 def _launch(
-    kernel, q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, num_slots: int, scale: float
+    kernel, q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, origin: Tensor | None,
+    num_slots: int, scale: float,
 ) -> Tensor:
     """Runs ``kernel`` (the Triton kernel, or inductor's wrapper of it) over a program per (row, head)."""
     b, h, dh = q.shape
@@ -203,13 +217,14 @@ def _launch(
     on_device = q.is_cuda and not torch.compiler.is_compiling()
     with torch.cuda.device(q.device) if on_device else contextlib.nullcontext():
         kernel[(b * h,)](
-            q, k, v, kv, bias if bias is not None else q, slot, out,
+            q, k, v, kv, bias if bias is not None else q, slot, origin if origin is not None else slot, out,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
             bias.stride(0) if bias is not None else 0, bias.stride(3) if bias is not None else 0,
+            origin.stride(0) if origin is not None else 0,
             out.stride(0), out.stride(1),
             h, num_slots, scale,
-            HEAD_DIM=dh, BLOCK=BLOCK_T, HAS_BIAS=bias is not None,
+            HEAD_DIM=dh, BLOCK=BLOCK_T, HAS_BIAS=bias is not None, HAS_ORIGIN=origin is not None,
         )
     return out
 
@@ -220,12 +235,12 @@ if triton is not None:
 
         @triton_op("formers::decode_attention", mutates_args={"kv"})
         def _decode_attention_op(
-            q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, num_slots: int,
-            scale: float,
+            q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, origin: Tensor | None,
+            num_slots: int, scale: float,
         ) -> Tensor:
             """The kernel as a ``torch.library`` op mutating ``kv``: ``torch.compile`` traces into it (inductor sees
             the Triton kernel); eager mode calls it directly."""
-            return _launch(wrap_triton(decode_attention_kernel), q, k, v, kv, slot, bias, num_slots, scale)
+            return _launch(wrap_triton(decode_attention_kernel), q, k, v, kv, slot, bias, origin, num_slots, scale)
 
     except Exception as error:  # an older torch: the general attention path serves instead
         UNAVAILABLE = f"registering the op failed ({type(error).__name__}: {error})"
@@ -240,6 +255,7 @@ def decode_attention(
     bias: Tensor | None,
     scale: float,
     num_slots: int | None = None,
+    origin: Tensor | None = None,
 ) -> Tensor:
     """Writes one step's keys and values into a static cache and attends its queries over the cache.
 
@@ -251,6 +267,9 @@ def decode_attention(
             None.
         scale: multiplier of q . k.
         num_slots: attend to slots ``[0, num_slots)`` only (a static cache's window); default all T_max.
+        origin: (B, >= num_slots) long, the row of ``kv`` that holds each row's slot (beam search's reordering as
+            a table, :attr:`~formers.layers.attention.KVCache.origin`), or None: every row's own. The new key and
+            value go to the row's own slot whatever it says.
 
     Returns:
         (B, H, Dh) attention outputs, in ``q``'s dtype.
@@ -266,4 +285,8 @@ def decode_attention(
     num_slots = kv.shape[3] if num_slots is None else num_slots
     if bias is not None and bias.shape[-1] < num_slots:
         raise ValueError(f"bias covers {bias.shape[-1]} slots, fewer than the {num_slots} attended")
-    return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, num_slots, float(scale))
+    if origin is not None and (origin.dim() != 2 or origin.shape[0] != kv.shape[1] or origin.shape[1] < num_slots
+                               or origin.stride(1) != 1 or origin.dtype != torch.long):
+        raise ValueError(f"origin must be a long (B, >= {num_slots}) table with contiguous rows for B = "
+                         f"{kv.shape[1]}, got {origin.dtype} {tuple(origin.shape)}")
+    return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, origin, num_slots, float(scale))

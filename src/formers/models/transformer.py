@@ -140,7 +140,8 @@ class DecoderState(LayerCaches):
     """Incremental-decoding state: self-attention caches, cross-attention keys/values, source mask.
 
     A static state (``init_state(..., static=True)``) keeps its write position on the device and every step attends
-    over all ``max_len`` self-attention slots with a mask of the filled ones; ``reorder`` then copies rows in place.
+    over all ``max_len`` self-attention slots with a mask of the filled ones; ``reorder`` then gathers the caches'
+    shared row table (:attr:`KVCache.origin`) instead of copying keys and values.
     Fixed shapes, fixed addresses and no host reads: a decoding step can be captured in a CUDA graph
     (:mod:`formers.generation.seq2seq`).
     """
@@ -148,7 +149,6 @@ class DecoderState(LayerCaches):
     caches: list[KVCache]
     memory_kv: list[tuple[Tensor, Tensor]]
     memory_mask: Tensor  # (B, 1, 1, S)
-    joint: Tensor | None = None  # static: every cache's keys and values, (L, 2, B, H, T_max, Dh)
     windowed: ClassVar[bool] = True  # static steps may read the first slots only (set_window)
 
     @property
@@ -175,12 +175,11 @@ class DecoderState(LayerCaches):
 
         ``memory=False`` leaves the source rows as they are: right when ``index`` maps every row to a row of the
         same source (beams of one sentence), and it saves copying the cross-attention keys/values every step.
-        A static state copies only the slots of its window (:meth:`set_window`): the later ones are not filled yet.
+        A static state gathers only the slots of its window (:meth:`set_window`): the later ones are not filled yet.
         """
         if self.static:
-            slots = self.attended_slots
-            filled = self.joint[:, :, :, :, :slots]  # (L, 2, N, H, slots, Dh): every layer's keys and values
-            filled.copy_(filled.index_select(2, index))
+            origin = self.caches[0].origin[:, : self.attended_slots]  # (N, slots), shared by every layer
+            origin.copy_(origin.index_select(0, index))  # keys and values stay where their step wrote them
             if not memory:
                 return
             for k, v in self.memory_kv:
@@ -363,17 +362,15 @@ class Transformer(nn.Module):
         head_dim = self.config.embed_dim // dec.num_heads
         filled = torch.zeros((), dtype=torch.long, device=memory.device)  # one write position for every layer
         rows = memory.shape[0]
-        # static: every layer's keys and values in one buffer (L, 2, B, H, T, Dh), so that a beam step reorders
-        # them all with one gather and one copy instead of two of each per layer
-        joint = (torch.zeros(len(dec.layers), 2, rows, dec.num_heads, max_len, head_dim, dtype=memory.dtype,
-                             device=memory.device) if static else None)
+        # static: one row table for every layer, through which beam search reorders (KVCache.origin)
+        origin = torch.arange(rows, device=memory.device)[:, None].repeat(1, max_len) if static else None
         caches = [
             KVCache(rows, dec.num_heads, max_len, head_dim, memory.dtype, memory.device, static, filled,
-                    kv=None if joint is None else joint[i])
-            for i in range(len(dec.layers))
+                    origin=origin)
+            for _ in dec.layers
         ]
         memory_kv = [layer.cross_attn.project_kv(memory) for layer in dec.layers]
-        return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask), joint)
+        return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask))
 
     def forward(
         self,
