@@ -7,7 +7,7 @@ Family-agnostic: a model qualifies by its interface (``encode``, ``decode`` with
 Both decode from ``bos_id`` until ``eos_id`` or a per-sentence limit of ``len(source) + 50`` new tokens (the
 paper's sec. 6.1 setting; ``max_new_tokens`` overrides it). Padding and the start token are never emitted.
 On CUDA both run on a static-shape state (``init_state(..., static=True)``: fixed shapes, write position on the
-device, beams reordered in place) with each step captured once as a CUDA graph per (rows, source length, capacity
+device, beams reordered in place: the Transformer's through a table of cache rows) with each step captured once as a CUDA graph per (rows, source length, capacity
 bucket) and kept on the model: greedy search records its tokens on the device, beam search keeps its candidates,
 scores, beam histories and each sentence's best finished hypothesis on the device (:class:`_DeviceBeam`), and the host
 only checks every ``check_every`` steps whether every sentence is done. ``fast=False`` runs the eager loops, as do
@@ -36,8 +36,8 @@ from formers.layers import check_int, check_number
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 REORDER_WINDOW = 32
 """The static steps attend over (and beam search reorders) only the filled self-attention cache slots, rounded up to
-a multiple of this (one captured step per window): reading and copying every beam's whole cache each step is most of
-a beam step's memory traffic."""
+a multiple of this (one captured step per window): reading (and, for a state that copies its caches on reordering,
+copying) every beam's whole cache each step is most of a beam step's memory traffic."""
 CACHED_SHAPES = 2  # captured steps kept per model: a whole static state each; batch shapes rarely repeat
 
 
