@@ -225,6 +225,25 @@ def test_cuda_graph_steps_equal_eager_on_cuda(model):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("seed", range(3))
+def test_the_one_kernel_beam_step_equals_eager_on_cuda(seed):
+    """Head width 32: every decoder layer's self-attention takes the one-kernel path, reading the beams' slots through
+    the row table (no keys or values copied on reordering) and only the filled slots (no windows)."""
+    from formers.layers import decode_attention as da
+
+    torch.manual_seed(seed)
+    wide = formers.create_model("transformer_tiny", **{**TINY, "embed_dim": 64, "ffn_dim": 64}).eval().cuda()
+    src, mask = (t.cuda() for t in sources())
+    for _ in range(2):
+        assert beam_search(wide, src, mask, beam_size=3) == beam_search(wide, src, mask, beam_size=3, fast=False)
+        assert greedy_search(wide, src, mask) == greedy_search(wide, src, mask, fast=False)
+    assert da.VERIFIED[torch.cuda.current_device(), torch.float32]
+    steps = list(wide.__dict__["_static_decoders"].decoders.values())
+    assert steps and all(not s.state.windowed and not s.windows for s in steps)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_rnn_cuda_graph_steps_equal_eager_on_cuda():
     rnn = lstm().cuda()
     src, mask = (t.cuda() for t in sources())

@@ -68,6 +68,7 @@ def test_check_cases_agree_with_the_math_attention_path():
                 for s in range(kv.shape[3]):
                     if s != slot.item():
                         logical[:, r, :, s] = expected_kv[:, origin[r, s], :, s]
+        n = min(n, slot.item() + 1)  # slots after the step's are not written yet: never read
         keys, values = logical[0, :, :, :n], logical[1, :, :, :n]
         ref = scaled_dot_product_attention(q[:, :, None], keys, values, attn_bias=None if bias is None else
                                            bias[..., :n], scale=scale, backend="math")[:, :, 0]
@@ -193,6 +194,10 @@ def test_bad_shapes_are_refused_before_any_kernel_runs():
         decode_attention(q, torch.zeros(2, 8, 3).transpose(1, 2), q, kv, slot, None, 1.0)
     with pytest.raises(ValueError, match="bias covers 8 slots, fewer than the 16 attended"):
         decode_attention(q, q, q, kv, slot, torch.zeros(2, 1, 1, 8), 1.0)
+    with pytest.raises(ValueError, match=r"origin must be a long \(B, >= 16\) table .* got torch.int32 \(2, 16\)"):
+        decode_attention(q, q, q, kv, slot, None, 1.0, origin=torch.zeros(2, 16, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"got torch.int64 \(2, 8\)"):
+        decode_attention(q, q, q, kv, slot, None, 1.0, origin=torch.zeros(2, 8, dtype=torch.long))
 
 
 @pytest.mark.gpu

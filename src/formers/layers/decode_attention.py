@@ -74,9 +74,10 @@ if triton is not None:
         top = tl.full((), float("-inf"), tl.float32)  # running max of the scores
         total = tl.zeros((), tl.float32)  # running sum of exp(score - top)
         acc = tl.zeros((HEAD_DIM,), tl.float32)  # running sum of exp(score - top) * value
-        for start in range(0, num_slots, BLOCK):
+        last = tl.minimum(num_slots, slot + 1)  # slots after this step's are not written yet: not read
+        for start in range(0, last, BLOCK):
             t = start + tl.arange(0, BLOCK)  # (BLOCK,)
-            inside = t < num_slots
+            inside = t < last
             fresh = (t == slot)[:, None]  # (BLOCK, 1)
             if HAS_ORIGIN:
                 source = tl.load(origin_ptr + row * s_origin_b + t, mask=inside, other=0).to(tl.int64)  # (BLOCK,)
@@ -168,7 +169,8 @@ def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str,
         origin = torch.randint(0, b, (b, t), generator=g).to(device) if window == "origin" else None
         expected_kv = kv.clone()
         expected_kv[:, :, :, slot] = qkv[:, 1:].transpose(0, 1)  # (2, B, H, Dh)
-        n = window if isinstance(window, int) else t
+        num_slots = window if isinstance(window, int) else t
+        n = min(num_slots, slot + 1)  # the kernel reads no slot after this step's
         logical = expected_kv
         if origin is not None:  # row r's slot s is row origin[r, s]'s, except the slot written now
             rows = origin.clone()
@@ -181,7 +183,7 @@ def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str,
             scores = scores + bias[:, 0, :, :n].float()
         expected = (scores.softmax(-1)[..., None] * values).sum(-2)  # (B, H, Dh)
         args = (qkv[:, 0], qkv[:, 1], qkv[:, 2], kv, torch.tensor([slot], device=device),
-                bias if with_bias else None, dh**-0.5, n, origin)
+                bias if with_bias else None, dh**-0.5, num_slots, origin)
         yield name, args, expected, expected_kv
 
 
@@ -266,7 +268,8 @@ def decode_attention(
         bias: additive float bias broadcastable to (B, 1, 1, T) with T >= ``num_slots`` (-inf: may not attend), or
             None.
         scale: multiplier of q . k.
-        num_slots: attend to slots ``[0, num_slots)`` only (a static cache's window); default all T_max.
+        num_slots: attend to slots ``[0, num_slots)`` only (a static cache's window); default all T_max. Slots
+            after ``slot`` are never read (not written yet: a static cache masks them anyway).
         origin: (B, >= num_slots) long, the row of ``kv`` that holds each row's slot (beam search's reordering as
             a table, :attr:`~formers.layers.attention.KVCache.origin`), or None: every row's own. The new key and
             value go to the row's own slot whatever it says.

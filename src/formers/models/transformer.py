@@ -11,7 +11,7 @@ Notable choices: positions start at 0; sinusoids are interleaved as in the paper
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +43,7 @@ from formers.layers import (
     mask_to_bias,
     padding_to_attn_mask,
 )
+from formers.layers.decode_attention import decode_kernel_applies
 from formers.layers.validation import should_check_values
 from formers.models.outputs import Seq2SeqOutput, check_seq2seq_inputs, seq2seq_output
 from formers.registry import register_family, register_model
@@ -149,7 +150,9 @@ class DecoderState(LayerCaches):
     caches: list[KVCache]
     memory_kv: list[tuple[Tensor, Tensor]]
     memory_mask: Tensor  # (B, 1, 1, S)
-    windowed: ClassVar[bool] = True  # static steps may read the first slots only (set_window)
+    # static steps may read the first slots only (set_window); False where the one-kernel attention reads only the
+    # filled slots anyway (a window would only add captured steps)
+    windowed: bool = True
 
     @property
     def attended_slots(self) -> int:
@@ -370,7 +373,11 @@ class Transformer(nn.Module):
             for _ in dec.layers
         ]
         memory_kv = [layer.cross_attn.project_kv(memory) for layer in dec.layers]
-        return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask))
+        # the one-kernel self-attention reads only the filled slots: no use for windows where every layer takes it
+        kernel = static and all(layer.self_attn.backend == "sdpa" for layer in dec.layers) and decode_kernel_applies(
+            memory[:, :1], head_dim, head_dim, memory.dtype
+        )
+        return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask), windowed=not kernel)
 
     def forward(
         self,
