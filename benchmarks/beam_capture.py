@@ -8,8 +8,9 @@ random weights, 40 new tokens, bf16) under variants of those settings, each as a
 call would run it (decoders cleared after every pass) unless it says "steady" (graphs kept across passes), and
 Hugging Face's ``MarianMTModel`` on the same batches:
 
-- warm-up steps before a capture: 1 (the default), 3, 0;
-- source tokens per batch: 4,096 (``Translator``'s default), 8,192, 16,384 (fewer, larger batches: fewer captures);
+- warm-up steps before a capture: 1 (the default), 0;
+- every shape's capture in the model's one graph memory pool (``_StaticStep.SHARED_POOL``) or a pool of its own;
+- source tokens per batch: 4,096 (``Translator``'s default), 16,384 (fewer, larger batches: fewer captures);
 - every shape kept (steady state: replays only).
 
 Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/beam_capture.py`` (``--tiny``: tiny models on the CPU,
@@ -34,15 +35,14 @@ from generate_speed import sync, translation_batches, translation_pair  # noqa: 
 from formers.generation import seq2seq  # noqa: E402
 from formers.generation.static_lm import clear_decoders  # noqa: E402
 
-VARIANTS = [  # label, source tokens per batch, warm-up steps, cached shapes, keep graphs across passes
-    ("default (as a translate call)", 4096, 1, 2, False),
-    ("warm-up 3 (the default before)", 4096, 3, 2, False),
-    ("warm-up 0", 4096, 0, 2, False),
-    ("warm-up 1, 8k tokens", 8192, 1, 2, False),
-    ("warm-up 1, 16k tokens", 16384, 1, 2, False),
-    ("warm-up 3, 16k tokens", 16384, 3, 2, False),
-    ("warm-up 1, steady", 4096, 1, 16, True),
-    ("warm-up 1, 16k tokens, steady", 16384, 1, 16, True),
+VARIANTS = [  # label, source tokens per batch, warm-up steps, cached shapes, keep graphs across passes, shared pool
+    ("default (as a translate call)", 4096, 1, 2, False, False),
+    ("shared graph pool", 4096, 1, 2, False, True),
+    ("warm-up 0", 4096, 0, 2, False, False),
+    ("16k tokens", 16384, 1, 2, False, False),
+    ("16k tokens, shared graph pool", 16384, 1, 2, False, True),
+    ("steady", 4096, 1, 16, True, False),
+    ("16k tokens, steady", 16384, 1, 16, True, False),
 ]
 
 
@@ -71,12 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     new_tokens = 8 if args.tiny else 40
     torch.manual_seed(0)
     ours, hf = translation_pair(device, args.tiny, torch.float32 if device.type == "cpu" else torch.bfloat16)
-    defaults = seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES
+    defaults = seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq._StaticStep.SHARED_POOL
     rows = []
     try:
         with torch.inference_mode():
-            for label, max_tokens, warmup, cached, steady in VARIANTS:
+            for label, max_tokens, warmup, cached, steady, shared in VARIANTS:
                 seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES = warmup, cached
+                seq2seq._StaticStep.SHARED_POOL = shared
                 batches = translation_batches(ours.config, sentences, max_tokens, device)
 
                 def run(batches=batches, steady=steady):
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
                 seconds = timed(run, device, args.repeats)
                 clear_decoders(ours)
                 rows.append({"variant": label, "library": "formers", "max_tokens": max_tokens, "batches": len(batches),
-                             "warmup_steps": warmup, "cached_shapes": cached, "sentences_per_s": sentences / seconds})
+                             "warmup_steps": warmup, "cached_shapes": cached, "shared_pool": shared,
+                             "sentences_per_s": sentences / seconds})
             for max_tokens in sorted({v[1] for v in VARIANTS}):
                 batches = translation_batches(ours.config, sentences, max_tokens, device)
                 seconds = timed(lambda batches=batches: [
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append({"variant": "Hugging Face Marian generate", "library": "transformers",
                              "max_tokens": max_tokens, "batches": len(batches), "sentences_per_s": sentences / seconds})
     finally:
-        seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES = defaults
+        seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq._StaticStep.SHARED_POOL = defaults
     marian = {r["max_tokens"]: r["sentences_per_s"] for r in rows if r["library"] == "transformers"}
     print(f"beam-4 translation of {sentences} sentences, {new_tokens} new tokens, "
           f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}")

@@ -82,6 +82,10 @@ class _StaticStep:
     translate call captures a graph per batch shape, and 3 made beam-4 of Multi30k's validation set 11% slower
     (H100: 1,106 against 1,241 sentences/s, ``benchmarks/beam_capture.py``)."""
 
+    SHARED_POOL = False
+    """Capture into the model's shared graph memory pool (:meth:`DecoderCache.graph_pool`) rather than a pool per
+    shape: a translate call captures a step per batch shape, each reserving new memory for its temporaries."""
+
     def __init__(self, model: nn.Module, state, banned: list[int], greedy: bool, use_graph: bool) -> None:
         c = model.config
         self.model, self.state, self.greedy = model, state, greedy
@@ -135,7 +139,7 @@ class _StaticStep:
             self._reset()
             graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph):
+                with torch.cuda.graph(graph, pool=model_cache(self.model).graph_pool() if self.SHARED_POOL else None):
                     self._step()
                 self.graph = graph
             except RuntimeError as error:  # an op that cannot be captured: same steps, launched one by one
