@@ -280,7 +280,7 @@ def test_a_static_beam_step_makes_its_masks_and_reorders_its_caches_once_for_eve
 
 def test_a_step_that_cannot_be_captured_runs_uncaptured_with_a_warning(model, monkeypatch):
     class Refuses:  # torch.cuda.graph as it fails for an op that cannot be captured
-        def __init__(self, graph):
+        def __init__(self, graph, pool=None):
             pass
 
         def __enter__(self):
