@@ -3,30 +3,24 @@ writes its JSON."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 from formers.generation import seq2seq
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "beam_capture.py"
+
+def settings() -> tuple:
+    return seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq._StaticStep.SHARED_POOL
 
 
-def test_tiny_cpu_run(tmp_path, capsys):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("beam_capture", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        before = seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES
-        path = tmp_path / "beam.json"
-        module.main(["--tiny", "--repeats", "1", "--out", str(path)])
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    assert (seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES) == before
+def test_tiny_cpu_run(tmp_path, capsys, load_benchmark):
+    module = load_benchmark("beam_capture")
+    before = settings()
+    path = tmp_path / "beam.json"
+    module.main(["--tiny", "--repeats", "1", "--out", str(path)])
+    assert settings() == before
     rows = json.loads(path.read_text())["rows"]
     assert len([r for r in rows if r["library"] == "formers"]) == len(module.VARIANTS)
-    assert {r["max_tokens"] for r in rows if r["library"] == "transformers"} == {4096, 8192, 16384}
+    assert {r["max_tokens"] for r in rows if r["library"] == "transformers"} == {v[1] for v in module.VARIANTS}
+    assert {r["shared_pool"] for r in rows if r["library"] == "formers"} == {True, False}
     assert all(r["sentences_per_s"] > 0 and r["vs_marian_same_batches"] > 0 for r in rows)
     assert "default (as a translate call)" in capsys.readouterr().out
