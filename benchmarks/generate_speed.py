@@ -143,59 +143,44 @@ def bench_gpt2(args, device: torch.device, dtype: torch.dtype, out: dict) -> Non
     print(f"gpt2 fast == eager (fp32): {checks}", flush=True)
 
 
-def kernel_profile(model, device: torch.device, new: int, top: int = 15) -> dict:
-    """The GPU kernels one default greedy batch-1 call launches, per generated token: where a token's time goes."""
+def profile_kernels(call, device: torch.device, per: int, unit: str, top: int) -> dict:
+    """The GPU kernels (and copies) of ``call()``, run once before (captures) and once profiled, per ``unit``
+    (``per`` of them in a call): launches and device microseconds, the ``top`` kernels by time."""
     from torch.profiler import ProfilerActivity, profile
 
-    prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(5)).to(device)
     try:
-        model.generate(prompt, new)  # captured before profiling
+        call()
         sync(device)
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            model.generate(prompt, new)
+            call()
             sync(device)
-        events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]  # kernels and copies
+        events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
         rows = sorted(
-            ({"kernel": e.key[:120], "launches_per_token": e.count / new, "us_per_token": e.device_time_total / new}
+            ({"kernel": e.key[:120], f"launches_per_{unit}": e.count / per, f"us_per_{unit}": e.device_time_total / per}
              for e in events),
-            key=lambda r: -r["us_per_token"],
+            key=lambda r: -r[f"us_per_{unit}"],
         )
         return {
-            "kernels_per_token": sum(r["launches_per_token"] for r in rows),
-            "device_us_per_token": sum(r["us_per_token"] for r in rows),
+            f"kernels_per_{unit}": sum(r[f"launches_per_{unit}"] for r in rows),
+            f"device_us_per_{unit}": sum(r[f"us_per_{unit}"] for r in rows),
             "top": rows[:top],
         }
     except Exception as e:  # a profile is extra information
         traceback.print_exc()
         return {"error": f"{type(e).__name__}: {e}"[:800]}
+
+
+def kernel_profile(model, device: torch.device, new: int, top: int = 15) -> dict:
+    """The GPU kernels one default greedy batch-1 call launches, per generated token: where a token's time goes."""
+    prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(5)).to(device)
+    return profile_kernels(lambda: model.generate(prompt, new), device, new, "token", top)
 
 
 def beam_kernel_profile(model, batch: tuple[torch.Tensor, torch.Tensor], steps: int, top: int = 20) -> dict:
-    """The GPU kernels one default beam-4 call on one batch launches, per decoding step (captured beforehand)."""
-    from torch.profiler import ProfilerActivity, profile
-
+    """The GPU kernels one default beam-4 call on one batch launches, per decoding step."""
     s, k = batch
-    try:
-        beam_search(model, s, k, beam_size=4, alpha=0.6, max_new_tokens=steps)  # captured before profiling
-        sync(s.device)
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            beam_search(model, s, k, beam_size=4, alpha=0.6, max_new_tokens=steps)
-            sync(s.device)
-        events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
-        rows = sorted(
-            ({"kernel": e.key[:120], "launches_per_step": e.count / steps, "us_per_step": e.device_time_total / steps}
-             for e in events),
-            key=lambda r: -r["us_per_step"],
-        )
-        return {
-            "rows": s.shape[0] * 4, "source_length": s.shape[1],
-            "kernels_per_step": sum(r["launches_per_step"] for r in rows),
-            "device_us_per_step": sum(r["us_per_step"] for r in rows),
-            "top": rows[:top],
-        }
-    except Exception as e:  # a profile is extra information
-        traceback.print_exc()
-        return {"error": f"{type(e).__name__}: {e}"[:800]}
+    call = lambda: beam_search(model, s, k, beam_size=4, alpha=0.6, max_new_tokens=steps)  # noqa: E731
+    return {"rows": s.shape[0] * 4, "source_length": s.shape[1], **profile_kernels(call, s.device, steps, "step", top)}
 
 
 def translation_pair(device: torch.device, tiny: bool, dtype: torch.dtype):
