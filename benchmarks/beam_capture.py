@@ -10,6 +10,8 @@ Hugging Face's ``MarianMTModel`` on the same batches:
 
 - warm-up steps before a capture: 1 (the default), 0;
 - every shape's capture in the model's one graph memory pool (``_StaticStep.SHARED_POOL``) or a pool of its own;
+- attention backends: PyTorch's choice (cuDNN first for a masked attention on an H100; it builds a plan per new
+  shape) or flash/efficient/math only;
 - source tokens per batch: 4,096 (``Translator``'s default), 16,384 (fewer, larger batches: fewer captures);
 - every shape kept (steady state: replays only).
 
@@ -20,6 +22,7 @@ where nothing is captured; a smoke test). Prints a table and writes ``$OUT/beam_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -35,15 +38,27 @@ from generate_speed import sync, translation_batches, translation_pair  # noqa: 
 from formers.generation import seq2seq  # noqa: E402
 from formers.generation.static_lm import clear_decoders  # noqa: E402
 
-VARIANTS = [  # label, source tokens per batch, warm-up steps, cached shapes, keep graphs across passes, shared pool
-    ("default (as a translate call)", 4096, 1, 2, False, False),
-    ("shared graph pool", 4096, 1, 2, False, True),
-    ("warm-up 0", 4096, 0, 2, False, False),
-    ("16k tokens", 16384, 1, 2, False, False),
-    ("16k tokens, shared graph pool", 16384, 1, 2, False, True),
-    ("steady", 4096, 1, 16, True, False),
-    ("16k tokens, steady", 16384, 1, 16, True, False),
+VARIANTS = [  # label, source tokens per batch, warm-up steps, cached shapes, keep graphs across passes, shared pool,
+    # attention backends allowed (None: PyTorch's choice, cuDNN's first on an H100, which plans per new shape)
+    ("default (as a translate call)", 4096, 1, 2, False, False, None),
+    ("shared graph pool", 4096, 1, 2, False, True, None),
+    ("no cuDNN attention", 4096, 1, 2, False, False, "no-cudnn"),
+    ("no cuDNN attention, shared pool", 4096, 1, 2, False, True, "no-cudnn"),
+    ("warm-up 0", 4096, 0, 2, False, False, None),
+    ("16k tokens", 16384, 1, 2, False, False, None),
+    ("steady", 4096, 1, 16, True, False, None),
+    ("no cuDNN attention, steady", 4096, 1, 16, True, False, "no-cudnn"),
+    ("16k tokens, steady", 16384, 1, 16, True, False, None),
 ]
+
+
+def backends(choice: str | None):
+    """A context allowing the SDPA backends of ``choice`` (None: PyTorch's default order)."""
+    if choice is None:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def timed(fn, device: torch.device, repeats: int) -> float:
@@ -75,14 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     try:
         with torch.inference_mode():
-            for label, max_tokens, warmup, cached, steady, shared in VARIANTS:
+            for label, max_tokens, warmup, cached, steady, shared, attention in VARIANTS:
                 seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES = warmup, cached
                 seq2seq._StaticStep.SHARED_POOL = shared
                 batches = translation_batches(ours.config, sentences, max_tokens, device)
 
-                def run(batches=batches, steady=steady):
-                    out = [seq2seq.beam_search(ours, s, m, beam_size=4, alpha=0.6, max_new_tokens=new_tokens)
-                           for s, m in batches]
+                def run(batches=batches, steady=steady, attention=attention):
+                    with backends(attention):
+                        out = [seq2seq.beam_search(ours, s, m, beam_size=4, alpha=0.6, max_new_tokens=new_tokens)
+                               for s, m in batches]
                     if not steady:
                         clear_decoders(ours)
                     return out
@@ -91,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                 clear_decoders(ours)
                 rows.append({"variant": label, "library": "formers", "max_tokens": max_tokens, "batches": len(batches),
                              "warmup_steps": warmup, "cached_shapes": cached, "shared_pool": shared,
+                             "attention": attention or "default",
                              "sentences_per_s": sentences / seconds})
             for max_tokens in sorted({v[1] for v in VARIANTS}):
                 batches = translation_batches(ours.config, sentences, max_tokens, device)

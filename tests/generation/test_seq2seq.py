@@ -255,8 +255,9 @@ def test_rnn_cuda_graph_steps_equal_eager_on_cuda():
 
 
 def test_a_static_beam_step_makes_its_masks_and_reorders_its_caches_once_for_every_layer(count_ops):
-    """Masks become additive biases once per step and one gather reorders every layer's keys and values: a layer adds
-    only its own GEMMs, norms, attention and cache writes to a step (what a captured step's length is made of)."""
+    """Masks become additive biases once per step and one gather of the shared row table reorders every layer's keys
+    and values: a layer adds only its own GEMMs, norms, attention and cache writes to a step (what a captured step's
+    length is made of)."""
     counts = {}
     src, mask = sources()
     for layers in (2, 4):
