@@ -87,7 +87,7 @@ if triton is not None:
             offsets = t[:, None] * s_kv_t + d[None, :]  # (BLOCK, Dh)
             k = tl.load(k_block + offsets, mask=inside[:, None], other=0.0).to(tl.float32)
             k = tl.where(fresh, k_new[None, :], k)
-            score = tl.sum(k * q[None, :], axis=1) * scale  # (BLOCK,)
+            score = (tl.sum(k * q[None, :], axis=1) * scale).to(tl.float32)  # (BLOCK,); inductor passes scale as fp64
             if HAS_BIAS:
                 score += tl.load(bias_ptr + row * s_bias_b + t * s_bias_t, mask=inside, other=0.0).to(tl.float32)
             score = tl.where(inside, score, float("-inf"))
