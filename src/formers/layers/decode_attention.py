@@ -32,6 +32,7 @@ except ImportError:
     triton = None
 
 BLOCK_T = 64  # cache slots per inner iteration
+NUM_WARPS = 4  # warps per (row, head) program, Triton's default; benchmarks/decode_attention_variants.py times others
 
 UNAVAILABLE: str | None = "Triton is not installed" if triton is None else None
 """Why the kernel cannot run in this process (set below if registering its op fails), or None."""
@@ -208,9 +209,10 @@ def first_mismatch(
 
 def _launch(
     kernel, q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, origin: Tensor | None,
-    num_slots: int, scale: float,
+    num_slots: int, scale: float, block: int = BLOCK_T, num_warps: int = NUM_WARPS,
 ) -> Tensor:
-    """Runs ``kernel`` (the Triton kernel, or inductor's wrapper of it) over a program per (row, head)."""
+    """Runs ``kernel`` (the Triton kernel, or inductor's wrapper of it) over a program per (row, head), ``block``
+    slots per inner iteration."""
     b, h, dh = q.shape
     out = torch.empty(b, h, dh, dtype=q.dtype, device=q.device)  # (B, H, Dh)
     if bias is not None:
@@ -226,7 +228,8 @@ def _launch(
             origin.stride(0) if origin is not None else 0,
             out.stride(0), out.stride(1),
             h, num_slots, scale,
-            HEAD_DIM=dh, BLOCK=BLOCK_T, HAS_BIAS=bias is not None, HAS_ORIGIN=origin is not None,
+            HEAD_DIM=dh, BLOCK=block, HAS_BIAS=bias is not None, HAS_ORIGIN=origin is not None,
+            **({} if num_warps == 4 else {"num_warps": num_warps}),  # 4: Triton's default (inductor's wrapper too)
         )
     return out
 
