@@ -7,9 +7,10 @@ Family-agnostic: a model qualifies by its interface (``encode``, ``decode`` with
 Both decode from ``bos_id`` until ``eos_id`` or a per-sentence limit of ``len(source) + 50`` new tokens (the
 paper's sec. 6.1 setting; ``max_new_tokens`` overrides it). Padding and the start token are never emitted.
 On CUDA both run on a static-shape state (``init_state(..., static=True)``: fixed shapes, write position on the
-device, beams reordered in place: the Transformer's through a table of cache rows) with each step captured once as a CUDA graph per (rows, source length, capacity
-bucket) and kept on the model: greedy search records its tokens on the device, beam search keeps its candidates,
-scores, beam histories and each sentence's best finished hypothesis on the device (:class:`_DeviceBeam`), and the host
+device, beams reordered in place: the Transformer's through a table of cache rows) with each step captured once as
+a CUDA graph per (rows, source length, capacity bucket) and kept on the model: greedy search records its tokens on
+the device, beam search keeps its candidates, scores, beam histories and each sentence's best finished hypothesis on
+the device (:class:`_DeviceBeam`; its bookkeeping one Triton kernel on CUDA, :mod:`.beam_select`), and the host
 only checks every ``check_every`` steps whether every sentence is done. ``fast=False`` runs the eager loops, as do
 models whose ``init_state`` has no ``static`` option. :class:`~formers.models.rnn.RNNSeq2Seq` has one (its (h, c)
 updated in place; no attention window). A step that cannot be captured runs uncaptured, with a warning. Same tokens
@@ -30,6 +31,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from formers.generation.beam_select import (
+    select_kernel,
+    select_reference,
+    verify_select_kernel,
+)
 from formers.generation.static_lm import capacity_bucket, model_cache, static_context
 from formers.layers import check_int, check_number
 
@@ -205,8 +211,8 @@ class _DeviceBeam(_StaticStep):
         self.best_len = torch.zeros(b, dtype=torch.long, device=device)  # (B,) its length; -1: none yet
         self.num_finished = torch.zeros(b, dtype=torch.long, device=device)
         self.done = torch.zeros(b, dtype=torch.bool, device=device)
-        self.base = torch.arange(b, device=device)[:, None] * k  # (B, 1) first row of each sentence
-        self.rank = torch.arange(2 * k, device=device)[None, :]  # (1, 2K)
+        # the bookkeeping in one kernel on a CUDA device where it reproduced the plain-torch reference
+        self.select_kernel = device.type == "cuda" and verify_select_kernel(device, k, capacity + 1)
 
     def configure(self, limits: list[int], alpha: float) -> None:
         """Sets this search's per-sentence limits and length penalties (buffers: the captured step reads them)."""
@@ -224,57 +230,17 @@ class _DeviceBeam(_StaticStep):
         self.done.zero_()
 
     def _advance(self) -> None:
-        b, k, eos, inf = self.batch, self.k, self.eos, float("-inf")
+        b, k, inf = self.batch, self.k, float("-inf")
         logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (B*K, V)
         logits = logits.index_fill(1, self.banned, inf)
         vocab = logits.shape[-1]
         logp = torch.log_softmax(logits.float(), dim=-1).view(b, k, vocab)
         candidates = (self.scores[:, :, None] + logp).view(b, k * vocab)  # (B, K*V)
         top_scores, top_idx = candidates.topk(2 * k, dim=1)  # (B, 2K)
-        beam, tok = top_idx // vocab, top_idx % vocab
-        active = ~self.done[:, None]  # (B, 1)
-        valid = (top_scores > inf) & active
-        is_eos = tok == eos
-        ended = valid & is_eos & (self.rank < k)  # an eos outside the top K would not have survived as a beam
-        live_candidate = valid & ~is_eos
-        position = live_candidate.long().cumsum(dim=1) - 1  # (B, 2K) index among the live candidates
-        kept = live_candidate & (position < k)
-        live = kept.sum(dim=1)  # (B,)
-        slot = torch.where(kept, position, k)  # (B, 2K); column K collects the rest and is dropped
-        new_scores = torch.full((b, k + 1), inf, device=logits.device).scatter(1, slot, top_scores)[:, :k]
-        new_beam = torch.zeros(b, k + 1, dtype=torch.long, device=logits.device).scatter(1, slot, beam)[:, :k]
-        new_tok = torch.full((b, k + 1), self.pad, dtype=torch.long, device=logits.device).scatter(1, slot, tok)[:, :k]
-
-        # Hypotheses ending here, in the order the host loop appends them: eos ones by rank, then the beams cut at
-        # the limit by rank. The first of the best replaces the running best only if strictly better.
-        step = self.count
-        at_limit = (step + 1 >= self.limits) & active[:, 0]  # (B,)
-        penalty = self.penalty.index_select(0, (step + 1)[None])  # (1,) float64
-        scaled = top_scores.double() / penalty  # (B, 2K)
-        ended_scores = torch.cat(
-            [scaled.masked_fill(~ended, inf), scaled.masked_fill(~(kept & at_limit[:, None]), inf)], dim=1
-        )  # (B, 4K)
-        best, which = ended_scores.max(dim=1)  # first maximum
-        improve = best > self.best_score  # (B,)
-        from_eos = which < 2 * k
-        source = self.base[:, 0] + beam.gather(1, (which % (2 * k))[:, None])[:, 0]  # (B,) row of its prefix
-        hyp = self.history.index_select(0, source)  # (B, T): the prefix's ids in columns [0, step)
-        last_tok = tok.gather(1, (which % (2 * k))[:, None])  # (B, 1)
-        hyp = hyp.index_copy(1, step[None], last_tok)  # an eos hypothesis stops before this column
-        self.best_hyp.copy_(torch.where(improve[:, None], hyp, self.best_hyp))
-        self.best_len.copy_(torch.where(improve, step + (~from_eos).long(), self.best_len))
-        self.best_score.copy_(torch.where(improve, best, self.best_score))
-        self.num_finished += ended.sum(dim=1) + torch.where(at_limit, live, 0)
-        # As fairseq: a sentence is done once K hypotheses have ended.
-        self.done |= at_limit | (active[:, 0] & (live == 0)) | (self.num_finished >= k)
-
-        rows = (self.base + new_beam).view(-1)  # (B*K,) surviving beams
+        # survivors, finished hypotheses, each sentence's best, done flags, histories (module beam_select)
+        rows = (select_kernel if self.select_kernel else select_reference)(self, top_scores, top_idx, vocab)
         # beams stay within their sentence, whose memory rows are equal; slots past the window are not filled yet
         self.state.reorder(rows, memory=False)
-        self.history.copy_(self.history.index_select(0, rows))
-        self.history.index_copy_(1, step[None], new_tok.reshape(-1, 1))
-        self.token.copy_(new_tok.reshape(-1, 1))
-        self.scores.copy_(new_scores)
         self.count += 1
 
     def results(self) -> list[list[int]]:
