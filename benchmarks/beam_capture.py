@@ -9,7 +9,8 @@ call would run it (decoders cleared after every pass) unless it says "steady" (g
 Hugging Face's ``MarianMTModel`` on the same batches:
 
 - warm-up steps before a capture: 1 (the default), 0;
-- every shape's capture in the model's one graph memory pool (``_StaticStep.SHARED_POOL``) or a pool of its own;
+- (measured once, then dropped: every shape's capture in one shared graph memory pool, no change on an H200,
+  ``beam_capture_h200.json``);
 - attention backends: PyTorch's choice (cuDNN first for a masked attention on an H100; it builds a plan per new
   shape) or flash/efficient/math only;
 - source tokens per batch: 4,096 (``Translator``'s default), 16,384 (fewer, larger batches: fewer captures);
@@ -38,17 +39,15 @@ from generate_speed import sync, translation_batches, translation_pair  # noqa: 
 from formers.generation import seq2seq  # noqa: E402
 from formers.generation.static_lm import clear_decoders  # noqa: E402
 
-VARIANTS = [  # label, source tokens per batch, warm-up steps, cached shapes, keep graphs across passes, shared pool,
+VARIANTS = [  # label, source tokens per batch, warm-up steps, cached shapes, keep graphs across passes,
     # attention backends allowed (None: PyTorch's choice, cuDNN's first on an H100, which plans per new shape)
-    ("default (as a translate call)", 4096, 1, 2, False, False, None),
-    ("shared graph pool", 4096, 1, 2, False, True, None),
-    ("no cuDNN attention", 4096, 1, 2, False, False, "no-cudnn"),
-    ("no cuDNN attention, shared pool", 4096, 1, 2, False, True, "no-cudnn"),
-    ("warm-up 0", 4096, 0, 2, False, False, None),
-    ("16k tokens", 16384, 1, 2, False, False, None),
-    ("steady", 4096, 1, 16, True, False, None),
-    ("no cuDNN attention, steady", 4096, 1, 16, True, False, "no-cudnn"),
-    ("16k tokens, steady", 16384, 1, 16, True, False, None),
+    ("default (as a translate call)", 4096, 1, 2, False, None),
+    ("no cuDNN attention", 4096, 1, 2, False, "no-cudnn"),
+    ("warm-up 0", 4096, 0, 2, False, None),
+    ("16k tokens", 16384, 1, 2, False, None),
+    ("steady", 4096, 1, 16, True, None),
+    ("no cuDNN attention, steady", 4096, 1, 16, True, "no-cudnn"),
+    ("16k tokens, steady", 16384, 1, 16, True, None),
 ]
 
 
@@ -86,13 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     new_tokens = 8 if args.tiny else 40
     torch.manual_seed(0)
     ours, hf = translation_pair(device, args.tiny, torch.float32 if device.type == "cpu" else torch.bfloat16)
-    defaults = seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq._StaticStep.SHARED_POOL
+    defaults = seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES
     rows = []
     try:
         with torch.inference_mode():
-            for label, max_tokens, warmup, cached, steady, shared, attention in VARIANTS:
+            for label, max_tokens, warmup, cached, steady, attention in VARIANTS:
                 seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES = warmup, cached
-                seq2seq._StaticStep.SHARED_POOL = shared
                 batches = translation_batches(ours.config, sentences, max_tokens, device)
 
                 def run(batches=batches, steady=steady, attention=attention):
@@ -106,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                 seconds = timed(run, device, args.repeats)
                 clear_decoders(ours)
                 rows.append({"variant": label, "library": "formers", "max_tokens": max_tokens, "batches": len(batches),
-                             "warmup_steps": warmup, "cached_shapes": cached, "shared_pool": shared,
+                             "warmup_steps": warmup, "cached_shapes": cached,
                              "attention": attention or "default",
                              "sentences_per_s": sentences / seconds})
             for max_tokens in sorted({v[1] for v in VARIANTS}):
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append({"variant": "Hugging Face Marian generate", "library": "transformers",
                              "max_tokens": max_tokens, "batches": len(batches), "sentences_per_s": sentences / seconds})
     finally:
-        seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq._StaticStep.SHARED_POOL = defaults
+        seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES = defaults
     marian = {r["max_tokens"]: r["sentences_per_s"] for r in rows if r["library"] == "transformers"}
     print(f"beam-4 translation of {sentences} sentences, {new_tokens} new tokens, "
           f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}")

@@ -9,7 +9,7 @@ from formers.generation import seq2seq
 
 
 def settings() -> tuple:
-    return seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq._StaticStep.SHARED_POOL
+    return seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES
 
 
 def test_tiny_cpu_run(tmp_path, capsys, load_benchmark):
@@ -21,6 +21,6 @@ def test_tiny_cpu_run(tmp_path, capsys, load_benchmark):
     rows = json.loads(path.read_text())["rows"]
     assert len([r for r in rows if r["library"] == "formers"]) == len(module.VARIANTS)
     assert {r["max_tokens"] for r in rows if r["library"] == "transformers"} == {v[1] for v in module.VARIANTS}
-    assert {r["shared_pool"] for r in rows if r["library"] == "formers"} == {True, False}
+    assert {r["attention"] for r in rows if r["library"] == "formers"} == {"default", "no-cudnn"}
     assert all(r["sentences_per_s"] > 0 and r["vs_marian_same_batches"] > 0 for r in rows)
     assert "default (as a translate call)" in capsys.readouterr().out

@@ -84,7 +84,8 @@ if triton is not None:
                         other=0)  # (KP, TP) the survivors' histories, read before any row is rewritten
         tl.debug_barrier()
         hyp = tl.where(col == step, last_tok, hyp)  # an eos hypothesis stops before this column
-        tl.store(best_hyp_ptr + b * s_best + col, hyp, mask=in_row & (improve.to(tl.int32) != 0))
+        improve_row = improve.to(tl.int32) != 0  # (a scalar boolean & a vector fails in Triton's interpreter)
+        tl.store(best_hyp_ptr + b * s_best + col, hyp, mask=in_row & improve_row)
         tl.store(best_len_ptr + b, step + (~from_eos).to(tl.int64), mask=improve)
         tl.store(best_score_ptr + b, best, mask=improve)
         finished = tl.load(num_finished_ptr + b) + tl.sum(ended.to(tl.int64), axis=0) + tl.where(at_limit, live, 0)

@@ -42,8 +42,9 @@ from formers.layers import check_int, check_number
 EXTRA_LENGTH = 50  # the paper's maximum output length: source length + 50
 REORDER_WINDOW = 32
 """The static steps attend over (and beam search reorders) only the filled self-attention cache slots, rounded up to
-a multiple of this (one captured step per window): reading (and, for a state that copies its caches on reordering,
-copying) every beam's whole cache each step is most of a beam step's memory traffic."""
+a multiple of this (one captured step per window) where the general attention path reads the cache: reading every
+beam's whole cache each step was most of a beam step's memory traffic. States whose layers all take the one-kernel
+attention read only the written slots and set ``windowed = False``."""
 CACHED_SHAPES = 2  # captured steps kept per model: a whole static state each; batch shapes rarely repeat
 
 
@@ -87,11 +88,6 @@ class _StaticStep:
     """Eager steps on a side stream before the capture (lazy initialisations, kernel choices). One does them all: a
     translate call captures a graph per batch shape, and 3 made beam-4 of Multi30k's validation set 11% slower
     (H100: 1,106 against 1,241 sentences/s, ``benchmarks/beam_capture.py``)."""
-
-    SHARED_POOL = False
-    """Capture into the model's shared graph memory pool (:meth:`DecoderCache.graph_pool`) rather than a pool per
-    shape: a translate call captures a step per batch shape, each reserving new memory for its temporaries. Off: on
-    an H200 it changed nothing (2,381 against 2,369 sentences/s, ``benchmarks/results/beam_capture_h200.json``)."""
 
     def __init__(self, model: nn.Module, state, banned: list[int], greedy: bool, use_graph: bool) -> None:
         c = model.config
@@ -146,7 +142,7 @@ class _StaticStep:
             self._reset()
             graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph, pool=model_cache(self.model).graph_pool() if self.SHARED_POOL else None):
+                with torch.cuda.graph(graph):
                     self._step()
                 self.graph = graph
             except RuntimeError as error:  # an op that cannot be captured: same steps, launched one by one

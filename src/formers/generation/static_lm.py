@@ -248,15 +248,6 @@ class DecoderCache:
     def __init__(self) -> None:
         self.decoders: OrderedDict[tuple, object] = OrderedDict()
         self.fingerprint: tuple = ()
-        self.pool: tuple | None = None  # a CUDA graph memory pool the model's captured steps may share
-
-    def graph_pool(self) -> tuple:
-        """One memory pool for the model's captured steps (made on first use). Steps that replay one at a time (on
-        one stream, as the decoders' locks and the current stream make them) and keep nothing in it between
-        replays may share it: a new shape's capture then reuses the memory earlier ones reserved."""
-        if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()
-        return self.pool
 
     def __deepcopy__(self, memo: dict) -> DecoderCache:
         return DecoderCache()

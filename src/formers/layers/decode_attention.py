@@ -4,9 +4,10 @@ A batch-1 decoding step of a small model is a chain of small kernels, each costi
 work. Attention of one new query per row took five of them per layer in GPT-2's compiled step on an H100: the
 query's copy for cuDNN, the key and value writes into the cache, cuDNN's attention and the copy of its output (12 us
 of a 33 us layer). :func:`decode_attention` does all of it in one Triton kernel, a program per (row, head): it writes
-the new key and value at the step's slot, then attends the query to every slot of the cache with an online softmax
-in float32 (Milakov & Gimelshein 2018, as FlashAttention does), the new slot's key and value taken from the
-registers rather than read back.
+the new key and value at the step's slot, then attends the query to every slot written so far with an online
+softmax in float32 (Milakov & Gimelshein 2018, as FlashAttention does), the new slot's key and value taken from the
+registers rather than read back. Beam search's rows may read their earlier slots from other rows through a table
+(``origin``), so that reordering beams moves no keys or values.
 
 It computes the same function as :func:`formers.layers.attention.scaled_dot_product_attention` with an additive
 bias (the math path is the reference its tests compare against) and is used by
@@ -64,11 +65,10 @@ if triton is not None:
         q = tl.load(q_ptr + row * s_q_b + head * s_q_h + d).to(tl.float32)  # (Dh,)
         k_new = tl.load(k_ptr + row * s_k_b + head * s_k_h + d)
         v_new = tl.load(v_ptr + row * s_v_b + head * s_v_h + d)
-        k_base = kv_ptr + row * s_kv_b + head * s_kv_h
-        v_base = k_base + s_kv_part
+        head_base = kv_ptr + head * s_kv_h  # with origin, slot t of this row lives in row origin[row, t] of it
+        k_base = head_base + row * s_kv_b
         tl.store(k_base + slot * s_kv_t + d, k_new.to(kv_ptr.dtype.element_ty))
-        tl.store(v_base + slot * s_kv_t + d, v_new.to(kv_ptr.dtype.element_ty))
-        heads = kv_ptr + head * s_kv_h  # with origin: slot t of this row lives in row origin[row, t]
+        tl.store(k_base + s_kv_part + slot * s_kv_t + d, v_new.to(kv_ptr.dtype.element_ty))
         # the new slot's key/value come from registers below: no read-after-write across threads
         k_new = k_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
         v_new = v_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
@@ -82,7 +82,7 @@ if triton is not None:
             fresh = (t == slot)[:, None]  # (BLOCK, 1)
             if HAS_ORIGIN:
                 source = tl.load(origin_ptr + row * s_origin_b + t, mask=inside, other=0).to(tl.int64)  # (BLOCK,)
-                k_block = heads + source[:, None] * s_kv_b
+                k_block = head_base + source[:, None] * s_kv_b
             else:
                 k_block = k_base
             offsets = t[:, None] * s_kv_t + d[None, :]  # (BLOCK, Dh)
