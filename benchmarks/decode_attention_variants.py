@@ -1,8 +1,10 @@
 """The one-kernel decoding attention under launch settings, against PyTorch's attention on the same shapes.
 
 ``formers.layers.decode_attention`` runs a program per (row, head) that loops over the cache ``BLOCK_T`` slots at a
-time with ``NUM_WARPS`` warps. This script times its launch (one kernel: writes the step's key and value, attends)
-for each ``block`` x ``num_warps`` pair on the shapes decoding meets, each replayed 100 times in a CUDA graph:
+time with ``NUM_WARPS`` warps; with fewer than ``PROGRAMS`` (row, head) pairs it splits the cache into parts read by
+programs side by side and combines them in a second kernel. This script times its launch (writes the step's key and
+value, attends) for each ``block`` x ``num_warps`` pair, in one part and in the chosen parts, on the shapes decoding
+meets, each replayed 100 times in a CUDA graph:
 
 - ``gpt2-b1``: GPT-2 124M batch 1 (12 heads of 64), 272 slots (16 + 256), the step at slot 136;
 - ``gpt2-b32``: the same, 32 rows;
@@ -81,19 +83,26 @@ def bench_shape(name: str, shape: tuple, device: torch.device, dtype: torch.dtyp
     q, k, v, kv, step, bias, origin = inputs(rows, heads, dh, slots, slot, table, device, dtype)
     scale = dh**-0.5
 
-    def launch(block: int, warps: int):
-        return lambda: da._launch(da.decode_attention_kernel, q, k, v, kv, step, bias, origin, slots, scale, block, warps)
+    kernels = (da.decode_attention_kernel, da.combine_parts_kernel)
 
-    reference = launch(da.BLOCK_T, da.NUM_WARPS)().float()
+    def launch(block: int, warps: int, parts: int | None):
+        return lambda: da._launch(kernels, q, k, v, kv, step, bias, origin, slots, scale, block, warps, parts)
+
+    reference = launch(da.BLOCK_T, da.NUM_WARPS, 1)().float()
     result = {"rows": rows, "heads": heads, "head_dim": dh, "slots": slots, "step_slot": slot, "row_table": table,
               "kernel_us": {}}
-    for block in BLOCKS[:2] if tiny else BLOCKS:
-        for warps in WARPS[2:3] if tiny else WARPS:
-            fn = launch(block, warps)
-            error = (fn().float() - reference).abs().max().item()
-            us = graph_time(fn, device)
-            result["kernel_us"][f"block {block}, warps {warps}"] = {"us": us, "max_abs_diff": error}
-            print(f"{name:10s} block {block:3d} warps {warps}: {us:8.2f} us (diff {error:.2e})", flush=True)
+    for parts in (1, None):
+        for block in BLOCKS[:2] if tiny else BLOCKS:
+            split = da.split_size(rows, heads, slots, block, parts)
+            if parts is None and not split:
+                continue  # the chosen launch is the one-part one
+            for warps in WARPS[2:3] if tiny else WARPS:
+                fn = launch(block, warps, parts)
+                error = (fn().float() - reference).abs().max().item()
+                us = graph_time(fn, device)
+                label = f"block {block}, warps {warps}, " + (f"parts of {split}" if split else "one part")
+                result["kernel_us"][label] = {"us": us, "max_abs_diff": error}
+                print(f"{name:10s} {label:34s}: {us:8.2f} us (diff {error:.2e})", flush=True)
     keys, values = kv[0, :, :, : slot + 1], kv[1, :, :, : slot + 1]  # own rows: the attention alone, for scale
     sdpa = lambda: F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=bias[..., : slot + 1])  # noqa: E731
     result["sdpa_us"] = graph_time(sdpa, device)
@@ -119,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     out = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
            "dtype": str(dtype), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "default": {"block": da.BLOCK_T, "num_warps": da.NUM_WARPS}, "shapes": {}}
+           "default": {"block": da.BLOCK_T, "num_warps": da.NUM_WARPS, "programs": da.PROGRAMS}, "shapes": {}}
     for name, shape in (TINY if args.tiny else SHAPES).items():
         out["shapes"][name] = bench_shape(name, shape, device, dtype, args.tiny)
     if args.out is not None:

@@ -12,7 +12,9 @@ once per variant of the step, in one process:
   configuration benchmarked);
 - ``compiled, realize 8``: the same with inductor's ``realize_opcount_threshold`` at 8 instead of 30, so that a
   pointwise result such as the MLP's GELU is computed once and stored rather than recomputed inside each program of
-  the next matrix-vector product (the H100 profile's slowest kernel: the down projection with the GELU inlined).
+  the next matrix-vector product (the H100 profile's slowest kernel: the down projection with the GELU inlined);
+- ``compiled, one part``: the default with the decoding attention kernel reading each (row, head)'s cache in one
+  program (``decode_attention.PROGRAMS = 0``) instead of in parts side by side (12 programs for batch 1 otherwise).
 
 For each: tokens/s (median of ``--repeats`` calls after the first, which compiles and captures), the first call's
 time, and the profiler's kernels and device microseconds per token with the heaviest kernels.
@@ -38,17 +40,22 @@ from generate_speed import gpt2_pair, kernel_profile, sync  # noqa: E402
 from formers.files import atomic_file  # noqa: E402
 from formers.generation.static_lm import clear_decoders  # noqa: E402
 
-VARIANTS = {  # name -> (compile, attention backend, inductor settings)
-    "uncompiled": (False, "sdpa", {}),
-    "compiled": (None, "sdpa", {}),
-    "compiled, math attention": (None, "math", {}),
-    "compiled, autotuned pointwise": (None, "sdpa", {"max_autotune_pointwise": True}),
-    "compiled, realize 8": (None, "sdpa", {"realize_opcount_threshold": 8}),
+VARIANTS = {  # name -> (compile, attention backend, inductor settings, decode_attention module settings)
+    "uncompiled": (False, "sdpa", {}, {}),
+    "compiled": (None, "sdpa", {}, {}),
+    "compiled, math attention": (None, "math", {}, {}),
+    "compiled, autotuned pointwise": (None, "sdpa", {"max_autotune_pointwise": True}, {}),
+    "compiled, realize 8": (None, "sdpa", {"realize_opcount_threshold": 8}, {}),
+    "compiled, one part": (None, "sdpa", {}, {"PROGRAMS": 0}),
 }
 
 
-def run_variant(model, device: torch.device, new: int, repeats: int, compile, backend: str, settings: dict) -> dict:
+def run_variant(
+    model, device: torch.device, new: int, repeats: int, compile, backend: str, settings: dict, kernel: dict
+) -> dict:
     import torch._inductor.config as inductor_config
+
+    from formers.layers import decode_attention
 
     for module in model.modules():
         if hasattr(module, "backend"):
@@ -56,8 +63,11 @@ def run_variant(model, device: torch.device, new: int, repeats: int, compile, ba
     clear_decoders(model)
     torch._dynamo.reset()
     saved = {name: getattr(inductor_config, name) for name in settings}
+    saved_kernel = {name: getattr(decode_attention, name) for name in kernel}
     for name, value in settings.items():
         setattr(inductor_config, name, value)
+    for name, value in kernel.items():
+        setattr(decode_attention, name, value)
     prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(2))
     prompt = prompt.to(device)
     sync(device)
@@ -82,6 +92,8 @@ def run_variant(model, device: torch.device, new: int, repeats: int, compile, ba
             model.generate = generate
     for name, value in saved.items():
         setattr(inductor_config, name, value)
+    for name, value in saved_kernel.items():
+        setattr(decode_attention, name, value)
     return row
 
 

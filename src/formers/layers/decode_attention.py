@@ -34,6 +34,7 @@ except ImportError:
 
 BLOCK_T = 64  # cache slots per inner iteration
 NUM_WARPS = 4  # warps per (row, head) program, Triton's default; benchmarks/decode_attention_variants.py times others
+PROGRAMS = 128  # fewer (row, head) programs than this (an H100 has 132 SMs): each reads a part of the cache
 
 UNAVAILABLE: str | None = "Triton is not installed" if triton is None else None
 """Why the kernel cannot run in this process (set below if registering its op fails), or None."""
@@ -50,16 +51,18 @@ if triton is not None:
     # step, captured in a CUDA graph without a warm-up, never compiles
     @triton.jit(do_not_specialize=["num_slots"])
     def decode_attention_kernel(
-        q_ptr, k_ptr, v_ptr, kv_ptr, bias_ptr, slot_ptr, origin_ptr, out_ptr,
+        q_ptr, k_ptr, v_ptr, kv_ptr, bias_ptr, slot_ptr, origin_ptr, out_ptr, part_ptr, stats_ptr,
         s_q_b, s_q_h, s_k_b, s_k_h, s_v_b, s_v_h,
         s_kv_part, s_kv_b, s_kv_h, s_kv_t,
         s_bias_b, s_bias_t, s_origin_b,
         s_out_b, s_out_h,
         num_heads, num_slots, scale,
         HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ORIGIN: tl.constexpr,
+        SPLIT: tl.constexpr,
     ):
         row = (tl.program_id(0) // num_heads).to(tl.int64)  # 64-bit offsets: large beam batches
         head = (tl.program_id(0) % num_heads).to(tl.int64)
+        part = tl.program_id(1)  # which SPLIT slots this program reads (SPLIT 0: all of them, one part)
         d = tl.arange(0, HEAD_DIM)  # (Dh,)
         slot = tl.load(slot_ptr)
         q = tl.load(q_ptr + row * s_q_b + head * s_q_h + d).to(tl.float32)  # (Dh,)
@@ -67,16 +70,21 @@ if triton is not None:
         v_new = tl.load(v_ptr + row * s_v_b + head * s_v_h + d)
         head_base = kv_ptr + head * s_kv_h  # with origin, slot t of this row lives in row origin[row, t] of it
         k_base = head_base + row * s_kv_b
-        tl.store(k_base + slot * s_kv_t + d, k_new.to(kv_ptr.dtype.element_ty))
-        tl.store(k_base + s_kv_part + slot * s_kv_t + d, v_new.to(kv_ptr.dtype.element_ty))
-        # the new slot's key/value come from registers below: no read-after-write across threads
+        if part == 0:  # one program of the (row, head) writes the step's key and value
+            tl.store(k_base + slot * s_kv_t + d, k_new.to(kv_ptr.dtype.element_ty))
+            tl.store(k_base + s_kv_part + slot * s_kv_t + d, v_new.to(kv_ptr.dtype.element_ty))
+        # every program takes the new slot's key/value from its registers: no read-after-write across programs
         k_new = k_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
         v_new = v_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
         top = tl.full((), float("-inf"), tl.float32)  # running max of the scores
         total = tl.zeros((), tl.float32)  # running sum of exp(score - top)
         acc = tl.zeros((HEAD_DIM,), tl.float32)  # running sum of exp(score - top) * value
         last = tl.minimum(num_slots, slot + 1)  # slots after this step's are not written yet: not read
-        for start in range(0, last, BLOCK):
+        first = 0
+        if SPLIT > 0:
+            first = (part * SPLIT).to(tl.int64)
+            last = tl.minimum(last, first + SPLIT)
+        for start in range(first, last, BLOCK):  # no iteration for a part wholly after the step's slot
             t = start + tl.arange(0, BLOCK)  # (BLOCK,)
             inside = t < last
             fresh = (t == slot)[:, None]  # (BLOCK, 1)
@@ -101,7 +109,33 @@ if triton is not None:
             total = total * decay + tl.sum(p, axis=0)
             acc = acc * decay + tl.sum(p[:, None] * v, axis=0)
             top = new_top
-        tl.store(out_ptr + row * s_out_b + head * s_out_h + d, (acc / total).to(out_ptr.dtype.element_ty))
+        if SPLIT > 0:  # this part's running max, sum and accumulator, for combine_parts_kernel
+            at = tl.program_id(0) * tl.num_programs(1) + part
+            tl.store(part_ptr + at * HEAD_DIM + d, acc)
+            tl.store(stats_ptr + 2 * at, top)
+            tl.store(stats_ptr + 2 * at + 1, total)
+        else:
+            tl.store(out_ptr + row * s_out_b + head * s_out_h + d, (acc / total).to(out_ptr.dtype.element_ty))
+
+    @triton.jit
+    def combine_parts_kernel(
+        part_ptr, stats_ptr, out_ptr, s_out_b, s_out_h, num_heads, num_parts,
+        HEAD_DIM: tl.constexpr, PARTS: tl.constexpr,
+    ):
+        """A (row, head)'s output from its parts' (max, sum, accumulator): each rescaled to the largest max."""
+        row = (tl.program_id(0) // num_heads).to(tl.int64)
+        head = (tl.program_id(0) % num_heads).to(tl.int64)
+        d = tl.arange(0, HEAD_DIM)
+        p = tl.arange(0, PARTS)  # PARTS: num_parts rounded up to a power of two
+        valid = p < num_parts
+        at = tl.program_id(0) * num_parts + p  # (PARTS,)
+        top = tl.load(stats_ptr + 2 * at, mask=valid, other=float("-inf"))
+        total = tl.load(stats_ptr + 2 * at + 1, mask=valid, other=0.0)
+        acc = tl.load(part_ptr + at[:, None] * HEAD_DIM + d[None, :], mask=valid[:, None], other=0.0)  # (PARTS, Dh)
+        best = tl.max(top, axis=0)
+        weight = tl.where(top == float("-inf"), 0.0, tl.exp(top - best))  # a part with nothing to read: 0
+        out = tl.sum(weight[:, None] * acc, axis=0) / tl.sum(weight * total, axis=0)
+        tl.store(out_ptr + row * s_out_b + head * s_out_h + d, out.to(out_ptr.dtype.element_ty))
 
 
 VERIFIED: dict[tuple[int, torch.dtype], bool] = {}
@@ -154,12 +188,14 @@ def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str,
         (name, :func:`decode_attention` arguments, expected (B, H, Dh) in float32, expected cache).
     """
     g = torch.Generator().manual_seed(0)
-    b, h, t, dh = 2, 3, BLOCK_T + 6, 16  # two blocks of slots, the second partly outside
+    # four blocks of slots, the last partly outside: read in one part, or in four (parts after the step's slot
+    # read nothing; "no bias" writes in the third)
+    b, h, t, dh = 2, 3, 3 * BLOCK_T + 6, 16
     for name, with_bias, window in [("bias", True, None), ("no bias", False, None), ("window", True, 40),
                                     ("first block masked", True, "masked"), ("origin", True, "origin")]:
         kv = torch.randn(2, b, h, t, dh, generator=g).to(device, dtype)
         qkv = torch.randn(b, 3, h, dh, generator=g).to(device, dtype)
-        slot = 37 if window != "masked" else BLOCK_T + 2
+        slot = {"masked": BLOCK_T + 2, False: 2 * BLOCK_T + 9}.get(window if with_bias else False, 37)
         bias = torch.zeros(b, 1, 1, t, dtype=dtype)
         bias[0, ..., 5:9] = float("-inf")
         if window == "masked":
@@ -194,43 +230,70 @@ TOLERANCES = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}
 def first_mismatch(
     device: torch.device, attend: Callable[..., Tensor], dtypes: tuple[torch.dtype, ...] = tuple(TOLERANCES)
 ) -> str | None:
-    """Runs ``attend`` (:func:`decode_attention` or a launcher with its arguments) on :func:`check_cases` in each of
-    ``dtypes``; the first case whose output or cache differs, or None."""
+    """Runs ``attend`` (:func:`decode_attention` or a launcher with its arguments and ``parts``) on
+    :func:`check_cases` in each of ``dtypes``, reading the cache in one part and in several; the first case whose
+    output or cache differs, or None."""
     for dtype in dtypes:
         tolerance = TOLERANCES[dtype]
-        for name, args, expected, expected_kv in check_cases(device, dtype):
-            error = (attend(*args).float() - expected).abs().max().item()
-            if not error <= tolerance:
-                return f"{name}, {dtype}: output off by {error:.3g}"
-            if not torch.equal(args[3], expected_kv):
-                return f"{name}, {dtype}: cache not written as expected"
+        for parts in (1, None):
+            for name, args, expected, expected_kv in check_cases(device, dtype):
+                name = f"{name}, {'one part' if parts == 1 else 'parts'}"
+                error = (attend(*args, parts=parts).float() - expected).abs().max().item()
+                if not error <= tolerance:
+                    return f"{name}, {dtype}: output off by {error:.3g}"
+                if not torch.equal(args[3], expected_kv):
+                    return f"{name}, {dtype}: cache not written as expected"
     return None
 
 
+def split_size(rows: int, heads: int, num_slots: int, block: int = BLOCK_T, parts: int | None = None) -> int:
+    """Slots per program for a launch over ``rows`` x ``heads``: 0 (one program per (row, head) reads them all) when
+    there are :data:`PROGRAMS` such programs or more; else the cache is split into up to ``parts`` runs of whole
+    blocks (default: enough for about :data:`PROGRAMS` programs), read side by side and combined
+    (FlashDecoding, Dao et al. 2023)."""
+    if parts is None:
+        parts = -(-PROGRAMS // (rows * heads))
+    blocks = -(-num_slots // block)
+    if parts <= 1 or blocks <= 1:
+        return 0
+    return -(-blocks // min(parts, blocks)) * block
+
+
 def _launch(
-    kernel, q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, origin: Tensor | None,
-    num_slots: int, scale: float, block: int = BLOCK_T, num_warps: int = NUM_WARPS,
+    kernels: tuple, q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None,
+    origin: Tensor | None, num_slots: int, scale: float, block: int = BLOCK_T, num_warps: int = NUM_WARPS,
+    parts: int | None = None,
 ) -> Tensor:
-    """Runs ``kernel`` (the Triton kernel, or inductor's wrapper of it) over a program per (row, head), ``block``
-    slots per inner iteration."""
+    """Runs ``kernels`` (the attention and combining Triton kernels, or inductor's wrappers of them) over a program
+    per (row, head, part of the cache) (:func:`split_size`), ``block`` slots per inner iteration."""
+    attend, combine = kernels
     b, h, dh = q.shape
     out = torch.empty(b, h, dh, dtype=q.dtype, device=q.device)  # (B, H, Dh)
+    split = split_size(b, h, num_slots, block, parts)
+    num_parts = -(-num_slots // split) if split else 1
+    # each part's accumulator (B * H * parts, Dh) and running max and sum (B * H * parts, 2), in float32
+    part = torch.empty(b * h * num_parts if split else 1, dh, dtype=torch.float32, device=q.device)
+    stats = torch.empty(b * h * num_parts if split else 1, 2, dtype=torch.float32, device=q.device)
     if bias is not None:
         bias = bias.expand(b, 1, 1, bias.shape[-1])  # (B, 1, 1, >= num_slots)
     # Triton launches on the current device: make it the tensors' one (inductor's code sets it itself)
     on_device = q.is_cuda and not torch.compiler.is_compiling()
     with torch.cuda.device(q.device) if on_device else contextlib.nullcontext():
-        kernel[(b * h,)](
-            q, k, v, kv, bias if bias is not None else q, slot, origin if origin is not None else slot, out,
+        attend[(b * h, num_parts)](
+            q, k, v, kv, bias if bias is not None else q, slot, origin if origin is not None else slot, out, part,
+            stats,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
             bias.stride(0) if bias is not None else 0, bias.stride(3) if bias is not None else 0,
             origin.stride(0) if origin is not None else 0,
             out.stride(0), out.stride(1),
             h, num_slots, scale,
-            HEAD_DIM=dh, BLOCK=block, HAS_BIAS=bias is not None, HAS_ORIGIN=origin is not None,
+            HEAD_DIM=dh, BLOCK=block, HAS_BIAS=bias is not None, HAS_ORIGIN=origin is not None, SPLIT=split,
             **({} if num_warps == 4 else {"num_warps": num_warps}),  # 4: Triton's default (inductor's wrapper too)
         )
+        if split:
+            combine[(b * h,)](part, stats, out, out.stride(0), out.stride(1), h, num_parts, HEAD_DIM=dh,
+                              PARTS=max(2, triton.next_power_of_2(num_parts)))
     return out
 
 
@@ -241,11 +304,12 @@ if triton is not None:
         @triton_op("formers::decode_attention", mutates_args={"kv"})
         def _decode_attention_op(
             q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, origin: Tensor | None,
-            num_slots: int, scale: float,
+            num_slots: int, scale: float, parts: int | None,
         ) -> Tensor:
             """The kernel as a ``torch.library`` op mutating ``kv``: ``torch.compile`` traces into it (inductor sees
             the Triton kernel); eager mode calls it directly."""
-            return _launch(wrap_triton(decode_attention_kernel), q, k, v, kv, slot, bias, origin, num_slots, scale)
+            kernels = (wrap_triton(decode_attention_kernel), wrap_triton(combine_parts_kernel))
+            return _launch(kernels, q, k, v, kv, slot, bias, origin, num_slots, scale, parts=parts)
 
     except Exception as error:  # an older torch: the general attention path serves instead
         UNAVAILABLE = f"registering the op failed ({type(error).__name__}: {error})"
@@ -261,6 +325,7 @@ def decode_attention(
     scale: float,
     num_slots: int | None = None,
     origin: Tensor | None = None,
+    parts: int | None = None,
 ) -> Tensor:
     """Writes one step's keys and values into a static cache and attends its queries over the cache.
 
@@ -276,6 +341,8 @@ def decode_attention(
         origin: (B, >= num_slots) long, the row of ``kv`` that holds each row's slot (beam search's reordering as
             a table, :attr:`~formers.layers.attention.KVCache.origin`), or None: every row's own. The new key and
             value go to the row's own slot whatever it says.
+        parts: read the cache in up to this many parts side by side (:func:`split_size`); default: enough parts
+            for about :data:`PROGRAMS` programs, 1 for large batches.
 
     Returns:
         (B, H, Dh) attention outputs, in ``q``'s dtype.
@@ -295,4 +362,6 @@ def decode_attention(
                                or origin.stride(1) != 1 or origin.dtype != torch.long):
         raise ValueError(f"origin must be a long (B, >= {num_slots}) table with contiguous rows for B = "
                          f"{kv.shape[1]}, got {origin.dtype} {tuple(origin.shape)}")
-    return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, origin, num_slots, float(scale))
+    if parts is not None and parts < 1:
+        raise ValueError(f"parts must be at least 1 (or None: chosen), got {parts}")
+    return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, origin, num_slots, float(scale), parts)
