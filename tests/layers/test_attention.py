@@ -94,6 +94,26 @@ def test_kv_cache_reorder_selects_rows():
     assert cache.k[:, 0, 0, 0].tolist() == [2.0, 2.0, 0.0]
 
 
+@pytest.mark.parametrize("backend", ["sdpa", "math"])
+def test_grouped_cross_attention_equals_attention_over_copied_memory(backend):
+    """Keys/values of batch B / G: each group of G query rows (a sentence's beams) reads its row once, and gets what
+    it gets from memory copied to every row."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4, backend=backend).eval()
+    memory, query = torch.randn(3, 5, 16), torch.randn(6, 1, 16)  # 3 sources, 2 beams each
+    mask = torch.ones(3, 1, 1, 5, dtype=torch.bool)
+    mask[1, ..., 3:] = False
+    kv = mha.project_kv(memory)
+    rows = torch.arange(3).repeat_interleave(2)
+    copied = mha(query, attn_mask=mask[rows], kv=(kv[0][rows], kv[1][rows]))
+    grouped = mha(query, attn_mask=mask, kv=kv)
+    torch.testing.assert_close(grouped, copied, atol=1e-6, rtol=1e-6)
+    bias = mask_to_bias(mask, torch.float32)
+    torch.testing.assert_close(mha(query, attn_bias=bias, kv=kv), copied, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="query batch 6 with 2 positions against key batch 4"):
+        mha(torch.randn(6, 2, 16), kv=mha.project_kv(torch.randn(4, 5, 16)))
+
+
 def test_mha_rejects_indivisible_heads():
     with pytest.raises(ValueError, match="divisible by num_heads"):
         MultiHeadAttention(10, 3)

@@ -110,3 +110,27 @@ def test_targets_give_the_loss_with_or_without_logits(name):
         model(src, tgt, return_logits=False)
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.5"):
         model(src, tgt, targets=targets, label_smoothing=1.5)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_a_state_with_beams_per_source_decodes_as_copied_memory_does(static):
+    """init_state(beams=K): K decoding rows per source read its cross-attention keys once; the logits equal those
+    of a state over memory copied K times."""
+    torch.manual_seed(0)
+    model = make().eval()
+    src, tgt, src_mask = batch()
+    rows = torch.arange(3).repeat_interleave(2)
+    with torch.no_grad():
+        memory, mask = model.encode(src, src_mask)
+        grouped = model.init_state(memory, mask, max_len=8, static=static, beams=2)
+        copied = model.init_state(memory[rows], mask[rows], max_len=8, static=static)
+        assert grouped.rows == copied.rows == 6 and grouped.memory_kv[0][0].shape[0] == 3
+        for t in range(4):
+            step = tgt[rows, t : t + 1]
+            torch.testing.assert_close(model.decode(step, None, None, state=grouped),
+                                       model.decode(step, None, None, state=copied), atol=1e-5, rtol=1e-5)
+    grouped.reorder(torch.tensor([1, 1, 2, 3, 5, 4]), memory=False)  # within sentences
+    with pytest.raises(ValueError, match="2 beams per source row reorders within sentences only"):
+        grouped.reorder(torch.arange(6))
+    with pytest.raises(ValueError, match="beams must be an int >= 1, got 0"):
+        model.init_state(memory, mask, beams=0)

@@ -92,7 +92,7 @@ class _StaticStep:
     def __init__(self, model: nn.Module, state, banned: list[int], greedy: bool, use_graph: bool) -> None:
         c = model.config
         self.model, self.state, self.greedy = model, state, greedy
-        rows, device = state.memory_mask.shape[0], state.memory_mask.device
+        rows, device = state.rows, state.memory_mask.device
         self.bos, self.pad, self.eos = c.bos_id, c.pad_id, c.eos_id
         self.banned = torch.tensor(banned, dtype=torch.long, device=device)
         self.token = torch.full((rows, 1), c.bos_id, dtype=torch.long, device=device)  # (N, 1) fed to the next step
@@ -236,7 +236,7 @@ class _DeviceBeam(_StaticStep):
         top_scores, top_idx = candidates.topk(2 * k, dim=1)  # (B, 2K)
         # survivors, finished hypotheses, each sentence's best, done flags, histories (module beam_select)
         rows = (select_kernel if self.select_kernel else select_reference)(self, top_scores, top_idx, vocab)
-        # beams stay within their sentence, whose memory rows are equal; slots past the window are not filled yet
+        # beams stay within their sentence, whose memory they share; slots past the window are not filled yet
         self.state.reorder(rows, memory=False)
         self.count += 1
 
@@ -247,13 +247,14 @@ class _DeviceBeam(_StaticStep):
 
 
 def _static_step(
-    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, beam: int | None
+    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, beam: int | None, beams: int = 1
 ) -> tuple[_StaticStep, object]:
     """The model's cached static step for these shapes (greedy, or a beam of ``beam``) and a fresh static state
-    holding this batch's memory."""
+    holding this batch's memory (``beams`` decoding rows per memory row: init_state's option)."""
     capacity = capacity_bucket(steps, model.config.max_seq_len)
-    fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True)
-    key = ("seq2seq", beam, tuple(memory.shape[:2]), capacity)
+    grouping = {"beams": beams} if beams > 1 else {}
+    fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True, **grouping)
+    key = ("seq2seq", beam, beams, tuple(memory.shape[:2]), capacity)
     if beam is None:
         build = lambda: _StaticStep(model, fresh, _banned(model), greedy=True, use_graph=True)  # noqa: E731
     else:
@@ -380,12 +381,14 @@ def beam_search(
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens).tolist()
     batch, k, device = src_ids.shape[0], beam_size, src_ids.device
-    expand = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,) row of each beam's source
-    memory, src_padding_mask = memory.index_select(0, expand), src_padding_mask.index_select(0, expand)
+    grouped = fast and "beams" in inspect.signature(model.init_state).parameters  # memory read once per sentence
+    if not grouped:
+        expand = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,) row of each beam's source
+        memory, src_padding_mask = memory.index_select(0, expand), src_padding_mask.index_select(0, expand)
     if not fast:
         step_fn, reorder = _eager_beam_step(model, memory, src_padding_mask, max(limits))
         return _beam_loop(model, step_fn, reorder, limits, batch, k, alpha, device)
-    search, fresh = _static_step(model, memory, src_padding_mask, max(limits), beam=k)
+    search, fresh = _static_step(model, memory, src_padding_mask, max(limits), beam=k, beams=k if grouped else 1)
     with search.lock, static_context(search.device):
         search.configure(limits, alpha)
         search.start(fresh)

@@ -385,12 +385,17 @@ class MultiHeadAttention(nn.Module):
             attn_bias: additive bias broadcastable to (B, H, Tq, Tk).
             is_causal: causal self-attention (aligned to the end when a cache holds earlier positions).
             cache: self-attention KV cache; the new keys/values are appended and attention covers all.
-            kv: precomputed key/value heads from :meth:`project_kv` (cross-attention during decoding).
+            kv: precomputed key/value heads from :meth:`project_kv` (cross-attention during decoding). Their batch
+                may be a divisor B / G of the query's: then query rows ``[i * G, (i + 1) * G)`` all attend to row
+                ``i`` of them (the G beams of a sentence: its memory is read once, not G times), and a mask or bias
+                has the keys' batch.
 
         Returns:
             (B, Tq, D).
         """
         q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
+        if kv is not None and kv[0].shape[0] != q.shape[0]:
+            return self._grouped(q, kv, attn_mask, attn_bias)
         dropout_p = self.dropout if self.training else 0.0
         if kv is None and uses_decode_kernel(query, cache, attn_mask, attn_bias, dropout_p, self.backend,
                                              self.head_dim, self.head_dim):
@@ -415,6 +420,24 @@ class MultiHeadAttention(nn.Module):
         )
         b, _, tq, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, tq, self.embed_dim))  # (B, H, Tq, Dh) -> (B, Tq, D)
+
+
+    def _grouped(
+        self, q: Tensor, kv: tuple[Tensor, Tensor], attn_mask: Tensor | None, attn_bias: Tensor | None
+    ) -> Tensor:
+        """Queries (B, H, 1, Dh) in groups of G consecutive rows against keys/values of batch B / G: each group's
+        rows become the query positions of one attention call over its keys (the same function, per query)."""
+        k, v = kv
+        b, h, tq, dh = q.shape
+        groups = k.shape[0]
+        if tq != 1 or b % groups:
+            raise ValueError(f"grouped cross-attention needs single-position queries in whole groups: query batch "
+                             f"{b} with {tq} positions against key batch {groups}")
+        size = b // groups
+        q = q.view(groups, size, h, dh).transpose(1, 2)  # (B/G, H, G, Dh)
+        out = scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, attn_bias=attn_bias,
+                                           dropout_p=self.dropout if self.training else 0.0, backend=self.backend)
+        return self.out_proj(out.transpose(1, 2).reshape(b, 1, self.embed_dim))  # (B/G, H, G, Dh) -> (B, 1, D)
 
 
 class SelfAttention(nn.Module):

@@ -175,6 +175,11 @@ class RNNDecoderState:
     def static(self) -> bool:
         return self.start is not None
 
+    @property
+    def rows(self) -> int:
+        """Decoding rows (the batch)."""
+        return self.memory_mask.shape[0]
+
     def reorder(self, index: Tensor, memory: bool = True) -> None:
         """Keeps batch rows ``index`` (N,) (beam search); ``memory=False`` leaves the encoder states as they are
         (right when every row maps to a row of the same source). A static state copies in place."""

@@ -39,6 +39,7 @@ from formers.layers import (
     SinusoidalPositionalEncoding,
     TokenEmbedding,
     check_ids_shape,
+    check_int,
     check_padding_mask,
     mask_to_bias,
     padding_to_attn_mask,
@@ -153,6 +154,13 @@ class DecoderState(LayerCaches):
     # static steps may read the first slots only (set_window); False where the one-kernel attention reads only the
     # filled slots anyway (a window would only add captured steps)
     windowed: bool = True
+    # decoding rows per source row (init_state's ``beams``): the caches hold B * beams rows, the memory B
+    beams: int = 1
+
+    @property
+    def rows(self) -> int:
+        """Decoding rows (the caches' batch)."""
+        return self.memory_mask.shape[0] * self.beams
 
     @property
     def attended_slots(self) -> int:
@@ -180,6 +188,9 @@ class DecoderState(LayerCaches):
         same source (beams of one sentence), and it saves copying the cross-attention keys/values every step.
         A static state gathers only the slots of its window (:meth:`set_window`): the later ones are not filled yet.
         """
+        if memory and self.beams > 1:
+            raise ValueError(f"a state with {self.beams} beams per source row reorders within sentences only "
+                             "(memory=False): its memory has one row per source")
         if self.static:
             origin = self.caches[0].origin[:, : self.attended_slots]  # (N, slots), shared by every layer
             origin.copy_(origin.index_select(0, index))  # keys and values stay where their step wrote them
@@ -353,18 +364,22 @@ class Transformer(nn.Module):
         return self.decoder.features(tgt_ids, memory, memory_mask, tgt_padding_mask, state)
 
     def init_state(
-        self, memory: Tensor, src_padding_mask: Tensor, max_len: int | None = None, static: bool = False
+        self, memory: Tensor, src_padding_mask: Tensor, max_len: int | None = None, static: bool = False,
+        beams: int = 1,
     ) -> DecoderState:
         """Prepares incremental decoding of up to ``max_len`` target positions for ``memory`` (B, S, D).
 
         ``static``: a fixed-shape state (see :class:`DecoderState`); same outputs, but the caller keeps the positions
         decoded within ``max_len`` (not checked: that would read the device).
+        ``beams``: decoding rows per source (beam search): rows ``[b * beams, (b + 1) * beams)`` decode source ``b``,
+        whose cross-attention keys and values are kept and read once for all of them (not copied per beam).
         """
+        check_int(beams, "beams", minimum=1)
         max_len = self.config.max_seq_len if max_len is None else min(max_len, self.config.max_seq_len)
         dec = self.decoder
         head_dim = self.config.embed_dim // dec.num_heads
         filled = torch.zeros((), dtype=torch.long, device=memory.device)  # one write position for every layer
-        rows = memory.shape[0]
+        rows = memory.shape[0] * beams
         # static: one row table for every layer, through which beam search reorders (KVCache.origin)
         origin = torch.arange(rows, device=memory.device)[:, None].repeat(1, max_len) if static else None
         caches = [
@@ -377,7 +392,8 @@ class Transformer(nn.Module):
         kernel = static and all(layer.self_attn.backend == "sdpa" for layer in dec.layers) and decode_kernel_applies(
             memory[:, :1], head_dim, head_dim, memory.dtype
         )
-        return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask), windowed=not kernel)
+        return DecoderState(caches, memory_kv, padding_to_attn_mask(src_padding_mask), windowed=not kernel,
+                            beams=beams)
 
     def forward(
         self,
