@@ -6,7 +6,10 @@ query's copy for cuDNN, the key and value writes into the cache, cuDNN's attenti
 of a 33 us layer). :func:`decode_attention` does all of it in one Triton kernel, a program per (row, head): it writes
 the new key and value at the step's slot, then attends the query to every slot written so far with an online
 softmax in float32 (Milakov & Gimelshein 2018, as FlashAttention does), the new slot's key and value taken from the
-registers rather than read back. Beam search's rows may read their earlier slots from other rows through a table
+registers rather than read back. A batch-1 step has only as many programs as heads (12 for GPT-2, on 132 SMs), each
+walking the whole cache: with fewer than :data:`PROGRAMS` (row, head) pairs the cache is read in parts by programs
+side by side, each keeping its own running max, sum and accumulator, and a second small kernel combines them
+(FlashDecoding, Dao et al. 2023; :func:`split_size`). Beam search's rows may read their earlier slots from other rows through a table
 (``origin``), so that reordering beams moves no keys or values.
 
 It computes the same function as :func:`formers.layers.attention.scaled_dot_product_attention` with an additive
