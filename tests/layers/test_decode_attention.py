@@ -54,7 +54,7 @@ def test_kernel_equals_the_reference_and_writes_the_slot_interpreted():
         print(json.dumps([cases, da.first_mismatch(torch.device("cpu"), launch, (torch.float32,))]))
     """)
     cases, mismatch = run_interpreted(script)
-    assert cases == ["bias", "no bias", "window", "first block masked", "origin"]
+    assert cases == ["bias", "no bias", "window", "first block masked", "origin", "many rows", "packed"]
     assert mismatch is None
 
 
@@ -63,12 +63,14 @@ def test_check_cases_agree_with_the_math_attention_path():
     for name, (q, k, v, kv, slot, bias, scale, n, origin), expected, expected_kv in check_cases(
         torch.device("cpu"), torch.float32
     ):
+        if k is None:  # packed (B, 3, H, Dh)
+            q, k, v = q.unbind(1)
         logical = expected_kv.clone()
         if origin is not None:  # row r's slot s is row origin[r, s]'s, except the slot the step writes
             for r in range(kv.shape[1]):
-                for s in range(kv.shape[3]):
-                    if s != slot.item():
-                        logical[:, r, :, s] = expected_kv[:, origin[r, s], :, s]
+                rows = origin[r].clone()
+                rows[slot.item()] = r
+                logical[:, r] = expected_kv[:, rows, :, torch.arange(kv.shape[3])].permute(1, 2, 0, 3)
         n = min(n, slot.item() + 1)  # slots after the step's are not written yet: never read
         keys, values = logical[0, :, :, :n], logical[1, :, :, :n]
         ref = scaled_dot_product_attention(q[:, :, None], keys, values, attn_bias=None if bias is None else

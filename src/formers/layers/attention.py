@@ -231,15 +231,17 @@ class KVCache:
         return (self.window or self.max_len) if self.static else self.length
 
     def decode_step(
-        self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None, scale: float | None
+        self, q: Tensor, k: Tensor | None, v: Tensor | None, attn_bias: Tensor | None, scale: float | None
     ) -> Tensor:
         """A static cache's single-position step in one kernel
         (:func:`~formers.layers.decode_attention.decode_attention`): writes ``k``/``v`` (B, H, 1, Dh) and attends
-        ``q`` (B, H, 1, Dh) over the cache. Returns (B, H, 1, Dh)."""
+        ``q`` (B, H, 1, Dh) over the cache; or ``k`` and ``v`` None and ``q`` (B, 3, H, Dh), the three packed.
+        Returns (B, H, 1, Dh)."""
         scale = q.shape[-1] ** -0.5 if scale is None else scale
         slot = self.claim(1)
-        out = decode_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0], self.kv, slot, attn_bias, scale, self.attended,
-                               self.origin)
+        if k is not None:
+            q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]
+        out = decode_attention(q, k, v, self.kv, slot, attn_bias, scale, self.attended, self.origin)
         return out[:, :, None]  # (B, H, 1, Dh)
 
     def reset(self) -> None:
@@ -509,8 +511,8 @@ class SelfAttention(nn.Module):
         h, dh, dv = self.num_heads, self.head_dim, self.value_head_dim
         dropout_p = self.dropout if self.training else 0.0
         if uses_decode_kernel(x, cache, attn_mask, attn_bias, dropout_p, self.backend, dh, dv):
-            q, k, v = self.qkv(x).view(b, 1, 3, h, dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, 1, Dh) each
-            return self.out_proj(cache.decode_step(q, k, v, attn_bias, self.scale).reshape(b, 1, h * dh))  # (B, 1, D)
+            qkv = self.qkv(x).view(b, 3, h, dh)  # one buffer: compiled, no copy per q, k and v
+            return self.out_proj(cache.decode_step(qkv, None, None, attn_bias, self.scale).reshape(b, 1, h * dh))
         if cache is not None and dh == dv:  # decoding: keys and values reach the cache in one copy
             qkv = self.qkv(x).view(b, t, 3, h, dh)  # (B, T, 3, H, Dh)
             q = qkv[:, :, 0].transpose(1, 2)  # (B, H, T, Dh)

@@ -38,6 +38,10 @@ except ImportError:
 BLOCK_T = 64  # cache slots per inner iteration
 NUM_WARPS = 4  # warps per (row, head) program, Triton's default; benchmarks/decode_attention_variants.py times others
 PROGRAMS = 128  # fewer (row, head) programs than this (an H100 has 132 SMs): each reads a part of the cache
+# this many (row, head) programs or more (a beam batch): BLOCK_T_MANY slots, NUM_WARPS_MANY warps each, so that more
+# programs share an SM; beam-4 self-attention of 604 rows x 4 heads of 128, 21 slots, on an H100: 10.2 us against
+# 32.8 us with the defaults (benchmarks/results/decode_attention_variants_h100.json)
+MANY_PROGRAMS, BLOCK_T_MANY, NUM_WARPS_MANY = 1024, 32, 1
 
 UNAVAILABLE: str | None = "Triton is not installed" if triton is None else None
 """Why the kernel cannot run in this process (set below if registering its op fails), or None."""
@@ -55,7 +59,7 @@ if triton is not None:
     @triton.jit(do_not_specialize=["num_slots"])
     def decode_attention_kernel(
         q_ptr, k_ptr, v_ptr, kv_ptr, bias_ptr, slot_ptr, origin_ptr, out_ptr, part_ptr, stats_ptr,
-        s_q_b, s_q_h, s_k_b, s_k_h, s_v_b, s_v_h,
+        s_q_b, s_q_h, s_k_b, s_k_h, s_v_b, s_v_h, off_k, off_v,
         s_kv_part, s_kv_b, s_kv_h, s_kv_t,
         s_bias_b, s_bias_t, s_origin_b,
         s_out_b, s_out_h,
@@ -69,8 +73,8 @@ if triton is not None:
         d = tl.arange(0, HEAD_DIM)  # (Dh,)
         slot = tl.load(slot_ptr)
         q = tl.load(q_ptr + row * s_q_b + head * s_q_h + d).to(tl.float32)  # (Dh,)
-        k_new = tl.load(k_ptr + row * s_k_b + head * s_k_h + d)
-        v_new = tl.load(v_ptr + row * s_v_b + head * s_v_h + d)
+        k_new = tl.load(k_ptr + off_k + row * s_k_b + head * s_k_h + d)
+        v_new = tl.load(v_ptr + off_v + row * s_v_b + head * s_v_h + d)
         head_base = kv_ptr + head * s_kv_h  # with origin, slot t of this row lives in row origin[row, t] of it
         k_base = head_base + row * s_kv_b
         if part == 0:  # one program of the (row, head) writes the step's key and value
@@ -192,10 +196,13 @@ def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str,
     """
     g = torch.Generator().manual_seed(0)
     # four blocks of slots, the last partly outside: read in one part, or in four (parts after the step's slot
-    # read nothing; "no bias" writes in the third)
-    b, h, t, dh = 2, 3, 3 * BLOCK_T + 6, 16
+    # read nothing; "no bias" writes in the third); "many rows": the launch settings of MANY_PROGRAMS programs;
+    # "packed": q, k and v as one (B, 3, H, Dh) tensor
+    t, dh = 3 * BLOCK_T + 6, 16
     for name, with_bias, window in [("bias", True, None), ("no bias", False, None), ("window", True, 40),
-                                    ("first block masked", True, "masked"), ("origin", True, "origin")]:
+                                    ("first block masked", True, "masked"), ("origin", True, "origin"),
+                                    ("many rows", True, "origin"), ("packed", True, None)]:
+        b, h = (MANY_PROGRAMS // 8, 8) if name == "many rows" else (2, 3)
         kv = torch.randn(2, b, h, t, dh, generator=g).to(device, dtype)
         qkv = torch.randn(b, 3, h, dh, generator=g).to(device, dtype)
         slot = {"masked": BLOCK_T + 2, False: 2 * BLOCK_T + 9}.get(window if with_bias else False, 37)
@@ -222,8 +229,9 @@ def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str,
         if with_bias:
             scores = scores + bias[:, 0, :, :n].float()
         expected = (scores.softmax(-1)[..., None] * values).sum(-2)  # (B, H, Dh)
-        args = (qkv[:, 0], qkv[:, 1], qkv[:, 2], kv, torch.tensor([slot], device=device),
-                bias if with_bias else None, dh**-0.5, num_slots, origin)
+        q, k, v = (qkv, None, None) if name == "packed" else (qkv[:, 0], qkv[:, 1], qkv[:, 2])
+        args = (q, k, v, kv, torch.tensor([slot], device=device), bias if with_bias else None, dh**-0.5, num_slots,
+                origin)
         yield name, args, expected, expected_kv
 
 
@@ -262,15 +270,32 @@ def split_size(rows: int, heads: int, num_slots: int, block: int = BLOCK_T, part
     return -(-blocks // min(parts, blocks)) * block
 
 
+def launch_config(rows: int, heads: int) -> tuple[int, int]:
+    """(slots per inner iteration, warps per program) for a launch over ``rows`` x ``heads``."""
+    if rows * heads >= MANY_PROGRAMS:
+        return BLOCK_T_MANY, NUM_WARPS_MANY
+    return BLOCK_T, NUM_WARPS
+
+
 def _launch(
-    kernels: tuple, q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None,
-    origin: Tensor | None, num_slots: int, scale: float, block: int = BLOCK_T, num_warps: int = NUM_WARPS,
+    kernels: tuple, q: Tensor, k: Tensor | None, v: Tensor | None, kv: Tensor, slot: Tensor, bias: Tensor | None,
+    origin: Tensor | None, num_slots: int, scale: float, block: int | None = None, num_warps: int | None = None,
     parts: int | None = None,
 ) -> Tensor:
     """Runs ``kernels`` (the attention and combining Triton kernels, or inductor's wrappers of them) over a program
-    per (row, head, part of the cache) (:func:`split_size`), ``block`` slots per inner iteration."""
+    per (row, head, part of the cache) (:func:`split_size`), ``block`` slots per inner iteration with ``num_warps``
+    warps (default: :func:`launch_config`)."""
     attend, combine = kernels
+    if k is None:  # q is (B, 3, H, Dh): queries, keys and values of one projection, passed as one tensor
+        packed = q
+        q, k, v = packed[:, 0], packed[:, 1], packed[:, 2]
+        offsets = (packed.stride(1), 2 * packed.stride(1))
+        pointers = (packed, packed, packed)
+    else:
+        offsets, pointers = (0, 0), (q, k, v)
     b, h, dh = q.shape
+    chosen = launch_config(b, h)
+    block, num_warps = block or chosen[0], num_warps or chosen[1]
     out = torch.empty(b, h, dh, dtype=q.dtype, device=q.device)  # (B, H, Dh)
     split = split_size(b, h, num_slots, block, parts)
     num_parts = -(-num_slots // split) if split else 1
@@ -283,9 +308,9 @@ def _launch(
     on_device = q.is_cuda and not torch.compiler.is_compiling()
     with torch.cuda.device(q.device) if on_device else contextlib.nullcontext():
         attend[(b * h, num_parts)](
-            q, k, v, kv, bias if bias is not None else q, slot, origin if origin is not None else slot, out, part,
+            *pointers, kv, bias if bias is not None else kv, slot, origin if origin is not None else slot, out, part,
             stats,
-            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), *offsets,
             kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
             bias.stride(0) if bias is not None else 0, bias.stride(3) if bias is not None else 0,
             origin.stride(0) if origin is not None else 0,
@@ -306,7 +331,7 @@ if triton is not None:
 
         @triton_op("formers::decode_attention", mutates_args={"kv"})
         def _decode_attention_op(
-            q: Tensor, k: Tensor, v: Tensor, kv: Tensor, slot: Tensor, bias: Tensor | None, origin: Tensor | None,
+            q: Tensor, k: Tensor | None, v: Tensor | None, kv: Tensor, slot: Tensor, bias: Tensor | None, origin: Tensor | None,
             num_slots: int, scale: float, parts: int | None,
         ) -> Tensor:
             """The kernel as a ``torch.library`` op mutating ``kv``: ``torch.compile`` traces into it (inductor sees
@@ -320,8 +345,8 @@ if triton is not None:
 
 def decode_attention(
     q: Tensor,
-    k: Tensor,
-    v: Tensor,
+    k: Tensor | None,
+    v: Tensor | None,
     kv: Tensor,
     slot: Tensor,
     bias: Tensor | None,
@@ -333,7 +358,9 @@ def decode_attention(
     """Writes one step's keys and values into a static cache and attends its queries over the cache.
 
     Args:
-        q: the step's queries (B, H, Dh); k, v: its keys and values (B, H, Dh) (any strides, contiguous Dh).
+        q: the step's queries (B, H, Dh); k, v: its keys and values (B, H, Dh) (any strides, contiguous Dh). Or
+            ``k`` and ``v`` None and ``q`` (B, 3, H, Dh), the three of one fused projection: compiled, the
+            projection's output then reaches the kernel as one buffer rather than as three copies.
         kv: the cache (2, B, H, T_max, Dh), keys then values; written in place at ``slot``.
         slot: a one-element long tensor on the device, the slot this step writes.
         bias: additive float bias broadcastable to (B, 1, 1, T) with T >= ``num_slots`` (-inf: may not attend), or
@@ -353,10 +380,16 @@ def decode_attention(
     if UNAVAILABLE is not None:
         raise RuntimeError(f"the decoding attention kernel cannot run here: {UNAVAILABLE}")
     shape = (kv.shape[1], kv.shape[2], kv.shape[4]) if kv.dim() == 5 else None
-    if shape is None or kv.shape[0] != 2 or any(tuple(x.shape) != shape for x in (q, k, v)):
+    if (k is None) != (v is None):
+        raise ValueError("k and v must both be tensors, or both None with q packed as (B, 3, H, Dh)")
+    if k is None:
+        if shape is None or kv.shape[0] != 2 or tuple(q.shape) != (shape[0], 3, *shape[1:]):
+            raise ValueError(f"packed q must be (B, 3, H, Dh) and kv (2, B, H, T, Dh), got {tuple(q.shape)} and "
+                             f"{tuple(kv.shape)}")
+    elif shape is None or kv.shape[0] != 2 or any(tuple(x.shape) != shape for x in (q, k, v)):
         raise ValueError(f"q, k, v must be (B, H, Dh) and kv (2, B, H, T, Dh), got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)} and {tuple(kv.shape)}")
-    if any(x.stride(-1) != 1 for x in (q, k, v, kv)):
+    if any(x.stride(-1) != 1 for x in (q, k, v, kv) if x is not None):
         raise ValueError("q, k, v and kv need contiguous head dimensions")
     num_slots = kv.shape[3] if num_slots is None else num_slots
     if bias is not None and bias.shape[-1] < num_slots:
