@@ -54,7 +54,8 @@ def test_kernel_equals_the_reference_and_writes_the_slot_interpreted():
         print(json.dumps([cases, da.first_mismatch(torch.device("cpu"), launch, (torch.float32,))]))
     """)
     cases, mismatch = run_interpreted(script)
-    assert cases == ["bias", "no bias", "window", "first block masked", "origin", "many rows", "packed"]
+    assert cases == ["bias", "no bias", "window", "first block masked", "origin", "many rows", "packed", "cross",
+                     "cross, many rows"]
     assert mismatch is None
 
 
@@ -63,6 +64,14 @@ def test_check_cases_agree_with_the_math_attention_path():
     for name, (q, k, v, kv, slot, bias, scale, n, origin), expected, expected_kv in check_cases(
         torch.device("cpu"), torch.float32
     ):
+        if slot is None:  # cross-attention: G query rows per memory row, through the grouped attention module path
+            group = q.shape[0] // kv.shape[1]
+            rows = torch.arange(q.shape[0]) // group
+            ref = scaled_dot_product_attention(q[:, :, None], kv[0, rows], kv[1, rows], attn_bias=bias[rows],
+                                               scale=scale, backend="math")[:, :, 0]
+            torch.testing.assert_close(expected, ref, rtol=0, atol=1e-6, msg=name)
+            assert torch.equal(kv, expected_kv)
+            continue
         if k is None:  # packed (B, 3, H, Dh)
             q, k, v = q.unbind(1)
         logical = expected_kv.clone()
@@ -115,38 +124,41 @@ def test_static_decoders_through_the_kernel_equal_their_eager_loops_interpreted(
         import json, torch, formers
         from formers.layers import attention
         from formers.generation.seq2seq import beam_search, greedy_search
-        calls = []
-        attention.decode_kernel_applies = lambda x, dh, dv, dtype: x.shape[1] == 1 and dh == dv
-        kernel = attention.decode_attention
-        attention.decode_attention = lambda *a, **k: calls.append(1) or kernel(*a, **k)
         torch.manual_seed(0)
         gpt = formers.create_model("gpt2", num_layers=2, num_heads=2, embed_dim=32, vocab_size=97, max_seq_len=64,
                                    dropout=0.0, attn_dropout=0.0, eos_id=None).eval()
         ids = torch.randint(0, 97, (3, 5))
         pad = torch.ones(3, 5, dtype=torch.bool)
         pad[1, :2] = False
-        out = {}
-        out["gpt fast"] = gpt.generate(ids, 12, padding_mask=pad, fast=True, compile=False).tolist()
-        out["gpt calls"] = len(calls)
-        out["gpt eager"] = gpt.generate(ids, 12, padding_mask=pad, fast=False).tolist()
         torch.manual_seed(1)
         tr = formers.create_model("transformer_tiny", embed_dim=32, num_heads=2, ffn_dim=32, num_encoder_layers=1,
                                   num_decoder_layers=2, src_vocab_size=30, tgt_vocab_size=30, max_seq_len=64).eval()
         src = torch.randint(4, 30, (3, 6))
         mask = torch.ones_like(src, dtype=torch.bool)
         mask[1, 3:] = False
-        del calls[:]
-        out["beam fast"] = beam_search(tr, src, mask, beam_size=3, max_new_tokens=10, fast=True)
-        out["greedy fast"] = greedy_search(tr, src, mask, max_new_tokens=10, fast=True)
-        out["transformer calls"] = len(calls)
+        out = {}  # the eager loops without the kernel (as on a CPU), then the static steps with it forced on
+        out["gpt eager"] = gpt.generate(ids, 12, padding_mask=pad, fast=False).tolist()
         out["beam eager"] = beam_search(tr, src, mask, beam_size=3, max_new_tokens=10, fast=False)
         out["greedy eager"] = greedy_search(tr, src, mask, max_new_tokens=10, fast=False)
+        calls = []
+        attention.decode_kernel_applies = lambda x, dh, dv, dtype: x.shape[1] == 1 and dh == dv
+        kernel = attention.decode_attention
+        attention.decode_attention = lambda *a, **k: calls.append("cross" if a[4] is None else "self") or kernel(*a, **k)
+        out["gpt fast"] = gpt.generate(ids, 12, padding_mask=pad, fast=True, compile=False).tolist()
+        out["gpt calls"] = calls.count("self")
+        del calls[:]
+        out["beam fast"] = beam_search(tr, src, mask, beam_size=3, max_new_tokens=10, fast=True)
+        out["beam calls"] = {kind: calls.count(kind) for kind in ("self", "cross")}
+        del calls[:]
+        out["greedy fast"] = greedy_search(tr, src, mask, max_new_tokens=10, fast=True)
+        out["greedy calls"] = {kind: calls.count(kind) for kind in ("self", "cross")}
         print(json.dumps(out))
     """)
     out = run_interpreted(script)
     assert out["gpt calls"] >= 2 * 11  # 2 layers x the 11 single-token steps after the prompt
     assert out["gpt fast"] == out["gpt eager"]
-    assert out["transformer calls"] > 0
+    # the Transformer's decoder steps: self-attention and (the memory read once per sentence) cross-attention
+    assert min(out["beam calls"].values()) >= 2 and min(out["greedy calls"].values()) >= 2, out
     assert out["beam fast"] == out["beam eager"]
     assert out["greedy fast"] == out["greedy eager"]
 

@@ -323,6 +323,26 @@ def uses_decode_kernel(
     )
 
 
+def uses_cross_kernel(
+    x: Tensor, kv: tuple[Tensor, Tensor] | Tensor | None, attn_mask: Tensor | None, attn_bias: Tensor | None,
+    dropout_p: float, backend: Backend, head_dim: int,
+) -> bool:
+    """Whether a cross-attention step on ``x`` (N, 1, D) over precomputed keys and values runs the decoding kernel's
+    cross-attention form: ``kv`` stacked as one (2, B, H, S, Dh) tensor (N a multiple of B), otherwise as for
+    :func:`uses_decode_kernel`."""
+    return (
+        isinstance(kv, Tensor)
+        and kv.dim() == 5
+        and x.shape[0] % kv.shape[1] == 0
+        and attn_mask is None
+        and (attn_bias is None or (attn_bias.dim() == 4 and attn_bias.shape[1] == attn_bias.shape[2] == 1))
+        and dropout_p == 0.0
+        and backend == "sdpa"
+        and not attention_record.LISTENERS
+        and decode_kernel_applies(x, head_dim, head_dim, kv.dtype)
+    )
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with separate query and key/value inputs (self- or cross-attention).
 
@@ -377,7 +397,7 @@ class MultiHeadAttention(nn.Module):
         attn_bias: Tensor | None = None,
         is_causal: bool = False,
         cache: KVCache | None = None,
-        kv: tuple[Tensor, Tensor] | None = None,
+        kv: tuple[Tensor, Tensor] | Tensor | None = None,
     ) -> Tensor:
         """Attends ``query`` (B, Tq, D) to ``key``/``value`` (B, Tk, Dkv); self-attention when ``key`` is None.
 
@@ -387,7 +407,8 @@ class MultiHeadAttention(nn.Module):
             attn_bias: additive bias broadcastable to (B, H, Tq, Tk).
             is_causal: causal self-attention (aligned to the end when a cache holds earlier positions).
             cache: self-attention KV cache; the new keys/values are appended and attention covers all.
-            kv: precomputed key/value heads from :meth:`project_kv` (cross-attention during decoding). Their batch
+            kv: precomputed key/value heads from :meth:`project_kv` (cross-attention during decoding), or the two
+                stacked (2, B, H, Tk, Dh): then a single-position step on CUDA runs in one kernel. Their batch
                 may be a divisor B / G of the query's: then query rows ``[i * G, (i + 1) * G)`` all attend to row
                 ``i`` of them (the G beams of a sentence: its memory is read once, not G times), and a mask or bias
                 has the keys' batch.
@@ -396,9 +417,12 @@ class MultiHeadAttention(nn.Module):
             (B, Tq, D).
         """
         q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
+        dropout_p = self.dropout if self.training else 0.0
+        if uses_cross_kernel(query, kv, attn_mask, attn_bias, dropout_p, self.backend, self.head_dim):
+            out = decode_attention(q[:, :, 0], None, None, kv, None, attn_bias, self.head_dim**-0.5)  # (B, H, Dh)
+            return self.out_proj(out.reshape(q.shape[0], 1, self.embed_dim))  # (B, 1, D)
         if kv is not None and kv[0].shape[0] != q.shape[0]:
             return self._grouped(q, kv, attn_mask, attn_bias)
-        dropout_p = self.dropout if self.training else 0.0
         if kv is None and uses_decode_kernel(query, cache, attn_mask, attn_bias, dropout_p, self.backend,
                                              self.head_dim, self.head_dim):
             k, v = self.project_kv(query if key is None else key, value)  # (B, H, 1, Dh) each

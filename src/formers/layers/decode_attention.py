@@ -6,7 +6,9 @@ query's copy for cuDNN, the key and value writes into the cache, cuDNN's attenti
 of a 33 us layer). :func:`decode_attention` does all of it in one Triton kernel, a program per (row, head): it writes
 the new key and value at the step's slot, then attends the query to every slot written so far with an online
 softmax in float32 (Milakov & Gimelshein 2018, as FlashAttention does), the new slot's key and value taken from the
-registers rather than read back. A batch-1 step has only as many programs as heads (12 for GPT-2, on 132 SMs), each
+registers rather than read back. The same kernel serves decoding's cross-attention (``slot`` None): nothing is
+written, and the beams of a sentence, consecutive rows, all read its one copy of the encoder's keys and values. A
+batch-1 step has only as many programs as heads (12 for GPT-2, on 132 SMs), each
 walking the whole cache: with fewer than :data:`PROGRAMS` (row, head) pairs the cache is read in parts by programs
 side by side, each keeping its own running max, sum and accumulator, and a second small kernel combines them
 (FlashDecoding, Dao et al. 2023; :func:`split_size`). Beam search's rows may read their earlier slots from other rows through a table
@@ -63,30 +65,34 @@ if triton is not None:
         s_kv_part, s_kv_b, s_kv_h, s_kv_t,
         s_bias_b, s_bias_t, s_origin_b,
         s_out_b, s_out_h,
-        num_heads, num_slots, scale,
+        num_heads, num_slots, scale, group,
         HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ORIGIN: tl.constexpr,
-        SPLIT: tl.constexpr,
+        SPLIT: tl.constexpr, HAS_NEW: tl.constexpr,
     ):
         row = (tl.program_id(0) // num_heads).to(tl.int64)  # 64-bit offsets: large beam batches
         head = (tl.program_id(0) % num_heads).to(tl.int64)
         part = tl.program_id(1)  # which SPLIT slots this program reads (SPLIT 0: all of them, one part)
         d = tl.arange(0, HEAD_DIM)  # (Dh,)
-        slot = tl.load(slot_ptr)
         q = tl.load(q_ptr + row * s_q_b + head * s_q_h + d).to(tl.float32)  # (Dh,)
-        k_new = tl.load(k_ptr + off_k + row * s_k_b + head * s_k_h + d)
-        v_new = tl.load(v_ptr + off_v + row * s_v_b + head * s_v_h + d)
+        own = row // group  # the row of kv and bias this row reads (group > 1: a beam reads its sentence's memory)
         head_base = kv_ptr + head * s_kv_h  # with origin, slot t of this row lives in row origin[row, t] of it
-        k_base = head_base + row * s_kv_b
-        if part == 0:  # one program of the (row, head) writes the step's key and value
-            tl.store(k_base + slot * s_kv_t + d, k_new.to(kv_ptr.dtype.element_ty))
-            tl.store(k_base + s_kv_part + slot * s_kv_t + d, v_new.to(kv_ptr.dtype.element_ty))
-        # every program takes the new slot's key/value from its registers: no read-after-write across programs
-        k_new = k_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
-        v_new = v_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
+        k_base = head_base + own * s_kv_b
+        if HAS_NEW:  # self-attention: this step's key and value go to the slot, which it also attends
+            slot = tl.load(slot_ptr)
+            k_new = tl.load(k_ptr + off_k + row * s_k_b + head * s_k_h + d)
+            v_new = tl.load(v_ptr + off_v + row * s_v_b + head * s_v_h + d)
+            if part == 0:  # one program of the (row, head) writes the step's key and value
+                tl.store(k_base + slot * s_kv_t + d, k_new.to(kv_ptr.dtype.element_ty))
+                tl.store(k_base + s_kv_part + slot * s_kv_t + d, v_new.to(kv_ptr.dtype.element_ty))
+            # every program takes the new slot's key/value from its registers: no read-after-write across programs
+            k_new = k_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
+            v_new = v_new.to(kv_ptr.dtype.element_ty).to(tl.float32)
+            last = tl.minimum(num_slots, slot + 1)  # slots after this step's are not written yet: not read
+        else:  # cross-attention: every key of the memory, nothing written
+            last = num_slots.to(tl.int64)
         top = tl.full((), float("-inf"), tl.float32)  # running max of the scores
         total = tl.zeros((), tl.float32)  # running sum of exp(score - top)
         acc = tl.zeros((HEAD_DIM,), tl.float32)  # running sum of exp(score - top) * value
-        last = tl.minimum(num_slots, slot + 1)  # slots after this step's are not written yet: not read
         first = 0
         if SPLIT > 0:
             first = (part * SPLIT).to(tl.int64)
@@ -94,7 +100,6 @@ if triton is not None:
         for start in range(first, last, BLOCK):  # no iteration for a part wholly after the step's slot
             t = start + tl.arange(0, BLOCK)  # (BLOCK,)
             inside = t < last
-            fresh = (t == slot)[:, None]  # (BLOCK, 1)
             if HAS_ORIGIN:
                 source = tl.load(origin_ptr + row * s_origin_b + t, mask=inside, other=0).to(tl.int64)  # (BLOCK,)
                 k_block = head_base + source[:, None] * s_kv_b
@@ -102,17 +107,20 @@ if triton is not None:
                 k_block = k_base
             offsets = t[:, None] * s_kv_t + d[None, :]  # (BLOCK, Dh)
             k = tl.load(k_block + offsets, mask=inside[:, None], other=0.0).to(tl.float32)
-            k = tl.where(fresh, k_new[None, :], k)
+            if HAS_NEW:
+                fresh = (t == slot)[:, None]  # (BLOCK, 1)
+                k = tl.where(fresh, k_new[None, :], k)
             score = (tl.sum(k * q[None, :], axis=1) * scale).to(tl.float32)  # (BLOCK,); inductor passes scale as fp64
             if HAS_BIAS:
-                score += tl.load(bias_ptr + row * s_bias_b + t * s_bias_t, mask=inside, other=0.0).to(tl.float32)
+                score += tl.load(bias_ptr + own * s_bias_b + t * s_bias_t, mask=inside, other=0.0).to(tl.float32)
             score = tl.where(inside, score, float("-inf"))
             new_top = tl.maximum(top, tl.max(score, axis=0))
             shift = tl.where(new_top == float("-inf"), 0.0, new_top)  # every slot so far masked: keep zeros
             p = tl.exp(score - shift)  # (BLOCK,)
             decay = tl.exp(top - shift)
             v = tl.load(k_block + s_kv_part + offsets, mask=inside[:, None], other=0.0).to(tl.float32)
-            v = tl.where(fresh, v_new[None, :], v)
+            if HAS_NEW:
+                v = tl.where(fresh, v_new[None, :], v)
             total = total * decay + tl.sum(p, axis=0)
             acc = acc * decay + tl.sum(p[:, None] * v, axis=0)
             top = new_top
@@ -233,6 +241,18 @@ def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str,
         args = (q, k, v, kv, torch.tensor([slot], device=device), bias if with_bias else None, dh**-0.5, num_slots,
                 origin)
         yield name, args, expected, expected_kv
+    # cross-attention (slot None): G rows per memory row; in parts, and with the launch of MANY_PROGRAMS programs
+    for name, sources, group, h, length in (("cross", 2, 3, 3, t), ("cross, many rows", MANY_PROGRAMS // 32, 4, 8, 70)):
+        kv = torch.randn(2, sources, h, length, dh, generator=g).to(device, dtype)
+        q = torch.randn(sources * group, h, dh, generator=g).to(device, dtype)
+        bias = torch.zeros(sources, 1, 1, length, dtype=dtype)
+        bias[0, ..., 3:7] = float("-inf")
+        bias[-1, ..., 30:] = float("-inf")
+        bias = bias.to(device)
+        rows = torch.arange(sources * group, device=device) // group
+        scores = (q.float()[:, :, None, :] * kv[0, rows].float()).sum(-1) * dh**-0.5 + bias[rows, 0].float()
+        expected = (scores.softmax(-1)[..., None] * kv[1, rows].float()).sum(-2)  # (B * G, H, Dh)
+        yield name, (q, None, None, kv, None, bias, dh**-0.5, None, None), expected, kv.clone()
 
 
 TOLERANCES = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}
@@ -248,6 +268,9 @@ def first_mismatch(
         tolerance = TOLERANCES[dtype]
         for parts in (1, None):
             for name, args, expected, expected_kv in check_cases(device, dtype):
+                q, kv, num_slots = args[0], args[3], args[7] or args[3].shape[3]
+                if parts == 1 and not split_size(q.shape[0], kv.shape[2], num_slots):
+                    continue  # read in one part either way: checked once
                 name = f"{name}, {'one part' if parts == 1 else 'parts'}"
                 error = (attend(*args, parts=parts).float() - expected).abs().max().item()
                 if not error <= tolerance:
@@ -278,15 +301,21 @@ def launch_config(rows: int, heads: int) -> tuple[int, int]:
 
 
 def _launch(
-    kernels: tuple, q: Tensor, k: Tensor | None, v: Tensor | None, kv: Tensor, slot: Tensor, bias: Tensor | None,
-    origin: Tensor | None, num_slots: int, scale: float, block: int | None = None, num_warps: int | None = None,
-    parts: int | None = None,
+    kernels: tuple, q: Tensor, k: Tensor | None, v: Tensor | None, kv: Tensor, slot: Tensor | None,
+    bias: Tensor | None, origin: Tensor | None, num_slots: int | None, scale: float, block: int | None = None,
+    num_warps: int | None = None, parts: int | None = None,
 ) -> Tensor:
     """Runs ``kernels`` (the attention and combining Triton kernels, or inductor's wrappers of them) over a program
     per (row, head, part of the cache) (:func:`split_size`), ``block`` slots per inner iteration with ``num_warps``
-    warps (default: :func:`launch_config`)."""
+    warps (default: :func:`launch_config`). ``slot`` None: cross-attention (nothing written; q (B * G, H, Dh), row
+    r reads row r // G of ``kv`` (2, B, H, S, Dh) and of ``bias``)."""
     attend, combine = kernels
-    if k is None:  # q is (B, 3, H, Dh): queries, keys and values of one projection, passed as one tensor
+    group = 1
+    if slot is None:  # cross-attention: q only
+        offsets, pointers = (0, 0), (q, q, q)
+        k = v = q
+        group, num_slots = q.shape[0] // kv.shape[1], kv.shape[3]
+    elif k is None:  # q is (B, 3, H, Dh): queries, keys and values of one projection, passed as one tensor
         packed = q
         q, k, v = packed[:, 0], packed[:, 1], packed[:, 2]
         offsets = (packed.stride(1), 2 * packed.stride(1))
@@ -303,20 +332,21 @@ def _launch(
     part = torch.empty(b * h * num_parts if split else 1, dh, dtype=torch.float32, device=q.device)
     stats = torch.empty(b * h * num_parts if split else 1, 2, dtype=torch.float32, device=q.device)
     if bias is not None:
-        bias = bias.expand(b, 1, 1, bias.shape[-1])  # (B, 1, 1, >= num_slots)
+        bias = bias.expand(kv.shape[1], 1, 1, bias.shape[-1])  # (B / group, 1, 1, >= num_slots)
     # Triton launches on the current device: make it the tensors' one (inductor's code sets it itself)
     on_device = q.is_cuda and not torch.compiler.is_compiling()
     with torch.cuda.device(q.device) if on_device else contextlib.nullcontext():
         attend[(b * h, num_parts)](
-            *pointers, kv, bias if bias is not None else kv, slot, origin if origin is not None else slot, out, part,
-            stats,
+            *pointers, kv, bias if bias is not None else kv, slot if slot is not None else kv,
+            origin if origin is not None else kv, out, part, stats,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), *offsets,
             kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
             bias.stride(0) if bias is not None else 0, bias.stride(3) if bias is not None else 0,
             origin.stride(0) if origin is not None else 0,
             out.stride(0), out.stride(1),
-            h, num_slots, scale,
+            h, num_slots, scale, group,
             HEAD_DIM=dh, BLOCK=block, HAS_BIAS=bias is not None, HAS_ORIGIN=origin is not None, SPLIT=split,
+            HAS_NEW=slot is not None,
             **({} if num_warps == 4 else {"num_warps": num_warps}),  # 4: Triton's default (inductor's wrapper too)
         )
         if split:
@@ -331,13 +361,19 @@ if triton is not None:
 
         @triton_op("formers::decode_attention", mutates_args={"kv"})
         def _decode_attention_op(
-            q: Tensor, k: Tensor | None, v: Tensor | None, kv: Tensor, slot: Tensor, bias: Tensor | None, origin: Tensor | None,
-            num_slots: int, scale: float, parts: int | None,
+            q: Tensor, k: Tensor | None, v: Tensor | None, kv: Tensor, slot: Tensor, bias: Tensor | None,
+            origin: Tensor | None, num_slots: int, scale: float, parts: int | None,
         ) -> Tensor:
             """The kernel as a ``torch.library`` op mutating ``kv``: ``torch.compile`` traces into it (inductor sees
             the Triton kernel); eager mode calls it directly."""
             kernels = (wrap_triton(decode_attention_kernel), wrap_triton(combine_parts_kernel))
             return _launch(kernels, q, k, v, kv, slot, bias, origin, num_slots, scale, parts=parts)
+
+        @triton_op("formers::cross_decode_attention", mutates_args=())
+        def _cross_attention_op(q: Tensor, kv: Tensor, bias: Tensor | None, scale: float, parts: int | None) -> Tensor:
+            """The kernel's cross-attention form (nothing written) as a ``torch.library`` op."""
+            kernels = (wrap_triton(decode_attention_kernel), wrap_triton(combine_parts_kernel))
+            return _launch(kernels, q, None, None, kv, None, bias, None, kv.shape[3], scale, parts=parts)
 
     except Exception as error:  # an older torch: the general attention path serves instead
         UNAVAILABLE = f"registering the op failed ({type(error).__name__}: {error})"
@@ -348,21 +384,25 @@ def decode_attention(
     k: Tensor | None,
     v: Tensor | None,
     kv: Tensor,
-    slot: Tensor,
+    slot: Tensor | None,
     bias: Tensor | None,
     scale: float,
     num_slots: int | None = None,
     origin: Tensor | None = None,
     parts: int | None = None,
 ) -> Tensor:
-    """Writes one step's keys and values into a static cache and attends its queries over the cache.
+    """Writes one step's keys and values into a static cache and attends its queries over the cache; or, with
+    ``slot`` None, attends single-position queries over precomputed keys and values (decoding's cross-attention).
 
     Args:
         q: the step's queries (B, H, Dh); k, v: its keys and values (B, H, Dh) (any strides, contiguous Dh). Or
             ``k`` and ``v`` None and ``q`` (B, 3, H, Dh), the three of one fused projection: compiled, the
             projection's output then reaches the kernel as one buffer rather than as three copies.
         kv: the cache (2, B, H, T_max, Dh), keys then values; written in place at ``slot``.
-        slot: a one-element long tensor on the device, the slot this step writes.
+        slot: a one-element long tensor on the device, the slot this step writes. None: cross-attention, ``k``,
+            ``v``, ``origin`` and ``num_slots`` None, ``kv`` (2, B, H, S, Dh) the memory's keys and values (not
+            written), ``q`` (B * G, H, Dh) with row r reading row r // G of ``kv`` and of ``bias`` (a sentence's G
+            beams read its memory once), every one of the S positions.
         bias: additive float bias broadcastable to (B, 1, 1, T) with T >= ``num_slots`` (-inf: may not attend), or
             None.
         scale: multiplier of q . k.
@@ -379,6 +419,10 @@ def decode_attention(
     """
     if UNAVAILABLE is not None:
         raise RuntimeError(f"the decoding attention kernel cannot run here: {UNAVAILABLE}")
+    if parts is not None and parts < 1:
+        raise ValueError(f"parts must be at least 1 (or None: chosen), got {parts}")
+    if slot is None:
+        return _cross(q, k, v, kv, bias, scale, num_slots, origin, parts)
     shape = (kv.shape[1], kv.shape[2], kv.shape[4]) if kv.dim() == 5 else None
     if (k is None) != (v is None):
         raise ValueError("k and v must both be tensors, or both None with q packed as (B, 3, H, Dh)")
@@ -398,6 +442,20 @@ def decode_attention(
                                or origin.stride(1) != 1 or origin.dtype != torch.long):
         raise ValueError(f"origin must be a long (B, >= {num_slots}) table with contiguous rows for B = "
                          f"{kv.shape[1]}, got {origin.dtype} {tuple(origin.shape)}")
-    if parts is not None and parts < 1:
-        raise ValueError(f"parts must be at least 1 (or None: chosen), got {parts}")
     return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, origin, num_slots, float(scale), parts)
+
+
+def _cross(q: Tensor, k, v, kv: Tensor, bias: Tensor | None, scale: float, num_slots, origin, parts) -> Tensor:
+    """:func:`decode_attention`'s cross-attention form, checked."""
+    if k is not None or v is not None or origin is not None or num_slots is not None:
+        raise ValueError("cross-attention (slot None) takes q, kv and bias only: k, v, origin and num_slots are None")
+    if kv.dim() != 5 or kv.shape[0] != 2 or q.dim() != 3 or q.shape[1:] != (kv.shape[2], kv.shape[4]) or (
+        q.shape[0] % kv.shape[1]
+    ):
+        raise ValueError(f"cross-attention needs q (B * G, H, Dh) and kv (2, B, H, S, Dh), got {tuple(q.shape)} and "
+                         f"{tuple(kv.shape)}")
+    if q.stride(-1) != 1 or kv.stride(-1) != 1:
+        raise ValueError("q and kv need contiguous head dimensions")
+    if bias is not None and (bias.shape[-1] < kv.shape[3] or bias.shape[0] not in (1, kv.shape[1])):
+        raise ValueError(f"bias must be (1 or {kv.shape[1]}, 1, 1, >= {kv.shape[3]}), got {tuple(bias.shape)}")
+    return _cross_attention_op(q, kv, bias, float(scale), parts)

@@ -149,7 +149,7 @@ class DecoderState(LayerCaches):
     """
 
     caches: list[KVCache]
-    memory_kv: list[tuple[Tensor, Tensor]]
+    memory_kv: list[Tensor]  # per layer (2, B, H, S, Dh): keys, values
     memory_mask: Tensor  # (B, 1, 1, S)
     # static steps may read the first slots only (set_window); False where the one-kernel attention reads only the
     # filled slots anyway (a window would only add captured steps)
@@ -175,9 +175,8 @@ class DecoderState(LayerCaches):
 
     def copy_from(self, other: DecoderState) -> None:
         """Takes ``other``'s memory (same shapes) in place and empties the caches: reuses this state's addresses."""
-        for (k, v), (k2, v2) in zip(self.memory_kv, other.memory_kv):
-            k.copy_(k2)
-            v.copy_(v2)
+        for kv, kv2 in zip(self.memory_kv, other.memory_kv):
+            kv.copy_(kv2)
         self.memory_mask.copy_(other.memory_mask)
         self.reset()
 
@@ -196,16 +195,15 @@ class DecoderState(LayerCaches):
             origin.copy_(origin.index_select(0, index))  # keys and values stay where their step wrote them
             if not memory:
                 return
-            for k, v in self.memory_kv:
-                k.copy_(k.index_select(0, index))
-                v.copy_(v.index_select(0, index))
+            for kv in self.memory_kv:
+                kv.copy_(kv.index_select(1, index))
             self.memory_mask.copy_(self.memory_mask.index_select(0, index))
             return
         for cache in self.caches:
             cache.reorder(index)
         if not memory:
             return
-        self.memory_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.memory_kv]
+        self.memory_kv = [kv.index_select(1, index) for kv in self.memory_kv]
         self.memory_mask = self.memory_mask.index_select(0, index)
 
 
@@ -387,7 +385,9 @@ class Transformer(nn.Module):
                     origin=origin)
             for _ in dec.layers
         ]
-        memory_kv = [layer.cross_attn.project_kv(memory) for layer in dec.layers]
+        # each layer's cross-attention keys and values as one (2, B, H, S, Dh) tensor: what the one-kernel
+        # cross-attention of a CUDA decoding step reads (it unpacks as a (keys, values) pair everywhere else)
+        memory_kv = [torch.stack(layer.cross_attn.project_kv(memory)) for layer in dec.layers]
         # the one-kernel self-attention reads only the filled slots: no use for windows where every layer takes it
         kernel = static and all(layer.self_attn.backend == "sdpa" for layer in dec.layers) and decode_kernel_applies(
             memory[:, :1], head_dim, head_dim, memory.dtype
