@@ -330,6 +330,7 @@ import json, math, os, sys
 import torch
 from formers.training.task import StepOutput
 from formers.training.device_step import DeviceSkipStep
+from formers.training.distributed import shutdown_distributed
 from formers.training.trainer import Trainer, TrainerConfig
 
 DeviceSkipStep.on_cpu = len(sys.argv) > 3 and sys.argv[3] == "device"  # the device-decided skip on CPU ranks too
@@ -356,6 +357,7 @@ weights = model.weight.full_tensor() if hasattr(model.weight, "full_tensor") els
 out = {"skipped": state.total_nonfinite, "weight": weights.detach().tolist()}
 with open(os.path.join(sys.argv[1], "rank%s.json" % os.environ["RANK"]), "w") as f:
     json.dump(out, f)
+shutdown_distributed(wait=True)  # as `formers train` does: the ranks leave together (see its doc)
 """
 
 

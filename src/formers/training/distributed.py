@@ -137,6 +137,8 @@ def shutdown_distributed(wait: bool = False) -> None:
     A run that ends normally waits (rank 0 still writes the final report while the others are done): a rank that
     left the group and exited while its peer still held the connection was seen to abort in Gloo's teardown
     ("terminate called without an active exception"). A failing rank does not wait, so that it exits at once.
+    ``formers train`` calls it; a script driving :class:`~formers.training.trainer.Trainer` under ``torchrun`` itself
+    calls ``shutdown_distributed(wait=True)`` once it is done.
     """
     if dist.is_available() and dist.is_initialized():
         if wait:
