@@ -447,7 +447,6 @@ class MultiHeadAttention(nn.Module):
         b, _, tq, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, tq, self.embed_dim))  # (B, H, Tq, Dh) -> (B, Tq, D)
 
-
     def _grouped(
         self, q: Tensor, kv: tuple[Tensor, Tensor], attn_mask: Tensor | None, attn_bias: Tensor | None
     ) -> Tensor:
