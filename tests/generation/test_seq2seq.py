@@ -226,17 +226,25 @@ def test_cuda_graph_steps_equal_eager_on_cuda(model):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("seed", range(3))
-def test_the_one_kernel_beam_step_equals_eager_on_cuda(seed):
+def test_the_one_kernel_beam_step_equals_eager_on_cuda(seed, monkeypatch):
     """Head width 32: every decoder layer's self-attention takes the one-kernel path, reading the beams' slots through
-    the row table (no keys or values copied on reordering) and only the filled slots (no windows)."""
+    the row table (no keys or values copied on reordering) and only the filled slots (no windows), and its
+    cross-attention the kernel's read-only form (a sentence's beams reading its memory once); against the eager
+    loops with neither kernel."""
+    from formers.layers import attention
     from formers.layers import decode_attention as da
 
     torch.manual_seed(seed)
     wide = formers.create_model("transformer_tiny", **{**TINY, "embed_dim": 64, "ffn_dim": 64}).eval().cuda()
     src, mask = (t.cuda() for t in sources())
-    for _ in range(2):
-        assert beam_search(wide, src, mask, beam_size=3) == beam_search(wide, src, mask, beam_size=3, fast=False)
-        assert greedy_search(wide, src, mask) == greedy_search(wide, src, mask, fast=False)
+    calls, kernel = [], attention.decode_attention
+    monkeypatch.setattr(attention, "decode_attention",
+                        lambda *a, **k: calls.append("cross" if a[4] is None else "self") or kernel(*a, **k))
+    fast = [[beam_search(wide, src, mask, beam_size=3), greedy_search(wide, src, mask)] for _ in range(2)]
+    monkeypatch.setattr(attention, "decode_kernel_applies", lambda *args: False)
+    eager = [beam_search(wide, src, mask, beam_size=3, fast=False), greedy_search(wide, src, mask, fast=False)]
+    assert fast == [eager, eager]  # the second call replays the graphs captured by the first
+    assert {"self", "cross"} <= set(calls)
     assert da.VERIFIED[torch.cuda.current_device(), torch.float32]
     steps = list(wide.__dict__["_static_decoders"].decoders.values())
     assert steps and all(not s.state.windowed and not s.windows for s in steps)
