@@ -14,7 +14,9 @@ once per variant of the step, in one process:
   pointwise result such as the MLP's GELU is computed once and stored rather than recomputed inside each program of
   the next matrix-vector product (the H100 profile's slowest kernel: the down projection with the GELU inlined);
 - ``compiled, one part``: the default with the decoding attention kernel reading each (row, head)'s cache in one
-  program (``decode_attention.PROGRAMS = 0``) instead of in parts side by side (12 programs for batch 1 otherwise).
+  program (``decode_attention.PROGRAMS = 0``) instead of in parts side by side (12 programs for batch 1 otherwise);
+- ``compiled, stored activations``: the default with ``step_compile.STORE_ACTIVATIONS``: each MLP's GELU stored once
+  instead of recomputed inside the down projection's reduction.
 
 For each: tokens/s (median of ``--repeats`` calls after the first, which compiles and captures), the first call's
 time, and the profiler's kernels and device microseconds per token with the heaviest kernels.
@@ -40,14 +42,16 @@ from generate_speed import gpt2_pair, kernel_profile, sync  # noqa: E402
 from formers.files import atomic_file  # noqa: E402
 from formers.generation.static_lm import clear_decoders  # noqa: E402
 
-VARIANTS = {  # name -> (compile, attention backend, inductor settings, decode_attention module settings)
+VARIANTS = {  # name -> (compile, attention backend, inductor settings, formers module settings)
     "uncompiled": (False, "sdpa", {}, {}),
     "compiled": (None, "sdpa", {}, {}),
     "compiled, math attention": (None, "math", {}, {}),
     "compiled, autotuned pointwise": (None, "sdpa", {"max_autotune_pointwise": True}, {}),
     "compiled, realize 8": (None, "sdpa", {"realize_opcount_threshold": 8}, {}),
-    # inductor's graph cache off: the attention op's launch is decided while tracing, which the cache key misses
-    "compiled, one part": (None, "sdpa", {"fx_graph_cache": False}, {"PROGRAMS": 0}),
+    # inductor's graph cache off: these settings act while tracing, which the cache key misses
+    "compiled, one part": (None, "sdpa", {"fx_graph_cache": False}, {"decode_attention.PROGRAMS": 0}),
+    "compiled, stored activations": (None, "sdpa", {"fx_graph_cache": False},
+                                     {"step_compile.STORE_ACTIVATIONS": True}),
 }
 
 
@@ -56,7 +60,11 @@ def run_variant(
 ) -> dict:
     import torch._inductor.config as inductor_config
 
+    from formers.generation import step_compile
     from formers.layers import decode_attention
+
+    modules = {"decode_attention": decode_attention, "step_compile": step_compile}
+    kernel = {(modules[key.split(".")[0]], key.split(".")[1]): value for key, value in kernel.items()}
 
     for module in model.modules():
         if hasattr(module, "backend"):
@@ -64,11 +72,11 @@ def run_variant(
     clear_decoders(model)
     torch._dynamo.reset()
     saved = {name: getattr(inductor_config, name) for name in settings}
-    saved_kernel = {name: getattr(decode_attention, name) for name in kernel}
+    saved_kernel = {(module, name): getattr(module, name) for module, name in kernel}
     for name, value in settings.items():
         setattr(inductor_config, name, value)
-    for name, value in kernel.items():
-        setattr(decode_attention, name, value)
+    for (module, name), value in kernel.items():
+        setattr(module, name, value)
     prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(2))
     prompt = prompt.to(device)
     sync(device)
@@ -93,8 +101,8 @@ def run_variant(
             model.generate = generate
     for name, value in saved.items():
         setattr(inductor_config, name, value)
-    for name, value in saved_kernel.items():
-        setattr(decode_attention, name, value)
+    for (module, name), value in saved_kernel.items():
+        setattr(module, name, value)
     return row
 
 

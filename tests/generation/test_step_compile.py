@@ -101,3 +101,35 @@ def test_compile_true_on_the_eager_loop_is_refused_not_ignored():
         with pytest.raises(ValueError, match="compile=True compiles the fast path's step, but this call runs the eager"):
             generate(model, ids, 14 if kwargs.get("truncate") else 4, compile=True, **kwargs)
     assert generate(model, ids, 4, compile=None).shape == (1, 4)  # None: nothing to compile on the CPU
+
+
+def test_store_activations_follows_each_activation_with_a_store_of_the_same_values():
+    """The FX pass behind STORE_ACTIVATIONS (off until timed): every activation call of dynamo's graph is followed by
+    ``formers::stored``, which changes no value."""
+    from formers.generation import step_compile
+
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append((step_compile.store_activations(gm), gm))
+        return gm.forward
+
+    ffn = formers.layers.FeedForward(8, 16, "gelu_tanh").eval()
+    x = torch.randn(2, 8)
+    compiled = torch.compile(lambda t: ffn(torch.relu(t)), backend=backend, fullgraph=True)
+    torch.testing.assert_close(compiled(x), ffn(torch.relu(x)), rtol=0, atol=0)
+    (count, gm), = graphs
+    stored = [n for n in gm.graph.nodes if n.target is torch.ops.formers.stored.default]
+    assert count == 2 and len(stored) == 2
+    assert all(n.args[0].target in step_compile.ACTIVATIONS and len(n.args[0].users) == 1 for n in stored)
+
+
+@pytest.mark.slow
+def test_a_step_compiled_with_stored_activations_gives_the_eager_tokens(monkeypatch):
+    from formers.generation import step_compile
+
+    monkeypatch.setattr(step_compile, "STORE_ACTIVATIONS", True)
+    model = formers.create_model("gpt2", num_layers=2, num_heads=2, embed_dim=32, vocab_size=97, max_seq_len=64,
+                                 dropout=0.0, eos_id=None).eval()
+    ids = torch.randint(0, 97, (1, 5))
+    assert torch.equal(generate(model, ids, 10, fast=True, compile=True), generate(model, ids, 10, fast=False))

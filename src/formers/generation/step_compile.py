@@ -9,6 +9,11 @@ reads the weights at close to the memory bandwidth: the gpt-fast recipe. Inducto
 takes. Rows are summed in float32, as cuBLAS accumulates.
 
 Used by the static decoders (:mod:`formers.generation.static_lm`) when they compile their step.
+
+An experiment, off by default until timed (:data:`STORE_ACTIVATIONS`): inductor inlines an MLP's activation into the
+down projection's reduction, so that every program of that matrix-vector product recomputes the GELU of the whole
+hidden vector (GPT-2's heaviest kernel on an H100, 80 of 341 us a token); storing the activation once, in the up
+projection's kernel, would avoid that.
 """
 
 from __future__ import annotations
@@ -20,6 +25,14 @@ import torch
 from torch import Tensor
 
 aten = torch.ops.aten
+
+STORE_ACTIVATIONS = False
+"""Whether a compiled step stores each activation's output (:func:`store_activations`) rather than letting inductor
+recompute it inside the next matrix-vector product. ``benchmarks/generate_step_variants.py`` times both."""
+
+ACTIVATIONS = (torch._C._nn.gelu, torch.nn.functional.gelu, torch.nn.functional.relu, torch.relu,
+               torch.nn.functional.silu)
+"""The calls :func:`store_activations` follows with a store, as dynamo's graphs spell them."""
 
 AUTO_COMPILE_MAX_BATCH = 1
 """Rows up to which ``generate(compile=None)`` compiles a CUDA decoding step. The rewrite applies to one row; at 32
@@ -49,10 +62,58 @@ def _addmm_one_row(bias: Tensor, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, a
     return one_row_addmm(bias, mat1, mat2)
 
 
+@torch.library.custom_op("formers::stored", mutates_args=())
+def stored(x: Tensor) -> Tensor:
+    """``x``, which a compiled graph must store rather than recompute where it is read (a copy when run eagerly;
+    inductor lowers it to storing its input, :func:`_register_stored_lowering`)."""
+    return x.clone()
+
+
+@stored.register_fake
+def _(x: Tensor) -> Tensor:
+    return torch.empty_like(x)
+
+
+def store_activations(gm: torch.fx.GraphModule) -> int:
+    """Follows every activation call (:data:`ACTIVATIONS`) of dynamo's graph ``gm`` with :func:`stored`, in place;
+    returns how many."""
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target in ACTIVATIONS:
+            with gm.graph.inserting_after(node):
+                kept = gm.graph.call_function(torch.ops.formers.stored.default, (node,))
+            node.replace_all_uses_with(kept, delete_user_cb=lambda user: user is not kept)
+            count += 1
+    if count:
+        gm.recompile()
+    return count
+
+
+_LOWERED: list[bool] = []
+
+
+def _register_stored_lowering() -> None:
+    """Inductor lowers :func:`stored` to storing its input: the buffer is realized, and readers load it."""
+    if _LOWERED:
+        return
+    from torch._inductor.lowering import register_lowering
+
+    @register_lowering(torch.ops.formers.stored.default, type_promotion_kind=None)
+    def _store(x: Any) -> Any:
+        x.realize()
+        return x
+
+    _LOWERED.append(True)
+
+
 def _inductor_for_steps(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable:
-    """Inductor with :func:`_addmm_one_row` among its decompositions and coordinate-descent tuning on."""
+    """Inductor with :func:`_addmm_one_row` among its decompositions and coordinate-descent tuning on (and, with
+    :data:`STORE_ACTIVATIONS`, the activations stored)."""
     from torch._inductor.compile_fx import compile_fx
     from torch._inductor.decomposition import select_decomp_table
+
+    if STORE_ACTIVATIONS and store_activations(gm):
+        _register_stored_lowering()
 
     table = dict(select_decomp_table())
     fallback = table.get(aten.addmm.default)
