@@ -63,16 +63,18 @@ def _banned(model: nn.Module) -> list[int]:
     return sorted({c.pad_id, c.bos_id} - {c.eos_id})
 
 
-def _supports_static(model: nn.Module) -> bool:
-    return "static" in inspect.signature(model.init_state).parameters
+def _init_state_takes(model: nn.Module, option: str) -> bool:
+    """Whether the model's ``init_state`` has ``option`` (``static``: fixed shapes; ``beams``: one memory row per
+    sentence for its beams)."""
+    return option in inspect.signature(model.init_state).parameters
 
 
 def _use_fast(model: nn.Module, src_ids: Tensor, fast: bool | None) -> bool:
     if fast is not None and not isinstance(fast, bool):
         raise TypeError(f"fast must be True, False or None, got {fast!r} ({type(fast).__name__})")
     if fast is None:
-        return src_ids.device.type == "cuda" and _supports_static(model)
-    if fast and not _supports_static(model):
+        return src_ids.device.type == "cuda" and _init_state_takes(model, "static")
+    if fast and not _init_state_takes(model, "static"):
         raise ValueError(f"fast=True needs a model whose init_state takes static=True; {type(model).__name__} has none")
     return fast
 
@@ -246,15 +248,26 @@ class _DeviceBeam(_StaticStep):
         return [ids[:n] if n >= 0 else [] for ids, n in zip(self.best_hyp.tolist(), lengths)]
 
 
+def _beam_rows(memory: Tensor, src_padding_mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Each source's memory and mask repeated for its ``k`` beams: (B * k, S, D), (B * k, S)."""
+    rows = torch.arange(memory.shape[0], device=memory.device).repeat_interleave(k)  # (B*K,) each beam's source
+    return memory.index_select(0, rows), src_padding_mask.index_select(0, rows)
+
+
 def _static_step(
-    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, beam: int | None, beams: int = 1
+    model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int, beam: int | None
 ) -> tuple[_StaticStep, object]:
     """The model's cached static step for these shapes (greedy, or a beam of ``beam``) and a fresh static state
-    holding this batch's memory (``beams`` decoding rows per memory row: init_state's option)."""
+    holding this batch's memory (B, S, D): read once per sentence by its beams where ``init_state`` takes ``beams``,
+    else repeated for every beam."""
     capacity = capacity_bucket(steps, model.config.max_seq_len)
-    grouping = {"beams": beams} if beams > 1 else {}
-    fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True, **grouping)
-    key = ("seq2seq", beam, beams, tuple(memory.shape[:2]), capacity)
+    if beam is not None and _init_state_takes(model, "beams"):
+        fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True, beams=beam)
+    else:
+        if beam is not None:
+            memory, src_padding_mask = _beam_rows(memory, src_padding_mask, beam)
+        fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True)
+    key = ("seq2seq", beam, tuple(memory.shape[:2]), capacity)
     if beam is None:
         build = lambda: _StaticStep(model, fresh, _banned(model), greedy=True, use_graph=True)  # noqa: E731
     else:
@@ -381,14 +394,10 @@ def beam_search(
     memory, src_padding_mask = model.encode(src_ids, src_padding_mask)
     limits = _limits(model, src_padding_mask, max_new_tokens).tolist()
     batch, k, device = src_ids.shape[0], beam_size, src_ids.device
-    grouped = fast and "beams" in inspect.signature(model.init_state).parameters  # memory read once per sentence
-    if not grouped:
-        expand = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,) row of each beam's source
-        memory, src_padding_mask = memory.index_select(0, expand), src_padding_mask.index_select(0, expand)
     if not fast:
-        step_fn, reorder = _eager_beam_step(model, memory, src_padding_mask, max(limits))
+        step_fn, reorder = _eager_beam_step(model, *_beam_rows(memory, src_padding_mask, k), max(limits))
         return _beam_loop(model, step_fn, reorder, limits, batch, k, alpha, device)
-    search, fresh = _static_step(model, memory, src_padding_mask, max(limits), beam=k, beams=k if grouped else 1)
+    search, fresh = _static_step(model, memory, src_padding_mask, max(limits), beam=k)
     with search.lock, static_context(search.device):
         search.configure(limits, alpha)
         search.start(fresh)

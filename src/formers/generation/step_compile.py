@@ -18,6 +18,7 @@ projection's kernel, would avoid that.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -89,21 +90,16 @@ def store_activations(gm: torch.fx.GraphModule) -> int:
     return count
 
 
-_LOWERED: list[bool] = []
-
-
+@functools.cache
 def _register_stored_lowering() -> None:
-    """Inductor lowers :func:`stored` to storing its input: the buffer is realized, and readers load it."""
-    if _LOWERED:
-        return
+    """Inductor lowers :func:`stored` to storing its input: the buffer is realized, and readers load it (once per
+    process)."""
     from torch._inductor.lowering import register_lowering
 
     @register_lowering(torch.ops.formers.stored.default, type_promotion_kind=None)
     def _store(x: Any) -> Any:
         x.realize()
         return x
-
-    _LOWERED.append(True)
 
 
 def _inductor_for_steps(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable:

@@ -314,12 +314,20 @@ def uses_decode_kernel(
     return (
         cache is not None
         and cache.static
-        and attn_mask is None
+        and _kernel_takes(attn_mask, attn_bias, dropout_p, backend)
+        and decode_kernel_applies(x, head_dim, value_head_dim, cache.kv.dtype)
+    )
+
+
+def _kernel_takes(attn_mask: Tensor | None, attn_bias: Tensor | None, dropout_p: float, backend: Backend) -> bool:
+    """What the decoding kernel takes beside its tensors: no boolean mask, a per-row bias or none, no dropout, the
+    ``sdpa`` backend, no one recording attention."""
+    return (
+        attn_mask is None
         and (attn_bias is None or (attn_bias.dim() == 4 and attn_bias.shape[1] == attn_bias.shape[2] == 1))
         and dropout_p == 0.0
         and backend == "sdpa"
         and not attention_record.LISTENERS
-        and decode_kernel_applies(x, head_dim, value_head_dim, cache.kv.dtype)
     )
 
 
@@ -334,11 +342,7 @@ def uses_cross_kernel(
         isinstance(kv, Tensor)
         and kv.dim() == 5
         and x.shape[0] % kv.shape[1] == 0
-        and attn_mask is None
-        and (attn_bias is None or (attn_bias.dim() == 4 and attn_bias.shape[1] == attn_bias.shape[2] == 1))
-        and dropout_p == 0.0
-        and backend == "sdpa"
-        and not attention_record.LISTENERS
+        and _kernel_takes(attn_mask, attn_bias, dropout_p, backend)
         and decode_kernel_applies(x, head_dim, head_dim, kv.dtype)
     )
 

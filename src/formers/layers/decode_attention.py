@@ -153,6 +153,26 @@ if triton is not None:
         tl.store(out_ptr + row * s_out_b + head * s_out_h + d, out.to(out_ptr.dtype.element_ty))
 
 
+def split_size(rows: int, heads: int, num_slots: int, block: int = BLOCK_T, parts: int | None = None) -> int:
+    """Slots per program for a launch over ``rows`` x ``heads``: 0 (one program per (row, head) reads them all) when
+    there are :data:`PROGRAMS` such programs or more; else the cache is split into up to ``parts`` runs of whole
+    blocks (default: enough for about :data:`PROGRAMS` programs), read side by side and combined
+    (FlashDecoding, Dao et al. 2023)."""
+    if parts is None:
+        parts = -(-PROGRAMS // (rows * heads))
+    blocks = -(-num_slots // block)
+    if parts <= 1 or blocks <= 1:
+        return 0
+    return -(-blocks // min(parts, blocks)) * block
+
+
+def launch_config(rows: int, heads: int) -> tuple[int, int]:
+    """(slots per inner iteration, warps per program) for a launch over ``rows`` x ``heads``."""
+    if rows * heads >= MANY_PROGRAMS:
+        return BLOCK_T_MANY, NUM_WARPS_MANY
+    return BLOCK_T, NUM_WARPS
+
+
 VERIFIED: dict[tuple[int, torch.dtype], bool] = {}
 """(CUDA device index, cache dtype) -> whether the kernel reproduced the reference (:func:`verify_decode_kernel`)."""
 
@@ -280,26 +300,6 @@ def first_mismatch(
     return None
 
 
-def split_size(rows: int, heads: int, num_slots: int, block: int = BLOCK_T, parts: int | None = None) -> int:
-    """Slots per program for a launch over ``rows`` x ``heads``: 0 (one program per (row, head) reads them all) when
-    there are :data:`PROGRAMS` such programs or more; else the cache is split into up to ``parts`` runs of whole
-    blocks (default: enough for about :data:`PROGRAMS` programs), read side by side and combined
-    (FlashDecoding, Dao et al. 2023)."""
-    if parts is None:
-        parts = -(-PROGRAMS // (rows * heads))
-    blocks = -(-num_slots // block)
-    if parts <= 1 or blocks <= 1:
-        return 0
-    return -(-blocks // min(parts, blocks)) * block
-
-
-def launch_config(rows: int, heads: int) -> tuple[int, int]:
-    """(slots per inner iteration, warps per program) for a launch over ``rows`` x ``heads``."""
-    if rows * heads >= MANY_PROGRAMS:
-        return BLOCK_T_MANY, NUM_WARPS_MANY
-    return BLOCK_T, NUM_WARPS
-
-
 def _launch(
     kernels: tuple, q: Tensor, k: Tensor | None, v: Tensor | None, kv: Tensor, slot: Tensor | None,
     bias: Tensor | None, origin: Tensor | None, num_slots: int | None, scale: float, block: int | None = None,
@@ -422,7 +422,10 @@ def decode_attention(
     if parts is not None and parts < 1:
         raise ValueError(f"parts must be at least 1 (or None: chosen), got {parts}")
     if slot is None:
-        return _cross(q, k, v, kv, bias, scale, num_slots, origin, parts)
+        if k is not None or v is not None or origin is not None or num_slots is not None:
+            raise ValueError("cross-attention (slot None) takes q, kv and bias only: k, v, origin and num_slots are "
+                             "None")
+        return _cross(q, kv, bias, scale, parts)
     shape = (kv.shape[1], kv.shape[2], kv.shape[4]) if kv.dim() == 5 else None
     if (k is None) != (v is None):
         raise ValueError("k and v must both be tensors, or both None with q packed as (B, 3, H, Dh)")
@@ -445,10 +448,8 @@ def decode_attention(
     return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, origin, num_slots, float(scale), parts)
 
 
-def _cross(q: Tensor, k, v, kv: Tensor, bias: Tensor | None, scale: float, num_slots, origin, parts) -> Tensor:
-    """:func:`decode_attention`'s cross-attention form, checked."""
-    if k is not None or v is not None or origin is not None or num_slots is not None:
-        raise ValueError("cross-attention (slot None) takes q, kv and bias only: k, v, origin and num_slots are None")
+def _cross(q: Tensor, kv: Tensor, bias: Tensor | None, scale: float, parts: int | None) -> Tensor:
+    """:func:`decode_attention`'s cross-attention form, its shapes checked."""
     if kv.dim() != 5 or kv.shape[0] != 2 or q.dim() != 3 or q.shape[1:] != (kv.shape[2], kv.shape[4]) or (
         q.shape[0] % kv.shape[1]
     ):
