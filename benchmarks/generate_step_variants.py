@@ -15,8 +15,10 @@ once per variant of the step, in one process:
   the next matrix-vector product (the H100 profile's slowest kernel: the down projection with the GELU inlined);
 - ``compiled, one part``: the default with the decoding attention kernel reading each (row, head)'s cache in one
   program (``decode_attention.PROGRAMS = 0``) instead of in parts side by side (12 programs for batch 1 otherwise);
-- ``compiled, stored activations``: the default with ``step_compile.STORE_ACTIVATIONS``: each MLP's GELU stored once
-  instead of recomputed inside the down projection's reduction.
+- ``compiled, activations recomputed``: the default without ``step_compile.STORE_ACTIVATIONS``: each MLP's GELU
+  inlined into (and recomputed by every program of) the down projection's reduction instead of stored once;
+- ``compiled, combine kernel``: the default without ``decode_attention.FUSED_COMBINE``: the attention's parts
+  combined by a second kernel instead of by the last part to finish.
 
 For each: tokens/s (median of ``--repeats`` calls after the first, which compiles and captures), the first call's
 time, and the profiler's kernels and device microseconds per token with the heaviest kernels.
@@ -50,8 +52,9 @@ VARIANTS = {  # name -> (compile, attention backend, inductor settings, formers 
     "compiled, realize 8": (None, "sdpa", {"realize_opcount_threshold": 8}, {}),
     # inductor's graph cache off: these settings act while tracing, which the cache key misses
     "compiled, one part": (None, "sdpa", {"fx_graph_cache": False}, {"decode_attention.PROGRAMS": 0}),
-    "compiled, stored activations": (None, "sdpa", {"fx_graph_cache": False},
-                                     {"step_compile.STORE_ACTIVATIONS": True}),
+    "compiled, activations recomputed": (None, "sdpa", {"fx_graph_cache": False},
+                                         {"step_compile.STORE_ACTIVATIONS": False}),
+    "compiled, combine kernel": (None, "sdpa", {"fx_graph_cache": False}, {"decode_attention.FUSED_COMBINE": False}),
 }
 
 

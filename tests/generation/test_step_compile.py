@@ -104,7 +104,7 @@ def test_compile_true_on_the_eager_loop_is_refused_not_ignored():
 
 
 def test_store_activations_follows_each_activation_with_a_store_of_the_same_values():
-    """The FX pass behind STORE_ACTIVATIONS (off until timed): every activation call of dynamo's graph is followed by
+    """The FX pass behind STORE_ACTIVATIONS (on by default): every activation call of dynamo's graph is followed by
     ``formers::stored``, which changes no value."""
     from formers.generation import step_compile
 

@@ -47,9 +47,9 @@ def test_kernel_equals_the_reference_and_writes_the_slot_interpreted():
     script = textwrap.dedent("""
         import json, torch
         from formers.layers import decode_attention as da
-        launch = lambda q, k, v, kv, slot, bias, scale, n, origin, parts: da._launch(
+        launch = lambda q, k, v, kv, slot, bias, scale, n, origin, parts, locks=None: da._launch(
             (da.decode_attention_kernel, da.combine_parts_kernel), q, k, v, kv, slot, bias, origin, n, scale,
-            parts=parts)
+            parts=parts, locks=locks)
         cases = [name for name, *_ in da.check_cases(torch.device("cpu"), torch.float32)]
         print(json.dumps([cases, da.first_mismatch(torch.device("cpu"), launch, (torch.float32,))]))
     """)

@@ -10,10 +10,10 @@ takes. Rows are summed in float32, as cuBLAS accumulates.
 
 Used by the static decoders (:mod:`formers.generation.static_lm`) when they compile their step.
 
-An experiment, off by default until timed (:data:`STORE_ACTIVATIONS`): inductor inlines an MLP's activation into the
-down projection's reduction, so that every program of that matrix-vector product recomputes the GELU of the whole
-hidden vector (GPT-2's heaviest kernel on an H100, 80 of 341 us a token); storing the activation once, in the up
-projection's kernel, would avoid that.
+Activations are stored (:data:`STORE_ACTIVATIONS`): inductor would inline an MLP's activation into the down
+projection's reduction, so that every program of that matrix-vector product recomputes the GELU of the whole hidden
+vector (GPT-2's heaviest kernel on an H100, 67 of 330 us a token); an FX pass stores it once, in the up projection's
+kernel (H100: 2,610 -> 2,790 tokens/s, ``benchmarks/results/generate_step_variants_h100_stored.json``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import Tensor
 
 aten = torch.ops.aten
 
-STORE_ACTIVATIONS = False
+STORE_ACTIVATIONS = True
 """Whether a compiled step stores each activation's output (:func:`store_activations`) rather than letting inductor
 recompute it inside the next matrix-vector product. ``benchmarks/generate_step_variants.py`` times both."""
 

@@ -19,6 +19,7 @@ from formers.layers import attention_record
 from formers.layers.decode_attention import (
     decode_attention,
     decode_kernel_applies,
+    lock_table,
     verify_decode_kernel,
 )
 from formers.layers.masks import causal_mask
@@ -172,6 +173,8 @@ class KVCache:
         # sets origin[:, slot] = row, LayerCaches.begin_static_step). None: every row's own.
         self.origin = origin
         self.step_slots: Tensor | None = None  # static mode: slots this step writes, set for every layer at once
+        # static mode on CUDA: the decoding kernel's count of finished parts per (row, head), zero between steps
+        self.locks = lock_table(batch_size, num_heads, device) if static else None
 
     @property
     def max_len(self) -> int:
@@ -241,7 +244,8 @@ class KVCache:
         slot = self.claim(1)
         if k is not None:
             q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]
-        out = decode_attention(q, k, v, self.kv, slot, attn_bias, scale, self.attended, self.origin)
+        out = decode_attention(q, k, v, self.kv, slot, attn_bias, scale, self.attended, self.origin,
+                               locks=self.locks)
         return out[:, :, None]  # (B, H, 1, Dh)
 
     def reset(self) -> None:
@@ -253,6 +257,8 @@ class KVCache:
         """Keeps rows ``index`` (N,) of the batch, e.g. the surviving beams."""
         self.kv = self.kv.index_select(1, index)
         self.k, self.v = self.kv[0], self.kv[1]
+        if self.locks is not None and self.locks.numel() != self.kv.shape[1] * self.kv.shape[2]:
+            self.locks = lock_table(self.kv.shape[1], self.kv.shape[2], self.kv.device)
 
 
 class LayerCaches:

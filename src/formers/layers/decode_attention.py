@@ -44,6 +44,9 @@ PROGRAMS = 128  # fewer (row, head) programs than this (an H100 has 132 SMs): ea
 # programs share an SM; beam-4 self-attention of 604 rows x 4 heads of 128, 21 slots, on an H100: 10.2 us against
 # 32.8 us with the defaults (benchmarks/results/decode_attention_variants_h100.json)
 MANY_PROGRAMS, BLOCK_T_MANY, NUM_WARPS_MANY = 1024, 32, 1
+# static caches hand the kernel a lock table (lock_table), so that the last part of a (row, head) combines the parts
+# in the same kernel: GPT-2's batch-1 step has 12 kernels fewer (benchmarks/generate_step_variants.py times False)
+FUSED_COMBINE = True
 
 UNAVAILABLE: str | None = "Triton is not installed" if triton is None else None
 """Why the kernel cannot run in this process (set below if registering its op fails), or None."""
@@ -60,14 +63,14 @@ if triton is not None:
     # step, captured in a CUDA graph without a warm-up, never compiles
     @triton.jit(do_not_specialize=["num_slots"])
     def decode_attention_kernel(
-        q_ptr, k_ptr, v_ptr, kv_ptr, bias_ptr, slot_ptr, origin_ptr, out_ptr, part_ptr, stats_ptr,
+        q_ptr, k_ptr, v_ptr, kv_ptr, bias_ptr, slot_ptr, origin_ptr, out_ptr, part_ptr, stats_ptr, lock_ptr,
         s_q_b, s_q_h, s_k_b, s_k_h, s_v_b, s_v_h, off_k, off_v,
         s_kv_part, s_kv_b, s_kv_h, s_kv_t,
         s_bias_b, s_bias_t, s_origin_b,
         s_out_b, s_out_h,
         num_heads, num_slots, scale, group,
         HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ORIGIN: tl.constexpr,
-        SPLIT: tl.constexpr, HAS_NEW: tl.constexpr,
+        SPLIT: tl.constexpr, HAS_NEW: tl.constexpr, FUSED_COMBINE: tl.constexpr, PARTS: tl.constexpr,
     ):
         row = (tl.program_id(0) // num_heads).to(tl.int64)  # 64-bit offsets: large beam batches
         head = (tl.program_id(0) % num_heads).to(tl.int64)
@@ -129,28 +132,43 @@ if triton is not None:
             tl.store(part_ptr + at * HEAD_DIM + d, acc)
             tl.store(stats_ptr + 2 * at, top)
             tl.store(stats_ptr + 2 * at + 1, total)
+            if FUSED_COMBINE:  # the (row, head)'s last program to finish combines the parts: no second kernel
+                tl.debug_barrier()  # every thread's stores precede the release below
+                done = tl.atomic_add(lock_ptr + tl.program_id(0), 1, sem="acq_rel")
+                if done == tl.num_programs(1) - 1:
+                    _combine(part_ptr, stats_ptr, out_ptr + row * s_out_b + head * s_out_h, tl.program_id(0),
+                             tl.num_programs(1), HEAD_DIM, PARTS)
+                    tl.store(lock_ptr + tl.program_id(0), 0)  # zero again for the next launch
         else:
             tl.store(out_ptr + row * s_out_b + head * s_out_h + d, (acc / total).to(out_ptr.dtype.element_ty))
+
+    @triton.jit
+    def _combine(part_ptr, stats_ptr, out_ptr, program, num_parts, HEAD_DIM: tl.constexpr, PARTS: tl.constexpr):
+        """Stores at ``out_ptr`` the output of (row, head) ``program`` from its parts' (max, sum, accumulator),
+        each rescaled to the largest max. Loads bypass L1: the parts were written by other programs."""
+        d = tl.arange(0, HEAD_DIM)
+        p = tl.arange(0, PARTS)  # PARTS: at least num_parts, a power of two
+        valid = p < num_parts
+        at = program * num_parts + p  # (PARTS,)
+        top = tl.load(stats_ptr + 2 * at, mask=valid, other=float("-inf"), cache_modifier=".cg")
+        total = tl.load(stats_ptr + 2 * at + 1, mask=valid, other=0.0, cache_modifier=".cg")
+        acc = tl.load(part_ptr + at[:, None] * HEAD_DIM + d[None, :], mask=valid[:, None], other=0.0,
+                      cache_modifier=".cg")  # (PARTS, Dh)
+        best = tl.max(top, axis=0)
+        weight = tl.where(top == float("-inf"), 0.0, tl.exp(top - best))  # a part with nothing to read: 0
+        out = tl.sum(weight[:, None] * acc, axis=0) / tl.sum(weight * total, axis=0)
+        tl.store(out_ptr + d, out.to(out_ptr.dtype.element_ty))
 
     @triton.jit
     def combine_parts_kernel(
         part_ptr, stats_ptr, out_ptr, s_out_b, s_out_h, num_heads, num_parts,
         HEAD_DIM: tl.constexpr, PARTS: tl.constexpr,
     ):
-        """A (row, head)'s output from its parts' (max, sum, accumulator): each rescaled to the largest max."""
+        """A (row, head)'s output from its parts, in a kernel of its own (no lock table to count finished parts)."""
         row = (tl.program_id(0) // num_heads).to(tl.int64)
         head = (tl.program_id(0) % num_heads).to(tl.int64)
-        d = tl.arange(0, HEAD_DIM)
-        p = tl.arange(0, PARTS)  # PARTS: num_parts rounded up to a power of two
-        valid = p < num_parts
-        at = tl.program_id(0) * num_parts + p  # (PARTS,)
-        top = tl.load(stats_ptr + 2 * at, mask=valid, other=float("-inf"))
-        total = tl.load(stats_ptr + 2 * at + 1, mask=valid, other=0.0)
-        acc = tl.load(part_ptr + at[:, None] * HEAD_DIM + d[None, :], mask=valid[:, None], other=0.0)  # (PARTS, Dh)
-        best = tl.max(top, axis=0)
-        weight = tl.where(top == float("-inf"), 0.0, tl.exp(top - best))  # a part with nothing to read: 0
-        out = tl.sum(weight[:, None] * acc, axis=0) / tl.sum(weight * total, axis=0)
-        tl.store(out_ptr + row * s_out_b + head * s_out_h + d, out.to(out_ptr.dtype.element_ty))
+        _combine(part_ptr, stats_ptr, out_ptr + row * s_out_b + head * s_out_h, tl.program_id(0), num_parts,
+                 HEAD_DIM, PARTS)
 
 
 def split_size(rows: int, heads: int, num_slots: int, block: int = BLOCK_T, parts: int | None = None) -> int:
@@ -281,34 +299,41 @@ TOLERANCES = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}
 def first_mismatch(
     device: torch.device, attend: Callable[..., Tensor], dtypes: tuple[torch.dtype, ...] = tuple(TOLERANCES)
 ) -> str | None:
-    """Runs ``attend`` (:func:`decode_attention` or a launcher with its arguments and ``parts``) on
-    :func:`check_cases` in each of ``dtypes``, reading the cache in one part and in several; the first case whose
-    output or cache differs, or None."""
+    """Runs ``attend`` (:func:`decode_attention` or a launcher with its arguments, ``parts`` and ``locks``) on
+    :func:`check_cases` in each of ``dtypes``, reading the cache in one part and in several, the parts combined by
+    a second kernel or (self-attention, with ``locks``) by the last of them; the first case whose output, cache or
+    locks differ, or None."""
     for dtype in dtypes:
         tolerance = TOLERANCES[dtype]
-        for parts in (1, None):
+        for parts, fused in ((1, False), (None, False), (None, True)):
             for name, args, expected, expected_kv in check_cases(device, dtype):
-                q, kv, num_slots = args[0], args[3], args[7] or args[3].shape[3]
-                if parts == 1 and not split_size(q.shape[0], kv.shape[2], num_slots):
-                    continue  # read in one part either way: checked once
-                name = f"{name}, {'one part' if parts == 1 else 'parts'}"
-                error = (attend(*args, parts=parts).float() - expected).abs().max().item()
+                q, kv, slot, num_slots = args[0], args[3], args[4], args[7] or args[3].shape[3]
+                split = split_size(q.shape[0], kv.shape[2], num_slots)
+                if (parts == 1 or fused) and not split or fused and slot is None:
+                    continue  # read in one part either way, or cross-attention (no locks): checked already
+                name = f"{name}, {'one part' if parts == 1 else 'parts, combined by the last' if fused else 'parts'}"
+                locks = torch.zeros(kv.shape[1] * kv.shape[2], dtype=torch.int32, device=device) if fused else None
+                output = attend(*args, parts=parts, **({"locks": locks} if fused else {}))
+                error = (output.float() - expected).abs().max().item()
                 if not error <= tolerance:
                     return f"{name}, {dtype}: output off by {error:.3g}"
                 if not torch.equal(args[3], expected_kv):
                     return f"{name}, {dtype}: cache not written as expected"
+                if locks is not None and locks.any():
+                    return f"{name}, {dtype}: locks not left at zero"
     return None
 
 
 def _launch(
     kernels: tuple, q: Tensor, k: Tensor | None, v: Tensor | None, kv: Tensor, slot: Tensor | None,
     bias: Tensor | None, origin: Tensor | None, num_slots: int | None, scale: float, block: int | None = None,
-    num_warps: int | None = None, parts: int | None = None,
+    num_warps: int | None = None, parts: int | None = None, locks: Tensor | None = None,
 ) -> Tensor:
     """Runs ``kernels`` (the attention and combining Triton kernels, or inductor's wrappers of them) over a program
     per (row, head, part of the cache) (:func:`split_size`), ``block`` slots per inner iteration with ``num_warps``
     warps (default: :func:`launch_config`). ``slot`` None: cross-attention (nothing written; q (B * G, H, Dh), row
-    r reads row r // G of ``kv`` (2, B, H, S, Dh) and of ``bias``)."""
+    r reads row r // G of ``kv`` (2, B, H, S, Dh) and of ``bias``). ``locks`` (>= B * H int32 zeros, left zero): the
+    last part of each (row, head) to finish combines the parts, with no second kernel."""
     attend, combine = kernels
     group = 1
     if slot is None:  # cross-attention: q only
@@ -328,6 +353,9 @@ def _launch(
     out = torch.empty(b, h, dh, dtype=q.dtype, device=q.device)  # (B, H, Dh)
     split = split_size(b, h, num_slots, block, parts)
     num_parts = -(-num_slots // split) if split else 1
+    # the combining code's width: a bound on the parts that depends on the launch's shape only, not on num_slots
+    # (a beam search's growing window compiles no new kernel)
+    most_parts = max(2, triton.next_power_of_2(parts or -(-PROGRAMS // (b * h))))
     # each part's accumulator (B * H * parts, Dh) and running max and sum (B * H * parts, 2), in float32
     part = torch.empty(b * h * num_parts if split else 1, dh, dtype=torch.float32, device=q.device)
     stats = torch.empty(b * h * num_parts if split else 1, 2, dtype=torch.float32, device=q.device)
@@ -338,7 +366,7 @@ def _launch(
     with torch.cuda.device(q.device) if on_device else contextlib.nullcontext():
         attend[(b * h, num_parts)](
             *pointers, kv, bias if bias is not None else kv, slot if slot is not None else kv,
-            origin if origin is not None else kv, out, part, stats,
+            origin if origin is not None else kv, out, part, stats, locks if locks is not None else kv,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), *offsets,
             kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
             bias.stride(0) if bias is not None else 0, bias.stride(3) if bias is not None else 0,
@@ -346,12 +374,12 @@ def _launch(
             out.stride(0), out.stride(1),
             h, num_slots, scale, group,
             HEAD_DIM=dh, BLOCK=block, HAS_BIAS=bias is not None, HAS_ORIGIN=origin is not None, SPLIT=split,
-            HAS_NEW=slot is not None,
+            HAS_NEW=slot is not None, FUSED_COMBINE=locks is not None, PARTS=most_parts,
             **({} if num_warps == 4 else {"num_warps": num_warps}),  # 4: Triton's default (inductor's wrapper too)
         )
-        if split:
+        if split and locks is None:
             combine[(b * h,)](part, stats, out, out.stride(0), out.stride(1), h, num_parts, HEAD_DIM=dh,
-                              PARTS=max(2, triton.next_power_of_2(num_parts)))
+                              PARTS=most_parts)
     return out
 
 
@@ -359,15 +387,15 @@ if triton is not None:
     try:
         from torch.library import triton_op, wrap_triton
 
-        @triton_op("formers::decode_attention", mutates_args={"kv"})
+        @triton_op("formers::decode_attention", mutates_args={"kv", "locks"})
         def _decode_attention_op(
             q: Tensor, k: Tensor | None, v: Tensor | None, kv: Tensor, slot: Tensor, bias: Tensor | None,
-            origin: Tensor | None, num_slots: int, scale: float, parts: int | None,
+            origin: Tensor | None, num_slots: int, scale: float, parts: int | None, locks: Tensor | None,
         ) -> Tensor:
-            """The kernel as a ``torch.library`` op mutating ``kv``: ``torch.compile`` traces into it (inductor sees
-            the Triton kernel); eager mode calls it directly."""
+            """The kernel as a ``torch.library`` op mutating ``kv`` (and ``locks``, left zero): ``torch.compile``
+            traces into it (inductor sees the Triton kernel); eager mode calls it directly."""
             kernels = (wrap_triton(decode_attention_kernel), wrap_triton(combine_parts_kernel))
-            return _launch(kernels, q, k, v, kv, slot, bias, origin, num_slots, scale, parts=parts)
+            return _launch(kernels, q, k, v, kv, slot, bias, origin, num_slots, scale, parts=parts, locks=locks)
 
         @triton_op("formers::cross_decode_attention", mutates_args=())
         def _cross_attention_op(q: Tensor, kv: Tensor, bias: Tensor | None, scale: float, parts: int | None) -> Tensor:
@@ -390,6 +418,7 @@ def decode_attention(
     num_slots: int | None = None,
     origin: Tensor | None = None,
     parts: int | None = None,
+    locks: Tensor | None = None,
 ) -> Tensor:
     """Writes one step's keys and values into a static cache and attends its queries over the cache; or, with
     ``slot`` None, attends single-position queries over precomputed keys and values (decoding's cross-attention).
@@ -413,6 +442,10 @@ def decode_attention(
             value go to the row's own slot whatever it says.
         parts: read the cache in up to this many parts side by side (:func:`split_size`); default: enough parts
             for about :data:`PROGRAMS` programs, 1 for large batches.
+        locks: int32 zeros, at least B * H of them (self-attention only; :func:`lock_table`): with several parts,
+            the last part of each (row, head) to finish combines them in the same kernel, and counts it back to
+            zero, instead of a second kernel doing it. Their buffer must not be shared by launches that may run
+            at the same time.
 
     Returns:
         (B, H, Dh) attention outputs, in ``q``'s dtype.
@@ -441,11 +474,23 @@ def decode_attention(
     num_slots = kv.shape[3] if num_slots is None else num_slots
     if bias is not None and bias.shape[-1] < num_slots:
         raise ValueError(f"bias covers {bias.shape[-1]} slots, fewer than the {num_slots} attended")
+    if locks is not None and (locks.dtype != torch.int32 or locks.dim() != 1 or locks.numel() < kv.shape[1] * kv.shape[2]
+                              or locks.device != kv.device):
+        raise ValueError(f"locks must be an int32 vector of at least {kv.shape[1] * kv.shape[2]} (B * H) zeros on "
+                         f"{kv.device}, got {locks.dtype} {tuple(locks.shape)} on {locks.device}")
     if origin is not None and (origin.dim() != 2 or origin.shape[0] != kv.shape[1] or origin.shape[1] < num_slots
                                or origin.stride(1) != 1 or origin.dtype != torch.long):
         raise ValueError(f"origin must be a long (B, >= {num_slots}) table with contiguous rows for B = "
                          f"{kv.shape[1]}, got {origin.dtype} {tuple(origin.shape)}")
-    return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, origin, num_slots, float(scale), parts)
+    return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, origin, num_slots, float(scale), parts, locks)
+
+
+def lock_table(rows: int, heads: int, device: torch.device) -> Tensor | None:
+    """The ``locks`` a static cache passes to :func:`decode_attention` (zeros, one per (row, head)) on CUDA with
+    :data:`FUSED_COMBINE`, else None."""
+    if not FUSED_COMBINE or torch.device(device).type != "cuda":
+        return None
+    return torch.zeros(rows * heads, dtype=torch.int32, device=device)
 
 
 def _cross(q: Tensor, kv: Tensor, bias: Tensor | None, scale: float, parts: int | None) -> Tensor:
