@@ -105,36 +105,54 @@ def profile_gpt2(args, device: torch.device) -> dict:
 
 
 def profile_recipe(name: str, args, device: torch.device) -> dict:
-    """The recipe's own Trainer: ``warmup`` steps (compilation), then ``steps`` more under the profiler."""
-    import importlib
-
+    """The recipe's own Trainer: ``warmup`` steps (compilation), then ``steps`` and ``2 * steps`` more, each a resumed
+    ``fit`` under the profiler; their difference is ``steps`` steps without a ``fit`` call's fixed costs (loading
+    the checkpoint, the final checkpoint write and the plot)."""
     from formers.recipes.recipe import load_recipe
     from formers.recipes.run import TASKS, build_optimization
     from formers.training.trainer import Trainer
 
     overrides = {"train.progress_bar": False, "train.tensorboard": False, "train.max_minutes": None,
                  "train.eval_every": 0, "train.save_every": 0, "train.log_every": 10**9,
-                 "train.max_steps": args.warmup, "optim.warmup_steps": 1}
+                 "train.max_steps": args.warmup, "optim.warmup_steps": 1, "train.best_metric": None}
     if args.smoke:
         overrides.update(
             {"train.compile": False, "train.precision": "fp32", "data.batch_size": 8, "train.device": "cpu"}
         )
     recipe = load_recipe(name, overrides)
     with tempfile.TemporaryDirectory() as run_dir:
-        setup = importlib.import_module(TASKS[recipe.task]).setup(recipe, Path(run_dir), False)
+        setup = TASKS[recipe.task].setup(recipe, Path(run_dir), False)
         setup.model.to(device)
-        optimizer, scheduler = build_optimization(setup.model, recipe.optim, args.warmup + args.steps)
+        optimizer, scheduler = build_optimization(setup.model, recipe.optim, args.warmup + 3 * args.steps)
         trainer = Trainer(setup.model, setup.task, setup.train_loader, recipe.train, run_dir,
                           optimizer=optimizer, scheduler=scheduler, eval_loader=None)
         trainer.fit()  # warm-up: compilation and the first steps, then a checkpoint
 
-        def more(n: int) -> None:
-            trainer.config.max_steps = args.warmup + n
-            trainer.fit(resume=True)  # continues from the warm-up checkpoint with the same compiled model
+        done = [args.warmup]
 
-        result = profiled(more, args.steps, device, args.top)
-    result["note"] = "wall time includes loading the warm-up checkpoint, the final checkpoint write and the plot"
-    return result
+        def more(n: int) -> None:
+            done[0] += n
+            trainer.config.max_steps = done[0]
+            trainer.fit(resume=True)  # continues from the last checkpoint with the same compiled model
+
+        short = profiled(more, args.steps, device, args.top)
+        long = profiled(more, 2 * args.steps, device, args.top)
+    return steady(short, long, args.steps)
+
+
+def steady(short: dict, long: dict, steps: int) -> dict:
+    """Per-step figures of the ``steps`` steps by which ``long`` (2 * steps) exceeds ``short`` (steps): what a fit
+    call costs besides its steps cancels. Top kernels and host operators are the long run's."""
+    def extra(key: str) -> float:
+        return (long[key] * 2 * steps - short[key] * steps) / steps
+
+    wall, kernel = extra("wall_ms_per_step"), extra("kernel_ms_per_step")
+    return {**long, "steps": steps, "wall_ms_per_step": wall, "kernel_ms_per_step": kernel,
+            "gpu_busy_fraction": kernel / wall if wall > 0 else 0.0,
+            "kernel_launches_per_step": extra("kernel_launches_per_step"),
+            "with_fit_overheads": {"short": {k: short[k] for k in ("steps", "wall_ms_per_step", "gpu_busy_fraction")},
+                                   "long": {k: long[k] for k in ("steps", "wall_ms_per_step", "gpu_busy_fraction")}},
+            "note": "per-step figures: a fit of 2 * steps minus a fit of steps (resumed from the checkpoint before)"}
 
 
 def main() -> None:
