@@ -18,7 +18,9 @@ once per variant of the step, in one process:
 - ``compiled, activations recomputed``: the default without ``step_compile.STORE_ACTIVATIONS``: each MLP's GELU
   inlined into (and recomputed by every program of) the down projection's reduction instead of stored once;
 - ``compiled, combine kernel``: the default without ``decode_attention.FUSED_COMBINE``: the attention's parts
-  combined by a second kernel instead of by the last part to finish.
+  combined by a second kernel instead of by the last part to finish;
+- ``compiled, a graph per step``: the default with ``static_lm.BURST = 1``: one graph launch per token instead of
+  one per 16.
 
 For each: tokens/s (median of ``--repeats`` calls after the first, which compiles and captures), the first call's
 time, and the profiler's kernels and device microseconds per token with the heaviest kernels.
@@ -55,6 +57,7 @@ VARIANTS = {  # name -> (compile, attention backend, inductor settings, formers 
     "compiled, activations recomputed": (None, "sdpa", {"fx_graph_cache": False},
                                          {"step_compile.STORE_ACTIVATIONS": False}),
     "compiled, combine kernel": (None, "sdpa", {"fx_graph_cache": False}, {"decode_attention.FUSED_COMBINE": False}),
+    "compiled, a graph per step": (None, "sdpa", {}, {"static_lm.BURST": 1}),
 }
 
 
@@ -63,10 +66,10 @@ def run_variant(
 ) -> dict:
     import torch._inductor.config as inductor_config
 
-    from formers.generation import step_compile
+    from formers.generation import static_lm, step_compile
     from formers.layers import decode_attention
 
-    modules = {"decode_attention": decode_attention, "step_compile": step_compile}
+    modules = {"decode_attention": decode_attention, "step_compile": step_compile, "static_lm": static_lm}
     kernel = {(modules[key.split(".")[0]], key.split(".")[1]): value for key, value in kernel.items()}
 
     for module in model.modules():

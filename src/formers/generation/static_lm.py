@@ -4,7 +4,8 @@ Small-batch decoding of a small model is bound by kernel launches and host work,
 ~200 small kernels per token. :class:`StaticLMDecoder` runs the prompt eagerly into a static state
 (``model.init_cache(..., static=True)``: fixed shapes, write position on the device), captures one step (forward,
 pick the token with :func:`~formers.generation.sampling.next_tokens`, feed it back, record it) as a
-``torch.cuda.CUDAGraph`` once per sampling configuration, and replays it with no host work in between. Sampled
+``torch.cuda.CUDAGraph`` once per sampling configuration (and :data:`BURST` steps in a row as a second graph), and
+replays them with no host work in between. Sampled
 steps read their uniform number from a table made before the loop (:func:`~formers.generation.sampling.uniform_table`),
 so the draws happen on the device and equal the eager path's.
 
@@ -44,6 +45,9 @@ CAPACITY_BUCKETS = tuple(sorted({base << k for base in (64, 96) for k in range(1
 
 MAX_CACHED_DECODERS = 4  # per model; each holds a whole KV cache
 MAX_GRAPHS = 4  # sampling configurations captured per decoder
+BURST = 16
+"""Steps captured one after another in a second graph per sampling configuration, replayed for whole bursts of
+:func:`run_static`: one graph launch per 16 tokens instead of per token."""
 
 
 class Sampling(NamedTuple):
@@ -95,7 +99,8 @@ class StaticLMDecoder:
         self.out = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)  # (B, T_max) emitted ids
         self.noise = torch.zeros(batch_size, max_len, dtype=torch.float64, device=device)  # (B, T_max) uniforms
         self.count = torch.zeros((), dtype=torch.long, device=device)  # ids emitted so far
-        self.graphs: OrderedDict[Sampling, torch.cuda.CUDAGraph] = OrderedDict()
+        # (sampling, steps) -> the captured steps (1 and BURST for each sampling configuration)
+        self.graphs: OrderedDict[tuple[Sampling, int], torch.cuda.CUDAGraph] = OrderedDict()
         self.lock = threading.Lock()  # one generation at a time: calls share the state
         self._run_step = compile_step(self._step) if compile else self._step
         self.compile_fallback = compile_fallback
@@ -138,11 +143,13 @@ class StaticLMDecoder:
             self._run_step(sampling)
             self.checked.add(sampling)
 
-    def _graph(self, sampling: Sampling) -> torch.cuda.CUDAGraph:
-        """The captured step for ``sampling``: warmed up on a side stream, then captured (state reset after)."""
-        if sampling in self.graphs:
-            self.graphs.move_to_end(sampling)
-            return self.graphs[sampling]
+    def _graph(self, sampling: Sampling, steps: int = 1) -> torch.cuda.CUDAGraph:
+        """``steps`` steps for ``sampling`` captured as one graph: warmed up on a side stream, then captured (state
+        reset after)."""
+        key = (sampling, steps)
+        if key in self.graphs:
+            self.graphs.move_to_end(key)
+            return self.graphs[key]
         self.state.reset()
         self.count.zero_()
         stream = torch.cuda.Stream()
@@ -156,9 +163,10 @@ class StaticLMDecoder:
         self.count.zero_()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._run_step(sampling)
-        self.graphs[sampling] = graph
-        while len(self.graphs) > MAX_GRAPHS:
+            for _ in range(steps):
+                self._run_step(sampling)
+        self.graphs[key] = graph
+        while len(self.graphs) > 2 * MAX_GRAPHS:
             self.graphs.popitem(last=False)
         return graph
 
@@ -167,8 +175,9 @@ class StaticLMDecoder:
 
         ``uniforms`` (B, N) are the draws of steps 0..N-1 (sampling only); the caller keeps T + N <= ``max_len``.
         """
-        graph = self._graph(sampling) if self.use_graph else None
-        del graph  # captured now so that capture's warm-up steps run before the real state is filled
+        if self.use_graph:  # captured now, so that capture's warm-up steps run before the real state is filled
+            self._graph(sampling)
+            self._graph(sampling, BURST)
         self.state.reset()
         self.count.zero_()
         if uniforms is not None:
@@ -176,13 +185,17 @@ class StaticLMDecoder:
         self._emit(self.model(input_ids, padding_mask, cache=self.state).logits[:, -1], sampling)  # prefill
 
     def advance(self, steps: int, sampling: Sampling) -> None:
-        """Runs ``steps`` more decoding steps (replays of the captured graph on CUDA)."""
-        graph = self.graphs.get(sampling) if self.use_graph else None
-        for _ in range(steps):
-            if graph is not None:
-                graph.replay()
-            else:
+        """Runs ``steps`` more decoding steps (replays of the captured graphs on CUDA: whole bursts, then single
+        steps)."""
+        if not self.use_graph:
+            for _ in range(steps):
                 self._checked_step(sampling)
+            return
+        burst, single = self.graphs[sampling, BURST], self.graphs[sampling, 1]
+        for _ in range(steps // BURST):
+            burst.replay()
+        for _ in range(steps % BURST):
+            single.replay()
 
     def fetch(self, start: int, end: int) -> _Pending:
         """Starts copying the ids of steps [start, end) to the host without waiting for them."""
