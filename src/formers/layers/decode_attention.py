@@ -135,6 +135,7 @@ if triton is not None:
             if FUSED_COMBINE:  # the (row, head)'s last program to finish combines the parts: no second kernel
                 tl.debug_barrier()  # every thread's stores precede the release below
                 done = tl.atomic_add(lock_ptr + tl.program_id(0), 1, sem="acq_rel")
+                tl.debug_barrier()  # and the other threads' loads below follow the acquire
                 if done == tl.num_programs(1) - 1:
                     _combine(part_ptr, stats_ptr, out_ptr + row * s_out_b + head * s_out_h, tl.program_id(0),
                              tl.num_programs(1), HEAD_DIM, PARTS)
