@@ -17,10 +17,11 @@ once per variant of the step, in one process:
   program (``decode_attention.PROGRAMS = 0``) instead of in parts side by side (12 programs for batch 1 otherwise);
 - ``compiled, activations recomputed``: the default without ``step_compile.STORE_ACTIVATIONS``: each MLP's GELU
   inlined into (and recomputed by every program of) the down projection's reduction instead of stored once;
-- ``compiled, combine kernel``: the default without ``decode_attention.FUSED_COMBINE``: the attention's parts
-  combined by a second kernel instead of by the last part to finish;
-- ``compiled, a graph per step``: the default with ``static_lm.BURST = 1``: one graph launch per token instead of
-  one per 16.
+- ``compiled, parts combined in-kernel``: the default with ``decode_attention.FUSED_COMBINE``: the attention's
+  parts combined by the last part to finish instead of by a second kernel (12 kernels fewer per token);
+- ``compiled, 16 steps per graph``: the default with ``static_lm.BURST = 16``: one graph launch per 16 tokens
+  instead of one per token;
+- ``compiled, both``: the two above together.
 
 For each: tokens/s (median of ``--repeats`` calls after the first, which compiles and captures), the first call's
 time, and the profiler's kernels and device microseconds per token with the heaviest kernels.
@@ -56,8 +57,11 @@ VARIANTS = {  # name -> (compile, attention backend, inductor settings, formers 
     "compiled, one part": (None, "sdpa", {"fx_graph_cache": False}, {"decode_attention.PROGRAMS": 0}),
     "compiled, activations recomputed": (None, "sdpa", {"fx_graph_cache": False},
                                          {"step_compile.STORE_ACTIVATIONS": False}),
-    "compiled, combine kernel": (None, "sdpa", {"fx_graph_cache": False}, {"decode_attention.FUSED_COMBINE": False}),
-    "compiled, a graph per step": (None, "sdpa", {}, {"static_lm.BURST": 1}),
+    "compiled, parts combined in-kernel": (None, "sdpa", {"fx_graph_cache": False},
+                                           {"decode_attention.FUSED_COMBINE": True}),
+    "compiled, 16 steps per graph": (None, "sdpa", {}, {"static_lm.BURST": 16}),
+    "compiled, both": (None, "sdpa", {"fx_graph_cache": False},
+                       {"decode_attention.FUSED_COMBINE": True, "static_lm.BURST": 16}),
 }
 
 

@@ -51,12 +51,43 @@ def test_kernel_equals_the_reference_and_writes_the_slot_interpreted():
             (da.decode_attention_kernel, da.combine_parts_kernel), q, k, v, kv, slot, bias, origin, n, scale,
             parts=parts, locks=locks)
         cases = [name for name, *_ in da.check_cases(torch.device("cpu"), torch.float32)]
-        print(json.dumps([cases, da.first_mismatch(torch.device("cpu"), launch, (torch.float32,))]))
+        cpu = torch.device("cpu")
+        mismatches = [da.first_mismatch(cpu, launch, (torch.float32,), fused=fused) for fused in (False, True)]
+        print(json.dumps([cases, mismatches]))
     """)
-    cases, mismatch = run_interpreted(script)
+    cases, mismatches = run_interpreted(script)
     assert cases == ["bias", "no bias", "window", "first block masked", "origin", "many rows", "packed", "cross",
                      "cross, many rows"]
-    assert mismatch is None
+    assert mismatches == [None, None]  # parts combined by a second kernel, and by the last part to finish
+
+
+def test_first_mismatch_reports_parts_combined_by_the_last_that_leave_a_lock_set():
+    """The fused mode's check covers the lock table: a launcher that leaves a count behind is caught."""
+    calls = []
+
+    def sloppy(q, k, v, kv, slot, bias, scale, n, origin, parts, locks=None):
+        calls.append(locks is not None)
+        kv.copy_(expected_kv)  # what the kernel would have written
+        locks[0] = 1
+        return expected
+
+    name, args, expected, expected_kv = next(check_cases(torch.device("cpu"), torch.float32))
+    mismatch = decode_attention_module.first_mismatch(torch.device("cpu"), sloppy, (torch.float32,), fused=True)
+    assert mismatch == "bias, parts, combined by the last, torch.float32: locks not left at zero" and calls == [True]
+
+
+def test_lock_tables_only_where_the_in_kernel_combining_is_on_and_verified(monkeypatch):
+    verified = {}
+    monkeypatch.setattr(decode_attention_module, "verify_fused_combine", lambda device, dtype: verified.get(dtype))
+    bf16 = torch.bfloat16
+    monkeypatch.setattr(decode_attention_module, "FUSED_COMBINE", True)
+    assert decode_attention_module.lock_table(2, 3, torch.device("cpu"), bf16) is None  # CPU: no kernel
+    assert decode_attention_module.lock_table(2, 3, torch.device("cuda"), bf16) is None  # not verified there
+    verified[bf16] = True
+    monkeypatch.setattr(torch, "zeros", lambda n, dtype, device: ("zeros", n, dtype, str(device)))  # no GPU here
+    assert decode_attention_module.lock_table(2, 3, torch.device("cuda"), bf16) == ("zeros", 6, torch.int32, "cuda")
+    monkeypatch.setattr(decode_attention_module, "FUSED_COMBINE", False)
+    assert decode_attention_module.lock_table(2, 3, torch.device("cuda"), bf16) is None
 
 
 def test_check_cases_agree_with_the_math_attention_path():
@@ -231,3 +262,17 @@ def test_without_the_kernel_a_direct_call_says_why(monkeypatch):
     q = torch.zeros(1, 1, 16)
     with pytest.raises(RuntimeError, match="kernel cannot run here: Triton is not installed"):
         decode_attention(q, q, q, torch.zeros(2, 1, 1, 4, 16), torch.zeros(1, dtype=torch.long), None, 1.0)
+
+
+def test_a_failed_in_kernel_combining_check_keeps_the_second_kernel(monkeypatch):
+    monkeypatch.setattr(decode_attention_module, "FUSED_VERIFIED", {})
+    monkeypatch.setattr(decode_attention_module, "UNAVAILABLE", None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())  # no GPU needed here
+    asked = []
+    monkeypatch.setattr(decode_attention_module, "first_mismatch",
+                        lambda device, attend, dtypes, fused=False: asked.append(fused) or "bias: locks not left")
+    with pytest.warns(RuntimeWarning, match="parts combined in-kernel failed its check on cuda:0 .bias: locks not "
+                                            "left.; its parts are combined by a second kernel there"):
+        assert not decode_attention_module.verify_fused_combine(torch.device("cuda"), torch.bfloat16)
+    assert decode_attention_module.FUSED_VERIFIED == {(0, torch.bfloat16): False} and asked == [True]

@@ -4,8 +4,8 @@ Small-batch decoding of a small model is bound by kernel launches and host work,
 ~200 small kernels per token. :class:`StaticLMDecoder` runs the prompt eagerly into a static state
 (``model.init_cache(..., static=True)``: fixed shapes, write position on the device), captures one step (forward,
 pick the token with :func:`~formers.generation.sampling.next_tokens`, feed it back, record it) as a
-``torch.cuda.CUDAGraph`` once per sampling configuration (and :data:`BURST` steps in a row as a second graph), and
-replays them with no host work in between. Sampled
+``torch.cuda.CUDAGraph`` once per sampling configuration (and, with :data:`BURST` above 1, that many steps in a row
+as a second graph), and replays them with no host work in between. Sampled
 steps read their uniform number from a table made before the loop (:func:`~formers.generation.sampling.uniform_table`),
 so the draws happen on the device and equal the eager path's.
 
@@ -45,9 +45,10 @@ CAPACITY_BUCKETS = tuple(sorted({base << k for base in (64, 96) for k in range(1
 
 MAX_CACHED_DECODERS = 4  # per model; each holds a whole KV cache
 MAX_GRAPHS = 4  # sampling configurations captured per decoder
-BURST = 16
+BURST = 1
 """Steps captured one after another in a second graph per sampling configuration, replayed for whole bursts of
-:func:`run_static`: one graph launch per 16 tokens instead of per token."""
+:func:`run_static` (16: one graph launch per 16 tokens instead of per token). 1 (one graph) until
+``benchmarks/generate_step_variants.py`` has timed 16 on a GPU."""
 
 
 class Sampling(NamedTuple):

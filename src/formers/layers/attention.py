@@ -174,7 +174,7 @@ class KVCache:
         self.origin = origin
         self.step_slots: Tensor | None = None  # static mode: slots this step writes, set for every layer at once
         # static mode on CUDA: the decoding kernel's count of finished parts per (row, head), zero between steps
-        self.locks = lock_table(batch_size, num_heads, device) if static else None
+        self.locks = lock_table(batch_size, num_heads, device, dtype) if static else None
 
     @property
     def max_len(self) -> int:
@@ -258,7 +258,7 @@ class KVCache:
         self.kv = self.kv.index_select(1, index)
         self.k, self.v = self.kv[0], self.kv[1]
         if self.locks is not None and self.locks.numel() != self.kv.shape[1] * self.kv.shape[2]:
-            self.locks = lock_table(self.kv.shape[1], self.kv.shape[2], self.kv.device)
+            self.locks = lock_table(self.kv.shape[1], self.kv.shape[2], self.kv.device, self.kv.dtype)
 
 
 class LayerCaches:

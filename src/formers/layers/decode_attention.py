@@ -45,8 +45,9 @@ PROGRAMS = 128  # fewer (row, head) programs than this (an H100 has 132 SMs): ea
 # 32.8 us with the defaults (benchmarks/results/decode_attention_variants_h100.json)
 MANY_PROGRAMS, BLOCK_T_MANY, NUM_WARPS_MANY = 1024, 32, 1
 # static caches hand the kernel a lock table (lock_table), so that the last part of a (row, head) combines the parts
-# in the same kernel: GPT-2's batch-1 step has 12 kernels fewer (benchmarks/generate_step_variants.py times False)
-FUSED_COMBINE = True
+# in the same kernel: 12 kernels fewer in GPT-2's batch-1 step. Checked in Triton's interpreter, not yet timed on a
+# GPU: off until benchmarks/generate_step_variants.py has timed it
+FUSED_COMBINE = False
 
 UNAVAILABLE: str | None = "Triton is not installed" if triton is None else None
 """Why the kernel cannot run in this process (set below if registering its op fails), or None."""
@@ -193,6 +194,8 @@ def launch_config(rows: int, heads: int) -> tuple[int, int]:
 
 
 VERIFIED: dict[tuple[int, torch.dtype], bool] = {}
+FUSED_VERIFIED: dict[tuple[int, torch.dtype], bool] = {}
+"""The same for the parts combined by the last of them (:func:`verify_fused_combine`)."""
 """(CUDA device index, cache dtype) -> whether the kernel reproduced the reference (:func:`verify_decode_kernel`)."""
 
 
@@ -216,23 +219,35 @@ def verify_decode_kernel(device: torch.device, dtype: torch.dtype) -> bool:
     the outcome in :data:`VERIFIED`; a failure (an error or a different result) warns once, and the general attention
     path stays. Called eagerly by static caches when they are made (never inside a compiled or captured step), so
     that a Triton or driver problem costs speed, not correctness. Dtypes without a tolerance (float64) are not used."""
+    return _verify(device, dtype, VERIFIED, False, "decoding uses the general attention path there")
+
+
+def verify_fused_combine(device: torch.device, dtype: torch.dtype) -> bool:
+    """:func:`verify_decode_kernel` for the parts combined by the last of them (``locks``), in
+    :data:`FUSED_VERIFIED`; a failure leaves the combining to a second kernel."""
+    return _verify(device, dtype, FUSED_VERIFIED, True, "its parts are combined by a second kernel there")
+
+
+def _verify(device: torch.device, dtype: torch.dtype, record: dict, fused: bool, otherwise: str) -> bool:
     device = torch.device(device)
     if device.type != "cuda" or dtype not in TOLERANCES:
         return False
     index = torch.cuda.current_device() if device.index is None else device.index
-    if (index, dtype) not in VERIFIED:
+    if (index, dtype) not in record:
         problem = UNAVAILABLE
         if problem is None:
             try:
                 with torch.cuda.device(index):
-                    problem = first_mismatch(torch.device("cuda", index), decode_attention, (dtype,))
+                    cuda = torch.device("cuda", index)
+                    problem = first_mismatch(cuda, decode_attention, (dtype,), **({"fused": True} if fused else {}))
             except Exception as error:  # any failure to compile or launch means: do not use it here
                 problem = f"{type(error).__name__}: {error}"
         if problem is not None and triton is not None:  # (without Triton the general path is simply the path)
-            warnings.warn(f"the one-kernel decoding attention failed its check on cuda:{index} ({problem}); "
-                          "decoding uses the general attention path there", RuntimeWarning, stacklevel=2)
-        VERIFIED[index, dtype] = problem is None
-    return VERIFIED[index, dtype]
+            what = "the one-kernel decoding attention" + (" with the parts combined in-kernel" if fused else "")
+            warnings.warn(f"{what} failed its check on cuda:{index} ({problem}); {otherwise}", RuntimeWarning,
+                          stacklevel=3)
+        record[index, dtype] = problem is None
+    return record[index, dtype]
 
 
 def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str, tuple, Tensor, Tensor]]:
@@ -298,15 +313,16 @@ TOLERANCES = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}
 
 
 def first_mismatch(
-    device: torch.device, attend: Callable[..., Tensor], dtypes: tuple[torch.dtype, ...] = tuple(TOLERANCES)
+    device: torch.device, attend: Callable[..., Tensor], dtypes: tuple[torch.dtype, ...] = tuple(TOLERANCES),
+    fused: bool = False,
 ) -> str | None:
     """Runs ``attend`` (:func:`decode_attention` or a launcher with its arguments, ``parts`` and ``locks``) on
     :func:`check_cases` in each of ``dtypes``, reading the cache in one part and in several, the parts combined by
-    a second kernel or (self-attention, with ``locks``) by the last of them; the first case whose output, cache or
-    locks differ, or None."""
+    a second kernel; or, ``fused``, in several parts combined by the last of them (self-attention, with ``locks``).
+    The first case whose output, cache or locks differ, or None."""
     for dtype in dtypes:
         tolerance = TOLERANCES[dtype]
-        for parts, fused in ((1, False), (None, False), (None, True)):
+        for parts in ((None,) if fused else (1, None)):
             for name, args, expected, expected_kv in check_cases(device, dtype):
                 q, kv, slot, num_slots = args[0], args[3], args[4], args[7] or args[3].shape[3]
                 split = split_size(q.shape[0], kv.shape[2], num_slots)
@@ -486,10 +502,10 @@ def decode_attention(
     return _decode_attention_op(q, k, v, kv, slot.reshape(()), bias, origin, num_slots, float(scale), parts, locks)
 
 
-def lock_table(rows: int, heads: int, device: torch.device) -> Tensor | None:
-    """The ``locks`` a static cache passes to :func:`decode_attention` (zeros, one per (row, head)) on CUDA with
-    :data:`FUSED_COMBINE`, else None."""
-    if not FUSED_COMBINE or torch.device(device).type != "cuda":
+def lock_table(rows: int, heads: int, device: torch.device, dtype: torch.dtype) -> Tensor | None:
+    """The ``locks`` a static cache of ``dtype`` passes to :func:`decode_attention` (zeros, one per (row, head)) with
+    :data:`FUSED_COMBINE` on a CUDA device where that passed :func:`verify_fused_combine`, else None."""
+    if not FUSED_COMBINE or torch.device(device).type != "cuda" or not verify_fused_combine(device, dtype):
         return None
     return torch.zeros(rows * heads, dtype=torch.int32, device=device)
 
