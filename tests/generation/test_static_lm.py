@@ -215,3 +215,29 @@ def test_compiled_step_recompiles_for_a_new_sampling_and_batch_and_equals_eager(
     for rows, options in ((3, {}), (3, dict(do_sample=True, seed=[1, 2, 3], top_k=10)), (1, {})):
         fast = generate(model, ids[:rows], 8, fast=True, compile=True, **options)
         assert fast.tolist() == generate(model, ids[:rows], 8, fast=False, **options).tolist()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("fused, burst", [(True, 1), (False, 16), (True, 16)])
+def test_in_kernel_combining_and_multi_step_graphs_equal_eager(monkeypatch, compile, fused, burst):
+    """The two batch-1 steps that are off until timed: attention's parts combined by the last of them (a 128-slot
+    cache read in 2 parts by 32-wide heads), and 16 steps captured as one graph (bursts of 16, then single steps)."""
+    from formers.generation import static_lm
+    from formers.layers import attention, decode_attention
+
+    monkeypatch.setattr(decode_attention, "FUSED_COMBINE", fused)
+    monkeypatch.setattr(static_lm, "BURST", burst)
+    model = make(embed_dim=64, num_heads=2, max_seq_len=256, pad_id=1).cuda()
+    ids, mask = prompts("cuda")
+    options = dict(do_sample=True, seed=[3, 4, 5], top_k=10)
+    eager = generate(model, ids, 100, padding_mask=mask, fast=False, **options)
+    for _ in range(2):  # the second call replays the graphs captured by the first
+        fast = generate(model, ids, 100, padding_mask=mask, fast=True, compile=compile, check_every=16, **options)
+        assert fast.tolist() == eager.tolist()
+    (decoder,) = model.__dict__["_static_decoders"].decoders.values()
+    assert len(decoder.graphs) == (2 if burst > 1 else 1)
+    locks = decoder.state.caches[0].locks
+    assert (locks is not None) == fused and (locks is None or not locks.any())
+    assert isinstance(decoder.state.caches[0], attention.KVCache)
