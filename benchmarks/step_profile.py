@@ -128,11 +128,8 @@ def profile_recipe(name: str, args, device: torch.device) -> dict:
                           optimizer=optimizer, scheduler=scheduler, eval_loader=None)
         trainer.fit()  # warm-up: compilation and the first steps, then a checkpoint
 
-        done = [args.warmup]
-
         def more(n: int) -> None:
-            done[0] += n
-            trainer.config.max_steps = done[0]
+            trainer.config.max_steps += n
             trainer.fit(resume=True)  # continues from the last checkpoint with the same compiled model
 
         short = profiled(more, args.steps, device, args.top)

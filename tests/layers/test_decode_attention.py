@@ -119,28 +119,35 @@ def test_check_cases_agree_with_the_math_attention_path():
         assert torch.equal(expected_kv[0, :, :, slot.item()], k) and torch.equal(expected_kv[1, :, :, slot.item()], v)
 
 
-def test_a_failing_kernel_is_not_used_on_that_device(monkeypatch):
-    """The once-per-device check: an error or a wrong result warns and keeps the general path."""
+@pytest.fixture()
+def checks_as_if_on_cuda(monkeypatch):
+    """The once-per-device checks with Triton as if installed, device 0 current and no GPU needed; nothing
+    recorded yet."""
     monkeypatch.setattr(decode_attention_module, "VERIFIED", {})
-    monkeypatch.setattr(decode_attention_module, "triton", object())  # as if installed
+    monkeypatch.setattr(decode_attention_module, "FUSED_VERIFIED", {})
+    monkeypatch.setattr(decode_attention_module, "triton", object())
     monkeypatch.setattr(decode_attention_module, "UNAVAILABLE", None)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())  # no GPU needed here
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
+
+
+def test_a_failing_kernel_is_not_used_on_that_device(monkeypatch, checks_as_if_on_cuda):
+    """The once-per-device check: an error or a wrong result warns and keeps the general path."""
     checked = []
     monkeypatch.setattr(decode_attention_module, "first_mismatch",
-                        lambda device, attend, dtypes: checked.append(dtypes) or "bias: output off by 1")
+                        lambda device, attend, dtypes, fused: checked.append(dtypes) or "bias: output off by 1")
     bf16, fp32 = torch.bfloat16, torch.float32
     with pytest.warns(RuntimeWarning, match="failed its check on cuda:0 .bias: output off by 1.; decoding uses"):
         assert not decode_attention_module.verify_decode_kernel(torch.device("cuda"), bf16)
     assert decode_attention_module.VERIFIED == {(0, bf16): False} and checked == [(bf16,)]
 
-    def broken(device, attend, dtypes):
+    def broken(device, attend, dtypes, fused):
         raise RuntimeError("no driver")
 
     monkeypatch.setattr(decode_attention_module, "first_mismatch", broken)
     with pytest.warns(RuntimeWarning, match=r"cuda:1 \(RuntimeError: no driver\)"):
         assert not decode_attention_module.verify_decode_kernel(torch.device("cuda", 1), bf16)
-    monkeypatch.setattr(decode_attention_module, "first_mismatch", lambda device, attend, dtypes: None)
+    monkeypatch.setattr(decode_attention_module, "first_mismatch", lambda device, attend, dtypes, fused: None)
     assert decode_attention_module.verify_decode_kernel(torch.device("cuda", 2), fp32)
     assert decode_attention_module.VERIFIED == {(0, bf16): False, (1, bf16): False, (2, fp32): True}
     assert not decode_attention_module.verify_decode_kernel(torch.device("cuda", 2), torch.float64)  # no tolerance
@@ -264,14 +271,10 @@ def test_without_the_kernel_a_direct_call_says_why(monkeypatch):
         decode_attention(q, q, q, torch.zeros(2, 1, 1, 4, 16), torch.zeros(1, dtype=torch.long), None, 1.0)
 
 
-def test_a_failed_in_kernel_combining_check_keeps_the_second_kernel(monkeypatch):
-    monkeypatch.setattr(decode_attention_module, "FUSED_VERIFIED", {})
-    monkeypatch.setattr(decode_attention_module, "UNAVAILABLE", None)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())  # no GPU needed here
+def test_a_failed_in_kernel_combining_check_keeps_the_second_kernel(monkeypatch, checks_as_if_on_cuda):
     asked = []
     monkeypatch.setattr(decode_attention_module, "first_mismatch",
-                        lambda device, attend, dtypes, fused=False: asked.append(fused) or "bias: locks not left")
+                        lambda device, attend, dtypes, fused: asked.append(fused) or "bias: locks not left")
     with pytest.warns(RuntimeWarning, match="parts combined in-kernel failed its check on cuda:0 .bias: locks not "
                                             "left.; its parts are combined by a second kernel there"):
         assert not decode_attention_module.verify_fused_combine(torch.device("cuda"), torch.bfloat16)

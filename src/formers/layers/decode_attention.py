@@ -194,9 +194,9 @@ def launch_config(rows: int, heads: int) -> tuple[int, int]:
 
 
 VERIFIED: dict[tuple[int, torch.dtype], bool] = {}
+"""(CUDA device index, cache dtype) -> whether the kernel reproduced the reference (:func:`verify_decode_kernel`)."""
 FUSED_VERIFIED: dict[tuple[int, torch.dtype], bool] = {}
 """The same for the parts combined by the last of them (:func:`verify_fused_combine`)."""
-"""(CUDA device index, cache dtype) -> whether the kernel reproduced the reference (:func:`verify_decode_kernel`)."""
 
 
 def decode_kernel_applies(x: Tensor, head_dim: int, value_head_dim: int, cache_dtype: torch.dtype) -> bool:
@@ -238,8 +238,7 @@ def _verify(device: torch.device, dtype: torch.dtype, record: dict, fused: bool,
         if problem is None:
             try:
                 with torch.cuda.device(index):
-                    cuda = torch.device("cuda", index)
-                    problem = first_mismatch(cuda, decode_attention, (dtype,), **({"fused": True} if fused else {}))
+                    problem = first_mismatch(torch.device("cuda", index), decode_attention, (dtype,), fused=fused)
             except Exception as error:  # any failure to compile or launch means: do not use it here
                 problem = f"{type(error).__name__}: {error}"
         if problem is not None and triton is not None:  # (without Triton the general path is simply the path)
@@ -326,12 +325,13 @@ def first_mismatch(
             for name, args, expected, expected_kv in check_cases(device, dtype):
                 q, kv, slot, num_slots = args[0], args[3], args[4], args[7] or args[3].shape[3]
                 split = split_size(q.shape[0], kv.shape[2], num_slots)
-                if (parts == 1 or fused) and not split or fused and slot is None:
-                    continue  # read in one part either way, or cross-attention (no locks): checked already
+                if parts == 1 and not split:
+                    continue  # read in one part either way: checked once
+                if fused and (not split or slot is None):
+                    continue  # nothing to combine, or cross-attention (no locks)
                 name = f"{name}, {'one part' if parts == 1 else 'parts, combined by the last' if fused else 'parts'}"
                 locks = torch.zeros(kv.shape[1] * kv.shape[2], dtype=torch.int32, device=device) if fused else None
-                output = attend(*args, parts=parts, **({"locks": locks} if fused else {}))
-                error = (output.float() - expected).abs().max().item()
+                error = (attend(*args, parts=parts, locks=locks).float() - expected).abs().max().item()
                 if not error <= tolerance:
                     return f"{name}, {dtype}: output off by {error:.3g}"
                 if not torch.equal(args[3], expected_kv):
@@ -491,9 +491,10 @@ def decode_attention(
     num_slots = kv.shape[3] if num_slots is None else num_slots
     if bias is not None and bias.shape[-1] < num_slots:
         raise ValueError(f"bias covers {bias.shape[-1]} slots, fewer than the {num_slots} attended")
-    if locks is not None and (locks.dtype != torch.int32 or locks.dim() != 1 or locks.numel() < kv.shape[1] * kv.shape[2]
+    pairs = kv.shape[1] * kv.shape[2]  # (row, head) pairs
+    if locks is not None and (locks.dtype != torch.int32 or locks.dim() != 1 or locks.numel() < pairs
                               or locks.device != kv.device):
-        raise ValueError(f"locks must be an int32 vector of at least {kv.shape[1] * kv.shape[2]} (B * H) zeros on "
+        raise ValueError(f"locks must be an int32 vector of at least {pairs} (B * H) zeros on "
                          f"{kv.device}, got {locks.dtype} {tuple(locks.shape)} on {locks.device}")
     if origin is not None and (origin.dim() != 2 or origin.shape[0] != kv.shape[1] or origin.shape[1] < num_slots
                                or origin.stride(1) != 1 or origin.dtype != torch.long):
