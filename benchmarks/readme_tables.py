@@ -51,7 +51,9 @@ def header(report: dict[str, Any], source: str) -> str:
     commit = f", formers {v['formers_commit']}" if v.get("formers_commit") else ""
     smoke = (" **Smoke run on the CPU (tiny models): it checks the harness and measures nothing.**"
              if report.get("smoke") else "")
-    return (f"Speed against the peers from one run on one machine, `{report.get('command')}` "
+    runs = report.get("runs") or [None]
+    how = "one run" if len(runs) == 1 else f"{len(runs)} consecutive runs (`--append`)"
+    return (f"Speed against the peers from {how} on one machine, `{report.get('command')}` "
             f"(`{source}`): {gpu}; {', '.join(soft)}{commit}; {report.get('date')}. Ratios are formers / peer in "
             f"the same run; targets are issue 15's. Rendered by `python benchmarks/readme_tables.py {source}`.{smoke}")
 

@@ -140,9 +140,13 @@ def multi30k_rows(r: dict) -> list[Row]:
 def transformer_rows(r: dict) -> list[Row]:
     tps = r.get("target_tokens_per_s") or {}
     how = "compiled" if r.get("compiled") else "eager"
-    return [row(f"Transformer-base training, {r.get('batch_size')}x{r.get('seq_len')} tokens, vocab "
-                f"{r.get('vocab_size')}, {how}", "target tokens/s", tps.get("formers"), f"nn.Transformer ({how})",
+    what = f"Transformer-base training, {r.get('batch_size')}x{r.get('seq_len')} tokens, vocab {r.get('vocab_size')}"
+    rows = [row(f"{what}, {how}", "target tokens/s", tps.get("formers"), f"nn.Transformer ({how})",
                 tps.get("nn.Transformer"), target_ratio=1.5)]
+    if "formers (targets=)" in tps:  # formers computing its own loss, as its translation task trains it
+        rows.append(row(f"{what}, {how}, formers given `targets=`", "target tokens/s", tps["formers (targets=)"],
+                        f"nn.Transformer ({how})", tps.get("nn.Transformer"), target_ratio=1.5))
+    return rows
 
 
 def vision_rows(label: str, target: float) -> Callable[[dict], list[Row]]:
@@ -365,11 +369,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="each benchmark's JSON and output log (default: a temporary folder)")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiplies every benchmark's timeout")
     parser.add_argument("--multi30k-minutes", type=float, default=2.0, help="training budget of multi30k_train")
+    parser.add_argument("--append", action="store_true",
+                        help="add to the JSON at --out (same GPU and versions): its other benchmarks are kept, a "
+                             "benchmark run again is replaced; the commands and dates of every run are recorded")
     parser.add_argument("--list", action="store_true", help="print the benchmarks and exit")
     args = parser.parse_args(argv)
     if args.timeout_scale <= 0:
         parser.error(f"--timeout-scale must be > 0, got {args.timeout_scale}")
+    if args.append and (args.out is None or not args.out.is_file()):
+        parser.error(f"--append needs --out naming an existing run_all JSON, got {args.out}")
     return args
+
+
+def appended(report: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``report`` (a new run, no benchmarks yet) added to the run_all JSON at ``path``.
+
+    The earlier run must come from the same GPU, software versions and code (else SystemExit: their figures would not
+    be one run's); ``runs`` lists every run's command and date, ``command`` / ``date`` become all of them joined.
+    """
+    old = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("schema", "gpu", "smoke", "versions"):
+        if old.get(key) != report[key]:
+            raise SystemExit(f"run_all.py: --append: {path} has {key} {old.get(key)!r}, this run {report[key]!r}")
+    runs = old.get("runs") or [{"command": old.get("command"), "date": old.get("date")}]
+    runs.append({"command": report["command"], "date": report["date"]})
+    return {**report, "runs": runs, "command": " ; ".join(r["command"] for r in runs),
+            "date": f"{runs[0]['date']} to {report['date']}", "benchmarks": dict(old.get("benchmarks", {}))}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -401,10 +426,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
         "benchmarks": {},
     }
+    if args.append:
+        report = appended(report, out)
     for bench in chosen:
         timeout = 600.0 if args.smoke else bench.timeout_s * args.timeout_scale
         print(f"== {bench.name} ({bench.script}, timeout {timeout:.0f} s)", flush=True)
         record = run_one(bench, work, args.smoke, timeout)
+        report["benchmarks"].pop(bench.name, None)  # a benchmark run again goes to the end, in this run's order
         report["benchmarks"][bench.name] = record
         print(f"   {record['status']} in {record.get('seconds', 0)} s", flush=True)
         for r in record.get("rows", []):

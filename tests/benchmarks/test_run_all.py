@@ -41,7 +41,8 @@ def test_smoke_subset_writes_one_json_with_machine_versions_and_each_benchmark(r
             assert row["ratio"] == pytest.approx(row["formers"] / row["peer"])
             assert row["met"] == (row["ratio"] >= row["target_ratio"])
     tb = report["benchmarks"]["transformer_base"]
-    assert tb["result"]["target_tokens_per_s"]["formers"] == tb["rows"][0]["formers"]
+    tps = tb["result"]["target_tokens_per_s"]
+    assert [r["formers"] for r in tb["rows"]] == [tps["formers"], tps["formers (targets=)"]]
     assert [r["workload"].split(",")[0] for r in report["benchmarks"]["vit"]["rows"]] == [
         "ViT-B/16 training", "ViT-B/16 inference"]
 
@@ -103,3 +104,30 @@ def test_rows_compare_formers_with_the_peer_and_check_issue_15_targets(run_all):
     }}, "translation": {"sentences": 1014, "runs": {}}})
     assert [r["met"] for r in rows] == [False, None, True, None]  # b1 under 3,000; b32 missing; sampling >= 90%
     assert rows[2]["target_value"] == 900.0 and rows[2]["ratio"] is None
+
+
+def test_append_adds_a_later_run_on_the_same_machine_and_refuses_another_one(run_all, load_benchmark, tmp_path,
+                                                                             monkeypatch):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name, ours in (("one", 30.0), ("two", 50.0)):
+        (scripts / f"{name}.py").write_text(
+            f"import json, sys\nopen(sys.argv[1], 'w').write(json.dumps({{'ours': {ours}, 'peer': 10.0}}))\n")
+    monkeypatch.setattr(run_all, "BENCH", scripts)
+    monkeypatch.setattr(run_all, "benchmarks", lambda minutes: [fake_benchmark(run_all, n, "") for n in ("one", "two")])
+    out = tmp_path / "all.json"
+    first = run_all.main(["--only", "one", "--work-dir", str(tmp_path / "w1"), "--out", str(out)])
+    both = run_all.main(["--only", "two", "--append", "--work-dir", str(tmp_path / "w2"), "--out", str(out)])
+    assert json.loads(out.read_text()) == both
+    assert [b["result"]["ours"] for b in both["benchmarks"].values()] == [30.0, 50.0]
+    assert [r["date"] for r in both["runs"]] == [first["date"], both["runs"][1]["date"]]
+    assert both["command"] == f"{first['command']} ; {both['runs'][1]['command']}" and "--append" in both["command"]
+    readme_tables = load_benchmark("readme_tables")
+    assert "from 2 consecutive runs (`--append`) on one machine" in readme_tables.render(both, "all.json")
+    moved = {**both, "gpu": "another GPU"}
+    out.write_text(json.dumps(moved))
+    with pytest.raises(SystemExit, match=r"--append: .*all.json has gpu 'another GPU', this run None"):
+        run_all.main(["--only", "one", "--append", "--work-dir", str(tmp_path / "w3"), "--out", str(out)])
+    assert json.loads(out.read_text()) == moved  # left as it was
+    with pytest.raises(SystemExit):
+        run_all.main(["--append", "--out", str(tmp_path / "none.json")])

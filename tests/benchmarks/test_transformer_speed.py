@@ -24,8 +24,9 @@ def test_smoke_run_times_both_models_with_the_same_embedding_and_output_layer(tm
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
     tps = saved["target_tokens_per_s"]
-    assert set(tps) == {"formers", "nn.Transformer"} and all(v > 0 for v in tps.values())
+    assert set(tps) == {"formers", "nn.Transformer", "formers (targets=)"} and all(v > 0 for v in tps.values())
     assert saved["speedup_vs_nn_transformer"] == tps["formers"] / tps["nn.Transformer"]
+    assert saved["speedup_targets_vs_nn_transformer"] == tps["formers (targets=)"] / tps["nn.Transformer"]
     # Same embedding (one shared, tied matrix) and blocks: nn.Transformer only adds its two final LayerNorms.
     d = saved["embed_dim"]
     assert saved["parameters"]["nn.Transformer"] - saved["parameters"]["formers"] == 2 * 2 * d
