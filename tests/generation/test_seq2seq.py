@@ -340,3 +340,12 @@ def test_beam_candidates_are_the_top_2k_of_scores_plus_log_softmax_over_every_be
     half = logits.bfloat16()
     torch.testing.assert_close(seq2seq.beam_candidates(half, scores, k)[0],
                                seq2seq.beam_candidates(half.float(), scores, k)[0], rtol=0, atol=0)
+    # banned ids given apart: the same as set to -inf beforehand, the caller's logits left alone
+    raw = torch.randn(b * k, vocab, generator=gen)
+    banned = torch.tensor([0, vocab - 1])
+    for dtype in (torch.float32, torch.bfloat16):
+        given = raw.to(dtype)
+        before = given.clone()
+        got = seq2seq.beam_candidates(given, scores, k, banned)
+        want = seq2seq.beam_candidates(given.index_fill(1, banned, float("-inf")), scores, k)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and torch.equal(given, before)

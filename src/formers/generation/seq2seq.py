@@ -48,13 +48,14 @@ attention read only the written slots and set ``windowed = False``."""
 CACHED_SHAPES = 2  # captured steps kept per model: a whole static state each; batch shapes rarely repeat
 
 
-def beam_candidates(logits: Tensor, scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def beam_candidates(logits: Tensor, scores: Tensor, k: int, banned: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """A beam step's 2K best continuations per sentence: scores + log-softmax(logits), top 2K over K * V.
 
     Args:
         logits: (B * K, V) the beams' next-token logits, banned ids at -inf (any float dtype).
         scores: (B, K) float32 running log-probabilities of the beams (-inf: a dead beam).
         k: beams per sentence.
+        banned: ids set to -inf first (on the float32 copy where ``logits`` are not float32, so no extra copy).
 
     Returns:
         ``(top_scores, top_idx)``: (B, 2K) float32 candidate scores, best first, and their (B, 2K) indices into the
@@ -69,6 +70,8 @@ def beam_candidates(logits: Tensor, scores: Tensor, k: int) -> tuple[Tensor, Ten
     """
     b, vocab = scores.shape[0], logits.shape[-1]
     x = logits.float()
+    if banned is not None:
+        x = x.index_fill(1, banned, float("-inf")) if x is logits else x.index_fill_(1, banned, float("-inf"))
     width = min(2 * k, vocab)
     values, tokens = x.topk(width, dim=-1)  # (B*K, W) each beam's best tokens
     logp = values - torch.logsumexp(x, dim=-1, keepdim=True)  # (B*K, W) their log-probabilities
@@ -255,11 +258,10 @@ class _DeviceBeam(_StaticStep):
         self.done.zero_()
 
     def _advance(self) -> None:
-        b, k, inf = self.batch, self.k, float("-inf")
+        k = self.k
         logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (B*K, V)
-        logits = logits.index_fill(1, self.banned, inf)
         vocab = logits.shape[-1]
-        top_scores, top_idx = beam_candidates(logits, self.scores, k)  # (B, 2K) each
+        top_scores, top_idx = beam_candidates(logits, self.scores, k, self.banned)  # (B, 2K) each
         # survivors, finished hypotheses, each sentence's best, done flags, histories (module beam_select)
         rows = (select_kernel if self.select_kernel else select_reference)(self, top_scores, top_idx, vocab)
         # beams stay within their sentence, whose memory they share; slots past the window are not filled yet
