@@ -1,5 +1,6 @@
 """The beam bookkeeping kernel (formers.generation.beam_select) against its plain-torch reference: interpreted on the
-CPU, on CUDA where there is one, and its once-per-device check."""
+CPU (with the candidates' kernel, formers.generation.beam_top), on CUDA where there is one, and its once-per-device
+check."""
 
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ needs_triton = pytest.mark.skipif(
 def test_kernel_equals_the_reference_interpreted():
     script = textwrap.dedent("""
         import json, torch, formers
+        from formers.generation import beam_top, seq2seq
         from formers.generation.beam_select import first_mismatch
         from formers.generation.seq2seq import beam_search
-        mismatch = first_mismatch(torch.device("cpu"), cases=12)
-        # whole searches: the static path with the kernel against the eager host loop
+        mismatch = first_mismatch(torch.device("cpu"), cases=12) or beam_top.first_mismatch(torch.device("cpu"))
+        # whole searches: the static path with both kernels (bookkeeping, candidates) and the eager host loop with
+        # the candidates' kernel, against the eager loop in plain torch
         same = []
         for seed in range(3):
             torch.manual_seed(seed)
@@ -41,12 +44,15 @@ def test_kernel_equals_the_reference_interpreted():
                                          tgt_vocab_size=30, max_seq_len=64, num_encoder_layers=1,
                                          num_decoder_layers=2).eval()
             src = torch.randint(4, 30, (3, 5))
+            plain = beam_search(model, src, beam_size=3, max_new_tokens=9, fast=False)
+            seq2seq.verify_row_top = lambda device: True
             beam_search(model, src, beam_size=3, max_new_tokens=9, fast=True)  # builds the cached step
             steps = list(model.__dict__["_static_decoders"].decoders.values())
             for step in steps:
                 step.select_kernel = True
             fast = beam_search(model, src, beam_size=3, max_new_tokens=9, fast=True)
-            same.append(fast == beam_search(model, src, beam_size=3, max_new_tokens=9, fast=False))
+            same.append(fast == beam_search(model, src, beam_size=3, max_new_tokens=9, fast=False) == plain)
+            seq2seq.verify_row_top = lambda device: False
         print(json.dumps([mismatch, same]))
     """)
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(sys.path), CUDA_VISIBLE_DEVICES="")

@@ -319,33 +319,3 @@ def test_a_step_that_cannot_be_captured_runs_uncaptured_with_a_warning(model, mo
     eager = greedy_search(model, src, mask, max_new_tokens=12, fast=False)
     assert [row[: len(e)] for row, e in zip(step.out.tolist(), eager)] == eager
 
-
-@pytest.mark.parametrize("k, vocab", [(4, 50), (2, 3), (1, 7), (5, 9)])
-def test_beam_candidates_are_the_top_2k_of_scores_plus_log_softmax_over_every_beam(k, vocab):
-    """The per-beam cut to 2K before the sentence-wide top-k loses nothing: same candidates, same order, same scores
-    as the plain formula over all K * V (banned ids and dead beams at -inf included; vocabularies below 2K too)."""
-    gen = torch.Generator().manual_seed(k * 100 + vocab)
-    b = 6
-    logits = torch.randn(b * k, vocab, generator=gen, dtype=torch.float64).float() * 3
-    logits[:, 0] = float("-inf")  # a banned id
-    scores = -torch.rand(b, k, generator=gen) * 5
-    scores[0, 1:] = float("-inf")  # the first step: one live beam
-    expected_scores, expected_idx = (scores[:, :, None] + logits.log_softmax(-1).view(b, k, vocab)).view(b, -1).topk(
-        2 * k, dim=1)
-    top_scores, top_idx = seq2seq.beam_candidates(logits, scores, k)
-    finite = expected_scores.isfinite()
-    assert torch.equal(top_idx[finite], expected_idx[finite])
-    torch.testing.assert_close(top_scores, expected_scores, rtol=0, atol=1e-5)
-    # bf16 logits (autocast) give the float32 scores of their float32 values
-    half = logits.bfloat16()
-    torch.testing.assert_close(seq2seq.beam_candidates(half, scores, k)[0],
-                               seq2seq.beam_candidates(half.float(), scores, k)[0], rtol=0, atol=0)
-    # banned ids given apart: the same as set to -inf beforehand, the caller's logits left alone
-    raw = torch.randn(b * k, vocab, generator=gen)
-    banned = torch.tensor([0, vocab - 1])
-    for dtype in (torch.float32, torch.bfloat16):
-        given = raw.to(dtype)
-        before = given.clone()
-        got = seq2seq.beam_candidates(given, scores, k, banned)
-        want = seq2seq.beam_candidates(given.index_fill(1, banned, float("-inf")), scores, k)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and torch.equal(given, before)

@@ -18,13 +18,13 @@ not advanced here), and ``k``, ``eos``, ``pad``.
 
 from __future__ import annotations
 
-import warnings
 from types import SimpleNamespace
 
 import torch
 from torch import Tensor
 
 from formers.layers.decode_attention import UNAVAILABLE, triton
+from formers.layers.kernel_checks import checked_once
 
 if triton is not None:
     import triton.language as tl
@@ -224,21 +224,6 @@ def verify_select_kernel(device: torch.device, k: int, width: int) -> bool:
     """Checks the kernel once per CUDA device and compiled variant (``k`` beams, histories of ``width`` ids) on random
     searches (:func:`first_mismatch`; called before a search is captured, never inside); a failure warns once and
     the reference serves there."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return False
-    index = torch.cuda.current_device() if device.index is None else device.index
-    key = (index, k, 1 << (width - 1).bit_length())
-    if key not in VERIFIED:
-        problem = UNAVAILABLE
-        if problem is None:
-            try:
-                with torch.cuda.device(index):
-                    problem = first_mismatch(torch.device("cuda", index), k, width, cases=8)
-            except Exception as error:  # any failure to compile or launch means: do not use it here
-                problem = f"{type(error).__name__}: {error}"
-        if problem is not None and triton is not None:
-            warnings.warn(f"the one-kernel beam bookkeeping failed its check on cuda:{index} ({problem}); beam search "
-                          "uses the plain-torch bookkeeping there", RuntimeWarning, stacklevel=2)
-        VERIFIED[key] = problem is None
-    return VERIFIED[key]
+    return checked_once(VERIFIED, device, lambda d: first_mismatch(d, k, width, cases=8), UNAVAILABLE,
+                        triton is not None, "the one-kernel beam bookkeeping",
+                        "beam search uses the plain-torch bookkeeping there", (k, 1 << (width - 1).bit_length()))

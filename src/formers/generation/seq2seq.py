@@ -36,6 +36,7 @@ from formers.generation.beam_select import (
     select_reference,
     verify_select_kernel,
 )
+from formers.generation.beam_top import beam_candidates, verify_row_top
 from formers.generation.static_lm import capacity_bucket, model_cache, static_context
 from formers.layers import check_int, check_number
 
@@ -46,39 +47,6 @@ a multiple of this (one captured step per window) where the general attention pa
 beam's whole cache each step was most of a beam step's memory traffic. States whose layers all take the one-kernel
 attention read only the written slots and set ``windowed = False``."""
 CACHED_SHAPES = 2  # captured steps kept per model: a whole static state each; batch shapes rarely repeat
-
-
-def beam_candidates(logits: Tensor, scores: Tensor, k: int, banned: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """A beam step's 2K best continuations per sentence: scores + log-softmax(logits), top 2K over K * V.
-
-    Args:
-        logits: (B * K, V) the beams' next-token logits, banned ids at -inf (any float dtype).
-        scores: (B, K) float32 running log-probabilities of the beams (-inf: a dead beam).
-        k: beams per sentence.
-        banned: ids set to -inf first (on the float32 copy where ``logits`` are not float32, so no extra copy).
-
-    Returns:
-        ``(top_scores, top_idx)``: (B, 2K) float32 candidate scores, best first, and their (B, 2K) indices into the
-        flattened (K, V) candidates (beam * V + token).
-
-    The sentence's top 2K over K * V are among the top 2K of each of its beams (a candidate beaten by 2K others in its
-    own row is beaten by them overall), and log-softmax keeps a row's order: so each row's logits are cut to their
-    top 2K first and only those become scores, ``logit - logsumexp(row)``. No (B * K, V) log-probabilities or
-    candidate scores are written, and the sentence-wide top-k runs over K * 2K values instead of K * V (a step of
-    beam-4 translation spent 80 of its 727 us in ``topk`` over (B, K * V)). The eager and static searches both call
-    this, so they choose alike.
-    """
-    b, vocab = scores.shape[0], logits.shape[-1]
-    x = logits.float()
-    if banned is not None:
-        x = x.index_fill(1, banned, float("-inf")) if x is logits else x.index_fill_(1, banned, float("-inf"))
-    width = min(2 * k, vocab)
-    values, tokens = x.topk(width, dim=-1)  # (B*K, W) each beam's best tokens
-    logp = values - torch.logsumexp(x, dim=-1, keepdim=True)  # (B*K, W) their log-probabilities
-    candidates = (scores.reshape(b * k, 1) + logp).view(b, k * width)  # (B, K*W)
-    top_scores, pos = candidates.topk(min(2 * k, k * width), dim=1)  # (B, 2K) positions in the K*W candidates
-    top_tokens = tokens.view(b, k * width).gather(1, pos)
-    return top_scores, torch.div(pos, width, rounding_mode="floor") * vocab + top_tokens
 
 
 def _limits(model: nn.Module, src_padding_mask: Tensor, max_new_tokens: int | None) -> Tensor:
@@ -241,6 +209,7 @@ class _DeviceBeam(_StaticStep):
         self.done = torch.zeros(b, dtype=torch.bool, device=device)
         # the bookkeeping in one kernel on a CUDA device where it reproduced the plain-torch reference
         self.select_kernel = device.type == "cuda" and verify_select_kernel(device, k, capacity + 1)
+        self.row_top_kernel = verify_row_top(device)  # each beam's best 2K in one kernel (CUDA, checked)
 
     def configure(self, limits: list[int], alpha: float) -> None:
         """Sets this search's per-sentence limits and length penalties (buffers: the captured step reads them)."""
@@ -261,7 +230,7 @@ class _DeviceBeam(_StaticStep):
         k = self.k
         logits = self.model.decode(self.token, None, None, state=self.state)[:, -1]  # (B*K, V)
         vocab = logits.shape[-1]
-        top_scores, top_idx = beam_candidates(logits, self.scores, k, self.banned)  # (B, 2K) each
+        top_scores, top_idx = beam_candidates(logits, self.scores, k, self.banned, self.row_top_kernel)  # (B, 2K)
         # survivors, finished hypotheses, each sentence's best, done flags, histories (module beam_select)
         rows = (select_kernel if self.select_kernel else select_reference)(self, top_scores, top_idx, vocab)
         # beams stay within their sentence, whose memory they share; slots past the window are not filled yet
@@ -455,10 +424,11 @@ def _beam_loop(
     prev: list[list[int]] = [[] for _ in range(batch * k)]  # each beam's tokens so far, on the host
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
+    kernel = verify_row_top(device)  # the candidates as the static search takes them on this device
     for step in range(max(limits)):
         logits = step_fn(last)  # (B*K, V), banned ids at -inf
         vocab = logits.shape[-1]
-        top_scores, top_idx = beam_candidates(logits, scores, k)  # (B, 2K) each
+        top_scores, top_idx = beam_candidates(logits, scores, k, kernel=kernel)  # (B, 2K) each
         top_scores_l, top_idx_l = top_scores.tolist(), top_idx.tolist()
         # Built as lists on the host (element-wise tensor writes would cost a dispatch each).
         new_scores = [[float("-inf")] * k for _ in range(batch)]

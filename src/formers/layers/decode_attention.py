@@ -25,11 +25,12 @@ kernel between its own, and a CUDA graph captures it like any kernel.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
+
+from formers.layers.kernel_checks import checked_once
 
 try:  # the kernel's compiler; torch installs it on Linux x86-64
     import triton
@@ -229,24 +230,11 @@ def verify_fused_combine(device: torch.device, dtype: torch.dtype) -> bool:
 
 
 def _verify(device: torch.device, dtype: torch.dtype, record: dict, fused: bool, otherwise: str) -> bool:
-    device = torch.device(device)
-    if device.type != "cuda" or dtype not in TOLERANCES:
+    if dtype not in TOLERANCES:
         return False
-    index = torch.cuda.current_device() if device.index is None else device.index
-    if (index, dtype) not in record:
-        problem = UNAVAILABLE
-        if problem is None:
-            try:
-                with torch.cuda.device(index):
-                    problem = first_mismatch(torch.device("cuda", index), decode_attention, (dtype,), fused=fused)
-            except Exception as error:  # any failure to compile or launch means: do not use it here
-                problem = f"{type(error).__name__}: {error}"
-        if problem is not None and triton is not None:  # (without Triton the general path is simply the path)
-            what = "the one-kernel decoding attention" + (" with the parts combined in-kernel" if fused else "")
-            warnings.warn(f"{what} failed its check on cuda:{index} ({problem}); {otherwise}", RuntimeWarning,
-                          stacklevel=3)
-        record[index, dtype] = problem is None
-    return record[index, dtype]
+    what = "the one-kernel decoding attention" + (" with the parts combined in-kernel" if fused else "")
+    check = lambda d: first_mismatch(d, decode_attention, (dtype,), fused=fused)  # noqa: E731
+    return checked_once(record, device, check, UNAVAILABLE, triton is not None, what, otherwise, (dtype,))
 
 
 def check_cases(device: torch.device, dtype: torch.dtype) -> Iterator[tuple[str, tuple, Tensor, Tensor]]:
