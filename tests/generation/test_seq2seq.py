@@ -318,4 +318,3 @@ def test_a_step_that_cannot_be_captured_runs_uncaptured_with_a_warning(model, mo
         step.run(12)
     eager = greedy_search(model, src, mask, max_new_tokens=12, fast=False)
     assert [row[: len(e)] for row, e in zip(step.out.tolist(), eager)] == eager
-

@@ -12,7 +12,7 @@ banned ids masked on the way), and writes only the (rows, 2K) results. In a capt
 log-softmax, the scores' addition and a ``topk`` over (B, K * V): ``benchmarks/results/beam_cross_kernel_h100.json``).
 
 The kernel orders a row's best by value, then by lower token id; :func:`verify_row_top` checks it once per CUDA
-device and width against the reference (same tokens, log-probabilities within 1e-5) before beam search uses it; a
+device against the reference (same tokens, log-probabilities within 1e-5) before beam search uses it; a
 failure warns once and the reference serves there. The CPU and other devices use the reference.
 """
 
@@ -30,7 +30,7 @@ if triton is not None:
     import triton.language as tl
 
     @triton.jit
-    def row_top_kernel_(
+    def beam_top_kernel(
         x_ptr, s_x, banned_ptr, n_banned, logp_ptr, tok_ptr, vocab,
         W: tl.constexpr, WP: tl.constexpr, NB: tl.constexpr, BLOCK: tl.constexpr,
     ):
@@ -78,6 +78,14 @@ if triton is not None:
             top_i = tl.where(gone, big, top_i)
 
 
+def _masked_float(logits: Tensor, banned: Tensor | None) -> Tensor:
+    """``logits`` in float32 with the ``banned`` ids at -inf, set on the float32 copy where there is one."""
+    x = logits.float()
+    if banned is None:
+        return x
+    return x.index_fill(1, banned, float("-inf")) if x is logits else x.index_fill_(1, banned, float("-inf"))
+
+
 def row_top_reference(logits: Tensor, banned: Tensor | None, width: int) -> tuple[Tensor, Tensor]:
     """Each row's ``width`` best tokens and their log-probabilities, in plain torch (the readable definition).
 
@@ -89,9 +97,7 @@ def row_top_reference(logits: Tensor, banned: Tensor | None, width: int) -> tupl
     Returns:
         ``(logp, tokens)``: (R, width) float32 log-softmax values, best first, and their (R, width) long ids.
     """
-    x = logits.float()
-    if banned is not None:  # on the float32 copy where there is one
-        x = x.index_fill(1, banned, float("-inf")) if x is logits else x.index_fill_(1, banned, float("-inf"))
+    x = _masked_float(logits, banned)
     values, tokens = x.topk(width, dim=-1)
     return values - torch.logsumexp(x, dim=-1, keepdim=True), tokens
 
@@ -105,7 +111,7 @@ def row_top_kernel(logits: Tensor, banned: Tensor | None, width: int) -> tuple[T
         banned = torch.empty(0, dtype=torch.long, device=logits.device)
     logp = torch.empty(rows, width, dtype=torch.float32, device=logits.device)
     tokens = torch.empty(rows, width, dtype=torch.long, device=logits.device)
-    row_top_kernel_[(rows,)](
+    beam_top_kernel[(rows,)](
         logits, logits.stride(0), banned, banned.numel(), logp, tokens, vocab,
         W=width, WP=triton.next_power_of_2(width), NB=max(2, triton.next_power_of_2(banned.numel())), BLOCK=BLOCK,
     )
@@ -154,7 +160,7 @@ def check_cases(device: torch.device) -> list[tuple[str, Tensor, Tensor | None, 
     cases.append(("fewer finite values than the width", few, None, 6))
     tied = torch.randn(3, 300, generator=g).round()  # integers: many ties, the width cuts through them
     cases.append(("ties", tied, torch.tensor([5]), 8))
-    distinct = (torch.randperm(255, generator=g)[None, :255] - 127).float() / 8  # exact in bfloat16
+    distinct = (torch.randperm(255, generator=g)[None, :] - 127).float() / 8  # exact in bfloat16
     cases.append(("bfloat16", torch.cat([distinct, distinct.flip(1)]).bfloat16(), torch.tensor([7, 8]), 8))
     return [(name, x.to(device), None if banned is None else banned.to(device), w) for name, x, banned, w in cases]
 
@@ -162,7 +168,7 @@ def check_cases(device: torch.device) -> list[tuple[str, Tensor, Tensor | None, 
 def canonical(logits: Tensor, banned: Tensor | None, width: int) -> tuple[Tensor, Tensor]:
     """:func:`row_top_reference` with ties ordered as the kernel orders them, by value and then lower id (a stable
     descending sort), and the ids of -inf values, which carry no choice, as 0."""
-    x = logits.float().index_fill(1, banned, float("-inf")) if banned is not None else logits.float()
+    x = _masked_float(logits, banned)
     order = torch.sort(x, dim=1, descending=True, stable=True).indices[:, :width]
     values = x.gather(1, order)
     order = torch.where(values.isfinite(), order, 0)

@@ -92,9 +92,9 @@ class _StaticStep:
     translate call captures a graph per batch shape, and 3 made beam-4 of Multi30k's validation set 11% slower
     (H100: 1,106 against 1,241 sentences/s, ``benchmarks/beam_capture.py``)."""
 
-    def __init__(self, model: nn.Module, state, banned: list[int], greedy: bool, use_graph: bool) -> None:
+    def __init__(self, model: nn.Module, state, banned: list[int], use_graph: bool) -> None:
         c = model.config
-        self.model, self.state, self.greedy = model, state, greedy
+        self.model, self.state = model, state
         rows, device = state.rows, state.memory_mask.device
         self.bos, self.pad, self.eos = c.bos_id, c.pad_id, c.eos_id
         self.banned = torch.tensor(banned, dtype=torch.long, device=device)
@@ -194,7 +194,7 @@ class _DeviceBeam(_StaticStep):
     """
 
     def __init__(self, model: nn.Module, state, banned: list[int], k: int, use_graph: bool) -> None:
-        super().__init__(model, state, banned, greedy=False, use_graph=use_graph)
+        super().__init__(model, state, banned, use_graph=use_graph)
         rows, capacity, device = self.token.shape[0], state.max_len, self.device
         self.k, self.batch = k, rows // k
         b = self.batch
@@ -208,7 +208,7 @@ class _DeviceBeam(_StaticStep):
         self.num_finished = torch.zeros(b, dtype=torch.long, device=device)
         self.done = torch.zeros(b, dtype=torch.bool, device=device)
         # the bookkeeping in one kernel on a CUDA device where it reproduced the plain-torch reference
-        self.select_kernel = device.type == "cuda" and verify_select_kernel(device, k, capacity + 1)
+        self.select_kernel = verify_select_kernel(device, k, capacity + 1)
         self.row_top_kernel = verify_row_top(device)  # each beam's best 2K in one kernel (CUDA, checked)
 
     def configure(self, limits: list[int], alpha: float) -> None:
@@ -264,7 +264,7 @@ def _static_step(
         fresh = model.init_state(memory, src_padding_mask, max_len=capacity, static=True)
     key = ("seq2seq", beam, tuple(memory.shape[:2]), capacity)
     if beam is None:
-        build = lambda: _StaticStep(model, fresh, _banned(model), greedy=True, use_graph=True)  # noqa: E731
+        build = lambda: _StaticStep(model, fresh, _banned(model), use_graph=True)  # noqa: E731
     else:
         build = lambda: _DeviceBeam(model, fresh, _banned(model), beam, use_graph=True)  # noqa: E731
     return model_cache(model).get(model, key, build, limit=CACHED_SHAPES), fresh
@@ -424,11 +424,12 @@ def _beam_loop(
     prev: list[list[int]] = [[] for _ in range(batch * k)]  # each beam's tokens so far, on the host
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
+    banned = torch.tensor(_banned(model), dtype=torch.long, device=device)
     kernel = verify_row_top(device)  # the candidates as the static search takes them on this device
     for step in range(max(limits)):
-        logits = step_fn(last)  # (B*K, V), banned ids at -inf
+        logits = step_fn(last)  # (B*K, V)
         vocab = logits.shape[-1]
-        top_scores, top_idx = beam_candidates(logits, scores, k, kernel=kernel)  # (B, 2K) each
+        top_scores, top_idx = beam_candidates(logits, scores, k, banned, kernel)  # (B, 2K) each
         top_scores_l, top_idx_l = top_scores.tolist(), top_idx.tolist()
         # Built as lists on the host (element-wise tensor writes would cost a dispatch each).
         new_scores = [[float("-inf")] * k for _ in range(batch)]
@@ -471,13 +472,10 @@ def _beam_loop(
 def _eager_beam_step(
     model: nn.Module, memory: Tensor, src_padding_mask: Tensor, steps: int
 ) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], None]]:
-    """(last tokens (N, 1) -> logits (N, V) with banned ids at -inf, reorder(rows)) on a growing cache."""
+    """(last tokens (N, 1) -> logits (N, V), reorder(rows)) on a growing cache."""
     state = model.init_state(memory, src_padding_mask, steps)
-    banned = _banned(model)
 
     def step(tokens: Tensor) -> Tensor:
-        logits = model.decode(tokens, None, None, state=state)[:, -1]  # (N, V)
-        logits[:, banned] = float("-inf")
-        return logits
+        return model.decode(tokens, None, None, state=state)[:, -1]  # (N, V)
 
     return step, state.reorder
