@@ -7,7 +7,9 @@ Two questions this answers with one short GPU call:
   fraction of each step says whether Hugging Face's step is host-bound there.
 - a recipe name (e.g. ``vit-fashion-mnist``): the Trainer's own steps of that recipe (compiled, as the recipe says),
   profiled after a warm-up; the small Fashion-MNIST models take 14-30 ms per step on an H200, far more than their
-  arithmetic needs.
+  arithmetic needs. Before profiling, a recipe whose Trainer replays CUDA graphs per batch shape runs until a chunk
+  of ``--settle-steps`` steps captures no new shape (each new one costs an eager step and a capture, which would
+  otherwise fill a short profile).
 
 For each profiled run it prints the wall time per step, the summed kernel time per step, the GPU-busy fraction, the
 top kernels by device time and the top operators by host time, and writes it all to ``$OUT/step_profile_<name>.json``
@@ -132,9 +134,34 @@ def profile_recipe(name: str, args, device: torch.device) -> dict:
             trainer.config.max_steps += n
             trainer.fit(resume=True)  # continues from the last checkpoint with the same compiled model
 
+        warmup = settle(trainer, more, args.settle_steps, args.max_warmup)
         short = profiled(more, args.steps, device, args.top)
         long = profiled(more, 2 * args.steps, device, args.top)
-    return steady(short, long, args.steps)
+    return {**steady(short, long, args.steps), "warmup": {"steps": args.warmup + warmup, **graph_counts(trainer)}}
+
+
+def graph_counts(trainer) -> dict:
+    """The Trainer's step graphs so far: captured shapes, replayed and eager steps (empty without graphs)."""
+    graphs = trainer._step_graphs
+    if graphs is None:
+        return {}
+    return {"graphs": graphs.captured, "replayed": graphs.replayed, "eager": graphs.eager}
+
+
+def settle(trainer, more, chunk: int, most: int) -> int:
+    """Runs ``chunk`` more steps at a time until a chunk captures no new step graph (a loader that pads to a few
+    shapes meets each within a few hundred steps; each new shape costs an eager warm-up step and a capture, which
+    are not the steady state a profile should measure), at most ``most`` steps; returns the steps run."""
+    if trainer._step_graphs is None:
+        return 0
+    done = 0
+    while done < most:
+        before = trainer._step_graphs.captured
+        more(chunk)
+        done += chunk
+        if trainer._step_graphs.captured == before:
+            break
+    return done
 
 
 def steady(short: dict, long: dict, steps: int) -> dict:
@@ -157,6 +184,10 @@ def main() -> None:
     parser.add_argument("targets", nargs="+", help="gpt2 and/or recipe names (e.g. vit-fashion-mnist)")
     parser.add_argument("--steps", type=int, default=20, help="profiled steps")
     parser.add_argument("--warmup", type=int, default=10, help="steps before profiling (compilation)")
+    parser.add_argument("--settle-steps", type=int, default=50,
+                        help="recipes with step graphs: then warm up this many steps at a time until no new shape "
+                             "is captured")
+    parser.add_argument("--max-warmup", type=int, default=2000, help="most steps of that settling")
     parser.add_argument("--batch", type=int, default=16, help="GPT-2 batch (sequences of 1024)")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON files (default: $OUT or .)")
@@ -171,7 +202,8 @@ def main() -> None:
         (out_dir / f"step_profile_{target}.json").write_text(json.dumps({**meta, **result}, indent=2) + "\n")
         for run, r in result.items():
             print(f"== {run}: {r['wall_ms_per_step']:.2f} ms/step wall, {r['kernel_ms_per_step']:.2f} ms of kernels "
-                  f"({100 * r['gpu_busy_fraction']:.0f}% busy), {r['kernel_launches_per_step']:.0f} launches/step")
+                  f"({100 * r['gpu_busy_fraction']:.0f}% busy), {r['kernel_launches_per_step']:.0f} launches/step"
+                  + (f", after warm-up {r['warmup']}" if "warmup" in r else ""))
             for k in r["top_kernels"][:8]:
                 print(f"   kernel {k['ms_per_step']:8.3f} ms  x{k['calls_per_step']:<6.1f} {k['name'][:90]}")
             for k in r["top_host_ops"][:8]:

@@ -24,3 +24,31 @@ def test_steady_removes_what_a_fit_costs_besides_its_steps(load_benchmark):
     assert out["gpu_busy_fraction"] == pytest.approx(0.75)
     assert out["kernel_launches_per_step"] == pytest.approx(100)
     assert out["with_fit_overheads"]["short"]["gpu_busy_fraction"] == pytest.approx(60 / 580)
+
+
+class FakeGraphs:
+    """Step graphs that capture a new shape at each of the steps in ``new_at`` (cumulative step counts)."""
+
+    def __init__(self, new_at: list[int]) -> None:
+        self.new_at, self.steps, self.captured = new_at, 0, 0
+
+
+class FakeTrainer:
+    def __init__(self, graphs: FakeGraphs | None) -> None:
+        self._step_graphs = graphs
+
+    def more(self, n: int) -> None:
+        g = self._step_graphs
+        g.captured += sum(g.steps < at <= g.steps + n for at in g.new_at)
+        g.steps += n
+
+
+def test_settle_warms_up_until_a_chunk_captures_no_new_shape(load_benchmark):
+    module = load_benchmark("step_profile")
+    trainer = FakeTrainer(FakeGraphs([3, 40, 120, 130]))
+    # chunks of 50: 1-50 (2 new), 51-100 (none): stops after 100 steps although a shape comes at 120
+    assert module.settle(trainer, trainer.more, 50, 2000) == 100
+    trainer = FakeTrainer(FakeGraphs([10 * i for i in range(1, 100)]))
+    assert module.settle(trainer, trainer.more, 50, 200) == 200  # never settles: capped
+    assert module.settle(FakeTrainer(None), None, 50, 2000) == 0  # no graphs: nothing to wait for
+    assert module.graph_counts(FakeTrainer(None)) == {}
