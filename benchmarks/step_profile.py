@@ -182,7 +182,8 @@ def steady(short: dict, long: dict, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("targets", nargs="+", help="gpt2 and/or recipe names (e.g. vit-fashion-mnist)")
-    parser.add_argument("--steps", type=int, default=20, help="profiled steps")
+    parser.add_argument("--steps", type=int, default=60,
+                        help="profiled steps (a recipe: the difference of fits of 2N and N steps; 20 left noise of 2x)")
     parser.add_argument("--warmup", type=int, default=10, help="steps before profiling (compilation)")
     parser.add_argument("--settle-steps", type=int, default=50,
                         help="recipes with step graphs: then warm up this many steps at a time until no new shape "

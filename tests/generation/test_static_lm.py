@@ -11,8 +11,10 @@ import formers
 from formers.generation.causal_lm import generate
 from formers.generation.static_lm import (
     CAPACITY_BUCKETS,
+    DecoderCache,
     capacity_bucket,
     clear_decoders,
+    held_bytes,
 )
 
 
@@ -105,6 +107,37 @@ def test_decoders_are_cached_per_bucket_and_dropped_when_parameters_move():
     assert [d.state.caches[0].k.dtype for d in cache.decoders.values()] == [torch.float64]
     clear_decoders(model)
     assert "_static_decoders" not in model.__dict__
+
+
+class Holder:
+    """A stand-in decoder holding tensors (and the model, whose weights are not counted)."""
+
+    def __init__(self, nbytes: int, model=None) -> None:
+        self.state = {"caches": [torch.zeros(nbytes // 4)], "model": model}
+
+
+def test_held_bytes_counts_each_storage_once_and_not_the_model():
+    model = make()
+    kv = torch.zeros(2, 3, 100)  # 2,400 bytes
+    holder = Holder(400, model)
+    holder.views = (kv[0], kv[1], [kv, {"again": kv[:, 1]}])  # views of one storage: counted once
+    holder.cycle = holder  # an object reached twice: visited once
+    assert held_bytes(holder) == 400 + 2400
+    assert held_bytes(Holder(0)) == 0
+
+
+def test_decoder_cache_drops_the_least_recently_used_beyond_its_count_and_budget():
+    model, cache = make(), DecoderCache()
+    get = lambda key, nbytes, **kw: cache.get(model, (key,), lambda: Holder(nbytes), **kw)  # noqa: E731
+    a, b = get("a", 400, limit=3), get("b", 400, limit=3)
+    assert get("a", 400, limit=3) is a  # kept: a is now the most recently used
+    get("c", 400, limit=3)
+    get("d", 400, limit=3)  # a fourth shape: the least recently used (b) goes first
+    assert [k[0] for k in cache.decoders] == ["a", "c", "d"] and b not in cache.decoders.values()
+    get("e", 1000, limit=8, budget=2000)  # 400 + 400 + 400 + 1,000 > 2,000: a goes, then 1,800 fit
+    assert [k[0] for k in cache.decoders] == ["c", "d", "e"] and sum(cache.sizes.values()) == 1800
+    get("f", 4000, limit=8, budget=2000)  # larger than the budget alone: only it stays
+    assert [k[0] for k in cache.decoders] == ["f"] and list(cache.sizes.values()) == [4000]
 
 
 def test_capacity_buckets():

@@ -121,6 +121,18 @@ def test_image_classification_is_graphed_by_default_on_cuda_unless_it_mixes() ->
     assert not use_step_graphs(auto, cuda, loader, distributed=False, task=mixing)
 
 
+def test_causal_lm_windows_are_graphed_by_default_on_cuda() -> None:
+    from formers.data.lm import LMWindowLoader
+    from formers.tasks.causal_lm import CausalLMTask
+
+    loader = LMWindowLoader(torch.arange(200) % 37, block_size=16, batch_size=4, steps_per_epoch=5)
+    assert {tuple(b["input_ids"].shape) for b in loader} == {(4, 16)}  # one shape: one graph
+    auto, cuda = TrainerConfig(precision="bf16"), torch.device("cuda")
+    assert use_step_graphs(auto, cuda, loader, distributed=False, task=CausalLMTask())
+    assert not use_step_graphs(auto, torch.device("cpu"), loader, distributed=False, task=CausalLMTask())
+    assert not use_step_graphs(TrainerConfig(compile=True), cuda, loader, distributed=False, task=CausalLMTask())
+
+
 def _train(run_dir: Path, graphs: bool, accum: int = 1, steps: int = 24, family: str = "transformer",
            warns: str | None = None, resume: bool = False) -> tuple[Trainer, list[float]]:
     pairs = _pairs(400, seed=2, longest=40)
@@ -217,6 +229,35 @@ def test_on_cuda_graphed_image_training_equals_eager_crops_flips_and_dropout_inc
             runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
     graphs = runs[True][0]._step_graphs
     assert graphs is not None and graphs.disabled is None and graphs.replayed >= 10, graphs.summary()
+    torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
+    for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_graphed_causal_lm_training_equals_eager_dropout_included(tmp_path: Path) -> None:
+    from formers.data.lm import LMWindowLoader
+    from formers.tasks.causal_lm import CausalLMTask
+
+    tokens = torch.randint(0, 64, (5000,), generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        model = formers.create_model("gpt_mini", vocab_size=64, max_seq_len=32, dropout=0.1, eos_id=None)
+        config = TrainerConfig(max_steps=16, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
+                               precision="fp32", cuda_graphs=None if graphs else False, seed=5)
+        loader = LMWindowLoader(tokens, block_size=32, batch_size=8, seed=1, steps_per_epoch=100)
+        trainer = Trainer(model, CausalLMTask(), loader, config, tmp_path / str(graphs),
+                          optimizer=build_optimizer(model, lr=1e-3, fused=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a step that cannot be captured warns: fail here instead
+            trainer.fit()
+        with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:
+            runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
+    graphs = runs[True][0]._step_graphs
+    assert graphs is not None and graphs.disabled is None and graphs.replayed >= 14, graphs.summary()
+    assert runs[False][0]._step_graphs is None
     torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
     for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)

@@ -290,6 +290,7 @@ class LMWindowLoader:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         self.block_size, self.batch_size, self.seed, self.steps_per_epoch = block_size, batch_size, seed, steps_per_epoch
         self.epoch = 0
+        self.static_shapes = True  # every batch is (B, T): the Trainer may replay its steps as one CUDA graph
 
     def set_epoch(self, epoch: int) -> None:
         """Fixes the windows of the next iteration to those of ``epoch``."""

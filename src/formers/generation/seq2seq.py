@@ -46,7 +46,14 @@ REORDER_WINDOW = 32
 a multiple of this (one captured step per window) where the general attention path reads the cache: reading every
 beam's whole cache each step was most of a beam step's memory traffic. States whose layers all take the one-kernel
 attention read only the written slots and set ``windowed = False``."""
-CACHED_SHAPES = 2  # captured steps kept per model: a whole static state each; batch shapes rarely repeat
+CACHED_SHAPES = 8
+"""Captured steps kept per model (a whole static state each), so that the batch shapes of a corpus translated again
+(an evaluation each epoch, a server, a benchmark's repeated passes) replay without a capture: beam-4 of Multi30k's
+validation set in 6 batch shapes, H100, 3,678 sentences/s as a fresh call, 5,498 with every shape kept
+(``benchmarks/results/beam_capture_h100_beam_top.json``). Bounded by :data:`CACHE_MEMORY_FRACTION` too."""
+CACHE_MEMORY_FRACTION = 1 / 16
+"""At most this share of a CUDA device's memory is held by a model's kept static states (the least recently used
+beyond it are dropped; the current one always stays): 5 GB on an 80 GB card, about 0.5 GB a Multi30k beam-4 batch."""
 
 
 def _limits(model: nn.Module, src_padding_mask: Tensor, max_new_tokens: int | None) -> Tensor:
@@ -267,7 +274,10 @@ def _static_step(
         build = lambda: _StaticStep(model, fresh, _banned(model), use_graph=True)  # noqa: E731
     else:
         build = lambda: _DeviceBeam(model, fresh, _banned(model), beam, use_graph=True)  # noqa: E731
-    return model_cache(model).get(model, key, build, limit=CACHED_SHAPES), fresh
+    budget = None
+    if memory.is_cuda:
+        budget = int(CACHE_MEMORY_FRACTION * torch.cuda.get_device_properties(memory.device).total_memory)
+    return model_cache(model).get(model, key, build, limit=CACHED_SHAPES, budget=budget), fresh
 
 
 @torch.inference_mode()

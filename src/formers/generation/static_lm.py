@@ -261,6 +261,7 @@ class DecoderCache:
 
     def __init__(self) -> None:
         self.decoders: OrderedDict[tuple, object] = OrderedDict()
+        self.sizes: dict[tuple, int] = {}  # bytes each decoder holds (held_bytes), for a budget
         self.fingerprint: tuple = ()
 
     def __deepcopy__(self, memo: dict) -> DecoderCache:
@@ -269,21 +270,69 @@ class DecoderCache:
     def __reduce__(self) -> tuple:
         return (DecoderCache, ())
 
-    def get(self, model: nn.Module, key: tuple, build: Callable[[], Any], limit: int = MAX_CACHED_DECODERS) -> Any:
+    def get(
+        self, model: nn.Module, key: tuple, build: Callable[[], Any], limit: int = MAX_CACHED_DECODERS,
+        budget: int | None = None,
+    ) -> Any:
         """The decoder stored under ``key`` (with the model's dtype and device and the autocast state), made by
-        ``build`` if missing, after dropping the least recently used ones beyond ``limit - 1``."""
+        ``build`` if missing, after dropping the least recently used ones beyond ``limit - 1``; then, with a
+        ``budget`` in bytes, the least recently used others while the decoders hold more (:func:`held_bytes`; the
+        one just made stays, whatever its size)."""
         fingerprint = tuple((t.data_ptr(), t.dtype, t.device) for t in (*model.parameters(), *model.buffers()))
         if fingerprint != self.fingerprint:
             self.decoders.clear()
+            self.sizes.clear()
             self.fingerprint = fingerprint
         first = next(model.parameters())
         key = (*key, first.dtype, first.device, autocast_state(first.device.type))
         if key not in self.decoders:
             while self.decoders and len(self.decoders) >= limit:
-                self.decoders.popitem(last=False)  # freed before the next one is allocated
+                self._drop_oldest()  # freed before the next one is allocated
             self.decoders[key] = build()
+            self.sizes[key] = held_bytes(self.decoders[key])
         self.decoders.move_to_end(key)
+        if budget is not None:
+            while len(self.decoders) > 1 and sum(self.sizes.values()) > budget:
+                self._drop_oldest()
         return self.decoders[key]
+
+    def _drop_oldest(self) -> None:
+        old, _ = self.decoders.popitem(last=False)
+        self.sizes.pop(old, None)
+
+
+def held_bytes(obj: Any, depth: int = 6) -> int:
+    """Bytes of the distinct tensor storages reachable from ``obj`` through attributes, lists, tuples and dicts, up
+    to ``depth`` levels down; modules are not entered (the model's weights are not a decoder's)."""
+    storages: set[tuple] = set()
+    seen: set[int] = set()
+    total = 0
+
+    def visit(x: Any, left: int) -> None:
+        nonlocal total
+        if isinstance(x, Tensor):
+            storage = x.untyped_storage()
+            where = (storage.data_ptr(), x.device)
+            if where not in storages:
+                storages.add(where)
+                total += storage.nbytes()
+            return
+        if left == 0 or isinstance(x, (nn.Module, str, bytes, int, float)) or x is None or id(x) in seen:
+            return
+        seen.add(id(x))
+        if isinstance(x, dict):
+            children = list(x.values())
+        elif isinstance(x, (list, tuple, set, frozenset)):
+            children = list(x)
+        elif hasattr(x, "__dict__"):
+            children = list(vars(x).values())
+        else:
+            return
+        for child in children:
+            visit(child, left - 1)
+
+    visit(obj, depth)
+    return total
 
 
 def autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:

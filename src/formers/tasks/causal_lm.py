@@ -21,6 +21,8 @@ from formers.training.task import StepOutput
 class CausalLMTask:
     """Trains a decoder-only model to predict the next token; evaluates mean loss and perplexity."""
 
+    capturable = True  # training_step: device work only (train.cuda_graphs may replay it as a CUDA graph)
+
     def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
         """Mean next-token cross-entropy over the batch's B * T positions (windows are valid by construction)."""
         with value_checks(False):
