@@ -47,8 +47,8 @@ MAX_CACHED_DECODERS = 4  # per model; each holds a whole KV cache
 MAX_GRAPHS = 4  # sampling configurations captured per decoder
 BURST = 1
 """Steps captured one after another in a second graph per sampling configuration, replayed for whole bursts of
-:func:`run_static` (16: one graph launch per 16 tokens instead of per token). 1 (one graph) until
-``benchmarks/generate_step_variants.py`` has timed 16 on a GPU."""
+:func:`run_static` (16: one graph launch per 16 tokens instead of per token). 1 (one graph): 16 measured no faster on
+an H100 (2,793 -> 2,751 tokens/s, ``benchmarks/results/generate_step_variants_h100_combine.json``)."""
 
 
 class Sampling(NamedTuple):
