@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Prepares what the benchmarks need on a GPU machine that has PyTorch, Triton and transformers but no network:
+#   .whl/      wheels of the other packages (formers' own dependencies, pytest, timm), for Python 3.12 on x86-64
+#   .gpudata/  the datasets the benchmarks and recipes read ($FORMERS_DATA_DIR there)
+# Run here (with network), from the repository root: bash benchmarks/offline_kit.sh [SHARED_DATA_DIR]
+# There: python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#        export PYTHONPATH=$PWD/src:/tmp/site FORMERS_DATA_DIR=$PWD/.gpudata
+# Both folders are meant to stay out of git (add them to .git/info/exclude); together about 45 MB.
+set -eu
+shared=${1:-../shared/data}
+mkdir -p .whl .gpudata
+platform="--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
+          --platform manylinux2014_x86_64"
+for p in sacrebleu==2.5.1 portalocker==3.2.0 tabulate==0.9.0 colorama==0.4.6 lxml pytest==8.3.5 pluggy==1.5.0 \
+         iniconfig==2.1.0 pytest-timeout==2.3.1 timm==1.0.15 hypothesis==6.131.0 sortedcontainers==2.4.0 attrs==25.3.0; do
+  python3 -m pip download -q --no-deps --only-binary=:all: $platform -d .whl "$p"
+done
+# Fashion-MNIST from Debian's dataset-fashion-mnist package (the idx .gz files)
+if [ ! -f .gpudata/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download dataset-fashion-mnist >/dev/null && dpkg -x dataset-fashion-mnist_*.deb x)
+  mkdir -p .gpudata/fashion-mnist && cp "$tmp"/x/usr/share/datasets/fashion-mnist/*.gz .gpudata/fashion-mnist/
+  rm -rf "$tmp"
+fi
+for d in multi30k tinyshakespeare gpt2-bpe; do
+  [ -d "$shared/$d" ] && cp -r "$shared/$d" .gpudata/
+done
+du -sh .whl .gpudata
