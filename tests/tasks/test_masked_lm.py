@@ -7,6 +7,7 @@ import torch
 
 from formers.data.mlm import (
     MLMCollator,
+    MLMExample,
     MLMLoader,
     build_examples,
     fixed_eval_batches,
@@ -17,7 +18,7 @@ from formers.data.tokenizers.wordpiece import WordPieceTokenizer
 from formers.layers.cross_entropy import IGNORE_INDEX
 from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
 from formers.recipes.masked_lm import tokenize_documents
-from formers.tasks.masked_lm import MaskedLMTask
+from formers.tasks.masked_lm import MaskedLMTask, masked_lm_loss
 
 TINY = dict(embed_dim=32, num_heads=2, num_layers=2, ffn_dim=64, max_seq_len=32, dropout=0.0, attn_dropout=0.0)
 # A tiny "corpus" whose masked words are predictable from their neighbours.
@@ -56,7 +57,50 @@ def test_loss_is_cross_entropy_on_masked_positions_only():
     selected = batch["labels"] != IGNORE_INDEX
     reference = torch.nn.functional.cross_entropy(full[selected], batch["labels"][selected])
     assert out.loss.item() == pytest.approx(reference.item(), rel=1e-5)
-    assert out.num_tokens == 30 and "nsp_loss" not in out.metrics
+    assert int(out.num_tokens) == 26 and "nsp_loss" not in out.metrics  # real tokens, not the padding
+
+
+@pytest.mark.parametrize("pretraining", [False, True])
+def test_scoring_every_position_gives_the_loss_and_gradients_of_the_masked_ones(pretraining):
+    torch.manual_seed(0)
+    model = (BertForPreTraining if pretraining else BertForMaskedLM)(BertConfig(vocab_size=40, **TINY))
+    batch = _batch(nsp=pretraining)
+    results = []
+    for all_positions in (False, True):
+        model.zero_grad()
+        _, loss = masked_lm_loss(model, batch, all_positions)
+        loss.backward()
+        results.append((loss.detach(), [None if p.grad is None else p.grad.clone() for p in model.parameters()]))
+    (selected, grads), (every, grads_every) = results
+    torch.testing.assert_close(every, selected, rtol=1e-6, atol=1e-6)
+    assert [g is None for g in grads] == [g is None for g in grads_every]  # the NSP head: none either way
+    for a, b in zip(grads, grads_every):
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    task = MaskedLMTask(all_positions=True)
+    assert task.capturable and not MaskedLMTask().capturable
+    # on a CPU the task selects the masked positions either way (cheaper there): the same loss
+    assert task.training_step(model, batch).metrics["mlm_loss"].item() == pytest.approx(selected.item(), rel=1e-6)
+
+
+def test_padding_to_a_multiple_keeps_the_masks_and_adds_only_ignored_padding():
+    rows = [MLMExample([2] + list(range(5, 5 + n)) + [3], [0] * (n + 2)) for n in (7, 12, 4)]
+    plain = MLMCollator(40, pad_id=0, mask_id=4, special_ids=[1, 2, 3])
+    padded = MLMCollator(40, pad_id=0, mask_id=4, special_ids=[1, 2, 3], pad_multiple=8, max_len=20)
+    a = plain(rows, torch.Generator().manual_seed(3))
+    b = padded(rows, torch.Generator().manual_seed(3))
+    assert a["input_ids"].shape == (3, 14) and b["input_ids"].shape == (3, 16)
+    for key in a:
+        torch.testing.assert_close(b[key][:, :14], a[key])  # the same masks, labels and segments
+    assert (b["input_ids"][:, 14:] == 0).all() and not b["padding_mask"][:, 14:].any()
+    assert (b["labels"][:, 14:] == IGNORE_INDEX).all() and (b["token_type_ids"][:, 14:] == 0).all()
+    capped = MLMCollator(40, pad_id=0, mask_id=4, special_ids=[1, 2, 3], pad_multiple=32, max_len=15)
+    assert capped(rows, torch.Generator().manual_seed(3))["input_ids"].shape == (3, 15)  # capped at max_len
+    assert MLMLoader(rows, padded, 2, drop_last=True).static_shapes
+    assert not MLMLoader(rows, padded, 2).static_shapes  # a partial last batch: another shape
+    assert not MLMLoader(rows, plain, 2, drop_last=True).static_shapes  # every longest length: many shapes
+    with pytest.raises(ValueError, match="pad_multiple must be a positive int, got 0"):
+        MLMCollator(40, pad_id=0, mask_id=4, special_ids=[1], pad_multiple=0)
 
 
 def test_next_sentence_loss_is_added_for_the_pretraining_model():

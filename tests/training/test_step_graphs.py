@@ -133,6 +133,26 @@ def test_causal_lm_windows_are_graphed_by_default_on_cuda() -> None:
     assert not use_step_graphs(TrainerConfig(compile=True), cuda, loader, distributed=False, task=CausalLMTask())
 
 
+def _mlm_loader(seed: int = 1):
+    from formers.data.mlm import MLMCollator, MLMExample, MLMLoader
+
+    rng = random.Random(0)
+    rows = [MLMExample([2] + [rng.randrange(5, VOCAB) for _ in range(n)] + [3], [0] * (n + 2))
+            for n in (rng.randint(4, 28) for _ in range(200))]
+    collator = MLMCollator(VOCAB, pad_id=0, mask_id=4, special_ids=[1, 2, 3], pad_multiple=16, max_len=32)
+    return MLMLoader(rows, collator, 16, seed=seed, drop_last=True)
+
+
+def test_masked_lm_is_graphed_on_cuda_when_it_scores_every_position_of_padded_batches() -> None:
+    from formers.tasks.masked_lm import MaskedLMTask
+
+    loader = _mlm_loader()
+    assert {tuple(b["input_ids"].shape) for b in loader} <= {(16, 16), (16, 32)}
+    auto, cuda = TrainerConfig(precision="bf16"), torch.device("cuda")
+    assert use_step_graphs(auto, cuda, loader, distributed=False, task=MaskedLMTask(all_positions=True))
+    assert not use_step_graphs(auto, cuda, loader, distributed=False, task=MaskedLMTask())  # a boolean index
+
+
 def _train(run_dir: Path, graphs: bool, accum: int = 1, steps: int = 24, family: str = "transformer",
            warns: str | None = None, resume: bool = False) -> tuple[Trainer, list[float]]:
     pairs = _pairs(400, seed=2, longest=40)
@@ -258,6 +278,33 @@ def test_on_cuda_graphed_causal_lm_training_equals_eager_dropout_included(tmp_pa
     graphs = runs[True][0]._step_graphs
     assert graphs is not None and graphs.disabled is None and graphs.replayed >= 14, graphs.summary()
     assert runs[False][0]._step_graphs is None
+    torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
+    for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_graphed_masked_lm_training_equals_eager_dropout_included(tmp_path: Path) -> None:
+    from formers.models.bert import BertConfig, BertForPreTraining
+    from formers.tasks.masked_lm import MaskedLMTask
+
+    runs = {}
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        model = BertForPreTraining(BertConfig(vocab_size=VOCAB, embed_dim=32, num_heads=2, num_layers=2, ffn_dim=64,
+                                              max_seq_len=32, dropout=0.1, attn_dropout=0.1))
+        config = TrainerConfig(max_steps=12, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
+                               precision="fp32", cuda_graphs=None if graphs else False, seed=5)
+        trainer = Trainer(model, MaskedLMTask(all_positions=True), _mlm_loader(), config, tmp_path / str(graphs),
+                          optimizer=build_optimizer(model, lr=1e-3, fused=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            trainer.fit()
+        with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:
+            runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
+    graphs = runs[True][0]._step_graphs
+    assert graphs is not None and graphs.disabled is None and graphs.replayed >= 6, graphs.summary()
     torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
     for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)

@@ -20,6 +20,7 @@ from formers.data.mlm import (
     text_documents,
 )
 from formers.data.tokenizers.wordpiece import WordPieceTokenizer, check_vocab_matches
+from formers.devices import resolve_device
 from formers.hub import from_pretrained
 from formers.inference.fill_mask import fill_mask
 from formers.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
@@ -52,6 +53,7 @@ class MaskedLMData:
     eval_batch_size: int = 64
     eval_seed: int = 1234
     max_eval_examples: int | None = None
+    pad_multiple: int | None = None  # training batches padded to multiples of this; None: 16 on CUDA, else the longest
 
 
 @dataclass
@@ -144,17 +146,20 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     held = build_examples(tokenize_documents(tokenizer, held_docs), data.max_len, seed=data.eval_seed, **ids)
     if data.max_eval_examples is not None:
         held = held[: data.max_eval_examples]
-    collator = MLMCollator(
-        tokenizer.vocab_size, tokenizer.pad_id, tokenizer.mask_id, sorted(tokenizer.special_ids),
-        data.mlm_probability, data.mask_fraction, data.random_fraction,
-    )
+    masking = (tokenizer.vocab_size, tokenizer.pad_id, tokenizer.mask_id, sorted(tokenizer.special_ids),
+               data.mlm_probability, data.mask_fraction, data.random_fraction)
+    # on CUDA, batches padded to a few lengths and every position scored: steps of fixed shapes without host
+    # synchronisation, which the Trainer replays as CUDA graphs (train.cuda_graphs); the same masks and loss
+    cuda = resolve_device(recipe.train.device).type == "cuda"
+    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (16 if cuda else None)
+    collator = MLMCollator(*masking, pad_multiple=pad_multiple, max_len=data.max_len)
     loader = MLMLoader(train, collator, data.batch_size, seed=recipe.train.seed, drop_last=True)
-    eval_set = fixed_eval_batches(held, collator, data.eval_batch_size, seed=data.eval_seed)
+    eval_set = fixed_eval_batches(held, MLMCollator(*masking), data.eval_batch_size, seed=data.eval_seed)
     n_train = sum(len(e.input_ids) for e in train)
     print(f"data: {len(train_docs)} train documents -> {len(train)} rows ({n_train:,} tokens); "
           f"{len(held_docs)} held-out documents -> {len(held)} rows; model {recipe.model.get('name')} with "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    task = MaskedLMTask(options.next_sentence_weight)
+    task = MaskedLMTask(options.next_sentence_weight, all_positions=loader.static_shapes)
 
     def finalize(trainer) -> dict:
         return final_report(trainer, tokenizer, eval_set, options, run_dir)

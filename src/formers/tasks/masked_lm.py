@@ -16,6 +16,7 @@ complete model directory for fine-tuning (``formers.from_pretrained`` + ``WordPi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,24 +37,44 @@ def _forward(model: nn.Module, batch: dict[str, Tensor]):
     return model(*_model_inputs(batch), masked_positions=batch["labels"] != IGNORE_INDEX)
 
 
+def masked_lm_loss(model: nn.Module, batch: dict[str, Tensor], all_positions: bool) -> tuple[Any, Tensor]:
+    """The model's output and the mean cross-entropy over the batch's masked tokens: scored at the masked positions
+    only (selected by a boolean index), or with ``all_positions`` at every position, the others ignored by the
+    loss (fixed shapes, no host synchronisation; the same loss)."""
+    labels = batch["labels"]
+    with value_checks(False):
+        if all_positions:
+            out = model(*_model_inputs(batch))  # logits (B, T, V) at every position
+            return out, F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+        out = _forward(model, batch)  # logits (N, V) at the N masked positions
+        return out, F.cross_entropy(out.logits.float(), labels[labels != IGNORE_INDEX])
+
+
 class MaskedLMTask:
     """Trains ``BertForMaskedLM`` / ``BertForPreTraining``: cross-entropy on masked tokens (+ next-sentence loss).
 
     Args:
         next_sentence_weight: weight of the next-sentence loss when batches carry ``next_sentence_labels`` and the
             model returns ``next_sentence_logits`` (the paper sums both losses: 1.0).
+        all_positions: in training on a GPU, score every position and let the loss ignore the unmasked ones,
+            instead of selecting the masked positions first (a boolean index, whose count the host must read): the
+            same loss and gradients from a step with fixed shapes and no host synchronisation, which a Trainer can
+            replay as a CUDA graph (``capturable``), for about 7x the prediction head's work. CPUs select.
     """
-    def __init__(self, next_sentence_weight: float = 1.0) -> None:
+    def __init__(self, next_sentence_weight: float = 1.0, all_positions: bool = False) -> None:
         if next_sentence_weight < 0:
             raise ValueError(f"next_sentence_weight must be >= 0, got {next_sentence_weight}")
         self.next_sentence_weight = next_sentence_weight
+        self.all_positions = all_positions
+
+    @property
+    def capturable(self) -> bool:
+        """Whether ``train.cuda_graphs`` may replay the step: with ``all_positions`` it does device work only."""
+        return self.all_positions
 
     def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
         """Mean cross-entropy over the batch's masked tokens, plus the weighted next-sentence loss."""
-        with value_checks(False):
-            out = _forward(model, batch)
-        labels = batch["labels"]
-        mlm = F.cross_entropy(out.logits.float(), labels[labels != IGNORE_INDEX])
+        out, mlm = masked_lm_loss(model, batch, self.all_positions and batch["labels"].device.type != "cpu")
         metrics: dict[str, Tensor | float] = {"mlm_loss": mlm.detach()}
         loss = mlm
         nsp_logits = getattr(out, "next_sentence_logits", None)
@@ -61,7 +82,8 @@ class MaskedLMTask:
             nsp = F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])
             metrics["nsp_loss"] = nsp.detach()
             loss = loss + self.next_sentence_weight * nsp
-        return StepOutput(loss=loss, metrics=metrics, num_tokens=batch["input_ids"].numel())
+        # real tokens (not the padding), counted on the device: no host read per step
+        return StepOutput(loss=loss, metrics=metrics, num_tokens=batch["padding_mask"].sum())
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, eval_batches) -> dict[str, float]:
