@@ -121,7 +121,9 @@ def profile_recipe(name: str, args, device: torch.device) -> dict:
         overrides.update(
             {"train.compile": False, "train.precision": "fp32", "data.batch_size": 8, "train.device": "cpu"}
         )
-    recipe = load_recipe(name, overrides)
+    from formers.config import parse_set_args
+
+    recipe = load_recipe(name, {**parse_set_args(args.set), **overrides})
     with tempfile.TemporaryDirectory() as run_dir:
         setup = TASKS[recipe.task].setup(recipe, Path(run_dir), False)
         setup.model.to(device)
@@ -193,6 +195,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON files (default: $OUT or .)")
     parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe setting, as formers train takes it (e.g. --set train.cuda_graphs=true)")
+    parser.add_argument("--tag", default="", help="added to the JSON's name (step_profile_<target><tag>.json)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     out_dir = args.out or Path(os.environ.get("OUT", "."))
@@ -200,7 +205,8 @@ def main() -> None:
     for target in args.targets:
         result = profile_gpt2(args, device) if target == "gpt2" else {target: profile_recipe(target, args, device)}
         meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__}
-        (out_dir / f"step_profile_{target}.json").write_text(json.dumps({**meta, **result}, indent=2) + "\n")
+        meta["settings"] = args.set
+        (out_dir / f"step_profile_{target}{args.tag}.json").write_text(json.dumps({**meta, **result}, indent=2) + "\n")
         for run, r in result.items():
             print(f"== {run}: {r['wall_ms_per_step']:.2f} ms/step wall, {r['kernel_ms_per_step']:.2f} ms of kernels "
                   f"({100 * r['gpu_busy_fraction']:.0f}% busy), {r['kernel_launches_per_step']:.0f} launches/step"

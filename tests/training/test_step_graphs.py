@@ -103,8 +103,16 @@ def test_graphs_are_chosen_for_static_loaders_on_cuda_only() -> None:
     with pytest.warns(UserWarning, match=r"TranslationTask's training step takes decisions on the host"):
         task.capturable = False  # what a task with host-side coin tosses says (image classification with MixUp)
         assert not use_step_graphs(on, cuda, static, distributed=False, task=task)
-    with pytest.raises(ValueError, match=r"cuda_graphs=True needs eager steps in bf16 or fp32, got compile=True"):
-        TrainerConfig(cuda_graphs=True, compile=True)
+    with pytest.raises(ValueError, match=r"cuda_graphs=True needs steps that are eager or compiled without CUDA "
+                                         r"graphs of their own .* got compile=True, compile_mode='reduce-overhead'"):
+        TrainerConfig(cuda_graphs=True, compile=True, compile_mode="reduce-overhead")
+    with pytest.raises(ValueError, match=r"compile_mode='max-autotune', precision='bf16'"):
+        TrainerConfig(cuda_graphs=True, compile=True, compile_mode="max-autotune", precision="bf16")
+    with pytest.raises(ValueError, match=r"precision='fp16'"):
+        TrainerConfig(cuda_graphs=True, precision="fp16")
+    compiled = TrainerConfig(cuda_graphs=True, compile=True)  # compiled kernels, graphed by formers
+    assert use_step_graphs(compiled, cuda, static, distributed=False, task=TranslationTask(tokenizer=None))
+    assert not use_step_graphs(TrainerConfig(compile=True), cuda, static, distributed=False, task=task)  # not by default
 
 
 def test_image_classification_is_graphed_by_default_on_cuda_unless_it_mixes() -> None:
@@ -305,6 +313,40 @@ def test_on_cuda_graphed_masked_lm_training_equals_eager_dropout_included(tmp_pa
             runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
     graphs = runs[True][0]._step_graphs
     assert graphs is not None and graphs.disabled is None and graphs.replayed >= 6, graphs.summary()
+    torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
+    for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_graphed_compiled_image_training_equals_compiled_training(tmp_path: Path) -> None:
+    from formers.data.image_transforms import Preprocessing
+    from formers.data.images import ImageBatchLoader, ImageSplit
+    from formers.tasks.image_classification import ImageClassificationTask
+
+    g = torch.Generator().manual_seed(0)
+    split = ImageSplit(torch.randint(0, 256, (256, 1, 28, 28), generator=g, dtype=torch.uint8),
+                       torch.randint(0, 10, (256,), generator=g), [str(i) for i in range(10)]).to("cuda")
+    runs = {}
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        torch._dynamo.reset()
+        model = formers.create_model("vit_mini_28", num_classes=10)
+        task = ImageClassificationTask(Preprocessing([str(i) for i in range(10)], (28, 28), 1), label_smoothing=0.1,
+                                       crop_padding=2, hflip=True)
+        config = TrainerConfig(max_steps=12, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
+                               compile=True, cuda_graphs=graphs, seed=5)
+        trainer = Trainer(model, task, ImageBatchLoader(split, 64, seed=1), config, tmp_path / str(graphs),
+                          optimizer=build_optimizer(model, lr=1e-3, fused=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            trainer.fit()
+        with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:
+            runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
+    graphs = runs[True][0]._step_graphs
+    assert runs[False][0]._step_graphs is None
+    assert graphs is not None and graphs.disabled is None and graphs.replayed >= 10, graphs.summary()
     torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
     for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)

@@ -83,6 +83,8 @@ class StepGraphs:
         max_graphs: signatures captured at most; later new signatures run eagerly.
         rewind: puts the model's buffers back as they were at the start of the step (after a warm-up that had to
             stop, see the module notes); ``None``: the model has none to put back.
+        compiled: the step calls a ``torch.compile``-d model (default mode): its first warm-up runs twice, the first
+            run compiling and tuning kernels (which synchronises) and then rewound.
 
     ``captured`` counts the graphs (each runs the step it was captured on), ``replayed`` the later steps replayed and
     ``eager`` the steps run eagerly; ``disabled`` holds the reason when the step cannot be captured (every step is
@@ -90,7 +92,7 @@ class StepGraphs:
     """
 
     def __init__(self, step: Callable[[Any], StepOutput], params: list[nn.Parameter], device: torch.device,
-                 max_graphs: int = 64, rewind: Callable[[], None] | None = None) -> None:
+                 max_graphs: int = 64, rewind: Callable[[], None] | None = None, compiled: bool = False) -> None:
         if device.type != "cuda":
             raise ValueError(f"StepGraphs needs a CUDA device, got {str(device)!r}")
         self.step = step
@@ -98,6 +100,7 @@ class StepGraphs:
         self.device = device
         self.max_graphs = max_graphs
         self.rewind = rewind
+        self.compiled = compiled
         self._checked = False  # a warm-up ran without host synchronisation
         self._stream = torch.cuda.Stream(device)
         self._pool = torch.cuda.graph_pool_handle()
@@ -134,16 +137,37 @@ class StepGraphs:
         graph.graph.replay()
         return copy_of_output(graph.output)
 
+    def _snapshot(self) -> tuple:
+        """The random generators' states and copies of the gradients, for :meth:`_rewind`."""
+        rng = torch.cuda.get_rng_state(self.device), torch.get_rng_state()
+        return rng, [p.grad.clone() if p.grad is not None else None for p in self.params]
+
+    def _rewind(self, snapshot: tuple) -> None:
+        """Puts back what a step changed: generators, gradients and (through ``rewind``) the model's buffers."""
+        (cuda_rng, cpu_rng), grads = snapshot
+        torch.cuda.set_rng_state(cuda_rng, self.device)
+        torch.set_rng_state(cpu_rng)
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        if self.rewind is not None:
+            self.rewind()
+
     def _warm_up(self, batch: Any) -> StepOutput:
         """The eager step on the side stream the captures use; what outlives it is marked as used by the caller's.
-        The first warm-up checks that the step never synchronises with the host (which a capture cannot hold)."""
+        The first warm-up checks that the step never synchronises with the host (which a capture cannot hold); a
+        compiled step first runs once unchecked and is rewound (compiling and tuning its kernels synchronise)."""
         current = torch.cuda.current_stream(self.device)
         check = not self._checked
-        if check:
-            rng = torch.cuda.get_rng_state(self.device), torch.get_rng_state()
-            grads = [p.grad.clone() if p.grad is not None else None for p in self.params]
-            mode = torch.cuda.get_sync_debug_mode()
         self._stream.wait_stream(current)
+        if check:
+            snapshot = self._snapshot()
+            if self.compiled:
+                with torch.cuda.stream(self._stream):
+                    self.step(batch)
+                current.wait_stream(self._stream)
+                self._rewind(snapshot)
+                self._stream.wait_stream(current)
+            mode = torch.cuda.get_sync_debug_mode()
         failure = None
         try:
             with torch.cuda.stream(self._stream):
@@ -161,12 +185,7 @@ class StepGraphs:
                 torch.cuda.set_sync_debug_mode(mode)
         if failure is not None:
             current.wait_stream(self._stream)
-            torch.cuda.set_rng_state(rng[0], self.device)
-            torch.set_rng_state(rng[1])
-            for p, g in zip(self.params, grads):
-                p.grad = g
-            if self.rewind is not None:
-                self.rewind()
+            self._rewind(snapshot)
             self.disabled = "the step synchronises with the host: " + failure
             warnings.warn(f"train.cuda_graphs: the training step cannot be captured as a CUDA graph, training continues "
                           f"eagerly ({self.disabled})", stacklevel=4)

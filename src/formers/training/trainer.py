@@ -160,7 +160,8 @@ class Trainer:
         self._deadline: float | None = None
         self._tb: Any = None
         self._buffers = BufferSnapshot(self.model)
-        self._step_graphs = StepGraphs(self._step, self.params, self.device, rewind=self._buffers.restore) if (
+        self._step_graphs = StepGraphs(self._step, self.params, self.device, rewind=self._buffers.restore,
+                                       compiled=config.compile) if (
             use_step_graphs(config, self.device, train_loader, self.dist.active, task)) else None
         self._skip = DeviceSkipStep(self.optimizer, self.params, self._buffers)
         self._pending = PendingSteps()  # steps the host has not read yet

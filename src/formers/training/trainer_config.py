@@ -12,6 +12,8 @@ from torch import nn
 PRECISIONS = ("fp32", "bf16", "fp16")
 PARALLEL_MODES = ("none", "ddp", "fsdp")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GRAPHING_COMPILE_MODES = ("reduce-overhead", "max-autotune")
+"""``torch.compile`` modes that replay CUDA graphs of their own: not with ``cuda_graphs``."""
 
 
 @dataclass
@@ -65,8 +67,10 @@ class TrainerConfig:
             (:mod:`formers.training.step_graphs`): one launch instead of thousands, for steps bound by the host.
             ``None`` (the default): on for a CUDA device when the training loader says it yields few shapes
             (``static_shapes``: the translation recipes' static batches, image batches), the task says its step can be
-            captured (``capturable``) and the steps are eager (not compiled) in bf16 or fp32. Not with ``compile``
-            or fp16.
+            captured (``capturable``) and the steps are eager (not compiled) in bf16 or fp32. ``True`` also graphs
+            compiled steps (``compile_mode`` ``"default"`` or ``"max-autotune-no-cudagraphs"``: the compiled forward
+            and backward, gradients accumulated inside the graph); not with the modes that capture graphs themselves
+            (``"reduce-overhead"``, ``"max-autotune"``), nor fp16.
     """
 
     max_steps: int | None = 1000
@@ -123,9 +127,10 @@ class TrainerConfig:
             raise ValueError("compile_dynamic=True needs compile=True, got compile=False")
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} needs compile=True, got compile=False")
-        if self.cuda_graphs and (self.compile or self.precision == "fp16"):
-            raise ValueError(f"cuda_graphs=True needs eager steps in bf16 or fp32, got compile={self.compile}, "
-                             f"precision={self.precision!r}")
+        if self.cuda_graphs and (self.compile_mode in GRAPHING_COMPILE_MODES or self.precision == "fp16"):
+            raise ValueError(f"cuda_graphs=True needs steps that are eager or compiled without CUDA graphs of their own "
+                             f"(compile_mode 'default' or 'max-autotune-no-cudagraphs') in bf16 or fp32, got "
+                             f"compile={self.compile}, compile_mode={self.compile_mode!r}, precision={self.precision!r}")
         if self.compile_mode == "reduce-overhead" and self.grad_accum_steps != 1:
             raise ValueError(
                 f"compile_mode='reduce-overhead' needs grad_accum_steps=1 (a CUDA graph's gradient buffers are reused "
