@@ -223,11 +223,37 @@ def test_on_cuda_a_step_that_synchronises_is_found_in_its_warm_up_and_trains_as_
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("name", ["vit_mini_28", "efficientformer_mini_28", "swin_mini_28", "tnt_mini_28"])
-def test_on_cuda_graphed_image_training_equals_eager_crops_flips_and_dropout_included(tmp_path: Path,
-                                                                                     name: str) -> None:
+def _fit_with_and_without_graphs(tmp_path: Path, build, graphed: bool | None = True) -> dict:
+    """``build(cuda_graphs)`` -> (model, task, loader, config settings) trained twice, without graphs (False) and
+    with ``graphed`` (True: asked for; None: the Trainer's default choice), with warnings as errors (a step that
+    cannot be captured warns); {False: (trainer, logged losses), True: the same with graphs}."""
+    runs = {}
+    for graphs in (False, graphed):
+        torch.manual_seed(0)
+        torch._dynamo.reset()
+        model, task, loader, settings = build(graphs)
+        config = TrainerConfig(max_steps=12, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
+                               seed=5, **settings)
+        trainer = Trainer(model, task, loader, config, tmp_path / str(graphs),
+                          optimizer=build_optimizer(model, lr=1e-3, fused=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            trainer.fit()
+        with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:
+            runs[graphs is not False] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
+    return runs
+
+
+def _assert_graphed_equals_plain(runs: dict, replayed: int) -> None:
+    graphs = runs[True][0]._step_graphs
+    assert runs[False][0]._step_graphs is None
+    assert graphs is not None and graphs.disabled is None and graphs.replayed >= replayed, graphs.summary()
+    torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
+    for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def _image_run(name: str, dropout: float = 0.0, **settings):
     from formers.data.image_transforms import Preprocessing
     from formers.data.images import ImageBatchLoader, ImageSplit
     from formers.tasks.image_classification import ImageClassificationTask
@@ -235,31 +261,36 @@ def test_on_cuda_graphed_image_training_equals_eager_crops_flips_and_dropout_inc
     g = torch.Generator().manual_seed(0)
     split = ImageSplit(torch.randint(0, 256, (256, 1, 28, 28), generator=g, dtype=torch.uint8),
                        torch.randint(0, 10, (256,), generator=g), [str(i) for i in range(10)]).to("cuda")
-    runs = {}
-    for graphs in (False, True):
-        torch.manual_seed(0)
+
+    def build(graphs):
         model = formers.create_model(name, num_classes=10)
         for m in model.modules():  # dropout on, wherever the model has it
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.1
+            if isinstance(m, torch.nn.Dropout) and dropout:
+                m.p = dropout
         task = ImageClassificationTask(Preprocessing([str(i) for i in range(10)], (28, 28), 1), label_smoothing=0.1,
                                        crop_padding=2, hflip=True)
-        config = TrainerConfig(max_steps=12, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
-                               cuda_graphs=graphs, seed=5)
-        trainer = Trainer(model, task, ImageBatchLoader(split, 64, seed=1), config, tmp_path / str(graphs),
-                          optimizer=build_optimizer(model, lr=1e-3, fused=True))
-        # cuDNN's default convolution gradients add in a nondeterministic order; Adam turns their last-bit
-        # differences into visible ones on weights whose gradient is near zero (EfficientFormer's stem)
-        with warnings.catch_warnings(), torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
-            warnings.simplefilter("error")
-            trainer.fit()
-        with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:
-            runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
-    graphs = runs[True][0]._step_graphs
-    assert graphs is not None and graphs.disabled is None and graphs.replayed >= 10, graphs.summary()
-    torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
-    for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+        return model, task, ImageBatchLoader(split, 64, seed=1), {"cuda_graphs": graphs, **settings}
+
+    return build
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["vit_mini_28", "efficientformer_mini_28", "swin_mini_28", "tnt_mini_28"])
+def test_on_cuda_graphed_image_training_equals_eager_crops_flips_and_dropout_included(tmp_path: Path,
+                                                                                     name: str) -> None:
+    # cuDNN's default convolution gradients add in a nondeterministic order; Adam turns their last-bit
+    # differences into visible ones on weights whose gradient is near zero (EfficientFormer's stem)
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+        runs = _fit_with_and_without_graphs(tmp_path, _image_run(name, dropout=0.1))
+    _assert_graphed_equals_plain(runs, replayed=10)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_graphed_compiled_image_training_equals_compiled_training(tmp_path: Path) -> None:
+    runs = _fit_with_and_without_graphs(tmp_path, _image_run("vit_mini_28", compile=True))
+    _assert_graphed_equals_plain(runs, replayed=10)
 
 
 @pytest.mark.gpu
@@ -269,26 +300,13 @@ def test_on_cuda_graphed_causal_lm_training_equals_eager_dropout_included(tmp_pa
     from formers.tasks.causal_lm import CausalLMTask
 
     tokens = torch.randint(0, 64, (5000,), generator=torch.Generator().manual_seed(0))
-    runs = {}
-    for graphs in (False, True):
-        torch.manual_seed(0)
+
+    def build(graphs):
         model = formers.create_model("gpt_mini", vocab_size=64, max_seq_len=32, dropout=0.1, eos_id=None)
-        config = TrainerConfig(max_steps=16, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
-                               precision="fp32", cuda_graphs=None if graphs else False, seed=5)
         loader = LMWindowLoader(tokens, block_size=32, batch_size=8, seed=1, steps_per_epoch=100)
-        trainer = Trainer(model, CausalLMTask(), loader, config, tmp_path / str(graphs),
-                          optimizer=build_optimizer(model, lr=1e-3, fused=True))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a step that cannot be captured warns: fail here instead
-            trainer.fit()
-        with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:
-            runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
-    graphs = runs[True][0]._step_graphs
-    assert graphs is not None and graphs.disabled is None and graphs.replayed >= 14, graphs.summary()
-    assert runs[False][0]._step_graphs is None
-    torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
-    for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+        return model, CausalLMTask(), loader, {"precision": "fp32", "cuda_graphs": graphs}
+
+    _assert_graphed_equals_plain(_fit_with_and_without_graphs(tmp_path, build, graphed=None), replayed=10)
 
 
 @pytest.mark.gpu
@@ -297,56 +315,9 @@ def test_on_cuda_graphed_masked_lm_training_equals_eager_dropout_included(tmp_pa
     from formers.models.bert import BertConfig, BertForPreTraining
     from formers.tasks.masked_lm import MaskedLMTask
 
-    runs = {}
-    for graphs in (False, True):
-        torch.manual_seed(0)
+    def build(graphs):
         model = BertForPreTraining(BertConfig(vocab_size=VOCAB, embed_dim=32, num_heads=2, num_layers=2, ffn_dim=64,
                                               max_seq_len=32, dropout=0.1, attn_dropout=0.1))
-        config = TrainerConfig(max_steps=12, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
-                               precision="fp32", cuda_graphs=None if graphs else False, seed=5)
-        trainer = Trainer(model, MaskedLMTask(all_positions=True), _mlm_loader(), config, tmp_path / str(graphs),
-                          optimizer=build_optimizer(model, lr=1e-3, fused=True))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            trainer.fit()
-        with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:
-            runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
-    graphs = runs[True][0]._step_graphs
-    assert graphs is not None and graphs.disabled is None and graphs.replayed >= 6, graphs.summary()
-    torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
-    for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+        return model, MaskedLMTask(all_positions=True), _mlm_loader(), {"precision": "fp32", "cuda_graphs": graphs}
 
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_cuda_graphed_compiled_image_training_equals_compiled_training(tmp_path: Path) -> None:
-    from formers.data.image_transforms import Preprocessing
-    from formers.data.images import ImageBatchLoader, ImageSplit
-    from formers.tasks.image_classification import ImageClassificationTask
-
-    g = torch.Generator().manual_seed(0)
-    split = ImageSplit(torch.randint(0, 256, (256, 1, 28, 28), generator=g, dtype=torch.uint8),
-                       torch.randint(0, 10, (256,), generator=g), [str(i) for i in range(10)]).to("cuda")
-    runs = {}
-    for graphs in (False, True):
-        torch.manual_seed(0)
-        torch._dynamo.reset()
-        model = formers.create_model("vit_mini_28", num_classes=10)
-        task = ImageClassificationTask(Preprocessing([str(i) for i in range(10)], (28, 28), 1), label_smoothing=0.1,
-                                       crop_padding=2, hflip=True)
-        config = TrainerConfig(max_steps=12, log_every=1, progress_bar=False, tensorboard=False, device="cuda",
-                               compile=True, cuda_graphs=graphs, seed=5)
-        trainer = Trainer(model, task, ImageBatchLoader(split, 64, seed=1), config, tmp_path / str(graphs),
-                          optimizer=build_optimizer(model, lr=1e-3, fused=True))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            trainer.fit()
-        with open(tmp_path / str(graphs) / "metrics.csv", newline="") as fh:
-            runs[graphs] = (trainer, [float(r["loss"]) for r in csv.DictReader(fh) if r["loss"]])
-    graphs = runs[True][0]._step_graphs
-    assert runs[False][0]._step_graphs is None
-    assert graphs is not None and graphs.disabled is None and graphs.replayed >= 10, graphs.summary()
-    torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
-    for (key, a), b in zip(runs[False][0].model.state_dict().items(), runs[True][0].model.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+    _assert_graphed_equals_plain(_fit_with_and_without_graphs(tmp_path, build, graphed=None), replayed=6)
