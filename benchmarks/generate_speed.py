@@ -13,7 +13,9 @@ Translation: beam 4 (length penalty 0.6) of N random "sentences" (lengths 6-30 t
 by sorted length as ``Translator`` batches them (``--max-tokens`` source tokens), with the ``multi30k-en-de`` recipe's model (``transformer_base``, 4 heads, FFN 1024, pre-norm,
 vocabulary 10,000; random weights) against a Hugging Face ``MarianMTModel`` of the same size (6+6 layers, 512 wide,
 4 heads, FFN 1024), both limited to ``--max-new-tokens`` new tokens. Random weights rarely end a hypothesis, so
-both run to about the limit: the same amount of decoding.
+both run to about the limit: the same amount of decoding. formers' default pass ends as a ``Translator`` call ends,
+freeing its captured steps, so every pass captures its batch shapes anew (what ``formers translate`` pays); the
+``kept`` run keeps them across passes (``Translator(keep_graphs=True)``, ``formers serve``).
 
 Exactness (float32, on the same device): the fast path's greedy and seeded sampled tokens (padded batch) against the
 eager loop's, and fast against eager beam search (one batch).
@@ -38,6 +40,7 @@ import torch
 import formers
 from formers.files import atomic_file
 from formers.generation.seq2seq import beam_search
+from formers.generation.static_lm import clear_decoders
 from formers.interop.gpt2 import convert_gpt2_state_dict
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -236,8 +239,14 @@ def bench_translation(args, device: torch.device, dtype: torch.dtype, out: dict)
         "dtype": str(dtype), "runs": {},
     }
 
-    def ours_run(fast):
-        return lambda: [beam_search(ours, s, k, beam_size=4, alpha=0.6, max_new_tokens=m, fast=fast) for s, k in batches]
+    def ours_run(fast, keep=False):
+        def run():
+            out = [beam_search(ours, s, k, beam_size=4, alpha=0.6, max_new_tokens=m, fast=fast) for s, k in batches]
+            if not keep:  # as a Translator call ends (formers translate): the next pass captures every shape anew
+                clear_decoders(ours)
+            return out
+
+        return run
 
     def hf_run():
         return [
@@ -246,7 +255,8 @@ def bench_translation(args, device: torch.device, dtype: torch.dtype, out: dict)
             for s, k in batches
         ]
 
-    runs_to_time = [("formers_beam_search", ours_run(None)), ("formers_beam_search_eager", ours_run(False))]
+    runs_to_time = [("formers_beam_search", ours_run(None)), ("formers_beam_search_eager", ours_run(False)),
+                    ("formers_beam_search_kept", ours_run(None, keep=True))]  # graphs kept: Translator(keep_graphs)
     if device.type != "cuda":  # the default is the eager loop here: time the static path too
         runs_to_time.append(("formers_beam_search_fast", ours_run(True)))
     for run, fn in (*runs_to_time, ("hf_marian_generate", hf_run)):

@@ -29,5 +29,13 @@ def test_fast_and_eager_translations_agree_and_the_fast_state_is_freed():
         fast = Translator(model, joint, beam_size=beam, max_tokens=8, fast=True).translate(texts)
         assert fast == Translator(model, joint, beam_size=beam, max_tokens=8, fast=False).translate(texts)
         assert fast[1] == "" and "_static_decoders" not in model.__dict__
+    kept = Translator(model, joint, beam_size=3, max_tokens=8, fast=True, keep_graphs=True)
+    assert kept.translate(texts) == fast
+    decoders = dict(model.__dict__["_static_decoders"].decoders)  # one per batch shape, kept for the next call
+    assert len(decoders) == 2
+    assert kept.translate(texts) == fast
+    assert all(a is b for a, b in zip(model.__dict__["_static_decoders"].decoders.values(), decoders.values()))
     with pytest.raises(TypeError, match="fast must be True, False or None, got 1"):
         Translator(model, joint, fast=1)
+    with pytest.raises(TypeError, match="keep_graphs must be True or False, got 'yes'"):
+        Translator(model, joint, keep_graphs="yes")

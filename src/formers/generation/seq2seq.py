@@ -47,8 +47,8 @@ a multiple of this (one captured step per window) where the general attention pa
 beam's whole cache each step was most of a beam step's memory traffic. States whose layers all take the one-kernel
 attention read only the written slots and set ``windowed = False``."""
 CACHED_SHAPES = 8
-"""Captured steps kept per model (a whole static state each), so that the batch shapes of a corpus translated again
-(an evaluation each epoch, a server, a benchmark's repeated passes) replay without a capture: beam-4 of Multi30k's
+"""Captured steps kept per model (a whole static state each), so that batch shapes seen before (repeated
+``beam_search`` calls, ``Translator(keep_graphs=True)`` as ``formers serve`` uses it) replay without a capture: beam-4 of Multi30k's
 validation set in 6 batch shapes, H100, 3,678 sentences/s as a fresh call, 5,498 with every shape kept
 (``benchmarks/results/beam_capture_h100_beam_top.json``). Bounded by :data:`CACHE_MEMORY_FRACTION` too."""
 CACHE_MEMORY_FRACTION = 1 / 16

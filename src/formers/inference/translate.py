@@ -28,8 +28,12 @@ class Translator:
         alpha: length-penalty exponent for beam search (finite, >= 0).
         max_tokens: source tokens per batch (sentences are sorted by length, results returned in input order).
         fast: decode on a static state with the decoder step captured as a CUDA graph (None: on CUDA when the model
-            supports it; False: the eager loop; same translations). The graphs and static caches of a
-            :meth:`translate` call are freed when it returns (its batches' shapes rarely repeat in the next call).
+            supports it; False: the eager loop; same translations).
+        keep_graphs: keep the captured steps and static caches of a :meth:`translate` call on the model for the
+            next calls (the model keeps up to :data:`~formers.generation.seq2seq.CACHED_SHAPES` batch shapes within
+            a share of the GPU's memory): a shape seen before replays without a capture, as a server's repeated
+            sentence lengths do. False (the default): freed when the call returns, as an evaluation inside a
+            training run wants (one call's shapes, a third of its time on an H100, are captured anew each time).
 
     Raises:
         TypeError, ValueError: a bad ``beam_size``, ``alpha`` or ``max_tokens`` (named, with the value given).
@@ -43,8 +47,11 @@ class Translator:
         alpha: float = 0.6,
         max_tokens: int = 4096,
         fast: bool | None = None,
+        keep_graphs: bool = False,
     ) -> None:
         check_beam_options(beam_size, alpha, model.config.tgt_vocab_size)
+        if not isinstance(keep_graphs, bool):
+            raise TypeError(f"keep_graphs must be True or False, got {keep_graphs!r} ({type(keep_graphs).__name__})")
         check_int(max_tokens, "max_tokens", minimum=1)
         if fast is not None and not isinstance(fast, bool):
             raise TypeError(f"fast must be True, False or None, got {fast!r} ({type(fast).__name__})")
@@ -56,6 +63,7 @@ class Translator:
         self.alpha = alpha
         self.max_tokens = max_tokens
         self.fast = fast
+        self.keep_graphs = keep_graphs
 
     @property
     def device(self) -> torch.device:
@@ -97,7 +105,8 @@ class Translator:
         try:
             self._translate_batches(encoded, order, results)
         finally:
-            clear_decoders(self.model)
+            if not self.keep_graphs:
+                clear_decoders(self.model)
         return results
 
     def _translate_batches(self, encoded: list[list[int]], order: list[int], results: list[list[int]]) -> None:

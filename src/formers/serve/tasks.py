@@ -40,7 +40,7 @@ def translate(served: ServedModel, text: str, beam: int, limits: Limits) -> dict
     if not text.strip():
         raise ValueError("text is empty; give a sentence to translate")
     model, tok = served.model, served.tokenizer
-    translator = Translator(model, tok, beam_size=beam)
+    translator = Translator(model, tok, beam_size=beam, keep_graphs=True)  # lengths recur across requests
     with served.lock, torch.inference_mode():
         src = translator.encode_sources([text])[0]
         ids = translator.translate_ids([text])[0]
