@@ -124,9 +124,14 @@ def generate_rows(r: dict) -> list[Row]:
             tps("sample_b1", "hf_generate"), target_value=None if greedy_b1 is None else 0.9 * greedy_b1),
     ]
     t = r.get("translation") or {}
+    marian = _get(t, "runs", "hf_marian_generate", "sentences_per_s")
     rows.append(row(f"beam-4 translation, {t.get('sentences', '?')} sentences, multi30k-en-de model size vs "
                     "MarianMTModel", "sentences/s", _get(t, "runs", "formers_beam_search", "sentences_per_s"),
-                    "HF Marian generate", _get(t, "runs", "hf_marian_generate", "sentences_per_s"), target_ratio=10))
+                    "HF Marian generate", marian, target_ratio=10))
+    kept = _get(t, "runs", "formers_beam_search_kept", "sentences_per_s")
+    if kept is not None:
+        rows.append(row("same, the batch shapes' graphs kept from the pass before (`Translator(keep_graphs=True)`)",
+                        "sentences/s", kept, "HF Marian generate", marian, target_ratio=10))
     return rows
 
 

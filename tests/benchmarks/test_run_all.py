@@ -104,6 +104,11 @@ def test_rows_compare_formers_with_the_peer_and_check_issue_15_targets(run_all):
     }}, "translation": {"sentences": 1014, "runs": {}}})
     assert [r["met"] for r in rows] == [False, None, True, None]  # b1 under 3,000; b32 missing; sampling >= 90%
     assert rows[2]["target_value"] == 900.0 and rows[2]["ratio"] is None
+    beam = run_all.generate_rows({"translation": {"sentences": 1014, "runs": {
+        "formers_beam_search": {"sentences_per_s": 4000.0}, "formers_beam_search_kept": {"sentences_per_s": 5500.0},
+        "hf_marian_generate": {"sentences_per_s": 740.0}}}})[3:]
+    assert [(r["formers"], round(r["ratio"], 2)) for r in beam] == [(4000.0, 5.41), (5500.0, 7.43)]
+    assert "graphs kept" in beam[1]["workload"] and not any(r["met"] for r in beam)
 
 
 def test_append_adds_a_later_run_on_the_same_machine_and_refuses_another_one(run_all, load_benchmark, tmp_path,
