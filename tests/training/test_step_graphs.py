@@ -161,6 +161,23 @@ def test_masked_lm_is_graphed_on_cuda_when_it_scores_every_position_of_padded_ba
     assert not use_step_graphs(auto, cuda, loader, distributed=False, task=MaskedLMTask())  # a boolean index
 
 
+def test_text_classification_is_graphed_on_cuda_when_its_lengths_are_bucketed() -> None:
+    from formers.data.labelled import ClassificationLoader, EncodedExample
+    from formers.tasks.text_classification import (
+        SequenceClassificationTask,
+        TokenClassificationTask,
+    )
+
+    rows = [EncodedExample([2, *range(5, 5 + n), 3], [0] * (n + 2), 1) for n in (3, 9, 20, 5, 14)]
+    bucketed = ClassificationLoader(rows, 2, pad_id=0, pad_multiple=16, max_len=32)
+    assert {b["input_ids"].shape[1] for b in bucketed} <= {16, 32}
+    auto, cuda = TrainerConfig(precision="bf16"), torch.device("cuda")
+    for task in (SequenceClassificationTask(2), TokenClassificationTask(["O", "B-X", "I-X"])):
+        assert use_step_graphs(auto, cuda, bucketed, distributed=False, task=task)
+        exact = ClassificationLoader(rows, 2, pad_id=0)  # every longest length: many shapes
+        assert not use_step_graphs(auto, cuda, exact, distributed=False, task=task)
+
+
 def _train(run_dir: Path, graphs: bool, accum: int = 1, steps: int = 24, family: str = "transformer",
            warns: str | None = None, resume: bool = False) -> tuple[Trainer, list[float]]:
     pairs = _pairs(400, seed=2, longest=40)
@@ -319,5 +336,26 @@ def test_on_cuda_graphed_masked_lm_training_equals_eager_dropout_included(tmp_pa
         model = BertForPreTraining(BertConfig(vocab_size=VOCAB, embed_dim=32, num_heads=2, num_layers=2, ffn_dim=64,
                                               max_seq_len=32, dropout=0.1, attn_dropout=0.1))
         return model, MaskedLMTask(all_positions=True), _mlm_loader(), {"precision": "fp32", "cuda_graphs": graphs}
+
+    _assert_graphed_equals_plain(_fit_with_and_without_graphs(tmp_path, build, graphed=None), replayed=6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_graphed_sequence_classification_equals_eager_dropout_included(tmp_path: Path) -> None:
+    from formers.data.labelled import ClassificationLoader, EncodedExample
+    from formers.models.bert import BertConfig, BertForSequenceClassification
+    from formers.tasks.text_classification import SequenceClassificationTask
+
+    rng = random.Random(0)
+    rows = [EncodedExample([2, *(rng.randrange(5, VOCAB) for _ in range(n)), 3], [0] * (n + 2), n % 2)
+            for n in (rng.randint(3, 28) for _ in range(192))]
+
+    def build(graphs):
+        model = BertForSequenceClassification(BertConfig(vocab_size=VOCAB, embed_dim=32, num_heads=2, num_layers=2,
+                                                         ffn_dim=64, max_seq_len=32, dropout=0.1, attn_dropout=0.1,
+                                                         num_labels=2))
+        loader = ClassificationLoader(rows, 16, pad_id=0, seed=1, pad_multiple=16, max_len=32)
+        return model, SequenceClassificationTask(2), loader, {"precision": "fp32", "cuda_graphs": graphs}
 
     _assert_graphed_equals_plain(_fit_with_and_without_graphs(tmp_path, build, graphed=None), replayed=6)

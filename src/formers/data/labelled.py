@@ -331,6 +331,12 @@ class ClassificationLoader:
         self.seed, self.shuffle, self.epoch = seed, shuffle, 0
         self.pad_multiple, self.max_len = pad_multiple, max_len
 
+    @property
+    def static_shapes(self) -> bool:
+        """Whether the batches come in a few shapes (lengths padded to multiples of ``pad_multiple`` > 1, and at most
+        one smaller last batch): a Trainer may then replay each shape's step as a CUDA graph."""
+        return self.pad_multiple > 1
+
     def set_epoch(self, epoch: int) -> None:
         """Fixes the order of the next iteration to that of ``epoch``."""
         self.epoch = epoch

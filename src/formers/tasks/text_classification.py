@@ -45,6 +45,8 @@ class SequenceClassificationTask:
     Args:
         num_labels: classes.
     """
+    capturable = True  # training_step: device work only (train.cuda_graphs may replay it as a CUDA graph)
+
     def __init__(self, num_labels: int) -> None:
         self.num_labels = num_labels
 
@@ -78,6 +80,8 @@ class TokenClassificationTask:
     Args:
         labels: the tag names, id ``i`` being ``labels[i]``.
     """
+    capturable = True  # training_step: device work only (train.cuda_graphs may replay it as a CUDA graph)
+
     def __init__(self, labels: Sequence[str]) -> None:
         self.labels = list(labels)
         self.bio = is_bio(self.labels)
