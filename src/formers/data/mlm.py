@@ -119,7 +119,7 @@ class MLMCollator:
         mlm_probability, mask_fraction, random_fraction: see :func:`mask_tokens`.
         pad_multiple: after masking, pad batches further to a length that is a multiple of this (at most
             ``max_len``, never cut): few batch shapes, so that a Trainer may replay its steps as CUDA graphs. The
-            masks are drawn before this padding, so they are the same with or without it. None: the longest row.
+            masks are drawn before this padding, so they are the same with or without it. 1: the longest row.
         max_len: the cap of that padding (the rows' own maximum length).
     """
     def __init__(
@@ -131,11 +131,10 @@ class MLMCollator:
         mlm_probability: float = 0.15,
         mask_fraction: float = 0.8,
         random_fraction: float = 0.1,
-        pad_multiple: int | None = None,
+        pad_multiple: int = 1,
         max_len: int | None = None,
     ) -> None:
-        if pad_multiple is not None:
-            check_pad_multiple(pad_multiple)
+        check_pad_multiple(pad_multiple)
         self.pad_multiple, self.max_len = pad_multiple, max_len
         for name, value in (("pad_id", pad_id), ("mask_id", mask_id), *(("special_ids", s) for s in special_ids)):
             if not 0 <= value < vocab_size:
@@ -186,11 +185,9 @@ class MLMCollator:
             ids, maskable, self.mask_id, self.replacement_ids, generator,
             self.mlm_probability, self.mask_fraction, self.random_fraction,
         )
-        if self.pad_multiple is None:
-            return batch
-        return self.extend(batch, bucket_length(ids.shape[1], self.pad_multiple, self.max_len))
+        return self._extend(batch, bucket_length(ids.shape[1], self.pad_multiple, self.max_len))
 
-    def extend(self, batch: dict[str, Tensor], length: int) -> dict[str, Tensor]:
+    def _extend(self, batch: dict[str, Tensor], length: int) -> dict[str, Tensor]:
         """``batch`` right-padded to ``length`` positions: pad ids, segment 0, not real, no label."""
         extra = length - batch["input_ids"].shape[1]
         if extra <= 0:
@@ -354,7 +351,7 @@ class MLMLoader:
     def static_shapes(self) -> bool:
         """Whether the batches come in a few shapes (whole batches, lengths padded to multiples of the collator's
         ``pad_multiple`` > 1): a Trainer may then replay each shape's step as a CUDA graph."""
-        return self.drop_last and (self.collator.pad_multiple or 1) > 1
+        return self.drop_last and self.collator.pad_multiple > 1
 
     def set_epoch(self, epoch: int) -> None:
         """Fixes the order and masks of the next iteration to those of ``epoch``."""

@@ -48,9 +48,9 @@ beam's whole cache each step was most of a beam step's memory traffic. States wh
 attention read only the written slots and set ``windowed = False``."""
 CACHED_SHAPES = 8
 """Captured steps kept per model (a whole static state each), so that batch shapes seen before (repeated
-``beam_search`` calls, ``Translator(keep_graphs=True)`` as ``formers serve`` uses it) replay without a capture: beam-4 of Multi30k's
-validation set in 6 batch shapes, H100, 3,678 sentences/s as a fresh call, 5,498 with every shape kept
-(``benchmarks/results/beam_capture_h100_beam_top.json``). Bounded by :data:`CACHE_MEMORY_FRACTION` too."""
+``beam_search`` calls, ``Translator(keep_graphs=True)`` as ``formers serve`` uses it) replay without a capture:
+beam-4 of Multi30k's validation set in 6 batch shapes, H100, 3,678 sentences/s as a fresh call, 5,498 with every
+shape kept (``benchmarks/results/beam_capture_h100_beam_top.json``). Bounded by :data:`CACHE_MEMORY_FRACTION` too."""
 CACHE_MEMORY_FRACTION = 1 / 16
 """At most this share of a CUDA device's memory is held by a model's kept static states (the least recently used
 beyond it are dropped; the current one always stays): 5 GB on an 80 GB card, about 0.5 GB a Multi30k beam-4 batch."""

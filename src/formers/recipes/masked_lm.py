@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from formers.config import from_dict, to_dict
+from formers.data.buckets import default_pad_multiple
 from formers.data.mlm import (
     MLMCollator,
     MLMLoader,
@@ -53,7 +54,7 @@ class MaskedLMData:
     eval_batch_size: int = 64
     eval_seed: int = 1234
     max_eval_examples: int | None = None
-    pad_multiple: int | None = None  # training batches padded to multiples of this; None: 16 on CUDA, else the longest
+    pad_multiple: int | None = None  # training batches padded to multiples of this; None: 16 on CUDA, else 1
 
 
 @dataclass
@@ -151,8 +152,7 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     # on CUDA, batches padded to a few lengths and every position scored: steps of fixed shapes without host
     # synchronisation, which the Trainer replays as CUDA graphs (train.cuda_graphs); the same masks and loss
     cuda = resolve_device(recipe.train.device).type == "cuda"
-    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (16 if cuda else None)
-    collator = MLMCollator(*masking, pad_multiple=pad_multiple, max_len=data.max_len)
+    collator = MLMCollator(*masking, pad_multiple=default_pad_multiple(data.pad_multiple, cuda), max_len=data.max_len)
     loader = MLMLoader(train, collator, data.batch_size, seed=recipe.train.seed, drop_last=True)
     eval_set = fixed_eval_batches(held, MLMCollator(*masking), data.eval_batch_size, seed=data.eval_seed)
     n_train = sum(len(e.input_ids) for e in train)

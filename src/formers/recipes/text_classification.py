@@ -12,6 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from formers.config import apply_overrides, from_dict, to_dict
+from formers.data.buckets import default_pad_multiple
 from formers.data.labelled import (
     ClassificationLoader,
     EncodedExample,
@@ -209,8 +210,7 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     print(f"data: {len(train)} train / {len(valid)} valid" + (f" / {len(test)} test" if test is not None else "")
           + f" records, {len(labels)} labels {labels.labels[:10]}, encoded in {time.perf_counter() - start:.1f}s; "
           f"model from {pretrained} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
-    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (
-        16 if resolve_device(recipe.train.device).type == "cuda" else 1)
+    pad_multiple = default_pad_multiple(data.pad_multiple, resolve_device(recipe.train.device).type == "cuda")
     loader = ClassificationLoader(train_rows, data.batch_size, tokenizer.pad_id, seed=recipe.train.seed,
                                   pad_multiple=pad_multiple, max_len=max_len)
     eval_sets = {name: list(ClassificationLoader(rows, data.eval_batch_size, tokenizer.pad_id, shuffle=False))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from formers.config import from_dict, to_dict
+from formers.data.buckets import default_pad_multiple
 from formers.data.corpora import load_corpus_split
 from formers.data.parallel import (
     ParallelDataset,
@@ -136,7 +137,7 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     valid_set = ParallelDataset.from_text(valid_src, valid_tgt, tokenizer, max_len=None)
     ids = dict(pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
     cuda = resolve_device(recipe.train.device).type == "cuda"
-    pad_multiple = data.pad_multiple if data.pad_multiple is not None else (16 if cuda else 1)
+    pad_multiple = default_pad_multiple(data.pad_multiple, cuda)
     static = data.static_batches if data.static_batches is not None else cuda
     train_loader = TranslationLoader(train_set, data.max_tokens, shuffle=True, seed=recipe.train.seed,
                                      pad_multiple=pad_multiple, max_len=max_len, static_batches=static, **ids)

@@ -128,9 +128,11 @@ class TrainerConfig:
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} needs compile=True, got compile=False")
         if self.cuda_graphs and (self.compile_mode in GRAPHING_COMPILE_MODES or self.precision == "fp16"):
-            raise ValueError(f"cuda_graphs=True needs steps that are eager or compiled without CUDA graphs of their own "
-                             f"(compile_mode 'default' or 'max-autotune-no-cudagraphs') in bf16 or fp32, got "
-                             f"compile={self.compile}, compile_mode={self.compile_mode!r}, precision={self.precision!r}")
+            raise ValueError(
+                f"cuda_graphs=True needs steps that are eager or compiled without CUDA graphs of their own "
+                f"(compile_mode 'default' or 'max-autotune-no-cudagraphs') in bf16 or fp32, got "
+                f"compile={self.compile}, compile_mode={self.compile_mode!r}, precision={self.precision!r}"
+            )
         if self.compile_mode == "reduce-overhead" and self.grad_accum_steps != 1:
             raise ValueError(
                 f"compile_mode='reduce-overhead' needs grad_accum_steps=1 (a CUDA graph's gradient buffers are reused "
