@@ -329,15 +329,16 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__, "transformers": transformers.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "tiny": args.tiny,
     }
-    if "gpt2" not in args.skip:
-        bench_gpt2(args, device, dtype, out)
-    if "translation" not in args.skip:
-        bench_translation(args, device, dtype, out)
-    print(table(out))
     path = args.out or RESULTS / f"generate_speed_{device.type}{'_tiny' if args.tiny else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(out, indent=2) + "\n")
+    sections = [(name, fn) for name, fn in (("gpt2", bench_gpt2), ("translation", bench_translation))
+                if name not in args.skip]
+    for done, (name, bench) in enumerate(sections, 1):
+        bench(args, device, dtype, out)
+        out["complete"] = done == len(sections)  # written after each section: a run cut short keeps what it measured
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(out, indent=2) + "\n")
+    print(table(out))
     print(f"wrote {path}")
     return out
 
