@@ -84,7 +84,8 @@ class BufferSnapshot:
                 torch._foreach_copy_(same_dst, same_src)
 
     def replaced(self) -> bool:
-        """Whether a buffer tensor was replaced since the last :meth:`take` (its old value cannot be selected in place)."""
+        """Whether a buffer tensor was replaced since the last :meth:`take` (its old value cannot be selected in
+        place)."""
         return any(m._buffers.get(name) is not then for (m, name), then in zip(self._slots, self._live))
 
     def select(self, keep: Tensor) -> None:

@@ -49,6 +49,7 @@ from formers.training.device_step import (
     PendingSteps,
     SchedulerLag,
     count_step,
+    is_fused_adam,
 )
 from formers.training.distributed import (
     FullOptimizerState,
@@ -69,6 +70,7 @@ from formers.training.interrupt import (
 )
 from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow, open_logs
 from formers.training.optim import build_optimizer
+from formers.training.optimizer_graph import OptimizerGraph
 from formers.training.progress import NullProgress, Progress, stop_message
 from formers.training.schedules import decay_left
 from formers.training.step_graphs import StepGraphs, copy_of_output, use_step_graphs
@@ -164,6 +166,8 @@ class Trainer:
                                        compiled=config.compile) if (
             use_step_graphs(config, self.device, train_loader, self.dist.active, task)) else None
         self._skip = DeviceSkipStep(self.optimizer, self.params, self._buffers)
+        self._optimizer_graph = OptimizerGraph(self.optimizer, self.params, self._buffers, config.max_grad_norm,
+                                               self.device) if self._graph_optimizer_applies() else None
         self._pending = PendingSteps()  # steps the host has not read yet
         self._lag = SchedulerLag(scheduler)
         self._feed = DeviceFeed(self.device)
@@ -469,6 +473,13 @@ class Trainer:
         device where :class:`~formers.training.device_step.DeviceSkipStep` can, else on the host)."""
         cfg, state = self.config, self.state
         self._lag.resolve()  # the schedule as the previous step left it
+        graphs = self._step_graphs
+        if (self._optimizer_graph is not None and graphs is not None and graphs.disabled is None
+                and self._skip.ready()):
+            values, finite = self._optimizer_graph.step(loss)  # zeroes the gradients too
+            self._lag.defer(finite)
+            self._pending.add(state.step + 1, values)
+            return
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -498,6 +509,21 @@ class Trainer:
         if self.scaler.is_enabled():
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=self._step_graphs is None)  # graphs add into fixed gradient memory
+
+    def _graph_optimizer_applies(self) -> bool:
+        """Whether ``train.graph_optimizer`` can apply (asked for where it cannot: a warning says why)."""
+        if not self.config.graph_optimizer:
+            return False
+        reasons = [why for bad, why in (
+            (self._step_graphs is None, "the steps are not graphed (train.cuda_graphs)"),
+            (not is_fused_adam(self.optimizer), "the optimizer is not a fused Adam/AdamW"),
+            (self.scaler.is_enabled(), "fp16 loss scaling"),
+            (self.dist.active, "several processes"),
+        ) if bad]
+        if reasons:
+            warnings.warn(f"train.graph_optimizer=true does not apply here ({'; '.join(reasons)}): the optimizer "
+                          "update runs eagerly", stacklevel=3)
+        return not reasons
 
     def _read(self, agree: bool = False) -> None:
         """The host's read of the pending steps' losses, norms and skips (one device sync), counted in order; with

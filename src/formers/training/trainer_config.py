@@ -71,6 +71,10 @@ class TrainerConfig:
             compiled steps (``compile_mode`` ``"default"`` or ``"max-autotune-no-cudagraphs"``: the compiled forward
             and backward, gradients accumulated inside the graph); not with the modes that capture graphs themselves
             (``"reduce-overhead"``, ``"max-autotune"``), nor fp16.
+        graph_optimizer: also replay the optimizer update (gradient norm, clipping, the non-finite skip, a fused
+            Adam/AdamW step, buffers, zeroed gradients) from a CUDA graph (:mod:`formers.training.optimizer_graph`),
+            where the steps are graphed (``cuda_graphs``) on one device with a fused Adam/AdamW, in bf16 or fp32.
+            Off by default until measured on a GPU.
     """
 
     max_steps: int | None = 1000
@@ -97,6 +101,7 @@ class TrainerConfig:
     parallel: Literal["none", "ddp", "fsdp"] = "none"
     activation_checkpointing: bool = False
     cuda_graphs: bool | None = None
+    graph_optimizer: bool = False
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_epochs is None:
