@@ -8,6 +8,7 @@ random weights, 40 new tokens, bf16) under variants of those settings, each as a
 call would run it (decoders cleared after every pass) unless it says "steady" (graphs kept across passes), and
 Hugging Face's ``MarianMTModel`` on the same batches:
 
+- captures without (the default) and with ``torch.cuda.graph``'s device synchronisation and cache emptying;
 - warm-up steps before a capture: 1 (the default), 0;
 - (measured once, then dropped: every shape's capture in one shared graph memory pool, no change on an H200,
   ``beam_capture_h200.json``);
@@ -40,14 +41,16 @@ from formers.generation import seq2seq  # noqa: E402
 from formers.generation.static_lm import clear_decoders  # noqa: E402
 
 VARIANTS = [  # label, source tokens per batch, warm-up steps, cached shapes, keep graphs across passes,
-    # attention backends allowed (None: PyTorch's choice, cuDNN's first on an H100, which plans per new shape)
-    ("default (as a translate call)", 4096, 1, 2, False, None),
-    ("no cuDNN attention", 4096, 1, 2, False, "no-cudnn"),
-    ("warm-up 0", 4096, 0, 2, False, None),
-    ("16k tokens", 16384, 1, 2, False, None),
-    ("steady", 4096, 1, 16, True, None),
-    ("no cuDNN attention, steady", 4096, 1, 16, True, "no-cudnn"),
-    ("16k tokens, steady", 16384, 1, 16, True, None),
+    # attention backends allowed (None: PyTorch's choice, cuDNN's first on an H100, which plans per new shape),
+    # light captures (seq2seq.LIGHT_CAPTURE; False: torch.cuda.graph, which synchronises and empties the cache)
+    ("default (as a translate call)", 4096, 1, 2, False, None, True),
+    ("torch.cuda.graph captures", 4096, 1, 2, False, None, False),
+    ("no cuDNN attention", 4096, 1, 2, False, "no-cudnn", True),
+    ("warm-up 0", 4096, 0, 2, False, None, True),
+    ("16k tokens", 16384, 1, 2, False, None, True),
+    ("steady", 4096, 1, 16, True, None, True),
+    ("no cuDNN attention, steady", 4096, 1, 16, True, "no-cudnn", True),
+    ("16k tokens, steady", 16384, 1, 16, True, None, True),
 ]
 
 
@@ -85,12 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     new_tokens = 8 if args.tiny else 40
     torch.manual_seed(0)
     ours, hf = translation_pair(device, args.tiny, torch.float32 if device.type == "cpu" else torch.bfloat16)
-    defaults = seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES
+    defaults = seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq.LIGHT_CAPTURE
     rows = []
     try:
         with torch.inference_mode():
-            for label, max_tokens, warmup, cached, steady, attention in VARIANTS:
-                seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES = warmup, cached
+            for label, max_tokens, warmup, cached, steady, attention, light in VARIANTS:
+                seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq.LIGHT_CAPTURE = warmup, cached, light
                 batches = translation_batches(ours.config, sentences, max_tokens, device)
 
                 def run(batches=batches, steady=steady, attention=attention):
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                 clear_decoders(ours)
                 rows.append({"variant": label, "library": "formers", "max_tokens": max_tokens, "batches": len(batches),
                              "warmup_steps": warmup, "cached_shapes": cached,
-                             "attention": attention or "default",
+                             "attention": attention or "default", "light_capture": light,
                              "sentences_per_s": sentences / seconds})
             for max_tokens in sorted({v[1] for v in VARIANTS}):
                 batches = translation_batches(ours.config, sentences, max_tokens, device)
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append({"variant": "Hugging Face Marian generate", "library": "transformers",
                              "max_tokens": max_tokens, "batches": len(batches), "sentences_per_s": sentences / seconds})
     finally:
-        seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES = defaults
+        seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq.LIGHT_CAPTURE = defaults
     marian = {r["max_tokens"]: r["sentences_per_s"] for r in rows if r["library"] == "transformers"}
     print(f"beam-4 translation of {sentences} sentences, {new_tokens} new tokens, "
           f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}")

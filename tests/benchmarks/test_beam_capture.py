@@ -9,7 +9,7 @@ from formers.generation import seq2seq
 
 
 def settings() -> tuple:
-    return seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES
+    return seq2seq._StaticStep.WARMUP_STEPS, seq2seq.CACHED_SHAPES, seq2seq.LIGHT_CAPTURE
 
 
 def test_tiny_cpu_run(tmp_path, capsys, load_benchmark):
@@ -22,5 +22,6 @@ def test_tiny_cpu_run(tmp_path, capsys, load_benchmark):
     assert len([r for r in rows if r["library"] == "formers"]) == len(module.VARIANTS)
     assert {r["max_tokens"] for r in rows if r["library"] == "transformers"} == {v[1] for v in module.VARIANTS}
     assert {r["attention"] for r in rows if r["library"] == "formers"} == {"default", "no-cudnn"}
+    assert {r["light_capture"] for r in rows if r["library"] == "formers"} == {True, False}
     assert all(r["sentences_per_s"] > 0 and r["vs_marian_same_batches"] > 0 for r in rows)
     assert "default (as a translate call)" in capsys.readouterr().out

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from formers.devices import light_capture
 from formers.generation.beam_select import (
     select_kernel,
     select_reference,
@@ -46,6 +47,12 @@ REORDER_WINDOW = 32
 a multiple of this (one captured step per window) where the general attention path reads the cache: reading every
 beam's whole cache each step was most of a beam step's memory traffic. States whose layers all take the one-kernel
 attention read only the written slots and set ``windowed = False``."""
+LIGHT_CAPTURE = True
+"""Capture the decoding steps with :func:`formers.devices.light_capture` (no device synchronisation and no emptying
+of the allocator's cache before each of a call's captures: a fresh ``beam_search`` call captures every batch shape's
+step and attention windows, some 30 graphs for Multi30k's validation set) rather than ``torch.cuda.graph``.
+``benchmarks/beam_capture.py`` times both."""
+
 CACHED_SHAPES = 8
 """Captured steps kept per model (a whole static state each), so that batch shapes seen before (repeated
 ``beam_search`` calls, ``Translator(keep_graphs=True)`` as ``formers serve`` uses it) replay without a capture:
@@ -85,6 +92,13 @@ def _use_fast(model: nn.Module, src_ids: Tensor, fast: bool | None) -> bool:
     if fast and not _init_state_takes(model, "static"):
         raise ValueError(f"fast=True needs a model whose init_state takes static=True; {type(model).__name__} has none")
     return fast
+
+
+def _capture(graph: torch.cuda.CUDAGraph, pool=None):
+    """The capture context :data:`LIGHT_CAPTURE` chooses."""
+    if LIGHT_CAPTURE:
+        return light_capture(graph, pool)
+    return torch.cuda.graph(graph, pool=pool)
 
 
 class _StaticStep:
@@ -148,7 +162,7 @@ class _StaticStep:
             self._reset()
             graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph):
+                with _capture(graph):
                     self._step()
                 self.graph = graph
             except RuntimeError as error:  # an op that cannot be captured: same steps, launched one by one
@@ -184,7 +198,7 @@ class _StaticStep:
         if window not in self.windows:
             self.window = window
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.graph.pool()):
+            with _capture(graph, pool=self.graph.pool()):
                 self._step()
             self.window = self.capacity
             self.windows[window] = graph
