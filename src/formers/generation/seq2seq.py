@@ -49,8 +49,8 @@ beam's whole cache each step was most of a beam step's memory traffic. States wh
 attention read only the written slots and set ``windowed = False``."""
 LIGHT_CAPTURE = True
 """Capture the decoding steps with :func:`formers.devices.light_capture` (no device synchronisation and no emptying
-of the allocator's cache before each of a call's captures: a fresh ``beam_search`` call captures every batch shape's
-step and attention windows, some 30 graphs for Multi30k's validation set) rather than ``torch.cuda.graph``.
+of the allocator's cache before each of a call's captures: a fresh ``beam_search`` call captures one step per batch
+shape, six for Multi30k's validation set) rather than ``torch.cuda.graph``.
 ``benchmarks/beam_capture.py`` times both."""
 
 CACHED_SHAPES = 8
