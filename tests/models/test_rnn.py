@@ -266,3 +266,21 @@ def test_formers_translate_and_evaluate_a_trained_run(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(run_dir / "averaged"), "--corpus", "bible-en-es", "--split", "test",
                  "--limit", "3", "--beam", "1"]) == 0
     assert "on 3 sentences" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_the_encoder_equals_a_packed_bidirectional_lstm_at_fixed_shapes(layers):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    model = tiny_model(num_encoder_layers=layers).eval()
+    enc = model.encoder
+    lengths = torch.tensor([9, 3, 7, 1, 5])
+    src = torch.randint(3, model.config.src_vocab_size, (5, 9), generator=torch.Generator().manual_seed(0))
+    src[torch.arange(9) >= lengths[:, None]] = model.config.pad_id
+    with torch.no_grad():
+        states = enc(src, lengths)
+        x = enc.embed(src, "src_ids")
+        packed, _ = enc.lstm(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+        expected, _ = pad_packed_sequence(packed, batch_first=True, total_length=9)
+    torch.testing.assert_close(states, expected, atol=1e-6, rtol=1e-6)
+    assert states[1, 3:].abs().sum() == 0  # zero past each row's end, as the packed run leaves it

@@ -27,18 +27,19 @@ Notable choices and differences from the paper:
   Transformer's interface and ``formers.generation.seq2seq`` decodes both families.
 - Dropout on embeddings, between LSTM layers and on h̃_t; embeddings unscaled; ``share_embeddings`` / ``tie_output``
   as the Transformer (tying needs h̃_t of the embedding width, hence W_c: 2H -> D, Press and Wolf 2017).
-- Padding: sources are packed (``pack_padded_sequence``) so a padded row's states equal its unpadded run; the decoder
+- Padding: the encoder's backward direction reads each source with its real tokens reversed in place, so a padded
+  row's states equal its unpadded run (as packing would give, at fixed shapes: :class:`RNNEncoder`); the decoder
   reads left to right, so right-padded targets never reach a real position. Both masks must be right padded.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from formers.config import (
     Count,
@@ -116,7 +117,14 @@ def check_right_padded(mask: Tensor, name: str) -> Tensor:
 
 
 class RNNEncoder(nn.Module):
-    """Token embedding -> bidirectional stacked LSTM over the packed sources -> states h̄_s (B, S, H).
+    """Token embedding -> bidirectional stacked LSTM over the right-padded sources -> states h̄_s (B, S, H).
+
+    Each layer runs its two directions as two calls of ``torch.nn.LSTM``'s kernel (cuDNN on the GPU) over the padded
+    batch: the forward one reads every row's real tokens before its padding, and the backward one reads the row with
+    its real tokens reversed in place (a gather), then reversed back. So no padding ever reaches a real position: the
+    states equal each sentence's unpadded run, as packing (``pack_padded_sequence``) would give, but the shapes stay
+    fixed and nothing is read on the host (packing needs the lengths on the CPU), so a training step can be captured as
+    a CUDA graph. The parameters are one ``nn.LSTM``'s (``lstm.weight_ih_l0_reverse``...), as before.
 
     Args:
         embed: the source embedding (D wide).
@@ -135,10 +143,34 @@ class RNNEncoder(nn.Module):
     def forward(self, src_ids: Tensor, lengths: Tensor) -> Tensor:
         """(B, S) ids and (B,) real lengths -> (B, S, H), zero at the padded positions."""
         x = self.dropout(self.embed(src_ids, "src_ids"))  # (B, S, D)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src_ids.shape[1])  # (B, S, H)
-        return out
+        steps = torch.arange(src_ids.shape[1], device=src_ids.device)  # (S,)
+        real = steps < lengths[:, None]  # (B, S)
+        flipped = torch.where(real, lengths[:, None] - 1 - steps, steps)  # (B, S): each row's real prefix reversed
+        lstm = self.lstm
+        for layer in range(lstm.num_layers):
+            if layer:
+                x = nn.functional.dropout(x, lstm.dropout, self.training)
+            forward = self._direction(x, layer, "")
+            backward = _gather_steps(self._direction(_gather_steps(x, flipped), layer, "_reverse"), flipped)
+            x = torch.cat([forward, backward], dim=-1)  # (B, S, H)
+        return x * real[..., None]
+
+    def _direction(self, x: Tensor, layer: int, suffix: str) -> Tensor:
+        """One direction of one layer of ``self.lstm`` over ``x`` (B, S, in) from zero states -> (B, S, H / 2)."""
+        lstm = self.lstm
+        weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih",
+                                                                          "bias_hh")]
+        zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)  # (1, B, H / 2)
+        if x.is_cuda:  # cuDNN copies a direction's weights into one buffer per call, and says so: known and cheap
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+                return torch._VF.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
+        return torch._VF.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
+
+
+def _gather_steps(x: Tensor, index: Tensor) -> Tensor:
+    """``x`` (B, S, F) with its time steps taken as ``index`` (B, S) says, row by row."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
 
 
 @dataclass
