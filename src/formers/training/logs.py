@@ -107,3 +107,27 @@ def open_logs(run_dir: Path, keep_until_step: int | None, tensorboard: bool) -> 
         return csv_log, None
     purge = keep_until_step + 1 if keep_until_step is not None else None
     return csv_log, SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=purge)
+
+
+def add_scalars(tb: Any, section: str, values: dict[str, Any], step: int) -> None:
+    """Writes ``values``' finite numbers to TensorBoard as ``section/name`` at ``step`` (``tb`` None: nothing);
+    a ``train_`` prefix is dropped from the names."""
+    if tb is None:
+        return
+    for k, v in values.items():
+        if k not in ("step", "epoch") and isinstance(v, (int, float)) and math.isfinite(v):
+            tb.add_scalar(f"{section}/{k.removeprefix('train_')}", v, step)
+
+
+CURVES_PNG = "curves.png"
+
+
+def draw_curves(run_dir: Path) -> None:
+    """Draws ``run_dir/curves.png`` from its ``metrics.csv``; a failure only warns (it must never end a training
+    run)."""
+    from formers.viz.curves import plot_curves
+
+    try:
+        plot_curves(run_dir / METRICS_CSV, run_dir / CURVES_PNG)
+    except Exception as e:
+        warnings.warn(f"could not draw {run_dir / CURVES_PNG}: {e}", stacklevel=3)

@@ -28,12 +28,14 @@ GPU test compares whole runs.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from formers.training.buffers import BufferSnapshot
+from formers.training.device_step import is_fused_adam
 
 
 def _float_learning_rates(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any]:
@@ -155,4 +157,25 @@ class OptimizerGraph:
         return graph
 
 
-__all__ = ["OptimizerGraph"]
+def optimizer_graph_for(config: Any, optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
+                        buffers: BufferSnapshot, device: torch.device, step_graphs: Any, fp16: bool,
+                        distributed: bool) -> OptimizerGraph | None:
+    """The Trainer's :class:`OptimizerGraph` when ``config.graph_optimizer`` asks for one and it can apply: graphed
+    steps (``step_graphs``, the Trainer's StepGraphs or None), a fused Adam/AdamW, no fp16 loss scaling, one process.
+    Asked for where it cannot apply, a warning says why and the update stays eager (None)."""
+    if not config.graph_optimizer:
+        return None
+    reasons = [why for bad, why in (
+        (step_graphs is None, "the steps are not graphed (train.cuda_graphs)"),
+        (not is_fused_adam(optimizer), "the optimizer is not a fused Adam/AdamW"),
+        (fp16, "fp16 loss scaling"),
+        (distributed, "several processes"),
+    ) if bad]
+    if reasons:
+        warnings.warn(f"train.graph_optimizer=true does not apply here ({'; '.join(reasons)}): the optimizer update "
+                      "runs eagerly", stacklevel=3)
+        return None
+    return OptimizerGraph(optimizer, params, buffers, config.max_grad_norm, device)
+
+
+__all__ = ["OptimizerGraph", "optimizer_graph_for"]

@@ -49,7 +49,6 @@ from formers.training.device_step import (
     PendingSteps,
     SchedulerLag,
     count_step,
-    is_fused_adam,
 )
 from formers.training.distributed import (
     FullOptimizerState,
@@ -68,17 +67,20 @@ from formers.training.interrupt import (
     StepBoundary,
     TrainingInterrupted,
 )
-from formers.training.logs import METRICS_CSV, MetricsCSV, StepWindow, open_logs
+from formers.training.logs import (
+    MetricsCSV,
+    StepWindow,
+    add_scalars,
+    draw_curves,
+    open_logs,
+)
 from formers.training.optim import build_optimizer
-from formers.training.optimizer_graph import OptimizerGraph
+from formers.training.optimizer_graph import optimizer_graph_for
 from formers.training.progress import NullProgress, Progress, stop_message
 from formers.training.schedules import decay_left
 from formers.training.step_graphs import StepGraphs, copy_of_output, use_step_graphs
 from formers.training.task import StepOutput, check_step_output
 from formers.training.trainer_config import TrainerConfig, compile_steps
-from formers.viz.curves import plot_curves
-
-CURVES_PNG = "curves.png"
 
 
 class Trainer:
@@ -166,8 +168,8 @@ class Trainer:
                                        compiled=config.compile) if (
             use_step_graphs(config, self.device, train_loader, self.dist.active, task)) else None
         self._skip = DeviceSkipStep(self.optimizer, self.params, self._buffers)
-        self._optimizer_graph = OptimizerGraph(self.optimizer, self.params, self._buffers, config.max_grad_norm,
-                                               self.device) if self._graph_optimizer_applies() else None
+        self._optimizer_graph = optimizer_graph_for(config, self.optimizer, self.params, self._buffers, self.device,
+                                                    self._step_graphs, self.scaler.is_enabled(), self.dist.active)
         self._pending = PendingSteps()  # steps the host has not read yet
         self._lag = SchedulerLag(scheduler)
         self._feed = DeviceFeed(self.device)
@@ -473,12 +475,8 @@ class Trainer:
         device where :class:`~formers.training.device_step.DeviceSkipStep` can, else on the host)."""
         cfg, state = self.config, self.state
         self._lag.resolve()  # the schedule as the previous step left it
-        graphs = self._step_graphs
-        if (self._optimizer_graph is not None and graphs is not None and graphs.disabled is None
-                and self._skip.ready()):
-            values, finite = self._optimizer_graph.step(loss)  # zeroes the gradients too
-            self._lag.defer(finite)
-            self._pending.add(state.step + 1, values)
+        if self._optimizer_graph is not None and self._step_graphs.disabled is None and self._skip.ready():
+            self._defer(state.step + 1, *self._optimizer_graph.step(loss))  # the update zeroes the gradients too
             return
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
@@ -492,8 +490,7 @@ class Trainer:
         if not is_sharded(self.model) and self._skip.ready():  # fp16: non-finite grads make the norm non-finite
             finite = torch.isfinite(values).all()
             self._skip.step(finite)
-            self._lag.defer(finite)
-            self._pending.add(state.step + 1, values)
+            self._defer(state.step + 1, values, finite)
         else:  # the host decides: count the pending steps first, in order
             self._read()
             if self._count(state.step + 1, *values.tolist()):
@@ -510,20 +507,10 @@ class Trainer:
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=self._step_graphs is None)  # graphs add into fixed gradient memory
 
-    def _graph_optimizer_applies(self) -> bool:
-        """Whether ``train.graph_optimizer`` can apply (asked for where it cannot: a warning says why)."""
-        if not self.config.graph_optimizer:
-            return False
-        reasons = [why for bad, why in (
-            (self._step_graphs is None, "the steps are not graphed (train.cuda_graphs)"),
-            (not is_fused_adam(self.optimizer), "the optimizer is not a fused Adam/AdamW"),
-            (self.scaler.is_enabled(), "fp16 loss scaling"),
-            (self.dist.active, "several processes"),
-        ) if bad]
-        if reasons:
-            warnings.warn(f"train.graph_optimizer=true does not apply here ({'; '.join(reasons)}): the optimizer "
-                          "update runs eagerly", stacklevel=3)
-        return not reasons
+    def _defer(self, step: int, values: Tensor, finite: Tensor) -> None:
+        """Leaves step ``step``'s (loss, norm) and finite flag on the device for the host's next read."""
+        self._lag.defer(finite)
+        self._pending.add(step, values)
 
     def _read(self, agree: bool = False) -> None:
         """The host's read of the pending steps' losses, norms and skips (one device sync), counted in order; with
@@ -557,9 +544,7 @@ class Trainer:
         cfg, state = self.config, self.state
         metrics = self.evaluate()
         self._write_row({"step": state.step, "epoch": state.epoch, **{f"eval_{k}": v for k, v in metrics.items()}})
-        if self._tb is not None:
-            for k, v in metrics.items():
-                self._tb.add_scalar(f"eval/{k}", v, state.step)
+        add_scalars(self._tb, "eval", metrics, state.step)
         self._plot()
         if cfg.best_metric is None:
             return False
@@ -594,19 +579,12 @@ class Trainer:
             values["tokens_per_s"] *= self.dist.world_size
         row = {"step": state.step, "epoch": state.epoch, **values, "lr": lr, "nonfinite_skips": state.total_nonfinite}
         self._write_row(row)
-        if self._tb is not None:
-            for k, v in row.items():
-                if k not in ("step", "epoch") and math.isfinite(v):
-                    self._tb.add_scalar(f"train/{k.removeprefix('train_')}", v, state.step)
+        add_scalars(self._tb, "train", row, state.step)
         bar.log(state.step, values["loss"], lr, values["tokens_per_s"])
 
     def _plot(self) -> None:
-        if not self.dist.is_main:
-            return
-        try:
-            plot_curves(self.run_dir / METRICS_CSV, self.run_dir / CURVES_PNG)
-        except Exception as e:  # a plotting failure must never end a training run
-            warnings.warn(f"could not draw {self.run_dir / CURVES_PNG}: {e}", stacklevel=2)
+        if self.dist.is_main:
+            draw_curves(self.run_dir)
 
 
 __all__ = [
