@@ -288,7 +288,7 @@ def test_a_static_beam_step_makes_its_masks_and_reorders_its_caches_once_for_eve
 
 
 def test_a_step_that_cannot_be_captured_runs_uncaptured_with_a_warning(model, monkeypatch):
-    class Refuses:  # torch.cuda.graph as it fails for an op that cannot be captured
+    class Refuses:  # a capture (light_capture or torch.cuda.graph) as it fails for an op that cannot be captured
         def __init__(self, graph, pool=None):
             pass
 
@@ -302,7 +302,7 @@ def test_a_step_that_cannot_be_captured_runs_uncaptured_with_a_warning(model, mo
         def wait_stream(self, other):
             pass
 
-    monkeypatch.setattr(torch.cuda, "graph", Refuses)
+    monkeypatch.setattr(seq2seq, "_capture", Refuses)
     monkeypatch.setattr(torch.cuda, "Stream", Stream)
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "current_stream", Stream)
