@@ -173,3 +173,19 @@ def test_on_cuda_a_run_with_the_graphed_update_equals_one_without(tmp_path: Path
     torch.testing.assert_close(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), rtol=1e-5, atol=1e-6)
     for (key, a), b in zip(runs[False][0].model.state_dict().items(), trainer.model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_a_rescanned_buffer_snapshot_makes_the_update_prepare_again() -> None:
+    model, opt, sched, params, buffers = _setup()
+    graph = OptimizerGraph(opt, params, buffers, max_grad_norm=1.0, device=torch.device("cpu"))
+    _backward(model, 0)
+    opt.step()
+    _backward(model, 1)
+    graph.step(torch.tensor(1.0))
+    prepared = graph._buffers_version
+    model[1].running_mean = model[1].running_mean.clone()  # a forward pass that replaced a buffer tensor
+    buffers.take()  # re-scans: new copies, which a captured graph would not read
+    assert buffers.version == prepared + 1
+    _backward(model, 2)
+    graph.step(torch.tensor(1.0))
+    assert graph._buffers_version == buffers.version

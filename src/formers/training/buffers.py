@@ -40,9 +40,11 @@ class BufferSnapshot:
         self._live: list[Tensor] = []
         self._saved: list[Tensor] = []  # views into the groups' flat copies
         self._groups: list[_Group] = []
+        self.version = 0  # counts the re-scans: a copy (and what a CUDA graph captured of it) is replaced by each
         self._scan()
 
     def _scan(self) -> None:
+        self.version += 1
         self._slots = [(m, name) for m in self.module.modules() for name, b in m._buffers.items() if b is not None]
         self._live = [m._buffers[name] for m, name in self._slots]
         by_kind: dict[tuple[torch.dtype, torch.device], list[int]] = {}

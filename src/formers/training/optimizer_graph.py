@@ -68,6 +68,7 @@ class OptimizerGraph:
         self.use_graph = device.type == "cuda"
         self.replayed = 0
         self._grads: list[Tensor] = []
+        self._buffers_version = -1  # the buffer snapshot's version the graph was captured with
         self._graph: Any = None
         self._warm = False
         self._stream: Any = None
@@ -86,6 +87,7 @@ class OptimizerGraph:
     def _prepare(self, grads: list[Tensor]) -> None:
         self.reset()
         self._grads = grads
+        self._buffers_version = self.buffers.version
         # CUDA's fused kernels read a tensor learning rate as float32 (the eager update's is a double: the updates
         # then differ in the last bits); the CPU kernel reads a double
         dtype = torch.float32 if self.device.type == "cuda" else torch.float64
@@ -115,8 +117,9 @@ class OptimizerGraph:
         """One update for a step whose (scalar) loss is ``loss``; returns that step's ``(loss, grad norm)`` and its
         finite flag, fresh tensors on the device (nothing is read on the host)."""
         grads = [p.grad for p in self.params if p.grad is not None]
-        if len(grads) != len(self._grads) or any(a is not b for a, b in zip(grads, self._grads)):
-            self._prepare(grads)  # first use, or the gradients are other tensors now: capture again
+        if (len(grads) != len(self._grads) or any(a is not b for a, b in zip(grads, self._grads))
+                or self.buffers.version != self._buffers_version):
+            self._prepare(grads)  # first use, or the gradients or buffer copies are other tensors now: capture again
         self._loss.copy_(loss.detach().reshape(()))
         if not self.use_graph:
             self._update()
