@@ -50,7 +50,7 @@ def test_the_graphed_update_run_eagerly_equals_the_trainers_device_decided_updat
     ref_model, ref_opt, ref_sched, ref_params, ref_buffers = _setup()
     model, opt, sched, params, buffers = _setup()
     skip = DeviceSkipStep(ref_opt, ref_params, ref_buffers)
-    graph = OptimizerGraph(opt, params, buffers, max_grad_norm=0.5, device=torch.device("cpu"))
+    graph = OptimizerGraph(DeviceSkipStep(opt, params, buffers), max_grad_norm=0.5, device=torch.device("cpu"))
     for step in range(8):
         # the reference: Trainer._optimizer_step's device-decided path
         ref_buffers.take()
@@ -95,7 +95,7 @@ def test_the_graphed_update_run_eagerly_equals_the_trainers_device_decided_updat
 
 def test_the_optimizer_state_keeps_float_learning_rates_and_loading_one_drops_the_graph() -> None:
     model, opt, sched, params, buffers = _setup()
-    graph = OptimizerGraph(opt, params, buffers, max_grad_norm=1.0, device=torch.device("cpu"))
+    graph = OptimizerGraph(DeviceSkipStep(opt, params, buffers), max_grad_norm=1.0, device=torch.device("cpu"))
     for step in range(3):
         _backward(model, step)
         if step == 0:
@@ -177,7 +177,7 @@ def test_on_cuda_a_run_with_the_graphed_update_equals_one_without(tmp_path: Path
 
 def test_a_rescanned_buffer_snapshot_makes_the_update_prepare_again() -> None:
     model, opt, sched, params, buffers = _setup()
-    graph = OptimizerGraph(opt, params, buffers, max_grad_norm=1.0, device=torch.device("cpu"))
+    graph = OptimizerGraph(DeviceSkipStep(opt, params, buffers), max_grad_norm=1.0, device=torch.device("cpu"))
     _backward(model, 0)
     opt.step()
     _backward(model, 1)

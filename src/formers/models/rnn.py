@@ -150,22 +150,20 @@ class RNNEncoder(nn.Module):
         for layer in range(lstm.num_layers):
             if layer:
                 x = nn.functional.dropout(x, lstm.dropout, self.training)
-            forward = self._direction(x, layer, "")
-            backward = _gather_steps(self._direction(_gather_steps(x, flipped), layer, "_reverse"), flipped)
+            forward = self._direction(x, layer, 0)
+            backward = _gather_steps(self._direction(_gather_steps(x, flipped), layer, 1), flipped)
             x = torch.cat([forward, backward], dim=-1)  # (B, S, H)
         return x * real[..., None]
 
-    def _direction(self, x: Tensor, layer: int, suffix: str) -> Tensor:
-        """One direction of one layer of ``self.lstm`` over ``x`` (B, S, in) from zero states -> (B, S, H / 2)."""
+    def _direction(self, x: Tensor, layer: int, direction: int) -> Tensor:
+        """One direction (0 forward, 1 backward) of one layer of ``self.lstm`` over ``x`` (B, S, in) from zero
+        states -> (B, S, H / 2)."""
         lstm = self.lstm
-        weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih",
-                                                                          "bias_hh")]
+        weights = lstm.all_weights[2 * layer + direction]  # w_ih, w_hh, b_ih, b_hh of that layer and direction
         zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)  # (1, B, H / 2)
-        if x.is_cuda:  # cuDNN copies a direction's weights into one buffer per call, and says so: known and cheap
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-                return torch._VF.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
-        return torch._VF.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
+        with warnings.catch_warnings():  # cuDNN copies one direction's weights into a buffer per call, and says so
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            return torch._VF.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
 
 
 def _gather_steps(x: Tensor, index: Tensor) -> Tensor:

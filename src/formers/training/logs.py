@@ -115,7 +115,7 @@ def add_scalars(tb: Any, section: str, values: dict[str, Any], step: int) -> Non
     if tb is None:
         return
     for k, v in values.items():
-        if k not in ("step", "epoch") and isinstance(v, (int, float)) and math.isfinite(v):
+        if k not in ("step", "epoch") and math.isfinite(v := float(v)):
             tb.add_scalar(f"{section}/{k.removeprefix('train_')}", v, step)
 
 

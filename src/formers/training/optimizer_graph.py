@@ -32,10 +32,9 @@ import warnings
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from formers.training.buffers import BufferSnapshot
-from formers.training.device_step import is_fused_adam
+from formers.training.device_step import DeviceSkipStep
 
 
 def _float_learning_rates(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any]:
@@ -51,18 +50,15 @@ class OptimizerGraph:
     non-finite flag, fused Adam/AdamW with ``found_inf``, buffer selection, gradients zeroed) captured once.
 
     Args:
-        optimizer: a fused Adam or AdamW (:func:`~formers.training.device_step.is_fused_adam`).
-        params: the parameters it updates, in the Trainer's order.
-        buffers: the snapshot of the model's buffers the non-finite skip selects from.
+        skip: the Trainer's :class:`~formers.training.device_step.DeviceSkipStep` (a fused Adam or AdamW, its
+            parameters and the snapshot of the model's buffers), whose device-decided step the update takes.
         max_grad_norm: the clipping threshold (0: no clipping).
         device: the CUDA device; elsewhere :meth:`step` runs the same update eagerly (what the CPU tests check).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], buffers: BufferSnapshot,
-                 max_grad_norm: float, device: torch.device) -> None:
-        self.optimizer = optimizer
-        self.params = params
-        self.buffers = buffers
+    def __init__(self, skip: DeviceSkipStep, max_grad_norm: float, device: torch.device) -> None:
+        self.skip = skip
+        self.optimizer, self.params, self.buffers = skip.optimizer, skip.params, skip.buffers
         self.max_grad_norm = max_grad_norm
         self.device = device
         self.use_graph = device.type == "cuda"
@@ -75,8 +71,8 @@ class OptimizerGraph:
         self._loss = torch.zeros((), dtype=torch.float32, device=device)  # static input
         self._values = torch.zeros(2, dtype=torch.float32, device=device)  # (loss, norm), static output
         self._finite = torch.ones((), dtype=torch.bool, device=device)  # static output
-        optimizer.register_state_dict_post_hook(_float_learning_rates)
-        optimizer.register_load_state_dict_post_hook(lambda _: self.reset())
+        self.optimizer.register_state_dict_post_hook(_float_learning_rates)
+        self.optimizer.register_load_state_dict_post_hook(lambda _: self.reset())
 
     def reset(self) -> None:
         """Drops the graph (captured again at the next steps), e.g. after the optimizer's state was loaded."""
@@ -103,14 +99,7 @@ class OptimizerGraph:
             torch.nn.utils.clip_grads_with_norm_(self.params, self.max_grad_norm, norm)
         self._values.copy_(torch.stack([self._loss, norm.float()]))
         self._finite.copy_(torch.isfinite(self._values).all())
-        opt = self.optimizer
-        opt.found_inf = (~self._finite).float()  # type: ignore[attr-defined]
-        opt.grad_scale = None  # type: ignore[attr-defined]
-        try:
-            opt.step()
-        finally:
-            del opt.found_inf, opt.grad_scale  # type: ignore[attr-defined]
-        self.buffers.select(self._finite)
+        self.skip.step(self._finite)  # the fused step told to skip through found_inf, the buffers selected
         torch._foreach_zero_(self._grads)
 
     def step(self, loss: Tensor) -> tuple[Tensor, Tensor]:
@@ -160,8 +149,7 @@ class OptimizerGraph:
         return graph
 
 
-def optimizer_graph_for(config: Any, optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
-                        buffers: BufferSnapshot, device: torch.device, step_graphs: Any, fp16: bool,
+def optimizer_graph_for(config: Any, skip: DeviceSkipStep, device: torch.device, step_graphs: Any, fp16: bool,
                         distributed: bool) -> OptimizerGraph | None:
     """The Trainer's :class:`OptimizerGraph` when ``config.graph_optimizer`` asks for one and it can apply: graphed
     steps (``step_graphs``, the Trainer's StepGraphs or None), a fused Adam/AdamW, no fp16 loss scaling, one process.
@@ -170,7 +158,7 @@ def optimizer_graph_for(config: Any, optimizer: torch.optim.Optimizer, params: l
         return None
     reasons = [why for bad, why in (
         (step_graphs is None, "the steps are not graphed (train.cuda_graphs)"),
-        (not is_fused_adam(optimizer), "the optimizer is not a fused Adam/AdamW"),
+        (not skip.fused, "the optimizer is not a fused Adam/AdamW"),
         (fp16, "fp16 loss scaling"),
         (distributed, "several processes"),
     ) if bad]
@@ -178,7 +166,7 @@ def optimizer_graph_for(config: Any, optimizer: torch.optim.Optimizer, params: l
         warnings.warn(f"train.graph_optimizer=true does not apply here ({'; '.join(reasons)}): the optimizer update "
                       "runs eagerly", stacklevel=3)
         return None
-    return OptimizerGraph(optimizer, params, buffers, config.max_grad_norm, device)
+    return OptimizerGraph(skip, config.max_grad_norm, device)
 
 
 __all__ = ["OptimizerGraph", "optimizer_graph_for"]

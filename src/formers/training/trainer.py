@@ -168,8 +168,8 @@ class Trainer:
                                        compiled=config.compile) if (
             use_step_graphs(config, self.device, train_loader, self.dist.active, task)) else None
         self._skip = DeviceSkipStep(self.optimizer, self.params, self._buffers)
-        self._optimizer_graph = optimizer_graph_for(config, self.optimizer, self.params, self._buffers, self.device,
-                                                    self._step_graphs, self.scaler.is_enabled(), self.dist.active)
+        self._optimizer_graph = optimizer_graph_for(config, self._skip, self.device, self._step_graphs,
+                                                    self.scaler.is_enabled(), self.dist.active)
         self._pending = PendingSteps()  # steps the host has not read yet
         self._lag = SchedulerLag(scheduler)
         self._feed = DeviceFeed(self.device)
