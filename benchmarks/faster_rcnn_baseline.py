@@ -58,8 +58,8 @@ def build_model(num_classes: int, mean: list[float], std: list[float], size: int
 def targets_of(batch: dict[str, Any]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """torchvision's inputs: unpadded [0, 1] images and per-image corner boxes in pixels, labels 1.. (0: background)."""
     images, targets = [], []
-    boxes = batch["boxes"].split(batch["sizes"])
-    labels = batch["labels"].split(batch["sizes"])
+    boxes = [row[:n] for row, n in zip(batch["boxes"], batch["sizes"])]  # (B, M, 4) padded rows -> (n, 4) each
+    labels = [row[:n] for row, n in zip(batch["labels"], batch["sizes"])]
     for i, (b, lab) in enumerate(zip(boxes, labels)):
         mask = batch["padding_mask"][i]
         h, w = int(mask.any(1).sum()), int(mask.any(0).sum())

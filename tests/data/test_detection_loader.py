@@ -11,10 +11,13 @@ pytest.importorskip("torchvision")
 
 from formers.data.detection import DetectionDataset, DetectionImage  # noqa: E402
 from formers.data.detection_loader import (  # noqa: E402
+    PAD_BOX,
+    PAD_LABEL,
     DetectionLoader,
     DetectionSamples,
     collate_detection,
     eval_transform,
+    pad_targets,
     tile_dataset,
     train_transform,
 )
@@ -61,14 +64,29 @@ def test_augmented_boxes_still_frame_their_objects():
     assert len(seen_sizes) > 3  # multi-scale resizing and crops happened
 
 
+def test_padded_targets_keep_each_image_s_boxes_in_order_and_refuse_wrong_sizes():
+    labels = torch.tensor([4, 5, 6, 7])
+    boxes = torch.arange(16, dtype=torch.float32).view(4, 4) / 16
+    padded_labels, padded_boxes = pad_targets(labels, boxes, [1, 0, 3])
+    assert padded_labels.tolist() == [[4, PAD_LABEL, PAD_LABEL], [PAD_LABEL] * 3, [5, 6, 7]]
+    assert torch.equal(padded_boxes[padded_labels >= 0], boxes)
+    assert torch.equal(padded_boxes[padded_labels < 0], torch.tensor(PAD_BOX).expand(5, 4))
+    assert pad_targets(labels[:0], boxes[:0], [0, 0])[0].shape == (2, 0)
+    with pytest.raises(ValueError, match=r"sizes \[1, 1\] must give the box count of each image, summing to the 4"):
+        pad_targets(labels, boxes, [1, 1])
+
+
 def test_collation_pads_with_a_mask_and_normalises_boxes():
     samples = DetectionSamples(_dataset(), None)
     batch = collate_detection([samples[0], samples[1], samples[2]])
     assert batch["images"].shape == (3, 3, 100, 120) and batch["images"].dtype == torch.uint8
     assert batch["padding_mask"][1, :96, :64].all() and not batch["padding_mask"][1, :, 64:].any()
-    assert batch["sizes"] == [2, 1, 0] and batch["labels"].tolist() == [0, 1, 1] and batch["image_ids"] == [1, 2, 3]
-    torch.testing.assert_close(batch["boxes"][0], torch.tensor([30 / 120, 25 / 80, 40 / 120, 30 / 80]))
-    torch.testing.assert_close(batch["boxes"][2], torch.tensor([24 / 64, 48 / 96, 32 / 64, 64 / 96]))
+    assert batch["sizes"] == [2, 1, 0] and batch["image_ids"] == [1, 2, 3]
+    assert batch["labels"].tolist() == [[0, 1], [1, -1], [-1, -1]]  # one row per image, padded with -1
+    torch.testing.assert_close(batch["boxes"][0, 0], torch.tensor([30 / 120, 25 / 80, 40 / 120, 30 / 80]))
+    torch.testing.assert_close(batch["boxes"][1, 0], torch.tensor([24 / 64, 48 / 96, 32 / 64, 64 / 96]))
+    torch.testing.assert_close(batch["boxes"][1, 1], torch.tensor(PAD_BOX))  # padding: the whole image
+    assert batch["boxes"].shape == (3, 2, 4)
     assert batch["orig_sizes"] == [(80, 120), (96, 64), (100, 100)]
     assert collate_detection([samples[1]], pad_to=(100, 128))["images"].shape == (1, 3, 100, 128)
     with pytest.raises(ValueError, match="smaller than an image"):

@@ -10,6 +10,7 @@ import torch
 pytest.importorskip("scipy")
 ops = pytest.importorskip("torchvision.ops")
 
+from formers.data.detection_loader import pad_targets  # noqa: E402
 from formers.models.detr import DETR, DETRConfig  # noqa: E402
 from formers.models.outputs import DetectionOutput  # noqa: E402
 from formers.tasks.detection import DetectionTask, HungarianMatcher, SetCriterion  # noqa: E402
@@ -46,12 +47,14 @@ def _cost(logits, boxes, labels, target_boxes, focal=False):
     return term + 5 * l1 - 2 * giou
 
 
+@pytest.mark.parametrize("on_device", [True, False], ids=["device", "scipy"])
 @pytest.mark.parametrize("focal", [False, True])
 @pytest.mark.parametrize("sizes", [[2, 0, 4], [1, 3, 4], [4, 4, 1]])
-def test_matcher_equals_brute_force_over_all_assignments(sizes, focal):
+def test_matcher_equals_brute_force_over_all_assignments(sizes, focal, on_device):
     logits, boxes = _predictions(2, 3, 4, classes=3)
     labels, target_boxes = _targets(sizes, classes=3)
-    match = HungarianMatcher(focal=focal)(logits, boxes, labels, target_boxes, sizes)
+    matcher = HungarianMatcher(focal=focal, device_assignments=10_000 if on_device else 0)
+    match = matcher(logits, boxes, labels, target_boxes, sizes)
     offsets = [0, *itertools.accumulate(sizes)]
     for layer in range(2):
         for b, n in enumerate(sizes):
@@ -63,14 +66,16 @@ def test_matcher_equals_brute_force_over_all_assignments(sizes, focal):
             assert ours == {j: q for j, q in enumerate(best)}, (layer, b)
 
 
-def test_matcher_equals_hugging_faces():
+@pytest.mark.parametrize("device_assignments", [10_000, 0], ids=["device", "scipy"])
+def test_matcher_equals_hugging_faces(device_assignments):
     loss_utils = pytest.importorskip("transformers.loss.loss_for_object_detection")
     sizes = [3, 0, 5, 1]
     logits, boxes = _predictions(1, 4, 6, classes=4, seed=3)
     labels, target_boxes = _targets(sizes, classes=4, seed=4)
     targets = [{"class_labels": lab, "boxes": box} for lab, box in zip(labels.split(sizes), target_boxes.split(sizes))]
     theirs = loss_utils.HungarianMatcher(1, 5, 2)({"logits": logits[0], "pred_boxes": boxes[0]}, targets)
-    match = HungarianMatcher()(logits[0], boxes[0], labels, target_boxes, sizes)  # one layer, unstacked
+    match = HungarianMatcher(device_assignments=device_assignments)(logits[0], boxes[0], labels, target_boxes,
+                                                                    sizes)  # one layer, unstacked
     offsets = [0, *itertools.accumulate(sizes)]
     for b, (queries, indices) in enumerate(theirs):
         picked = match.image == b
@@ -80,10 +85,10 @@ def test_matcher_equals_hugging_faces():
 
 def test_matching_costs_are_float32_under_autocast():
     logits, boxes = _predictions(1, 2, 5, classes=3)
-    labels, target_boxes = _targets([2, 3], classes=3)
+    labels, target_boxes = pad_targets(*_targets([2, 3], classes=3), [2, 3])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         cost = HungarianMatcher().cost_matrix(logits.bfloat16(), boxes.bfloat16(), labels, target_boxes)
-    assert cost.dtype == torch.float32 and cost.shape == (1, 2, 5, 5)
+    assert cost.dtype == torch.float32 and cost.shape == (1, 2, 5, 3)
 
 
 def _criterion_case(seed: int, sizes=(3, 0, 5, 2), classes: int = 4, layers: int = 3):
@@ -137,6 +142,53 @@ def test_focal_criterion_equals_hugging_faces_deformable_detr_loss(aux):
         torch.testing.assert_close(parts[key], their_parts[key], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("class_scores", ["softmax", "sigmoid"])
+def test_padded_targets_give_the_flat_batch_s_loss_and_gradients_matched_on_the_device_or_by_scipy(
+        class_scores, monkeypatch):
+    sizes, classes = [3, 0, 5, 2], 4
+    logits, boxes, labels, target_boxes, _, _ = _criterion_case(9, sizes)
+
+    def loss_and_grads(device_assignments: int, padded: bool):
+        lg, bx = logits.clone().requires_grad_(True), boxes.clone().requires_grad_(True)
+        output = DetectionOutput(lg[-1], bx[-1], [DetectionOutput(lg[i], bx[i]) for i in range(2)])
+        matcher = HungarianMatcher(focal=class_scores == "sigmoid", device_assignments=device_assignments)
+        criterion = SetCriterion(classes, matcher, class_scores=class_scores)
+        if padded:  # the batches' layout; no sizes, so nothing tells the criterion the counts but the padding
+            loss, parts = criterion(output, *pad_targets(labels, target_boxes, sizes))
+        else:
+            loss, parts = criterion(output, labels, target_boxes, sizes)
+        loss.backward()
+        return loss.detach(), parts, lg.grad, bx.grad
+
+    scipy_flat = loss_and_grads(0, padded=False)
+    scipy_padded = loss_and_grads(0, padded=True)
+
+    def no_scipy(cost):
+        raise AssertionError("the device assignment reached scipy")
+
+    monkeypatch.setattr("formers.tasks.detection._linear_sum_assignment", no_scipy)
+    device_padded = loss_and_grads(10_000, padded=True)  # 6,720 choices of 5 of the 8 queries: on the device
+    for other in (scipy_padded, device_padded):
+        torch.testing.assert_close(other[0], scipy_flat[0], rtol=1e-6, atol=1e-6)
+        for key, value in scipy_flat[1].items():
+            torch.testing.assert_close(other[1][key], value, rtol=1e-6, atol=1e-6, msg=key)
+        torch.testing.assert_close(other[2], scipy_flat[2], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(other[3], scipy_flat[3], rtol=1e-6, atol=1e-7)
+
+
+def test_more_boxes_than_queries_match_each_query_once_on_the_host():
+    logits, boxes = _predictions(2, 2, 3, classes=3)  # 3 queries
+    labels, target_boxes = _targets([5, 1], classes=3)  # the first image has 5 boxes
+    match = HungarianMatcher()(logits, boxes, labels, target_boxes, [5, 1])
+    for layer in range(2):
+        first = (match.layer == layer) & (match.image == 0)
+        assert sorted(match.query[first].tolist()) == [0, 1, 2]  # every query once, 2 boxes left unmatched
+        assert ((match.layer == layer) & (match.image == 1)).sum() == 1
+    output = DetectionOutput(logits[-1], boxes[-1], [DetectionOutput(logits[0], boxes[0])])
+    loss, parts = SetCriterion(3)(output, labels, target_boxes, [5, 1])
+    assert torch.isfinite(loss) and parts["cardinality_error"] >= 0
+
+
 def test_focal_criterion_refuses_a_softmax_matcher_and_its_model_starts_rare():
     with pytest.raises(ValueError, match=r"class_scores='sigmoid' needs a matcher with focal=True, got focal=False"):
         SetCriterion(3, HungarianMatcher(), class_scores="sigmoid")
@@ -178,7 +230,7 @@ def _fixed_batch():
     images[1, 1, 30:60, 20:50] = 200  # 30x30 box at (20, 30), green
     boxes = torch.tensor([[24 / 64, 16 / 64, 32 / 64, 16 / 64], [35 / 64, 45 / 64, 30 / 64, 30 / 64]])
     return {"images": images, "padding_mask": torch.ones(2, 64, 64, dtype=torch.bool),
-            "labels": torch.tensor([0, 1]), "boxes": boxes, "sizes": [1, 1]}
+            "labels": torch.tensor([[0], [1]]), "boxes": boxes[:, None], "sizes": [1, 1]}
 
 
 def test_a_tiny_detr_overfits_a_fixed_batch():
@@ -203,7 +255,7 @@ def test_a_tiny_detr_overfits_a_fixed_batch():
     best = output.logits.softmax(-1)[..., :2].amax(-1).argmax(-1)  # the most confident query per image
     predicted = output.boxes[torch.arange(2), best]
     assert (ops.box_iou(ops.box_convert(predicted, "cxcywh", "xyxy"),
-                        ops.box_convert(batch["boxes"], "cxcywh", "xyxy")).diagonal() > 0.5).all()
+                        ops.box_convert(batch["boxes"][:, 0], "cxcywh", "xyxy")).diagonal() > 0.5).all()
     assert output.logits[torch.arange(2), best, :2].argmax(-1).tolist() == [0, 1]
 
 

@@ -10,6 +10,7 @@ import random
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,6 +131,17 @@ def test_image_classification_is_graphed_by_default_on_cuda_unless_it_mixes() ->
     assert use_step_graphs(auto, cuda, loader, distributed=False, task=ImageClassificationTask(prep, hflip=True))
     mixing = ImageClassificationTask(prep, mix=MixUpCutMix(10, mixup_alpha=0.8))
     assert not use_step_graphs(auto, cuda, loader, distributed=False, task=mixing)
+
+
+def test_detection_is_graphed_by_default_on_cuda_when_its_images_keep_one_size() -> None:
+    g = np.random.default_rng(0)
+    build = _detection_build(g.integers(0, 256, (20, 28, 28)).astype(np.uint8), g.integers(0, 10, 20), 6)
+    model, task, loader, _ = build(None)
+    assert use_step_graphs(TrainerConfig(), torch.device("cuda"), loader, distributed=False, task=task)
+    batch = next(iter(loader))
+    assert batch["images"].shape == (16, 3, 64, 64) and batch["labels"].shape[0] == 16
+    loader.static_shapes = False  # multi-scale resizing or crops: a new shape at nearly every step
+    assert not use_step_graphs(TrainerConfig(), torch.device("cuda"), loader, distributed=False, task=task)
 
 
 def test_causal_lm_windows_are_graphed_by_default_on_cuda() -> None:
@@ -365,3 +377,40 @@ def test_on_cuda_graphed_sequence_classification_equals_eager_dropout_included(t
         return model, SequenceClassificationTask(2), loader, {"precision": "fp32", "cuda_graphs": graphs}
 
     _assert_graphed_equals_plain(_fit_with_and_without_graphs(tmp_path, build, graphed=None), replayed=6)
+
+
+def _detection_build(items: np.ndarray, labels: np.ndarray, num_queries: int):
+    """``build(cuda_graphs)`` for DETR on 64x64 canvases of 1-2 generated objects (flips only: one image size)."""
+    from formers.data.detection import DetectionDataset, DetectionImage
+    from formers.data.detection_loader import DetectionLoader, train_transform
+    from formers.data.fashion_detect import FashionDetectConfig, make_canvases
+    from formers.tasks.detection import DetectionTask
+
+    canvases = make_canvases(items, labels, 96, FashionDetectConfig(canvas_size=64, max_items=2), seed=0)
+    images = []
+    for i, (canvas, objects) in enumerate(canvases):
+        boxes = torch.tensor([box for box, _ in objects], dtype=torch.float32).view(-1, 4)
+        classes = torch.tensor([lab for _, lab in objects], dtype=torch.long)
+        area = (boxes[:, 2:] - boxes[:, :2]).prod(-1)
+        images.append(DetectionImage(i + 1, 64, 64, boxes, classes, torch.zeros(len(objects), dtype=torch.bool), area,
+                                     pixels=torch.from_numpy(canvas).permute(2, 0, 1).contiguous()))
+    dataset = DetectionDataset(images, [str(k) for k in range(10)])
+
+    def build(graphs):
+        model = formers.create_model("detr_tiny", num_queries=num_queries, dropout=0.1)
+        loader = DetectionLoader(dataset, 16, train_transform(None, 64, None, hflip=True), seed=1, static_shapes=True)
+        task = DetectionTask(10, mean=[0.1] * 3, std=[0.3] * 3)
+        return model, task, loader, {"precision": "fp32", "cuda_graphs": graphs}
+
+    return build
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_graphed_detr_training_matches_on_the_device_and_equals_eager(tmp_path: Path) -> None:
+    # Few boxes against the queries: the matching runs on the device, so the whole step (matching, set loss) replays
+    g = np.random.default_rng(0)
+    items, labels = g.integers(0, 256, (50, 28, 28)).astype(np.uint8), g.integers(0, 10, 50)
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+        runs = _fit_with_and_without_graphs(tmp_path, _detection_build(items, labels, num_queries=6), graphed=None)
+    _assert_graphed_equals_plain(runs, replayed=8)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from formers.data.detection import DetectionDataset, DetectionImage
+from formers.data.image_transforms import channel_tensors
 from formers.layers.boxes import box_area, box_xyxy_to_cxcywh
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -229,15 +230,49 @@ def collate_detection(samples: list[dict[str, Any]], pad_to: tuple[int, int] | N
         mask[i, :h, :w] = True
         scale = torch.tensor([w, h, w, h], dtype=torch.float32)
         boxes.append(box_xyxy_to_cxcywh(sample["boxes"].reshape(-1, 4)) / scale)  # (n, 4) normalised
+    sizes = [int(s["labels"].numel()) for s in samples]
+    labels, boxes = pad_targets(torch.cat([s["labels"].reshape(-1) for s in samples]).long(), torch.cat(boxes).float(),
+                                sizes)
     return {
         "images": images,
         "padding_mask": mask,
-        "labels": torch.cat([s["labels"].reshape(-1) for s in samples]).long(),
-        "boxes": torch.cat(boxes).float(),
-        "sizes": [int(s["labels"].numel()) for s in samples],
+        "labels": labels,
+        "boxes": boxes,
+        "sizes": sizes,
         "image_ids": [int(s["image_id"]) for s in samples],
         "orig_sizes": [tuple(s["orig_size"]) for s in samples],
     }
+
+
+PAD_LABEL = -1
+"""Label of the padding slots of :func:`pad_targets`."""
+PAD_BOX = (0.5, 0.5, 1.0, 1.0)
+"""Box of the padding slots: the whole image, so that every IoU and its gradient stay finite."""
+
+
+def pad_targets(labels: Tensor, boxes: Tensor, sizes: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """The boxes of a batch, concatenated image after image, as one row per image padded to the most boxes.
+
+    Args:
+        labels: (T,) classes of all images' boxes.
+        boxes: (T, 4) their normalised (cx, cy, w, h).
+        sizes: boxes per image (B host ints summing to T).
+
+    Returns:
+        ``(labels, boxes)``: (B, M) with :data:`PAD_LABEL` after each image's boxes, and (B, M, 4) with
+        :data:`PAD_BOX` there; M is the largest of ``sizes``. Only host integers decide the layout (no device read).
+    """
+    if any(n < 0 for n in sizes) or sum(sizes) != labels.shape[0] or boxes.shape != (labels.shape[0], 4):
+        raise ValueError(f"sizes {list(sizes)} must give the box count of each image, summing to the "
+                         f"{labels.shape[0]} labels, with boxes (T, 4); got boxes {tuple(boxes.shape)}")
+    width = max(sizes, default=0)
+    slots = [b * width + j for b, n in enumerate(sizes) for j in range(n)]  # the row slot of each box, in order
+    index = torch.tensor(slots, dtype=torch.long).to(labels.device, non_blocking=True)
+    out_labels = labels.new_full((len(sizes) * width,), PAD_LABEL)
+    out_boxes = boxes.new_tensor(PAD_BOX).repeat(len(sizes) * width, 1)
+    out_labels[index] = labels
+    out_boxes[index] = boxes
+    return out_labels.view(len(sizes), width), out_boxes.view(len(sizes), width, 4)
 
 
 def normalize_padded(images: Tensor, padding_mask: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
@@ -249,8 +284,8 @@ def normalize_padded(images: Tensor, padding_mask: Tensor, mean: Sequence[float]
         mean: per-channel mean of [0, 1] pixels.
         std: per-channel standard deviation.
     """
-    m = torch.tensor(list(mean), device=images.device).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-    s = torch.tensor(list(std), device=images.device).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+    m, s = channel_tensors(tuple(mean), tuple(std), images.device)  # made once per device: no copy per batch
+    m, s = m.view(1, -1, 1, 1), s.view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
     return (images.float() / 255.0 - m) / s * padding_mask[:, None]  # mask (B, H, W) -> (B, 1, H, W)
 
 
@@ -270,10 +305,14 @@ class DetectionLoader:
         num_workers: ``DataLoader`` worker processes decoding and augmenting images, started once and kept across
             epochs; the batches are the same whatever their number.
         pad_multiple: training batches are padded to multiples of this (see :func:`collate_detection`).
+        static_shapes: the caller's word that every batch has the same image size (the images are all one size and
+            ``transform`` keeps it: flips only), so the Trainer may replay the steps from CUDA graphs
+            (:mod:`formers.training.step_graphs`; the box rows vary only with the most boxes of an image).
     """
 
     def __init__(self, dataset: DetectionDataset, batch_size: int, transform: Transform | None = None,
-                 train: bool = True, seed: int = 0, num_workers: int = 0, pad_multiple: int = 1) -> None:
+                 train: bool = True, seed: int = 0, num_workers: int = 0, pad_multiple: int = 1,
+                 static_shapes: bool = False) -> None:
         if batch_size < 1 or (train and batch_size > len(dataset)):
             raise ValueError(f"batch_size must be in [1, {len(dataset)}] (the dataset's size), got {batch_size}")
         self.dataset, self.batch_size, self.train = dataset, batch_size, train
@@ -281,6 +320,7 @@ class DetectionLoader:
         if pad_multiple < 1:
             raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
         self.seed, self.epoch, self.num_workers, self.pad_multiple = seed, 0, num_workers, pad_multiple
+        self.static_shapes = static_shapes
         self._loader: torch.utils.data.DataLoader | None = None
         self.coco = dataset.to_coco()
         self.pad_to: tuple[int, int] | None = None
@@ -393,5 +433,6 @@ def tile_dataset(dataset: DetectionDataset, tile_size: int, overlap: float = 0.0
     return out
 
 
-__all__ = ["PREPROCESSING_FILE", "DetectionLoader", "DetectionPreprocessing", "DetectionSamples", "RandomSizeCrop", "collate_detection", "eval_transform", "normalize_padded",
-           "output_size", "tile_dataset", "train_transform"]
+__all__ = ["PAD_BOX", "PAD_LABEL", "PREPROCESSING_FILE", "DetectionLoader", "DetectionPreprocessing",
+           "DetectionSamples", "RandomSizeCrop", "collate_detection", "eval_transform", "normalize_padded",
+           "output_size", "pad_targets", "tile_dataset", "train_transform"]

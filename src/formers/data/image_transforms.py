@@ -100,12 +100,12 @@ class Preprocessing:
 def normalize_images(images: Tensor, mean: list[float], std: list[float]) -> Tensor:
     """(B, C, H, W) uint8 pixels -> float32 ``(pixels / 255 - mean) / std`` per channel."""
     TF = _torchvision()[1]
-    mean_t, std_t = _channel_tensors(tuple(mean), tuple(std), images.device)
+    mean_t, std_t = channel_tensors(tuple(mean), tuple(std), images.device)
     return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), mean_t, std_t)
 
 
 @functools.lru_cache(maxsize=16)
-def _channel_tensors(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+def channel_tensors(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
     """``mean`` and ``std`` as float32 tensors on ``device``, made once: a copy from a Python list on every batch
     would make the training step wait for the host (and could not be captured in a CUDA graph)."""
     if not all(std):
@@ -204,6 +204,7 @@ __all__ = [
     "MixUpCutMix",
     "Preprocessing",
     "channel_mean_std",
+    "channel_tensors",
     "normalize_images",
     "random_crop_flip",
 ]

@@ -8,23 +8,28 @@ decoder layer (each with its own matching), as facebookresearch/detr and Hugging
 compute it (tests/tasks/test_detection.py checks both against the latter).
 
 Speed: the cost matrices of every decoder layer and every image are computed at once on the device, in float32
-even under autocast, and cross to the host in one transfer; ``scipy.optimize.linear_sum_assignment`` then solves
-each (queries x boxes) block, and the matched indices go back in one transfer. The losses of all layers are computed
-together. Nothing else in a training step reads the device.
+even under autocast. Where an image's boxes are few against the queries (at most 10,000 ordered choices of distinct
+queries for its box slots, as in ``fashion-detect``: 6 queries, up to 2 boxes), the least-cost assignment is found
+on the device by scoring every choice, so nothing in a training step reads the device and the Trainer can replay the
+step from a CUDA graph (``train.cuda_graphs``); otherwise the costs cross to the host in one transfer,
+``scipy.optimize.linear_sum_assignment`` solves each (queries x boxes) block, and the matched indices go back in one
+transfer. The losses of all layers are computed together.
 
 Batches (from :func:`formers.data.detection_loader.collate_detection`) are dicts: ``images`` (B, C, H, W) uint8
-padded at the bottom/right, ``padding_mask`` (B, H, W) bool (True = real pixel), ``labels`` (T,) int64 and ``boxes``
-(T, 4) float32 normalised (cx, cy, w, h) of all the batch's T boxes, image after image, ``sizes`` (list of B ints:
-boxes per image), and for evaluation ``image_ids`` (B ints) and ``orig_sizes`` (B (height, width) pairs of the
-annotated images).
+padded at the bottom/right, ``padding_mask`` (B, H, W) bool (True = real pixel), ``labels`` (B, M) int64 and
+``boxes`` (B, M, 4) float32 normalised (cx, cy, w, h), each image's boxes first and then padding (label -1, the
+whole-image box) up to M, the most boxes of an image in the batch (:func:`~formers.data.detection_loader.pad_targets`),
+``sizes`` (list of B ints: boxes per image), and for evaluation ``image_ids`` (B ints) and ``orig_sizes`` (B (height,
+width) pairs of the annotated images).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +41,7 @@ from formers.data.detection_loader import (
     DetectionLoader,
     DetectionPreprocessing,
     normalize_padded,
+    pad_targets,
 )
 from formers.devices import move_to_device
 from formers.hub import from_pretrained, resolve_checkpoint_dir
@@ -44,7 +50,6 @@ from formers.layers import value_checks
 from formers.layers.boxes import (
     box_cxcywh_to_xyxy,
     elementwise_generalized_box_iou,
-    generalized_box_iou,
 )
 from formers.models.outputs import DetectionOutput
 from formers.tasks.metrics import coco_evaluate
@@ -83,48 +88,109 @@ class HungarianMatcher:
         box_cost: weight of the L1 box distance.
         giou_cost: weight of the generalized IoU.
         focal: score classes with sigmoids and the focal cost (``alpha``, ``gamma``) instead of the softmax.
+        device_assignments: where an image's M box slots have at most this many ordered choices of M distinct
+            queries out of Q (Q! / (Q - M)!: 30 for 6 queries and 2 boxes, 9,900 for 100 and 2), the least-cost one
+            is found on the device by trying them all, nothing read on the host, so the step can be a CUDA graph;
+            otherwise ``scipy.optimize.linear_sum_assignment`` solves each image on the host. 0: always the host.
     """
 
     def __init__(self, class_cost: float = 1.0, box_cost: float = 5.0, giou_cost: float = 2.0, focal: bool = False,
-                 alpha: float = 0.25, gamma: float = 2.0) -> None:
+                 alpha: float = 0.25, gamma: float = 2.0, device_assignments: int = 10_000) -> None:
         if min(class_cost, box_cost, giou_cost) < 0 or class_cost == box_cost == giou_cost == 0:
             raise ValueError(
                 f"matching costs must be >= 0 and not all 0, got class {class_cost}, box {box_cost}, giou {giou_cost}"
             )
+        if device_assignments < 0:
+            raise ValueError(f"device_assignments must be >= 0, got {device_assignments}")
         self.class_cost, self.box_cost, self.giou_cost = class_cost, box_cost, giou_cost
         self.focal, self.alpha, self.gamma = focal, alpha, gamma
+        self.device_assignments = device_assignments
+        self._tables: dict[tuple[int, int, str], Tensor] = {}
 
     @torch.no_grad()
     def cost_matrix(self, logits: Tensor, boxes: Tensor, labels: Tensor, target_boxes: Tensor) -> Tensor:
-        """Costs (L, B, Q, T) of every query against every box of the batch, float32 on the device.
+        """Costs (L, B, Q, M) of every query against every box of its image, float32 on the device.
 
         Args:
             logits: (L, B, Q, K + 1) class scores of L stacked decoder layers.
             boxes: (L, B, Q, 4) predicted normalised (cx, cy, w, h).
-            labels: (T,) ground-truth classes of the whole batch.
-            target_boxes: (T, 4) ground-truth normalised (cx, cy, w, h).
+            labels: (B, M) ground-truth classes, padded (:func:`~formers.data.detection_loader.pad_targets`).
+            target_boxes: (B, M, 4) ground-truth normalised (cx, cy, w, h), padded with finite boxes.
         """
+        num_layers, batch, num_queries = logits.shape[:3]
+        width = labels.shape[1]
         with torch.autocast(logits.device.type, enabled=False):
-            pred = boxes.float()
-            target = target_boxes.float()
+            pred = boxes.float()[:, :, :, None]  # (L, B, Q, 1, 4)
+            target = target_boxes.float()[None, :, None]  # (1, B, 1, M, 4)
+            index = labels.clamp(min=0)[None, :, None, :].expand(num_layers, batch, num_queries, width)  # (L, B, Q, M)
             if self.focal:
-                prob = logits.float()[..., labels].sigmoid()  # (L, B, Q, T)
+                prob = logits.float().gather(-1, index).sigmoid()  # (L, B, Q, M)
                 positive = self.alpha * (1 - prob) ** self.gamma * -(prob + 1e-8).log()
                 negative = (1 - self.alpha) * prob**self.gamma * -(1 - prob + 1e-8).log()
                 cost_class = positive - negative
             else:
-                cost_class = -logits.float().softmax(-1)[..., labels]  # (L, B, Q, T)
-            cost_box = torch.cdist(pred.flatten(0, 2), target, p=1).view(*pred.shape[:3], -1)  # (L*B*Q, T) -> (L, B, Q, T)
-            giou = generalized_box_iou(box_cxcywh_to_xyxy(pred.flatten(0, 2)), box_cxcywh_to_xyxy(target))
-            cost = (self.class_cost * cost_class + self.box_cost * cost_box
-                    - self.giou_cost * giou.view(*pred.shape[:3], -1))  # (L*B*Q, T) -> (L, B, Q, T)
+                cost_class = -logits.float().softmax(-1).gather(-1, index)  # (L, B, Q, M)
+            cost_box = (pred - target).abs().sum(-1)  # (L, B, Q, M)
+            giou = elementwise_generalized_box_iou(box_cxcywh_to_xyxy(pred), box_cxcywh_to_xyxy(target))
+            cost = self.class_cost * cost_class + self.box_cost * cost_box - self.giou_cost * giou
             # Degenerate predictions (NaN, inf) are matched only when nothing else is left.
             big = torch.finfo(cost.dtype).max
             return torch.nan_to_num(cost, nan=big, posinf=big, neginf=big)
 
     @torch.no_grad()
+    def assign(self, logits: Tensor, boxes: Tensor, labels: Tensor, target_boxes: Tensor,
+               sizes: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+        """The query matched to each ground-truth slot of each decoder layer and image.
+
+        Args:
+            logits: (L, B, Q, K + 1).
+            boxes: (L, B, Q, 4).
+            labels: (B, M) padded with :data:`~formers.data.detection_loader.PAD_LABEL`.
+            target_boxes: (B, M, 4) padded.
+            sizes: boxes per image when known on the host (saves a device read on the host path).
+
+        Returns:
+            ``(query, matched)``: (L, B, M) int64 query indices and (L, B, M) bool, True where slot m of image b
+            holds a box that layer l matched (a box is left unmatched only when its image has more boxes than
+            queries); the queries of one image's matched slots differ.
+        """
+        num_layers, batch, num_queries = logits.shape[:3]
+        width = labels.shape[1]
+        valid = labels >= 0  # (B, M)
+        cost = self.cost_matrix(logits, boxes, labels, target_boxes)  # (L, B, Q, M)
+        if width <= num_queries and math.perm(num_queries, width) <= self.device_assignments:
+            table = self._assignments(num_queries, width, logits.device)  # (P, M)
+            per_slot = cost.double()[:, :, table, torch.arange(width, device=logits.device)]  # (L, B, P, M)
+            total = torch.where(valid[None, :, None], per_slot, 0.0).sum(-1)  # (L, B, P)
+            query = table[total.argmin(-1)]  # (L, B, P) -> (L, B, M)
+            return query, valid[None].expand(num_layers, batch, width)
+        # The host's Hungarian algorithm: one transfer there and one back.
+        counts = list(sizes) if sizes is not None else valid.sum(1).tolist()
+        host = cost.cpu().numpy()
+        query = np.zeros((num_layers, batch, width), dtype=np.int64)
+        matched = np.zeros((num_layers, batch, width), dtype=bool)
+        for layer in range(num_layers):
+            for b, n in enumerate(counts):
+                if n:
+                    queries, slots = _linear_sum_assignment(host[layer, b, :, :n])
+                    query[layer, b, slots], matched[layer, b, slots] = queries, True
+        out = torch.from_numpy(np.stack([query, matched.astype(np.int64)]))  # (2, L, B, M)
+        out = out.to(logits.device, non_blocking=True)
+        return out[0], out[1].bool()
+
+    def _assignments(self, num_queries: int, width: int, device: torch.device) -> Tensor:
+        """(P, M) every ordered choice of M distinct queries out of Q, cached per device."""
+        key = (num_queries, width, str(device))
+        if key not in self._tables:
+            table = list(itertools.permutations(range(num_queries), width))
+            # non_blocking: a copy from pageable memory, done when it returns, that never waits on the device
+            self._tables[key] = torch.tensor(table, dtype=torch.long).view(len(table), width).to(device,
+                                                                                                  non_blocking=True)
+        return self._tables[key]
+
+    @torch.no_grad()
     def __call__(self, logits: Tensor, boxes: Tensor, labels: Tensor, target_boxes: Tensor, sizes: list[int]) -> Matching:
-        """Matches every stacked decoder layer of every image.
+        """Matches every stacked decoder layer of every image, as flat pairs (reads the device).
 
         Args:
             logits: (L, B, Q, K + 1) or (B, Q, K + 1) (then L = 1).
@@ -138,29 +204,14 @@ class HungarianMatcher:
         """
         if logits.dim() == 3:
             logits, boxes = logits[None], boxes[None]  # (B, Q, K + 1) -> (1, B, Q, K + 1)
-        num_layers, batch, num_queries = logits.shape[:3]
-        if len(sizes) != batch or sum(sizes) != labels.shape[0]:
-            raise ValueError(f"sizes {sizes} must give the box count of each of the {batch} images, summing to "
-                             f"the {labels.shape[0]} labels")
-        device = logits.device
-        if labels.numel() == 0:
-            empty = torch.zeros(0, dtype=torch.long, device=device)
-            return Matching(empty, empty, empty, empty)
-        cost = self.cost_matrix(logits, boxes, labels, target_boxes).cpu().numpy()  # the one device -> host transfer
-        offsets = np.cumsum([0, *sizes])
-        index: list[list[np.ndarray]] = [[], [], [], []]
-        for layer in range(num_layers):
-            for b in range(batch):
-                start, stop = offsets[b], offsets[b + 1]
-                if start == stop:
-                    continue
-                queries, targets = _linear_sum_assignment(cost[layer, b, :, start:stop])
-                for store, values in zip(index, (np.full_like(queries, layer), np.full_like(queries, b), queries,
-                                                 targets + start)):
-                    store.append(values)
-        flat = torch.from_numpy(np.stack([np.concatenate(v) for v in index]).astype(np.int64))  # (4, M)
-        flat = flat.to(device, non_blocking=True)  # the one host -> device transfer
-        return Matching(*flat.unbind(0))
+        if len(sizes) != logits.shape[1] or sum(sizes) != labels.shape[0]:
+            raise ValueError(f"sizes {sizes} must give the box count of each of the {logits.shape[1]} images, summing "
+                             f"to the {labels.shape[0]} labels")
+        padded_labels, padded_boxes = pad_targets(labels, target_boxes, sizes)
+        query, matched = self.assign(logits, boxes, padded_labels, padded_boxes, sizes)
+        layer, image, slot = matched.nonzero(as_tuple=True)
+        starts = torch.tensor([0, *itertools.accumulate(sizes)][:-1], dtype=torch.long, device=logits.device)
+        return Matching(layer, image, query[layer, image, slot], starts[image] + slot)
 
 
 def _linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,46 +261,64 @@ class SetCriterion:
         self.aux_loss = aux_loss
         self.class_scores = class_scores
 
-    def __call__(self, output: DetectionOutput, labels: Tensor, boxes: Tensor, sizes: list[int]) -> tuple[Tensor, dict[str, Tensor]]:
+    def __call__(self, output: DetectionOutput, labels: Tensor, boxes: Tensor,
+                 sizes: Sequence[int] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """The total loss (float32 scalar) and its parts for logging.
 
         Args:
             output: the model's predictions (``logits`` (B, Q, K + 1), ``boxes`` (B, Q, 4), ``aux_outputs``).
-            labels: (T,) ground-truth classes of the batch, image after image.
-            boxes: (T, 4) normalised (cx, cy, w, h).
-            sizes: boxes per image (B host ints).
+            labels: (B, M) ground-truth classes padded with :data:`~formers.data.detection_loader.PAD_LABEL` (the
+                batches' layout), or (T,) the batch's boxes image after image, with ``sizes``.
+            boxes: (B, M, 4) normalised (cx, cy, w, h) (padded with finite boxes), or (T, 4).
+            sizes: boxes per image (B host ints); needed with (T,) labels, optional with padded ones (it spares the
+                host path of the matching a device read).
 
         Returns:
             ``(loss, parts)``; ``parts`` holds the final layer's ``loss_ce``, ``loss_bbox``, ``loss_giou`` and
             ``cardinality_error`` (absolute error of the number of predicted objects) and the auxiliary layers' sum
-            ``loss_aux``.
+            ``loss_aux``. Where the matching runs on the device (see :class:`HungarianMatcher`), nothing here reads
+            the device.
         """
+        if labels.dim() == 1:
+            if sizes is None:
+                raise ValueError("labels (T,) of the whole batch need sizes (boxes per image)")
+            labels, boxes = pad_targets(labels, boxes, sizes)
         layers = [*output.aux_outputs, output] if self.aux_loss else [output]
         logits = torch.stack([o.logits for o in layers]).float()  # (L, B, Q, K + 1), the last layer last
         pred_boxes = torch.stack([o.boxes for o in layers]).float()  # (L, B, Q, 4)
         if logits.shape[-1] != self.num_classes + 1:
             raise ValueError(f"logits score {logits.shape[-1]} labels, the criterion expects num_classes + 1 = "
                              f"{self.num_classes + 1}")
+        if labels.shape[0] != logits.shape[1] or boxes.shape != (*labels.shape, 4):
+            raise ValueError(f"targets for {labels.shape[0]} images (labels {tuple(labels.shape)}, boxes "
+                             f"{tuple(boxes.shape)}) do not fit predictions for {logits.shape[1]} images")
         if output.query_groups > 1:  # Group DETR: each group is one more image with the same boxes
             logits, pred_boxes, labels, boxes, sizes = _split_groups(output.query_groups, logits, pred_boxes, labels,
                                                                      boxes, sizes)
         num_layers, batch, num_queries, num_labels = logits.shape
-        match = self.matcher(logits, pred_boxes, labels, boxes, sizes)
-        num_boxes = _num_boxes(sum(sizes), logits.device)
+        query, matched = self.matcher.assign(logits, pred_boxes, labels, boxes, sizes)  # (L, B, M) each
+        valid = labels >= 0  # (B, M)
+        num_boxes = _num_boxes(valid)
         w = self.weights
+        # Unmatched slots write to a spare query Q, dropped after: one image's matched queries differ, so no two
+        # writes of a scatter meet.
+        spare_query = torch.where(matched, query, num_queries)  # (L, B, M)
+        slot_labels = labels.clamp(min=0)[None].expand_as(query)  # (L, B, M)
 
         if self.class_scores == "sigmoid":
             # torchvision: the detection extra, not the core install
             from torchvision.ops import sigmoid_focal_loss
 
-            onehot = torch.zeros_like(logits[..., :-1])  # (L, B, Q, K): 1 at each matched query's class
-            onehot[match.layer, match.image, match.query, labels[match.target]] = 1.0
+            onehot = logits.new_zeros(num_layers, batch, (num_queries + 1) * (num_labels - 1))  # (L, B, (Q+1) * K)
+            onehot.scatter_(2, spare_query * (num_labels - 1) + slot_labels, matched.float())
+            onehot = onehot.view(num_layers, batch, num_queries + 1, num_labels - 1)[:, :, :num_queries]  # (L, B, Q, K)
             focal = sigmoid_focal_loss(logits[..., :-1], onehot, w.focal_alpha, w.focal_gamma)  # (L, B, Q, K)
             loss_ce = focal.flatten(1).sum(-1) / num_boxes  # (L,)
         else:
-            classes = torch.full((num_layers, batch, num_queries), self.num_classes, dtype=torch.long,
+            classes = torch.full((num_layers, batch, num_queries + 1), self.num_classes, dtype=torch.long,
                                  device=logits.device)
-            classes[match.layer, match.image, match.query] = labels[match.target]
+            classes.scatter_(2, spare_query, torch.where(matched, slot_labels, self.num_classes))
+            classes = classes[:, :, :num_queries]  # (L, B, Q)
             class_weight = torch.ones(num_labels, device=logits.device)
             class_weight[-1] = w.no_object
             nll = F.cross_entropy(logits.flatten(0, 2), classes.flatten(), weight=class_weight,
@@ -257,13 +326,12 @@ class SetCriterion:
             # Per layer, the weighted mean of PyTorch's cross_entropy(weight=...): sum(w * nll) / sum(w).
             loss_ce = nll.view(num_layers, -1).sum(-1) / class_weight[classes].view(num_layers, -1).sum(-1)  # (L,)
 
-        matched = pred_boxes[match.layer, match.image, match.query]  # (M, 4)
-        target = boxes[match.target].float()  # (M, 4)
-        per_layer = torch.zeros(3, num_layers, device=logits.device)  # L1, GIoU sums per layer
-        per_layer[0].index_add_(0, match.layer, (matched - target).abs().sum(-1))
-        giou = elementwise_generalized_box_iou(box_cxcywh_to_xyxy(matched), box_cxcywh_to_xyxy(target))
-        per_layer[1].index_add_(0, match.layer, 1 - giou)
-        loss_bbox, loss_giou = per_layer[0] / num_boxes, per_layer[1] / num_boxes  # (L,)
+        picked = pred_boxes.gather(2, query[..., None].expand(-1, -1, -1, 4))  # (L, B, M, 4)
+        target = boxes.float()[None].expand_as(picked)  # (L, B, M, 4), finite on the padding
+        l1 = torch.where(matched, (picked - target).abs().sum(-1), 0.0)  # (L, B, M)
+        giou = elementwise_generalized_box_iou(box_cxcywh_to_xyxy(picked), box_cxcywh_to_xyxy(target))
+        loss_bbox = l1.flatten(1).sum(-1) / num_boxes  # (L,)
+        loss_giou = torch.where(matched, 1 - giou, 0.0).flatten(1).sum(-1) / num_boxes  # (L,)
 
         total = w.ce * loss_ce + w.l1 * loss_bbox + w.giou * loss_giou  # (L,)
         with torch.no_grad():
@@ -271,7 +339,7 @@ class SetCriterion:
                 predicted = (logits[-1, ..., :-1].max(-1).values > 0).sum(-1).float()  # (B,)
             else:
                 predicted = (logits[-1].argmax(-1) != self.num_classes).sum(-1).float()  # (B,)
-            cardinality = (predicted - torch.tensor(sizes, device=logits.device, dtype=torch.float)).abs().mean()
+            cardinality = (predicted - valid.sum(-1).float()).abs().mean()
         parts = {"loss_ce": loss_ce[-1].detach(), "loss_bbox": loss_bbox[-1].detach(),
                  "loss_giou": loss_giou[-1].detach(), "loss_aux": total[:-1].sum().detach(),
                  "cardinality_error": cardinality}
@@ -279,7 +347,7 @@ class SetCriterion:
 
 
 def _split_groups(groups: int, logits: Tensor, pred_boxes: Tensor, labels: Tensor, boxes: Tensor,
-                  sizes: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor, list[int]]:
+                  sizes: Sequence[int] | None) -> tuple[Tensor, Tensor, Tensor, Tensor, list[int] | None]:
     """Group DETR's predictions (L, B, G * Q, ...) as (L, B * G, Q, ...) and each image's boxes repeated for each of
     its G groups: matched and scored as separate images, the losses (divided by the G-fold box count) are the mean of
     the groups' losses."""
@@ -288,19 +356,17 @@ def _split_groups(groups: int, logits: Tensor, pred_boxes: Tensor, labels: Tenso
         raise ValueError(f"{total} queries do not split into {groups} query groups")
     logits = logits.reshape(num_layers, batch * groups, total // groups, -1)
     pred_boxes = pred_boxes.reshape(num_layers, batch * groups, total // groups, 4)
-    starts = [0, *itertools.accumulate(sizes)]
-    index = [i for b, n in enumerate(sizes) for _ in range(groups) for i in range(starts[b], starts[b] + n)]
-    index = torch.tensor(index, dtype=torch.long).to(labels.device, non_blocking=True)
-    return logits, pred_boxes, labels[index], boxes[index], [n for n in sizes for _ in range(groups)]
+    sizes = None if sizes is None else [n for n in sizes for _ in range(groups)]
+    return logits, pred_boxes, labels.repeat_interleave(groups, 0), boxes.repeat_interleave(groups, 0), sizes
 
 
-def _num_boxes(count: int, device: torch.device) -> float | Tensor:
-    """Ground-truth boxes per process, averaged over data-parallel processes (at least 1)."""
+def _num_boxes(valid: Tensor) -> Tensor:
+    """Ground-truth boxes per process, averaged over data-parallel processes (at least 1), as a device scalar."""
+    total = valid.sum().float()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        total = torch.tensor(float(count), device=device)
         torch.distributed.all_reduce(total)
-        return (total / torch.distributed.get_world_size()).clamp(min=1.0)
-    return float(max(count, 1))
+        total = total / torch.distributed.get_world_size()
+    return total.clamp(min=1.0)
 
 
 class DetectionTask:
@@ -315,6 +381,9 @@ class DetectionTask:
     """
 
     throughput_unit = "img"  # what StepOutput.num_tokens counts, in progress lines
+    # training_step: device work only where the matching runs on the device (few boxes against the queries); a step
+    # whose matching needs the host is found in the CUDA-graph warm-up and trains eagerly, with one warning
+    capturable = True
 
     def __init__(self, num_classes: int, mean: list[float], std: list[float], criterion: SetCriterion | None = None,
                  category_ids: list[int] | None = None) -> None:
@@ -336,7 +405,8 @@ class DetectionTask:
         images = self.prepare(batch["images"], batch["padding_mask"])
         with value_checks(False):
             output = model(images, batch["padding_mask"])
-        loss, parts = self.criterion(output, batch["labels"], batch["boxes"], batch["sizes"])
+        # Padded targets; the host's sizes are left out, so that a replayed CUDA graph never sees a stale copy.
+        loss, parts = self.criterion(output, batch["labels"], batch["boxes"])
         return StepOutput(loss=loss, metrics=parts, num_tokens=images.shape[0])
 
     @torch.no_grad()
