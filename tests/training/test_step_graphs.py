@@ -397,6 +397,9 @@ def _detection_build(items: np.ndarray, labels: np.ndarray, num_queries: int):
     dataset = DetectionDataset(images, [str(k) for k in range(10)])
 
     def build(graphs):
+        from formers.data.image_transforms import channel_tensors
+
+        channel_tensors.cache_clear()  # made again inside the graphed run's warm-up, as in a fresh recipe run
         model = formers.create_model("detr_tiny", num_queries=num_queries, dropout=0.1)
         loader = DetectionLoader(dataset, 16, train_transform(None, 64, None, hflip=True), seed=1, static_shapes=True)
         task = DetectionTask(10, mean=[0.1] * 3, std=[0.3] * 3)

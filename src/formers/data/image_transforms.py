@@ -110,8 +110,10 @@ def channel_tensors(mean: tuple[float, ...], std: tuple[float, ...], device: tor
     would make the training step wait for the host (and could not be captured in a CUDA graph)."""
     if not all(std):
         raise ValueError(f"std must be non-zero in every channel, got {list(std)}")
-    return (torch.tensor(mean, dtype=torch.float32, device=device),
-            torch.tensor(std, dtype=torch.float32, device=device))
+    # non_blocking: from pageable memory the copy is done when it returns, and it never waits on the device (the
+    # first call can come inside a CUDA-graph warm-up, which refuses synchronising operations)
+    return (torch.tensor(mean, dtype=torch.float32).to(device, non_blocking=True),
+            torch.tensor(std, dtype=torch.float32).to(device, non_blocking=True))
 
 
 def channel_mean_std(images: Tensor, chunk: int = 8192) -> tuple[list[float], list[float]]:
