@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip("scipy")
 ops = pytest.importorskip("torchvision.ops")
@@ -174,6 +175,42 @@ def test_padded_targets_give_the_flat_batch_s_loss_and_gradients_matched_on_the_
             torch.testing.assert_close(other[1][key], value, rtol=1e-6, atol=1e-6, msg=key)
         torch.testing.assert_close(other[2], scipy_flat[2], rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(other[3], scipy_flat[3], rtol=1e-6, atol=1e-7)
+
+
+class _NoHostReads(TorchDispatchMode):
+    """Fails on the operators that read a tensor's values on the host (``.item()``, ``bool()``, ``nonzero``, boolean
+    masks): on a GPU each one waits for the device, and a CUDA graph cannot hold it."""
+
+    reads = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default,
+             torch.ops.aten.masked_select.default, torch.ops.aten.is_nonzero.default}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        assert func not in self.reads, f"{func} reads the device"
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("class_scores", ["softmax", "sigmoid"])
+def test_a_training_step_with_few_boxes_reads_nothing_on_the_host(class_scores, monkeypatch):
+    torch.manual_seed(0)
+    model = DETR(DETRConfig(num_classes=2, backbone_block="basic", backbone_depths=[1, 1], backbone_width=8,
+                            backbone_norm="batch", embed_dim=16, num_encoder_layers=1, num_decoder_layers=2,
+                            num_heads=2, ffn_dim=32, num_queries=6, class_scores=class_scores))
+    matcher = HungarianMatcher(focal=class_scores == "sigmoid")
+    task = DetectionTask(2, [0.5] * 3, [0.5] * 3, SetCriterion(2, matcher, class_scores=class_scores))
+    batch = _fixed_batch()
+    batch["labels"] = torch.tensor([[0, 1], [1, -1]])  # the second image has one box and a padding slot
+    batch["boxes"] = torch.cat([batch["boxes"], torch.tensor([[[0.5, 0.5, 1.0, 1.0]], [[0.5, 0.5, 1.0, 1.0]]])], 1)
+    batch["boxes"][0, 1] = torch.tensor([0.7, 0.7, 0.2, 0.2])
+    monkeypatch.setattr("formers.tasks.detection._linear_sum_assignment", lambda cost: pytest.fail("scipy"))
+    # as on a GPU, where the training step turns the model's value checks of its inputs off (on a CPU they stay on)
+    monkeypatch.setattr("formers.models.detr.should_check_values", lambda t: False)
+    with _NoHostReads():
+        out = task.training_step(model, batch)
+        out.loss.backward()
+    assert torch.isfinite(out.loss) and all(torch.isfinite(p.grad).all() for p in model.parameters()
+                                            if p.grad is not None)
+    with pytest.raises(AssertionError, match="reads the device"), _NoHostReads():
+        out.loss.item()  # the guard itself
 
 
 def test_more_boxes_than_queries_match_each_query_once_on_the_host():
