@@ -9,18 +9,22 @@ import torch
 
 pytest.importorskip("torchvision")
 
+from torchvision import tv_tensors  # noqa: E402
+
 from formers.data.detection import DetectionDataset, DetectionImage  # noqa: E402
 from formers.data.detection_loader import (  # noqa: E402
     PAD_BOX,
     PAD_LABEL,
     DetectionLoader,
     DetectionSamples,
+    HeldDetectionLoader,
     collate_detection,
     eval_transform,
     pad_targets,
     tile_dataset,
     train_transform,
 )
+from formers.layers.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh  # noqa: E402
 
 
 def _image(image_id: int, width: int, height: int, boxes: list[list[float]], labels: list[int]) -> DetectionImage:
@@ -74,6 +78,56 @@ def test_padded_targets_keep_each_image_s_boxes_in_order_and_refuse_wrong_sizes(
     assert pad_targets(labels[:0], boxes[:0], [0, 0])[0].shape == (2, 0)
     with pytest.raises(ValueError, match=r"sizes \[1, 1\] must give the box count of each image, summing to the 4"):
         pad_targets(labels, boxes, [1, 1])
+
+
+def _one_size_dataset(n: int = 12) -> DetectionDataset:
+    g = torch.Generator().manual_seed(0)
+    images = []
+    for i in range(n):
+        count = int(torch.randint(0, 3, (), generator=g))
+        corners = torch.randint(0, 30, (count, 2), generator=g)
+        boxes = torch.cat([corners, corners + torch.randint(4, 30, (count, 2), generator=g)], 1).float().tolist()
+        images.append(_image(i + 1, 64, 48, boxes, torch.randint(0, 2, (count,), generator=g).tolist()))
+        images[-1].pixels[0, :, : 3 + i] = 77  # a left-right asymmetric mark, so that a flip shows
+    return DetectionDataset(images, ["a", "b"])
+
+
+def test_held_batches_are_the_loader_s_batches_and_flip_on_the_device_as_torchvision_does():
+    from torchvision.transforms.v2 import functional as TF
+
+    dataset = _one_size_dataset()
+    plain = DetectionLoader(dataset, 4, None, seed=3)
+    held = HeldDetectionLoader(dataset, 4, hflip=False, seed=3)
+    assert held.static_shapes and len(held) == len(plain) == 3
+    for epoch in (0, 1):
+        plain.set_epoch(epoch), held.set_epoch(epoch)
+        for ours, theirs in zip(held, plain, strict=True):
+            width = theirs["labels"].shape[1]
+            assert torch.equal(ours["images"], theirs["images"]) and ours["padding_mask"].all()
+            assert ours["sizes"] == theirs["sizes"] and ours["image_ids"] == theirs["image_ids"]
+            assert torch.equal(ours["labels"][:, :width], theirs["labels"]) and (ours["labels"][:, width:] < 0).all()
+            torch.testing.assert_close(ours["boxes"][:, :width], theirs["boxes"])
+
+    flipping = HeldDetectionLoader(dataset, 4, hflip=True, seed=3)  # epoch 0: the same order as held's
+    held.set_epoch(0)
+    flipped = 0
+    for ours, theirs in zip(flipping, held, strict=True):
+        for image, row, labels, n, original, boxes in zip(ours["images"], ours["boxes"], ours["labels"],
+                                                          ours["sizes"], theirs["images"], theirs["boxes"]):
+            if torch.equal(image, original):
+                assert torch.equal(row, boxes)
+                continue
+            flipped += 1
+            assert torch.equal(image, TF.horizontal_flip(original))
+            corners = tv_tensors.BoundingBoxes(box_cxcywh_to_xyxy(boxes[:n]) * torch.tensor([64, 48, 64, 48]),
+                                               format="XYXY", canvas_size=(48, 64))
+            expected = box_xyxy_to_cxcywh(TF.horizontal_flip(corners).as_subclass(torch.Tensor)) / torch.tensor(
+                [64, 48, 64, 48])
+            torch.testing.assert_close(row[:n], expected)
+            torch.testing.assert_close(row[n:], torch.tensor(PAD_BOX).expand(row.shape[0] - n, 4))
+    assert 0 < flipped < 12
+    with pytest.raises(ValueError, match="images of one size"):
+        HeldDetectionLoader(_dataset(), 2)
 
 
 def test_collation_pads_with_a_mask_and_normalises_boxes():
