@@ -31,7 +31,7 @@ for part in "$@"; do
   case $part in
     tests)
       timeout 240 python -m pytest -q -p no:cacheprovider -m gpu tests/training/test_step_graphs.py \
-        tests/training/test_optimizer_graph.py tests/test_devices.py tests/generation/test_seq2seq.py 2>&1 | tail -8;;
+        tests/data/test_detection_loader.py tests/training/test_optimizer_graph.py tests/test_devices.py tests/generation/test_seq2seq.py 2>&1 | tail -8;;
     detect)
       profile fashion-detect ""
       profile fashion-detect _eager train.cuda_graphs=false;;

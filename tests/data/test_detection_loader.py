@@ -237,3 +237,14 @@ def test_train_batches_are_a_function_of_seed_and_epoch_whatever_the_workers():
     assert [b[0] for b in first] == [b[0] for b in again]  # epoch 0 twice: same order and same augmentation
     torch.testing.assert_close(first[0][1], again[0][1])
     assert any(a[0] != b[0] or a[1].shape != b[1].shape or not torch.equal(a[1], b[1]) for a, b in zip(first, second))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_held_batches_equal_the_cpu_s():
+    dataset = _one_size_dataset()
+    on_gpu, on_cpu = HeldDetectionLoader(dataset, 4, seed=5, device="cuda"), HeldDetectionLoader(dataset, 4, seed=5)
+    for ours, theirs in zip(on_gpu, on_cpu, strict=True):
+        assert ours["images"].is_cuda and ours["sizes"] == theirs["sizes"]
+        for key in ("images", "padding_mask", "labels", "boxes"):
+            assert torch.equal(ours[key].cpu(), theirs[key]), key
