@@ -240,13 +240,13 @@ def setup(recipe: Recipe, run_dir: Path, resume: bool) -> RunSetup:
     if options.freeze_backbone_stages:
         model.freeze_backbone(options.freeze_backbone_stages)
     crop = tuple(options.crop) if options.crop else None
-    augment = train_transform(options.scales, options.max_size, crop, options.crop_scales, options.hflip)
     evaluation = eval_transform(options.eval_size, options.max_size)
     device = resolve_device(recipe.train.device)
     static = len({(im.height, im.width) for im in train.images}) == 1 and not options.scales and not crop
     if static and device.type == "cuda":  # held on the GPU and flipped there: no workers, no copies per step
         loader = HeldDetectionLoader(train, data.batch_size, options.hflip, seed=recipe.train.seed, device=device)
     else:
+        augment = train_transform(options.scales, options.max_size, crop, options.crop_scales, options.hflip)
         loader = DetectionLoader(train, data.batch_size, augment, seed=recipe.train.seed, num_workers=data.num_workers,
                                  pad_multiple=train_pad_multiple(data, device), static_shapes=static)
     test_loader = DetectionLoader(test, data.eval_batch_size, evaluation, train=False, num_workers=data.num_workers)

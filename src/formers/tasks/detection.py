@@ -321,9 +321,8 @@ class SetCriterion:
             classes = classes[:, :, :num_queries]  # (L, B, Q)
             # 1 for the classes, no_object for the last label (built on the device: an indexed write of a Python
             # number would copy it from the host and wait)
-            class_weight = torch.full((num_labels,), w.no_object, device=logits.device)
             class_weight = torch.where(torch.arange(num_labels, device=logits.device) < num_labels - 1, 1.0,
-                                       class_weight)
+                                       w.no_object)  # (K + 1,) float32
             nll = F.cross_entropy(logits.flatten(0, 2), classes.flatten(), weight=class_weight,
                                   reduction="none")  # (L*B*Q,)
             # Per layer, the weighted mean of PyTorch's cross_entropy(weight=...): sum(w * nll) / sum(w).
