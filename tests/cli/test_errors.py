@@ -206,3 +206,14 @@ def test_an_unplanned_exception_is_one_line_with_its_type(capsys, monkeypatch):
     monkeypatch.setenv("FORMERS_DEBUG", "1")
     with pytest.raises(KeyError):
         main(["list-models"])
+
+
+def test_python_dash_m_formers_is_the_command_with_its_exit_codes(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(formers.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    env.pop("FORMERS_DEBUG", None)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "formers", *a], capture_output=True, text=True,  # noqa: E731
+                                    env=env, cwd=tmp_path, timeout=300, check=False)
+    listed = run("list-models")
+    assert listed.returncode == 0 and "gpt2" in listed.stdout
+    bad = run("train", "no-such-recipe")
+    one_line(bad.returncode, bad.stderr, "no-such-recipe")
