@@ -4,7 +4,9 @@
 # under $OUT.
 #   tests     the GPU tests of what changed (step and optimizer graphs, DETR's and the LSTM's graphed steps, light
 #             captures, seq2seq fast == eager)                                                          (~4 min)
-#   detect    fashion-detect's step profile graphed (its default: matching on the device) and eager    (~2 min)
+#   held      only the GPU test of the held detection loader (CUDA batches equal the CPU's)             (~1 min)
+#   detect    fashion-detect's step profile graphed (its default: matching on the device; DETECT_EAGER=1: and
+#             eager)                                                                                    (~2 min)
 #   recipe    the fashion-detect recipe, its max_steps fitted to the 2-minute budget by detect's profile (~3 min)
 #   optgraph  step profiles of EfficientFormer, Swin and ViT on Fashion-MNIST with train.graph_optimizer=true
 #   lstm      the LSTM recipe graphed, with and without the graphed optimizer update
@@ -25,16 +27,18 @@ profile() {  # recipe, tag, --set values...
   timeout ${LIMIT:-100} python benchmarks/step_profile.py "$recipe" "${sets[@]}" ${tag:+--tag "$tag"} --out "$OUT" \
     2>&1 | grep "^==" || echo "== $recipe $tag: failed"
 }
-[ $# -gt 0 ] || { echo "usage: bash benchmarks/pending_gpu.sh PART... (tests detect recipe optgraph lstm baseline beam generate)" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: bash benchmarks/pending_gpu.sh PART... (tests held detect recipe optgraph lstm baseline beam generate)" >&2; exit 2; }
 for part in "$@"; do
   echo "=== $part"
   case $part in
     tests)
       timeout 240 python -m pytest -q -p no:cacheprovider -m gpu tests/training/test_step_graphs.py \
         tests/data/test_detection_loader.py tests/training/test_optimizer_graph.py tests/test_devices.py tests/generation/test_seq2seq.py 2>&1 | tail -8;;
+    held)
+      timeout 120 python -m pytest -q -p no:cacheprovider -m gpu tests/data/test_detection_loader.py 2>&1 | tail -4;;
     detect)
       profile fashion-detect ""
-      profile fashion-detect _eager train.cuda_graphs=false;;
+      [ "${DETECT_EAGER:-0}" = 1 ] && profile fashion-detect _eager train.cuda_graphs=false;;
     recipe)
       # the cosine schedule is planned over max_steps: as many as the profiled step time fits in the 2-minute budget
       steps=$(python -c "import json; print(int(115e3 / json.load(open('$OUT/step_profile_fashion-detect.json'))[
@@ -60,7 +64,7 @@ for part in "$@"; do
     generate)
       timeout 560 python benchmarks/generate_speed.py --out "$OUT/generate_speed.json" 2>&1 | tail -30;;
     *)
-      echo "unknown part $part (tests detect recipe optgraph lstm baseline beam generate)" >&2
+      echo "unknown part $part (tests held detect recipe optgraph lstm baseline beam generate)" >&2
       exit 2;;
   esac
 done
