@@ -13,6 +13,7 @@
 #   baseline  EfficientFormer, Swin, ViT and the LSTM recipe as shipped (for the comparison on the same machine)
 #   beam      beam_capture.py: beam search's light captures against torch.cuda.graph's, fresh and kept  (~5 min)
 #   generate  generate_speed.py: GPT-2 greedy/sampling against HF, beam-4 against Marian                (~9 min)
+# RECIPES="a b" narrows optgraph and baseline to those recipes.
 # Usage on the GPU machine: FORMERS_DATA_DIR=<data> OUT=<dir> bash benchmarks/pending_gpu.sh PART...
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -49,14 +50,14 @@ for part in "$@"; do
       cp /tmp/fd/results.json "$OUT/detr_fashion-detect_graphed.json" 2>/dev/null
       cp /tmp/fd/metrics.csv "$OUT/detr_fashion-detect_graphed_metrics.csv" 2>/dev/null;;
     optgraph)
-      for r in efficientformer-fashion-mnist swin-fashion-mnist vit-fashion-mnist; do
+      for r in ${RECIPES:-efficientformer-fashion-mnist swin-fashion-mnist vit-fashion-mnist}; do
         profile "$r" _optgraph train.graph_optimizer=true
       done;;
     lstm)
       profile multi30k-en-de-lstm _graphed train.cuda_graphs=true
       profile multi30k-en-de-lstm _optgraph train.cuda_graphs=true train.graph_optimizer=true;;
     baseline)
-      for r in efficientformer-fashion-mnist swin-fashion-mnist vit-fashion-mnist multi30k-en-de-lstm; do
+      for r in ${RECIPES:-efficientformer-fashion-mnist swin-fashion-mnist vit-fashion-mnist multi30k-en-de-lstm}; do
         profile "$r" ""
       done;;
     beam)
