@@ -284,3 +284,50 @@ def test_the_encoder_equals_a_packed_bidirectional_lstm_at_fixed_shapes(layers):
         expected, _ = pad_packed_sequence(packed, batch_first=True, total_length=9)
     torch.testing.assert_close(states, expected, atol=1e-6, rtol=1e-6)
     assert states[1, 3:].abs().sum() == 0  # zero past each row's end, as the packed run leaves it
+
+
+@pytest.mark.parametrize("layers", [2, 3])
+def test_the_decoder_s_layer_by_layer_training_run_is_nn_lstm_s_stack(layers, monkeypatch):
+    # training with dropout between layers runs one call per layer (nn.LSTM's own inter-layer dropout on cuDNN reads
+    # a seed on the host, which a CUDA-graphed step cannot hold): with that dropout made the identity, the outputs
+    # and final states are nn.LSTM's multi-layer ones
+    model = tiny_model(num_decoder_layers=layers, dropout=0.3).train()
+    dec = model.decoder
+    x = torch.randn(4, 7, model.config.embed_dim, generator=torch.Generator().manual_seed(1))
+    hx = tuple(torch.randn(layers, 4, model.config.hidden_dim, generator=torch.Generator().manual_seed(s))
+               for s in (2, 3))
+    drawn = []
+
+    def identity(t, p, training):
+        drawn.append((p, training))
+        return t
+
+    monkeypatch.setattr(nn.functional, "dropout", identity)
+    with torch.no_grad():
+        out, (h_n, c_n) = dec._stack(x, hx)
+        dec.lstm.dropout = 0.0
+        expected, (h_ref, c_ref) = dec.lstm(x, hx)
+    assert drawn == [(0.3, True)] * (layers - 1)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(h_n, h_ref, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(c_n, c_ref, atol=1e-6, rtol=1e-6)
+
+
+def test_the_decoder_s_dropout_between_layers_acts_in_training_only():
+    model = tiny_model(dropout=0.5).train()
+    dec = model.decoder
+    x = torch.randn(3, 5, model.config.embed_dim, generator=torch.Generator().manual_seed(1))
+    hx = (torch.zeros(2, 3, model.config.hidden_dim), torch.zeros(2, 3, model.config.hidden_dim))
+    with torch.no_grad():
+        torch.manual_seed(0)
+        first, _ = dec._stack(x, hx)
+        torch.manual_seed(1)
+        second, _ = dec._stack(x, hx)
+        torch.manual_seed(0)
+        again, _ = dec._stack(x, hx)
+        dec.eval()
+        plain, _ = dec._stack(x, hx)
+        reference, _ = dec.lstm(x, hx)
+    assert not torch.allclose(first, second)  # the masks follow the generator
+    torch.testing.assert_close(again, first, atol=0, rtol=0)
+    torch.testing.assert_close(plain, reference, atol=0, rtol=0)

@@ -139,6 +139,30 @@ def test_asked_for_where_it_cannot_apply_a_warning_says_why_and_the_update_runs_
     assert trainer.state.step == 3
 
 
+def test_by_default_it_is_on_only_where_it_applies_and_quietly_off_elsewhere(tmp_path: Path) -> None:
+    from formers.training.optimizer_graph import optimizer_graph_for
+
+    model = _net()
+    config = TrainerConfig(max_steps=3, progress_bar=False, tensorboard=False, device="cpu")
+    assert config.graph_optimizer is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer = Trainer(model, _Task(), [(torch.randn(8, 6), torch.randint(0, 3, (8,)))] * 3, config,
+                          tmp_path / "run", optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    assert trainer._optimizer_graph is None
+
+    _, opt, _, params, buffers = _setup()
+    skip = DeviceSkipStep(opt, params, buffers)
+    assert skip.fused
+    applies = dict(skip=skip, device=torch.device("cpu"), step_graphs=object(), fp16=False, distributed=False)
+    assert optimizer_graph_for(TrainerConfig(graph_optimizer=False), **applies) is None
+    for setting in (None, True):  # on wherever it applies, by default or asked for
+        assert optimizer_graph_for(TrainerConfig(graph_optimizer=setting), **applies) is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert optimizer_graph_for(TrainerConfig(), **{**applies, "step_graphs": None}) is None
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_a_run_with_the_graphed_update_equals_one_without(tmp_path: Path) -> None:

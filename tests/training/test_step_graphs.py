@@ -30,8 +30,9 @@ VOCAB = 40
 
 def _model(dropout: float = 0.0, seed: int = 0, family: str = "transformer") -> torch.nn.Module:
     torch.manual_seed(seed)
-    if family == "lstm":
-        return formers.create_model("lstm_seq2seq_tiny", src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, dropout=dropout)
+    if family == "lstm":  # 2 + 2 layers: dropout between them, as the recipe's model has (no cuDNN dropout state)
+        return formers.create_model("lstm_seq2seq_tiny", src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, dropout=dropout,
+                                    num_encoder_layers=2, num_decoder_layers=2)
     model = formers.create_model(
         "transformer_tiny", src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, embed_dim=32, ffn_dim=64, num_heads=2,
         num_encoder_layers=2, num_decoder_layers=2, dropout=dropout, max_seq_len=64,

@@ -289,9 +289,30 @@ class RNNDecoder(nn.Module):
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """:meth:`forward` up to the output projection: (the dropped-out h̃_t (B, T, D), the state)."""
         x = self.dropout(self.embed(tgt_ids, "tgt_ids"))  # (B, T, D)
-        h, (hn, cn) = self.lstm(x, (hx[0].to(x.dtype), hx[1].to(x.dtype)))  # (B, T, H)
+        h, (hn, cn) = self._stack(x, (hx[0].to(x.dtype), hx[1].to(x.dtype)))  # (B, T, H)
         attentional = self.attention(h, memory, keys, memory_mask)  # h̃_t (B, T, D)
         return self.dropout(attentional), (hn, cn)
+
+    def _stack(self, x: Tensor, hx: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The stacked LSTM over ``x`` (B, T, D) from ``hx`` (each (L, B, H)). Where dropout between layers applies
+        (training, L > 1), the layers run one call each with PyTorch's dropout between them, as ``nn.LSTM`` computes
+        them: its own inter-layer dropout on cuDNN draws a seed on the host (``.item()``) on first use and whenever
+        the CUDA generator's state is set, which a CUDA-graphed training step cannot hold."""
+        lstm = self.lstm
+        if not (self.training and lstm.dropout > 0 and lstm.num_layers > 1):
+            return lstm(x, hx)
+        finals_h, finals_c = [], []
+        for layer in range(lstm.num_layers):
+            if layer:
+                x = nn.functional.dropout(x, lstm.dropout, True)
+            weights = lstm.all_weights[layer]  # w_ih, w_hh, b_ih, b_hh of that layer
+            state = (hx[0][layer : layer + 1], hx[1][layer : layer + 1])  # (1, B, H) each
+            with warnings.catch_warnings():  # cuDNN copies one layer's weights into a buffer per call, and says so
+                warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+                x, h_n, c_n = torch._VF.lstm(x, state, weights, True, 1, 0.0, True, False, True)
+            finals_h.append(h_n)
+            finals_c.append(c_n)
+        return x, (torch.cat(finals_h), torch.cat(finals_c))
 
 
 @register_family

@@ -151,10 +151,10 @@ class OptimizerGraph:
 
 def optimizer_graph_for(config: Any, skip: DeviceSkipStep, device: torch.device, step_graphs: Any, fp16: bool,
                         distributed: bool) -> OptimizerGraph | None:
-    """The Trainer's :class:`OptimizerGraph` when ``config.graph_optimizer`` asks for one and it can apply: graphed
-    steps (``step_graphs``, the Trainer's StepGraphs or None), a fused Adam/AdamW, no fp16 loss scaling, one process.
-    Asked for where it cannot apply, a warning says why and the update stays eager (None)."""
-    if not config.graph_optimizer:
+    """The Trainer's :class:`OptimizerGraph` where it can apply (graphed steps: ``step_graphs``, the Trainer's
+    StepGraphs or None; a fused Adam/AdamW; no fp16 loss scaling; one process) and ``config.graph_optimizer`` is not
+    False. Asked for (True) where it cannot apply, a warning says why; either way the update then stays eager (None)."""
+    if config.graph_optimizer is False:
         return None
     reasons = [why for bad, why in (
         (step_graphs is None, "the steps are not graphed (train.cuda_graphs)"),
@@ -163,6 +163,8 @@ def optimizer_graph_for(config: Any, skip: DeviceSkipStep, device: torch.device,
         (distributed, "several processes"),
     ) if bad]
     if reasons:
+        if config.graph_optimizer is None:  # the default: on where it applies, quietly off elsewhere
+            return None
         warnings.warn(f"train.graph_optimizer=true does not apply here ({'; '.join(reasons)}): the optimizer update "
                       "runs eagerly", stacklevel=3)
         return None

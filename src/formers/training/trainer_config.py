@@ -74,7 +74,9 @@ class TrainerConfig:
         graph_optimizer: also replay the optimizer update (gradient norm, clipping, the non-finite skip, a fused
             Adam/AdamW step, buffers, zeroed gradients) from a CUDA graph (:mod:`formers.training.optimizer_graph`),
             where the steps are graphed (``cuda_graphs``) on one device with a fused Adam/AdamW, in bf16 or fp32.
-            Off by default until measured on a GPU.
+            ``None`` (the default): on wherever that holds (on an H100 it took EfficientFormer's Fashion-MNIST step
+            from 8.2 ms, 50% GPU-busy, to 3.6 ms, 91%); ``True`` says in a warning where it cannot apply; ``False``
+            keeps the update eager.
     """
 
     max_steps: int | None = 1000
@@ -101,7 +103,7 @@ class TrainerConfig:
     parallel: Literal["none", "ddp", "fsdp"] = "none"
     activation_checkpointing: bool = False
     cuda_graphs: bool | None = None
-    graph_optimizer: bool = False
+    graph_optimizer: bool | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_epochs is None:
