@@ -147,7 +147,8 @@ def graph_counts(trainer) -> dict:
     graphs = trainer._step_graphs
     if graphs is None:
         return {}
-    return {"graphs": graphs.captured, "replayed": graphs.replayed, "eager": graphs.eager}
+    counts = {"graphs": graphs.captured, "replayed": graphs.replayed, "eager": graphs.eager}
+    return {**counts, "disabled": graphs.disabled} if graphs.disabled else counts  # why every step ran eagerly
 
 
 def settle(trainer, more, chunk: int, most: int) -> int:
