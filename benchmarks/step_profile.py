@@ -138,8 +138,44 @@ def profile_recipe(name: str, args, device: torch.device) -> dict:
 
         warmup = settle(trainer, more, args.settle_steps, args.max_warmup)
         short = profiled(more, args.steps, device, args.top)
+        clock = StepClock(trainer, device, 2 * args.steps)
         long = profiled(more, 2 * args.steps, device, args.top)
-    return {**steady(short, long, args.steps), "warmup": {"steps": args.warmup + warmup, **graph_counts(trainer)}}
+    return {**steady(short, long, args.steps, clock.ms_per_step()),
+            "warmup": {"steps": args.warmup + warmup, **graph_counts(trainer)}}
+
+
+class StepClock:
+    """Wall time per step of the next ``steps`` optimizer steps of ``trainer``, between the end of the ``skip``-th and
+    of the last: the device is synchronised there only, so what a ``fit`` call costs around its steps (loading the
+    checkpoint, starting the loader's workers, the final checkpoint) lies outside, however much it varies."""
+
+    def __init__(self, trainer, device: torch.device, steps: int, skip: int = 5, clock=time.perf_counter) -> None:
+        if not 0 < skip < steps:
+            raise ValueError(f"need 0 < skip < steps, got skip={skip}, steps={steps}")
+        self.trainer, self.device, self.steps, self.skip, self.clock = trainer, device, steps, skip, clock
+        self.original = trainer._optimizer_step
+        self.calls, self.start, self.end = 0, None, None
+        trainer._optimizer_step = self  # the Trainer calls it once per optimizer step
+
+    def __call__(self, *args, **kwargs):
+        out = self.original(*args, **kwargs)
+        self.calls += 1
+        if self.calls in (self.skip, self.steps):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            now = self.clock()
+            if self.calls == self.skip:
+                self.start = now
+            else:
+                self.end = now
+                self.trainer._optimizer_step = self.original
+        return out
+
+    def ms_per_step(self) -> float | None:
+        """The steady per-step wall time in ms, or None if the fit ended before its last step."""
+        if self.start is None or self.end is None:
+            return None
+        return (self.end - self.start) / (self.steps - self.skip) * 1e3
 
 
 def graph_counts(trainer) -> dict:
@@ -167,19 +203,25 @@ def settle(trainer, more, chunk: int, most: int) -> int:
     return done
 
 
-def steady(short: dict, long: dict, steps: int) -> dict:
+def steady(short: dict, long: dict, steps: int, clocked_ms: float | None = None) -> dict:
     """Per-step figures of the ``steps`` steps by which ``long`` (2 * steps) exceeds ``short`` (steps): what a fit
-    call costs besides its steps cancels. Top kernels and host operators are the long run's."""
+    call costs besides its steps cancels. The wall time per step is ``clocked_ms`` where given (a
+    :class:`StepClock`'s, timed between steps of the long fit: robust where the fit's fixed costs vary from call to
+    call, which the difference is not); the difference's is kept beside it. Top kernels and host operators are the long
+    run's."""
     def extra(key: str) -> float:
         return (long[key] * 2 * steps - short[key] * steps) / steps
 
-    wall, kernel = extra("wall_ms_per_step"), extra("kernel_ms_per_step")
-    return {**long, "steps": steps, "wall_ms_per_step": wall, "kernel_ms_per_step": kernel,
-            "gpu_busy_fraction": kernel / wall if wall > 0 else 0.0,
+    difference, kernel = extra("wall_ms_per_step"), extra("kernel_ms_per_step")
+    wall = clocked_ms if clocked_ms is not None else difference
+    return {**long, "steps": steps, "wall_ms_per_step": wall, "wall_ms_per_step_fit_difference": difference,
+            "kernel_ms_per_step": kernel, "gpu_busy_fraction": kernel / wall if wall > 0 else 0.0,
             "kernel_launches_per_step": extra("kernel_launches_per_step"),
             "with_fit_overheads": {"short": {k: short[k] for k in ("steps", "wall_ms_per_step", "gpu_busy_fraction")},
                                    "long": {k: long[k] for k in ("steps", "wall_ms_per_step", "gpu_busy_fraction")}},
-            "note": "per-step figures: a fit of 2 * steps minus a fit of steps (resumed from the checkpoint before)"}
+            "note": "kernels per step: a fit of 2 * steps minus a fit of steps (resumed from the checkpoint before); "
+                    + ("wall per step: timed between the long fit's steps" if clocked_ms is not None
+                       else "wall per step: the same difference")}
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""benchmarks/step_profile.py: a recipe's per-step figures are the difference of two fits, so fixed costs cancel."""
+"""benchmarks/step_profile.py: per-step kernels are the difference of two fits (fixed costs cancel); the wall time is clocked
+between steps."""
 
 from __future__ import annotations
 
@@ -52,3 +53,39 @@ def test_settle_warms_up_until_a_chunk_captures_no_new_shape(load_benchmark):
     assert module.settle(trainer, trainer.more, 50, 200) == 200  # never settles: capped
     assert module.settle(FakeTrainer(None), None, 50, 2000) == 0  # no graphs: nothing to wait for
     assert module.graph_counts(FakeTrainer(None)) == {}
+
+
+def test_a_clocked_wall_time_is_used_where_the_fits_fixed_costs_varied(load_benchmark):
+    module = load_benchmark("step_profile")
+    # the short fit's workers took 1.5 s to start, the long one's 0.2 s: the difference goes negative
+    short, long = run(60, 1500.0, 4.0, 3.0, 100), run(120, 200.0, 4.0, 3.0, 100)
+    assert module.steady(short, long, 60)["wall_ms_per_step"] < 0
+    out = module.steady(short, long, 60, clocked_ms=4.0)
+    assert out["wall_ms_per_step"] == 4.0 and out["wall_ms_per_step_fit_difference"] < 0
+    assert out["gpu_busy_fraction"] == pytest.approx(0.75)
+
+
+def test_the_step_clock_times_the_steps_between_the_skipped_ones_and_the_last(load_benchmark):
+    import torch
+
+    module = load_benchmark("step_profile")
+    now = [0.0]
+
+    class Trainer:
+        def _optimizer_step(self, loss, window):
+            now[0] += 0.004  # 4 ms a step
+            return loss
+
+    trainer = Trainer()
+    original = trainer._optimizer_step
+    clock = module.StepClock(trainer, torch.device("cpu"), steps=10, skip=2, clock=lambda: now[0])
+    now[0] += 3.0  # a fit's fixed cost before its first step: outside the clocked steps
+    for _ in range(10):
+        assert trainer._optimizer_step("loss", None) == "loss"
+    now[0] += 5.0  # and after its last
+    assert clock.ms_per_step() == pytest.approx(4.0)
+    assert trainer._optimizer_step == original  # put back after the last step
+    unfinished = module.StepClock(Trainer(), torch.device("cpu"), steps=10)
+    assert unfinished.ms_per_step() is None
+    with pytest.raises(ValueError, match="skip"):
+        module.StepClock(Trainer(), torch.device("cpu"), steps=3, skip=3)
