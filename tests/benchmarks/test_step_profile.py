@@ -1,5 +1,5 @@
-"""benchmarks/step_profile.py: per-step kernels are the difference of two fits (fixed costs cancel); the wall time is clocked
-between steps."""
+"""benchmarks/step_profile.py: per-step kernels are the difference of two fits (fixed costs cancel); the wall time
+is clocked between steps."""
 
 from __future__ import annotations
 
