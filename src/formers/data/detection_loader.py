@@ -26,6 +26,7 @@ from torch import Tensor
 
 from formers.data.detection import DetectionDataset, DetectionImage
 from formers.data.image_transforms import channel_tensors
+from formers.data.images import epoch_generator
 from formers.layers.boxes import box_area, box_xyxy_to_cxcywh
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -339,7 +340,7 @@ class DetectionLoader:
     def batches(self) -> list[list[tuple[int, int]]]:
         """This epoch's batches of ``(index, seed)`` keys: the order and each sample's augmentation seed are functions
         of ``(seed, epoch)`` (training: shuffled, the last partial batch dropped; evaluation: in order)."""
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = epoch_generator(self.seed, self.epoch)
         n = len(self.dataset)
         order = torch.randperm(n, generator=generator).tolist() if self.train else list(range(n))
         seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
@@ -407,7 +408,7 @@ class HeldDetectionLoader:
         return len(self.dataset) // self.batch_size
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = epoch_generator(self.seed, self.epoch)
         n, device = len(self.dataset), self.images.device
         order = torch.randperm(n, generator=generator)
         flips = torch.rand(n, generator=generator) < 0.5 if self.hflip else torch.zeros(n, dtype=torch.bool)

@@ -33,6 +33,12 @@ from formers.data.downloads import (
 )
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator of a loader's epoch: its order (and draws such as flips) are functions of ``(seed, epoch)``
+    alone, so a resumed run draws the same batches, and loaders that share it yield the same order."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
 @dataclass
 class ImageSplit:
     """A labelled image set held in memory.
@@ -437,7 +443,7 @@ class ImageBatchLoader:
         return len(self.split) // self.batch_size
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = epoch_generator(self.seed, self.epoch)
         order = torch.randperm(len(self.split), generator=generator).to(self.split.images.device)
         for i in range(len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
