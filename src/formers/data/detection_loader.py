@@ -412,10 +412,11 @@ class HeldDetectionLoader:
         n, device = len(self.dataset), self.images.device
         order = torch.randperm(n, generator=generator)
         flips = torch.rand(n, generator=generator) < 0.5 if self.hflip else torch.zeros(n, dtype=torch.bool)
+        # the epoch's order and each image's flip, copied to the device once: no host-to-device copy per batch
+        order_on, flips_on = order.to(device), flips[order].to(device)  # (N,), (N,) in batch order
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            rows = order[start : start + self.batch_size]
-            index = rows.to(device, non_blocking=True)
-            flip = flips[rows].to(device, non_blocking=True)  # (B,)
+            rows, index = order[start : start + self.batch_size], order_on[start : start + self.batch_size]
+            flip = flips_on[start : start + self.batch_size]  # (B,)
             images = self.images[index]
             images = torch.where(flip[:, None, None, None], images.flip(-1), images)
             boxes = self.boxes[index]  # (B, M, 4) (cx, cy, w, h): a flip maps cx to 1 - cx (padding: cx = 0.5)
