@@ -159,11 +159,17 @@ class RNNEncoder(nn.Module):
         """One direction (0 forward, 1 backward) of one layer of ``self.lstm`` over ``x`` (B, S, in) from zero
         states -> (B, S, H / 2)."""
         lstm = self.lstm
-        weights = lstm.all_weights[2 * layer + direction]  # w_ih, w_hh, b_ih, b_hh of that layer and direction
         zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)  # (1, B, H / 2)
-        with warnings.catch_warnings():  # cuDNN copies one direction's weights into a buffer per call, and says so
-            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-            return torch._VF.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
+        return _lstm_layer(x, (zeros, zeros), lstm.all_weights[2 * layer + direction], self.training)[0]
+
+
+def _lstm_layer(x: Tensor, state: tuple[Tensor, Tensor], weights: list[Tensor], training: bool
+               ) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer (one direction) of an ``nn.LSTM``, its ``all_weights`` entry ``weights`` (w_ih, w_hh, b_ih, b_hh),
+    over ``x`` (B, T, in) from ``state`` ((1, B, H) each), with no dropout: (outputs (B, T, H), h_T, c_T)."""
+    with warnings.catch_warnings():  # cuDNN copies one layer's weights into a buffer per call, and says so
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+        return tuple(torch._VF.lstm(x, state, weights, True, 1, 0.0, training, False, True))
 
 
 def _gather_steps(x: Tensor, index: Tensor) -> Tensor:
@@ -305,11 +311,8 @@ class RNNDecoder(nn.Module):
         for layer in range(lstm.num_layers):
             if layer:
                 x = nn.functional.dropout(x, lstm.dropout, True)
-            weights = lstm.all_weights[layer]  # w_ih, w_hh, b_ih, b_hh of that layer
             state = (hx[0][layer : layer + 1], hx[1][layer : layer + 1])  # (1, B, H) each
-            with warnings.catch_warnings():  # cuDNN copies one layer's weights into a buffer per call, and says so
-                warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-                x, h_n, c_n = torch._VF.lstm(x, state, weights, True, 1, 0.0, True, False, True)
+            x, h_n, c_n = _lstm_layer(x, state, lstm.all_weights[layer], True)
             finals_h.append(h_n)
             finals_c.append(c_n)
         return x, (torch.cat(finals_h), torch.cat(finals_c))
