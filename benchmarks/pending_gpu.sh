@@ -14,7 +14,12 @@
 #   baseline  EfficientFormer, Swin, ViT and the LSTM recipe as shipped (for the comparison on the same machine)
 #   beam      beam_capture.py: beam search's light captures against torch.cuda.graph's, fresh and kept  (~5 min)
 #   generate  generate_speed.py: GPT-2 greedy/sampling against HF, beam-4 against Marian                (~9 min)
+#   lstm-recipe  the multi30k-en-de-lstm recipe as shipped (6 min of graphed steps, then BLEU): its README figures are
+#             from eager steps                                                                          (~8 min)
 # RECIPES="a b" narrows optgraph and baseline to those recipes.
+# Measured on an H100 on 2026-12-07 (evening; benchmarks/results/all_h100_2026-12-07.json): tests, the LSTM's and
+# the Fashion-MNIST recipes' profiles with the graphed update, generate. Not yet: lstm-recipe, bert-finetune-spam's
+# profile since the graphed update (benchmarks/bert_gpu.sh), generate on an H200.
 # Usage on the GPU machine: FORMERS_DATA_DIR=<data> OUT=<dir> bash benchmarks/pending_gpu.sh PART...
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -29,7 +34,7 @@ profile() {  # recipe, tag, --set values...
   timeout ${LIMIT:-100} python benchmarks/step_profile.py "$recipe" "${sets[@]}" ${tag:+--tag "$tag"} --out "$OUT" \
     2>&1 | grep "^==" || echo "== $recipe $tag: failed"
 }
-[ $# -gt 0 ] || { echo "usage: bash benchmarks/pending_gpu.sh PART... (tests held detect recipe optgraph lstm baseline beam generate)" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: bash benchmarks/pending_gpu.sh PART... (tests held detect recipe optgraph lstm lstm-recipe baseline beam generate)" >&2; exit 2; }
 for part in "$@"; do
   echo "=== $part"
   case $part in
@@ -58,12 +63,17 @@ for part in "$@"; do
       for r in ${RECIPES:-efficientformer-fashion-mnist swin-fashion-mnist vit-fashion-mnist multi30k-en-de-lstm}; do
         profile "$r" ""
       done;;
+    lstm-recipe)
+      timeout 560 python -m formers train multi30k-en-de-lstm --run-dir /tmp/lstm 2>&1 | grep -E "^(final|bleu|BLEU|cuda|train)|error" \
+        | tail -10
+      cp /tmp/lstm/results.json "$OUT/multi30k-en-de-lstm_graphed.json" 2>/dev/null
+      cp /tmp/lstm/metrics.csv "$OUT/multi30k-en-de-lstm_graphed_metrics.csv" 2>/dev/null;;
     beam)
       timeout 300 python benchmarks/beam_capture.py --repeats 2 --out "$OUT/beam_capture.json" 2>&1 | tail -12;;
     generate)
       timeout 560 python benchmarks/generate_speed.py --out "$OUT/generate_speed.json" 2>&1 | tail -30;;
     *)
-      echo "unknown part $part (tests held detect recipe optgraph lstm baseline beam generate)" >&2
+      echo "unknown part $part (tests held detect recipe optgraph lstm lstm-recipe baseline beam generate)" >&2
       exit 2;;
   esac
 done
