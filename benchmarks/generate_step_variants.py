@@ -21,10 +21,7 @@ once per variant of the step, in one process:
   parts combined by the last part to finish instead of by a second kernel (12 kernels fewer per token);
 - ``compiled, 16 steps per graph``: the default with ``static_lm.BURST = 16``: one graph launch per 16 tokens
   instead of one per token;
-- ``compiled, both``: the two above together;
-- ``compiled, split argmax``: the default with ``sampling.SPLIT_ARGMAX``: the greedy token's argmax over the
-  vocabulary in two passes (64 parts, then the best part) instead of inductor's one-program reduction;
-- ``compiled, split argmax, parts combined``: that and ``decode_attention.FUSED_COMBINE`` together.
+- ``compiled, both``: the two above together.
 
 For each: tokens/s (median of ``--repeats`` calls after the first, which compiles and captures), the first call's
 time, and the profiler's kernels and device microseconds per token with the heaviest kernels.
@@ -63,9 +60,6 @@ VARIANTS = {  # name -> (compile, attention backend, inductor settings, formers 
     "compiled, parts combined in-kernel": (None, "sdpa", {"fx_graph_cache": False},
                                            {"decode_attention.FUSED_COMBINE": True}),
     "compiled, 16 steps per graph": (None, "sdpa", {}, {"static_lm.BURST": 16}),
-    "compiled, split argmax": (None, "sdpa", {"fx_graph_cache": False}, {"sampling.SPLIT_ARGMAX": True}),
-    "compiled, split argmax, parts combined": (None, "sdpa", {"fx_graph_cache": False},
-                                               {"sampling.SPLIT_ARGMAX": True, "decode_attention.FUSED_COMBINE": True}),
     "compiled, both": (None, "sdpa", {"fx_graph_cache": False},
                        {"decode_attention.FUSED_COMBINE": True, "static_lm.BURST": 16}),
 }
@@ -76,11 +70,10 @@ def run_variant(
 ) -> dict:
     import torch._inductor.config as inductor_config
 
-    from formers.generation import sampling, static_lm, step_compile
+    from formers.generation import static_lm, step_compile
     from formers.layers import decode_attention
 
-    modules = {"decode_attention": decode_attention, "step_compile": step_compile, "static_lm": static_lm,
-               "sampling": sampling}
+    modules = {"decode_attention": decode_attention, "step_compile": step_compile, "static_lm": static_lm}
     kernel = {(modules[key.split(".")[0]], key.split(".")[1]): value for key, value in kernel.items()}
 
     for module in model.modules():

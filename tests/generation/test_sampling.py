@@ -9,7 +9,6 @@ from formers.generation.sampling import (
     filter_logits,
     next_tokens,
     row_keys,
-    split_argmax,
     uniform_table,
 )
 
@@ -63,15 +62,3 @@ def test_an_unseeded_table_follows_torch_manual_seed():
     a = uniform_table(row_keys(None, 2), 4, "cpu")
     torch.manual_seed(1)
     assert uniform_table(row_keys(None, 2), 4, "cpu").tolist() == a.tolist()
-
-
-def test_split_argmax_is_torch_argmax_with_ties_padding_and_nan():
-    g = torch.Generator().manual_seed(0)
-    for vocab, groups in ((50257, 64), (1000, 7), (5, 8), (64, 64)):
-        logits = torch.randint(0, 4, (6, vocab), generator=g).float()  # many ties: the first maximum must win
-        assert split_argmax(logits, groups).tolist() == logits.argmax(-1).tolist()
-        logits = torch.randn(6, vocab, generator=g).to(torch.bfloat16)
-        assert split_argmax(logits, groups).tolist() == logits.argmax(-1).tolist()
-    logits = torch.full((2, 300), float("-inf"))  # every logit -inf: index 0, never a padding slot
-    logits[1, 200] = float("nan")  # NaN is the maximum, as torch.argmax has it
-    assert split_argmax(logits, 64).tolist() == logits.argmax(-1).tolist() == [0, 200]

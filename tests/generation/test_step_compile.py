@@ -53,20 +53,6 @@ def test_compiled_batch_one_steps_equal_eager_in_float32_on_cuda(options, compil
                for decoder in model.__dict__["_static_decoders"].decoders.values())
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_compiled_greedy_step_with_the_split_argmax_equals_eager_on_cuda(monkeypatch):
-    from formers.generation import sampling
-
-    monkeypatch.setattr(sampling, "SPLIT_ARGMAX", True)
-    torch._dynamo.reset()  # the flag acts while tracing
-    model = formers.create_model("gpt_mini", embed_dim=64, num_heads=4, num_layers=2, vocab_size=1001,
-                                 max_seq_len=96, eos_id=None).cuda().eval()
-    ids = torch.randint(4, 1001, (1, 7), device="cuda")
-    eager = generate(model, ids, 40, fast=False)
-    assert generate(model, ids, 40, compile=True).tolist() == eager.tolist()
-
-
 def test_compile_none_compiles_single_rows_on_cuda_only(monkeypatch):
     import torch.utils._triton as triton_check
 

@@ -22,12 +22,6 @@ from formers.layers import check_int, check_number
 
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
 _MASK32 = 0xFFFFFFFF
-SPLIT_ARGMAX = False
-"""Whether a compiled step takes greedy tokens with :func:`split_argmax` (in :data:`ARGMAX_GROUPS` parts): inductor
-writes ``argmax`` over a row as one program, which reads GPT-2's 50,257 logits in ~12 us of a ~300 us token on an
-H100. Timed on an H100 (``benchmarks/results/generate_step_variants_h100_split_argmax.json``): 299 -> 286 us of
-kernels a token, but 2,797 -> 2,675 tokens/s (one kernel more a token): off."""
-ARGMAX_GROUPS = 64
 
 
 def check_flag(value: object, name: str) -> None:
@@ -128,18 +122,6 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = 
     return torch.softmax(logits, dim=-1)
 
 
-def split_argmax(logits: Tensor, groups: int) -> Tensor:
-    """``logits.argmax(-1)`` (B, V) -> (B,) in two passes: the first maximum of each of ``groups`` consecutive parts
-    (padded with -inf), then the first part holding the largest. The index is torch's: the first maximum (the first
-    NaN where there is one)."""
-    batch, vocab = logits.shape
-    size = -(-vocab // groups)
-    padded = torch.nn.functional.pad(logits, (0, size * groups - vocab), value=float("-inf"))
-    best, where = padded.view(batch, groups, size).max(dim=-1)  # (B, G) each part's first maximum
-    part = best.argmax(dim=-1, keepdim=True)  # (B, 1) the first part with the largest
-    return (part * size + where.gather(1, part))[:, 0]
-
-
 def next_tokens(
     logits: Tensor,
     uniform: Tensor | None,
@@ -155,8 +137,6 @@ def next_tokens(
     Fixed shapes and no host reads: the same function runs eagerly and inside a CUDA graph.
     """
     if uniform is None:
-        if SPLIT_ARGMAX and torch.compiler.is_compiling():
-            return split_argmax(logits, ARGMAX_GROUPS)
         return logits.argmax(dim=-1)
     vocab = logits.shape[-1]
     if top_k is not None and top_k < vocab:
