@@ -19,6 +19,10 @@ once per variant of the step, in one process:
   inlined into (and recomputed by every program of) the down projection's reduction instead of stored once;
 - ``compiled, parts combined in-kernel``: the default with ``decode_attention.FUSED_COMBINE``: the attention's
   parts combined by the last part to finish instead of by a second kernel (12 kernels fewer per token);
+- ``compiled, norms unfused``: the default without ``step_compile.FUSE_NORMS``: each layer norm's mean and
+  variance in a kernel of their own before the matrix-vector product that reads the norm;
+- ``compiled, prefill eager``: the default with the prompt pass run eagerly (``static_lm.PREFILL_GRAPH_TOKENS = 0``)
+  instead of replayed from a graph of its own;
 - ``compiled, 16 steps per graph``: the default with ``static_lm.BURST = 16``: one graph launch per 16 tokens
   instead of one per token;
 - ``compiled, both``: the two above together.
@@ -59,6 +63,8 @@ VARIANTS = {  # name -> (compile, attention backend, inductor settings, formers 
                                          {"step_compile.STORE_ACTIVATIONS": False}),
     "compiled, parts combined in-kernel": (None, "sdpa", {"fx_graph_cache": False},
                                            {"decode_attention.FUSED_COMBINE": True}),
+    "compiled, norms unfused": (None, "sdpa", {"fx_graph_cache": False}, {"step_compile.FUSE_NORMS": False}),
+    "compiled, prefill eager": (None, "sdpa", {}, {"static_lm.PREFILL_GRAPH_TOKENS": 0}),
     "compiled, 16 steps per graph": (None, "sdpa", {}, {"static_lm.BURST": 16}),
     "compiled, both": (None, "sdpa", {"fx_graph_cache": False},
                        {"decode_attention.FUSED_COMBINE": True, "static_lm.BURST": 16}),

@@ -173,6 +173,8 @@ def test_cuda_graph_path_equals_eager_on_cuda(options):
         assert seen == fast.T.tolist()
     (decoder,) = model.__dict__["_static_decoders"].decoders.values()
     assert decoder.use_graph and len(decoder.graphs) == 1
+    (prefill,) = decoder.prefills.values()  # the prompt pass captured once and replayed by the second call
+    assert prefill is not None and prefill[2] is not None  # a graph reading a padding mask buffer
     eos = int(eager[0, 5])
     assert model.generate(ids, 24, padding_mask=mask, eos_id=eos, **options).tolist() == generate(
         model, ids, 24, padding_mask=mask, eos_id=eos, fast=False, **options

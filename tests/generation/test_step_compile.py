@@ -133,3 +133,49 @@ def test_a_step_compiled_with_stored_activations_gives_the_eager_tokens(monkeypa
                                  dropout=0.0, eos_id=None).eval()
     ids = torch.randint(0, 97, (1, 5))
     assert torch.equal(generate(model, ids, 10, fast=True, compile=True), generate(model, ids, 10, fast=False))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("affine, bias", [(True, True), (False, False)])
+def test_norm_linear_equals_linear_of_layer_norm(dtype, affine, bias):
+    from formers.generation.step_compile import norm_linear
+
+    gen = torch.Generator().manual_seed(4)
+    x = (torch.randn(1, 1, 48, generator=gen) * 3 + 1).to(dtype)
+    g, b = (torch.randn(48, generator=gen).to(dtype) if affine else None for _ in range(2))
+    weight, out_bias = torch.randn(20, 48, generator=gen).to(dtype), torch.randn(20, generator=gen).to(dtype)
+    out_bias = out_bias if bias else None
+    expected = torch.nn.functional.linear(torch.nn.functional.layer_norm(x, (48,), g, b, 1e-5), weight, out_bias)
+    got = norm_linear(x, g, b, 1e-5, weight, out_bias)
+    assert got.dtype == dtype and got.shape == (1, 1, 20)
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2  # bfloat16: one rounding of each product's result
+    torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_fuse_norms_folds_one_row_norms_into_the_linears_that_read_them():
+    """The FX pass behind FUSE_NORMS: ``linear(layer_norm(x))`` of one row becomes one ``norm_linear`` call (the norm
+    kept for its other readers); several rows are left alone; the values do not change."""
+    from formers.generation import step_compile
+
+    norm, first, second = torch.nn.LayerNorm(16), torch.nn.Linear(16, 8), torch.nn.Linear(16, 4, bias=False)
+
+    def block(x):
+        h = norm(x)
+        return first(h).sum() + second(h).sum() + h.mean()
+
+    for rows, fused in ((1, 2), (3, 0)):
+        graphs = []
+
+        def backend(gm, example_inputs):
+            graphs.append((step_compile.fuse_norms(gm), gm))
+            return gm.forward
+
+        x = torch.randn(rows, 16)
+        with torch.no_grad():
+            got = torch.compile(block, backend=backend, fullgraph=True, dynamic=False)(x)
+            torch.testing.assert_close(got, block(x), rtol=1e-5, atol=1e-5)
+        (count, gm), = graphs
+        targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+        assert count == fused and targets.count(step_compile.norm_linear) == fused
+        assert targets.count(torch.nn.functional.layer_norm) == 1  # h.mean() still reads the norm
+        assert sum(t in step_compile.LINEARS for t in targets) == 2 - fused

@@ -51,6 +51,12 @@ BURST = 1
 an H100 (2,793 -> 2,751 tokens/s, ``benchmarks/results/generate_step_variants_h100_combine.json``)."""
 
 
+PREFILL_GRAPH_TOKENS = 4096
+"""Prompts of up to this many positions (rows x length) run their prefill as a CUDA graph too (one per prompt shape
+and sampling configuration, :data:`MAX_GRAPHS` kept): an eager prefill launches a kernel per operation from the host,
+milliseconds the GPU waits through on every call. 0: always eager. Longer prompts keep GPU-bound eager prefills."""
+
+
 class Sampling(NamedTuple):
     """The options that shape a decoding step (one captured graph each)."""
 
@@ -102,6 +108,8 @@ class StaticLMDecoder:
         self.count = torch.zeros((), dtype=torch.long, device=device)  # ids emitted so far
         # (sampling, steps) -> the captured steps (1 and BURST for each sampling configuration)
         self.graphs: OrderedDict[tuple[Sampling, int], torch.cuda.CUDAGraph] = OrderedDict()
+        # (sampling, prompt shape, padded) -> the captured prefill and the prompt buffers it reads
+        self.prefills: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, Tensor, Tensor | None] | None] = OrderedDict()
         self.lock = threading.Lock()  # one generation at a time: calls share the state
         self._run_step = compile_step(self._step) if compile else self._step
         self.compile_fallback = compile_fallback
@@ -179,11 +187,55 @@ class StaticLMDecoder:
         if self.use_graph:  # captured now, so that capture's warm-up steps run before the real state is filled
             self._graph(sampling)
             self._graph(sampling, BURST)
-        self.state.reset()
-        self.count.zero_()
         if uniforms is not None:
             self.noise[:, : uniforms.shape[1]].copy_(uniforms)
-        self._emit(self.model(input_ids, padding_mask, cache=self.state).logits[:, -1], sampling)  # prefill
+        prefill = self._prefill_graph(input_ids, padding_mask, sampling)
+        if prefill is None:
+            self._prefill(input_ids, padding_mask, sampling)
+            return
+        graph, ids, mask = prefill
+        ids.copy_(input_ids)
+        if mask is not None:
+            mask.copy_(padding_mask)
+        graph.replay()
+
+    def _prefill(self, input_ids: Tensor, padding_mask: Tensor | None, sampling: Sampling) -> None:
+        """Empties the state, runs the prompt into it and emits the first token."""
+        self.state.reset()
+        self.count.zero_()
+        self._emit(self.model(input_ids, padding_mask, cache=self.state).logits[:, -1], sampling)
+
+    def _prefill_graph(
+        self, input_ids: Tensor, padding_mask: Tensor | None, sampling: Sampling
+    ) -> tuple[torch.cuda.CUDAGraph, Tensor, Tensor | None] | None:
+        """The captured prefill for this prompt shape (made on first use), or None where prefills run eagerly
+        (no graphs, a prompt longer than :data:`PREFILL_GRAPH_TOKENS`, or a capture that failed for this shape)."""
+        if not self.use_graph or input_ids.numel() > PREFILL_GRAPH_TOKENS:
+            return None
+        key = (sampling, tuple(input_ids.shape), padding_mask is not None)
+        if key in self.prefills:
+            self.prefills.move_to_end(key)
+            return self.prefills[key]
+        ids = input_ids.clone()
+        mask = None if padding_mask is None else padding_mask.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm-up: allocations and lazy initialisations outside the capture
+            self._prefill(ids, mask, sampling)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._prefill(ids, mask, sampling)
+        except RuntimeError as error:  # something in the model's prompt pass reads the device: stay eager for it
+            warnings.warn(f"the prompt pass could not be captured ({error}); running it eagerly", RuntimeWarning,
+                          stacklevel=3)
+            self.prefills[key] = None
+            return None
+        self.prefills[key] = (graph, ids, mask)
+        while len(self.prefills) > MAX_GRAPHS:
+            self.prefills.popitem(last=False)
+        return self.prefills[key]
 
     def advance(self, steps: int, sampling: Sampling) -> None:
         """Runs ``steps`` more decoding steps (replays of the captured graphs on CUDA: whole bursts, then single

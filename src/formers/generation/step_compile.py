@@ -14,6 +14,12 @@ Activations are stored (:data:`STORE_ACTIVATIONS`): inductor would inline an MLP
 projection's reduction, so that every program of that matrix-vector product recomputes the GELU of the whole hidden
 vector (GPT-2's heaviest kernel on an H100, 67 of 330 us a token); an FX pass stores it once, in the up projection's
 kernel (H100: 2,610 -> 2,790 tokens/s, ``benchmarks/results/generate_step_variants_h100_stored.json``).
+
+Layer norms are folded into the matrix-vector product that reads them (:data:`FUSE_NORMS`): inductor computes a
+norm's mean and variance in a kernel of their own (a reduction to one number) before the product's kernel, two such
+kernels per GPT-2 block and ~1.6 us each; :func:`fuse_norms` rewrites ``linear(layer_norm(x))`` for one row as
+:func:`norm_linear`, where every program of the product recomputes the statistics of the row it already reads (768
+numbers, from cache), so the norm, its statistics and the product are one kernel.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ aten = torch.ops.aten
 STORE_ACTIVATIONS = True
 """Whether a compiled step stores each activation's output (:func:`store_activations`) rather than letting inductor
 recompute it inside the next matrix-vector product. ``benchmarks/generate_step_variants.py`` times both."""
+
+FUSE_NORMS = True
+"""Whether a compiled step rewrites one-row ``linear(layer_norm(x))`` as :func:`norm_linear` (:func:`fuse_norms`).
+``benchmarks/generate_step_variants.py`` times both."""
 
 ACTIVATIONS = (torch._C._nn.gelu, torch.nn.functional.gelu, torch.nn.functional.relu, torch.relu,
                torch.nn.functional.silu)
@@ -102,14 +112,98 @@ def _register_stored_lowering() -> None:
         return x
 
 
+def norm_linear(
+    x: Tensor, norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float, weight: Tensor, bias: Tensor | None
+) -> Tensor:
+    """``F.linear(F.layer_norm(x, (K,), norm_weight, norm_bias, eps), weight, bias)`` for x (..., K) holding one row,
+    written so that the norm's statistics are reductions over the same (N, K) range as the product: each output
+    recomputes them from the row (the same two-pass float32 mean and variance as ``layer_norm``), and inductor emits
+    norm and product as one kernel. The normalised row is rounded to ``x``'s dtype, as the separate norm returns it."""
+    k, n = x.shape[-1], weight.shape[0]
+    row = x.reshape(1, k).float().expand(n, k)  # (N, K): the row, once per output
+    mean = row.mean(dim=1, keepdim=True)  # (N, 1)
+    centred = row - mean
+    normed = centred * torch.rsqrt((centred * centred).mean(dim=1, keepdim=True) + eps)  # (N, K)
+    if norm_weight is not None:
+        normed = normed * norm_weight.float()
+    if norm_bias is not None:
+        normed = normed + norm_bias.float()
+    out = (normed.to(x.dtype).float() * weight.float()).sum(dim=1)  # (N,)
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(x.dtype).reshape(*x.shape[:-1], n)
+
+
+LINEARS = (torch._C._nn.linear, torch.nn.functional.linear)
+NORMS = (torch.nn.functional.layer_norm,)
+
+
+def fuse_norms(gm: torch.fx.GraphModule) -> int:
+    """Replaces every ``linear(layer_norm(x))`` of dynamo's graph ``gm`` whose x holds one row (a last-dim norm, as
+    the example values show) by :func:`norm_linear`, in place; returns how many. A norm with other readers stays for
+    them."""
+    count = 0
+    for norm in list(gm.graph.nodes):
+        if norm.op != "call_function" or norm.target not in NORMS or not _one_row_norm(norm):
+            continue
+        x, _, weight, bias, eps = _norm_arguments(norm)
+        for user in list(norm.users):
+            if user.op != "call_function" or user.target not in LINEARS or user.kwargs or user.args[0] is not norm:
+                continue
+            linear_weight, linear_bias = (*user.args[1:], None)[:2]
+            with gm.graph.inserting_before(user):
+                fused = gm.graph.call_function(norm_linear, (x, weight, bias, eps, linear_weight, linear_bias))
+            fused.meta.update(user.meta)
+            user.replace_all_uses_with(fused)
+            gm.graph.erase_node(user)
+            count += 1
+        if not norm.users:
+            gm.graph.erase_node(norm)
+    if count:
+        gm.recompile()
+    return count
+
+
+def _autocast(gm: torch.fx.GraphModule) -> bool:
+    """Whether ``gm`` runs under autocast (around the call or inside it), where a linear would compute in the autocast
+    dtype and :func:`norm_linear`'s float32 sums would not be the same product."""
+    if any(torch.is_autocast_enabled(kind) for kind in ("cuda", "cpu")):
+        return True
+    return any(node.op == "call_function" and "autocast" in getattr(node.target, "__name__", "")
+               for node in gm.graph.nodes)
+
+
+def _norm_arguments(norm: torch.fx.Node) -> tuple:
+    """(input, normalized_shape, weight, bias, eps) of a ``layer_norm`` call, defaults filled in."""
+    names = ("input", "normalized_shape", "weight", "bias", "eps")
+    values = dict(zip(names, (None, None, None, None, 1e-5)))
+    values.update(zip(names, norm.args))
+    values.update(norm.kwargs)
+    return tuple(values[name] for name in names)
+
+
+def _one_row_norm(norm: torch.fx.Node) -> bool:
+    """Whether the ``layer_norm`` call normalises the last dimension of an input that holds one row."""
+    x, shape, _, _, eps = _norm_arguments(norm)
+    example = x.meta.get("example_value") if isinstance(x, torch.fx.Node) else None
+    if not isinstance(example, Tensor) or not isinstance(eps, float) or not isinstance(shape, (tuple, list)):
+        return False
+    if example.dim() == 0:
+        return False
+    return tuple(shape) == (example.shape[-1],) and example.numel() == example.shape[-1]
+
+
 def _inductor_for_steps(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable:
     """Inductor with :func:`_addmm_one_row` among its decompositions and coordinate-descent tuning on (and, with
-    :data:`STORE_ACTIVATIONS`, the activations stored)."""
+    :data:`STORE_ACTIVATIONS`, the activations stored; with :data:`FUSE_NORMS`, one-row norms folded into the
+    products that read them)."""
     from torch._inductor.compile_fx import compile_fx
     from torch._inductor.decomposition import select_decomp_table
 
     if STORE_ACTIVATIONS and store_activations(gm):
         _register_stored_lowering()
+    if FUSE_NORMS and not _autocast(gm):
+        fuse_norms(gm)
 
     table = dict(select_decomp_table())
     fallback = table.get(aten.addmm.default)
