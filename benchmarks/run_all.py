@@ -279,11 +279,13 @@ def versions() -> dict[str, str | None]:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             found[package] = None
-    try:
-        found["formers_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                                                 capture_output=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        found["formers_commit"] = None
+    found["formers_commit"] = os.environ.get("FORMERS_COMMIT") or None  # set where the copy's git is not the tree's
+    if found["formers_commit"] is None:
+        try:
+            found["formers_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                                                     capture_output=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            found["formers_commit"] = None
     return found
 
 

@@ -136,3 +136,27 @@ def test_append_adds_a_later_run_on_the_same_machine_and_refuses_another_one(run
     assert json.loads(out.read_text()) == moved  # left as it was
     with pytest.raises(SystemExit):
         run_all.main(["--append", "--out", str(tmp_path / "none.json")])
+
+
+def test_readme_tables_of_several_runs_take_each_benchmark_from_the_latest_and_name_its_json(load_benchmark, tmp_path):
+    readme_tables = load_benchmark("readme_tables")
+
+    def report(gpu, date, benches):
+        rows = lambda ours: [{"workload": "w", "unit": "tokens/s", "formers": ours, "peer_name": "p", "peer": 10.0,  # noqa: E731
+                              "ratio": ours / 10.0, "met": ours >= 30, "target_ratio": 3.0}]
+        return {"gpu": gpu, "date": date, "command": "run_all.py", "versions": {"torch": "2.11"},
+                "benchmarks": {name: {"status": "ok", "rows": rows(ours)} for name, ours in benches.items()}}
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(report("H100", "day 1", {"a": 20.0, "b": 40.0})))
+    new.write_text(json.dumps(report("H100", "day 2", {"a": 35.0})))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{readme_tables.START}\nold\n{readme_tables.END}\nrest\n")
+    assert readme_tables.main([str(old), str(new), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    table = [line for line in text.splitlines() if line.startswith("| w ")]
+    assert table == ["| w | 40 tokens/s | p: 10 | 4.00x | >= 3x | yes |",  # b from the first run
+                     "| w (`new.json`) | 35 tokens/s | p: 10 | 3.50x | >= 3x | yes |"]  # a replaced by the second
+    assert "Rows from 2 runs" in text and "day 1" in text and "day 2" in text and text.endswith("rest\n")
+    assert readme_tables.main([str(old), str(new), "--readme", str(readme), "--check"]) == 0
+    assert readme_tables.main([str(old), "--readme", str(readme), "--check"]) == 1
