@@ -179,3 +179,21 @@ def test_fuse_norms_folds_one_row_norms_into_the_linears_that_read_them():
         assert count == fused and targets.count(step_compile.norm_linear) == fused
         assert targets.count(torch.nn.functional.layer_norm) == 1  # h.mean() still reads the norm
         assert sum(t in step_compile.LINEARS for t in targets) == 2 - fused
+
+
+def test_fuse_norms_leaves_products_with_many_outputs_apart(monkeypatch):
+    from formers.generation import step_compile
+
+    monkeypatch.setattr(step_compile, "FUSE_NORMS_MAX_OUTPUTS", 6)  # the 8-output linear stays, the 4-output one goes
+    norm, wide, narrow = torch.nn.LayerNorm(16), torch.nn.Linear(16, 8), torch.nn.Linear(16, 4)
+    counts = []
+
+    def backend(gm, example_inputs):
+        counts.append(step_compile.fuse_norms(gm))
+        return gm.forward
+
+    x = torch.randn(1, 16)
+    with torch.no_grad():
+        got = torch.compile(lambda t: wide(norm(t)).sum() + narrow(norm(t)).sum(), backend=backend, fullgraph=True)(x)
+        torch.testing.assert_close(got, wide(norm(x)).sum() + narrow(norm(x)).sum(), rtol=1e-5, atol=1e-5)
+    assert counts == [1]
