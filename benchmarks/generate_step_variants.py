@@ -21,6 +21,8 @@ once per variant of the step, in one process:
   parts combined by the last part to finish instead of by a second kernel (12 kernels fewer per token);
 - ``compiled, norms unfused``: the default without ``step_compile.FUSE_NORMS``: each layer norm's mean and
   variance in a kernel of their own before the matrix-vector product that reads the norm;
+- ``compiled, output layer's norm apart``: the default with ``step_compile.FUSE_NORMS_MAX_OUTPUTS = 16384``: the
+  output layer's 50,304-row product keeps its final norm in a kernel of its own;
 - ``compiled, prefill eager``: the default with the prompt pass run eagerly (``static_lm.PREFILL_GRAPH_TOKENS = 0``)
   instead of replayed from a graph of its own;
 - ``compiled, 16 steps per graph``: the default with ``static_lm.BURST = 16``: one graph launch per 16 tokens
@@ -65,6 +67,8 @@ VARIANTS = {  # name -> (compile, attention backend, inductor settings, formers 
                                            {"decode_attention.FUSED_COMBINE": True}),
     "compiled, norms unfused": (None, "sdpa", {"fx_graph_cache": False}, {"step_compile.FUSE_NORMS": False}),
     "compiled, prefill eager": (None, "sdpa", {}, {"static_lm.PREFILL_GRAPH_TOKENS": 0}),
+    "compiled, output layer's norm apart": (None, "sdpa", {"fx_graph_cache": False},
+                                            {"step_compile.FUSE_NORMS_MAX_OUTPUTS": 16384}),
     "compiled, 16 steps per graph": (None, "sdpa", {}, {"static_lm.BURST": 16}),
     "compiled, both": (None, "sdpa", {"fx_graph_cache": False},
                        {"decode_attention.FUSED_COMBINE": True, "static_lm.BURST": 16}),

@@ -16,10 +16,15 @@
 #   generate  generate_speed.py: GPT-2 greedy/sampling against HF, beam-4 against Marian                (~9 min)
 #   lstm-recipe  the multi30k-en-de-lstm recipe as shipped (6 min of graphed steps, then BLEU): its README figures are
 #             from eager steps                                                                          (~8 min)
+#   decode    the GPU tests of the decoders (GraphedGreedyDecoder.graph's key, prefill graphs with padding), then
+#             generate_step_variants.py: the default against the output layer's norm apart, norms unfused and the
+#             prefill eager, greedy batch 1                                                             (~5 min)
 # RECIPES="a b" narrows optgraph and baseline to those recipes.
 # Measured on an H100 on 2026-12-07 (evening; benchmarks/results/all_h100_2026-12-07.json): tests, the LSTM's and
 # the Fashion-MNIST recipes' profiles with the graphed update, generate. Not yet: lstm-recipe, bert-finetune-spam's
-# profile since the graphed update (benchmarks/bert_gpu.sh), generate on an H200.
+# profile since the graphed update (benchmarks/bert_gpu.sh), generate on an H200. Measured on 2026-12-07 at 19:20
+# (all_h100_2026-12-07_generate.json, generate_step_variants_h100_fused_norms.json): the folded norms and the prefill
+# graph; not yet: decode (its tests ran before the graph-key fix), and why sampling measured 0.85 of greedy there.
 # Usage on the GPU machine: FORMERS_DATA_DIR=<data> OUT=<dir> bash benchmarks/pending_gpu.sh PART...
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -34,7 +39,7 @@ profile() {  # recipe, tag, --set values...
   timeout ${LIMIT:-100} python benchmarks/step_profile.py "$recipe" "${sets[@]}" ${tag:+--tag "$tag"} --out "$OUT" \
     2>&1 | grep "^==" || echo "== $recipe $tag: failed"
 }
-[ $# -gt 0 ] || { echo "usage: bash benchmarks/pending_gpu.sh PART... (tests held detect recipe optgraph lstm lstm-recipe baseline beam generate)" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: bash benchmarks/pending_gpu.sh PART... (tests held detect recipe optgraph lstm lstm-recipe baseline beam decode generate)" >&2; exit 2; }
 for part in "$@"; do
   echo "=== $part"
   case $part in
@@ -70,10 +75,16 @@ for part in "$@"; do
       cp /tmp/lstm/metrics.csv "$OUT/multi30k-en-de-lstm_graphed_metrics.csv" 2>/dev/null;;
     beam)
       timeout 300 python benchmarks/beam_capture.py --repeats 2 --out "$OUT/beam_capture.json" 2>&1 | tail -12;;
+    decode)
+      timeout 200 python -m pytest -q -p no:cacheprovider -m gpu tests/generation/test_graphed.py \
+        tests/generation/test_static_lm.py tests/generation/test_step_compile.py 2>&1 | tail -4
+      timeout 330 python benchmarks/generate_step_variants.py --repeats 5 --out "$OUT/generate_step_variants.json" \
+        --variants compiled "compiled, output layer's norm apart" "compiled, norms unfused" "compiled, prefill eager" \
+        2>&1 | tail -5;;
     generate)
       timeout 560 python benchmarks/generate_speed.py --out "$OUT/generate_speed.json" 2>&1 | tail -30;;
     *)
-      echo "unknown part $part (tests held detect recipe optgraph lstm lstm-recipe baseline beam generate)" >&2
+      echo "unknown part $part (tests held detect recipe optgraph lstm lstm-recipe baseline beam decode generate)" >&2
       exit 2;;
   esac
 done

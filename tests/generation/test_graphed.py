@@ -183,3 +183,16 @@ def test_compiled_static_step_equals_generate_on_cpu():
     ids = torch.randint(4, 40, (1, 5))
     decoder = GraphedGreedyDecoder(model, batch_size=1, max_len=20, compile=True)
     assert decoder.generate(ids, 12).tolist() == generate(model, ids, 12).tolist()
+
+
+def test_graph_names_the_captured_single_step_greedy_graph():
+    """``graph`` reads the decoder's graphs under their (sampling, steps) key: the one-step greedy graph."""
+    from formers.generation.graphed import GREEDY
+
+    decoder = GraphedGreedyDecoder(make(), batch_size=1, max_len=16)
+    assert decoder.graph is None  # nothing captured (the CPU runs the step eagerly)
+    captured, burst = object(), object()
+    decoder.decoder.graphs[(GREEDY, 16)] = burst
+    assert decoder.graph is None
+    decoder.decoder.graphs[(GREEDY, 1)] = captured
+    assert decoder.graph is captured

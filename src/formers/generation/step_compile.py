@@ -41,10 +41,11 @@ FUSE_NORMS = True
 """Whether a compiled step rewrites one-row ``linear(layer_norm(x))`` as :func:`norm_linear` (:func:`fuse_norms`).
 ``benchmarks/generate_step_variants.py`` times both."""
 
-FUSE_NORMS_MAX_OUTPUTS = 16384
-"""Products with more outputs keep their norm apart: GPT-2's output layer (50,304 rows) gained nothing from the
-folding (one H100: 25.9 + 1.9 us a token apart, 27.4-40.7 us folded, depending on the configuration inductor's tuning
-picked) while every program recomputing the statistics made its tuning less predictable."""
+FUSE_NORMS_MAX_OUTPUTS: int | None = None
+"""Products with more outputs keep their norm apart (None: no limit, as measured). GPT-2's output layer (50,304 rows)
+may gain nothing from the folding (one H100: 25.9 + 1.9 us a token apart, 27.4-40.7 us folded, depending on the
+configuration inductor's tuning picked); 16,384 leaves it apart: the ``compiled, output layer's norm apart`` variant
+of ``benchmarks/generate_step_variants.py``, not yet timed."""
 
 ACTIVATIONS = (torch._C._nn.gelu, torch.nn.functional.gelu, torch.nn.functional.relu, torch.relu,
                torch.nn.functional.silu)
@@ -155,7 +156,7 @@ def fuse_norms(gm: torch.fx.GraphModule) -> int:
         for user in list(norm.users):
             if user.op != "call_function" or user.target not in LINEARS or user.kwargs or user.args[0] is not norm:
                 continue
-            if _outputs(user.args[1]) > FUSE_NORMS_MAX_OUTPUTS:
+            if FUSE_NORMS_MAX_OUTPUTS is not None and _outputs(user.args[1]) > FUSE_NORMS_MAX_OUTPUTS:
                 continue
             linear_weight, linear_bias = (*user.args[1:], None)[:2]
             with gm.graph.inserting_before(user):
@@ -174,7 +175,7 @@ def fuse_norms(gm: torch.fx.GraphModule) -> int:
 def _outputs(weight: Any) -> int:
     """Rows of a linear's weight node (its outputs), from dynamo's example value; unknown counts as too many."""
     example = weight.meta.get("example_value") if isinstance(weight, torch.fx.Node) else None
-    return example.shape[0] if isinstance(example, Tensor) and example.dim() == 2 else FUSE_NORMS_MAX_OUTPUTS + 1
+    return example.shape[0] if isinstance(example, Tensor) and example.dim() == 2 else torch.iinfo(torch.int64).max
 
 
 def _autocast(gm: torch.fx.GraphModule) -> bool:
