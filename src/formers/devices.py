@@ -49,6 +49,17 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+@contextlib.contextmanager
+def side_stream() -> Iterator[None]:
+    """Runs what is inside on a new CUDA stream that first waits for the current stream's work, which then waits for
+    it: the warm-up before a graph capture (``torch.cuda.graph`` asks for one on a side stream)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        yield
+    torch.cuda.current_stream().wait_stream(stream)
+
+
 _CAPTURE_STREAMS: dict[int, Any] = {}
 
 

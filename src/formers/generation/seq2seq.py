@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from formers.devices import light_capture
+from formers.devices import light_capture, side_stream
 from formers.generation.beam_select import (
     select_kernel,
     select_reference,
@@ -153,12 +153,9 @@ class _StaticStep:
             self.state.copy_from(fresh)
         if self.use_graph and self.graph is None:
             self._reset()
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
+            with side_stream():
                 for _ in range(self.WARMUP_STEPS):
                     self._step()
-            torch.cuda.current_stream().wait_stream(stream)
             self._reset()
             graph = torch.cuda.CUDAGraph()
             try:

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from formers.devices import side_stream
 from formers.generation.sampling import next_tokens
 from formers.generation.step_compile import compile_step
 from formers.generation.stopping import Rows
@@ -163,13 +164,10 @@ class StaticLMDecoder:
             return self.graphs[key]
         self.state.reset()
         self.count.zero_()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
+        with side_stream():
             self._checked_step(sampling)
             for _ in range(2):
                 self._run_step(sampling)
-        torch.cuda.current_stream().wait_stream(stream)
         self.state.reset()
         self.count.zero_()
         graph = torch.cuda.CUDAGraph()
@@ -220,11 +218,8 @@ class StaticLMDecoder:
             return self.prefills[key]
         ids = input_ids.clone()
         mask = None if padding_mask is None else padding_mask.clone()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):  # warm-up: allocations and lazy initialisations outside the capture
+        with side_stream():  # warm-up: allocations and lazy initialisations outside the capture
             self._prefill(ids, mask, sampling)
-        torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):

@@ -200,9 +200,9 @@ def _one_row_norm(norm: torch.fx.Node) -> bool:
     """Whether the ``layer_norm`` call normalises the last dimension of an input that holds one row."""
     x, shape, _, _, eps = _norm_arguments(norm)
     example = x.meta.get("example_value") if isinstance(x, torch.fx.Node) else None
-    if not isinstance(example, Tensor) or not isinstance(eps, float) or not isinstance(shape, (tuple, list)):
+    if not isinstance(example, Tensor) or example.dim() == 0 or not isinstance(eps, float):
         return False
-    if example.dim() == 0:
+    if not isinstance(shape, (tuple, list)):
         return False
     return tuple(shape) == (example.shape[-1],) and example.numel() == example.shape[-1]
 

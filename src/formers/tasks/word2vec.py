@@ -32,6 +32,7 @@ from formers.data.word2vec import (
     skipgram_pairs,
     subsample,
 )
+from formers.devices import side_stream
 from formers.inference.word_vectors import WordVectors
 from formers.models.word2vec import OutputRows, output_rows
 from formers.training.task import StepOutput
@@ -88,11 +89,8 @@ class _UpdateGroup:
         self.buffers = {k: torch.zeros_like(v[:UPDATES_PER_GRAPH]) for k, v in layout.items()}
         self.graph: torch.cuda.CUDAGraph | None = None
         if next(iter(tables.values())).device.type == "cuda":
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up before capture; all-padding buffers change nothing
+            with side_stream():  # warm-up before capture; all-padding buffers change nothing
                 self._updates()
-            torch.cuda.current_stream().wait_stream(side)
             try:
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph):
