@@ -9,6 +9,7 @@ import torch
 
 import formers
 from formers.generation.causal_lm import generate
+from formers.generation.sampling import row_keys, uniform_table
 from formers.generation.step_compile import _addmm_one_row, one_row_addmm
 
 
@@ -37,20 +38,57 @@ def test_the_rewrite_applies_to_one_row_on_a_gpu_only():
     assert _addmm_one_row(bias, one, mat2, beta=2) is NotImplemented
 
 
+def departs_at_a_float32_tie(model, prompt, eager: list[int], fast: list[int], options: dict) -> bool:
+    """Whether ``fast`` equals ``eager`` up to a step where eager's choice was within float32 rounding of another:
+    two of the top-(k + 1) logits within 1e-5, or the draw within 1e-6 of a boundary of the cumulative distribution.
+    A compiled step sums in another order than the eager one (differences of about 1e-7 here), so a near-uniform
+    random model's tokens may part there, and only there."""
+    if eager == fast:
+        return True
+    step = next(i for i, (a, b) in enumerate(zip(eager, fast)) if a != b)
+    with torch.no_grad():
+        logits = model(torch.cat([prompt, torch.tensor([eager[:step]], device=prompt.device)], 1)).logits[0, -1]
+    top = torch.sort(logits.double(), descending=True).values[: options.get("top_k", 1) + 1]
+    if float((top[:-1] - top[1:]).min()) < 1e-5:
+        return True
+    if not options.get("do_sample"):
+        return False
+    uniform = float(uniform_table(row_keys(options["seed"], 1), step + 1, "cpu")[0, step])
+    probs = torch.softmax(top[:-1], 0)
+    cdf = probs.cumsum(0)
+    nucleus = int((cdf - probs < options.get("top_p", 1.0))[1:].sum())
+    return float((cdf[: nucleus + 1] / cdf[nucleus] - uniform).abs().min()) < 1e-6
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("compile", [True, None])
 @pytest.mark.parametrize("options", [dict(), dict(do_sample=True, seed=5, top_k=20, top_p=0.9)])
-def test_compiled_batch_one_steps_equal_eager_in_float32_on_cuda(options, compile):
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_batch_one_steps_equal_eager_in_float32_on_cuda(options, compile, seed):
+    torch.manual_seed(seed)
     model = formers.create_model("gpt_mini", embed_dim=64, num_heads=4, num_layers=2, vocab_size=300, max_seq_len=96,
                                  eos_id=None).cuda().eval()
     ids = torch.randint(4, 300, (1, 7), device="cuda")
-    eager = generate(model, ids, 40, fast=False, **options)
+    eager = generate(model, ids, 40, fast=False, **options)[0].tolist()
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="torch.compile could not compile")  # no fallback
-        assert generate(model, ids, 40, compile=compile, **options).tolist() == eager.tolist()
+        fast = generate(model, ids, 40, compile=compile, **options)[0].tolist()
+    assert departs_at_a_float32_tie(model, ids, eager, fast, options), (eager, fast)
     assert any(decoder.checked and decoder._run_step != decoder._step  # compiled (compile=None: one row on CUDA)
                for decoder in model.__dict__["_static_decoders"].decoders.values())
+
+
+def test_a_departure_counts_only_at_a_tie():
+    torch.manual_seed(0)
+    model = formers.create_model("gpt_mini", embed_dim=64, num_heads=4, num_layers=2, vocab_size=300, max_seq_len=96,
+                                 eos_id=None).eval()
+    ids = torch.randint(4, 300, (1, 7))
+    for options in (dict(), dict(do_sample=True, seed=5, top_k=20, top_p=0.9)):
+        eager = generate(model, ids, 12, fast=False, **options)[0].tolist()
+        assert departs_at_a_float32_tie(model, ids, eager, list(eager), options)
+        wrong = eager[:5] + [(eager[5] + 1) % 300] + eager[6:]  # no tie at step 5 of this model
+        assert not departs_at_a_float32_tie(model, ids, eager, wrong, options)
 
 
 def test_compile_none_compiles_single_rows_on_cuda_only(monkeypatch):
