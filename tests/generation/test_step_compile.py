@@ -47,7 +47,8 @@ def departs_at_a_float32_tie(model, prompt, eager: list[int], fast: list[int], o
         return True
     step = next(i for i, (a, b) in enumerate(zip(eager, fast)) if a != b)
     with torch.no_grad():
-        logits = model(torch.cat([prompt, torch.tensor([eager[:step]], device=prompt.device, dtype=torch.long)], 1)).logits[0, -1]
+        prefix = torch.tensor([eager[:step]], device=prompt.device, dtype=torch.long)
+        logits = model(torch.cat([prompt, prefix], 1)).logits[0, -1]
     top = torch.sort(logits.double(), descending=True).values[: options.get("top_k", 1) + 1]
     if float((top[:-1] - top[1:]).min()) < 1e-5:
         return True
