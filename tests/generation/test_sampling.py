@@ -9,7 +9,6 @@ from formers.generation.sampling import (
     filter_logits,
     next_tokens,
     row_keys,
-    top_candidates,
     uniform_table,
 )
 
@@ -63,25 +62,3 @@ def test_an_unseeded_table_follows_torch_manual_seed():
     a = uniform_table(row_keys(None, 2), 4, "cpu")
     torch.manual_seed(1)
     assert uniform_table(row_keys(None, 2), 4, "cpu").tolist() == a.tolist()
-
-
-@pytest.mark.parametrize("vocab", [8192, 50257, 100003])
-@pytest.mark.parametrize("k", [1, 50, 128])
-def test_top_candidates_in_slices_equal_one_topk(vocab, k):
-    gen = torch.Generator().manual_seed(vocab + k)
-    logits = torch.randn(3, vocab, generator=gen)  # float32: no ties
-    logits[0, :7] = float("-inf")
-    logits[1, -3:] = 50.0 + torch.arange(3.0)  # the best in the padded last slice
-    for slices in (16, 64, 200):
-        values, ids = top_candidates(logits, k, slices=slices)
-        expected = torch.topk(logits, k, dim=-1)
-        assert torch.equal(values, expected.values) and torch.equal(ids, expected.indices)
-    assert top_candidates(logits[:, :100], 5, slices=64)[1].equal(torch.topk(logits[:, :100], 5).indices)  # short rows
-
-
-def test_top_candidates_never_name_a_token_past_the_vocabulary():
-    logits = torch.full((1, 10_000), float("-inf"))
-    logits[0, :3] = torch.tensor([1.0, 2.0, 3.0])
-    values, ids = top_candidates(logits, 50, slices=64)  # 47 of the 50 are -inf, some of them padding
-    assert int(ids.max()) < 10_000 and ids[0, :3].tolist() == [2, 1, 0]
-    assert torch.isinf(values[0, 3:]).all()

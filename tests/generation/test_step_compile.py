@@ -10,7 +10,7 @@ import torch
 import formers
 from formers.generation.causal_lm import generate
 from formers.generation.sampling import row_keys, uniform_table
-from formers.generation.step_compile import _addmm_one_row, one_row_addmm
+from formers.generation.step_compile import _addmm_one_row, compile_step, one_row_addmm
 
 
 @pytest.mark.parametrize("rows", [1, 3])
@@ -76,7 +76,7 @@ def test_compiled_batch_one_steps_equal_eager_in_float32_on_cuda(options, compil
         warnings.filterwarnings("error", message="torch.compile could not compile")  # no fallback
         fast = generate(model, ids, 40, compile=compile, **options)[0].tolist()
     assert departs_at_a_float32_tie(model, ids, eager, fast, options), (eager, fast)
-    assert any(decoder.checked and decoder._run_step != decoder._step  # compiled (compile=None: one row on CUDA)
+    assert any(decoder.checked and decoder.compile and decoder.compiled  # compiled (compile=None: one row on CUDA)
                for decoder in model.__dict__["_static_decoders"].decoders.values())
 
 
@@ -90,6 +90,26 @@ def test_a_departure_counts_only_at_a_tie():
         assert departs_at_a_float32_tie(model, ids, eager, list(eager), options)
         wrong = eager[:5] + [(eager[5] + 1) % 300] + eager[6:]  # no tie at step 5 of this model
         assert not departs_at_a_float32_tie(model, ids, eager, wrong, options)
+
+
+def test_more_steps_compile_than_dynamo_keeps_versions_of_one_function(monkeypatch):
+    from formers.generation import step_compile
+
+    monkeypatch.setattr(step_compile, "_inductor_for_steps", "eager")  # dynamo's tracing and limits, no codegen
+
+    class Stepper:
+        def __init__(self):
+            self.state = torch.zeros(3)
+
+        def step(self, scale: float) -> None:
+            self.state.add_(scale)
+
+    scales = [float(s) for s in range(torch._dynamo.config.recompile_limit + 3)]
+    steppers = [Stepper() for _ in range(3)]
+    for stepper in steppers:  # a decoder each
+        for scale in scales:  # a sampling configuration each: its constants traced into the graph
+            compile_step(stepper.step)(scale)
+    assert all(stepper.state.tolist() == [sum(scales)] * 3 for stepper in steppers)
 
 
 def test_compile_none_compiles_single_rows_on_cuda_only(monkeypatch):

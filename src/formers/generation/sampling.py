@@ -20,11 +20,6 @@ from torch import Tensor
 
 from formers.layers import check_int, check_number
 
-# top_k in two rounds (:func:`top_candidates`) over this many slices of a row of at least SPLIT_TOPK_MIN_VOCAB logits
-# on a GPU; None: one torch.topk over the row. One (1, 50257) row's topk(50) took 36 us on an H100 (argmax: 12 us),
-# most of the 32 us a sampled GPT-2 token took over a greedy one; the two rounds are not measured yet: off by default.
-SPLIT_TOPK_SLICES: int | None = None
-SPLIT_TOPK_MIN_VOCAB = 8192
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
 _MASK32 = 0xFFFFFFFF
 
@@ -127,27 +122,6 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = 
     return torch.softmax(logits, dim=-1)
 
 
-def top_candidates(logits: Tensor, k: int, slices: int | None = None) -> tuple[Tensor, Tensor]:
-    """``torch.topk(logits, k, dim=-1)`` of (B, V) logits: (B, k) values, descending, and their (B, k) ids.
-
-    On a GPU, a row of at least :data:`SPLIT_TOPK_MIN_VOCAB` logits is cut into ``slices`` (default
-    :data:`SPLIT_TOPK_SLICES`) slices, the last padded with -inf, whose top-k run in parallel, then the top-k of
-    those k * slices candidates: one (1, V) row's ``topk`` is slow on a GPU (one block scans the row). On the CPU
-    one ``topk`` is faster. The same values; ids differ from one ``topk``'s only among equal logits.
-    """
-    batch, vocab = logits.shape
-    if slices is None:
-        slices = SPLIT_TOPK_SLICES if logits.device.type != "cpu" else None
-    width = -(-vocab // slices) if slices else 0
-    if not slices or vocab < SPLIT_TOPK_MIN_VOCAB or k > width:
-        return torch.topk(logits, k, dim=-1)
-    padded = torch.nn.functional.pad(logits, (0, slices * width - vocab), value=float("-inf"))  # (B, S * W)
-    values, ids = padded.view(batch, slices, width).topk(k, dim=-1)  # (B, S, k)
-    ids = ids + torch.arange(0, slices * width, width, device=logits.device)[:, None]  # ids in the row
-    values, pick = values.flatten(1).topk(k, dim=-1)  # (B, k)
-    return values, ids.flatten(1).gather(1, pick).clamp_(max=vocab - 1)  # a padding -inf only where the row has -inf
-
-
 def next_tokens(
     logits: Tensor,
     uniform: Tensor | None,
@@ -166,7 +140,7 @@ def next_tokens(
         return logits.argmax(dim=-1)
     vocab = logits.shape[-1]
     if top_k is not None and top_k < vocab:
-        values, order = top_candidates(logits, top_k)  # (B, K) descending (in the logits' dtype: the same order)
+        values, order = torch.topk(logits, top_k, dim=-1)  # (B, K) descending (in the logits' dtype: the same order)
     elif top_p is not None and top_p < 1.0:
         values, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
     else:

@@ -114,7 +114,8 @@ class StaticLMDecoder:
         # (sampling, prompt shape, padded) -> the captured prefill and the prompt buffers it reads
         self.prefills: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, Tensor, Tensor | None] | None] = OrderedDict()
         self.lock = threading.Lock()  # one generation at a time: calls share the state
-        self._run_step = compile_step(self._step) if compile else self._step
+        self.compile = compile  # False after a failed compile with compile_fallback
+        self.compiled: dict[Sampling, Callable] = {}  # a compiled step per sampling configuration (its own code)
         self.compile_fallback = compile_fallback
         self.checked: set[Sampling] = set()  # sampling configurations whose step has run (compiled or fallen back)
 
@@ -133,6 +134,15 @@ class StaticLMDecoder:
     def _step(self, sampling: Sampling) -> None:
         self._emit(self.model(self.token, cache=self.state).logits[:, -1], sampling)
 
+    def _run_step(self, sampling: Sampling) -> None:
+        """One step, through its compiled version when compiling (each sampling configuration's constants make a graph
+        of their own: compiled once each, :func:`~formers.generation.step_compile.compile_step`)."""
+        if not self.compile:
+            return self._step(sampling)
+        if sampling not in self.compiled:
+            self.compiled[sampling] = compile_step(self._step)
+        return self.compiled[sampling](sampling)
+
     def _checked_step(self, sampling: Sampling) -> None:
         """Runs one step; the first per sampling configuration compiles it (if compiling), and when that fails with
         ``compile_fallback`` set, warns and goes on uncompiled."""
@@ -143,7 +153,7 @@ class StaticLMDecoder:
             self._run_step(sampling)
             self.checked.add(sampling)
         except Exception as error:
-            if not self.compile_fallback or self._run_step == self._step:
+            if not self.compile_fallback or not self.compile:
                 raise
             warnings.warn(
                 f"torch.compile could not compile the decoding step ({type(error).__name__}: {error}); decoding "
@@ -151,7 +161,7 @@ class StaticLMDecoder:
                 RuntimeWarning,
                 stacklevel=2,
             )
-            self._run_step = self._step  # compiling fails before the step runs: the state is untouched
+            self.compile = False  # compiling fails before the step runs: the state is untouched
             self._run_step(sampling)
             self.checked.add(sampling)
 

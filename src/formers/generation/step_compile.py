@@ -25,6 +25,7 @@ numbers, from cache), so the norm, its statistics and the product are one kernel
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -231,5 +232,17 @@ def _inductor_for_steps(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> 
 
 
 def compile_step(step: Callable) -> Callable:
-    """``step`` compiled once for fixed shapes (``fullgraph``, not dynamic), to be captured in a CUDA graph."""
-    return torch.compile(step, fullgraph=True, dynamic=False, backend=_inductor_for_steps)
+    """``step`` compiled once for fixed shapes (``fullgraph``, not dynamic), to be captured in a CUDA graph.
+
+    Each call compiles a copy of ``step``'s code of its own. Dynamo keeps the compiled versions of a function on its
+    code object, at most ``torch._dynamo.config.recompile_limit`` (8) of them, and with ``fullgraph`` the next one
+    raises: every decoder (and every sampling configuration) compiled from one shared method would count against
+    those 8, so the ninth decoder of a process would fail to compile. A copy's versions go with it.
+    """
+    method = getattr(step, "__func__", None)
+    func = method if method is not None else step
+    fresh = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__,
+                               func.__closure__)
+    fresh.__kwdefaults__ = func.__kwdefaults__
+    fresh = types.MethodType(fresh, step.__self__) if method is not None else fresh
+    return torch.compile(fresh, fullgraph=True, dynamic=False, backend=_inductor_for_steps)
