@@ -192,7 +192,7 @@ def test_graph_names_the_captured_single_step_greedy_graph():
     decoder = GraphedGreedyDecoder(make(), batch_size=1, max_len=16)
     assert decoder.graph is None  # nothing captured (the CPU runs the step eagerly)
     captured, burst = object(), object()
-    decoder.decoder.graphs[(GREEDY, 16)] = burst
+    decoder.decoder.graphs[(GREEDY.kind(), 16)] = burst
     assert decoder.graph is None
-    decoder.decoder.graphs[(GREEDY, 1)] = captured
+    decoder.decoder.graphs[(GREEDY.kind(), 1)] = captured
     assert decoder.graph is captured

@@ -62,3 +62,14 @@ def test_an_unseeded_table_follows_torch_manual_seed():
     a = uniform_table(row_keys(None, 2), 4, "cpu")
     torch.manual_seed(1)
     assert uniform_table(row_keys(None, 2), 4, "cpu").tolist() == a.tolist()
+
+
+def test_temperature_and_top_p_as_tensors_pick_the_tokens_of_their_values():
+    gen = torch.Generator().manual_seed(4)
+    logits = torch.randn(64, 300, generator=gen)
+    uniform = torch.rand(64, generator=gen, dtype=torch.float64)
+    for temperature, top_k, top_p in ((0.7, None, 0.9), (1.3, 20, 0.5), (1e-9, None, 0.3), (2.0, 5, 0.99)):
+        expected = next_tokens(logits, uniform, temperature, top_k, top_p)
+        as_tensors = (torch.tensor(temperature, dtype=torch.float64), torch.tensor(top_p, dtype=torch.float64))
+        assert next_tokens(logits, uniform, as_tensors[0], top_k, as_tensors[1]).equal(expected)
+    assert not next_tokens(logits, uniform, torch.tensor(0.5, dtype=torch.float64)).equal(next_tokens(logits, uniform))

@@ -12,6 +12,7 @@ from formers.generation.causal_lm import generate
 from formers.generation.static_lm import (
     CAPACITY_BUCKETS,
     DecoderCache,
+    StepKind,
     capacity_bucket,
     clear_decoders,
     held_bytes,
@@ -211,6 +212,22 @@ def test_compiled_sampling_step_equals_eager_on_cpu():
     options = dict(do_sample=True, seed=3, top_k=8, top_p=0.9)
     eager = generate(model, ids, 12, padding_mask=mask, fast=False, **options)
     assert generate(model, ids, 12, padding_mask=mask, fast=True, compile=True, **options).tolist() == eager.tolist()
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_new_temperatures_and_top_p_reuse_the_decoders_step_and_equal_eager(compile):
+    model = make()
+    ids, mask = prompts()
+    for temperature, top_p in ((0.7, 0.8), (1.3, 0.95), (0.5, 0.6)):
+        options = dict(do_sample=True, seed=5, top_k=10, temperature=temperature, top_p=top_p)
+        eager = generate(model, ids, 10, padding_mask=mask, fast=False, **options)
+        fast = generate(model, ids, 10, padding_mask=mask, fast=True, compile=compile, **options)
+        assert fast.tolist() == eager.tolist()
+    (decoder,) = model.__dict__["_static_decoders"].decoders.values()
+    assert decoder.checked == {StepKind(True, True, 10, True)}  # one step for the three calls
+    assert len(decoder.compiled) == int(compile)
+    generate(model, ids, 10, padding_mask=mask, fast=True, compile=compile, do_sample=True, seed=5, top_k=10)
+    assert decoder.checked == {StepKind(True, True, 10, True), StepKind(True, False, 10, False)}
 
 
 def test_a_model_without_a_static_cache_decodes_eagerly_and_refuses_fast_true(monkeypatch):

@@ -60,7 +60,7 @@ class GraphedGreedyDecoder:
     @property
     def graph(self) -> torch.cuda.CUDAGraph | None:
         """The captured step (None before the first call, or when not on CUDA)."""
-        return self.decoder.graphs.get((GREEDY, 1))
+        return self.decoder.graphs.get((GREEDY.kind(), 1))
 
     @torch.inference_mode()
     def generate(

@@ -125,33 +125,39 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = 
 def next_tokens(
     logits: Tensor,
     uniform: Tensor | None,
-    temperature: float = 1.0,
+    temperature: float | Tensor = 1.0,
     top_k: int | None = None,
-    top_p: float | None = None,
+    top_p: float | Tensor | None = None,
 ) -> Tensor:
     """The next token of each row (B,) long: the argmax of ``logits`` (B, V), or a draw with ``uniform`` (B,).
 
     A draw inverts the cumulative distribution of the candidates: the top-k tokens in descending order when
     ``top_k`` is set (only those are sorted: no sort of the whole vocabulary), else the whole vocabulary (sorted
     only when ``top_p`` needs it). The distribution is :func:`filter_logits`'s; only ties at the k-th logit differ.
-    Fixed shapes and no host reads: the same function runs eagerly and inside a CUDA graph.
+    Fixed shapes and no host reads: the same function runs eagerly and inside a CUDA graph. ``temperature`` and
+    ``top_p`` may be 0-d float64 tensors (a static decoder's buffers, so that a graph serves every value). A tensor
+    always applies, so pass one only where its value would (a temperature other than 1, a top-p below 1): then it
+    picks the tokens its value passed as a float picks.
     """
     if uniform is None:
         return logits.argmax(dim=-1)
     vocab = logits.shape[-1]
+    nucleus = top_p is not None and (isinstance(top_p, Tensor) or top_p < 1.0)
     if top_k is not None and top_k < vocab:
         values, order = torch.topk(logits, top_k, dim=-1)  # (B, K) descending (in the logits' dtype: the same order)
-    elif top_p is not None and top_p < 1.0:
+    elif nucleus:
         values, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
     else:
         values, order = logits, None
     values = values.double()  # exact for float32 and bfloat16 logits; the candidates' few values only, with top-k
-    if temperature != 1.0:  # shifted first, as in filter_logits (softmax itself is shift-invariant)
+    if isinstance(temperature, Tensor) or temperature != 1.0:  # shifted first, as in filter_logits
         largest = values[:, :1] if order is not None else values.amax(dim=-1, keepdim=True)  # (B, 1)
-        values = (values - largest) / max(temperature, torch.finfo(torch.float32).tiny)  # (B, N)
+        tiny = torch.finfo(torch.float32).tiny
+        divisor = temperature.clamp(min=tiny) if isinstance(temperature, Tensor) else max(temperature, tiny)
+        values = (values - largest) / divisor  # (B, N)
     probs = torch.softmax(values, dim=-1)
     cdf = probs.cumsum(dim=-1)  # (B, N)
-    if top_p is not None and top_p < 1.0:
+    if nucleus:
         # Candidates are in descending order, so the nucleus (mass before a token < top_p, never empty) is a prefix
         # of them: a target below the cdf at its last token lands inside it, and the whole cdf can be searched.
         last = (cdf - probs < top_p)[:, 1:].sum(dim=-1, keepdim=True)  # (B, 1) index of the nucleus' last token

@@ -4,8 +4,8 @@ Small-batch decoding of a small model is bound by kernel launches and host work,
 ~200 small kernels per token. :class:`StaticLMDecoder` runs the prompt eagerly into a static state
 (``model.init_cache(..., static=True)``: fixed shapes, write position on the device), captures one step (forward,
 pick the token with :func:`~formers.generation.sampling.next_tokens`, feed it back, record it) as a
-``torch.cuda.CUDAGraph`` once per sampling configuration (and, with :data:`BURST` above 1, that many steps in a row
-as a second graph), and replays them with no host work in between. Sampled
+``torch.cuda.CUDAGraph`` once per kind of step (:class:`StepKind`; and, with :data:`BURST` above 1, that many steps in
+a row as a second graph), and replays them with no host work in between. Sampled
 steps read their uniform number from a table made before the loop (:func:`~formers.generation.sampling.uniform_table`),
 so the draws happen on the device and equal the eager path's.
 
@@ -45,28 +45,45 @@ CAPACITY_BUCKETS = tuple(sorted({base << k for base in (64, 96) for k in range(1
 ``max_seq_len``. Every step attends over all slots, so fewer buckets would mean more wasted attention."""
 
 MAX_CACHED_DECODERS = 4  # per model; each holds a whole KV cache
-MAX_GRAPHS = 4  # sampling configurations captured per decoder
+MAX_GRAPHS = 4  # kinds of step captured per decoder
 BURST = 1
-"""Steps captured one after another in a second graph per sampling configuration, replayed for whole bursts of
+"""Steps captured one after another in a second graph per kind of step, replayed for whole bursts of
 :func:`run_static` (16: one graph launch per 16 tokens instead of per token). 1 (one graph): 16 measured no faster on
 an H100 (2,793 -> 2,751 tokens/s, ``benchmarks/results/generate_step_variants_h100_combine.json``)."""
 
 
 PREFILL_GRAPH_TOKENS = 512
 """Prompts of up to this many positions (rows x length) run their prefill as a CUDA graph too (one per prompt shape
-and sampling configuration, :data:`MAX_GRAPHS` kept): an eager prefill launches a kernel per operation from the host,
+and kind of step, :data:`MAX_GRAPHS` kept): an eager prefill launches a kernel per operation from the host,
 milliseconds the GPU waits through on every call (about 18 ms for GPT-2 and 16 tokens on an H100). 0: always eager.
 A captured prefill keeps its memory pool, the (B, T, V) logits included (GPT-2: 51 MB in bfloat16 at 512 positions),
 so longer prompts, whose prefill keeps the GPU busy anyway, run eagerly."""
 
 
 class Sampling(NamedTuple):
-    """The options that shape a decoding step (one captured graph each)."""
+    """A call's token-choice options."""
 
     do_sample: bool
     temperature: float
     top_k: int | None
     top_p: float | None
+
+    def kind(self) -> StepKind:
+        """What of these options a step's graph is built for (one compiled and captured step each)."""
+        sample = self.do_sample
+        return StepKind(sample, sample and self.temperature != 1.0, self.top_k if sample else None,
+                        sample and self.top_p is not None and self.top_p < 1.0)
+
+
+class StepKind(NamedTuple):
+    """The shape of a decoding step: whether it samples, whether a temperature and a nucleus apply, and top-k (which
+    sets a tensor's size). The temperature and top-p values themselves are read from the decoder's buffers, so a new
+    value reuses the compiled and captured step instead of compiling another (20-50 s on a GPU)."""
+
+    do_sample: bool
+    scaled: bool
+    top_k: int | None
+    nucleus: bool
 
 
 def capacity_bucket(slots: int, max_seq_len: int) -> int:
@@ -109,49 +126,52 @@ class StaticLMDecoder:
         self.out = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)  # (B, T_max) emitted ids
         self.noise = torch.zeros(batch_size, max_len, dtype=torch.float64, device=device)  # (B, T_max) uniforms
         self.count = torch.zeros((), dtype=torch.long, device=device)  # ids emitted so far
-        # (sampling, steps) -> the captured steps (1 and BURST for each sampling configuration)
-        self.graphs: OrderedDict[tuple[Sampling, int], torch.cuda.CUDAGraph] = OrderedDict()
-        # (sampling, prompt shape, padded) -> the captured prefill and the prompt buffers it reads
+        self.temperature = torch.ones((), dtype=torch.float64, device=device)  # the call's, read by sampling steps
+        self.top_p = torch.ones((), dtype=torch.float64, device=device)
+        # (step kind, steps) -> the captured steps (1 and BURST for each kind of step)
+        self.graphs: OrderedDict[tuple[StepKind, int], torch.cuda.CUDAGraph] = OrderedDict()
+        # (step kind, prompt shape, padded) -> the captured prefill and the prompt buffers it reads
         self.prefills: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, Tensor, Tensor | None] | None] = OrderedDict()
         self.lock = threading.Lock()  # one generation at a time: calls share the state
         self.compile = compile  # False after a failed compile with compile_fallback
-        self.compiled: dict[Sampling, Callable] = {}  # a compiled step per sampling configuration (its own code)
+        self.compiled: dict[StepKind, Callable] = {}  # a compiled step per kind of step (its own code)
         self.compile_fallback = compile_fallback
-        self.checked: set[Sampling] = set()  # sampling configurations whose step has run (compiled or fallen back)
+        self.checked: set[StepKind] = set()  # kinds of step that have run (compiled or fallen back)
 
     @property
     def batch_size(self) -> int:
         return self.token.shape[0]
 
-    def _emit(self, logits: Tensor, sampling: Sampling) -> None:
+    def _emit(self, logits: Tensor, kind: StepKind) -> None:
         """Picks each row's token from ``logits`` (B, V), feeds it back and records it, all on the device."""
-        uniform = self.noise.index_select(1, self.count[None])[:, 0] if sampling.do_sample else None  # (B,)
-        token = next_tokens(logits, uniform, sampling.temperature, sampling.top_k, sampling.top_p)[:, None]  # (B, 1)
+        uniform = self.noise.index_select(1, self.count[None])[:, 0] if kind.do_sample else None  # (B,)
+        temperature = self.temperature if kind.scaled else 1.0
+        token = next_tokens(logits, uniform, temperature, kind.top_k, self.top_p if kind.nucleus else None)[:, None]
         self.token.copy_(token)
         self.out.index_copy_(1, self.count[None], token)
         self.count += 1
 
-    def _step(self, sampling: Sampling) -> None:
-        self._emit(self.model(self.token, cache=self.state).logits[:, -1], sampling)
+    def _step(self, kind: StepKind) -> None:
+        self._emit(self.model(self.token, cache=self.state).logits[:, -1], kind)
 
-    def _run_step(self, sampling: Sampling) -> None:
-        """One step, through its compiled version when compiling (each sampling configuration's constants make a graph
-        of their own: compiled once each, :func:`~formers.generation.step_compile.compile_step`)."""
+    def _run_step(self, kind: StepKind) -> None:
+        """One step, through its compiled version when compiling (each kind of step is a graph of its own, compiled
+        once: :func:`~formers.generation.step_compile.compile_step`)."""
         if not self.compile:
-            return self._step(sampling)
-        if sampling not in self.compiled:
-            self.compiled[sampling] = compile_step(self._step)
-        return self.compiled[sampling](sampling)
+            return self._step(kind)
+        if kind not in self.compiled:
+            self.compiled[kind] = compile_step(self._step)
+        return self.compiled[kind](kind)
 
-    def _checked_step(self, sampling: Sampling) -> None:
-        """Runs one step; the first per sampling configuration compiles it (if compiling), and when that fails with
+    def _checked_step(self, kind: StepKind) -> None:
+        """Runs one step; the first of each kind compiles it (if compiling), and when that fails with
         ``compile_fallback`` set, warns and goes on uncompiled."""
-        if sampling in self.checked:
-            self._run_step(sampling)
+        if kind in self.checked:
+            self._run_step(kind)
             return
         try:
-            self._run_step(sampling)
-            self.checked.add(sampling)
+            self._run_step(kind)
+            self.checked.add(kind)
         except Exception as error:
             if not self.compile_fallback or not self.compile:
                 raise
@@ -162,28 +182,28 @@ class StaticLMDecoder:
                 stacklevel=2,
             )
             self.compile = False  # compiling fails before the step runs: the state is untouched
-            self._run_step(sampling)
-            self.checked.add(sampling)
+            self._run_step(kind)
+            self.checked.add(kind)
 
-    def _graph(self, sampling: Sampling, steps: int = 1) -> torch.cuda.CUDAGraph:
-        """``steps`` steps for ``sampling`` captured as one graph: warmed up on a side stream, then captured (state
+    def _graph(self, kind: StepKind, steps: int = 1) -> torch.cuda.CUDAGraph:
+        """``steps`` steps of ``kind`` captured as one graph: warmed up on a side stream, then captured (state
         reset after)."""
-        key = (sampling, steps)
+        key = (kind, steps)
         if key in self.graphs:
             self.graphs.move_to_end(key)
             return self.graphs[key]
         self.state.reset()
         self.count.zero_()
         with side_stream():
-            self._checked_step(sampling)
+            self._checked_step(kind)
             for _ in range(2):
-                self._run_step(sampling)
+                self._run_step(kind)
         self.state.reset()
         self.count.zero_()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             for _ in range(steps):
-                self._run_step(sampling)
+                self._run_step(kind)
         self.graphs[key] = graph
         while len(self.graphs) > 2 * MAX_GRAPHS:
             self.graphs.popitem(last=False)
@@ -194,14 +214,17 @@ class StaticLMDecoder:
 
         ``uniforms`` (B, N) are the draws of steps 0..N-1 (sampling only); the caller keeps T + N <= ``max_len``.
         """
+        kind = sampling.kind()
         if self.use_graph:  # captured now, so that capture's warm-up steps run before the real state is filled
-            self._graph(sampling)
-            self._graph(sampling, BURST)
+            self._graph(kind)
+            self._graph(kind, BURST)
         if uniforms is not None:
             self.noise[:, : uniforms.shape[1]].copy_(uniforms)
-        prefill = self._prefill_graph(input_ids, padding_mask, sampling)
+        self.temperature.fill_(sampling.temperature)
+        self.top_p.fill_(1.0 if sampling.top_p is None else sampling.top_p)
+        prefill = self._prefill_graph(input_ids, padding_mask, kind)
         if prefill is None:
-            self._prefill(input_ids, padding_mask, sampling)
+            self._prefill(input_ids, padding_mask, kind)
             return
         graph, ids, mask = prefill
         ids.copy_(input_ids)
@@ -209,31 +232,31 @@ class StaticLMDecoder:
             mask.copy_(padding_mask)
         graph.replay()
 
-    def _prefill(self, input_ids: Tensor, padding_mask: Tensor | None, sampling: Sampling) -> None:
+    def _prefill(self, input_ids: Tensor, padding_mask: Tensor | None, kind: StepKind) -> None:
         """Empties the state, runs the prompt into it and emits the first token."""
         self.state.reset()
         self.count.zero_()
-        self._emit(self.model(input_ids, padding_mask, cache=self.state).logits[:, -1], sampling)
+        self._emit(self.model(input_ids, padding_mask, cache=self.state).logits[:, -1], kind)
 
     def _prefill_graph(
-        self, input_ids: Tensor, padding_mask: Tensor | None, sampling: Sampling
+        self, input_ids: Tensor, padding_mask: Tensor | None, kind: StepKind
     ) -> tuple[torch.cuda.CUDAGraph, Tensor, Tensor | None] | None:
         """The captured prefill for this prompt shape (made on first use), or None where prefills run eagerly
         (no graphs, a prompt longer than :data:`PREFILL_GRAPH_TOKENS`, or a capture that failed for this shape)."""
         if not self.use_graph or input_ids.numel() > PREFILL_GRAPH_TOKENS:
             return None
-        key = (sampling, tuple(input_ids.shape), padding_mask is not None)
+        key = (kind, tuple(input_ids.shape), padding_mask is not None)
         if key in self.prefills:
             self.prefills.move_to_end(key)
             return self.prefills[key]
         ids = input_ids.clone()
         mask = None if padding_mask is None else padding_mask.clone()
         with side_stream():  # warm-up: allocations and lazy initialisations outside the capture
-            self._prefill(ids, mask, sampling)
+            self._prefill(ids, mask, kind)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
-                self._prefill(ids, mask, sampling)
+                self._prefill(ids, mask, kind)
         except RuntimeError as error:  # something in the model's prompt pass reads the device: stay eager for it
             warnings.warn(f"the prompt pass could not be captured ({error}); running it eagerly", RuntimeWarning,
                           stacklevel=3)
@@ -247,11 +270,12 @@ class StaticLMDecoder:
     def advance(self, steps: int, sampling: Sampling) -> None:
         """Runs ``steps`` more decoding steps (replays of the captured graphs on CUDA: whole bursts, then single
         steps)."""
+        kind = sampling.kind()
         if not self.use_graph:
             for _ in range(steps):
-                self._checked_step(sampling)
+                self._checked_step(kind)
             return
-        burst, single = self.graphs[sampling, BURST], self.graphs[sampling, 1]
+        burst, single = self.graphs[kind, BURST], self.graphs[kind, 1]
         for _ in range(steps // BURST):
             burst.replay()
         for _ in range(steps % BURST):
