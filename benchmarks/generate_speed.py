@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -49,6 +50,23 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def decode_run_record(device: torch.device, new_tokens: int, **fields) -> dict:
+    """The head of a decoding benchmark's JSON: commit (``FORMERS_COMMIT``), device, torch, date, tokens per call."""
+    return {
+        "commit": os.environ.get("FORMERS_COMMIT"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "new_tokens": new_tokens, **fields,
+    }
+
+
+def save_json(out: dict, path) -> dict:
+    """Writes ``out`` to ``path`` atomically, and returns it."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(out, indent=2) + "\n")
+    return out
 
 
 def timed(fn, device: torch.device, repeats: int, warmup: int = 1) -> tuple[list[float], object]:

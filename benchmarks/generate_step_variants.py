@@ -39,7 +39,6 @@ Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/generate_step_variants
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -48,9 +47,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_speed import gpt2_pair, kernel_profile, sync  # noqa: E402
+from generate_speed import decode_run_record, gpt2_pair, kernel_profile, save_json, sync  # noqa: E402
 
-from formers.files import atomic_file  # noqa: E402
 from formers.generation.static_lm import clear_decoders  # noqa: E402
 
 VARIANTS = {  # name -> (compile, attention backend, inductor settings, formers module settings)
@@ -139,20 +137,14 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     names = args.variants or (list(VARIANTS) if device.type == "cuda" else ["uncompiled"])
     model, _ = gpt2_pair(device, args.tiny, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    out = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "new_tokens": args.new_tokens, "variants": {},
-    }
+    out = decode_run_record(device, args.new_tokens, variants={})
     for name in names:
         row = out["variants"][name] = run_variant(model, device, args.new_tokens, args.repeats, *VARIANTS[name])
         profile = row.get("profile", {})
         print(f"{name:30s} {row['tokens_per_s']:8.0f} tokens/s  first call {row['first_s']:5.1f} s  "
               f"kernels/token {profile.get('kernels_per_token', float('nan')):6.1f}  "
               f"device us/token {profile.get('device_us_per_token', float('nan')):6.1f}", flush=True)
-    with atomic_file(args.out) as tmp:
-        tmp.write_text(json.dumps(out, indent=2) + "\n")
-    return out
+    return save_json(out, args.out)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/sampling_ratio.py --ou
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
@@ -29,9 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_speed import gpt2_pair, sync  # noqa: E402
-
-from formers.files import atomic_file  # noqa: E402
+from generate_speed import decode_run_record, gpt2_pair, save_json, sync  # noqa: E402
 
 SAMPLING = dict(do_sample=True, top_k=50, top_p=0.9, seed=0)
 
@@ -50,12 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     paths = {"greedy": {}, "sampling": SAMPLING}  # name -> generate options
     prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(2))
     prompt = prompt.to(device)
-    out = {
-        "commit": os.environ.get("FORMERS_COMMIT"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "new_tokens": args.new_tokens, "sampling": SAMPLING, "paths": {},
-    }
+    out = decode_run_record(device, args.new_tokens, sampling=SAMPLING, paths={})
 
     def seconds(options: dict) -> float:
         sync(device)
@@ -76,9 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
         row["of_greedy"] = greedy / median
         print(f"{name:20s} {row['tokens_per_s']:8.0f} tokens/s  {row['of_greedy']:.3f} of greedy  "
               f"first call {row['first_s']:5.1f} s", flush=True)
-    with atomic_file(args.out) as tmp:
-        tmp.write_text(json.dumps(out, indent=2) + "\n")
-    return out
+    return save_json(out, args.out)
 
 
 if __name__ == "__main__":
