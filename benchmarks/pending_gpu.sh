@@ -16,7 +16,8 @@
 #   generate  generate_speed.py: GPT-2 greedy/sampling against HF, beam-4 against Marian                (~9 min)
 #   lstm-recipe  the multi30k-en-de-lstm recipe as shipped (6 min of graphed steps, then BLEU): its README figures are
 #             from eager steps                                                                          (~8 min)
-#   decode    the GPU tests of the decoders (GraphedGreedyDecoder.graph's key, prefill graphs with padding), then
+#   decode    the GPU tests of the decoders (GraphedGreedyDecoder.graph's key, prefill graphs with padding, 12 compiled
+#             decoders in one process, compiled fp32 == eager up to float32 ties), then
 #             generate_step_variants.py: the default against the output layer's norm apart, norms unfused and the
 #             prefill eager, greedy batch 1                                                             (~5 min)
 # RECIPES="a b" narrows optgraph and baseline to those recipes.
@@ -24,7 +25,9 @@
 # the Fashion-MNIST recipes' profiles with the graphed update, generate. Not yet: lstm-recipe, bert-finetune-spam's
 # profile since the graphed update (benchmarks/bert_gpu.sh), generate on an H200. Measured on 2026-12-07 at 19:20
 # (all_h100_2026-12-07_generate.json, generate_step_variants_h100_fused_norms.json): the folded norms and the prefill
-# graph; not yet: decode (its tests ran before the graph-key fix), and why sampling measured 0.85 of greedy there.
+# graph. At 21:54 (0e2eda6): sampling_ratio.py (0.965 of greedy) and decode's tests, 1 failure (dynamo's recompile
+# limit, fixed in f8e4ac8); not yet: decode after that fix and after the temperature/top-p buffers (50c5ed8), and
+# decode's variants.
 # Usage on the GPU machine: FORMERS_DATA_DIR=<data> OUT=<dir> bash benchmarks/pending_gpu.sh PART...
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
