@@ -60,6 +60,17 @@ A captured prefill keeps its memory pool, the (B, T, V) logits included (GPT-2: 
 so longer prompts, whose prefill keeps the GPU busy anyway, run eagerly."""
 
 
+class StepKind(NamedTuple):
+    """The shape of a decoding step: whether it samples, whether a temperature and a nucleus apply, and top-k (which
+    sets a tensor's size). The temperature and top-p values themselves are read from the decoder's buffers, so a new
+    value reuses the compiled and captured step instead of compiling another (20-50 s on a GPU)."""
+
+    do_sample: bool
+    scaled: bool
+    top_k: int | None
+    nucleus: bool
+
+
 class Sampling(NamedTuple):
     """A call's token-choice options."""
 
@@ -73,17 +84,6 @@ class Sampling(NamedTuple):
         sample = self.do_sample
         return StepKind(sample, sample and self.temperature != 1.0, self.top_k if sample else None,
                         sample and self.top_p is not None and self.top_p < 1.0)
-
-
-class StepKind(NamedTuple):
-    """The shape of a decoding step: whether it samples, whether a temperature and a nucleus apply, and top-k (which
-    sets a tensor's size). The temperature and top-p values themselves are read from the decoder's buffers, so a new
-    value reuses the compiled and captured step instead of compiling another (20-50 s on a GPU)."""
-
-    do_sample: bool
-    scaled: bool
-    top_k: int | None
-    nucleus: bool
 
 
 def capacity_bucket(slots: int, max_seq_len: int) -> int:
@@ -145,8 +145,8 @@ class StaticLMDecoder:
     def _emit(self, logits: Tensor, kind: StepKind) -> None:
         """Picks each row's token from ``logits`` (B, V), feeds it back and records it, all on the device."""
         uniform = self.noise.index_select(1, self.count[None])[:, 0] if kind.do_sample else None  # (B,)
-        temperature = self.temperature if kind.scaled else 1.0
-        token = next_tokens(logits, uniform, temperature, kind.top_k, self.top_p if kind.nucleus else None)[:, None]
+        temperature, top_p = self.temperature if kind.scaled else 1.0, self.top_p if kind.nucleus else None
+        token = next_tokens(logits, uniform, temperature, kind.top_k, top_p)[:, None]  # (B, 1)
         self.token.copy_(token)
         self.out.index_copy_(1, self.count[None], token)
         self.count += 1
