@@ -186,7 +186,7 @@ def test_compiled_static_step_equals_generate_on_cpu():
 
 
 def test_graph_names_the_captured_single_step_greedy_graph():
-    """``graph`` reads the decoder's graphs under their (sampling, steps) key: the one-step greedy graph."""
+    """``graph`` reads the decoder's graphs under their (step kind, steps) key: the one-step greedy graph."""
     from formers.generation.graphed import GREEDY
 
     decoder = GraphedGreedyDecoder(make(), batch_size=1, max_len=16)
