@@ -151,6 +151,11 @@ def transformer_rows(r: dict) -> list[Row]:
     if "formers (targets=)" in tps:  # formers computing its own loss, as its translation task trains it
         rows.append(row(f"{what}, {how}, formers given `targets=`", "target tokens/s", tps["formers (targets=)"],
                         f"nn.Transformer ({how})", tps.get("nn.Transformer"), target_ratio=1.5))
+    if "formers (targets=, graphed)" in tps:  # both steps replayed as CUDA graphs: StepGraphs / reduce-overhead
+        rows.append(row(f"{what}, {how}, CUDA graphs: formers' StepGraphs (`train.cuda_graphs`), torch.compile's "
+                        "reduce-overhead", "target tokens/s", tps["formers (targets=, graphed)"],
+                        "nn.Transformer (reduce-overhead)", tps.get("nn.Transformer (reduce-overhead)"),
+                        target_ratio=1.5))
     return rows
 
 

@@ -17,8 +17,13 @@ off (``value_checks(False)``), as in the training tasks. A third run, ``formers 
 translation task trains it: the model is given the targets and computes the same smoothed loss itself (compiled, the
 output projection and loss written so that inductor fuses them and the float32 logits are never stored). The ratio
 the issue's target is judged by is ``speedup_vs_nn_transformer`` (same loss function for both);
-``speedup_targets_vs_nn_transformer`` is the one a formers user gets. ``--profile`` adds a profile of 5 steps of each
-(GPU-busy fraction, top kernels and host operators, as ``benchmarks/step_profile.py``).
+``speedup_targets_vs_nn_transformer`` is the one a formers user gets. On CUDA, two more runs replay their compiled
+steps as CUDA graphs, each the way its library offers: ``formers (targets=, graphed)`` through
+:class:`formers.training.step_graphs.StepGraphs` as ``formers train`` does with ``train.compile`` and
+``train.cuda_graphs``, ``nn.Transformer (reduce-overhead)`` through ``torch.compile(mode="reduce-overhead")``
+(``speedup_graphed_vs_nn_transformer_graphed``; a CUDA-graph step pays off where the compiled step leaves the GPU
+waiting on the host). ``--profile`` adds a profile of 5 steps of each (GPU-busy fraction, top kernels and host
+operators, as ``benchmarks/step_profile.py``).
 
 Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/transformer_speed.py`` (``--smoke``: a tiny model on the
 CPU, eager, one round: checks the script). Writes ``benchmarks/results/transformer_speed_<gpu>.json`` (or ``--out``;
@@ -51,6 +56,8 @@ import formers
 from formers.files import atomic_file
 from formers.layers import value_checks
 from formers.layers.positional import sinusoidal_table
+from formers.training.step_graphs import StepGraphs
+from formers.training.task import StepOutput
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASE = {"vocab_size": 32000, "embed_dim": 512, "num_heads": 8, "ffn_dim": 2048, "num_layers": 6, "batch_size": 128,
@@ -106,6 +113,8 @@ def build_models(size: dict[str, int], dropout: float) -> dict[str, nn.Module]:
 
 
 OWN_LOSS = "formers (targets=)"  # formers computing its own loss: the same model object as "formers"
+GRAPHED = "formers (targets=, graphed)"  # OWN_LOSS with the compiled forward and backward replayed as a CUDA graph
+PEER_GRAPHED = "nn.Transformer (reduce-overhead)"  # the peer's own way to CUDA graphs: torch.compile's mode
 
 
 def make_step(name: str, model: nn.Module, batch: tuple[Tensor, ...], smoothing: float, compile_it: bool,
@@ -116,8 +125,8 @@ def make_step(name: str, model: nn.Module, batch: tuple[Tensor, ...], smoothing:
     amp_dtype = torch.bfloat16
 
     def loss_of(src: Tensor, tgt_in: Tensor, tgt_out: Tensor) -> Tensor:
-        with torch.autocast(device.type, dtype=amp_dtype):
-            if name == OWN_LOSS:
+        with torch.autocast(device.type, dtype=amp_dtype, cache_enabled=name != GRAPHED):
+            if name in (OWN_LOSS, GRAPHED):
                 return model(src, tgt_in, src_padding_mask=src_mask, targets=tgt_out, label_smoothing=smoothing).loss
             if name == "formers":
                 logits = model(src, tgt_in, src_padding_mask=src_mask).logits  # (B, T, V)
@@ -125,15 +134,42 @@ def make_step(name: str, model: nn.Module, batch: tuple[Tensor, ...], smoothing:
                 logits = model(src, tgt_in)  # (B, T, V)
         return F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), label_smoothing=smoothing)
 
-    loss_fn = torch.compile(loss_of) if compile_it else loss_of
+    mode = "reduce-overhead" if name == PEER_GRAPHED else "default"
+    loss_fn = torch.compile(loss_of, mode=mode) if compile_it else loss_of
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
+    if name == GRAPHED:
+        return graphed_step(model, loss_fn, opt, batch[:3], compile_it, losses)
 
     def step() -> None:
+        if mode == "reduce-overhead":  # a new iteration: the outputs of the last replay may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         loss = loss_fn(src, tgt_in, tgt_out)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
+        losses.append(loss.detach() if mode == "default" else loss.detach().clone())
+
+    return step
+
+
+def graphed_step(model: nn.Module, loss_fn: Callable[..., Tensor], opt: torch.optim.Optimizer,
+                 batch: tuple[Tensor, ...], compiled: bool, losses: list) -> Callable[[], None]:
+    """The step as ``formers train`` runs it with ``train.compile`` and ``train.cuda_graphs``: forward and backward
+    replayed by :class:`formers.training.StepGraphs` (the first call warms up, the second captures), then the fused
+    AdamW update and gradients zeroed in place."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def forward_backward(b: tuple[Tensor, ...]) -> StepOutput:
+        loss = loss_fn(*b)
+        loss.backward()
+        return StepOutput(loss=loss.detach())
+
+    graphs = StepGraphs(forward_backward, params, batch[0].device, compiled=compiled)
+
+    def step() -> None:
+        losses.append(graphs(batch).loss)
+        opt.step()
+        opt.zero_grad(set_to_none=False)
 
     return step
 
@@ -153,6 +189,8 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
              torch.ones(b, t, dtype=torch.bool, device=device))
     compile_it = not args.no_compile and not args.smoke
     runs = {**models, OWN_LOSS: models["formers"]}
+    if device.type == "cuda" and compile_it:  # CUDA graphs: formers' StepGraphs against torch.compile's own
+        runs.update({GRAPHED: models["formers"], PEER_GRAPHED: models["nn.Transformer"]})
     losses: dict[str, list] = {k: [] for k in runs}
     steps = {k: make_step(k, m, batch, args.label_smoothing, compile_it, losses[k]) for k, m in runs.items()}
     best = dict.fromkeys(steps, 0.0)
@@ -175,6 +213,9 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "speedup_vs_nn_transformer": best["formers"] / best["nn.Transformer"],
         "speedup_targets_vs_nn_transformer": best[OWN_LOSS] / best["nn.Transformer"],
     }
+    if GRAPHED in best:
+        result["speedup_graphed_vs_nn_transformer"] = best[GRAPHED] / best["nn.Transformer"]
+        result["speedup_graphed_vs_nn_transformer_graphed"] = best[GRAPHED] / best[PEER_GRAPHED]
     if device.type == "cuda":
         result["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     if args.profile:
@@ -215,9 +256,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{result['model']}, batch {result['batch_size']} x {result['seq_len']}+{result['seq_len']} tokens, "
           f"vocab {result['vocab_size']}, bf16, compiled {result['compiled']}, {device_name}")
     for name, tps in result["target_tokens_per_s"].items():
-        print(f"  {name:16s} {tps:12,.0f} target tokens/s")
+        print(f"  {name:34s} {tps:12,.0f} target tokens/s")
     print(f"  formers / nn.Transformer: {result['speedup_vs_nn_transformer']:.2f}x (same loss function), "
           f"{result['speedup_targets_vs_nn_transformer']:.2f}x (formers given targets=)", flush=True)
+    if "speedup_graphed_vs_nn_transformer_graphed" in result:
+        print(f"  CUDA graphs, formers / nn.Transformer: {result['speedup_graphed_vs_nn_transformer_graphed']:.2f}x "
+              f"(reduce-overhead), {result['speedup_graphed_vs_nn_transformer']:.2f}x (default mode)", flush=True)
     for name, prof in result.get("profile", {}).items():
         print(f"== {name}: {prof['wall_ms_per_step']:.1f} ms per step, kernels {prof['kernel_ms_per_step']:.1f} ms "
               f"({prof['gpu_busy_fraction']:.0%} busy), {prof['kernel_launches_per_step']:.0f} launches")
