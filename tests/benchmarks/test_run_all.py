@@ -162,3 +162,14 @@ def test_readme_tables_of_several_runs_take_each_benchmark_from_the_latest_and_n
     assert "Rows from 2 runs" in text and "day 1" in text and "day 2" in text and text.endswith("rest\n")
     assert readme_tables.main([str(old), str(new), "--readme", str(readme), "--check"]) == 0
     assert readme_tables.main([str(old), "--readme", str(readme), "--check"]) == 1
+
+
+def test_transformer_rows_compare_formers_step_graphs_with_reduce_overhead(run_all):
+    tps = {"formers": 100.0, "nn.Transformer": 100.0, "formers (targets=)": 110.0,
+           "formers (targets=, graphed)": 150.0, "nn.Transformer (reduce-overhead)": 120.0}
+    rows = run_all.transformer_rows({"target_tokens_per_s": tps, "compiled": True, "batch_size": 128, "seq_len": 128,
+                                     "vocab_size": 32000})
+    assert [r["formers"] for r in rows] == [100.0, 110.0, 150.0]
+    assert rows[2]["peer"] == 120.0 and rows[2]["ratio"] == 1.25 and "reduce-overhead" in rows[2]["peer_name"]
+    cpu = run_all.transformer_rows({"target_tokens_per_s": {"formers": 1.0, "nn.Transformer": 2.0}})
+    assert len(cpu) == 1  # a run without graphs (the CPU's) keeps one row

@@ -52,3 +52,4 @@ def test_the_reference_uses_a_tied_output_and_scaled_sinusoidal_embedding():
         changed = ids.clone()
         changed[:, -1] = 3 + (changed[:, -1] - 2) % 47
         torch.testing.assert_close(ref(ids, changed)[:, :-1], logits[:, :-1])
+
