@@ -26,8 +26,8 @@
 # profile since the graphed update (benchmarks/bert_gpu.sh), generate on an H200. Measured on 2026-12-07 at 19:20
 # (all_h100_2026-12-07_generate.json, generate_step_variants_h100_fused_norms.json): the folded norms and the prefill
 # graph. At 21:54 (0e2eda6): sampling_ratio.py (0.965 of greedy) and decode's tests, 1 failure (dynamo's recompile
-# limit, fixed in f8e4ac8); not yet: decode after that fix and after the temperature/top-p buffers (50c5ed8), and
-# decode's variants.
+# limit, fixed in f8e4ac8). On 2026-12-08 at 00:44 (35bdaa3): decode's tests, 28 passed (with test_sampling.py), and
+# sampling_ratio.py 3 times (0.83-1.01); not yet: decode's variants (generate_step_variants.py).
 # Usage on the GPU machine: FORMERS_DATA_DIR=<data> OUT=<dir> bash benchmarks/pending_gpu.sh PART...
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
