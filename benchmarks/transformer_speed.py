@@ -156,8 +156,8 @@ def make_step(name: str, model: nn.Module, batch: tuple[Tensor, ...], smoothing:
 def graphed_step(model: nn.Module, loss_fn: Callable[..., Tensor], opt: torch.optim.Optimizer,
                  batch: tuple[Tensor, ...], compiled: bool, losses: list) -> Callable[[], None]:
     """The step as ``formers train`` runs it with ``train.compile`` and ``train.cuda_graphs``: forward and backward
-    replayed by :class:`formers.training.StepGraphs` (the first call warms up, the second captures), then the fused
-    AdamW update and gradients zeroed in place."""
+    replayed by :class:`formers.training.step_graphs.StepGraphs` (the first call warms up, the second captures),
+    then the fused AdamW update and gradients zeroed in place."""
     params = [p for p in model.parameters() if p.requires_grad]
 
     def forward_backward(b: tuple[Tensor, ...]) -> StepOutput:
