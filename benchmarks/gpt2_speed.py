@@ -32,6 +32,9 @@ formers' eager greedy tokens (float32, and bf16 reported).
 
 ``--attention-variants pytorch_order,contiguous,cudnn_op`` also times formers compiled with each attention variant
 patched in (PyTorch's own kernel order; q/k/v made contiguous; the cuDNN kernel called directly).
+``--batch-sweep 32,64`` times formers compiled at those batch sizes too (llm.c's GPT-2 runs use 64 x 1024), and
+``--tuned`` with inductor's ``coordinate_descent_tuning`` (each generated kernel's launch configuration tuned by
+timing its neighbours), at the main batch size and at each swept one: ``formers_compiled_b<B>[_tuned]`` rows.
 
 Run on a CUDA machine: ``PYTHONPATH=src python benchmarks/gpt2_speed.py`` (``--smoke``: a tiny CPU run of
 the same code). Writes ``benchmarks/results/gpt2_speed_h100.json`` (and ``$OUT/`` when set) and prints a table.
@@ -85,6 +88,16 @@ def build_pair(device: torch.device, smoke: bool, dtype: torch.dtype = torch.flo
     missing, unexpected = ours.load_state_dict(convert_gpt2_state_dict(hf.state_dict(), ours.config), strict=False)
     assert set(missing) <= {"output.weight"} and not unexpected, (missing, unexpected)  # the head is tied
     return ours.to(device, dtype), hf.to(device, dtype)
+
+
+def random_batches(batch: int, seq: int, vocab: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Four (inputs, targets) batches of random ids, (batch, seq) each, that a timed run rotates among."""
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    batches = []
+    for _ in range(4):
+        data = torch.randint(0, vocab, (batch, seq + 1), generator=gen).to(device)
+        batches.append((data[:, :-1].contiguous(), data[:, 1:].contiguous()))
+    return batches
 
 
 def flops_per_token(model, seq_len: int) -> float:
@@ -239,11 +252,7 @@ def bench_training(args, device, out: dict) -> None:
     seq = ours.config.max_seq_len if not args.smoke else 64
     batch = args.batch if not args.smoke else 2
     vocab = ours.config.vocab_size
-    gen = torch.Generator(device="cpu").manual_seed(1)
-    batches = []
-    for _ in range(4):  # rotate among a few batches
-        data = torch.randint(0, vocab, (batch, seq + 1), generator=gen).to(device)
-        batches.append((data[:, :-1].contiguous(), data[:, 1:].contiguous()))
+    batches = random_batches(batch, seq, vocab, device)
     fpt = flops_per_token(ours, seq)
     tokens = batch * seq
     out["training"] = {"batch": batch, "seq_len": seq, "flops_per_token": fpt, "peak_flops": PEAK_FLOPS, "runs": {}}
@@ -318,7 +327,9 @@ def bench_training(args, device, out: dict) -> None:
         runs["formers_compiled"]["tokens_per_s"] / runs["hf_compiled"]["tokens_per_s"]
     )
     if args.attention_variants:
-        bench_attention_variants(args, device, out, ours, batches, tokens, fpt)
+        bench_attention_variants(args, device, out, ours, batches, fpt)
+    if args.batch_sweep or args.tuned:
+        bench_step_variants(args, device, out, ours, fpt)
     del trainers, eager, ours, hf
     torch._dynamo.reset()
     if device.type == "cuda":
@@ -354,31 +365,64 @@ def _attention_variant(name: str):
     return original, variant
 
 
-def bench_attention_variants(args, device, out: dict, ours, batches, tokens: int, fpt: float) -> None:
+def extra_formers_run(args, device, out: dict, name: str, ours, batches, fpt: float,
+                      context=contextlib.nullcontext) -> None:
+    """formers compiled once more, from a fresh dynamo state, with ``context`` entered around compiling and timing;
+    timed as the main runs and recorded as ``runs[name]`` (with its batch size)."""
+    tokens = batches[0][0].numel()
+    try:
+        with context():
+            torch._dynamo.reset()
+            tr = Trainer(name, ours, formers_loss, batches, device, not args.smoke or args.smoke_compile)
+            with value_checks(False):
+                for _ in range(args.warmup):
+                    tr.step()
+                ts = tr.time(args.steps) + tr.time(args.steps)
+        med = statistics.median(ts)
+        out["training"]["runs"][name] = {
+            "batch": batches[0][0].shape[0], "step_ms_median": med * 1e3, "tokens_per_s": tokens / med,
+            "mfu": tokens / med * fpt / PEAK_FLOPS, "last_losses": tr.losses[-3:],
+        }
+        print(f"{name}: {med * 1e3:.2f} ms/step, {tokens / med:,.0f} tokens/s", flush=True)
+    except Exception as e:  # noqa: BLE001 - a variant that fails is recorded; the others still run
+        out["training"]["runs"][name] = {"error": f"{type(e).__name__}: {e}"[:1000]}
+        traceback.print_exc()
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def bench_attention_variants(args, device, out: dict, ours, batches, fpt: float) -> None:
     """formers compiled again with each attention variant patched in (what would make the step faster?)."""
     from formers.layers import attention
 
     for name in args.attention_variants.split(","):
         original, variant = _attention_variant(name)
-        attention.scaled_dot_product_attention = variant
-        try:
-            torch._dynamo.reset()
-            tr = Trainer(f"formers_{name}", ours, formers_loss, batches, device, True)
-            with value_checks(False):
-                for _ in range(args.warmup):
-                    tr.step()
-                ts = tr.time(args.steps) + tr.time(args.steps)
-            med = statistics.median(ts)
-            out["training"]["runs"][f"formers_compiled_{name}"] = {
-                "step_ms_median": med * 1e3, "tokens_per_s": tokens / med, "mfu": tokens / med * fpt / PEAK_FLOPS,
-                "last_losses": tr.losses[-3:],
-            }
-            print(f"formers_compiled_{name}: {med * 1e3:.2f} ms/step", flush=True)
-        except Exception as e:  # noqa: BLE001 - a variant that fails is recorded; the others still run
-            out["training"]["runs"][f"formers_compiled_{name}"] = {"error": f"{type(e).__name__}: {e}"[:1000]}
-            traceback.print_exc()
-        finally:
-            attention.scaled_dot_product_attention = original
+
+        @contextlib.contextmanager
+        def patched(variant=variant, original=original):
+            attention.scaled_dot_product_attention = variant
+            try:
+                yield
+            finally:
+                attention.scaled_dot_product_attention = original
+
+        extra_formers_run(args, device, out, f"formers_compiled_{name}", ours, batches, fpt, patched)
+
+
+def bench_step_variants(args, device, out: dict, ours, fpt: float) -> None:
+    """formers compiled at the ``--batch-sweep`` batch sizes, and with inductor's coordinate-descent tuning of its
+    generated kernels (``--tuned``: at the main batch size and at each swept one)."""
+    from torch._inductor import config as inductor_config
+
+    seq, main_batch = out["training"]["seq_len"], out["training"]["batch"]
+    sizes = [int(b) for b in args.batch_sweep.split(",") if b]
+    variants = [(b, False) for b in sizes] + ([(b, True) for b in (main_batch, *sizes)] if args.tuned else [])
+    for batch, tuned in variants:
+        name = f"formers_compiled_b{batch}" + ("_tuned" if tuned else "")
+        batches = random_batches(batch, seq, ours.config.vocab_size, device)
+        context = (lambda: inductor_config.patch(coordinate_descent_tuning=True)) if tuned else contextlib.nullcontext
+        extra_formers_run(args, device, out, name, ours, batches, fpt, context)
 
 
 def timed(fn, device, repeats: int) -> tuple[list[float], object]:
@@ -514,7 +558,7 @@ def table(out: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=15, help="timed steps per round (two rounds per model)")
@@ -532,8 +576,16 @@ def main() -> None:
         "--hf-default-only", action="store_true",
         help="skip the Hugging Face runs given the unmasked causal attention (flash; cuDNN first)",
     )
+    parser.add_argument(
+        "--batch-sweep", default="",
+        help="comma list of further batch sizes to time formers compiled at (e.g. 32,64; llm.c trains at 64)",
+    )
+    parser.add_argument(
+        "--tuned", action="store_true",
+        help="also time formers compiled with inductor's coordinate_descent_tuning (main and swept batch sizes)",
+    )
     parser.add_argument("--output", default=str(RESULTS / "gpt2_speed_h100.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
     import transformers
 

@@ -16,6 +16,12 @@
 #   generate  generate_speed.py: GPT-2 greedy/sampling against HF, beam-4 against Marian                (~9 min)
 #   lstm-recipe  the multi30k-en-de-lstm recipe as shipped (6 min of graphed steps, then BLEU): its README figures are
 #             from eager steps                                                                          (~8 min)
+#   sampling  sampling_ratio.py three times (each compiles anew): sampling against greedy, and the first sampled
+#             call's seconds after a greedy one, with the model's part of the step compiled once per decoder and
+#             shared by every kind of step (2026-12-08, CPU-built: not yet timed on a GPU)             (~6 min)
+#   gpt2-train  gpt2_speed.py's training half with formers also at batch 32 and 64 and with inductor's
+#             coordinate-descent tuning (the 560k aim)                                                  (~8 min)
+#   swin      swin_speed.py --compile, one round: Swin-T against timm, both compiled (the 1.4x aim)     (~9 min)
 #   decode    the GPU tests of the decoders (GraphedGreedyDecoder.graph's key, prefill graphs with padding, 12 compiled
 #             decoders in one process, compiled fp32 == eager up to float32 ties), then
 #             generate_step_variants.py: the default against the output layer's norm apart, norms unfused and the
@@ -42,7 +48,8 @@ profile() {  # recipe, tag, --set values...
   timeout ${LIMIT:-100} python benchmarks/step_profile.py "$recipe" "${sets[@]}" ${tag:+--tag "$tag"} --out "$OUT" \
     2>&1 | grep "^==" || echo "== $recipe $tag: failed"
 }
-[ $# -gt 0 ] || { echo "usage: bash benchmarks/pending_gpu.sh PART... (tests held detect recipe optgraph lstm lstm-recipe baseline beam decode generate)" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: bash benchmarks/pending_gpu.sh PART... (tests held detect recipe optgraph lstm lstm-recipe" \
+  "baseline beam sampling gpt2-train swin decode generate)" >&2; exit 2; }
 for part in "$@"; do
   echo "=== $part"
   case $part in
@@ -84,10 +91,23 @@ for part in "$@"; do
       timeout 330 python benchmarks/generate_step_variants.py --repeats 5 --out "$OUT/generate_step_variants.json" \
         --variants compiled "compiled, output layer's norm apart" "compiled, norms unfused" "compiled, prefill eager" \
         2>&1 | tail -5;;
+    sampling)
+      timeout 200 python -m pytest -q -p no:cacheprovider -m gpu tests/generation/test_static_lm.py \
+        tests/generation/test_sampling.py 2>&1 | tail -3
+      for i in 1 2 3; do
+        timeout 130 python benchmarks/sampling_ratio.py --rounds 4 --out "$OUT/sampling_ratio_$i.json" 2>&1 \
+          | grep -E "^(greedy|sampling)"
+      done;;
+    gpt2-train)
+      timeout 560 python benchmarks/gpt2_speed.py --skip-generation --hf-default-only --batch-sweep 32,64 --tuned \
+        --output "$OUT/gpt2_train.json" 2>&1 | grep -E "^(formers|hf|run|Training)" | tail -20;;
+    swin)
+      timeout 570 python benchmarks/swin_speed.py --compile --rounds 1 --out "$OUT/swin_speed.json" 2>&1 | tail -20;;
     generate)
       timeout 560 python benchmarks/generate_speed.py --out "$OUT/generate_speed.json" 2>&1 | tail -30;;
     *)
-      echo "unknown part $part (tests held detect recipe optgraph lstm lstm-recipe baseline beam decode generate)" >&2
+      echo "unknown part $part (tests held detect recipe optgraph lstm lstm-recipe baseline beam sampling gpt2-train" \
+        "swin decode generate)" >&2
       exit 2;;
   esac
 done

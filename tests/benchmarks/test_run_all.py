@@ -173,3 +173,14 @@ def test_transformer_rows_compare_formers_step_graphs_with_reduce_overhead(run_a
     assert rows[2]["peer"] == 120.0 and rows[2]["ratio"] == 1.25 and "reduce-overhead" in rows[2]["peer_name"]
     cpu = run_all.transformer_rows({"target_tokens_per_s": {"formers": 1.0, "nn.Transformer": 2.0}})
     assert len(cpu) == 1  # a run without graphs (the CPU's) keeps one row
+
+
+def test_gpt2_rows_add_formers_alone_at_each_swept_batch_size_against_the_560k_target(run_all):
+    runs = {"formers_compiled": {"tokens_per_s": 490_000.0}, "hf_compiled": {"tokens_per_s": 300_000.0},
+            "formers_compiled_b64": {"batch": 64, "tokens_per_s": 570_000.0},
+            "formers_compiled_b16_tuned": {"batch": 16, "tokens_per_s": 500_000.0},
+            "formers_compiled_b32": {"error": "OutOfMemoryError"}}
+    rows = run_all.gpt2_train_rows({"training": {"batch": 16, "seq_len": 1024, "runs": runs}})
+    assert [(r["formers"], r["met"]) for r in rows] == [(490_000.0, False), (570_000.0, True), (None, None)]
+    assert rows[0]["ratio"] == pytest.approx(490 / 300) and rows[1]["peer"] is None
+    assert "64x1024" in rows[1]["workload"] and "32x1024" in rows[2]["workload"]  # a failed run: no figure

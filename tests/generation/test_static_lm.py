@@ -226,8 +226,64 @@ def test_new_temperatures_and_top_p_reuse_the_decoders_step_and_equal_eager(comp
     (decoder,) = model.__dict__["_static_decoders"].decoders.values()
     assert decoder.checked == {StepKind(True, True, 10, True)}  # one step for the three calls
     assert len(decoder.compiled) == int(compile)
+    assert (decoder.compiled_body is not None) == compile
     generate(model, ids, 10, padding_mask=mask, fast=True, compile=compile, do_sample=True, seed=5, top_k=10)
     assert decoder.checked == {StepKind(True, True, 10, True), StepKind(True, False, 10, False)}
+
+
+def test_kinds_of_step_share_one_compiled_model_part_and_compile_only_their_token_choice(monkeypatch):
+    # Greedy, then two kinds of sampling, on one decoder: the model's part of the step is compiled once (a sampled
+    # call after a greedy one does not compile the model again), each kind compiles its own token choice, and every
+    # call's tokens equal the eager loop's. Dynamo traces and guards as usual; the "eager" backend skips codegen.
+    from formers.generation import static_lm, step_compile
+
+    monkeypatch.setattr(step_compile, "_inductor_for_steps", "eager")
+    compiled = []
+
+    def counted(step):
+        compiled.append(step.__name__)
+        return step_compile.compile_step(step)
+
+    monkeypatch.setattr(static_lm, "compile_step", counted)
+    model = make()
+    ids, mask = prompts()
+    calls = (dict(), dict(do_sample=True, seed=5, top_k=10), dict(do_sample=True, seed=6, top_p=0.9), dict())
+    for options in calls:
+        fast = generate(model, ids, 10, padding_mask=mask, fast=True, compile=True, **options)
+        assert fast.tolist() == generate(model, ids, 10, padding_mask=mask, fast=False, **options).tolist()
+    (decoder,) = model.__dict__["_static_decoders"].decoders.values()
+    assert compiled == ["_body", "_emit", "_emit", "_emit"]
+    assert len(decoder.compiled) == 3 and decoder.compile
+
+
+def test_a_token_choice_that_fails_to_compile_falls_back_on_the_logits_of_the_compiled_model_part(monkeypatch):
+    # The model's part has run (the cache holds the step) when the token choice fails: the fallback picks the token
+    # from those logits instead of running the model again, so the tokens still equal the eager loop's.
+    from formers.generation import static_lm, step_compile
+
+    monkeypatch.setattr(step_compile, "_inductor_for_steps", "eager")
+
+    def choice_fails(step):
+        if step.__name__ == "_body":
+            return step_compile.compile_step(step)
+
+        def fail(*args):
+            raise RuntimeError("no compiler for the choice")
+
+        return fail
+
+    monkeypatch.setattr(static_lm, "compile_step", choice_fails)
+    from formers.generation.stopping import Rows
+
+    model = make()
+    ids, mask = prompts()
+    eager = generate(model, ids, 10, padding_mask=mask, fast=False)
+    decoder = static_lm.StaticLMDecoder(model, 3, 16, use_graph=False, compile=True, compile_fallback=True)
+    rows = Rows(3, None, 0, None, None)
+    with pytest.warns(RuntimeWarning, match="could not compile the decoding step .*no compiler for the choice"):
+        static_lm.run_static(decoder, ids, mask, 10, static_lm.Sampling(False, 1.0, None, None), None, rows)
+    assert rows.result(False, ids.device).tolist() == eager.tolist()
+    assert not decoder.compile and decoder.compiled_body is not None
 
 
 def test_a_model_without_a_static_cache_decodes_eagerly_and_refuses_fast_true(monkeypatch):

@@ -7,7 +7,9 @@ pick the token with :func:`~formers.generation.sampling.next_tokens`, feed it ba
 ``torch.cuda.CUDAGraph`` once per kind of step (:class:`StepKind`; and, with :data:`BURST` above 1, that many steps in
 a row as a second graph), and replays them with no host work in between. Sampled
 steps read their uniform number from a table made before the loop (:func:`~formers.generation.sampling.uniform_table`),
-so the draws happen on the device and equal the eager path's.
+so the draws happen on the device and equal the eager path's. Compiled (``compile=True``; ``None``: one row on CUDA),
+the model's part of the step is compiled once per decoder and shared by every kind of step, each of which compiles
+only its token choice: a sampled call after a greedy one does not compile the model again.
 
 :func:`run_static` drives it in bursts of ``check_every`` steps: while the device runs one burst, the host hands
 the previous burst's ids to :class:`~formers.generation.stopping.Rows` (eos, ``stop``, streamer), which stops the
@@ -134,7 +136,8 @@ class StaticLMDecoder:
         self.prefills: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, Tensor, Tensor | None] | None] = OrderedDict()
         self.lock = threading.Lock()  # one generation at a time: calls share the state
         self.compile = compile  # False after a failed compile with compile_fallback
-        self.compiled: dict[StepKind, Callable] = {}  # a compiled step per kind of step (its own code)
+        self.compiled_body: Callable | None = None  # the model's part of a step, compiled once for every kind
+        self.compiled: dict[StepKind, Callable] = {}  # the token choice compiled per kind of step (its own code)
         self.compile_fallback = compile_fallback
         self.checked: set[StepKind] = set()  # kinds of step that have run (compiled or fallen back)
 
@@ -151,29 +154,47 @@ class StaticLMDecoder:
         self.out.index_copy_(1, self.count[None], token)
         self.count += 1
 
+    def _body(self) -> Tensor:
+        """The model's part of a step: feeds the last token through the model into the cache; the next logits (B, V)."""
+        return self.model(self.token, cache=self.state).logits[:, -1]
+
     def _step(self, kind: StepKind) -> None:
-        self._emit(self.model(self.token, cache=self.state).logits[:, -1], kind)
+        self._emit(self._body(), kind)
+
+    def _compiled_parts(self, kind: StepKind) -> tuple[Callable, Callable]:
+        """The compiled body (one for every kind of step) and this kind's compiled token choice
+        (:func:`~formers.generation.step_compile.compile_step`, each compiled on its first call).
+
+        The model's part is compiled once per decoder and shared: a sampled call after a greedy one compiles only
+        its token choice (a few seconds, not the model's 20-50 on a GPU), and every kind of step runs the same tuned
+        kernels for the model, so greedy and sampled steps differ only by the choice."""
+        if self.compiled_body is None:
+            self.compiled_body = compile_step(self._body)
+        if kind not in self.compiled:
+            self.compiled[kind] = compile_step(self._emit)
+        return self.compiled_body, self.compiled[kind]
 
     def _run_step(self, kind: StepKind) -> None:
-        """One step, through its compiled version when compiling (each kind of step is a graph of its own, compiled
-        once: :func:`~formers.generation.step_compile.compile_step`)."""
+        """One step, through its compiled parts when compiling."""
         if not self.compile:
             return self._step(kind)
-        if kind not in self.compiled:
-            self.compiled[kind] = compile_step(self._step)
-        return self.compiled[kind](kind)
+        body, emit = self._compiled_parts(kind)
+        emit(body(), kind)
 
     def _checked_step(self, kind: StepKind) -> None:
         """Runs one step; the first of each kind compiles it (if compiling), and when that fails with
         ``compile_fallback`` set, warns and goes on uncompiled."""
-        if kind in self.checked:
-            self._run_step(kind)
-            return
-        try:
+        if kind in self.checked or not self.compile:
             self._run_step(kind)
             self.checked.add(kind)
+            return
+        logits = None
+        try:
+            body, emit = self._compiled_parts(kind)
+            logits = body()
+            emit(logits, kind)
         except Exception as error:
-            if not self.compile_fallback or not self.compile:
+            if not self.compile_fallback:
                 raise
             warnings.warn(
                 f"torch.compile could not compile the decoding step ({type(error).__name__}: {error}); decoding "
@@ -181,9 +202,14 @@ class StaticLMDecoder:
                 RuntimeWarning,
                 stacklevel=2,
             )
-            self.compile = False  # compiling fails before the step runs: the state is untouched
-            self._run_step(kind)
-            self.checked.add(kind)
+            self.compile = False
+            # A part fails to compile before it runs: either the state is untouched (the body failed), or the body
+            # has run and its logits stand (the token choice failed, and runs uncompiled on them).
+            if logits is None:
+                self._step(kind)
+            else:
+                self._emit(logits, kind)
+        self.checked.add(kind)
 
     def _graph(self, kind: StepKind, steps: int = 1) -> torch.cuda.CUDAGraph:
         """``steps`` steps of ``kind`` captured as one graph: warmed up on a side stream, then captured (state
