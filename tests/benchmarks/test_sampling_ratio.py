@@ -15,3 +15,21 @@ def test_tiny_cpu_run_times_greedy_and_sampling_alternately(load_benchmark, tmp_
         assert len(row["times_s"]) == 3 and row["tokens_per_s"] > 0 and row["first_s"] > 0
     assert out["paths"]["greedy"]["of_greedy"] == 1.0
     assert "of greedy" in capsys.readouterr().out
+
+
+def test_compile_flag_compiles_the_model_part_once_for_both_paths(load_benchmark, tmp_path, monkeypatch):
+    from formers.generation import static_lm, step_compile
+
+    monkeypatch.setattr(step_compile, "_inductor_for_steps", "eager")  # dynamo's graphs, no code generation
+    compiled = []
+
+    def counted(step):
+        compiled.append(step.__name__)
+        return step_compile.compile_step(step)
+
+    monkeypatch.setattr(static_lm, "compile_step", counted)
+    module = load_benchmark("sampling_ratio")
+    out = module.main(["--device", "cpu", "--tiny", "--compile", "--new-tokens", "4", "--rounds", "1", "--out",
+                       str(tmp_path / "ratio.json")])
+    assert compiled == ["_body", "_emit", "_emit"]  # greedy's first call: both parts; sampling's: its choice only
+    assert all(row["first_s"] > 0 for row in out["paths"].values())
