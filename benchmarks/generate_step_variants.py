@@ -27,7 +27,10 @@ once per variant of the step, in one process:
   instead of replayed from a graph of its own;
 - ``compiled, 16 steps per graph``: the default with ``static_lm.BURST = 16``: one graph launch per 16 tokens
   instead of one per token;
-- ``compiled, both``: the two above together.
+- ``compiled, both``: the two above together;
+- ``compiled, whole step per kind``: the default with ``static_lm.SHARED_BODY = False``: each kind of step compiles
+  the whole step, the model included (the code before 2026-12-08), instead of the model's part once per decoder
+  and each kind its token choice.
 
 For each: tokens/s (median of ``--repeats`` calls after the first, which compiles and captures), the first call's
 time, and the profiler's kernels and device microseconds per token with the heaviest kernels.
@@ -70,6 +73,7 @@ VARIANTS = {  # name -> (compile, attention backend, inductor settings, formers 
     "compiled, 16 steps per graph": (None, "sdpa", {}, {"static_lm.BURST": 16}),
     "compiled, both": (None, "sdpa", {"fx_graph_cache": False},
                        {"decode_attention.FUSED_COMBINE": True, "static_lm.BURST": 16}),
+    "compiled, whole step per kind": (None, "sdpa", {}, {"static_lm.SHARED_BODY": False}),
 }
 
 

@@ -24,8 +24,8 @@
 #   swin      swin_speed.py --compile, one round: Swin-T against timm, both compiled (the 1.4x aim)     (~9 min)
 #   decode    the GPU tests of the decoders (GraphedGreedyDecoder.graph's key, prefill graphs with padding, 12 compiled
 #             decoders in one process, compiled fp32 == eager up to float32 ties), then
-#             generate_step_variants.py: the default against the output layer's norm apart, norms unfused and the
-#             prefill eager, greedy batch 1                                                             (~5 min)
+#             generate_step_variants.py: the default against the whole step compiled per kind (before the shared
+#             model part), the output layer's norm apart and norms unfused, greedy batch 1              (~5 min)
 # RECIPES="a b" narrows optgraph and baseline to those recipes.
 # Measured on an H100 on 2026-12-07 (evening; benchmarks/results/all_h100_2026-12-07.json): tests, the LSTM's and
 # the Fashion-MNIST recipes' profiles with the graphed update, generate. Not yet: lstm-recipe, bert-finetune-spam's
@@ -89,7 +89,7 @@ for part in "$@"; do
       timeout 200 python -m pytest -q -p no:cacheprovider -m gpu tests/generation/test_graphed.py \
         tests/generation/test_static_lm.py tests/generation/test_step_compile.py 2>&1 | tail -4
       timeout 330 python benchmarks/generate_step_variants.py --repeats 5 --out "$OUT/generate_step_variants.json" \
-        --variants compiled "compiled, output layer's norm apart" "compiled, norms unfused" "compiled, prefill eager" \
+        --variants compiled "compiled, whole step per kind" "compiled, output layer's norm apart" "compiled, norms unfused" \
         2>&1 | tail -5;;
     sampling)
       timeout 200 python -m pytest -q -p no:cacheprovider -m gpu tests/generation/test_static_lm.py \

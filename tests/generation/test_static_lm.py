@@ -231,7 +231,8 @@ def test_new_temperatures_and_top_p_reuse_the_decoders_step_and_equal_eager(comp
     assert decoder.checked == {StepKind(True, True, 10, True), StepKind(True, False, 10, False)}
 
 
-def test_kinds_of_step_share_one_compiled_model_part_and_compile_only_their_token_choice(monkeypatch):
+@pytest.mark.parametrize("shared", [True, False])
+def test_kinds_of_step_share_one_compiled_model_part_and_compile_only_their_token_choice(monkeypatch, shared):
     # Greedy, then two kinds of sampling, on one decoder: the model's part of the step is compiled once (a sampled
     # call after a greedy one does not compile the model again), each kind compiles its own token choice, and every
     # call's tokens equal the eager loop's. Dynamo traces and guards as usual; the "eager" backend skips codegen.
@@ -245,6 +246,7 @@ def test_kinds_of_step_share_one_compiled_model_part_and_compile_only_their_toke
         return step_compile.compile_step(step)
 
     monkeypatch.setattr(static_lm, "compile_step", counted)
+    monkeypatch.setattr(static_lm, "SHARED_BODY", shared)  # False: the whole step per kind (benchmarks compare)
     model = make()
     ids, mask = prompts()
     calls = (dict(), dict(do_sample=True, seed=5, top_k=10), dict(do_sample=True, seed=6, top_p=0.9), dict())
@@ -252,8 +254,8 @@ def test_kinds_of_step_share_one_compiled_model_part_and_compile_only_their_toke
         fast = generate(model, ids, 10, padding_mask=mask, fast=True, compile=True, **options)
         assert fast.tolist() == generate(model, ids, 10, padding_mask=mask, fast=False, **options).tolist()
     (decoder,) = model.__dict__["_static_decoders"].decoders.values()
-    assert compiled == ["_body", "_emit", "_emit", "_emit"]
-    assert len(decoder.compiled) == 3 and decoder.compile
+    assert compiled == (["_body", "_emit", "_emit", "_emit"] if shared else ["_step", "_step", "_step"])
+    assert len(decoder.compiled) == 3 and decoder.compile and (decoder.compiled_body is not None) == shared
 
 
 def test_a_token_choice_that_fails_to_compile_falls_back_on_the_logits_of_the_compiled_model_part(monkeypatch):

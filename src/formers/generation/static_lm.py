@@ -53,6 +53,11 @@ BURST = 1
 :func:`run_static` (16: one graph launch per 16 tokens instead of per token). 1 (one graph): 16 measured no faster on
 an H100 (2,793 -> 2,751 tokens/s, ``benchmarks/results/generate_step_variants_h100_combine.json``)."""
 
+SHARED_BODY = True
+"""Compiled steps compile the model's part once per decoder, shared by every kind of step, and each kind only its token
+choice (:meth:`StaticLMDecoder._compiled_parts`). False: each kind of step compiles the whole step, the model
+included (the code before 2026-12-08; ``benchmarks/generate_step_variants.py`` times both)."""
+
 
 PREFILL_GRAPH_TOKENS = 512
 """Prompts of up to this many positions (rows x length) run their prefill as a CUDA graph too (one per prompt shape
@@ -178,6 +183,10 @@ class StaticLMDecoder:
         """One step, through its compiled parts when compiling."""
         if not self.compile:
             return self._step(kind)
+        if not SHARED_BODY:
+            if kind not in self.compiled:
+                self.compiled[kind] = compile_step(self._step)
+            return self.compiled[kind](kind)
         body, emit = self._compiled_parts(kind)
         emit(body(), kind)
 
@@ -190,9 +199,12 @@ class StaticLMDecoder:
             return
         logits = None
         try:
-            body, emit = self._compiled_parts(kind)
-            logits = body()
-            emit(logits, kind)
+            if SHARED_BODY:
+                body, emit = self._compiled_parts(kind)
+                logits = body()
+                emit(logits, kind)
+            else:
+                self._run_step(kind)
         except Exception as error:
             if not self.compile_fallback:
                 raise
