@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+DRAW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
 def _drawing_path(out: Path, image: str, many: bool) -> Path:
     return out.with_name(f"{out.stem}-{Path(image).stem}{out.suffix or '.png'}") if many else out
 
@@ -39,6 +42,10 @@ def _drawing_path(out: Path, image: str, many: bool) -> Path:
 def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.threshold < 1.0:
         raise ValueError(f"--threshold must be in [0, 1), got {args.threshold}")
+    suffix = args.draw.suffix.lower() if args.draw is not None else None
+    if suffix is not None and suffix not in DRAW_SUFFIXES and not (suffix == "" and len(args.images) > 1):
+        raise ValueError(f"--draw must be an image path ending in one of {', '.join(DRAW_SUFFIXES)}, got "
+                         f"{str(args.draw)!r}")
     images = [read_image(path, 3) for path in args.images]  # every file is checked before the model loads
     detector = Detector.from_checkpoint(args.checkpoint, resolve_device(args.device), args.batch_size)
     names = detector.preprocessing.class_names

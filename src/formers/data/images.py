@@ -291,6 +291,8 @@ def read_image(path: str | os.PathLike[str], in_channels: int = 3) -> Tensor:
     if in_channels not in _MODES:
         raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"image file {str(path)!r} is a directory; expected an image file (PNG, JPEG, ...)")
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
     return _decode(path, in_channels, f"image {str(path)!r}")

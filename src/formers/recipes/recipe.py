@@ -98,6 +98,8 @@ def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> R
         if not path.is_file():
             raise FileNotFoundError(f"recipe file {str(path)!r} does not exist")
         data = load_file(path)
+        if isinstance(data, dict) and "name" not in data:
+            data = {"name": path.stem, **data}  # a recipe file is named after itself unless it says otherwise
     else:
         builtin = _builtin_dir() / f"{name_or_path}.yaml"
         if not builtin.is_file():

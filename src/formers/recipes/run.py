@@ -77,6 +77,12 @@ def build_optimization(model: nn.Module, optim: OptimConfig, total_steps: int | 
         model, optim.name, optim.lr, tuple(optim.betas), optim.eps, optim.weight_decay, optim.decay_embeddings,
         lr_scales=optim.lr_scales or None,
     )
+    if optim.schedule in ("cosine", "linear") and total_steps is not None and total_steps < max(1, optim.warmup_steps):
+        raise ValueError(
+            f"optim.warmup_steps={optim.warmup_steps} is longer than the run's {total_steps} optimizer steps "
+            f"(train.max_steps, or max_epochs' steps), which the {optim.schedule} schedule decays over: lower "
+            f"optim.warmup_steps (--set optim.warmup_steps=N) or raise train.max_steps"
+        )
     scheduler = build_scheduler(
         optimizer, optim.schedule, warmup_steps=optim.warmup_steps, total_steps=total_steps,
         min_lr_ratio=optim.min_lr_ratio,
