@@ -60,3 +60,9 @@ def test_a_closed_pipe_on_stdout_ends_quietly(capsys, monkeypatch):
     assert code == 1
     assert capsys.readouterr().err == ""
     stream.close()
+
+
+def test_averaging_a_missing_run_says_it_does_not_exist(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "average", str(tmp_path / "nonexistent"))
+    one_line(code, err, "nonexistent' does not exist")
+    assert not (tmp_path / "nonexistent").exists()

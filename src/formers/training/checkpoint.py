@@ -520,6 +520,8 @@ def average_run_checkpoints(run_dir: Path, last: int, out: Path) -> list[Path]:
     """
     if last < 2:
         raise ValueError(f"last (--last) must be >= 2 to average anything, got {last}")
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
     paths = step_checkpoints(run_dir)[-last:]
     if len(paths) < 2:
         raise ValueError(f"{run_dir} holds {len(paths)} step checkpoint(s); averaging needs at least 2")
