@@ -124,6 +124,14 @@ def test_evaluate_keeps_blank_sources_aligned_and_checks_its_files(checkpoint, t
     assert code == 2 and "--limit must be an int >= 1, got 0" in one_line(err)
 
 
+def test_a_bad_corpus_split_or_language_names_the_options(checkpoint, capsys):
+    argv = ["evaluate", "--checkpoint", str(checkpoint), "--corpus", "bible-en-es"]
+    code, _, err = run_cli(capsys, *argv, "--split", "nope")
+    assert code == 2 and "--corpus bible-en-es --split nope" in one_line(err) and "got 'nope'" in err
+    code, _, err = run_cli(capsys, *argv, "--src-lang", "de", "--tgt-lang", "fr")
+    assert code == 2 and "languages de -> fr (--src-lang / --tgt-lang" in one_line(err)
+
+
 def test_fast_and_eager_decoding_print_the_same_translations(checkpoint, capsys):
     texts = ["the cat sat", "a dog ran in the park", "el gato"]
     for beam in ("1", "3"):

@@ -151,7 +151,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         meta = translator.model.config.tokenizer
         src_lang = args.src_lang or meta.get("src_lang")
         tgt_lang = args.tgt_lang or meta.get("tgt_lang")
-        sources, refs = load_corpus_split(args.corpus, args.split, src_lang, tgt_lang, args.data_dir)
+        try:
+            sources, refs = load_corpus_split(args.corpus, args.split, src_lang, tgt_lang, args.data_dir)
+        except ValueError as error:  # name the options behind the corpus loader's arguments
+            raise ValueError(f"--corpus {args.corpus} --split {args.split}, languages {src_lang} -> {tgt_lang} "
+                             f"(--src-lang / --tgt-lang, else the checkpoint's): {error}") from error
     if args.limit is not None:
         sources, refs = sources[: args.limit], refs[: args.limit]
     start = time.perf_counter()
